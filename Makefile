@@ -1,0 +1,31 @@
+# S2S Relay. `make test` on a fresh clone creates .venv, installs everything and runs the suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: install test lint unit validate clean
+
+$(STAMP): pyproject.toml shared/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)   ## create .venv and install the project with its dev tools
+
+lint: install       ## ruff over the layer, functions and tests
+	$(BIN)/ruff check .
+
+unit: install       ## the test suite
+	$(BIN)/pytest
+
+validate: install   ## sam validate --lint (also run by the suite)
+	$(BIN)/sam validate --lint
+
+test: lint unit     ## what CI runs (.ci/run)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .aws-sam

@@ -1,0 +1,142 @@
+"""The `relay` command line (README "CLI")."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tomllib
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import jsonbody
+from .config import ConfigError, RelayConfig, config_from_mapping, load_config
+from .model import VENDORS, EventParseError, event_id_of, events_of, parse_event
+from .routing import Router
+from .vendors import Invalid, Mapped, Outcome, Skipped
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+DEFAULT_CONFIG = "relay.toml"
+
+
+class UsageError(Exception):
+    pass
+
+
+def resolve_config(path: str | None, err: TextIO) -> RelayConfig:
+    """--config, else ./relay.toml, else the bundled example (placeholders, said on stderr)."""
+    if path is not None:
+        return load_config(path)
+    if Path(DEFAULT_CONFIG).exists():
+        return load_config(DEFAULT_CONFIG)
+    print("relay: no --config and no ./relay.toml: using the example configuration", file=err)
+    text = resources.files("relay").joinpath("example.toml").read_text(encoding="utf-8")
+    return config_from_mapping(tomllib.loads(text), "relay.example.toml")
+
+
+def _outcome_json(outcome: Outcome, router: Router, vendor: str) -> dict[str, Any]:
+    if isinstance(outcome, Mapped):
+        return {"status": "ok", "request": router.adapters[vendor].request_for(outcome).describe()}
+    if isinstance(outcome, Skipped):
+        return {"status": "skipped", "reason": outcome.reason}
+    return {"status": "invalid", "errors": [e.as_dict() for e in outcome.errors]}
+
+
+def _print_human(index: int, total: int, event_id: str | None, name: str, result: dict[str, Any], out: TextIO) -> None:
+    print(f"event {index + 1}/{total}: {name} (event_id {event_id})", file=out)
+    if "errors" in result:
+        print("  rejected: the event does not match the canonical schema", file=out)
+        for e in result["errors"]:
+            print(f"    - {e['field']}: {e['message']}", file=out)
+        return
+    for vendor, v in result["vendors"].items():
+        if v["status"] == "ok":
+            req = v["request"]
+            print(f"  {vendor}: ok", file=out)
+            print(f"    {req['method']} {req['url']}", file=out)
+            for key, value in req["headers"].items():
+                print(f"    {key}: {value}", file=out)
+            body = json.dumps(req["json"], indent=2, ensure_ascii=False)
+            print("\n".join("    " + line for line in body.splitlines()), file=out)
+        elif v["status"] == "skipped":
+            print(f"  {vendor}: skipped: {v['reason']}", file=out)
+        else:
+            print(f"  {vendor}: invalid", file=out)
+            for e in v["errors"]:
+                print(f"    - {e['field']}: {e['message']}", file=out)
+
+
+def preview(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    config = resolve_config(args.config, err)
+    try:
+        raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+    try:
+        data = jsonbody.loads(raw)
+    except jsonbody.JsonBodyError as exc:
+        raise UsageError(f"{args.file}: {exc}") from None
+    try:
+        raw_events = events_of(data)
+    except EventParseError as exc:
+        raise UsageError("; ".join(map(str, exc.errors))) from None
+    router = Router(config)
+    vendors = [args.vendor] if args.vendor else list(VENDORS)
+    now = datetime.now(UTC)
+    code = EXIT_OK
+    for index, raw_event in enumerate(raw_events):
+        result: dict[str, Any] = {"index": index, "event_id": event_id_of(raw_event)}
+        name = raw_event.get("name") if isinstance(raw_event, dict) else None
+        try:
+            event = parse_event(raw_event, now=now, max_event_age_days=config.ingest.max_event_age_days)
+        except EventParseError as exc:
+            result["errors"] = [e.as_dict() for e in exc.errors]
+            code = EXIT_USAGE
+        else:
+            outcomes = {v: router.route_one(event, v) for v in vendors}
+            result["vendors"] = {v: _outcome_json(o, router, v) for v, o in outcomes.items()}
+            if code == EXIT_OK and any(isinstance(o, Invalid) for o in outcomes.values()):
+                code = EXIT_INVALID
+        if args.json:
+            print(json.dumps(result, ensure_ascii=False), file=out)
+        else:
+            _print_human(index, len(raw_events), result["event_id"], str(name), result, out)
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relay", description="S2S Relay: server-side conversions to AppLovin, AppsFlyer, AdRoll"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("preview", help="show the exact vendor requests for canonical events, without sending")
+    p.add_argument(
+        "file", metavar="EVENT.json", help='one canonical event or an ingest body {"events": [...]}; - for stdin'
+    )
+    p.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")
+    p.add_argument("--vendor", choices=VENDORS, help="show only this vendor")
+    p.add_argument("--json", action="store_true", help="one JSON object per event, one per line")
+    p.set_defaults(func=preview)
+    return parser
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args, out, err))
+    except ConfigError as exc:
+        print(f"relay: invalid configuration ({exc.source}):", file=err)
+        for e in exc.errors:
+            print(f"  - {e.field}: {e.message}", file=err)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"relay: {exc}", file=err)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""Relay configuration: `relay.toml` locally, environment variables + Secrets Manager when deployed.
+
+Both sources hold the same keys (README "Configuration") and go through the same models, so a bad
+value fails at start with the key and the reason, wherever it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, model_validator
+
+from .errors import FieldError, from_validation_error, rule_error
+from .event_names import ALLOWED_NAMES
+from .model import DEFAULT_MAX_EVENT_AGE_DAYS, VENDORS, HttpUrl
+from .signing import DEFAULT_TOLERANCE_SECONDS
+
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+ENV_PREFIX = "RELAY_"
+# The keys whose values are secrets: never in env vars, templates or logs; masked in output.
+SECRET_KEYS: dict[str, tuple[str, ...]] = {
+    "ingest": ("secrets",),
+    "applovin": ("api_key",),
+    "appsflyer": ("key",),
+    "adroll": ("token",),
+}
+
+
+class ConfigError(Exception):
+    def __init__(self, errors: list[FieldError], source: str = "config"):
+        self.errors = errors
+        self.source = source
+        super().__init__(f"invalid {source}: " + "; ".join(map(str, errors)))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+
+def _require(section: BaseModel, name: str, *keys: str) -> None:
+    for key in keys:
+        if getattr(section, key) in (None, ""):
+            raise rule_error(key, f"is required when {name} is enabled")
+
+
+class IngestConfig(_Section):
+    secrets: list[SecretStr] = Field(default_factory=list, max_length=10)
+    tolerance_seconds: int = Field(default=DEFAULT_TOLERANCE_SECONDS, ge=1, le=3600)
+    max_event_age_days: int = Field(default=DEFAULT_MAX_EVENT_AGE_DAYS, ge=1, le=365)
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> IngestConfig:
+        if any(not s.get_secret_value() for s in self.secrets):
+            raise rule_error("secrets", "must not hold an empty secret")
+        return self
+
+
+class AppLovinConfig(_Section):
+    enabled: bool = True
+    mode: Literal["standard", "restricted_lead_gen"] = "standard"
+    pixel_id: Id | None = None
+    api_key: SecretStr | None = None
+    endpoint: HttpUrl | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> AppLovinConfig:
+        if self.enabled:
+            _require(self, "applovin", "pixel_id", "api_key")
+        return self
+
+
+class AppsFlyerConfig(_Section):
+    enabled: bool = True
+    api: Literal["v3", "v2"] = "v3"
+    key: SecretStr | None = None
+    ios_app_id: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^id\d+$")] | None = None
+    android_app_id: (
+        Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z][\w]*(\.[A-Za-z_][\w]*)+$")] | None
+    ) = None
+    endpoint: HttpUrl | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ios_prefix(cls, data: Any) -> Any:
+        ios = data.get("ios_app_id") if isinstance(data, dict) else None
+        if isinstance(ios, str) and not ios.strip().startswith("id"):
+            raise rule_error(
+                "ios_app_id",
+                "must be 'id' followed by the App Store digits (id123456789): without the prefix "
+                "AppsFlyer answers 200 OK and records nothing",
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _complete(self) -> AppsFlyerConfig:
+        if self.enabled:
+            _require(self, "appsflyer", "key")
+            if not (self.ios_app_id or self.android_app_id):
+                raise rule_error("ios_app_id", "ios_app_id or android_app_id is required when appsflyer is enabled")
+        return self
+
+
+class AdRollConfig(_Section):
+    enabled: bool = True
+    advertisable_eid: Id | None = None
+    pixel_eid: Id | None = None
+    token: SecretStr | None = None
+    dry_run: bool = False
+    app_url_domain: (
+        Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[a-z0-9-]+(\.[a-z0-9-]+)+$")]
+        | None
+    ) = None
+    endpoint: HttpUrl | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> AdRollConfig:
+        if self.enabled:
+            _require(self, "adroll", "advertisable_eid", "pixel_eid", "token")
+        return self
+
+
+class EventOverride(_Section):
+    applovin: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] | None = None
+    appsflyer: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] | None = None
+    adroll: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] | None = None
+
+    @model_validator(mode="after")
+    def _documented_names(self) -> EventOverride:
+        for vendor, allowed in ALLOWED_NAMES.items():
+            name = getattr(self, vendor)
+            if name and allowed is not None and name not in allowed:
+                raise rule_error(
+                    vendor, f"'{name}' is not an event {vendor} documents: use one of {sorted(allowed)} or \"\""
+                )
+        return self
+
+
+class RelayConfig(_Section):
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    applovin: AppLovinConfig | None = None
+    appsflyer: AppsFlyerConfig | None = None
+    adroll: AdRollConfig | None = None
+    events: dict[Annotated[str, StringConstraints(min_length=1, max_length=100)], EventOverride] = Field(
+        default_factory=dict
+    )
+
+    def vendor(self, name: str) -> AppLovinConfig | AppsFlyerConfig | AdRollConfig | None:
+        return getattr(self, name)
+
+    def enabled(self, name: str) -> bool:
+        section = self.vendor(name)
+        return section is not None and section.enabled
+
+    @property
+    def enabled_vendors(self) -> list[str]:
+        return [v for v in VENDORS if self.enabled(v)]
+
+    @property
+    def event_overrides(self) -> dict[str, dict[str, str | None]]:
+        return {name: o.model_dump() for name, o in self.events.items()}
+
+    def secret_values(self) -> list[str]:
+        """Every secret in this config (for masking in output and checks that nothing leaks)."""
+        out = [s.get_secret_value() for s in self.ingest.secrets]
+        for vendor, keys in SECRET_KEYS.items():
+            section = self.vendor(vendor) if vendor != "ingest" else None
+            for key in keys if section is not None else ():
+                value = getattr(section, key)
+                if value is not None:
+                    out.append(value.get_secret_value())
+        return [s for s in out if s]
+
+
+def config_from_mapping(data: Mapping[str, Any], source: str = "config") -> RelayConfig:
+    try:
+        return RelayConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(from_validation_error(exc), source) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> RelayConfig:
+    """Read and validate a relay.toml; raises ConfigError naming the key and the reason."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([FieldError(str(p), "file not found")], str(p)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([FieldError(str(p), f"cannot be read ({type(exc).__name__})")], str(p)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([FieldError(str(p), f"is not valid TOML: {exc}")], str(p)) from None
+    return config_from_mapping(data, str(p))
+
+
+def config_from_env(environ: Mapping[str, str], secrets: Mapping[str, Mapping[str, Any]] | None = None) -> RelayConfig:
+    """The deployed form: ``RELAY_<SECTION>_<KEY>`` env vars for settings, ``RELAY_EVENTS`` (JSON)
+    for event-name overrides, and `secrets` (read from Secrets Manager) for the secret keys.
+
+    A vendor section exists when any of its variables (or its secret) is present.
+    """
+    data: dict[str, dict[str, Any]] = {}
+    fields = {
+        "ingest": IngestConfig.model_fields,
+        "applovin": AppLovinConfig.model_fields,
+        "appsflyer": AppsFlyerConfig.model_fields,
+        "adroll": AdRollConfig.model_fields,
+    }
+    errors: list[FieldError] = []
+    for section, names in fields.items():
+        for key in names:
+            var = f"{ENV_PREFIX}{section}_{key}".upper()
+            if var not in environ:
+                continue
+            if key in SECRET_KEYS[section]:
+                errors.append(FieldError(f"{section}.{key}", f"is a secret: set it in Secrets Manager, not in {var}"))
+                continue
+            data.setdefault(section, {})[key] = environ[var]
+    for section, values in (secrets or {}).items():
+        for key, value in values.items():
+            data.setdefault(section, {})[key] = value
+    if raw := environ.get(f"{ENV_PREFIX}EVENTS"):
+        try:
+            data["events"] = json.loads(raw)
+        except json.JSONDecodeError:
+            errors.append(FieldError("events", f"{ENV_PREFIX}EVENTS must be a JSON object"))
+    if errors:
+        raise ConfigError(errors, "environment")
+    return config_from_mapping(data, "environment")

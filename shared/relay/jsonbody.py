@@ -1,0 +1,56 @@
+"""Strict JSON decoding for bodies from clients: UTF-8 only, no NaN/Infinity, no duplicate keys,
+bounded nesting. Errors are short and never echo the input."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MAX_DEPTH = 32
+
+
+class JsonBodyError(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise JsonBodyError(f"duplicate key '{key[:64]}'")
+        out[key] = value
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise JsonBodyError(f"{name} is not valid JSON")
+
+
+def _depth(value: Any, limit: int) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict | list):
+            if level > limit:
+                return level
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def loads(raw: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError:
+        raise JsonBodyError("body is not valid UTF-8") from None
+    try:
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except JsonBodyError:
+        raise
+    except RecursionError:
+        raise JsonBodyError(f"JSON is nested deeper than {max_depth} levels") from None
+    except json.JSONDecodeError as exc:
+        raise JsonBodyError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if _depth(value, max_depth) > max_depth:
+        raise JsonBodyError(f"JSON is nested deeper than {max_depth} levels")
+    return value

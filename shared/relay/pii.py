@@ -1,0 +1,101 @@
+"""Normalisation and SHA-256 hashing of personal data, per vendor rule (see README "PII").
+
+A value that already is a SHA-256 hex digest (64 hex characters, any case) is taken as hashed and
+passed through in lower case: the relay never hashes a hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from .codes import CALLING_CODES
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_MD5 = re.compile(r"[0-9a-f]{32}")
+_NON_DIGITS = re.compile(r"\D")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+
+
+class PhoneError(ValueError):
+    """A phone number that cannot be normalised (message never holds the number)."""
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def as_sha256(value: str) -> str | None:
+    """The lower-case digest when `value` already is a SHA-256 hex digest, else None."""
+    v = value.strip().lower()
+    return v if _SHA256.fullmatch(v) else None
+
+
+def is_md5(value: str) -> bool:
+    return bool(_MD5.fullmatch(value.strip().lower()))
+
+
+def normalize_email(value: str) -> str:
+    """Trim and lower-case (AppsFlyer, AdRoll and AppLovin/Stape agree on this)."""
+    return value.strip().lower()
+
+
+def looks_like_email(value: str) -> bool:
+    return bool(_EMAIL.fullmatch(normalize_email(value)))
+
+
+def normalize_name(value: str) -> str:
+    """First/last name: trim and lower-case (AppsFlyer `*_name_hashed`)."""
+    return value.strip().lower()
+
+
+def phone_e164(value: str, country: str | None = None) -> str:
+    """Normalise a phone number to E.164 (`+16505551212`).
+
+    - `+…` or `00…`: international, the digits are kept as they are.
+    - otherwise, with `country` set: a national number; leading zeros (trunk prefix) are removed
+      and the country's calling code is prepended, unless the digits already start with it and
+      are at least 11 long (`16505551212` with US stays as it is).
+    - otherwise: AppsFlyer's literal rule, remove symbols, letters and leading zeros; the number
+      must then already hold its country code.
+    """
+    text = value.strip()
+    digits = _NON_DIGITS.sub("", text)
+    if text.startswith("+"):
+        pass
+    elif digits.startswith("00"):
+        digits = digits[2:]
+    else:
+        digits = digits.lstrip("0")
+        code = CALLING_CODES.get(country or "")
+        if code and not (digits.startswith(code) and len(digits) >= 11):
+            digits = code + digits
+    if not 7 <= len(digits) <= 15 or digits.startswith("0"):
+        raise PhoneError("must be a phone number of 7 to 15 digits including the country code (E.164)")
+    return "+" + digits
+
+
+def phone_digits(value: str, country: str | None = None) -> str:
+    """Digits only, country code included, no `+` (AppsFlyer `phone_number_hashed`, AppLovin `phone`)."""
+    return phone_e164(value, country)[1:]
+
+
+def hash_email(value: str) -> str:
+    norm = normalize_email(value)
+    return as_sha256(norm) or sha256_hex(norm)
+
+
+def hash_name(value: str) -> str:
+    norm = normalize_name(value)
+    return as_sha256(norm) or sha256_hex(norm)
+
+
+def hash_phone_digits(value: str, country: str | None = None) -> str:
+    return as_sha256(value) or sha256_hex(phone_digits(value, country))
+
+
+def hash_phone_e164(value: str, country: str | None = None) -> str | None:
+    """None when the phone arrived pre-hashed: its format can no longer be changed."""
+    if as_sha256(value):
+        return None
+    return sha256_hex(phone_e164(value, country))

@@ -1,0 +1,42 @@
+"""Every event gets exactly one outcome per vendor: a payload, skipped (with a reason) or invalid."""
+
+from __future__ import annotations
+
+from .config import RelayConfig
+from .event_names import vendor_event_name
+from .model import VENDORS, Event
+from .vendors import ADAPTERS, Mapped, Outcome, Skipped, VendorAdapter
+
+# Vendors whose data use needs device storage consent (cookies/ids): skipped on ad_storage=false.
+# AppsFlyer still gets the event, with consent_data and sharing_filter "all".
+AD_STORAGE_VENDORS = frozenset({"applovin", "adroll"})
+
+
+class Router:
+    def __init__(self, config: RelayConfig):
+        self.config = config
+        self.adapters: dict[str, VendorAdapter] = {
+            name: ADAPTERS[name](config.vendor(name)) for name in config.enabled_vendors
+        }
+        self._overrides = config.event_overrides
+
+    def route(self, event: Event) -> dict[str, Outcome]:
+        return {vendor: self.route_one(event, vendor) for vendor in VENDORS}
+
+    def route_one(self, event: Event, vendor: str) -> Outcome:
+        adapter = self.adapters.get(vendor)
+        if adapter is None:
+            return Skipped(f"{vendor} is not enabled in the relay's configuration")
+        if event.destinations is not None and vendor not in event.destinations:
+            return Skipped(f"{vendor} is not in the event's destinations")
+        name = vendor_event_name(event.name, vendor, self._overrides)
+        if name is None:
+            return Skipped(f"no {vendor} event is mapped to '{event.name}'")
+        if vendor in AD_STORAGE_VENDORS and event.consent.ad_storage is False:
+            return Skipped("consent.ad_storage is false")
+        return adapter.map_event(event, name)
+
+    @staticmethod
+    def destinations(outcomes: dict[str, Outcome]) -> list[str]:
+        """The vendors that will get the event (the SNS `destinations` attribute)."""
+        return [v for v, o in outcomes.items() if isinstance(o, Mapped)]

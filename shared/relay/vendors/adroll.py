@@ -1,0 +1,143 @@
+"""AdRoll (NextRoll) S2S events API (seed 003; VENDORS.md "AdRoll")."""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+from .. import pii
+from ..config import AdRollConfig
+from ..model import Event, Item
+from .base import Errors, Mapped, Outcome, Skipped, VendorAdapter, VendorRequest, drop_none, plain_decimal
+
+ENDPOINT = "https://srv.adroll.com/api"
+MAX_BATCH = 100
+FIRST_PARTY_COOKIE = re.compile(r"[0-9a-fA-F]{32}-\d{13}")
+DEVICE_OS = {
+    "ios": "iOS",
+    "android": "Android",
+    "macos": "macOS",
+    "windows": "Windows",
+    "linux": "Linux",
+    "other": "other",
+}
+
+
+def _product(item: Item) -> dict[str, Any]:
+    return drop_none(
+        {
+            "product_id": item.id,
+            "product_group": item.group,
+            "quantity": item.quantity,
+            "price": None if item.price is None else plain_decimal(item.price),
+            "category": item.category,
+        }
+    )
+
+
+def timestamp_seconds(event: Event) -> int | float:
+    """UTC seconds; milliseconds as decimals when there are any."""
+    ms = event.epoch_ms
+    return ms // 1000 if ms % 1000 == 0 else float(Decimal(ms) / 1000)
+
+
+class AdRoll(VendorAdapter[AdRollConfig]):
+    name = "adroll"
+    max_batch = MAX_BATCH
+    secret_headers = frozenset({"Authorization"})
+
+    def map_event(self, event: Event, vendor_name: str) -> Outcome:
+        app_fields: dict[str, Any] = {}
+        if event.source == "app":
+            if not self.config.app_url_domain:
+                return Skipped("AdRoll app events need a page URL domain: set [adroll] app_url_domain")
+            app_fields = drop_none(
+                {
+                    "device_os": DEVICE_OS.get(event.device.os or ""),
+                    "device_type": event.device.type,
+                    "package_app_name": event.app.bundle_id,
+                    "package_app_version": event.app.version,
+                }
+            )
+            page_location = f"https://{self.config.app_url_domain}"
+            if app_fields:
+                page_location += "?" + urlencode(app_fields)
+        else:
+            page_location = event.page_url or ""
+        errors = Errors()
+        user = event.user
+        errors.require(user.ip, "user.ip", "AdRoll's ip")
+        identifiers = self._identifiers(event, errors)
+        if errors:
+            return errors.invalid()
+        attributes = drop_none(
+            {
+                "order_id": event.order_id,
+                "keywords": event.search_query,
+                "products": [_product(i) for i in event.items] if event.items else None,
+            }
+        )
+        payload = drop_none(
+            {
+                "advertisable_eid": self.config.advertisable_eid,
+                "pixel_eid": self.config.pixel_eid,
+                "event_name": vendor_name,
+                "page_location": page_location,
+                "ip": user.ip,
+                "identifiers": identifiers,
+                "user_agent": user.user_agent,
+                "conversion_value": None if event.value is None else plain_decimal(event.value),
+                "currency": event.currency,
+                "timestamp": timestamp_seconds(event),
+                "event_attributes": attributes or None,
+                "external_data": json.dumps(event.properties, separators=(",", ":"), ensure_ascii=False)
+                if event.properties
+                else None,
+                **app_fields,
+            }
+        )
+        return Mapped(payload)
+
+    def _identifiers(self, event: Event, errors: Errors) -> dict[str, str]:
+        user, device, ids = event.user, event.device, event.vendor_ids.adroll
+        cookie = ids.first_party_cookie if ids else None
+        if errors.require(
+            cookie, "vendor_ids.adroll.first_party_cookie", "AdRoll needs identifiers.first_party_cookie"
+        ):
+            if not FIRST_PARTY_COOKIE.fullmatch(cookie or ""):
+                errors.add(
+                    "vendor_ids.adroll.first_party_cookie",
+                    "must be the __adroll_fpc value: 32 hex characters, '-', epoch milliseconds",
+                )
+        share_pii = event.consent.ad_user_data is not False
+        return drop_none(
+            {
+                "first_party_cookie": cookie,
+                "adct": ids.adct if ids else None,
+                "email_sha256": pii.hash_email(user.email) if user.email and share_pii else None,
+                "email_md5": user.email_md5 if share_pii else None,
+                "device_id": device.idfa or device.advertising_id or device.amazon_aid or device.oaid,
+                "user_id": user.id,
+            }
+        )
+
+    def build_request(self, target: str, payloads: list[dict[str, Any]]) -> VendorRequest:
+        if not 1 <= len(payloads) <= MAX_BATCH:
+            raise ValueError(f"AdRoll takes 1 to {MAX_BATCH} events per request, not {len(payloads)}")
+        assert self.config.token is not None and self.config.advertisable_eid is not None
+        query = {"advertisable": self.config.advertisable_eid}
+        if self.config.dry_run:
+            query["dry_run"] = "true"
+        return VendorRequest(
+            method="POST",
+            url=f"{self.config.endpoint or ENDPOINT}?{urlencode(query)}",
+            headers={
+                "Authorization": f"Token {self.config.token.get_secret_value()}",
+                "Content-Type": "application/json",
+            },
+            json=payloads,
+            secret_headers=self.secret_headers,
+        )

@@ -1,0 +1,123 @@
+"""What every vendor adapter returns, and the HTTP request it builds."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, ClassVar, Generic, TypeVar
+
+from ..errors import FieldError
+from ..model import Event
+
+MASK = "***"
+
+
+def body_bytes(body: Any) -> bytes:
+    """The exact bytes sent to a vendor (and measured against its size limits)."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def plain_decimal(value: Decimal) -> str:
+    """`113.56`, `-5`, `0.5`: no exponent, no symbols (AppsFlyer/AdRoll money strings)."""
+    text = format(value, "f")
+    return "0" if text in ("-0", "") else text
+
+
+def json_number(value: Decimal) -> int | float:
+    """A JSON number for AppLovin's `value`/`price` (an integral value stays an integer)."""
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def drop_none(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class VendorRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    json: Any
+    secret_headers: frozenset[str] = frozenset()
+
+    @property
+    def content(self) -> bytes:
+        return body_bytes(self.json)
+
+    def masked_headers(self) -> dict[str, str]:
+        lower = {h.lower() for h in self.secret_headers}
+        return {k: (MASK if k.lower() in lower else v) for k, v in self.headers.items()}
+
+    def describe(self) -> dict[str, Any]:
+        """The request as shown to humans and in `--json` output: secrets masked."""
+        return {"method": self.method, "url": self.url, "headers": self.masked_headers(), "json": self.json}
+
+
+@dataclass(frozen=True, slots=True)
+class Mapped:
+    """The event as this vendor takes it. `target` groups payloads into one request (AppsFlyer: app id)."""
+
+    payload: dict[str, Any]
+    target: str = ""
+    status: ClassVar[str] = "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    reason: str
+    status: ClassVar[str] = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    errors: tuple[FieldError, ...] = field(default_factory=tuple)
+    status: ClassVar[str] = "invalid"
+
+
+Outcome = Mapped | Skipped | Invalid
+C = TypeVar("C")
+
+
+class VendorAdapter(ABC, Generic[C]):
+    """Maps canonical events to one vendor's payloads and builds its HTTP requests."""
+
+    name: ClassVar[str]
+    max_batch: ClassVar[int]
+    secret_headers: ClassVar[frozenset[str]]
+
+    def __init__(self, config: C):
+        self.config = config
+
+    @abstractmethod
+    def map_event(self, event: Event, vendor_name: str) -> Outcome:
+        """`vendor_name` is the vendor's event name (after the name mapping)."""
+
+    @abstractmethod
+    def build_request(self, target: str, payloads: list[dict[str, Any]]) -> VendorRequest:
+        """One HTTP request carrying `payloads` (1..max_batch, all with the same target)."""
+
+    def request_for(self, outcome: Mapped) -> VendorRequest:
+        return self.build_request(outcome.target, [outcome.payload])
+
+
+class Errors:
+    """Collects the field errors of one mapping."""
+
+    def __init__(self) -> None:
+        self.items: list[FieldError] = []
+
+    def add(self, field: str, message: str) -> None:
+        self.items.append(FieldError(field, message))
+
+    def require(self, value: Any, field: str, why: str) -> Any:
+        if value is None or value == "" or value == []:
+            self.add(field, f"is required: {why}")
+        return value
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def invalid(self) -> Invalid:
+        return Invalid(tuple(self.items))
