@@ -41,7 +41,24 @@ Uuid = Annotated[
         pattern=r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$",
     ),
 ]
-Money = Annotated[Decimal, Field(max_digits=20, allow_inf_nan=False)]
+MAX_MONEY = Decimal(10) ** 15
+
+
+def _money(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise ValueError("must be a decimal number such as 12.34 (a JSON number or a string)")
+    try:
+        number = Decimal(str(value).strip())
+    except ArithmeticError:
+        raise ValueError("must be a decimal number such as 12.34 (a JSON number or a string)") from None
+    if not number.is_finite():
+        raise ValueError("must be a finite decimal number")
+    if abs(number) >= MAX_MONEY:
+        raise ValueError("must be less than 10^15 in absolute value")
+    return number
+
+
+Money = Annotated[Decimal, BeforeValidator(_money)]
 
 
 class Strict(BaseModel):
@@ -161,7 +178,7 @@ class AppSetId(Strict):
     id: Uuid
 
 
-IOS_ONLY_DEVICE_FIELDS = ("idfa", "idfv", "att")
+APPLE_DEVICE_FIELDS = ("idfa", "idfv", "att")  # iOS, and macOS (Catalyst / ATT on macOS 11+)
 ANDROID_ONLY_DEVICE_FIELDS = ("advertising_id", "oaid", "amazon_aid", "imei", "app_set_id")
 
 
@@ -181,9 +198,9 @@ class Device(Strict):
 
     @model_validator(mode="after")
     def _platform_ids(self) -> Device:
-        for name in IOS_ONLY_DEVICE_FIELDS:
-            if getattr(self, name) is not None and self.os != "ios":
-                raise rule_error(name, "is an iOS identifier: set only when device.os is 'ios'")
+        for name in APPLE_DEVICE_FIELDS:
+            if getattr(self, name) is not None and self.os not in ("ios", "macos"):
+                raise rule_error(name, "is an Apple identifier: set only when device.os is 'ios' or 'macos'")
         for name in ANDROID_ONLY_DEVICE_FIELDS:
             if getattr(self, name) is not None and self.os != "android":
                 raise rule_error(name, "is an Android identifier: set only when device.os is 'android'")

@@ -93,7 +93,7 @@ class AdRoll(VendorAdapter[AdRollConfig]):
                 "currency": event.currency,
                 "timestamp": timestamp_seconds(event),
                 "event_attributes": attributes or None,
-                "external_data": json.dumps(event.properties, separators=(",", ":"), ensure_ascii=False)
+                "external_data": json.dumps(event.properties, ensure_ascii=False)  # AdRoll example: ", " and ": "
                 if event.properties
                 else None,
                 **app_fields,

@@ -1,0 +1,113 @@
+"""PII normalisation and hashing (VENDORS.md: AppsFlyer, AppLovin/Stape, AdRoll)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from relay import pii
+from relay.codes import CALLING_CODES
+
+
+def sha(s: str) -> str:
+    return hashlib.sha256(s.encode()).hexdigest()
+
+
+def test_appsflyer_documented_phone_example():
+    assert pii.phone_digits("(650)555-1212", "US") == "16505551212"
+    assert pii.phone_e164("(650)555-1212", "US") == "+16505551212"
+    assert pii.hash_phone_digits("(650)555-1212", "US") == sha("16505551212")
+    assert pii.hash_phone_e164("(650)555-1212", "US") == sha("+16505551212")
+
+
+@pytest.mark.parametrize(
+    ("raw", "country", "e164"),
+    [
+        ("+1 (650) 555-1212", None, "+16505551212"),
+        ("001 650 555 1212", None, "+16505551212"),
+        ("16505551212", "US", "+16505551212"),
+        ("16505551212", None, "+16505551212"),
+        ("07911 123456", "GB", "+447911123456"),
+        ("447911123456", "GB", "+447911123456"),
+        ("+44 (0)7911 123456".replace("(0)", ""), None, "+447911123456"),
+        ("0151 1234 5678", "DE", "+4915112345678"),
+        ("tel: +33 6 12 34 56 78", None, "+33612345678"),
+    ],
+)
+def test_phone_e164(raw, country, e164):
+    assert pii.phone_e164(raw, country) == e164
+    assert pii.phone_digits(raw, country) == e164[1:]
+
+
+@pytest.mark.parametrize("raw", ["", "123", "+0123456789", "+1234567890123456"])
+def test_phone_errors_do_not_echo_the_number(raw):
+    with pytest.raises(pii.PhoneError) as exc:
+        pii.phone_e164(raw)
+    assert str(exc.value) == "must be a phone number of 7 to 15 digits including the country code (E.164)"
+
+
+def test_email_normalisation_and_hash():
+    assert pii.normalize_email("  Jane.Doe@Example.COM ") == "jane.doe@example.com"
+    assert pii.hash_email("  Jane.Doe@Example.COM ") == sha("jane.doe@example.com")
+
+
+def test_hashes_pass_through_unchanged():
+    digest = sha("user@example.com")
+    assert pii.hash_email(digest) == digest
+    assert pii.hash_email(digest.upper()) == digest
+    assert pii.hash_phone_digits(digest) == digest
+    assert pii.hash_phone_e164(digest) is None  # a hashed phone cannot be re-formatted
+    assert pii.hash_name(digest) == digest
+
+
+def test_name_hash_is_lower_case_and_trimmed():
+    assert pii.hash_name(" Jane ") == sha("jane")
+
+
+emails = st.builds(
+    lambda local, domain, pad: f"{pad}{local}@{domain}.com{pad}",
+    st.text(alphabet="abcXYZ019._%+-", min_size=1, max_size=20),
+    st.text(alphabet="abcDEF019-", min_size=1, max_size=20),
+    st.sampled_from(["", " ", "  \t"]),
+)
+
+
+@given(emails)
+def test_email_normaliser_is_idempotent(email):
+    once = pii.normalize_email(email)
+    assert pii.normalize_email(once) == once
+    assert pii.hash_email(email) == pii.hash_email(once) == pii.hash_email(pii.hash_email(email))
+
+
+national = st.text(alphabet="0123456789", min_size=6, max_size=10).filter(lambda d: d.lstrip("0"))
+decoration = st.sampled_from(["{}", "({}", "{}-", " {} ", "tel:{}", "{}."])
+
+
+@given(national, st.sampled_from(sorted(CALLING_CODES)), decoration)
+def test_phone_normaliser_is_idempotent(digits, country, fmt):
+    raw = fmt.format(digits)
+    try:
+        e164 = pii.phone_e164(raw, country)
+    except pii.PhoneError:
+        return
+    assert pii.phone_e164(e164, country) == e164
+    assert pii.phone_e164(e164) == e164
+    assert pii.phone_digits(e164, country) == e164[1:]
+    assert e164[1:].isdigit() and 7 <= len(e164) - 1 <= 15
+
+
+@given(st.text(alphabet="0123456789 ()-.", min_size=0, max_size=30))
+def test_phone_normaliser_never_crashes(raw):
+    try:
+        out = pii.phone_digits("+" + raw)
+    except pii.PhoneError:
+        return
+    assert out.isdigit() and out == "".join(c for c in raw if c.isdigit())
+
+
+@given(st.text(alphabet="0123456789", min_size=10, max_size=10).filter(lambda d: d[0] != "0"))
+def test_us_numbers_get_country_code_1(digits):
+    assert pii.phone_digits(digits, "US") == "1" + digits
