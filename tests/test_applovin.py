@@ -147,7 +147,9 @@ def test_event_data_per_event(fields, data):
 
 
 def test_app_open_has_null_data():
-    data = web_event(name="app_open", source="app", device={"os": "ios", "idfa": IDFA})
+    data = web_event(
+        name="app_open", source="app", page_url="https://app.example.com/", device={"os": "ios", "idfa": IDFA}
+    )
     outcome = outcome_for(data)
     assert outcome.payload["data"] is None
     assert outcome.payload["user_data"]["esi"] == "app"
@@ -185,10 +187,6 @@ def test_app_open_has_null_data():
             },
         ),
         (
-            {"source": "app", "page_url": None, "device": {"os": "ios"}},
-            {"page_url": "is required: AppLovin's event_source_url"},
-        ),
-        (
             {"user": {"ip": "203.0.113.7", "user_agent": "ua"}},
             {
                 "user": "AppLovin needs at least one identifier: vendor_ids.applovin.aleid, vendor_ids.applovin.axwrt, "
@@ -201,6 +199,11 @@ def test_rules_fail_with_field_errors(fields, errors):
     outcome = outcome_for(web_event(**fields))
     assert isinstance(outcome, Invalid)
     assert {e.field: e.message for e in outcome.errors} == errors
+
+
+def test_app_events_without_page_url_are_skipped():
+    outcome = outcome_for(web_event(source="app", page_url=None, device={"os": "ios"}))
+    assert outcome == Skipped("AppLovin needs event_source_url: send page_url with app events to include AppLovin")
 
 
 def test_zip_is_five_digits_in_the_us_only():

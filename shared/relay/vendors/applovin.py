@@ -84,9 +84,10 @@ class AppLovin(VendorAdapter[AppLovinConfig]):
             return Skipped(
                 f"AppLovin restricted lead-gen mode sends only page_view and generate_lead, not '{vendor_name}'"
             )
+        if event.page_url is None:  # only app events can lack it (the model requires it for web)
+            return Skipped("AppLovin needs event_source_url: send page_url with app events to include AppLovin")
         errors = Errors()
         user = event.user
-        errors.require(event.page_url, "page_url", "AppLovin's event_source_url")
         errors.require(user.ip, "user.ip", "AppLovin's client_ip_address")
         errors.require(user.user_agent, "user.user_agent", "AppLovin's client_user_agent")
         data = self._data(event, vendor_name, errors)
