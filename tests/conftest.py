@@ -1,12 +1,30 @@
 from __future__ import annotations
 
+import os
+
+# Before any relay/powertools import: no X-Ray daemon here, metrics namespace as deployed, fake AWS creds.
+for _key, _value in {
+    "POWERTOOLS_TRACE_DISABLED": "1",
+    "POWERTOOLS_SERVICE_NAME": "s2s-relay",
+    "POWERTOOLS_METRICS_NAMESPACE": "S2SRelay",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}.items():
+    os.environ[_key] = _value
+
 import copy
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from aws_lambda_powertools.utilities import parameters
+from moto import mock_aws
 
 from relay.config import RelayConfig, config_from_mapping
 from relay.model import Event, parse_event
@@ -102,3 +120,100 @@ def config() -> RelayConfig:
 @pytest.fixture
 def router(config: RelayConfig) -> Router:
     return Router(config)
+
+
+# Template parameters and secrets for the deployed-form tests (sam deploy --parameter-overrides …).
+STACK_PARAMETERS = {
+    "AppLovinPixelId": "PIXEL123",
+    "AppsFlyerIosAppId": "id123456789",
+    "AppsFlyerAndroidAppId": "com.example.app",
+    "AdRollAdvertisableEid": "ADV_EID",
+    "AdRollPixelEid": "PIX_EID",
+    "AdRollAppUrlDomain": "app.example.com",
+}
+STACK_SECRETS = {
+    "IngestSigningSecret": {"secret": SECRETS["signing"]},
+    "AppLovinSecret": {"api_key": SECRETS["applovin"]},
+    "AppsFlyerSecret": {"key": SECRETS["appsflyer"]},
+    "AdRollSecret": {"token": SECRETS["adroll"]},
+}
+
+
+@pytest.fixture
+def aws_stack(monkeypatch):
+    """template.yaml's topics, queues, subscriptions, table and secrets, created in moto."""
+    from relay.stack import create_stack, load_template
+
+    parameters.clear_caches()
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        stack = create_stack(
+            load_template(ROOT / "template.yaml"), session, parameters=STACK_PARAMETERS, secrets=STACK_SECRETS
+        )
+        yield stack
+    parameters.clear_caches()
+
+
+def use_function_env(monkeypatch, stack, logical: str) -> dict[str, str]:
+    env = stack.function_environment(logical)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+def drain(queue_url: str, max_messages: int = 1000) -> list[dict]:
+    """Every message currently in a queue (received with all attributes, then deleted)."""
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    out: list[dict] = []
+    while len(out) < max_messages:
+        batch = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], AttributeNames=["All"]
+        ).get("Messages", [])
+        if not batch:
+            return out
+        out += batch
+        for m in batch:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+    return out
+
+
+class FakeLambdaContext:
+    """The attributes of the Lambda context object that Powertools reads."""
+
+    function_name = "test-function"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
+    aws_request_id = "00000000-0000-0000-0000-000000000000"
+    log_group_name = "/aws/lambda/test-function"
+    log_stream_name = "stream"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 30_000
+
+
+class Output:
+    def __init__(self, capsys, buffer):
+        self.capsys, self.buffer = capsys, buffer
+
+    def text(self) -> str:
+        """Every log line (Powertools JSON) and every EMF metric blob printed so far."""
+        return self.buffer.getvalue() + self.capsys.readouterr().out
+
+
+@pytest.fixture
+def output(capsys):
+    """Log lines formatted exactly as Powertools writes them, plus stdout (EMF metrics)."""
+    import io
+    import logging
+
+    from relay.observability import logger
+
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logger.registered_formatter)
+    target = logging.getLogger(logger.name)
+    target.addHandler(handler)
+    yield Output(capsys, buffer)
+    target.removeHandler(handler)

@@ -13,7 +13,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from .errors import FieldError, from_validation_error, rule_error
 from .event_names import ALLOWED_NAMES
@@ -42,8 +51,14 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
 
 
-def _require(section: BaseModel, name: str, *keys: str) -> None:
+def _require(section: BaseModel, name: str, *keys: str, info: ValidationInfo | None = None) -> None:
+    """Keys an enabled vendor needs. Secret keys are not required where credentials are not loaded
+    (the ingest function routes events but never calls a vendor, so it never reads their secrets)."""
+    wanted = (info.context or {}).get("credentials", True) if info else True
+    skip_secrets = wanted is False or (wanted is not True and name not in wanted)
     for key in keys:
+        if skip_secrets and key in SECRET_KEYS.get(name, ()):
+            continue
         if getattr(section, key) in (None, ""):
             raise rule_error(key, f"is required when {name} is enabled")
 
@@ -68,9 +83,9 @@ class AppLovinConfig(_Section):
     endpoint: HttpUrl | None = None
 
     @model_validator(mode="after")
-    def _complete(self) -> AppLovinConfig:
+    def _complete(self, info: ValidationInfo) -> AppLovinConfig:
         if self.enabled:
-            _require(self, "applovin", "pixel_id", "api_key")
+            _require(self, "applovin", "pixel_id", "api_key", info=info)
         return self
 
 
@@ -97,9 +112,9 @@ class AppsFlyerConfig(_Section):
         return data
 
     @model_validator(mode="after")
-    def _complete(self) -> AppsFlyerConfig:
+    def _complete(self, info: ValidationInfo) -> AppsFlyerConfig:
         if self.enabled:
-            _require(self, "appsflyer", "key")
+            _require(self, "appsflyer", "key", info=info)
             if not (self.ios_app_id or self.android_app_id):
                 raise rule_error("ios_app_id", "ios_app_id or android_app_id is required when appsflyer is enabled")
         return self
@@ -118,9 +133,9 @@ class AdRollConfig(_Section):
     endpoint: HttpUrl | None = None
 
     @model_validator(mode="after")
-    def _complete(self) -> AdRollConfig:
+    def _complete(self, info: ValidationInfo) -> AdRollConfig:
         if self.enabled:
-            _require(self, "adroll", "advertisable_eid", "pixel_eid", "token")
+            _require(self, "adroll", "advertisable_eid", "pixel_eid", "token", info=info)
         return self
 
 
@@ -176,9 +191,16 @@ class RelayConfig(_Section):
         return [s for s in out if s]
 
 
-def config_from_mapping(data: Mapping[str, Any], source: str = "config") -> RelayConfig:
+Credentials = bool | frozenset[str]
+
+
+def config_from_mapping(
+    data: Mapping[str, Any], source: str = "config", credentials: Credentials = True
+) -> RelayConfig:
+    """`credentials`: True = every enabled vendor needs its secret; False = none does (a config for
+    routing, as the ingest uses); a set of vendor names = only those (a vendor function)."""
     try:
-        return RelayConfig.model_validate(dict(data))
+        return RelayConfig.model_validate(dict(data), context={"credentials": credentials})
     except ValidationError as exc:
         raise ConfigError(from_validation_error(exc), source) from None
 
@@ -197,7 +219,11 @@ def load_config(path: str | os.PathLike[str]) -> RelayConfig:
     return config_from_mapping(data, str(p))
 
 
-def config_from_env(environ: Mapping[str, str], secrets: Mapping[str, Mapping[str, Any]] | None = None) -> RelayConfig:
+def config_from_env(
+    environ: Mapping[str, str],
+    secrets: Mapping[str, Mapping[str, Any]] | None = None,
+    credentials: Credentials = True,
+) -> RelayConfig:
     """The deployed form: ``RELAY_<SECTION>_<KEY>`` env vars for settings, ``RELAY_EVENTS`` (JSON)
     for event-name overrides, and `secrets` (read from Secrets Manager) for the secret keys.
 
@@ -214,7 +240,7 @@ def config_from_env(environ: Mapping[str, str], secrets: Mapping[str, Mapping[st
     for section, names in fields.items():
         for key in names:
             var = f"{ENV_PREFIX}{section}_{key}".upper()
-            if var not in environ:
+            if not environ.get(var):  # unset or "" (an empty template parameter) = default
                 continue
             if key in SECRET_KEYS[section]:
                 errors.append(FieldError(f"{section}.{key}", f"is a secret: set it in Secrets Manager, not in {var}"))
@@ -230,4 +256,4 @@ def config_from_env(environ: Mapping[str, str], secrets: Mapping[str, Mapping[st
             errors.append(FieldError("events", f"{ENV_PREFIX}EVENTS must be a JSON object"))
     if errors:
         raise ConfigError(errors, "environment")
-    return config_from_mapping(data, "environment")
+    return config_from_mapping(data, "environment", credentials=credentials)

@@ -282,15 +282,18 @@ class Event(Strict):
 
     @model_validator(mode="after")
     def _rules(self, info: ValidationInfo) -> Event:
-        ctx = info.context or {}
-        now: datetime = ctx.get("now") or datetime.now(UTC)
-        max_age = timedelta(days=ctx.get("max_event_age_days", DEFAULT_MAX_EVENT_AGE_DAYS))
+        # The time window is checked on receipt (parse_event passes a context). An event re-read
+        # later from a queue (no context) keeps its timestamp: a retry must not make it "too old".
+        ctx = info.context
+        now: datetime = (ctx or {}).get("now") or datetime.now(UTC)
         if self.timestamp is None:
             self.timestamp = now
-        elif self.timestamp > now + MAX_FUTURE_SKEW:
-            raise rule_error("timestamp", "is more than 5 minutes in the future")
-        elif self.timestamp < now - max_age:
-            raise rule_error("timestamp", f"is older than max_event_age_days ({max_age.days} days)")
+        elif ctx is not None:
+            max_age = timedelta(days=ctx.get("max_event_age_days", DEFAULT_MAX_EVENT_AGE_DAYS))
+            if self.timestamp > now + MAX_FUTURE_SKEW:
+                raise rule_error("timestamp", "is more than 5 minutes in the future")
+            if self.timestamp < now - max_age:
+                raise rule_error("timestamp", f"is older than max_event_age_days ({max_age.days} days)")
         if self.source == "web" and self.page_url is None:
             raise rule_error("page_url", "is required when source is 'web'")
         if self.value is not None and self.currency is None:

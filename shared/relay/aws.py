@@ -1,0 +1,134 @@
+"""AWS access: Secrets Manager (through Powertools Parameters, cached) and SNS publishing.
+
+Clients are created on first use or injected, never at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools.utilities import parameters
+
+from .config import SECRET_KEYS, ConfigError, Credentials, RelayConfig, config_from_env
+from .errors import FieldError
+
+SECRET_MAX_AGE_SECONDS = 300
+INGEST_SECRET_ENV = "RELAY_INGEST_SECRET_ARN"  # noqa: S105 (an env var name)
+VENDOR_SECRET_ENV = "RELAY_VENDOR_SECRET_ARN"  # noqa: S105 (an env var name)
+# SNS PublishBatch: at most 10 entries and 256 KiB in total per call.
+SNS_MAX_BATCH = 10
+SNS_MAX_BYTES = 262_144
+
+
+def read_secret(arn: str, section: str, client: Any = None) -> dict[str, Any]:
+    """A JSON secret, cached for SECRET_MAX_AGE_SECONDS. Errors name the section, never the value."""
+    try:
+        if client is not None:
+            provider = parameters.SecretsProvider(boto3_client=client)
+            value = provider.get(arn, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
+        else:
+            value = parameters.get_secret(arn, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
+    except parameters.exceptions.TransformParameterError:
+        raise ConfigError([FieldError(section, "the secret is not a JSON object")], "Secrets Manager") from None
+    except parameters.exceptions.GetParameterError as exc:
+        cause = type(exc.__cause__).__name__ if exc.__cause__ else "error"
+        raise ConfigError(
+            [
+                FieldError(
+                    section, f"the secret cannot be read ({cause}); fill it with aws secretsmanager put-secret-value"
+                )
+            ],
+            "Secrets Manager",
+        ) from None
+    if not isinstance(value, dict):
+        raise ConfigError([FieldError(section, "the secret is not a JSON object")], "Secrets Manager")
+    return value
+
+
+def ingest_secrets(secret: Mapping[str, Any]) -> list[str]:
+    """The ingest secret is ``{"secret": current, "previous": optional}`` (rotation keeps both)."""
+    return [s for s in (secret.get("secret"), secret.get("previous")) if isinstance(s, str) and s]
+
+
+def load_ingest_config(environ: Mapping[str, str] | None = None, client: Any = None) -> RelayConfig:
+    env = os.environ if environ is None else environ
+    secret = read_secret(env.get(INGEST_SECRET_ENV, ""), "ingest.secrets", client)
+    return config_from_env(env, {"ingest": {"secrets": ingest_secrets(secret)}}, credentials=False)
+
+
+def load_vendor_config(vendor: str, environ: Mapping[str, str] | None = None, client: Any = None) -> RelayConfig:
+    env = os.environ if environ is None else environ
+    secret = read_secret(env.get(VENDOR_SECRET_ENV, ""), vendor, client)
+    values = {k: secret[k] for k in SECRET_KEYS[vendor] if k in secret}
+    credentials: Credentials = frozenset({vendor})
+    return config_from_env(env, {vendor: values}, credentials=credentials)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: str
+    body: str
+    destinations: Sequence[str]
+
+    @property
+    def size(self) -> int:
+        attr = json.dumps(list(self.destinations))
+        return len(self.body.encode("utf-8")) + len("destinations") + len("String.Array") + len(attr)
+
+
+class SnsPublisher:
+    """Publishes canonical events with a `destinations` attribute (the queues' filter policies)."""
+
+    def __init__(self, topic_arn: str, client: Any = None):
+        self.topic_arn = topic_arn
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("sns")
+        return self._client
+
+    @staticmethod
+    def chunks(messages: Sequence[Message]) -> list[list[Message]]:
+        out: list[list[Message]] = []
+        current: list[Message] = []
+        size = 0
+        for message in messages:
+            if current and (len(current) == SNS_MAX_BATCH or size + message.size > SNS_MAX_BYTES):
+                out.append(current)
+                current, size = [], 0
+            current.append(message)
+            size += message.size
+        if current:
+            out.append(current)
+        return out
+
+    def publish(self, messages: Sequence[Message]) -> list[str]:
+        """Publish with PublishBatch; returns the ids that SNS did not take."""
+        failed: list[str] = []
+        for chunk in self.chunks(messages):
+            response = self.client.publish_batch(
+                TopicArn=self.topic_arn,
+                PublishBatchRequestEntries=[
+                    {
+                        "Id": m.id,
+                        "Message": m.body,
+                        "MessageAttributes": {
+                            "destinations": {
+                                "DataType": "String.Array",
+                                "StringValue": json.dumps(list(m.destinations)),
+                            }
+                        },
+                    }
+                    for m in chunk
+                ],
+            )
+            failed += [f["Id"] for f in response.get("Failed", [])]
+        return failed

@@ -1,0 +1,151 @@
+"""The ingest endpoint's logic: verify, validate, route, publish (README "Ingest API").
+
+Framework-free: the IngestFunction handler turns the API Gateway event into (raw body, headers)
+and this module's result back into an HTTP response.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from . import jsonbody
+from .aws import SNS_MAX_BYTES, Message, SnsPublisher
+from .config import RelayConfig
+from .errors import FieldError
+from .model import MAX_EVENTS_PER_REQUEST, EventParseError, event_id_of, parse_event
+from .routing import Router
+from .signing import HEADER, SignatureError, verify
+from .vendors import Invalid, Skipped
+
+MAX_BODY_BYTES = 1_048_576
+JSON_TYPES = ("application/json",)
+
+
+@dataclass(slots=True)
+class IngestResult:
+    status: int
+    body: dict[str, Any]
+    received: int = 0
+    rejected: int = 0
+    published: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _error(status: int, message: str, **extra: Any) -> IngestResult:
+    return IngestResult(status, {"error": message, **extra})
+
+
+def _json_content_type(value: str | None) -> bool:
+    if not value:
+        return False
+    media, _, params = value.partition(";")
+    if media.strip().lower() not in JSON_TYPES:
+        return False
+    charset = params.strip().lower()
+    return not charset.startswith("charset=") or charset in ("charset=utf-8", 'charset="utf-8"')
+
+
+class Ingest:
+    def __init__(
+        self,
+        config: RelayConfig,
+        publisher: SnsPublisher,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.config = config
+        self.router = Router(config)
+        self.publisher = publisher
+        self.clock = clock
+
+    def handle(self, raw: bytes, headers: Mapping[str, str]) -> IngestResult:
+        """`headers` with lower-case names (as API Gateway HTTP APIs deliver them)."""
+        if len(raw) > MAX_BODY_BYTES:
+            return _error(413, f"body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
+        now = self.clock()
+        try:
+            verify(
+                raw,
+                headers.get(HEADER.lower()),
+                [s.get_secret_value() for s in self.config.ingest.secrets],
+                self.config.ingest.tolerance_seconds,
+                now=now,
+            )
+        except SignatureError as exc:
+            return _error(401, str(exc))
+        if not _json_content_type(headers.get("content-type")):
+            return _error(415, "Content-Type must be application/json (UTF-8)")
+        try:
+            data = jsonbody.loads(raw)
+        except jsonbody.JsonBodyError as exc:
+            return _error(400, str(exc))
+        if not isinstance(data, dict) or not isinstance(data.get("events"), list) or set(data) != {"events"}:
+            return _error(400, 'body must be a JSON object {"events": [ ... ]}')
+        raw_events = data["events"]
+        if len(raw_events) > MAX_EVENTS_PER_REQUEST:
+            return _error(413, f"{len(raw_events)} events; at most {MAX_EVENTS_PER_REQUEST} per request")
+        if not raw_events:
+            return _error(400, "events: must hold at least one event")
+        return self._accept(raw_events, datetime.fromtimestamp(now, UTC))
+
+    def _accept(self, raw_events: list[Any], now: datetime) -> IngestResult:
+        accepted: list[dict[str, Any]] = []
+        rejected: list[dict[str, Any]] = []
+        messages: list[Message] = []
+        seen: dict[str, int] = {}
+        for index, raw_event in enumerate(raw_events):
+            try:
+                event = parse_event(raw_event, now=now, max_event_age_days=self.config.ingest.max_event_age_days)
+            except EventParseError as exc:
+                rejected.append(self._rejection(index, event_id_of(raw_event), exc.errors))
+                continue
+            if event.event_id in seen:
+                error = FieldError(
+                    "event_id", f"repeats the event_id of events[{seen[event.event_id]}] in this request"
+                )
+                rejected.append(self._rejection(index, event.event_id, [error]))
+                continue
+            seen[event.event_id] = index
+            outcomes = self.router.route(event)
+            destinations = Router.destinations(outcomes)
+            entry: dict[str, Any] = {"index": index, "event_id": event.event_id, "destinations": destinations}
+            skipped = {v: o.reason for v, o in outcomes.items() if isinstance(o, Skipped)}
+            invalid = {v: [e.as_dict() for e in o.errors] for v, o in outcomes.items() if isinstance(o, Invalid)}
+            if skipped:
+                entry["skipped"] = skipped
+            if invalid:
+                entry["invalid"] = invalid
+            if destinations:
+                body = event.model_dump_json(exclude_none=True)
+                message = Message(str(index), body, destinations)
+                if message.size > SNS_MAX_BYTES:
+                    error = FieldError("(event)", f"is {message.size} bytes once serialized; at most {SNS_MAX_BYTES}")
+                    rejected.append(self._rejection(index, event.event_id, [error]))
+                    continue
+                messages.append(message)
+            accepted.append(entry)
+        failed = self.publisher.publish(messages) if messages else []
+        if failed:
+            ids = [e["event_id"] for e in accepted if str(e["index"]) in failed]
+            result = _error(
+                503,
+                "could not enqueue every event; resend the request (event_id makes resends safe)",
+                not_enqueued=ids,
+            )
+            result.headers["Retry-After"] = "1"
+            return result
+        status = 202 if accepted else 400
+        return IngestResult(
+            status,
+            {"accepted": accepted, "rejected": rejected},
+            received=len(accepted) + len(rejected),
+            rejected=len(rejected),
+            published=len(messages),
+        )
+
+    @staticmethod
+    def _rejection(index: int, event_id: str | None, errors: list[FieldError]) -> dict[str, Any]:
+        return {"index": index, "event_id": event_id, "errors": [e.as_dict() for e in errors]}

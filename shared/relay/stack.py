@@ -1,0 +1,206 @@
+"""Materialise template.yaml's messaging and storage resources on any AWS endpoint (moto's server or
+moto's in-process mock): topics, queues with their DLQs and redrive policies, subscriptions with their
+filter policies, the idempotency table and the secrets. Settings are read from the template, never
+restated, so the local stack and the tests run what `sam deploy` would create.
+
+Also resolves each function's environment and SQS event source settings from the template.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from secrets import token_urlsafe
+from typing import Any
+
+CREATED_TYPES = (
+    "AWS::SNS::Topic",
+    "AWS::SQS::Queue",
+    "AWS::DynamoDB::Table",
+    "AWS::SecretsManager::Secret",
+    "AWS::SNS::Subscription",
+)
+
+
+def load_template(path: str | Path) -> dict[str, Any]:
+    from cfnlint.decode import cfn_yaml  # dev dependency: only the local tooling reads templates
+
+    return cfn_yaml.load(str(path))
+
+
+@dataclass
+class EventSource:
+    queue: str  # logical id of the queue
+    batch_size: int
+    window_seconds: int
+
+
+@dataclass
+class Stack:
+    name: str
+    region: str
+    template: dict[str, Any]
+    parameters: dict[str, str]
+    physical: dict[str, str] = field(default_factory=dict)  # logical id -> Ref value (arn / url / name)
+    arns: dict[str, str] = field(default_factory=dict)  # logical id -> ARN
+
+    @property
+    def resources(self) -> dict[str, Any]:
+        return self.template["Resources"]
+
+    def resolve(self, value: Any) -> Any:
+        """Ref, Fn::GetAtt and Fn::Sub as the template uses them."""
+        if isinstance(value, dict) and len(value) == 1:
+            ((key, arg),) = value.items()
+            if key == "Ref":
+                return self._ref(arg)
+            if key == "Fn::GetAtt":
+                logical, attr = arg if isinstance(arg, list) else arg.split(".", 1)
+                return self._get_att(logical, attr)
+            if key == "Fn::Sub":
+                text = arg if isinstance(arg, str) else arg[0]
+                for name in {p.split("}")[0] for p in text.split("${")[1:]}:
+                    text = text.replace(
+                        "${" + name + "}",
+                        str(
+                            self.resolve(
+                                {"Fn::GetAtt": name.split(".", 1)}
+                                if "." in name and not name.startswith("AWS::")
+                                else {"Ref": name}
+                            )
+                        ),
+                    )
+                return text
+        if isinstance(value, dict):
+            return {k: self.resolve(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        return value
+
+    def _ref(self, name: str) -> str:
+        pseudo = {
+            "AWS::StackName": self.name,
+            "AWS::Region": self.region,
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::AccountId": "123456789012",
+        }
+        if name in pseudo:
+            return pseudo[name]
+        if name in self.parameters:
+            return self.parameters[name]
+        if name in self.physical:
+            return self.physical[name]
+        raise KeyError(f"template reference {name} is not created by the local stack")
+
+    def _get_att(self, logical: str, attr: str) -> str:
+        if attr == "Arn":
+            return self.arns[logical]
+        if attr in ("QueueName", "TopicName"):
+            return self.arns[logical].rsplit(":", 1)[1]
+        raise KeyError(f"{logical}.{attr} is not supported by the local stack")
+
+    def function_environment(self, logical: str) -> dict[str, str]:
+        glob = self.template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+        own = self.resources[logical]["Properties"].get("Environment", {}).get("Variables", {})
+        return {k: str(self.resolve(v)) for k, v in {**glob, **own}.items()}
+
+    def event_source(self, logical: str) -> EventSource:
+        for ev in self.resources[logical]["Properties"].get("Events", {}).values():
+            if ev["Type"] == "SQS":
+                props = ev["Properties"]
+                queue = props["Queue"]["Fn::GetAtt"]
+                return EventSource(
+                    queue=queue[0] if isinstance(queue, list) else queue.split(".")[0],
+                    batch_size=int(props.get("BatchSize", 10)),
+                    window_seconds=int(props.get("MaximumBatchingWindowInSeconds", 0)),
+                )
+        raise KeyError(f"{logical} has no SQS event source")
+
+    def function_timeout(self, logical: str) -> int:
+        glob = self.template.get("Globals", {}).get("Function", {})
+        return int(self.resources[logical]["Properties"].get("Timeout", glob.get("Timeout", 3)))
+
+
+def _defaults(template: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v["Default"]) for k, v in template.get("Parameters", {}).items() if "Default" in v}
+
+
+def create_stack(
+    template: dict[str, Any],
+    session: Any,
+    name: str = "s2s-relay-local",
+    parameters: dict[str, str] | None = None,
+    secrets: dict[str, dict[str, Any]] | None = None,
+) -> Stack:
+    """Create the resources on the endpoint `session` (a boto3 Session, or anything with `.client`)
+    points at. `secrets` fills secrets by logical id (e.g. {"AppLovinSecret": {"api_key": "..."}})."""
+    region = session.region_name or "us-east-1"
+    stack = Stack(name, region, template, {**_defaults(template), **(parameters or {})})
+    sns, sqs = session.client("sns"), session.client("sqs")
+    ddb, sm = session.client("dynamodb"), session.client("secretsmanager")
+    resources = {k: v for k, v in template["Resources"].items() if v["Type"] in CREATED_TYPES and "Condition" not in v}
+    by_type = lambda t: [(k, v.get("Properties", {})) for k, v in resources.items() if v["Type"] == t]  # noqa: E731
+    for logical, props in by_type("AWS::SNS::Topic"):
+        arn = sns.create_topic(
+            Name=f"{name}-{logical}",
+            Attributes={k: str(stack.resolve(props[k])) for k in ("KmsMasterKeyId",) if k in props},
+        )["TopicArn"]
+        stack.physical[logical] = stack.arns[logical] = arn
+    queues = by_type("AWS::SQS::Queue")
+    for logical, _props in queues:  # create all first: redrive policies reference other queues
+        url = sqs.create_queue(QueueName=f"{name}-{logical}")["QueueUrl"]
+        stack.physical[logical] = url
+        stack.arns[logical] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+    for logical, props in queues:
+        attrs = {k: str(stack.resolve(props[k])) for k in ("VisibilityTimeout", "MessageRetentionPeriod") if k in props}
+        if "SqsManagedSseEnabled" in props:
+            attrs["SqsManagedSseEnabled"] = str(props["SqsManagedSseEnabled"]).lower()
+        if "RedrivePolicy" in props:
+            policy = stack.resolve(props["RedrivePolicy"])
+            attrs["RedrivePolicy"] = json.dumps(
+                {
+                    "deadLetterTargetArn": policy["deadLetterTargetArn"],
+                    "maxReceiveCount": int(policy["maxReceiveCount"]),
+                }
+            )
+        if attrs:
+            sqs.set_queue_attributes(QueueUrl=stack.physical[logical], Attributes=attrs)
+    for logical, props in by_type("AWS::DynamoDB::Table"):
+        table = f"{name}-{logical}"
+        ddb.create_table(
+            TableName=table,
+            BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
+            AttributeDefinitions=props["AttributeDefinitions"],
+            KeySchema=props["KeySchema"],
+        )
+        if ttl := props.get("TimeToLiveSpecification"):
+            ddb.update_time_to_live(TableName=table, TimeToLiveSpecification=ttl)
+        stack.physical[logical] = table
+        stack.arns[logical] = f"arn:aws:dynamodb:{region}:123456789012:table/{table}"
+    for logical, props in by_type("AWS::SecretsManager::Secret"):
+        value = (secrets or {}).get(logical)
+        if value is None and (gen := props.get("GenerateSecretString")):
+            value = json.loads(gen.get("SecretStringTemplate", "{}"))
+            value[gen["GenerateStringKey"]] = token_urlsafe(int(gen.get("PasswordLength", 32)))
+        kwargs: dict[str, Any] = {"Name": f"{name}-{logical}", "Description": str(props.get("Description", ""))}
+        if value is not None:
+            kwargs["SecretString"] = json.dumps(value)
+        arn = sm.create_secret(**kwargs)["ARN"]
+        stack.physical[logical] = stack.arns[logical] = arn
+    for _logical, props in by_type("AWS::SNS::Subscription"):
+        if props.get("Protocol") != "sqs":
+            continue
+        attrs = {"RawMessageDelivery": str(props.get("RawMessageDelivery", False)).lower()}
+        if "FilterPolicy" in props:
+            attrs["FilterPolicy"] = json.dumps(props["FilterPolicy"])
+            attrs["FilterPolicyScope"] = props.get("FilterPolicyScope", "MessageAttributes")
+        sns.subscribe(
+            TopicArn=stack.resolve(props["TopicArn"]),
+            Protocol="sqs",
+            Endpoint=stack.resolve(props["Endpoint"]),
+            Attributes=attrs,
+        )
+    return stack

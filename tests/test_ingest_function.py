@@ -1,0 +1,262 @@
+"""IngestFunction in-process against moto (Secrets Manager, SNS, SQS from template.yaml)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import boto3
+import pytest
+
+from relay.apigw import http_api_event, response_body
+from relay.aws import SNS_MAX_BATCH, Message, SnsPublisher
+from relay.handlers import ingest_handler
+from relay.signing import sign
+
+from .conftest import (
+    FPC,
+    NOW_MS,
+    SECRETS,
+    FakeLambdaContext,
+    app_event,
+    drain,
+    use_function_env,
+    web_event,
+)
+
+NOW_S = NOW_MS / 1000
+
+
+@pytest.fixture
+def ingest(aws_stack, monkeypatch):
+    use_function_env(monkeypatch, aws_stack, "IngestFunction")
+    handler = ingest_handler(clock=lambda: NOW_S)
+
+    def call(body, headers=None, secret=SECRETS["signing"], signed_at=NOW_S, content_type="application/json"):
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        hdrs = {"Content-Type": content_type} if content_type else {}
+        if secret:
+            hdrs["X-Relay-Signature"] = sign(raw, secret, timestamp=int(signed_at))
+        hdrs.update(headers or {})
+        response = handler(http_api_event("POST", "/v1/events", hdrs, raw), FakeLambdaContext())
+        return response["statusCode"], json.loads(response_body(response))
+
+    return call
+
+
+def queues(stack) -> dict[str, list[dict]]:
+    return {
+        v: drain(stack.physical[f"{p}Queue"])
+        for v, p in (("applovin", "AppLovin"), ("appsflyer", "AppsFlyer"), ("adroll", "AdRoll"))
+    }
+
+
+def test_signed_events_are_accepted_and_fanned_out_by_destinations(ingest, aws_stack):
+    body = {"events": [web_event(event_id="w1"), app_event("ios", event_id="a1")]}
+    status, result = ingest(body)
+    assert status == 202
+    assert result["rejected"] == []
+    assert [(a["index"], a["event_id"], a["destinations"]) for a in result["accepted"]] == [
+        (0, "w1", ["applovin", "adroll"]),
+        (1, "a1", ["appsflyer", "adroll"]),
+    ]
+    assert result["accepted"][0]["skipped"] == {"appsflyer": "no appsflyer event is mapped to 'page_view'"}
+    got = queues(aws_stack)
+    assert [json.loads(m["Body"])["event_id"] for m in got["applovin"]] == ["w1"]
+    assert [json.loads(m["Body"])["event_id"] for m in got["appsflyer"]] == ["a1"]
+    assert sorted(json.loads(m["Body"])["event_id"] for m in got["adroll"]) == ["a1", "w1"]
+    message = got["applovin"][0]
+    # raw message delivery: the body is the canonical event, the attribute carries the destinations
+    assert json.loads(message["Body"])["timestamp"].startswith("2025-03-12T13:01:25")
+    assert json.loads(message["MessageAttributes"]["destinations"]["StringValue"]) == ["applovin", "adroll"]
+
+
+def test_partial_acceptance_and_all_invalid(ingest, aws_stack):
+    body = {"events": [web_event(event_id="ok"), {"event_id": "bad", "name": "x", "source": "tv"}]}
+    status, result = ingest(body)
+    assert status == 202
+    assert [a["event_id"] for a in result["accepted"]] == ["ok"]
+    assert result["rejected"] == [
+        {"index": 1, "event_id": "bad", "errors": [{"field": "source", "message": "Input should be 'web' or 'app'"}]}
+    ]
+    status, result = ingest({"events": [{"event_id": "bad"}]})
+    assert status == 400
+    assert result["accepted"] == [] and result["rejected"][0]["errors"][0] == {
+        "field": "name",
+        "message": "is required",
+    }
+    got = queues(aws_stack)
+    assert len(got["applovin"]) == 1 and len(got["adroll"]) == 1 and got["appsflyer"] == []
+
+
+def test_event_no_vendor_takes_is_accepted_and_not_published(ingest, aws_stack):
+    status, result = ingest({"events": [web_event(name="level_up")]})
+    assert status == 202
+    assert result["accepted"][0]["destinations"] == []
+    assert all(not msgs for msgs in queues(aws_stack).values())
+
+
+def test_vendor_rule_failures_are_reported_and_not_published(ingest, aws_stack):
+    status, result = ingest({"events": [web_event(vendor_ids={})]})  # no AdRoll first-party cookie
+    assert status == 202
+    entry = result["accepted"][0]
+    assert entry["destinations"] == ["applovin"]
+    assert entry["invalid"] == {
+        "adroll": [
+            {
+                "field": "vendor_ids.adroll.first_party_cookie",
+                "message": "is required: AdRoll needs identifiers.first_party_cookie",
+            }
+        ]
+    }
+    assert queues(aws_stack)["adroll"] == []
+
+
+def test_consent_and_destinations_shape_the_attribute(ingest, aws_stack):
+    status, result = ingest(
+        {
+            "events": [
+                app_event("ios", event_id="c1", page_url="https://x.example/", consent={"ad_storage": False}),
+                web_event(event_id="d1", destinations=["adroll"]),
+            ]
+        }
+    )
+    assert [a["destinations"] for a in result["accepted"]] == [["appsflyer"], ["adroll"]]
+    got = queues(aws_stack)
+    assert [json.loads(m["Body"])["event_id"] for m in got["adroll"]] == ["d1"]
+    assert got["applovin"] == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "error"),
+    [
+        ({"secret": None}, 401, "missing X-Relay-Signature header"),
+        ({"secret": "wrong-secret"}, 401, "signature does not match the body"),
+        ({"signed_at": NOW_S - 301}, 401, "signature timestamp is outside the 300 s tolerance"),
+        (
+            {"headers": {"X-Relay-Signature": "t=1,v1=zz"}},
+            401,
+            "malformed X-Relay-Signature header: v1 must be 64 lower-case hex characters",
+        ),
+        ({"content_type": "text/plain"}, 415, "Content-Type must be application/json (UTF-8)"),
+        ({"content_type": None}, 415, "Content-Type must be application/json (UTF-8)"),
+        ({"content_type": "application/json; charset=latin-1"}, 415, "Content-Type must be application/json (UTF-8)"),
+    ],
+)
+def test_refusals_publish_nothing(ingest, aws_stack, kwargs, status, error):
+    got_status, result = ingest({"events": [web_event()]}, **kwargs)
+    assert (got_status, result) == (status, {"error": error})
+    assert all(not msgs for msgs in queues(aws_stack).values())
+
+
+def test_signature_covers_the_exact_body(ingest, aws_stack):
+    raw = json.dumps({"events": [web_event()]}).encode()
+    other = json.dumps({"events": [web_event(event_id="forged")]}).encode()
+    header = sign(raw, SECRETS["signing"], timestamp=int(NOW_S))
+    status, result = ingest(other, secret=None, headers={"X-Relay-Signature": header})
+    assert status == 401 and result == {"error": "signature does not match the body"}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        (b"{nope", 400, "not valid JSON: Expecting property name enclosed in double quotes at line 1 column 2"),
+        (b'[{"event_id": "x"}]', 400, 'body must be a JSON object {"events": [ ... ]}'),
+        (b'{"events": [], "x": 1}', 400, 'body must be a JSON object {"events": [ ... ]}'),
+        (b'{"events": []}', 400, "events: must hold at least one event"),
+        (json.dumps({"events": [{}] * 101}).encode(), 413, "101 events; at most 100 per request"),
+        (b" " * (1_048_576 + 1), 413, "body is 1048577 bytes; the limit is 1048576"),
+    ],
+)
+def test_bad_bodies_get_4xx(ingest, body, status, error):
+    assert ingest(body) == (status, {"error": error})
+
+
+def test_duplicate_event_ids_in_one_request(ingest, aws_stack):
+    status, result = ingest({"events": [web_event(event_id="same"), web_event(event_id="same")]})
+    assert status == 202
+    assert result["rejected"] == [
+        {
+            "index": 1,
+            "event_id": "same",
+            "errors": [{"field": "event_id", "message": "repeats the event_id of events[0] in this request"}],
+        }
+    ]
+    assert len(queues(aws_stack)["applovin"]) == 1
+
+
+def test_base64_bodies_are_verified_on_the_decoded_bytes(aws_stack, monkeypatch):
+    use_function_env(monkeypatch, aws_stack, "IngestFunction")
+    handler = ingest_handler(clock=lambda: NOW_S)
+    raw = json.dumps({"events": [web_event()]}).encode()
+    event = http_api_event(
+        "POST",
+        "/v1/events",
+        {"content-type": "application/json", "x-relay-signature": sign(raw, SECRETS["signing"], int(NOW_S))},
+        raw,
+    )
+    event["body"], event["isBase64Encoded"] = base64.b64encode(raw).decode(), True
+    assert handler(event, FakeLambdaContext())["statusCode"] == 202
+
+
+def test_rotation_previous_secret_still_verifies(aws_stack, monkeypatch):
+    env = use_function_env(monkeypatch, aws_stack, "IngestFunction")
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=env["RELAY_INGEST_SECRET_ARN"],
+        SecretString=json.dumps({"secret": "new-one", "previous": SECRETS["signing"]}),
+    )
+    handler = ingest_handler(clock=lambda: NOW_S)
+    for secret in ("new-one", SECRETS["signing"]):
+        raw = json.dumps({"events": [web_event(event_id=secret)]}).encode()
+        headers = {"content-type": "application/json", "x-relay-signature": sign(raw, secret, int(NOW_S))}
+        assert handler(http_api_event("POST", "/v1/events", headers, raw), FakeLambdaContext())["statusCode"] == 202
+
+
+def test_unfilled_secret_is_a_server_error_not_a_client_one(aws_stack, monkeypatch):
+    use_function_env(monkeypatch, aws_stack, "IngestFunction")
+    monkeypatch.setenv("RELAY_INGEST_SECRET_ARN", aws_stack.physical["AppLovinSecret"].replace("AppLovin", "Nope"))
+    handler = ingest_handler(clock=lambda: NOW_S)
+    raw = b'{"events": []}'
+    response = handler(
+        http_api_event("POST", "/v1/events", {"content-type": "application/json"}, raw), FakeLambdaContext()
+    )
+    assert response["statusCode"] == 500
+    assert json.loads(response["body"]) == {"error": "the relay is misconfigured; its operators have been alerted"}
+
+
+def test_unknown_route_is_404(ingest, aws_stack, monkeypatch):
+    handler = ingest_handler(clock=lambda: NOW_S)
+    response = handler(http_api_event("GET", "/v1/other", {}, b""), FakeLambdaContext())
+    assert response["statusCode"] == 404
+
+
+def test_publish_batch_chunks_by_ten_and_by_size(aws_stack):
+    small = [Message(str(i), "x" * 10, ["applovin"]) for i in range(25)]
+    assert [len(c) for c in SnsPublisher.chunks(small)] == [10, 10, 5]
+    big = [Message(str(i), "x" * 100_000, ["adroll"]) for i in range(5)]
+    assert [len(c) for c in SnsPublisher.chunks(big)] == [2, 2, 1]
+    calls = []
+    client = boto3.client("sns")
+    client.meta.events.register("before-parameter-build.sns.PublishBatch", lambda **kw: calls.append(kw["params"]))
+    publisher = SnsPublisher(aws_stack.physical["EventsTopic"], client)
+    assert publisher.publish(small) == []
+    assert [len(c["PublishBatchRequestEntries"]) for c in calls] == [10, 10, 5]
+    assert max(len(c["PublishBatchRequestEntries"]) for c in calls) <= SNS_MAX_BATCH
+
+
+def test_logs_and_metrics_hold_no_pii_or_secrets(ingest, aws_stack, output):
+    event = web_event(
+        user={
+            "ip": "203.0.113.77",
+            "user_agent": "UA",
+            "email": "leak@example.com",
+            "phone": "+16505559876",
+            "cookie_id": "c",
+        },
+        vendor_ids={"adroll": {"first_party_cookie": FPC}},
+    )
+    ingest({"events": [event, {**event, "event_id": "bad", "user": {"email": "nope"}}]})
+    out = output.text()
+    assert '"EventsReceived"' in out and '"EventsRejected"' in out and '"ingest request"' in out
+    for secret in ("leak@example.com", "203.0.113.77", "6505559876", SECRETS["signing"], "nope"):
+        assert secret not in out
