@@ -1,0 +1,241 @@
+"""Vendor functions in-process: records from moto SQS (fed through the template's SNS filter
+policies), vendors answered by httpx.MockTransport. Asserts what the vendor received."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import httpx
+import pytest
+
+from relay.apigw import http_api_event
+from relay.aws import Message, SnsPublisher
+from relay.handlers import ingest_handler, vendor_handler
+from relay.model import parse_event
+from relay.signing import sign
+from relay.sqs import lambda_records
+
+from .conftest import NOW, NOW_MS, SECRETS, FakeLambdaContext, app_event, use_function_env, web_event
+
+PREFIX = {"applovin": "AppLovin", "appsflyer": "AppsFlyer", "adroll": "AdRoll"}
+
+
+class Vendor:
+    """A mock vendor: records each request, answers with `answer(request) -> httpx.Response`."""
+
+    def __init__(self, answer=None):
+        self.requests: list[httpx.Request] = []
+        self.answer = answer or (lambda request: httpx.Response(200, text="OK"))
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self.answer(request)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(transport=httpx.MockTransport(self))
+
+    def bodies(self) -> list:
+        return [json.loads(r.content) for r in self.requests]
+
+
+def publish(stack, vendor: str, events: list[dict]) -> None:
+    publisher = SnsPublisher(stack.physical["EventsTopic"], boto3.client("sns"))
+    messages = [
+        Message(str(i), parse_event(e, now=NOW).model_dump_json(exclude_none=True), [vendor])
+        for i, e in enumerate(events)
+    ]
+    assert publisher.publish(messages) == []
+
+
+def receive(stack, vendor: str, n: int) -> dict:
+    """What Lambda's SQS event source would pass: real messages, received from the vendor's queue."""
+    sqs = boto3.client("sqs")
+    url = stack.physical[f"{PREFIX[vendor]}Queue"]
+    messages: list[dict] = []
+    while len(messages) < n:
+        got = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], MessageAttributeNames=["All"]
+        ).get("Messages", [])
+        assert got, f"expected {n} messages, got {len(messages)}"
+        messages += got
+    return lambda_records(messages, stack.arns[f"{PREFIX[vendor]}Queue"], "us-east-1")
+
+
+def run(stack, monkeypatch, vendor: str, events: list[dict], mock: Vendor, **handler_kwargs):
+    use_function_env(monkeypatch, stack, f"{PREFIX[vendor]}Function")
+    publish(stack, vendor, events)
+    event = receive(stack, vendor, len(events))
+    handler = vendor_handler(vendor, http_client=mock.client(), **handler_kwargs)
+    response = handler(event, FakeLambdaContext())
+    by_id = {r["messageId"]: json.loads(r["body"])["event_id"] for r in event["Records"]}
+    return sorted(by_id[f["itemIdentifier"]] for f in response["batchItemFailures"])
+
+
+def many(n: int, **fields) -> list[dict]:
+    return [web_event(event_id=f"e{i:03d}", **fields) for i in range(n)]
+
+
+def test_applovin_sends_100_events_in_one_request(aws_stack, monkeypatch):
+    mock = Vendor()
+    assert run(aws_stack, monkeypatch, "applovin", many(100), mock) == []
+    assert len(mock.requests) == 1
+    request = mock.requests[0]
+    assert str(request.url) == "https://b.applovin.com/v1/event?pixel_id=PIXEL123"
+    assert request.headers["authorization"] == SECRETS["applovin"]
+    assert sorted(e["dedupe_id"] for e in mock.bodies()[0]["events"]) == [f"e{i:03d}" for i in range(100)]
+
+
+def test_applovin_splits_150_into_100_and_50(aws_stack, monkeypatch):
+    mock = Vendor()
+    assert run(aws_stack, monkeypatch, "applovin", many(150), mock) == []
+    assert sorted(len(b["events"]) for b in mock.bodies()) == [50, 100]
+
+
+def test_adroll_batches_as_an_array(aws_stack, monkeypatch):
+    mock = Vendor()
+    assert run(aws_stack, monkeypatch, "adroll", many(30), mock) == []
+    assert len(mock.requests) == 1
+    assert mock.requests[0].headers["authorization"] == f"Token {SECRETS['adroll']}"
+    assert str(mock.requests[0].url) == "https://srv.adroll.com/api?advertisable=ADV_EID"
+    body = mock.bodies()[0]
+    assert isinstance(body, list) and len(body) == 30 and body[0]["pixel_eid"] == "PIX_EID"
+
+
+def test_appsflyer_one_request_per_event_and_partial_failure(aws_stack, monkeypatch):
+    events = [app_event("ios", event_id=f"i{i}") for i in range(3)] + [
+        app_event("android", event_id=f"a{i}") for i in range(3)
+    ]
+
+    def answer(request):
+        body = json.loads(request.content)
+        return httpx.Response(500 if body.get("customer_user_id") == "fail" else 200, text="OK")
+
+    events[4]["user"] = {**events[4]["user"], "id": "fail"}
+    mock = Vendor(answer)
+    assert run(aws_stack, monkeypatch, "appsflyer", events, mock, max_workers=4) == ["a1"]
+    assert len(mock.requests) == 6
+    assert sorted(str(r.url) for r in mock.requests) == (
+        ["https://api3.appsflyer.com/inappevent/com.example.app"] * 3
+        + ["https://api3.appsflyer.com/inappevent/id123456789"] * 3
+    )
+    assert all(r.headers["authentication"] == SECRETS["appsflyer"] for r in mock.requests)
+    assert all(len(r.content) <= 1024 for r in mock.requests)
+
+
+def test_a_vendor_400_fails_every_record_of_that_request(aws_stack, monkeypatch):
+    mock = Vendor(lambda r: httpx.Response(400, text="bad event"))
+    assert run(aws_stack, monkeypatch, "applovin", many(5), mock) == [f"e{i:03d}" for i in range(5)]
+    assert len(mock.requests) == 1
+
+
+def test_connection_errors_are_failures(aws_stack, monkeypatch):
+    def answer(request):
+        raise httpx.ConnectError("refused", request=request)
+
+    assert run(aws_stack, monkeypatch, "adroll", many(3), Vendor(answer)) == ["e000", "e001", "e002"]
+
+
+def test_auth_failure_keeps_records_and_emits_the_alarm_metric(aws_stack, monkeypatch, output):
+    mock = Vendor(lambda r: httpx.Response(401, text="Unauthorized"))
+    assert run(aws_stack, monkeypatch, "appsflyer", [app_event("ios")], mock) == ["app-1"]
+    out = output.text()
+    metrics = [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
+    assert any(m.get("VendorAuthFailures") == [1.0] and m.get("vendor") == "appsflyer" for m in metrics)
+    assert "appsflyer refused the relay's credentials" in out
+    assert SECRETS["appsflyer"] not in out
+
+
+def test_skipped_at_the_vendor_is_not_a_failure_and_sends_nothing(aws_stack, monkeypatch, output):
+    mock = Vendor()
+    assert run(aws_stack, monkeypatch, "applovin", [web_event(consent={"ad_storage": False})], mock) == []
+    assert mock.requests == []
+    metrics = [json.loads(line) for line in output.text().splitlines() if line.startswith('{"_aws"')]
+    assert any(m.get("EventsSkipped") == [1.0] for m in metrics)
+
+
+def test_invalid_at_the_vendor_is_a_failure_and_sends_nothing(aws_stack, monkeypatch):
+    mock = Vendor()
+    event = web_event(event_id="noip", user={"cookie_id": "c"})
+    assert run(aws_stack, monkeypatch, "applovin", [event, web_event(event_id="fine")], mock) == ["noip"]
+    assert [e["dedupe_id"] for e in mock.bodies()[0]["events"]] == ["fine"]
+
+
+def test_unparseable_body_is_a_failure(aws_stack, monkeypatch):
+    use_function_env(monkeypatch, aws_stack, "AdRollFunction")
+    sqs = boto3.client("sqs")
+    url = aws_stack.physical["AdRollQueue"]
+    sqs.send_message(QueueUrl=url, MessageBody='{"event_id": "x"}')
+    messages = sqs.receive_message(QueueUrl=url, AttributeNames=["All"])["Messages"]
+    event = lambda_records(messages, aws_stack.arns["AdRollQueue"], "us-east-1")
+    mock = Vendor()
+    response = vendor_handler("adroll", http_client=mock.client())(event, FakeLambdaContext())
+    assert response["batchItemFailures"] == [{"itemIdentifier": messages[0]["MessageId"]}]
+    assert mock.requests == []
+
+
+def test_unfilled_vendor_secret_fails_every_record(aws_stack, monkeypatch, output):
+    env = use_function_env(monkeypatch, aws_stack, "AdRollFunction")
+    boto3.client("secretsmanager").put_secret_value(SecretId=env["RELAY_VENDOR_SECRET_ARN"], SecretString="{}")
+    mock = Vendor()
+    assert run(aws_stack, monkeypatch, "adroll", many(2), mock) == ["e000", "e001"]
+    assert mock.requests == []
+    assert "adroll configuration unusable" in output.text()
+    assert "adroll.token: is required when adroll is enabled" in output.text()
+
+
+def test_end_to_end_ingest_to_vendor(aws_stack, monkeypatch, output):
+    """Signed HTTP request -> IngestFunction -> SNS -> SQS (filter policy) -> AppLovinFunction -> vendor."""
+    use_function_env(monkeypatch, aws_stack, "IngestFunction")
+    ingest = ingest_handler(clock=lambda: NOW_MS / 1000)
+    lead = web_event(
+        event_id="lead-1",
+        name="generate_lead",
+        value=30,
+        currency="USD",
+        user={"ip": "203.0.113.7", "user_agent": "UA", "email": "Lead@Example.com", "cookie_id": "c1"},
+    )
+    raw = json.dumps({"events": [lead]}).encode()
+    headers = {"content-type": "application/json", "x-relay-signature": sign(raw, SECRETS["signing"], NOW_MS // 1000)}
+    response = ingest(http_api_event("POST", "/v1/events", headers, raw), FakeLambdaContext())
+    assert response["statusCode"] == 202
+    use_function_env(monkeypatch, aws_stack, "AppLovinFunction")
+    mock = Vendor()
+    handler = vendor_handler("applovin", http_client=mock.client())
+    assert handler(receive(aws_stack, "applovin", 1), FakeLambdaContext()) == {"batchItemFailures": []}
+    (body,) = mock.bodies()
+    import hashlib
+
+    assert body == {
+        "events": [
+            {
+                "name": "generate_lead",
+                "event_time": NOW_MS - 5000,
+                "event_source_url": "https://shop.example.com/products/shirt?color=blue",
+                "user_data": {
+                    "client_ip_address": "203.0.113.7",
+                    "client_user_agent": "UA",
+                    "esi": "web",
+                    "client_id": "c1",
+                    "email": hashlib.sha256(b"lead@example.com").hexdigest(),
+                },
+                "data": {"currency": "USD", "value": 30},
+                "dedupe_id": "lead-1",
+            }
+        ]
+    }
+    out = output.text()
+    for clear in ("Lead@Example.com", "lead@example.com", "203.0.113.7", SECRETS["applovin"], SECRETS["signing"]):
+        assert clear not in out
+
+
+@pytest.mark.parametrize("vendor", ["applovin", "appsflyer", "adroll"])
+def test_function_modules_are_one_line_handlers(vendor):
+    import importlib.util
+
+    from .conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location(f"fn_{vendor}", ROOT / "functions" / vendor / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert callable(module.lambda_handler)
