@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: install test lint unit validate clean
+.PHONY: install test lint unit validate build openapi clean
 
 $(STAMP): pyproject.toml shared/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ unit: install       ## the test suite
 
 validate: install   ## sam validate --lint (also run by the suite)
 	$(BIN)/sam validate --lint
+
+openapi: install    ## regenerate openapi.json from the models (a test fails when it drifts)
+	$(BIN)/relay openapi --output openapi.json
+
+build: install      ## sam build (python3.13, arm64 layer); needs python3.13 on PATH (pyenv: see README)
+	PYENV_VERSION=$${PYENV_VERSION:-3.11.7:3.13.0} $(BIN)/sam build
 
 test: lint unit     ## what CI runs (.ci/run)
 

@@ -106,6 +106,17 @@ def preview(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return code
 
 
+def openapi_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .openapi import openapi_json
+
+    text = openapi_json()
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        out.write(text)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relay", description="S2S Relay: server-side conversions to AppLovin, AppsFlyer, AdRoll"
@@ -119,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vendor", choices=VENDORS, help="show only this vendor")
     p.add_argument("--json", action="store_true", help="one JSON object per event, one per line")
     p.set_defaults(func=preview)
+    o = sub.add_parser("openapi", help="print the ingest API's OpenAPI document (generated from the models)")
+    o.add_argument("--output", help="write to this file instead of stdout")
+    o.set_defaults(func=openapi_cmd)
     return parser
 
 

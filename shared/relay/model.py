@@ -17,6 +17,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -58,7 +59,11 @@ def _money(value: Any) -> Any:
     return number
 
 
-Money = Annotated[Decimal, BeforeValidator(_money)]
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_money),
+    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "pattern": r"^-?\d+(\.\d+)?$"}]}),
+]
 
 
 class Strict(BaseModel):
@@ -121,11 +126,29 @@ def _timestamp(value: Any) -> Any:
     raise ValueError("must be an ISO-8601 string with a UTC offset or epoch milliseconds")
 
 
-Currency = Annotated[str, BeforeValidator(_currency)]
-Country = Annotated[str, BeforeValidator(_country)]
-IpAddress = Annotated[str, BeforeValidator(_ip)]
-HttpUrl = Annotated[str, StringConstraints(max_length=4096), BeforeValidator(_http_url)]
-Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
+Currency = Annotated[str, BeforeValidator(_currency), WithJsonSchema({"type": "string", "pattern": "^[A-Za-z]{3}$"})]
+Country = Annotated[str, BeforeValidator(_country), WithJsonSchema({"type": "string", "pattern": "^[A-Za-z]{2}$"})]
+IpAddress = Annotated[
+    str, BeforeValidator(_ip), WithJsonSchema({"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]})
+]
+HttpUrl = Annotated[
+    str,
+    StringConstraints(max_length=4096),
+    BeforeValidator(_http_url),
+    WithJsonSchema({"type": "string", "format": "uri"}),
+]
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(_timestamp),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time", "description": "ISO-8601 with a UTC offset"},
+                {"type": "integer", "minimum": 0, "description": "epoch milliseconds"},
+            ]
+        }
+    ),
+]
 
 
 class Item(Strict):

@@ -1,0 +1,110 @@
+"""The ingest API's OpenAPI document, generated from the pydantic models (committed as openapi.json;
+a test fails when the file drifts from the models: run `make openapi`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import models_json_schema
+
+from . import __version__
+from .aws import SNS_MAX_BYTES
+from .ingest import MAX_BODY_BYTES
+from .model import MAX_EVENTS_PER_REQUEST, Event
+from .signing import HEADER
+
+
+class FieldErrorModel(BaseModel):
+    field: str = Field(description="dotted path of the field, e.g. items[0].price")
+    message: str = Field(description="the rule it broke")
+
+
+class IngestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", title="IngestRequest")
+    events: list[Event] = Field(min_length=1, max_length=MAX_EVENTS_PER_REQUEST)
+
+
+class AcceptedEvent(BaseModel):
+    index: int
+    event_id: str
+    destinations: list[str] = Field(description="vendors the event is queued for")
+    skipped: dict[str, str] | None = Field(default=None, description="vendor -> why it does not get the event")
+    invalid: dict[str, list[FieldErrorModel]] | None = Field(
+        default=None, description="vendor -> the vendor rules the event breaks (not queued for that vendor)"
+    )
+
+
+class RejectedEvent(BaseModel):
+    index: int
+    event_id: str | None
+    errors: list[FieldErrorModel]
+
+
+class IngestResponse(BaseModel):
+    accepted: list[AcceptedEvent]
+    rejected: list[RejectedEvent]
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    not_enqueued: list[str] | None = Field(default=None, description="503 only: event_ids to resend")
+
+
+def _response(description: str, *refs: str) -> dict[str, Any]:
+    schemas = [{"$ref": f"#/components/schemas/{r}"} for r in refs]
+    schema = schemas[0] if len(schemas) == 1 else {"oneOf": schemas}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def openapi() -> dict[str, Any]:
+    _, defs = models_json_schema(
+        [(IngestRequest, "validation"), (IngestResponse, "serialization"), (ErrorResponse, "serialization")],
+        ref_template="#/components/schemas/{model}",
+    )
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "S2S Relay ingest API",
+            "version": __version__,
+            "description": "Signed canonical conversion events in; see README 'Ingest API'.",
+        },
+        "paths": {
+            "/v1/events": {
+                "post": {
+                    "operationId": "postEvents",
+                    "summary": f"Send 1 to {MAX_EVENTS_PER_REQUEST} canonical events",
+                    "parameters": [
+                        {
+                            "name": HEADER,
+                            "in": "header",
+                            "required": True,
+                            "description": 't=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>',
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "description": f"at most {MAX_BODY_BYTES} bytes; each event at most {SNS_MAX_BYTES} bytes",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestRequest"}}},
+                    },
+                    "responses": {
+                        "202": _response("at least one event accepted", "IngestResponse"),
+                        "400": _response("no event valid, or the body is not JSON", "IngestResponse", "ErrorResponse"),
+                        "401": _response("signature missing, malformed, stale or not matching", "ErrorResponse"),
+                        "413": _response(f"body over {MAX_BODY_BYTES} bytes or over 100 events", "ErrorResponse"),
+                        "415": _response("Content-Type is not application/json", "ErrorResponse"),
+                        "503": _response(
+                            "events could not be queued; resend (event_id makes it safe)", "ErrorResponse"
+                        ),
+                    },
+                }
+            }
+        },
+        "components": {"schemas": defs["$defs"]},
+    }
+
+
+def openapi_json() -> str:
+    return json.dumps(openapi(), indent=2, sort_keys=True) + "\n"
