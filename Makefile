@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: install test lint unit validate build openapi clean
+.PHONY: install test lint unit validate build openapi events clean
 
 $(STAMP): pyproject.toml shared/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,16 @@ validate: install   ## sam validate --lint (also run by the suite)
 
 openapi: install    ## regenerate openapi.json from the models (a test fails when it drifts)
 	$(BIN)/relay openapi --output openapi.json
+
+events: install     ## regenerate the sam local invoke events in events/ (ingest.json is signed now)
+	$(BIN)/relay lambda-event ingest events/samples/web_purchase.json events/samples/ios_app_purchase.json \
+		--config relay.example.toml > events/ingest.json
+	$(BIN)/relay lambda-event applovin events/samples/page_view.json events/samples/lead.json \
+		events/samples/web_purchase.json --config relay.example.toml > events/sqs_applovin.json
+	$(BIN)/relay lambda-event appsflyer events/samples/ios_app_purchase.json \
+		events/samples/android_add_to_cart.json --config relay.example.toml > events/sqs_appsflyer.json
+	$(BIN)/relay lambda-event adroll events/samples/page_view.json events/samples/b2b_demo_request.json \
+		--config relay.example.toml > events/sqs_adroll.json
 
 build: install      ## sam build (python3.13, arm64 layer); needs python3.13 on PATH (pyenv: see README)
 	PYENV_VERSION=$${PYENV_VERSION:-3.11.7:3.13.0} $(BIN)/sam build

@@ -31,9 +31,22 @@ def built(tmp_path_factory) -> tuple[Path, str]:
     # this machine kind has 3.13 through pyenv (its shim exists even when 3.13 is not selected)
     env.setdefault("PYENV_VERSION", "3.11.7:3.13.0")
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "sam"), "build", "--template-file", str(ROOT / "template.yaml"),
-         "--build-dir", str(out), "--base-dir", str(ROOT)],
-        capture_output=True, text=True, cwd=ROOT, env=env, check=False, timeout=900,
+        [
+            str(Path(sys.executable).parent / "sam"),
+            "build",
+            "--template-file",
+            str(ROOT / "template.yaml"),
+            "--build-dir",
+            str(out),
+            "--base-dir",
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        check=False,
+        timeout=900,
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log

@@ -239,3 +239,36 @@ def test_function_modules_are_one_line_handlers(vendor):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert callable(module.lambda_handler)
+
+
+@pytest.mark.parametrize(("vendor", "count"), [("applovin", 3), ("appsflyer", 2), ("adroll", 2)])
+def test_committed_sam_local_events_run_through_the_handlers(aws_stack, monkeypatch, vendor, count):
+    from .conftest import ROOT
+
+    event = json.loads((ROOT / "events" / f"sqs_{vendor}.json").read_text())
+    assert len(event["Records"]) == count
+    use_function_env(monkeypatch, aws_stack, f"{PREFIX[vendor]}Function")
+    mock = Vendor()
+    assert vendor_handler(vendor, http_client=mock.client())(event, FakeLambdaContext()) == {"batchItemFailures": []}
+    events_sent = {
+        "applovin": lambda bodies: sum(len(b["events"]) for b in bodies),
+        "appsflyer": len,  # one event per request
+        "adroll": lambda bodies: sum(len(b) for b in bodies),
+    }[vendor]
+    assert events_sent(mock.bodies()) == count
+
+
+def test_committed_ingest_event_is_signed_with_the_example_secret():
+    from relay.apigw import response_body
+    from relay.config import load_config
+    from relay.signing import verify
+
+    from .conftest import ROOT
+
+    event = json.loads((ROOT / "events" / "ingest.json").read_text())
+    raw = response_body(event)
+    header = event["headers"]["x-relay-signature"]
+    secrets = [s.get_secret_value() for s in load_config(ROOT / "relay.example.toml").ingest.secrets]
+    signed_at = int(header.split(",")[0][2:])
+    assert verify(raw, header, secrets, now=signed_at) == signed_at
+    assert [e["event_id"] for e in json.loads(raw)["events"]] == ["web-purchase-0001", "ios-purchase-0001"]

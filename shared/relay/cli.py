@@ -117,6 +117,68 @@ def openapi_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def _read_events(files: list[str], config: RelayConfig) -> list[Any]:
+    raw_events: list[Any] = []
+    for name in files:
+        try:
+            raw_events += events_of(jsonbody.loads(Path(name).read_bytes()))
+        except OSError as exc:
+            raise UsageError(f"cannot read {name}: {exc.strerror}") from None
+        except (jsonbody.JsonBodyError, EventParseError) as exc:
+            raise UsageError(f"{name}: {exc}") from None
+    return raw_events
+
+
+def lambda_event_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """A ready event for `sam local invoke`: a freshly signed API Gateway request for the ingest, or
+    the SQS batch a vendor function receives (canonical events as the ingest publishes them)."""
+    import hashlib
+    import uuid
+
+    from .apigw import http_api_event
+    from .signing import HEADER, sign
+    from .sqs import lambda_records
+
+    config = resolve_config(args.config, err)
+    raw_events = _read_events(args.files, config)
+    if args.kind == "ingest":
+        secrets = [s.get_secret_value() for s in config.ingest.secrets]
+        if not secrets:
+            raise UsageError("no [ingest] secrets in the configuration: cannot sign")
+        body = json.dumps({"events": raw_events}).encode("utf-8")
+        headers = {"content-type": "application/json", HEADER.lower(): sign(body, secrets[0])}
+        event = http_api_event("POST", "/v1/events", headers, body)
+    else:
+        now = datetime.now(UTC)
+        messages = []
+        for raw_event in raw_events:
+            try:
+                parsed = parse_event(raw_event, now=now, max_event_age_days=config.ingest.max_event_age_days)
+            except EventParseError as exc:
+                raise UsageError("; ".join(map(str, exc.errors))) from None
+            text = parsed.model_dump_json(exclude_none=True)
+            messages.append(
+                {
+                    "MessageId": str(uuid.uuid4()),
+                    "ReceiptHandle": uuid.uuid4().hex,
+                    "Body": text,
+                    "MD5OfBody": hashlib.md5(text.encode(), usedforsecurity=False).hexdigest(),
+                    "Attributes": {
+                        "ApproximateReceiveCount": "1",
+                        "SentTimestamp": str(int(now.timestamp() * 1000)),
+                        "SenderId": "AIDAEXAMPLE",
+                        "ApproximateFirstReceiveTimestamp": str(int(now.timestamp() * 1000)),
+                    },
+                    "MessageAttributes": {
+                        "destinations": {"DataType": "String.Array", "StringValue": json.dumps([args.kind])}
+                    },
+                }
+            )
+        event = lambda_records(messages, f"arn:aws:sqs:us-east-1:123456789012:{args.kind}-queue", "us-east-1")
+    out.write(json.dumps(event, indent=2) + "\n")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relay", description="S2S Relay: server-side conversions to AppLovin, AppsFlyer, AdRoll"
@@ -133,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     o = sub.add_parser("openapi", help="print the ingest API's OpenAPI document (generated from the models)")
     o.add_argument("--output", help="write to this file instead of stdout")
     o.set_defaults(func=openapi_cmd)
+    e = sub.add_parser("lambda-event", help="print a Lambda event for sam local invoke (signed now)")
+    e.add_argument("kind", choices=("ingest", *VENDORS), help="ingest: API Gateway request; vendor: its SQS batch")
+    e.add_argument("files", nargs="+", metavar="EVENT.json")
+    e.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")
+    e.set_defaults(func=lambda_event_cmd)
     return parser
 
 
