@@ -42,3 +42,81 @@ def test_layer_is_the_shared_package_built_for_arm64_python313():
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
     assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
     assert (ROOT / "shared" / "requirements.txt").is_file() and (ROOT / "shared" / "relay" / "__init__.py").is_file()
+
+
+def test_samconfig_environments_use_template_parameters_and_hold_no_secrets():
+    import tomllib
+
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    parameters = cfn_yaml.load(str(ROOT / "template.yaml"))["Parameters"]
+    assert {"default", "dev", "prod"} <= set(config)
+    for env in ("default", "dev", "prod"):
+        deploy = config[env]["deploy"]["parameters"]
+        assert deploy["capabilities"] == "CAPABILITY_IAM"
+        for pair in deploy["parameter_overrides"].split():
+            name, _, value = pair.partition("=")
+            assert name in parameters, f"{env}: {name} is not a template parameter"
+            allowed = parameters[name].get("AllowedValues")
+            assert allowed is None or value in [str(a) for a in allowed]
+    text = (ROOT / "samconfig.toml").read_text().lower()
+    for word in ("api_key", "token =", "secret =", "password"):
+        assert word not in text
+
+
+VENDOR_RESOURCES = {"applovin": "AppLovin", "appsflyer": "AppsFlyer", "adroll": "AdRoll"}
+
+
+def _template():
+    return cfn_yaml.load(str(ROOT / "template.yaml"))
+
+
+def test_each_vendor_is_wired_topic_to_queue_to_function():
+    t = _template()
+    res, glob = t["Resources"], t["Globals"]["Function"]
+    assert glob["Runtime"] == "python3.13" and glob["Architectures"] == ["arm64"] and glob["Tracing"] == "Active"
+    assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"} <= set(
+        glob["Environment"]["Variables"]
+    )
+    for vendor, p in VENDOR_RESOURCES.items():
+        queue, fn, sub = res[f"{p}Queue"]["Properties"], res[f"{p}Function"]["Properties"], res[f"{p}Subscription"]
+        assert queue["VisibilityTimeout"] >= 6 * fn["Timeout"]
+        assert (
+            queue["SqsManagedSseEnabled"] is True and res[f"{p}DeadLetterQueue"]["Properties"]["SqsManagedSseEnabled"]
+        )
+        assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": [f"{p}DeadLetterQueue", "Arn"]}
+        assert sub["Properties"]["RawMessageDelivery"] is True
+        assert sub["Properties"]["FilterPolicy"] == {"destinations": [vendor]}
+        assert sub["Properties"]["FilterPolicyScope"] == "MessageAttributes"
+        assert fn["CodeUri"] == f"functions/{vendor}/"
+        source = fn["Events"]["Queue"]["Properties"]
+        assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert source["ScalingConfig"]["MaximumConcurrency"] == {"Ref": f"{p}MaxConcurrency"}
+        assert "DeadLetterQueue" not in fn  # only applies to async invokes; the queue's redrive does it
+        if vendor in ("applovin", "adroll"):
+            assert source["BatchSize"] == 100 and source["MaximumBatchingWindowInSeconds"] > 0
+        assert res[f"{p}DeadLetterAlarm"]["Properties"]["Threshold"] == 0
+        assert res[f"{p}AuthFailureAlarm"]["Properties"]["MetricName"] == "VendorAuthFailures"
+        assert f"{p}QueueUrl" in t["Outputs"] and f"{p}DeadLetterQueueUrl" in t["Outputs"]
+    assert res["EventsTopic"]["Properties"]["KmsMasterKeyId"] == "alias/aws/sns"
+    api = res["RelayHttpApi"]["Properties"]
+    assert {"ThrottlingBurstLimit", "ThrottlingRateLimit"} <= set(api["DefaultRouteSettings"])
+    assert "sourceIp" not in api["AccessLogSettings"]["Format"]  # no client IP in logs
+    assert res["IdempotencyTable"]["Properties"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert res["IdempotencyTable"]["Properties"]["TimeToLiveSpecification"]["Enabled"] is True
+    assert {"IngestUrl", "EventsTopicArn", "IdempotencyTableName"} <= set(t["Outputs"])
+
+
+def test_no_secret_values_in_the_template():
+    t = _template()
+    for logical, resource in t["Resources"].items():
+        if resource["Type"] == "AWS::SecretsManager::Secret":
+            assert "SecretString" not in resource["Properties"], logical
+    env = str(t["Globals"]["Function"]["Environment"]) + str(
+        [
+            r["Properties"].get("Environment")
+            for r in t["Resources"].values()
+            if r["Type"] == "AWS::Serverless::Function"
+        ]
+    )
+    for key in ("API_KEY", "_TOKEN", "_KEY'", "SECRETS'"):
+        assert key not in env.upper()
