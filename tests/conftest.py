@@ -177,8 +177,27 @@ def drain(queue_url: str, max_messages: int = 1000) -> list[dict]:
     return out
 
 
+class FakeClock:
+    """Time that only moves when the code under test sleeps (no real waiting, no timing in tests)."""
+
+    def __init__(self, budget_ms: int = 30_000):
+        self.now = 0.0
+        self.budget_ms = budget_ms
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def remaining_ms(self) -> int:
+        return int(self.budget_ms - self.now * 1000)
+
+
 class FakeLambdaContext:
     """The attributes of the Lambda context object that Powertools reads."""
+
+    def __init__(self, clock: FakeClock | None = None):
+        self.clock = clock
 
     function_name = "test-function"
     function_version = "$LATEST"
@@ -188,9 +207,8 @@ class FakeLambdaContext:
     log_group_name = "/aws/lambda/test-function"
     log_stream_name = "stream"
 
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 30_000
+    def get_remaining_time_in_millis(self) -> int:
+        return self.clock.remaining_ms() if self.clock else 30_000
 
 
 class Output:

@@ -16,7 +16,7 @@ from relay.model import parse_event
 from relay.signing import sign
 from relay.sqs import lambda_records
 
-from .conftest import NOW, NOW_MS, SECRETS, FakeLambdaContext, app_event, use_function_env, web_event
+from .conftest import NOW, NOW_MS, SECRETS, FakeClock, FakeLambdaContext, app_event, drain, use_function_env, web_event
 
 PREFIX = {"applovin": "AppLovin", "appsflyer": "AppsFlyer", "adroll": "AdRoll"}
 
@@ -66,8 +66,9 @@ def run(stack, monkeypatch, vendor: str, events: list[dict], mock: Vendor, **han
     use_function_env(monkeypatch, stack, f"{PREFIX[vendor]}Function")
     publish(stack, vendor, events)
     event = receive(stack, vendor, len(events))
-    handler = vendor_handler(vendor, http_client=mock.client(), **handler_kwargs)
-    response = handler(event, FakeLambdaContext())
+    clock = handler_kwargs.pop("clock", None) or FakeClock()
+    handler = vendor_handler(vendor, http_client=mock.client(), sleep=clock.sleep, **handler_kwargs)
+    response = handler(event, FakeLambdaContext(clock))
     by_id = {r["messageId"]: json.loads(r["body"])["event_id"] for r in event["Records"]}
     return sorted(by_id[f["itemIdentifier"]] for f in response["batchItemFailures"])
 
@@ -114,8 +115,11 @@ def test_appsflyer_one_request_per_event_and_partial_failure(aws_stack, monkeypa
     events[4]["user"] = {**events[4]["user"], "id": "fail"}
     mock = Vendor(answer)
     assert run(aws_stack, monkeypatch, "appsflyer", events, mock, max_workers=4) == ["a1"]
-    assert len(mock.requests) == 6
-    assert sorted(str(r.url) for r in mock.requests) == (
+    failing = [r for r in mock.requests if json.loads(r.content).get("customer_user_id") == "fail"]
+    assert len(failing) == 6  # a 500 is retried in-process (RetryPolicy.max_attempts), then left to SQS
+    ok = [r for r in mock.requests if r not in failing]
+    assert len(ok) == 5
+    assert sorted(str(r.url) for r in ok + failing[:1]) == (
         ["https://api3.appsflyer.com/inappevent/com.example.app"] * 3
         + ["https://api3.appsflyer.com/inappevent/id123456789"] * 3
     )
@@ -123,10 +127,15 @@ def test_appsflyer_one_request_per_event_and_partial_failure(aws_stack, monkeypa
     assert all(len(r.content) <= 1024 for r in mock.requests)
 
 
-def test_a_vendor_400_fails_every_record_of_that_request(aws_stack, monkeypatch):
+def test_a_vendor_400_on_every_event_dead_letters_each_after_bisecting(aws_stack, monkeypatch):
     mock = Vendor(lambda r: httpx.Response(400, text="bad event"))
-    assert run(aws_stack, monkeypatch, "applovin", many(5), mock) == [f"e{i:03d}" for i in range(5)]
-    assert len(mock.requests) == 1
+    assert run(aws_stack, monkeypatch, "applovin", many(5), mock) == []  # nothing left to retry
+    assert [len(b["events"]) for b in mock.bodies()] == [5, 2, 1, 1, 3, 1, 2, 1, 1]
+    letters = drain(aws_stack.physical["AppLovinDeadLetterQueue"])
+    assert sorted(m["MessageAttributes"]["relay_event_id"]["StringValue"] for m in letters) == [
+        f"e{i:03d}" for i in range(5)
+    ]
+    assert {m["MessageAttributes"]["relay_status"]["StringValue"] for m in letters} == {"400"}
 
 
 def test_connection_errors_are_failures(aws_stack, monkeypatch):
@@ -157,8 +166,13 @@ def test_skipped_at_the_vendor_is_not_a_failure_and_sends_nothing(aws_stack, mon
 def test_invalid_at_the_vendor_is_a_failure_and_sends_nothing(aws_stack, monkeypatch):
     mock = Vendor()
     event = web_event(event_id="noip", user={"cookie_id": "c"})
-    assert run(aws_stack, monkeypatch, "applovin", [event, web_event(event_id="fine")], mock) == ["noip"]
+    assert run(aws_stack, monkeypatch, "applovin", [event, web_event(event_id="fine")], mock) == []
     assert [e["dedupe_id"] for e in mock.bodies()[0]["events"]] == ["fine"]
+    (letter,) = drain(aws_stack.physical["AppLovinDeadLetterQueue"])
+    assert letter["MessageAttributes"]["relay_outcome"]["StringValue"] == "invalid"
+    assert letter["MessageAttributes"]["relay_reason"]["StringValue"] == (
+        "user.ip: is required: AppLovin's client_ip_address; user.user_agent: is required: AppLovin's client_user_agent"
+    )
 
 
 def test_unparseable_body_is_a_failure(aws_stack, monkeypatch):
@@ -170,8 +184,12 @@ def test_unparseable_body_is_a_failure(aws_stack, monkeypatch):
     event = lambda_records(messages, aws_stack.arns["AdRollQueue"], "us-east-1")
     mock = Vendor()
     response = vendor_handler("adroll", http_client=mock.client())(event, FakeLambdaContext())
-    assert response["batchItemFailures"] == [{"itemIdentifier": messages[0]["MessageId"]}]
+    assert response["batchItemFailures"] == []  # permanent: moved to the DLQ with the reason, not retried
     assert mock.requests == []
+    (letter,) = drain(aws_stack.physical["AdRollDeadLetterQueue"])
+    assert letter["MessageAttributes"]["relay_reason"]["StringValue"].startswith(
+        "not a canonical event: body.name: is required"
+    )
 
 
 def test_unfilled_vendor_secret_fails_every_record(aws_stack, monkeypatch, output):

@@ -1,49 +1,97 @@
-"""Vendor side: map a batch of queued events and send it in as few vendor requests as allowed.
+"""Vendor side: map a batch of queued events, send it in as few vendor requests as allowed, and give
+every event exactly one outcome (README "What happens when…").
 
-AppLovin and AdRoll take up to 100 events per request; AppsFlyer one, sent concurrently with a
-bounded pool. Every event gets a Delivery: ok (sent, or skipped with a reason) or failed (with the
-reason, the HTTP status and the vendor's answer, truncated). A failure is never reported as success.
+- 2xx: delivered (recorded in the ledger: never sent again).
+- 400 from a batched vendor (AppLovin, AdRoll drop the whole batch): the batch is bisected and the halves
+  resent until the invalid events are isolated; every valid event is delivered.
+- other 4xx (not 401/403/408/429) and vendor-rule violations: permanent, not retried.
+- 401/403: credentials problem: kept for a later retry.
+- 408, 429, 5xx, timeouts, connection errors: retried here with jittered exponential backoff, honouring
+  Retry-After, while the Lambda has time; then kept for SQS to retry.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from threading import Lock
 from typing import Any
 
 import httpx
 
 from .config import RelayConfig
+from .ledger import Claim, DeliveryLedger
 from .model import Event
 from .routing import Router
 from .vendors import Invalid, Mapped, Skipped, VendorRequest
 
-MAX_RESPONSE_TEXT = 200
-DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+MAX_RESPONSE_TEXT = 256
+REQUEST_TIMEOUT_SECONDS = 10.0
+DEFAULT_TIMEOUT = httpx.Timeout(REQUEST_TIMEOUT_SECONDS, connect=3.0)
 AUTH_STATUSES = frozenset({401, 403})
+TRANSIENT_STATUSES = frozenset({408, 429})
+# outcomes
+FORWARDED, SKIPPED, DUPLICATE = "forwarded", "skipped", "duplicate"
+INVALID, REJECTED = "invalid", "rejected"  # permanent
+AUTH, TRANSIENT, IN_FLIGHT, CONFIG = "auth", "transient", "in_flight", "config"  # retry later
+PERMANENT = frozenset({INVALID, REJECTED})
 
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
     ok: bool
-    outcome: str  # "forwarded" | "skipped" | "invalid" | "rejected" | "auth" | "error"
+    outcome: str
     reason: str = ""
     status: int | None = None
     response: str = ""
+    retry_after: float | None = None
+
+    @property
+    def permanent(self) -> bool:
+        return self.outcome in PERMANENT
 
 
 @dataclass(frozen=True, slots=True)
-class RequestRecord:
-    status: int | None
-    events: int
-    latency_ms: float
+class RetryPolicy:
+    base_delay: float = 0.25
+    max_delay: float = 8.0
+    max_attempts: int = 6
+    # keep this much of the invocation for one more request and the bookkeeping after it
+    reserve_ms: int = int(REQUEST_TIMEOUT_SECONDS * 1000) + 2000
+
+
+@dataclass
+class Stats:
+    requests: list[tuple[int | None, int, float]] = field(default_factory=list)  # (status, events, ms)
+    retries: int = 0
+    bisect_requests: int = 0
+    lock: Lock = field(default_factory=Lock)
+
+    def add(self, **counts: int) -> None:
+        with self.lock:
+            for name, n in counts.items():
+                setattr(self, name, getattr(self, name) + n)
 
 
 def new_http_client(**kwargs: Any) -> httpx.Client:
     """One client per container (connection reuse), explicit timeouts."""
     return httpx.Client(timeout=DEFAULT_TIMEOUT, limits=httpx.Limits(max_connections=32), **kwargs)
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 class Forwarder:
@@ -52,44 +100,103 @@ class Forwarder:
         vendor: str,
         config: RelayConfig,
         client: httpx.Client,
+        ledger: DeliveryLedger | None = None,
         max_workers: int = 16,
+        policy: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen)
+        sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.perf_counter,
+        wall_clock: Callable[[], float] = time.time,
+        rng: Callable[[], float] = random.random,
     ):
         self.vendor = vendor
         self.router = Router(config)
         self.adapter = self.router.adapters[vendor]
         self.client = client
+        self.ledger = ledger
         self.max_workers = max_workers
-        self.clock = clock
-        self.requests: list[RequestRecord] = []
+        self.policy = policy
+        self.sleep, self.clock, self.wall_clock, self.rng = sleep, clock, wall_clock, rng
+        self.stats = Stats()
 
-    def deliver(self, events: Mapping[str, Event]) -> dict[str, Delivery]:
+    # -- the batch ---------------------------------------------------------------------------------
+
+    def deliver(self, events: Mapping[str, Event], remaining_ms: Callable[[], int]) -> dict[str, Delivery]:
         """`events` keyed by SQS message id; returns a Delivery for every key."""
+        self.stats = Stats()
         results: dict[str, Delivery] = {}
         groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        claimed: dict[str, str] = {}  # key -> event_id
         for key, event in events.items():
             outcome = self.router.route_one(event, self.vendor)
             if isinstance(outcome, Skipped):
-                results[key] = Delivery(True, "skipped", outcome.reason)
+                results[key] = Delivery(True, SKIPPED, outcome.reason)
             elif isinstance(outcome, Invalid):
-                results[key] = Delivery(False, "invalid", "; ".join(map(str, outcome.errors)))
+                results[key] = Delivery(False, INVALID, "; ".join(map(str, outcome.errors)))
             elif isinstance(outcome, Mapped):
-                groups.setdefault(outcome.target, []).append((key, outcome.payload))
-        batches: list[tuple[list[str], VendorRequest]] = []
-        size = self.adapter.max_batch
-        for target, items in groups.items():
-            for start in range(0, len(items), size):
-                chunk = items[start : start + size]
-                batches.append(([k for k, _ in chunk], self.adapter.build_request(target, [p for _, p in chunk])))
-        if len(batches) > 1:
-            with ThreadPoolExecutor(max_workers=min(self.max_workers, len(batches))) as pool:
-                answers = list(pool.map(lambda b: self._send(b[1], len(b[0])), batches))
+                if event.event_id in claimed.values():
+                    results[key] = Delivery(False, IN_FLIGHT, "the same event_id is earlier in this batch")
+                    continue
+                claim = self.ledger.claim(event.event_id, remaining_ms()) if self.ledger else Claim.CLAIMED
+                if claim is Claim.DUPLICATE:
+                    results[key] = Delivery(True, DUPLICATE, f"already delivered to {self.vendor}")
+                elif claim is Claim.IN_FLIGHT:
+                    results[key] = Delivery(False, IN_FLIGHT, "another invocation is sending this event_id")
+                else:
+                    claimed[key] = event.event_id
+                    groups.setdefault(outcome.target, []).append((key, outcome.payload))
+        chunks = [
+            (target, items[i : i + self.adapter.max_batch])
+            for target, items in groups.items()
+            for i in range(0, len(items), self.adapter.max_batch)
+        ]
+        if len(chunks) > 1:
+            with ThreadPoolExecutor(max_workers=min(self.max_workers, len(chunks))) as pool:
+                for part in pool.map(lambda c: self._deliver_chunk(c[0], c[1], remaining_ms), chunks):
+                    results.update(part)
         else:
-            answers = [self._send(request, len(keys)) for keys, request in batches]
-        for (keys, _), delivery in zip(batches, answers, strict=True):
-            for key in keys:
-                results[key] = delivery
+            for target, items in chunks:
+                results.update(self._deliver_chunk(target, items, remaining_ms))
+        if self.ledger:
+            for key, event_id in claimed.items():
+                delivery = results[key]
+                if delivery.ok:
+                    self.ledger.delivered(event_id, delivery.status)
+                else:
+                    self.ledger.release(event_id, delivery.outcome)
         return results
+
+    def _deliver_chunk(
+        self, target: str, items: list[tuple[str, dict[str, Any]]], remaining_ms: Callable[[], int]
+    ) -> dict[str, Delivery]:
+        request = self.adapter.build_request(target, [payload for _, payload in items])
+        delivery = self._send_with_retries(request, len(items), remaining_ms)
+        if delivery.outcome == REJECTED and delivery.status == 400 and len(items) > 1:
+            # the vendor dropped the whole batch for some invalid event(s): isolate them
+            middle = len(items) // 2
+            self.stats.add(bisect_requests=2)
+            return {
+                **self._deliver_chunk(target, items[:middle], remaining_ms),
+                **self._deliver_chunk(target, items[middle:], remaining_ms),
+            }
+        return {key: delivery for key, _ in items}
+
+    # -- one request -------------------------------------------------------------------------------
+
+    def _send_with_retries(self, request: VendorRequest, events: int, remaining_ms: Callable[[], int]) -> Delivery:
+        attempt = 0
+        while True:
+            delivery = self._send(request, events)
+            if delivery.outcome != TRANSIENT:
+                return delivery
+            attempt += 1
+            if attempt >= self.policy.max_attempts:
+                return delivery
+            backoff = min(self.policy.max_delay, self.policy.base_delay * 2 ** (attempt - 1)) * (0.5 + self.rng() / 2)
+            delay = max(backoff, delivery.retry_after or 0.0)
+            if remaining_ms() - delay * 1000 < self.policy.reserve_ms:
+                return delivery  # no time for another try: SQS retries after the visibility timeout
+            self.stats.add(retries=1)
+            self.sleep(delay)
 
     def _send(self, request: VendorRequest, events: int) -> Delivery:
         started = self.clock()
@@ -98,12 +205,18 @@ class Forwarder:
                 request.method, request.url, headers=request.headers, content=request.content
             )
         except httpx.HTTPError as exc:
-            self.requests.append(RequestRecord(None, events, (self.clock() - started) * 1000))
-            return Delivery(False, "error", f"{type(exc).__name__} calling {self.vendor}")
-        self.requests.append(RequestRecord(response.status_code, events, (self.clock() - started) * 1000))
-        text = response.text[:MAX_RESPONSE_TEXT]
+            with self.stats.lock:
+                self.stats.requests.append((None, events, (self.clock() - started) * 1000))
+            return Delivery(False, TRANSIENT, f"{type(exc).__name__} calling {self.vendor}")
+        with self.stats.lock:
+            self.stats.requests.append((response.status_code, events, (self.clock() - started) * 1000))
+        status = response.status_code
         if response.is_success:
-            return Delivery(True, "forwarded", status=response.status_code)
-        if response.status_code in AUTH_STATUSES:
-            return Delivery(False, "auth", f"{self.vendor} refused the credentials", response.status_code, text)
-        return Delivery(False, "rejected", f"{self.vendor} answered {response.status_code}", response.status_code, text)
+            return Delivery(True, FORWARDED, status=status)
+        text = response.text[:MAX_RESPONSE_TEXT]
+        if status in AUTH_STATUSES:
+            return Delivery(False, AUTH, f"{self.vendor} refused the credentials ({status})", status, text)
+        if status in TRANSIENT_STATUSES or status >= 500:
+            wait = retry_after_seconds(response.headers.get("retry-after"), self.wall_clock())
+            return Delivery(False, TRANSIENT, f"{self.vendor} answered {status}", status, text, wait)
+        return Delivery(False, REJECTED, f"{self.vendor} rejected the request ({status})", status, text)

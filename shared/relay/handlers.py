@@ -23,9 +23,11 @@ from pydantic import Json, ValidationError
 
 from .aws import SnsPublisher, load_ingest_config, load_vendor_config
 from .config import ConfigError, RelayConfig
+from .deadletter import DeadLetter, DeadLetterQueue
 from .errors import from_validation_error
-from .forwarding import Delivery, Forwarder, new_http_client
+from .forwarding import AUTH, CONFIG, DUPLICATE, FORWARDED, INVALID, SKIPPED, Delivery, Forwarder, new_http_client
 from .ingest import Ingest
+from .ledger import DeliveryLedger
 from .model import Event
 from .observability import MetricUnit, logger, metrics, tracer
 
@@ -110,61 +112,108 @@ def vendor_handler(
     vendor: str,
     load_config: Callable[[], RelayConfig] | None = None,
     http_client: httpx.Client | None = None,
+    ledger: DeliveryLedger | None = None,
+    dead_letters: DeadLetterQueue | None = None,
     max_workers: int = 16,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Handler:
+    """The handler of a vendor function. Clients, the ledger and the DLQ come from the environment
+    (RELAY_IDEMPOTENCY_TABLE, RELAY_DLQ_URL, RELAY_MAX_RECEIVE_COUNT) unless injected."""
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     cache: dict[tuple[str, ...], Forwarder] = {}
-    client_holder: list[httpx.Client] = [http_client] if http_client else []
+    parts: dict[str, Any] = {"client": http_client, "ledger": ledger, "dlq": dead_letters}
+
+    def part(name: str, make: Callable[[], Any]) -> Any:
+        if parts[name] is None:
+            parts[name] = make()
+        return parts[name]
 
     def current() -> Forwarder:
         config = load_config() if load_config else load_vendor_config(vendor)
         key = tuple(config.secret_values())
         if key not in cache:
             cache.clear()
-            if not client_holder:
-                client_holder.append(new_http_client())
-            cache[key] = Forwarder(vendor, config, client_holder[0], max_workers=max_workers)
+            cache[key] = Forwarder(
+                vendor,
+                config,
+                part("client", new_http_client),
+                ledger=part("ledger", lambda: DeliveryLedger(vendor, os.environ["RELAY_IDEMPOTENCY_TABLE"])),
+                max_workers=max_workers,
+                sleep=sleep,
+            )
         return cache[key]
 
-    def deliver(records: list[dict[str, Any]]) -> dict[str, Delivery]:
+    def deliver(records: list[dict[str, Any]], remaining_ms: Callable[[], int]) -> tuple[dict[str, Delivery], dict]:
+        events: dict[str, Event] = {}
         try:
             forwarder = current()
         except ConfigError as exc:
             logger.error(f"{vendor} configuration unusable", extra={"errors": [str(e) for e in exc.errors]})
             metrics.add_metric("VendorAuthFailures", MetricUnit.Count, 1)
-            return {r["messageId"]: Delivery(False, "config", f"{vendor} configuration unusable") for r in records}
+            return {r["messageId"]: Delivery(False, CONFIG, f"{vendor} configuration unusable") for r in records}, {}
         results: dict[str, Delivery] = {}
-        events: dict[str, Event] = {}
         for record in records:
             try:
                 events[record["messageId"]] = RelayRecord.model_validate(record).body
             except ValidationError as exc:
                 errors = "; ".join(map(str, from_validation_error(exc)))
-                results[record["messageId"]] = Delivery(False, "invalid", f"not a canonical event: {errors}")
-        forwarder.requests.clear()
-        results.update(forwarder.deliver(events))
-        for request in forwarder.requests:
-            metrics.add_metric("VendorLatency", MetricUnit.Milliseconds, request.latency_ms)
-        if any(d.outcome == "auth" for d in results.values()):
+                results[record["messageId"]] = Delivery(False, INVALID, f"not a canonical event: {errors}")
+        results.update(forwarder.deliver(events, remaining_ms))
+        stats = forwarder.stats
+        for _status, _n, latency in stats.requests:
+            metrics.add_metric("VendorLatency", MetricUnit.Milliseconds, latency)
+        metrics.add_metric("VendorRequests", MetricUnit.Count, len(stats.requests))
+        metrics.add_metric("VendorRetries", MetricUnit.Count, stats.retries)
+        metrics.add_metric("BisectRequests", MetricUnit.Count, stats.bisect_requests)
+        auth = sorted({d.status for d in results.values() if d.outcome == AUTH})
+        if auth:
             metrics.add_metric("VendorAuthFailures", MetricUnit.Count, 1)
-            logger.error(
-                f"{vendor} refused the relay's credentials",
-                extra={"status": sorted({d.status for d in results.values() if d.outcome == "auth"})},
+            logger.error(f"{vendor} refused the relay's credentials", extra={"status": auth})
+        return results, events
+
+    def dead_letter(records: list[dict[str, Any]], results: dict[str, Delivery], events: dict[str, Event]) -> set[str]:
+        """Move permanent failures, and failures on their last allowed receive, to the DLQ with reasons."""
+        max_receives = int(os.environ.get("RELAY_MAX_RECEIVE_COUNT", "0") or 0)
+        letters = []
+        for record in records:
+            delivery = results[record["messageId"]]
+            if delivery.ok:
+                continue
+            receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+            last_try = max_receives > 0 and receives >= max_receives
+            if not (delivery.permanent or last_try):
+                continue
+            event = events.get(record["messageId"])
+            reason = delivery.reason if delivery.permanent else f"gave up after {receives} receives: {delivery.reason}"
+            letters.append(
+                DeadLetter(
+                    record,
+                    vendor,
+                    event.event_id if event else None,
+                    delivery.outcome if delivery.permanent else "retries_exhausted",
+                    reason,
+                    delivery.status,
+                    delivery.response,
+                )
             )
-        for key, delivery in results.items():
-            if not delivery.ok:
-                event = events.get(key)
+        if not letters:
+            return set()
+        dlq = part("dlq", lambda: DeadLetterQueue(os.environ["RELAY_DLQ_URL"]))
+        failed = dlq.send(letters)
+        moved = {letter.record["messageId"] for letter in letters} - failed
+        for letter in letters:
+            if letter.record["messageId"] in moved:
                 logger.warning(
-                    "delivery failed",
+                    "moved to the dead-letter queue",
                     extra={
-                        "event_id": event.event_id if event else None,
-                        "message_id": key,
-                        "outcome": delivery.outcome,
-                        "reason": delivery.reason,
-                        "status": delivery.status,
+                        "event_id": letter.event_id,
+                        "outcome": letter.outcome,
+                        "reason": letter.reason,
+                        "status": letter.status,
                     },
                 )
-        return results
+        metrics.add_metric("EventsDeadLettered", MetricUnit.Count, len(moved))
+        return moved
 
     @logger.inject_lambda_context(clear_state=True)
     @tracer.capture_lambda_handler
@@ -172,18 +221,33 @@ def vendor_handler(
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         metrics.add_dimension("vendor", vendor)
         records = event.get("Records", [])
-        results = deliver(records)
-        counts = {"forwarded": 0, "skipped": 0, "failed": 0}
-        for delivery in results.values():
-            counts["failed" if not delivery.ok else delivery.outcome] += 1
-        metrics.add_metric("EventsForwarded", MetricUnit.Count, counts["forwarded"])
-        metrics.add_metric("EventsSkipped", MetricUnit.Count, counts["skipped"])
-        metrics.add_metric("EventsFailed", MetricUnit.Count, counts["failed"])
-        logger.info(f"{vendor} batch", extra={"records": len(records), **counts})
+        results, events = deliver(records, context.get_remaining_time_in_millis)
+        moved = dead_letter(records, results, events)
+        counts = {FORWARDED: 0, SKIPPED: 0, DUPLICATE: 0, "retry": 0}
+        for key, delivery in results.items():
+            if delivery.ok:
+                counts[delivery.outcome] += 1
+            elif key not in moved:
+                counts["retry"] += 1
+                logger.warning(
+                    "delivery failed, kept for retry",
+                    extra={
+                        "event_id": events[key].event_id if key in events else None,
+                        "message_id": key,
+                        "outcome": delivery.outcome,
+                        "reason": delivery.reason,
+                        "status": delivery.status,
+                    },
+                )
+        metrics.add_metric("EventsForwarded", MetricUnit.Count, counts[FORWARDED])
+        metrics.add_metric("EventsSkipped", MetricUnit.Count, counts[SKIPPED])
+        metrics.add_metric("DuplicateEvents", MetricUnit.Count, counts[DUPLICATE])
+        metrics.add_metric("EventsFailed", MetricUnit.Count, counts["retry"])
+        logger.info(f"{vendor} batch", extra={"records": len(records), "dead_lettered": len(moved), **counts})
 
         def record_handler(record: SQSRecord) -> None:
             delivery = results[record.message_id]
-            if not delivery.ok:
+            if not delivery.ok and record.message_id not in moved:
                 raise DeliveryFailed(f"{delivery.outcome}: {delivery.reason}")
 
         return process_partial_response(

@@ -1,0 +1,194 @@
+"""Dead-letter queues that explain every failure: the relay moves a permanently failed message (or one
+that used its last delivery attempt) to the vendor's DLQ itself, with attributes giving the reason, the
+HTTP status and the vendor's answer, and deletes it from the source queue. `relay dlq` reads them back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+ATTR = "relay_"
+REASON, OUTCOME, STATUS, RESPONSE = f"{ATTR}reason", f"{ATTR}outcome", f"{ATTR}status", f"{ATTR}vendor_response"
+EVENT_ID, VENDOR, FAILED_AT, ATTEMPTS = f"{ATTR}event_id", f"{ATTR}vendor", f"{ATTR}failed_at", f"{ATTR}attempts"
+MAX_ATTRIBUTE_TEXT = 256
+SQS_BATCH = 10
+
+
+def _string(value: str) -> dict[str, str]:
+    return {"DataType": "String", "StringValue": value[:MAX_ATTRIBUTE_TEXT]}
+
+
+def from_lambda_attributes(attributes: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Lambda's record messageAttributes back into SendMessage form (string attributes)."""
+    return {
+        name: {"DataType": a["dataType"], "StringValue": a["stringValue"]}
+        for name, a in attributes.items()
+        if "stringValue" in a and not name.startswith(ATTR)
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    record: dict[str, Any]  # the Lambda SQS record
+    vendor: str
+    event_id: str | None
+    outcome: str
+    reason: str
+    status: int | None
+    response: str
+
+    def attributes(self, now: datetime) -> dict[str, dict[str, str]]:
+        attrs = from_lambda_attributes(self.record.get("messageAttributes", {}))
+        attrs.update(
+            {
+                REASON: _string(self.reason or self.outcome),
+                OUTCOME: _string(self.outcome),
+                STATUS: _string(str(self.status) if self.status is not None else "none"),
+                VENDOR: _string(self.vendor),
+                FAILED_AT: _string(now.isoformat(timespec="seconds")),
+                ATTEMPTS: _string(str(self.record.get("attributes", {}).get("ApproximateReceiveCount", "1"))),
+            }
+        )
+        if self.event_id:
+            attrs[EVENT_ID] = _string(self.event_id)
+        if self.response.strip():
+            attrs[RESPONSE] = _string(self.response)
+        return attrs
+
+
+class DeadLetterQueue:
+    def __init__(self, queue_url: str, client: Any = None):
+        self.queue_url = queue_url
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("sqs")
+        return self._client
+
+    def send(self, letters: list[DeadLetter], now: datetime | None = None) -> set[str]:
+        """SendMessageBatch; returns the message ids that could not be moved (keep them in the source)."""
+        stamp = now or datetime.now(UTC)
+        failed: set[str] = set()
+        for start in range(0, len(letters), SQS_BATCH):
+            chunk = letters[start : start + SQS_BATCH]
+            try:
+                response = self.client.send_message_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[
+                        {
+                            "Id": str(i),
+                            "MessageBody": letter.record["body"],
+                            "MessageAttributes": letter.attributes(stamp),
+                        }
+                        for i, letter in enumerate(chunk)
+                    ],
+                )
+            except Exception:  # noqa: BLE001 - any failure: the messages stay in the source queue
+                failed |= {letter.record["messageId"] for letter in chunk}
+                continue
+            failed |= {chunk[int(f["Id"])].record["messageId"] for f in response.get("Failed", [])}
+        return failed
+
+
+# -- reading DLQs back (relay dlq …) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Letter:
+    message_id: str
+    receipt_handle: str
+    body: str
+    event_id: str | None
+    reason: str
+    outcome: str
+    status: str
+    response: str
+    failed_at: str
+    attempts: str
+    attributes: dict[str, Any]
+
+    def summary(self) -> dict[str, str | None]:
+        return {
+            "event_id": self.event_id,
+            "reason": self.reason,
+            "outcome": self.outcome,
+            "status": self.status,
+            "when": self.failed_at,
+            "attempts": self.attempts,
+        }
+
+
+def _letter(message: dict[str, Any]) -> Letter:
+    attrs = {k: v.get("StringValue", "") for k, v in message.get("MessageAttributes", {}).items()}
+    event_id = attrs.get(EVENT_ID)
+    if not event_id:
+        try:
+            event_id = json.loads(message["Body"]).get("event_id")
+        except (ValueError, AttributeError):
+            event_id = None
+    sent = message.get("Attributes", {}).get("SentTimestamp")
+    when = attrs.get(FAILED_AT) or (
+        datetime.fromtimestamp(int(sent) / 1000, UTC).isoformat(timespec="seconds") if sent else ""
+    )
+    return Letter(
+        message_id=message["MessageId"],
+        receipt_handle=message["ReceiptHandle"],
+        body=message["Body"],
+        event_id=event_id,
+        reason=attrs.get(REASON, "moved by SQS after maxReceiveCount (no reason recorded)"),
+        outcome=attrs.get(OUTCOME, "redriven"),
+        status=attrs.get(STATUS, "none"),
+        response=attrs.get(RESPONSE, ""),
+        failed_at=when,
+        attempts=attrs.get(ATTEMPTS) or message.get("Attributes", {}).get("ApproximateReceiveCount", ""),
+        attributes=message.get("MessageAttributes", {}),
+    )
+
+
+def read_all(client: Any, queue_url: str, hold_seconds: int = 30) -> Iterator[Letter]:
+    """Every message of a DLQ, each once: received with a visibility hold, not deleted."""
+    seen: set[str] = set()
+    while True:
+        messages = client.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=hold_seconds,
+            WaitTimeSeconds=0,
+            MessageAttributeNames=["All"],
+            AttributeNames=["All"],
+        ).get("Messages", [])
+        fresh = [m for m in messages if m["MessageId"] not in seen]
+        if not fresh:
+            return
+        for message in fresh:
+            seen.add(message["MessageId"])
+            yield _letter(message)
+
+
+def release(client: Any, queue_url: str, letters: Iterable[Letter]) -> None:
+    """Make held messages visible again at once (after a listing)."""
+    for letter in letters:
+        client.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=letter.receipt_handle, VisibilityTimeout=0)
+
+
+def redrive(client: Any, dlq_url: str, source_url: str, letters: Iterable[Letter]) -> int:
+    """Back to the source queue (original attributes, not the relay_* ones), then deleted from the DLQ."""
+    moved = 0
+    for letter in letters:
+        attrs = {
+            k: {"DataType": v["DataType"], "StringValue": v["StringValue"]}
+            for k, v in letter.attributes.items()
+            if not k.startswith(ATTR) and "StringValue" in v
+        }
+        client.send_message(QueueUrl=source_url, MessageBody=letter.body, MessageAttributes=attrs)
+        client.delete_message(QueueUrl=dlq_url, ReceiptHandle=letter.receipt_handle)
+        moved += 1
+    return moved

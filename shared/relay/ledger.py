@@ -1,0 +1,69 @@
+"""Exactly-once bookkeeping per vendor and event_id, with Powertools Idempotency on DynamoDB.
+
+The key is a hash of ``[vendor, event_id]`` only: the payload is not part of it, so a resend of the same
+event_id with another body is still a duplicate. A record is IN_PROGRESS only while its request is in
+flight (its in-progress expiry is the Lambda's remaining time); a failed send deletes it so that a retry
+can go through; a delivered event is COMPLETED for `COMPLETED_TTL_SECONDS`.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyItemAlreadyExistsError,
+    IdempotencyItemNotFoundError,
+)
+from aws_lambda_powertools.utilities.idempotency.persistence.base import STATUS_CONSTANTS
+
+# Longer than any path an event can take to a resend: max_event_age_days (<= 7 by default, the ingest
+# refuses older events) + SQS retention (4 days) + margin.
+COMPLETED_TTL_SECONDS = 15 * 24 * 3600
+KEY_PREFIX = "s2s-relay"
+
+
+class Claim(Enum):
+    CLAIMED = "claimed"  # ours to send
+    DUPLICATE = "duplicate"  # already delivered: do not send again
+    IN_FLIGHT = "in_flight"  # another invocation is sending it right now: retry later
+
+
+class DeliveryLedger:
+    def __init__(self, vendor: str, table_name: str, client: Any = None):
+        self.vendor = vendor
+        kwargs: dict[str, Any] = {"table_name": table_name}
+        if client is not None:
+            kwargs["boto3_client"] = client
+        self.layer = DynamoDBPersistenceLayer(**kwargs)
+        self.layer.configure(
+            IdempotencyConfig(
+                event_key_jmespath="[vendor, event_id]",
+                raise_on_no_idempotency_key=True,
+                expires_after_seconds=COMPLETED_TTL_SECONDS,
+            ),
+            key_prefix=f"{KEY_PREFIX}.{vendor}",
+        )
+
+    def _data(self, event_id: str) -> dict[str, str]:
+        return {"vendor": self.vendor, "event_id": event_id}
+
+    def claim(self, event_id: str, remaining_ms: int) -> Claim:
+        try:
+            self.layer.save_inprogress(self._data(event_id), remaining_time_in_millis=max(remaining_ms, 1))
+            return Claim.CLAIMED
+        except IdempotencyItemAlreadyExistsError as exc:
+            record = exc.old_data_record
+            if record is None:
+                try:
+                    record = self.layer.get_record(self._data(event_id))
+                except IdempotencyItemNotFoundError:  # deleted meanwhile: try once more
+                    return self.claim(event_id, remaining_ms)
+            return Claim.DUPLICATE if record.status == STATUS_CONSTANTS["COMPLETED"] else Claim.IN_FLIGHT
+
+    def delivered(self, event_id: str, status: int | None) -> None:
+        self.layer.save_success(self._data(event_id), result={"status": status})
+
+    def release(self, event_id: str, reason: str) -> None:
+        self.layer.delete_record(self._data(event_id), RuntimeError(reason))
