@@ -1,0 +1,226 @@
+"""Delivery guarantees (issue #4): every path with a mocked vendor, counting vendor requests and DLQ
+messages. SQS is moto's, fed through the template's SNS subscriptions; the ledger is the template's
+DynamoDB table; time is a FakeClock (no real waiting)."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import httpx
+import pytest
+
+from relay.handlers import vendor_handler
+
+from .conftest import FakeClock, FakeLambdaContext, drain, use_function_env, web_event
+from .test_vendor_functions import PREFIX, Vendor, publish, receive
+
+
+def metrics_of(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith('{"_aws"')]
+
+
+def metric(text: str, name: str) -> float:
+    return sum(sum(m.get(name, [])) for m in metrics_of(text))
+
+
+class Harness:
+    def __init__(self, stack, monkeypatch, vendor: str, mock: Vendor, budget_ms: int = 30_000):
+        self.stack, self.vendor, self.mock = stack, vendor, mock
+        use_function_env(monkeypatch, stack, f"{PREFIX[vendor]}Function")
+        self.clock = FakeClock(budget_ms)
+        self.handler = vendor_handler(vendor, http_client=mock.client(), sleep=lambda s: self.clock.sleep(s))
+        self.queue = stack.physical[f"{PREFIX[vendor]}Queue"]
+        self.dlq = stack.physical[f"{PREFIX[vendor]}DeadLetterQueue"]
+
+    def invoke(self, event: dict, budget_ms: int | None = None) -> list[str]:
+        """Run the handler as Lambda would, delete what it did not report failed (as the event source
+        mapping does) and return the event_ids it reported failed."""
+        self.clock = FakeClock(budget_ms or self.clock.budget_ms)
+        response = self.handler(event, FakeLambdaContext(self.clock))
+        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+        sqs = boto3.client("sqs")
+        for record in event["Records"]:
+            if record["messageId"] not in failed:
+                sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=record["receiptHandle"])
+            else:  # visibility timeout over: SQS makes it visible again
+                sqs.change_message_visibility(
+                    QueueUrl=self.queue, ReceiptHandle=record["receiptHandle"], VisibilityTimeout=0
+                )
+        return sorted(json.loads(r["body"])["event_id"] for r in event["Records"] if r["messageId"] in failed)
+
+    def delivered(self) -> list[str]:
+        """AppLovin event_ids (dedupe_id) the vendor accepted with a 2xx, one entry per acceptance."""
+        out = []
+        for request, status in zip(self.mock.requests, self.mock.statuses, strict=True):
+            if 200 <= status < 300:
+                out += [e["dedupe_id"] for e in json.loads(request.content)["events"]]
+        return sorted(out)
+
+
+class Recording(Vendor):
+    """Records the status of each answer too."""
+
+    def __init__(self, answer=None):
+        super().__init__(answer)
+        self.statuses: list[int] = []
+
+    def __call__(self, request):
+        response = super().__call__(request)
+        self.statuses.append(response.status_code)
+        return response
+
+
+def rejects_bad(request: httpx.Request) -> httpx.Response:
+    """AppLovin-like: one invalid event fails the whole batch."""
+    events = json.loads(request.content)["events"]
+    if any(e["dedupe_id"].startswith("bad") for e in events):
+        return httpx.Response(400, text="Invalid event in batch")
+    return httpx.Response(200)
+
+
+@pytest.mark.parametrize("bad", [["bad-042"], ["bad-007", "bad-050", "bad-093"]])
+def test_batch_of_100_with_invalid_events_is_bisected(aws_stack, monkeypatch, output, bad):
+    ids = [f"e{i:03d}" for i in range(100)]
+    for b in bad:
+        ids[int(b[-3:])] = b
+    mock = Recording(rejects_bad)
+    h = Harness(aws_stack, monkeypatch, "applovin", mock)
+    publish(aws_stack, "applovin", [web_event(event_id=i) for i in ids])
+    assert h.invoke(receive(aws_stack, "applovin", 100)) == []  # nothing left for SQS to retry
+    valid = sorted(i for i in ids if not i.startswith("bad"))
+    assert h.delivered() == valid  # each valid event exactly once
+    assert len(valid) == 100 - len(bad)
+    letters = drain(h.dlq)
+    assert sorted(m["MessageAttributes"]["relay_event_id"]["StringValue"] for m in letters) == sorted(bad)
+    for m in letters:
+        attrs = {k: v["StringValue"] for k, v in m["MessageAttributes"].items()}
+        assert attrs["relay_reason"] == "applovin rejected the request (400)"
+        assert attrs["relay_status"] == "400" and attrs["relay_vendor_response"] == "Invalid event in batch"
+        assert attrs["relay_outcome"] == "rejected" and attrs["relay_vendor"] == "applovin"
+        assert json.loads(attrs["destinations"]) == ["applovin"]  # original attributes kept
+    assert drain(h.queue) == []
+    extra = len(mock.requests) - 1
+    assert metric(output.text(), "BisectRequests") == extra > 0
+    # bisection costs O(bad * log2(100)) requests, not one per event
+    assert len(mock.requests) <= 1 + 2 * len(bad) * 7
+
+
+def test_429_with_retry_after_then_200(aws_stack, monkeypatch):
+    answers = iter([httpx.Response(429, headers={"Retry-After": "2"}), httpx.Response(200)])
+    mock = Recording(lambda r: next(answers))
+    h = Harness(aws_stack, monkeypatch, "adroll", mock)
+    publish(aws_stack, "adroll", [web_event(event_id="r1")])
+    assert h.invoke(receive(aws_stack, "adroll", 1)) == []
+    assert mock.statuses == [429, 200]
+    assert h.clock.sleeps == [2.0]  # Retry-After honoured (it exceeds the first backoff)
+
+
+def test_retry_after_as_http_date(aws_stack, monkeypatch):
+    from relay.forwarding import retry_after_seconds
+
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:10 GMT", 1445412480.0) == 10.0
+    assert retry_after_seconds("garbage", 0) is None
+    assert retry_after_seconds("7", 0) == 7.0
+
+
+def test_5xx_storm_longer_than_the_invocation_is_delivered_later_exactly_once(aws_stack, monkeypatch, output):
+    storm = {"on": True}
+    mock = Recording(lambda r: httpx.Response(503) if storm["on"] else httpx.Response(200))
+    h = Harness(aws_stack, monkeypatch, "applovin", mock, budget_ms=20_000)
+    publish(aws_stack, "applovin", [web_event(event_id=f"s{i}") for i in range(10)])
+    assert h.invoke(receive(aws_stack, "applovin", 10)) == [f"s{i}" for i in range(10)]
+    attempts = len(mock.requests)
+    assert 1 <= attempts <= 6
+    assert sum(h.clock.sleeps) * 1000 <= 20_000 - 12_000  # stopped while time was left for one more request
+    assert drain(h.dlq) == []  # not permanent: left for SQS
+    storm["on"] = False
+    assert h.invoke(receive(aws_stack, "applovin", 10)) == []
+    assert h.delivered() == [f"s{i}" for i in range(10)]
+    assert len(mock.requests) == attempts + 1
+    assert metric(output.text(), "VendorRetries") == attempts - 1
+
+
+def test_redelivered_message_reaches_the_vendor_once(aws_stack, monkeypatch, output):
+    mock = Recording()
+    h = Harness(aws_stack, monkeypatch, "adroll", mock)
+    publish(aws_stack, "adroll", [web_event(event_id="once")])
+    event = receive(aws_stack, "adroll", 1)
+    assert h.handler(event, FakeLambdaContext(FakeClock())) == {"batchItemFailures": []}
+    # SQS delivers the same message again (e.g. the delete was lost): a duplicate, not a second request
+    assert h.handler(event, FakeLambdaContext(FakeClock())) == {"batchItemFailures": []}
+    assert len(mock.requests) == 1
+    assert metric(output.text(), "DuplicateEvents") == 1
+
+
+def test_client_resend_with_another_body_is_still_a_duplicate(aws_stack, monkeypatch):
+    mock = Recording()
+    h = Harness(aws_stack, monkeypatch, "applovin", mock)
+    publish(aws_stack, "applovin", [web_event(event_id="dup", page_url="https://a.example/1")])
+    assert h.invoke(receive(aws_stack, "applovin", 1)) == []
+    publish(aws_stack, "applovin", [web_event(event_id="dup", page_url="https://a.example/2")])
+    assert h.invoke(receive(aws_stack, "applovin", 1)) == []
+    assert len(mock.requests) == 1
+    # the same event_id for another vendor is another delivery
+    mock2 = Recording()
+    h2 = Harness(aws_stack, monkeypatch, "adroll", mock2)
+    publish(aws_stack, "adroll", [web_event(event_id="dup")])
+    assert h2.invoke(receive(aws_stack, "adroll", 1)) == [] and len(mock2.requests) == 1
+
+
+def test_same_event_id_twice_in_one_batch_is_sent_once(aws_stack, monkeypatch):
+    mock = Recording()
+    h = Harness(aws_stack, monkeypatch, "applovin", mock)
+    publish(aws_stack, "applovin", [web_event(event_id="twin"), web_event(event_id="twin")])
+    assert h.invoke(receive(aws_stack, "applovin", 2)) == ["twin"]  # the second waits for the first
+    assert h.invoke(receive(aws_stack, "applovin", 1)) == []  # then it is a duplicate
+    assert h.delivered() == ["twin"]
+
+
+def test_401_keeps_every_record_and_a_later_retry_delivers(aws_stack, monkeypatch, output):
+    creds = {"ok": False}
+    mock = Recording(lambda r: httpx.Response(200) if creds["ok"] else httpx.Response(401, text="Unauthorized"))
+    h = Harness(aws_stack, monkeypatch, "appsflyer", mock)
+    from .conftest import app_event
+
+    publish(aws_stack, "appsflyer", [app_event("ios", event_id=f"k{i}") for i in range(3)])
+    assert h.invoke(receive(aws_stack, "appsflyer", 3)) == ["k0", "k1", "k2"]
+    assert len(mock.requests) == 3  # not retried in-process: a credentials problem
+    assert drain(h.dlq) == []
+    out = output.text()
+    assert metric(out, "VendorAuthFailures") == 1
+    assert out.count("appsflyer refused the relay's credentials") == 1  # logged once per invocation
+    creds["ok"] = True
+    assert h.invoke(receive(aws_stack, "appsflyer", 3)) == []
+    assert len(mock.requests) == 6  # the in-progress records were released: the retry went through
+
+
+def test_last_receive_moves_to_the_dlq_with_the_reason(aws_stack, monkeypatch):
+    mock = Recording(lambda r: httpx.Response(500, text="upstream down"))
+    h = Harness(aws_stack, monkeypatch, "adroll", mock, budget_ms=1_000)  # no time for in-process retries
+    monkeypatch.setenv("RELAY_MAX_RECEIVE_COUNT", "2")
+    publish(aws_stack, "adroll", [web_event(event_id="late")])
+    assert h.invoke(receive(aws_stack, "adroll", 1)) == ["late"]  # receive 1: kept
+    assert h.invoke(receive(aws_stack, "adroll", 1)) == []  # receive 2 = last: moved, with why
+    (letter,) = drain(h.dlq)
+    attrs = {k: v["StringValue"] for k, v in letter["MessageAttributes"].items()}
+    assert attrs["relay_outcome"] == "retries_exhausted"
+    assert attrs["relay_reason"] == "gave up after 2 receives: adroll answered 500"
+    assert attrs["relay_status"] == "500" and attrs["relay_attempts"] == "2"
+    assert attrs["relay_vendor_response"] == "upstream down"
+    assert drain(h.queue) == []
+
+
+def test_dlq_failure_keeps_the_message_in_the_source_queue(aws_stack, monkeypatch):
+    from relay.deadletter import DeadLetterQueue
+
+    class Broken:
+        def send_message_batch(self, **kwargs):
+            raise RuntimeError("SQS unavailable")
+
+    use_function_env(monkeypatch, aws_stack, "AppLovinFunction")
+    mock = Recording(lambda r: httpx.Response(400, text="no"))
+    handler = vendor_handler("applovin", http_client=mock.client(), dead_letters=DeadLetterQueue("x", Broken()))
+    publish(aws_stack, "applovin", [web_event(event_id="keep")])
+    response = handler(receive(aws_stack, "applovin", 1), FakeLambdaContext(FakeClock()))
+    assert len(response["batchItemFailures"]) == 1  # not lost: SQS keeps it
