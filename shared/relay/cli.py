@@ -179,6 +179,49 @@ def lambda_event_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def dlq_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from . import deadletter
+    from .aws import vendor_queues
+
+    if args.action == "purge" and not args.yes:
+        raise UsageError("purge deletes every message of the DLQ: add --yes to confirm")
+    config = load_config(args.config) if args.config else None
+    queues = vendor_queues(
+        args.vendor, stack=args.stack, config=config, region=args.region, endpoint_url=args.endpoint_url
+    )
+    client = queues.client
+    if args.action == "purge":
+        client.purge_queue(QueueUrl=queues.dlq_url)
+        print(f"purged the {args.vendor} dead-letter queue", file=out)
+        return EXIT_OK
+    letters = list(deadletter.read_all(client, queues.dlq_url))
+    if args.action == "list":
+        deadletter.release(client, queues.dlq_url, letters)
+        if args.json:
+            for letter in letters:
+                print(json.dumps(letter.summary()), file=out)
+        else:
+            print(f"{len(letters)} message(s) in the {args.vendor} dead-letter queue", file=out)
+            for letter in letters:
+                s = letter.summary()
+                print(
+                    f"  {s['event_id']}  status={s['status']}  attempts={s['attempts']}  when={s['when']}\n"
+                    f"    {s['outcome']}: {s['reason']}",
+                    file=out,
+                )
+        return EXIT_OK
+    wanted = set(args.event_id or [])
+    chosen = [letter for letter in letters if not wanted or letter.event_id in wanted]
+    deadletter.release(client, queues.dlq_url, [letter for letter in letters if letter not in chosen])
+    moved = deadletter.redrive(client, queues.dlq_url, queues.source_url, chosen)
+    print(f"moved {moved} message(s) back to the {args.vendor} queue", file=out)
+    missing = wanted - {letter.event_id for letter in chosen}
+    if missing:
+        print(f"relay: not in the DLQ: {', '.join(sorted(missing))}", file=err)
+        return EXIT_INVALID
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relay", description="S2S Relay: server-side conversions to AppLovin, AppsFlyer, AdRoll"
@@ -200,6 +243,27 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("files", nargs="+", metavar="EVENT.json")
     e.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")
     e.set_defaults(func=lambda_event_cmd)
+    d = sub.add_parser("dlq", help="list, redrive or purge a vendor's dead-letter queue")
+    d_sub = d.add_subparsers(dest="action", required=True)
+    for action, text in (
+        ("list", "show what is in the DLQ and why"),
+        ("redrive", "move messages back to the queue"),
+        ("purge", "delete every message of the DLQ"),
+    ):
+        a = d_sub.add_parser(action, help=text)
+        a.add_argument("--vendor", required=True, choices=VENDORS)
+        where = a.add_mutually_exclusive_group(required=True)
+        where.add_argument("--stack", help="a deployed stack's name (queues from its Outputs)")
+        where.add_argument("--config", help="the relay.toml `relay dev` runs with (the local stack)")
+        a.add_argument("--region", help="AWS region of --stack (default: your AWS configuration)")
+        a.add_argument("--endpoint-url", help=argparse.SUPPRESS)
+        if action == "list":
+            a.add_argument("--json", action="store_true", help="one JSON object per message")
+        if action == "redrive":
+            a.add_argument("--event-id", action="append", help="only this event (repeatable); default: all")
+        if action == "purge":
+            a.add_argument("--yes", action="store_true", help="confirm")
+        a.set_defaults(func=dlq_cmd)
     return parser
 
 

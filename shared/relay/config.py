@@ -155,8 +155,17 @@ class EventOverride(_Section):
         return self
 
 
+class LocalConfig(_Section):
+    """Where the local stack (`relay dev`) serves the AWS APIs, and the name its resources carry."""
+
+    aws_endpoint: HttpUrl = "http://127.0.0.1:5000"
+    stack_name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,100}$")] = "s2s-relay-local"
+    region: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}-[a-z]+-\d$")] = "us-east-1"
+
+
 class RelayConfig(_Section):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    local: LocalConfig = Field(default_factory=LocalConfig)
     applovin: AppLovinConfig | None = None
     appsflyer: AppsFlyerConfig | None = None
     adroll: AdRollConfig | None = None

@@ -132,13 +132,15 @@ def create_stack(
     name: str = "s2s-relay-local",
     parameters: dict[str, str] | None = None,
     secrets: dict[str, dict[str, Any]] | None = None,
+    endpoint_url: str | None = None,
 ) -> Stack:
     """Create the resources on the endpoint `session` (a boto3 Session, or anything with `.client`)
     points at. `secrets` fills secrets by logical id (e.g. {"AppLovinSecret": {"api_key": "..."}})."""
     region = session.region_name or "us-east-1"
     stack = Stack(name, region, template, {**_defaults(template), **(parameters or {})})
-    sns, sqs = session.client("sns"), session.client("sqs")
-    ddb, sm = session.client("dynamodb"), session.client("secretsmanager")
+    sns, sqs, ddb, sm = (
+        session.client(name, endpoint_url=endpoint_url) for name in ("sns", "sqs", "dynamodb", "secretsmanager")
+    )
     resources = {k: v for k, v in template["Resources"].items() if v["Type"] in CREATED_TYPES and "Condition" not in v}
     by_type = lambda t: [(k, v.get("Properties", {})) for k, v in resources.items() if v["Type"] == t]  # noqa: E731
     for logical, props in by_type("AWS::SNS::Topic"):
