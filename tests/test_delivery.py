@@ -224,3 +224,21 @@ def test_dlq_failure_keeps_the_message_in_the_source_queue(aws_stack, monkeypatc
     publish(aws_stack, "applovin", [web_event(event_id="keep")])
     response = handler(receive(aws_stack, "applovin", 1), FakeLambdaContext(FakeClock()))
     assert len(response["batchItemFailures"]) == 1  # not lost: SQS keeps it
+
+
+def test_a_ledger_failure_after_delivery_does_not_fail_the_batch(aws_stack, monkeypatch, output):
+    from relay.ledger import DeliveryLedger
+
+    class FlakyLedger(DeliveryLedger):
+        def delivered(self, event_id, status):
+            raise RuntimeError("DynamoDB throttled")
+
+    env = use_function_env(monkeypatch, aws_stack, "AdRollFunction")
+    mock = Recording()
+    ledger = FlakyLedger("adroll", env["RELAY_IDEMPOTENCY_TABLE"], boto3.client("dynamodb"))
+    handler = vendor_handler("adroll", http_client=mock.client(), ledger=ledger)
+    publish(aws_stack, "adroll", [web_event(event_id="sent")])
+    assert handler(receive(aws_stack, "adroll", 1), FakeLambdaContext(FakeClock())) == {"batchItemFailures": []}
+    assert len(mock.requests) == 1
+    out = output.text()
+    assert metric(out, "LedgerErrors") == 1 and "could not record deliveries" in out

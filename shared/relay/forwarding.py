@@ -69,6 +69,7 @@ class Stats:
     requests: list[tuple[int | None, int, float]] = field(default_factory=list)  # (status, events, ms)
     retries: int = 0
     bisect_requests: int = 0
+    ledger_errors: int = 0
     lock: Lock = field(default_factory=Lock)
 
     def add(self, **counts: int) -> None:
@@ -158,12 +159,19 @@ class Forwarder:
                 results.update(self._deliver_chunk(target, items, remaining_ms))
         if self.ledger:
             for key, event_id in claimed.items():
-                delivery = results[key]
-                if delivery.ok:
-                    self.ledger.delivered(event_id, delivery.status)
-                else:
-                    self.ledger.release(event_id, delivery.outcome)
+                self._settle(event_id, results[key])
         return results
+
+    def _settle(self, event_id: str, delivery: Delivery) -> None:
+        """Record the outcome. A ledger failure must not fail the batch: the vendor already has the
+        event, and an unsettled record expires with its in-progress window."""
+        try:
+            if delivery.ok:
+                self.ledger.delivered(event_id, delivery.status)  # type: ignore[union-attr]
+            else:
+                self.ledger.release(event_id, delivery.outcome)  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001
+            self.stats.add(ledger_errors=1)
 
     def _deliver_chunk(
         self, target: str, items: list[tuple[str, dict[str, Any]]], remaining_ms: Callable[[], int]

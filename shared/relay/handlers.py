@@ -165,6 +165,9 @@ def vendor_handler(
         metrics.add_metric("VendorRequests", MetricUnit.Count, len(stats.requests))
         metrics.add_metric("VendorRetries", MetricUnit.Count, stats.retries)
         metrics.add_metric("BisectRequests", MetricUnit.Count, stats.bisect_requests)
+        if stats.ledger_errors:
+            metrics.add_metric("LedgerErrors", MetricUnit.Count, stats.ledger_errors)
+            logger.error("could not record deliveries in the idempotency table", extra={"count": stats.ledger_errors})
         auth = sorted({d.status for d in results.values() if d.outcome == AUTH})
         if auth:
             metrics.add_metric("VendorAuthFailures", MetricUnit.Count, 1)
