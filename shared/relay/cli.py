@@ -222,6 +222,95 @@ def dlq_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def dev_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import threading
+
+    from .dev import LocalStack
+
+    config = resolve_config(args.config, err)
+    stack = LocalStack(config, ingest_port=args.port, log=lambda line: print(line, file=out, flush=True))
+    try:
+        stack.start()
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot start the local stack: {exc}") from None
+    secret = config.ingest.secrets[0].get_secret_value()
+    print(f"ingest:         {stack.ingest_url}", file=out)
+    print(f"signing secret: {secret}   (from [ingest] secrets of your config)", file=out)
+    print(f"AWS endpoint:   {stack.aws_endpoint}   (moto; any credentials)", file=out)
+    if stack.sandboxes:
+        print(f"sandboxes:      {stack.sandboxes.url}   (relay sandbox requests)", file=out)
+    print("Ctrl-C stops.", file=out, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+    return EXIT_OK
+
+
+def send_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import httpx
+
+    from .signing import HEADER, sign
+
+    config = resolve_config(args.config, err)
+    if not config.ingest.secrets:
+        raise UsageError("no [ingest] secrets in the configuration: cannot sign")
+    try:
+        data = jsonbody.loads(Path(args.file).read_bytes())
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+    except jsonbody.JsonBodyError as exc:
+        raise UsageError(f"{args.file}: {exc}") from None
+    body = data if isinstance(data, dict) and "events" in data else {"events": [data]}
+    raw = json.dumps(body).encode("utf-8")
+    url = args.url or f"http://127.0.0.1:{config.local.ingest_port}/v1/events"
+    headers = {"Content-Type": "application/json", HEADER: sign(raw, config.ingest.secrets[0].get_secret_value())}
+    try:
+        response = httpx.post(url, content=raw, headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        raise UsageError(f"cannot reach {url}: {type(exc).__name__} (is `relay dev` running?)") from None
+    print(f"HTTP {response.status_code}", file=out)
+    try:
+        print(json.dumps(response.json(), indent=2, ensure_ascii=False), file=out)
+    except ValueError:
+        print(response.text, file=out)
+    return EXIT_OK if response.is_success else EXIT_INVALID
+
+
+def sandbox_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import httpx
+
+    config = resolve_config(args.config, err)
+    url = f"http://127.0.0.1:{config.local.sandbox_port}/_sandbox/requests"
+    try:
+        response = httpx.get(url, params={"vendor": args.vendor} if args.vendor else None, timeout=10)
+    except httpx.HTTPError as exc:
+        raise UsageError(
+            f"cannot reach the sandboxes at {url}: {type(exc).__name__} (is `relay dev` running?)"
+        ) from None
+    rows = response.json()
+    for row in rows:
+        if args.json:
+            print(json.dumps(row, ensure_ascii=False), file=out)
+        else:
+            print(
+                f"{row['vendor']:<9} {row['status']}  {row['events']:>3} event(s)  {row['path']}  {row['message']}",
+                file=out,
+            )
+    if not args.json:
+        print(f"{len(rows)} request(s)", file=out)
+    return EXIT_OK
+
+
+def demo_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .demo import run_demo
+
+    config = resolve_config(args.config, err)
+    return run_demo(config, out=lambda line: print(line, file=out, flush=True))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relay", description="S2S Relay: server-side conversions to AppLovin, AppsFlyer, AdRoll"
@@ -243,6 +332,25 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("files", nargs="+", metavar="EVENT.json")
     e.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")
     e.set_defaults(func=lambda_event_cmd)
+    v = sub.add_parser("dev", help="run the whole relay locally (moto, handlers, pollers, vendor sandboxes)")
+    v.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")
+    v.add_argument("--port", type=int, help="ingest port (default: [local] ingest_port, 3000)")
+    v.set_defaults(func=dev_cmd)
+    sd = sub.add_parser("send", help="sign a file of canonical events and POST it to the ingest")
+    sd.add_argument("file", metavar="FILE.json")
+    sd.add_argument("--url", help="ingest URL (default: the local stack's)")
+    sd.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")
+    sd.set_defaults(func=send_cmd)
+    sb = sub.add_parser("sandbox", help="what the local vendor sandboxes received")
+    sb_sub = sb.add_subparsers(dest="action", required=True)
+    sr = sb_sub.add_parser("requests", help="list the requests the sandboxes received")
+    sr.add_argument("--vendor", choices=VENDORS)
+    sr.add_argument("--json", action="store_true")
+    sr.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")
+    sr.set_defaults(func=sandbox_cmd)
+    dm = sub.add_parser("demo", help="start the local stack, send every sample, print the outcomes, stop")
+    dm.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")
+    dm.set_defaults(func=demo_cmd)
     d = sub.add_parser("dlq", help="list, redrive or purge a vendor's dead-letter queue")
     d_sub = d.add_subparsers(dest="action", required=True)
     for action, text in (

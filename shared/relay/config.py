@@ -161,6 +161,8 @@ class LocalConfig(_Section):
     aws_endpoint: HttpUrl = "http://127.0.0.1:5000"
     stack_name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,100}$")] = "s2s-relay-local"
     region: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}-[a-z]+-\d$")] = "us-east-1"
+    ingest_port: int = Field(default=3000, ge=0, le=65535)
+    sandbox_port: int = Field(default=3001, ge=0, le=65535)
 
 
 class RelayConfig(_Section):

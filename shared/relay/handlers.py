@@ -116,6 +116,7 @@ def vendor_handler(
     dead_letters: DeadLetterQueue | None = None,
     max_workers: int = 16,
     sleep: Callable[[float], None] = time.sleep,
+    max_receive_count: int | None = None,
 ) -> Handler:
     """The handler of a vendor function. Clients, the ledger and the DLQ come from the environment
     (RELAY_IDEMPOTENCY_TABLE, RELAY_DLQ_URL, RELAY_MAX_RECEIVE_COUNT) unless injected."""
@@ -176,7 +177,7 @@ def vendor_handler(
 
     def dead_letter(records: list[dict[str, Any]], results: dict[str, Delivery], events: dict[str, Event]) -> set[str]:
         """Move permanent failures, and failures on their last allowed receive, to the DLQ with reasons."""
-        max_receives = int(os.environ.get("RELAY_MAX_RECEIVE_COUNT", "0") or 0)
+        max_receives = max_receive_count or int(os.environ.get("RELAY_MAX_RECEIVE_COUNT", "0") or 0)
         letters = []
         for record in records:
             delivery = results[record["messageId"]]

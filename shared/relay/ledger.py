@@ -63,7 +63,10 @@ class DeliveryLedger:
             return Claim.DUPLICATE if record.status == STATUS_CONSTANTS["COMPLETED"] else Claim.IN_FLIGHT
 
     def delivered(self, event_id: str, status: int | None) -> None:
-        self.layer.save_success(self._data(event_id), result={"status": status})
+        # the result names the event, so the ledger can be read back (relay dev / make demo)
+        self.layer.save_success(
+            self._data(event_id), result={"vendor": self.vendor, "event_id": event_id, "status": status}
+        )
 
     def release(self, event_id: str, reason: str) -> None:
         self.layer.delete_record(self._data(event_id), RuntimeError(reason))

@@ -1,0 +1,349 @@
+"""The local stack (`relay dev`): everything of the deployed relay on one machine, from real parts.
+
+- moto's server on loopback with the topic, queues, DLQs, redrive policies, subscriptions, filter
+  policies, idempotency table and secrets created from template.yaml (relay.stack);
+- the ingest endpoint: HTTP -> API Gateway HTTP API v2 event -> the real IngestFunction handler;
+- one poller per vendor function: long-polls its queue, honours the template's batch size and batching
+  window, invokes the real handler with real SQS records and deletes only what it did not report failed;
+- vendor sandboxes (relay.sandbox) unless the config names a real endpoint.
+
+Template parameters and secrets are derived from the template's own wiring (which env var a parameter
+feeds, which secret a function reads), so nothing about the stack is restated here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+import httpx
+
+from .apigw import http_api_event, response_body
+from .aws import LOCAL_CREDENTIALS, SnsPublisher, load_ingest_config, load_vendor_config
+from .config import SECRET_KEYS, RelayConfig
+from .deadletter import DeadLetterQueue
+from .forwarding import new_http_client
+from .ledger import DeliveryLedger
+from .sandbox import Sandboxes
+from .sqs import lambda_records
+from .stack import Stack, create_stack, load_template
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class LocalContext:
+    """The Lambda context a local invocation gets: remaining time counts down from the function timeout."""
+
+    function_name: str
+    timeout_s: int
+    memory_limit_in_mb: int = 256
+    aws_request_id: str = "local"
+
+    def __post_init__(self) -> None:
+        self.deadline = time.monotonic() + self.timeout_s
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+def _functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}
+
+
+def parameters_for(template: dict[str, Any], config: RelayConfig, endpoints: dict[str, str]) -> dict[str, str]:
+    """Template parameters from the config: every RELAY_<SECTION>_<KEY> env var that is a `!Ref` of a
+    parameter takes the config's <section>.<key> (RELAY_EVENTS takes the [events] overrides)."""
+    out: dict[str, str] = {}
+    variables = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    for var, value in variables.items():
+        param = value.get("Ref") if isinstance(value, dict) else None
+        if not var.startswith("RELAY_") or param not in template.get("Parameters", {}):
+            continue
+        if var == "RELAY_EVENTS":
+            out[param] = json.dumps(
+                {k: {v: n for v, n in o.items() if n is not None} for k, o in config.event_overrides.items()}
+            )
+            continue
+        section_name, _, key = var[len("RELAY_") :].lower().partition("_")
+        section = getattr(config, section_name, None)
+        if section is None:
+            if key == "enabled":
+                out[param] = "false"
+            continue
+        value = getattr(section, key, None)
+        if key == "endpoint" and value is None:
+            value = endpoints.get(section_name)
+        if value is not None:
+            out[param] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
+def secrets_for(template: dict[str, Any], config: RelayConfig) -> dict[str, dict[str, Any]]:
+    """Secret values by logical id, following which secret each function reads."""
+    out: dict[str, dict[str, Any]] = {}
+    for fn in _functions(template).values():
+        env = fn["Properties"].get("Environment", {}).get("Variables", {})
+        if "RELAY_INGEST_SECRET_ARN" in env:
+            keys = [s.get_secret_value() for s in config.ingest.secrets]
+            out[env["RELAY_INGEST_SECRET_ARN"]["Ref"]] = {
+                "secret": keys[0],
+                **({"previous": keys[1]} if keys[1:] else {}),
+            }
+        if "RELAY_VENDOR_SECRET_ARN" in env:
+            vendor = env["RELAY_VENDOR"]
+            section = config.vendor(vendor)
+            values = {
+                k: getattr(section, k).get_secret_value()
+                for k in SECRET_KEYS[vendor]
+                if section is not None and getattr(section, k) is not None
+            }
+            out[env["RELAY_VENDOR_SECRET_ARN"]["Ref"]] = values
+    return out
+
+
+def count_events(request: httpx.Request) -> int:
+    try:
+        body = json.loads(request.content)
+    except ValueError:
+        return 0
+    if isinstance(body, list):
+        return len(body)
+    return len(body["events"]) if isinstance(body, dict) and isinstance(body.get("events"), list) else 1
+
+
+class LocalStack:
+    def __init__(
+        self,
+        config: RelayConfig,
+        template_path: str | Path = ROOT / "template.yaml",
+        ingest_port: int | None = None,
+        aws_port: int | None = None,
+        sandbox_port: int | None = None,
+        log: Callable[[str], None] = print,
+        verbose: bool = False,
+    ):
+        self.verbose = verbose
+        if not config.ingest.secrets:
+            raise ValueError("[ingest] secrets: the local stack needs at least one signing secret")
+        self.config = config
+        self.template = load_template(template_path)
+        self.log = log
+        endpoint = urlsplit(config.local.aws_endpoint)
+        self.ports = {
+            "ingest": config.local.ingest_port if ingest_port is None else ingest_port,
+            "aws": (endpoint.port or 5000) if aws_port is None else aws_port,
+            "sandbox": config.local.sandbox_port if sandbox_port is None else sandbox_port,
+        }
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._servers: list[Any] = []
+        self.sandboxes: Sandboxes | None = None
+        self.stack: Stack | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def _environment(self) -> None:
+        """The process-wide settings the functions' Powertools read (service, namespace), from the
+        template's Globals; handler logs quiet to warnings and metrics off unless verbose."""
+        glob = self.template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+        for key in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"):
+            if isinstance(glob.get(key), str):
+                os.environ.setdefault(key, glob[key])
+        os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")  # no X-Ray daemon here
+        if not self.verbose:
+            os.environ.setdefault("LOG_LEVEL", "WARNING")
+            os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server: no access log lines
+        # three vendor handlers share one Metrics object here; with metrics off nothing flushes the dimension
+        warnings.filterwarnings("ignore", message="Dimension 'vendor' has already been added")
+
+    def start(self) -> LocalStack:
+        from moto.server import ThreadedMotoServer
+
+        self._environment()
+
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.ports["aws"], verbose=False)
+        self.moto.start()
+        host, port = self.moto.get_host_and_port()
+        self.aws_endpoint = f"http://{host}:{port}"
+        endpoints: dict[str, str] = {}
+        if any(
+            self.config.enabled(v) and self.config.vendor(v).endpoint is None
+            for v in ("applovin", "appsflyer", "adroll")
+        ):
+            self.sandboxes = Sandboxes(self.config, self.ports["sandbox"]).start()
+            endpoints = self.sandboxes.endpoints()
+        session = boto3.Session(region_name=self.config.local.region, **LOCAL_CREDENTIALS)
+        self.clients = {
+            n: session.client(n, endpoint_url=self.aws_endpoint) for n in ("sns", "sqs", "dynamodb", "secretsmanager")
+        }
+        self.stack = create_stack(
+            self.template,
+            session,
+            name=self.config.local.stack_name,
+            parameters=parameters_for(self.template, self.config, endpoints),
+            secrets=secrets_for(self.template, self.config),
+            endpoint_url=self.aws_endpoint,
+        )
+        self._start_ingest()
+        for logical, fn in _functions(self.template).items():
+            env = fn["Properties"].get("Environment", {}).get("Variables", {})
+            if "RELAY_VENDOR" in env:
+                self._start_poller(logical, env["RELAY_VENDOR"])
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        if self.sandboxes:
+            self.sandboxes.stop()
+        self.moto.stop()
+
+    @property
+    def ingest_url(self) -> str:
+        host, port = self._servers[0].server_address[:2]
+        return f"http://{host}:{port}/v1/events"
+
+    # -- ingest -------------------------------------------------------------------------------------
+
+    def _start_ingest(self) -> None:
+        from .handlers import ingest_handler
+
+        assert self.stack is not None
+        env = self.stack.function_environment("IngestFunction")
+        sm, sns = self.clients["secretsmanager"], self.clients["sns"]
+        handler = ingest_handler(
+            load_config=lambda: load_ingest_config(env, sm), publisher=SnsPublisher(env["RELAY_TOPIC_ARN"], sns)
+        )
+        timeout = self.stack.function_timeout("IngestFunction")
+        lock = threading.Lock()  # one invocation at a time, as one Lambda container
+
+        class Ingest(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _invoke(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                event = http_api_event(
+                    self.command,
+                    urlsplit(self.path).path,
+                    dict(self.headers.items()),
+                    body,
+                    source_ip=self.client_address[0],
+                )
+                with lock:
+                    response = handler(event, LocalContext("IngestFunction", timeout))
+                data = response_body(response)
+                self.send_response(response["statusCode"])
+                for key, value in (response.get("headers") or {}).items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_POST = do_GET = do_PUT = do_DELETE = _invoke  # noqa: N815
+
+        server = ThreadingHTTPServer(("127.0.0.1", self.ports["ingest"]), Ingest)
+        self._servers.append(server)
+        self._spawn(server.serve_forever, "ingest")
+
+    # -- vendor functions ---------------------------------------------------------------------------
+
+    def _http_client(self, vendor: str) -> httpx.Client:
+        started: dict[int, float] = {}
+
+        def on_request(request: httpx.Request) -> None:
+            started[id(request)] = time.perf_counter()
+
+        def on_response(response: httpx.Response) -> None:
+            ms = (time.perf_counter() - started.pop(id(response.request), time.perf_counter())) * 1000
+            self.log(f"{vendor:<9} {response.status_code}  {count_events(response.request):>3} event(s)  {ms:7.1f} ms")
+
+        return new_http_client(event_hooks={"request": [on_request], "response": [on_response]})
+
+    def _start_poller(self, logical: str, vendor: str) -> None:
+        from .handlers import vendor_handler
+
+        assert self.stack is not None
+        env = self.stack.function_environment(logical)
+        source = self.stack.event_source(logical)
+        queue_url, queue_arn = self.stack.physical[source.queue], self.stack.arns[source.queue]
+        sqs, sm, ddb = self.clients["sqs"], self.clients["secretsmanager"], self.clients["dynamodb"]
+        handler = vendor_handler(
+            vendor,
+            load_config=lambda: load_vendor_config(vendor, env, sm),
+            http_client=self._http_client(vendor),
+            ledger=DeliveryLedger(vendor, env["RELAY_IDEMPOTENCY_TABLE"], ddb),
+            dead_letters=DeadLetterQueue(env["RELAY_DLQ_URL"], sqs),
+            max_receive_count=int(env.get("RELAY_MAX_RECEIVE_COUNT") or 0),
+        )
+        timeout = self.stack.function_timeout(logical)
+
+        def poll() -> None:
+            while not self._stop.is_set():
+                batch = self._receive(sqs, queue_url, source.batch_size, source.window_seconds)
+                if not batch:
+                    continue
+                event = lambda_records(batch, queue_arn, self.config.local.region)
+                try:
+                    response = handler(event, LocalContext(logical, timeout))
+                    failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+                except Exception as exc:  # noqa: BLE001 - a crashed invocation: SQS redelivers everything
+                    self.log(f"{vendor:<9} handler error: {type(exc).__name__}")
+                    continue
+                done = [m for m in batch if m["MessageId"] not in failed]
+                for start in range(0, len(done), 10):
+                    sqs.delete_message_batch(
+                        QueueUrl=queue_url,
+                        Entries=[
+                            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                            for i, m in enumerate(done[start : start + 10])
+                        ],
+                    )
+
+        self._spawn(poll, f"poller-{vendor}")
+
+    def _receive(self, sqs: Any, url: str, batch_size: int, window: int) -> list[dict[str, Any]]:
+        """Like Lambda's event source: wait for a first message, then fill the batch until it is full or
+        the batching window has passed."""
+        messages: list[dict[str, Any]] = []
+        first = None
+        while not self._stop.is_set() and len(messages) < batch_size:
+            if first is not None and time.monotonic() - first >= window:
+                break
+            got = sqs.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=min(10, batch_size - len(messages)),
+                WaitTimeSeconds=1,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if got and first is None:
+                first = time.monotonic()
+            messages += got
+            if not got and first is None and messages == []:
+                return []
+        return messages
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)

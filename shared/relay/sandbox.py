@@ -1,0 +1,265 @@
+"""Vendor sandboxes for the local stack: loopback HTTP endpoints that check each request against the
+vendors' documented rules (VENDORS.md), answer as the vendor does (200 / 400 / 401), and keep what they
+received. The checks are written from the vendor documents, independently of the relay's mappers, so a
+mapper bug shows up as a sandbox 400.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .config import RelayConfig
+
+APPLOVIN_NAMES = {
+    "page_view",
+    "view_item",
+    "add_to_cart",
+    "begin_checkout",
+    "purchase",
+    "add_payment_info",
+    "generate_lead",
+    "sign_up",
+    "login",
+    "app_open",
+}
+APPLOVIN_IDS = ("aleid", "axwrt", "alart", "client_id", "user_id", "email", "phone")
+ADROLL_NAMES = {
+    "pageView",
+    "homeView",
+    "productSearch",
+    "addToCart",
+    "purchase",
+    "highValuePage",
+    "gatedContent",
+    "demoRequest",
+    "signupPlan",
+    "signupTrial",
+    "contactSales",
+    "liveChat",
+    "formFill",
+}
+AF_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}")
+AF_ID = re.compile(r"\d{13}-\d+")
+FPC = re.compile(r"[0-9a-fA-F]{32}-\d{13}")
+HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+class Refusal(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Received:
+    vendor: str
+    status: int
+    events: int
+    path: str
+    message: str
+    at: float
+    body: Any = field(repr=False, default=None)
+
+    def summary(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "body"}
+
+
+def _http_url(value: Any) -> bool:
+    return isinstance(value, str) and urlsplit(value).scheme in ("http", "https") and bool(urlsplit(value).hostname)
+
+
+def check_applovin(config: Any, query: dict[str, list[str]], headers: Any, body: Any) -> int:
+    if headers.get("Authorization") != config.api_key.get_secret_value():
+        raise Refusal(401, "Authentication failed")
+    if query.get("pixel_id") != [config.pixel_id]:
+        raise Refusal(400, "unknown pixel_id")
+    events = body.get("events") if isinstance(body, dict) else None
+    if not isinstance(events, list) or not 1 <= len(events) <= 100:
+        raise Refusal(400, "events must be a list of 1 to 100 events")
+    restricted = config.mode == "restricted_lead_gen"
+    for i, e in enumerate(events):
+        ud = e.get("user_data") or {}
+        problems = [
+            e.get("name") not in (({"page_view", "generate_lead"}) if restricted else APPLOVIN_NAMES) and "name",
+            not (isinstance(e.get("event_time"), int) and 10**12 <= e["event_time"] < 10**13) and "event_time (ms)",
+            not _http_url(e.get("event_source_url")) and "event_source_url",
+            "data" not in e and "data",
+            e.get("name") == "generate_lead" and not {"currency", "value"} <= set(e.get("data") or {}) and "data",
+            not ud.get("client_ip_address") and "client_ip_address",
+            not ud.get("client_user_agent") and "client_user_agent",
+            ud.get("esi") not in ("web", "app") and "esi",
+            not any(ud.get(k) for k in APPLOVIN_IDS) and "identifier",
+        ]
+        for key in ("email", "phone"):  # the relay promises hashes only
+            if key in ud and not HEX64.fullmatch(str(ud[key])):
+                problems.append(f"{key} not hashed")
+        if restricted:
+            path = urlsplit(e.get("event_source_url", "")).path
+            problems += [
+                path not in ("", "/") and "event_source_url has a path",
+                ("email" in ud or "phone" in ud) and "email/phone in restricted mode",
+                "user_id" in ud and not str(ud["user_id"]).isdigit() and "user_id not numeric",
+            ]
+        bad = [p for p in problems if p]
+        if bad:
+            raise Refusal(400, f"events[{i}]: invalid {', '.join(bad)}; entire batch is dropped")
+    return len(events)
+
+
+def check_appsflyer(config: Any, app_id: str, headers: Any, raw: bytes, body: Any) -> int:
+    if headers.get("authentication") != config.key.get_secret_value():
+        raise Refusal(401, "Unauthorized")
+    if len(raw) > 1024:
+        raise Refusal(400, "Payload too large")
+    if not isinstance(body, dict):
+        raise Refusal(400, "Payload is missing or failed to parse")
+    if not AF_ID.fullmatch(str(body.get("appsflyer_id", ""))):
+        raise Refusal(400, "appsflyer_id is a mandatory field")
+    if not body.get("eventName") or not isinstance(body.get("eventValue"), str):
+        raise Refusal(400, "eventName and eventValue (a string) are mandatory")
+    if body["eventValue"]:
+        try:
+            values = json.loads(body["eventValue"])
+        except ValueError:
+            raise Refusal(400, "eventValue is not JSON") from None
+        if not all(isinstance(v, str | list) for v in values.values()):
+            raise Refusal(400, "eventValue values must be strings")
+    if "eventTime" in body and not AF_TIME.fullmatch(str(body["eventTime"])):
+        raise Refusal(400, "eventTime must be yyyy-mm-dd hh:mm:ss.sss")
+    if len(str(body.get("ip", ""))) > 16:
+        raise Refusal(400, "ip: at most 16 characters")
+    for key in ("email", "phone"):
+        if key in body:
+            raise Refusal(400, f"clear-text {key} is not a field")
+    if app_id.isdigit():
+        return 0  # AppsFlyer's trap: an iOS id without "id" gets 200 OK and records nothing
+    if app_id not in (config.ios_app_id, config.android_app_id):
+        raise Refusal(400, "app_id")
+    return 1
+
+
+def check_adroll(config: Any, query: dict[str, list[str]], headers: Any, body: Any) -> int:
+    if headers.get("Authorization") != f"Token {config.token.get_secret_value()}":
+        raise Refusal(401, "Unauthorized")
+    if query.get("advertisable") != [config.advertisable_eid]:
+        raise Refusal(400, "unknown advertisable")
+    if not isinstance(body, list) or not 1 <= len(body) <= 100:
+        raise Refusal(400, "body must be an array of 1 to 100 events")
+    for i, e in enumerate(body):
+        ids = e.get("identifiers") or {}
+        problems = [
+            e.get("advertisable_eid") != config.advertisable_eid and "advertisable_eid",
+            e.get("pixel_eid") != config.pixel_eid and "pixel_eid",
+            e.get("event_name") not in ADROLL_NAMES and "event_name",
+            not _http_url(e.get("page_location")) and "page_location",
+            not e.get("ip") and "ip",
+            not FPC.fullmatch(str(ids.get("first_party_cookie", ""))) and "identifiers.first_party_cookie",
+            "email" in ids and "clear-text email",
+            "timestamp" in e
+            and not (isinstance(e["timestamp"], int | float) and e["timestamp"] < 10**11)
+            and "timestamp (seconds)",
+            "external_data" in e and not isinstance(e["external_data"], str) and "external_data (a JSON string)",
+        ]
+        bad = [p for p in problems if p]
+        if bad:
+            raise Refusal(400, f"[{i}]: invalid {', '.join(bad)}")
+    return len(body)
+
+
+class Sandboxes:
+    """One loopback HTTP server for the three vendors: /applovin/v1/event, /appsflyer/inappevent/<app>,
+    /adroll/api; GET /_sandbox/requests lists what was received."""
+
+    def __init__(self, config: RelayConfig, port: int = 0, quiet: bool = True):
+        self.config = config
+        self.received: list[Received] = []
+        self.lock = threading.Lock()
+        sandbox = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # quiet: relay dev prints its own lines
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                parts = urlsplit(self.path)
+                if parts.path != "/_sandbox/requests":
+                    return self._answer(404, {"error": "not found"})
+                vendor = parse_qs(parts.query).get("vendor", [None])[0]
+                return self._answer(200, [r.summary() | {"body": r.body} for r in sandbox.requests(vendor)])
+
+            def do_POST(self) -> None:  # noqa: N802
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status, message, vendor, events = sandbox.handle(self.path, self.headers, raw)
+                self._answer(status, {"message": message} if vendor != "appsflyer" else message, vendor, events)
+
+            def _answer(self, status: int, payload: Any, vendor: str = "", events: int = 0) -> None:
+                data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain" if isinstance(payload, str) else "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="sandboxes", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def endpoints(self) -> dict[str, str]:
+        return {
+            "applovin": f"{self.url}/applovin/v1/event",
+            "appsflyer": f"{self.url}/appsflyer",
+            "adroll": f"{self.url}/adroll/api",
+        }
+
+    def start(self) -> Sandboxes:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def requests(self, vendor: str | None = None) -> list[Received]:
+        with self.lock:
+            return [r for r in self.received if vendor in (None, r.vendor)]
+
+    def handle(self, path: str, headers: Any, raw: bytes) -> tuple[int, str, str, int]:
+        parts = urlsplit(path)
+        query = parse_qs(parts.query)
+        segments = [unquote(s) for s in parts.path.strip("/").split("/")]
+        vendor = segments[0] if segments else ""
+        events = 0
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        try:
+            section = self.config.vendor(vendor) if vendor in ("applovin", "appsflyer", "adroll") else None
+            if section is None:
+                raise Refusal(404, "unknown vendor")
+            if vendor == "applovin" and segments[1:] == ["v1", "event"]:
+                events = check_applovin(section, query, headers, body)
+            elif vendor == "appsflyer" and len(segments) == 3 and segments[1] == "inappevent":
+                app_id = segments[2]
+                events = check_appsflyer(section, app_id, headers, raw, body)
+            elif vendor == "adroll" and segments[1:] == ["api"]:
+                events = check_adroll(section, query, headers, body)
+            else:
+                raise Refusal(404, "unknown path")
+            status, message = 200, "OK"
+        except Refusal as exc:
+            status, message = exc.status, str(exc)
+        with self.lock:
+            self.received.append(Received(vendor, status, events, parts.path, message, time.time(), body))
+        return status, message, vendor, events
