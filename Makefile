@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed-stamp
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: install test lint unit validate build openapi events clean
+.PHONY: install test lint unit validate build openapi events sam-env dev demo clean
+CONFIG ?= $(if $(wildcard relay.toml),relay.toml,relay.example.toml)
 
 $(STAMP): pyproject.toml shared/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +38,15 @@ events: install     ## regenerate the sam local invoke events in events/ (ingest
 		events/samples/android_add_to_cart.json --config relay.example.toml > events/sqs_appsflyer.json
 	$(BIN)/relay lambda-event adroll events/samples/page_view.json events/samples/b2b_demo_request.json \
 		--config relay.example.toml > events/sqs_adroll.json
+
+sam-env: install    ## regenerate env.local.json (sam local --env-vars, pointing at `make dev`)
+	$(BIN)/relay sam-env --config relay.example.toml > env.local.json
+
+dev: install        ## the whole relay on this machine until Ctrl-C (CONFIG=relay.toml by default if present)
+	$(BIN)/relay dev --config $(CONFIG)
+
+demo: install       ## start the local stack, send every sample, print event -> vendor -> outcome, stop
+	$(BIN)/relay demo --config $(CONFIG)
 
 build: install      ## sam build (python3.13, arm64 layer); needs python3.13 on PATH (pyenv: see README)
 	PYENV_VERSION=$${PYENV_VERSION:-3.11.7:3.13.0} $(BIN)/sam build

@@ -304,6 +304,16 @@ def sandbox_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def sam_env_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .dev import ROOT, sam_local_env
+    from .stack import load_template
+
+    config = resolve_config(args.config, err)
+    env = sam_local_env(load_template(ROOT / "template.yaml"), config, host=args.host)
+    out.write(json.dumps(env, indent=2, sort_keys=True) + "\n")
+    return EXIT_OK
+
+
 def demo_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .demo import run_demo
 
@@ -348,6 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--json", action="store_true")
     sr.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")
     sr.set_defaults(func=sandbox_cmd)
+    se = sub.add_parser("sam-env", help="print an --env-vars file for sam local, pointing at the local stack")
+    se.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")
+    se.add_argument("--host", default="host.docker.internal", help="how Docker containers reach this machine")
+    se.set_defaults(func=sam_env_cmd)
     dm = sub.add_parser("demo", help="start the local stack, send every sample, print the outcomes, stop")
     dm.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")
     dm.set_defaults(func=demo_cmd)

@@ -347,3 +347,48 @@ class LocalStack:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+
+ACCOUNT = "123456789012"  # moto's default account
+
+
+def sam_local_env(template: dict[str, Any], config: RelayConfig, host: str = "host.docker.internal") -> dict[str, Any]:
+    """An `--env-vars` file for `sam local invoke/start-api` that points the functions (in Docker) at a
+    running local stack: the same env var names as the template, resolved to the local stack's names."""
+    local = config.local
+    aws = urlsplit(local.aws_endpoint)
+    aws_endpoint = f"{aws.scheme}://{host}:{aws.port or 5000}"
+    sandbox = f"http://{host}:{local.sandbox_port}"
+    endpoints = {
+        "applovin": f"{sandbox}/applovin/v1/event",
+        "appsflyer": f"{sandbox}/appsflyer",
+        "adroll": f"{sandbox}/adroll/api",
+    }
+    stack = Stack(
+        local.stack_name,
+        local.region,
+        template,
+        {
+            **{k: str(v["Default"]) for k, v in template.get("Parameters", {}).items() if "Default" in v},
+            **parameters_for(template, config, endpoints),
+        },
+    )
+    for logical, resource in template["Resources"].items():
+        name = f"{local.stack_name}-{logical}"
+        kind = resource["Type"]
+        if kind == "AWS::SNS::Topic":
+            stack.physical[logical] = stack.arns[logical] = f"arn:aws:sns:{local.region}:{ACCOUNT}:{name}"
+        elif kind == "AWS::SQS::Queue":
+            stack.physical[logical] = f"{aws_endpoint}/{ACCOUNT}/{name}"
+            stack.arns[logical] = f"arn:aws:sqs:{local.region}:{ACCOUNT}:{name}"
+        elif kind == "AWS::DynamoDB::Table":
+            stack.physical[logical] = name
+        elif kind == "AWS::SecretsManager::Secret":
+            stack.physical[logical] = name  # GetSecretValue takes the name as well as the ARN
+    extra = {
+        "AWS_ENDPOINT_URL": aws_endpoint,
+        "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
+        "AWS_DEFAULT_REGION": local.region,
+    }
+    return {logical: {**stack.function_environment(logical), **extra} for logical in _functions(template)}

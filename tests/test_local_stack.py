@@ -1,0 +1,188 @@
+"""The local stack (`relay dev`) with real parts: moto's server on loopback, the real handlers behind an
+HTTP server and SQS pollers, the vendor sandboxes; driven through the `relay` CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import time
+
+import boto3
+import pytest
+
+from relay.aws import LOCAL_CREDENTIALS, Message, SnsPublisher
+from relay.cli import main
+from relay.config import load_config
+from relay.demo import run_demo
+from relay.dev import LocalStack, sam_local_env
+from relay.model import parse_event
+from relay.stack import load_template
+
+from .conftest import NOW, ROOT, web_event
+
+SAMPLES = ROOT / "events" / "samples"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    return main(list(argv), out, err), out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory):
+    ports = {"aws": free_port(), "ingest": free_port(), "sandbox": free_port()}
+    config_path = tmp_path_factory.mktemp("dev") / "relay.toml"
+    example = (ROOT / "relay.example.toml").read_text().split("[local]")[0]
+    config_path.write_text(
+        example + f'[local]\naws_endpoint = "http://127.0.0.1:{ports["aws"]}"\n'
+        f"ingest_port = {ports['ingest']}\nsandbox_port = {ports['sandbox']}\n"
+    )
+    lines: list[str] = []
+    stack = LocalStack(load_config(config_path), log=lines.append).start()
+    yield stack, str(config_path), lines
+    stack.stop()
+
+
+def wait_for(predicate, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError("timed out")
+
+
+def sandbox_requests(config: str, vendor: str) -> list[dict]:
+    code, out, _ = run("sandbox", "requests", "--vendor", vendor, "--json", "--config", config)
+    assert code == 0
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_resources_come_from_the_template(dev):
+    stack, _, _ = dev
+    sqs = stack.clients["sqs"]
+    attrs = sqs.get_queue_attributes(QueueUrl=stack.stack.physical["AppsFlyerQueue"], AttributeNames=["All"])[
+        "Attributes"
+    ]
+    assert attrs["VisibilityTimeout"] == "360"  # 6 x AppsFlyerFunction's 60 s timeout, as in template.yaml
+    assert json.loads(attrs["RedrivePolicy"])["maxReceiveCount"] == 5
+    subs = stack.clients["sns"].list_subscriptions()["Subscriptions"]
+    policies = sorted(
+        json.loads(
+            stack.clients["sns"].get_subscription_attributes(SubscriptionArn=s["SubscriptionArn"])["Attributes"][
+                "FilterPolicy"
+            ]
+        )["destinations"][0]
+        for s in subs
+    )
+    assert policies == ["adroll", "applovin", "appsflyer"]
+    assert stack.stack.event_source("AppLovinFunction").batch_size == 100
+
+
+def test_send_flows_to_the_sandboxes(dev):
+    stack, config, lines = dev
+    code, out, _ = run("send", str(SAMPLES / "lead.json"), "--config", config)
+    assert code == 0 and out.startswith("HTTP 202")
+    assert json.loads(out.split("\n", 1)[1])["accepted"][0]["destinations"] == ["applovin", "adroll"]
+    got = wait_for(
+        lambda: [
+            r
+            for r in sandbox_requests(config, "applovin")
+            if any(e["dedupe_id"] == "web-lead-0001" for e in r["body"]["events"])
+        ]
+    )
+    assert got[0]["status"] == 200
+    wait_for(lambda: any(r["status"] == 200 for r in sandbox_requests(config, "adroll")))
+    assert any(line.startswith("applovin  200") for line in lines)  # one printed line per vendor request
+    code, out, _ = run("sandbox", "requests", "--config", config)
+    assert code == 0 and "request(s)" in out
+
+
+def test_appsflyer_sample_reaches_its_sandbox_under_one_kilobyte(dev):
+    _, config, _ = dev
+    assert run("send", str(SAMPLES / "android_add_to_cart.json"), "--config", config)[0] == 0
+    got = wait_for(lambda: sandbox_requests(config, "appsflyer"))
+    assert got[0]["status"] == 200 and got[0]["path"] == "/appsflyer/inappevent/com.example.app"
+    assert len(json.dumps(got[0]["body"], separators=(",", ":")).encode()) <= 1024
+
+
+def test_bad_requests_get_4xx_at_the_http_endpoint(dev):
+    stack, config, _ = dev
+    code, out, _ = run("send", str(SAMPLES / "invalid.json"), "--config", config)
+    assert code == 1 and out.startswith("HTTP 400")
+    import httpx
+
+    response = httpx.post(stack.ingest_url, content=b'{"events": []}', headers={"Content-Type": "application/json"})
+    assert response.status_code == 401 and response.json() == {"error": "missing X-Relay-Signature header"}
+
+
+def test_send_to_nothing_is_a_clear_error(tmp_path):
+    code, _, err = run(
+        "send",
+        str(SAMPLES / "lead.json"),
+        "--url",
+        f"http://127.0.0.1:{free_port()}/v1/events",
+        "--config",
+        str(ROOT / "relay.example.toml"),
+    )
+    assert code == 2 and "is `relay dev` running?" in err and "Traceback" not in err
+
+
+def test_dlq_tooling_works_against_the_running_local_stack(dev):
+    stack, config, _ = dev
+    # an event that reached the queue but breaks AppLovin's rules (e.g. the config changed since ingest)
+    broken = parse_event(web_event(event_id="no-ip", user={"cookie_id": "c"}), now=NOW)
+    publisher = SnsPublisher(stack.stack.physical["EventsTopic"], stack.clients["sns"])
+    assert publisher.publish([Message("0", broken.model_dump_json(exclude_none=True), ["applovin"])]) == []
+
+    def listed():
+        code, out, _ = run("dlq", "list", "--vendor", "applovin", "--config", config, "--json")
+        return [json.loads(line) for line in out.splitlines() if json.loads(line)["event_id"] == "no-ip"]
+
+    (row,) = wait_for(listed)
+    assert row["outcome"] == "invalid" and row["reason"].startswith("user.ip: is required")
+
+
+def test_sam_local_env_file_is_current_and_points_at_the_local_stack(dev):
+    stack, _, _ = dev
+    committed = json.loads((ROOT / "env.local.json").read_text())
+    config = load_config(ROOT / "relay.example.toml")
+    template = load_template(ROOT / "template.yaml")
+    assert committed == sam_local_env(template, config), "env.local.json is stale: run `make sam-env`"
+    for logical in ("IngestFunction", "AppLovinFunction", "AppsFlyerFunction", "AdRollFunction"):
+        names = set(stack.stack.function_environment(logical))
+        assert names <= set(committed[logical])  # the template's own env var names
+    # same resource names as the running local stack (which runs on other ports here)
+    port = stack.aws_endpoint.rsplit(":", 1)[1]
+    local_dlq = stack.stack.physical["AdRollDeadLetterQueue"]
+    assert (
+        committed["AdRollFunction"]["RELAY_DLQ_URL"].replace("host.docker.internal:5000", f"127.0.0.1:{port}")
+        == local_dlq
+    )
+    secret = committed["AdRollFunction"]["RELAY_VENDOR_SECRET_ARN"]
+    session = boto3.Session(region_name="us-east-1", **LOCAL_CREDENTIALS)
+    value = session.client("secretsmanager", endpoint_url=stack.aws_endpoint).get_secret_value(SecretId=secret)
+    assert json.loads(value["SecretString"]) == {"token": "replace-with-server-access-token"}
+
+
+def test_demo_runs_every_sample_to_an_outcome():
+    lines: list[str] = []
+    config = load_config(ROOT / "relay.example.toml")
+    # moto's backends are per process: another stack name keeps this run apart from the `dev` fixture's
+    config = config.model_copy(update={"local": config.local.model_copy(update={"stack_name": "demo-test"})})
+    assert run_demo(config, out=lines.append) == 0
+    text = "\n".join(lines)
+    for sample in SAMPLES.glob("*.json"):
+        assert sample.name in text
+    assert "web-purchase-0001     applovin   delivered (HTTP 200)" in text
+    assert "ios-purchase-0001     appsflyer  delivered (HTTP 200)" in text
+    assert "invalid.json              invalid-0001          -          rejected by the ingest (400)" in text
+    assert "no answer within" not in text
