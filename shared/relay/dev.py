@@ -157,18 +157,34 @@ class LocalStack:
 
     def _environment(self) -> None:
         """The process-wide settings the functions' Powertools read (service, namespace), from the
-        template's Globals; handler logs quiet to warnings and metrics off unless verbose."""
+        template's Globals; handler logs quiet to warnings and metrics off unless verbose. `stop()`
+        restores what was there before."""
         glob = self.template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
-        for key in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"):
-            if isinstance(glob.get(key), str):
-                os.environ.setdefault(key, glob[key])
-        os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")  # no X-Ray daemon here
+        wanted = {
+            key: glob[key]
+            for key in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE")
+            if isinstance(glob.get(key), str)
+        }
+        wanted["POWERTOOLS_TRACE_DISABLED"] = "1"  # no X-Ray daemon here
         if not self.verbose:
-            os.environ.setdefault("LOG_LEVEL", "WARNING")
-            os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+            wanted.update(LOG_LEVEL="WARNING", POWERTOOLS_METRICS_DISABLED="true")
+        self._saved_env = {key: os.environ.get(key) for key in wanted}
+        for key, value in wanted.items():
+            os.environ.setdefault(key, value)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server: no access log lines
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
         # three vendor handlers share one Metrics object here; with metrics off nothing flushes the dimension
         warnings.filterwarnings("ignore", message="Dimension 'vendor' has already been added")
+
+    def _restore_environment(self) -> None:
+        for key, value in getattr(self, "_saved_env", {}).items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if hasattr(self, "_warnings"):
+            self._warnings.__exit__(None, None, None)
 
     def start(self) -> LocalStack:
         from moto.server import ThreadedMotoServer
@@ -215,6 +231,7 @@ class LocalStack:
         if self.sandboxes:
             self.sandboxes.stop()
         self.moto.stop()
+        self._restore_environment()
 
     @property
     def ingest_url(self) -> str:
