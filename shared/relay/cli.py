@@ -246,6 +246,7 @@ def dev_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         pass
     finally:
         stack.stop()
+        print("stopped.", file=out, flush=True)
     return EXIT_OK
 
 
@@ -403,6 +404,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     except UsageError as exc:
         print(f"relay: {exc}", file=err)
         return EXIT_USAGE
+    except BrokenPipeError:  # output piped into `head` and the like
+        return EXIT_OK
 
 
 if __name__ == "__main__":
