@@ -117,7 +117,7 @@ def openapi_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
-def _read_events(files: list[str], config: RelayConfig) -> list[Any]:
+def _read_events(files: list[str]) -> list[Any]:
     raw_events: list[Any] = []
     for name in files:
         try:
@@ -140,7 +140,7 @@ def lambda_event_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .sqs import lambda_records
 
     config = resolve_config(args.config, err)
-    raw_events = _read_events(args.files, config)
+    raw_events = _read_events(args.files)
     if args.kind == "ingest":
         secrets = [s.get_secret_value() for s in config.ingest.secrets]
         if not secrets:

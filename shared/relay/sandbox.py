@@ -1,7 +1,7 @@
 """Vendor sandboxes for the local stack: loopback HTTP endpoints that check each request against the
 vendors' documented rules (VENDORS.md), answer as the vendor does (200 / 400 / 401), and keep what they
-received. The checks are written from the vendor documents, independently of the relay's mappers, so a
-mapper bug shows up as a sandbox 400.
+received. The checks are written from the vendor documents, independently of the relay's mappers (only
+the documented event-name lists are shared with them), so a mapper bug shows up as a sandbox 400.
 """
 
 from __future__ import annotations
@@ -16,35 +16,11 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .config import RelayConfig
+from .event_names import ADROLL_EVENT_NAMES as ADROLL_NAMES
+from .event_names import APPLOVIN_EVENT_NAMES as APPLOVIN_NAMES
+from .event_names import APPLOVIN_RESTRICTED_EVENT_NAMES
 
-APPLOVIN_NAMES = {
-    "page_view",
-    "view_item",
-    "add_to_cart",
-    "begin_checkout",
-    "purchase",
-    "add_payment_info",
-    "generate_lead",
-    "sign_up",
-    "login",
-    "app_open",
-}
 APPLOVIN_IDS = ("aleid", "axwrt", "alart", "client_id", "user_id", "email", "phone")
-ADROLL_NAMES = {
-    "pageView",
-    "homeView",
-    "productSearch",
-    "addToCart",
-    "purchase",
-    "highValuePage",
-    "gatedContent",
-    "demoRequest",
-    "signupPlan",
-    "signupTrial",
-    "contactSales",
-    "liveChat",
-    "formFill",
-}
 AF_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}")
 AF_ID = re.compile(r"\d{13}-\d+")
 FPC = re.compile(r"[0-9a-fA-F]{32}-\d{13}")
@@ -87,7 +63,7 @@ def check_applovin(config: Any, query: dict[str, list[str]], headers: Any, body:
     for i, e in enumerate(events):
         ud = e.get("user_data") or {}
         problems = [
-            e.get("name") not in (({"page_view", "generate_lead"}) if restricted else APPLOVIN_NAMES) and "name",
+            e.get("name") not in (APPLOVIN_RESTRICTED_EVENT_NAMES if restricted else APPLOVIN_NAMES) and "name",
             not (isinstance(e.get("event_time"), int) and 10**12 <= e["event_time"] < 10**13) and "event_time (ms)",
             not _http_url(e.get("event_source_url")) and "event_source_url",
             "data" not in e and "data",
