@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: install test lint unit validate build openapi events sam-env dev demo clean
+.PHONY: install test lint unit validate build openapi events sam-env dev demo bench clean
 CONFIG ?= $(if $(wildcard relay.toml),relay.toml,relay.example.toml)
 
 $(STAMP): pyproject.toml shared/requirements.txt
@@ -47,6 +47,9 @@ dev: install        ## the whole relay on this machine until Ctrl-C (CONFIG=rela
 
 demo: install       ## start the local stack, send every sample, print event -> vendor -> outcome, stop
 	$(BIN)/relay demo --config $(CONFIG)
+
+bench: install      ## benchmarks: bench/results.json, bench/results.png and a table (LATENCY_MS=50 REPEAT=5)
+	$(BIN)/python bench/run.py --latency-ms $${LATENCY_MS:-50} --repeat $${REPEAT:-5}
 
 build: install      ## sam build (python3.13, arm64 layer); needs python3.13 on PATH (pyenv: see README)
 	PYENV_VERSION=$${PYENV_VERSION:-3.11.7:3.13.0} $(BIN)/sam build

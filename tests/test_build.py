@@ -63,7 +63,7 @@ def test_build_has_no_warning(built):
 def test_layer_extensions_are_aarch64_for_python313(built):
     out, _ = built
     layer = out / "RelayLayer" / "python"
-    assert (layer / "relay" / "handlers.py").is_file()
+    assert (layer / "relay" / "vendor_handler.py").is_file() and (layer / "relay" / "ingest_handler.py").is_file()
     extensions = list(layer.rglob("*.so"))
     assert any(p.name.startswith("_pydantic_core.cpython-313-aarch64") for p in extensions), extensions
     wrong = [str(p.relative_to(layer)) for p in extensions if elf_machine(p) != EM_AARCH64]

@@ -10,7 +10,7 @@ import boto3
 import httpx
 import pytest
 
-from relay.handlers import vendor_handler
+from relay.vendor_handler import vendor_handler
 
 from .conftest import FakeClock, FakeLambdaContext, drain, use_function_env, web_event
 from .test_vendor_functions import PREFIX, Vendor, publish, receive

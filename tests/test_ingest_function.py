@@ -10,7 +10,7 @@ import pytest
 
 from relay.apigw import http_api_event, response_body
 from relay.aws import SNS_MAX_BATCH, Message, SnsPublisher
-from relay.handlers import ingest_handler
+from relay.ingest_handler import ingest_handler
 from relay.signing import sign
 
 from .conftest import (

@@ -11,10 +11,11 @@ import pytest
 
 from relay.apigw import http_api_event
 from relay.aws import Message, SnsPublisher
-from relay.handlers import ingest_handler, vendor_handler
+from relay.ingest_handler import ingest_handler
 from relay.model import parse_event
 from relay.signing import sign
 from relay.sqs import lambda_records
+from relay.vendor_handler import vendor_handler
 
 from .conftest import NOW, NOW_MS, SECRETS, FakeClock, FakeLambdaContext, app_event, drain, use_function_env, web_event
 

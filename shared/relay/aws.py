@@ -75,9 +75,13 @@ class Message:
     destinations: Sequence[str]
 
     @property
+    def attribute(self) -> str:
+        return json.dumps(list(self.destinations), separators=(",", ":"))
+
+    @property
     def size(self) -> int:
-        attr = json.dumps(list(self.destinations))
-        return len(self.body.encode("utf-8")) + len("destinations") + len("String.Array") + len(attr)
+        """Bytes SNS counts against the 256 KiB limit: body plus attribute name, type and value."""
+        return len(self.body.encode("utf-8")) + len("destinations") + len("String.Array") + len(self.attribute)
 
 
 class SnsPublisher:

@@ -315,6 +315,27 @@ def sam_env_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def cost_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .cost import report
+
+    if args.events_per_month < 1 or args.events_per_request < 1:
+        raise UsageError("--events-per-month and --events-per-request must be at least 1")
+    result = report(args.events_per_month, args.events_per_request)
+    if args.json:
+        print(json.dumps(result, indent=2), file=out)
+        return EXIT_OK
+    print(
+        f"AWS cost, us-east-1 prices as of {result['prices_as_of']}, {args.events_per_request} event(s) per "
+        f"ingest request, every event to all three vendors:",
+        file=out,
+    )
+    for line in result["lines"]:
+        print(f"  {line['item']:<22} ${line['usd_per_million']:>8.4f} per million   ({line['basis']})", file=out)
+    print(f"  {'total':<22} ${result['usd_per_million_events']:>8.4f} per million events", file=out)
+    print(f"  {args.events_per_month:,} events per month: ${result['usd_per_month']:,.2f}", file=out)
+    return EXIT_OK
+
+
 def demo_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .demo import run_demo
 
@@ -363,6 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")
     se.add_argument("--host", default="host.docker.internal", help="how Docker containers reach this machine")
     se.set_defaults(func=sam_env_cmd)
+    co = sub.add_parser("cost", help="AWS cost per million events and per month (the model make bench uses)")
+    co.add_argument("--events-per-month", type=int, required=True)
+    co.add_argument("--events-per-request", type=int, default=100)
+    co.add_argument("--json", action="store_true")
+    co.set_defaults(func=cost_cmd)
     dm = sub.add_parser("demo", help="start the local stack, send every sample, print the outcomes, stop")
     dm.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")
     dm.set_defaults(func=demo_cmd)

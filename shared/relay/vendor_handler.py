@@ -1,32 +1,26 @@
-"""Lambda handlers, built by factories so that tests inject clients and configuration.
+"""The vendor functions' handler, built by a factory so that tests inject clients and configuration.
 
-`functions/<name>/app.py` is one line: ``lambda_handler = ingest_handler()`` or
-``lambda_handler = vendor_handler("applovin")``.
+`functions/<vendor>/app.py` is one line: ``lambda_handler = vendor_handler("applovin")``.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from pydantic import Json, ValidationError
 
-from .aws import SnsPublisher, load_ingest_config, load_vendor_config
+from .aws import load_vendor_config
 from .config import ConfigError, RelayConfig
 from .deadletter import DeadLetter, DeadLetterQueue
 from .errors import from_validation_error
 from .forwarding import AUTH, CONFIG, DUPLICATE, FORWARDED, INVALID, SKIPPED, Delivery, Forwarder, new_http_client
-from .ingest import Ingest
 from .ledger import DeliveryLedger
 from .model import Event
 from .observability import MetricUnit, logger, metrics, tracer
@@ -42,70 +36,6 @@ class RelayRecord(SqsRecordModel):
 
 class DeliveryFailed(Exception):
     """Raised for a record the relay could not deliver: Powertools reports it in batchItemFailures."""
-
-
-def _json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    return Response(status_code=status, content_type="application/json", body=json.dumps(body), headers=headers)
-
-
-def ingest_handler(
-    load_config: Callable[[], RelayConfig] | None = None,
-    publisher: SnsPublisher | None = None,
-    clock: Callable[[], float] = time.time,
-) -> Handler:
-    app = APIGatewayHttpResolver()
-    cache: dict[tuple[str, ...], Ingest] = {}
-
-    def current() -> Ingest:
-        config = load_config() if load_config else load_ingest_config()
-        key = tuple(config.secret_values())
-        if key not in cache:  # the secret changed (rotation): rebuild once
-            cache.clear()
-            pub = publisher or SnsPublisher(os.environ["RELAY_TOPIC_ARN"])
-            cache[key] = Ingest(config, pub, clock)
-        return cache[key]
-
-    @app.post("/v1/events")
-    def post_events() -> Response:
-        event = app.current_event
-        body = event.body or ""
-        raw = base64.b64decode(body) if event.is_base64_encoded else body.encode("utf-8")
-        headers = {k.lower(): v for k, v in (event.headers or {}).items()}
-        result = current().handle(raw, headers)
-        metrics.add_metric("EventsReceived", MetricUnit.Count, result.received)
-        metrics.add_metric("EventsRejected", MetricUnit.Count, result.rejected)
-        log = {
-            "status": result.status,
-            "received": result.received,
-            "rejected": result.rejected,
-            "published": result.published,
-        }
-        if "error" in result.body:
-            log["error"] = result.body["error"]
-        else:
-            log["rejected_events"] = [
-                {"event_id": r["event_id"], "fields": [e["field"] for e in r["errors"]]}
-                for r in result.body["rejected"]
-            ]
-        logger.info("ingest request", extra=log)
-        return _json_response(result.status, result.body, result.headers or None)
-
-    @app.exception_handler(ConfigError)
-    def config_error(exc: ConfigError) -> Response:
-        logger.error("relay configuration unusable", extra={"errors": [str(e) for e in exc.errors]})
-        return _json_response(500, {"error": "the relay is misconfigured; its operators have been alerted"})
-
-    @app.not_found
-    def not_found(_: Exception) -> Response:
-        return _json_response(404, {"error": "not found: POST /v1/events"})
-
-    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
-    @tracer.capture_lambda_handler
-    @metrics.log_metrics
-    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return app.resolve(event, context)
-
-    return handler
 
 
 def vendor_handler(

@@ -1,0 +1,154 @@
+"""Shared by bench/run.py and bench/probe.py: the relay's real code paths with vendors at a local stub."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import httpx
+from botocore.stub import Stubber
+
+from relay.aws import SnsPublisher
+from relay.config import config_from_mapping
+from relay.forwarding import Forwarder, new_http_client
+from relay.ingest import Ingest
+from relay.model import parse_event
+from relay.signing import sign
+from relay.sqs import lambda_records
+from relay.vendor_handler import RelayRecord
+
+SECRET = "bench-signing-secret"
+FPC = "0123456789abcdef0123456789abcdef-1741784485001"
+
+
+def config(port: int = 9, **over: Any):
+    base = f"http://127.0.0.1:{port}"
+    data = {
+        "ingest": {"secrets": [SECRET]},
+        "applovin": {"pixel_id": "PIX", "api_key": "k", "endpoint": f"{base}/applovin/v1/event"},
+        "appsflyer": {"key": "k", "ios_app_id": "id123456789", "android_app_id": "com.example.app", "endpoint": base},
+        "adroll": {
+            "advertisable_eid": "ADV",
+            "pixel_eid": "PX",
+            "token": "t",
+            "endpoint": f"{base}/adroll/api",
+            "app_url_domain": "app.example.com",
+        },
+        **over,
+    }
+    return config_from_mapping(data)
+
+
+def raw_event(i: int, vendor: str) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "event_id": f"bench-{i:06d}",
+        "name": "purchase",
+        "source": "web",
+        "page_url": "https://shop.example.com/checkout/done",
+        "value": "19.99",
+        "currency": "USD",
+        "order_id": f"o-{i}",
+        "items": [{"id": "sku-1", "price": "19.99", "quantity": 1}],
+        "user": {
+            "ip": "203.0.113.7",
+            "user_agent": "Mozilla/5.0 bench",
+            "email": f"u{i}@example.com",
+            "cookie_id": f"c{i}",
+        },
+        "vendor_ids": {"adroll": {"first_party_cookie": FPC}},
+    }
+    if vendor == "appsflyer":
+        data.update(
+            source="app",
+            device={"os": "android", "os_version": "14", "advertising_id": "38400000-8cf0-11bd-b23e-10b96e40000d"},
+            vendor_ids={"appsflyer": {"appsflyer_id": "1541234567890-1234567"}},
+        )
+    return data
+
+
+def records(vendor: str, n: int) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    messages = []
+    for i in range(n):
+        body = parse_event(raw_event(i, vendor), now=now).model_dump_json(exclude_none=True)
+        messages.append(
+            {
+                "MessageId": f"m{i}",
+                "ReceiptHandle": f"r{i}",
+                "Body": body,
+                "MD5OfBody": "x",
+                "Attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1",
+                    "SenderId": "AIDA",
+                    "ApproximateFirstReceiveTimestamp": "1",
+                },
+                "MessageAttributes": {
+                    "destinations": {"DataType": "String.Array", "StringValue": json.dumps([vendor])}
+                },
+            }
+        )
+    return lambda_records(messages, f"arn:aws:sqs:us-east-1:123456789012:{vendor}", "us-east-1")
+
+
+_FORWARDERS: dict[tuple[str, int, int], Forwarder] = {}
+
+
+def vendor_batch_once(
+    vendor: str, n: int, port: int, client: httpx.Client | None = None, event: dict[str, Any] | None = None
+) -> tuple[float, float]:
+    """One vendor-function batch the way the handler runs it (parse records, map, send): (wall s, CPU s).
+    No ledger and no DLQ: their DynamoDB/SQS round trips are costed in the cost model, not timed here."""
+    event = event or records(vendor, n)
+    key = (vendor, port, id(client))
+    if key not in _FORWARDERS:  # one per container, as the handler keeps it
+        _FORWARDERS[key] = Forwarder(vendor, config(port), client or new_http_client())
+    forwarder = _FORWARDERS[key]
+    wall, cpu = time.perf_counter(), time.process_time()
+    events = {r["messageId"]: RelayRecord.model_validate(r).body for r in event["Records"]}
+    results = forwarder.deliver(events, lambda: 60_000)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert all(d.ok for d in results.values()), {d.outcome for d in results.values()}
+    return wall, cpu
+
+
+def naive_once(vendor: str, n: int, port: int, event: dict[str, Any] | None = None) -> float:
+    """The baseline a user would write: one event per request, sequentially, a new connection each time."""
+    event = event or records(vendor, n)
+    forwarder = Forwarder(vendor, config(port), new_http_client())
+    started = time.perf_counter()
+    for record in event["Records"]:
+        outcome = forwarder.router.route_one(RelayRecord.model_validate(record).body, vendor)
+        request = forwarder.adapter.request_for(outcome)
+        with httpx.Client(timeout=10) as client:
+            assert client.request(
+                request.method, request.url, headers=request.headers, content=request.content
+            ).is_success
+    return time.perf_counter() - started
+
+
+def stubbed_sns(calls: int) -> Any:
+    client = boto3.client("sns", region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench")
+    stubber = Stubber(client)
+    for _ in range(calls):
+        stubber.add_response("publish_batch", {"Successful": [{"Id": "0", "MessageId": "m"}], "Failed": []})
+    stubber.activate()
+    return client
+
+
+def ingest_once(n: int, repeat: int = 1) -> tuple[float, float]:
+    """CPU seconds per event to verify, validate, map and publish a request of `n` events (SNS answered
+    in-process by botocore's Stubber, so botocore's serialisation is counted): (per-event CPU, request wall)."""
+    body = json.dumps({"events": [raw_event(i, "applovin") for i in range(n)]}).encode()
+    cfg = config()
+    ingest = Ingest(cfg, SnsPublisher("arn:aws:sns:us-east-1:123456789012:t", stubbed_sns(repeat * -(-n // 10))))
+    headers = {"content-type": "application/json"}
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(repeat):
+        headers["x-relay-signature"] = sign(body, SECRET)
+        result = ingest.handle(body, headers)
+        assert result.status == 202 and result.published == n, result.body
+    return (time.process_time() - cpu) / (repeat * n), (time.perf_counter() - wall) / repeat

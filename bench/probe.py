@@ -1,0 +1,33 @@
+"""Run in a fresh interpreter by bench/run.py: import time of a handler module, or peak RSS of a function
+handling one batch. Prints one JSON line."""
+
+import json
+import sys
+import time
+
+
+def import_time(target: str) -> None:
+    started = time.perf_counter()
+    if target == "boto3":
+        import boto3  # noqa: F401
+    else:
+        sys.path.insert(0, target)  # functions/<name>: its app.py, as Lambda loads it
+        import app  # noqa: F401
+    print(json.dumps({"seconds": time.perf_counter() - started}))
+
+
+def peak_rss(kind: str, port: str) -> None:
+    import resource
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from bench_common import ingest_once, vendor_batch_once
+
+    if kind == "ingest":
+        ingest_once(100)
+    else:
+        vendor_batch_once(kind, 100, int(port))
+    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+if __name__ == "__main__":
+    {"import": import_time, "rss": peak_rss}[sys.argv[1]](*sys.argv[2:])

@@ -1,0 +1,293 @@
+"""`make bench`: forwarding throughput against a fixed-latency vendor stub (vs the ideal of each vendor's
+protocol and vs a naive one-request-per-event loop, in the same run), ingest CPU per event, handler
+import time vs `import boto3`, peak memory vs MemorySize, and cost per million events.
+
+Writes bench/results.json and bench/results.png, prints a table. Figures are medians of repeated runs
+with min/max. Nothing here is asserted by the test suite: targets are reported as pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import bench_common as bc  # noqa: E402
+
+from relay.cost import report  # noqa: E402
+from relay.stack import load_template  # noqa: E402
+
+VENDORS = ("applovin", "appsflyer", "adroll")
+WORKERS = 16  # AppsFlyer requests in flight per function (relay.vendor_handler default)
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def ideal_seconds(vendor: str, n: int, latency: float) -> float:
+    per_request = 1 if vendor == "appsflyer" else 100
+    in_flight = WORKERS if vendor == "appsflyer" else 1
+    return math.ceil(math.ceil(n / per_request) / in_flight) * latency
+
+
+def throughput(port: int, latency: float, repeat: int) -> dict:
+    out: dict = {}
+    for vendor in VENDORS:
+        out[vendor] = {}
+        for n in (1, 10, 100):
+            event = bc.records(vendor, n)
+            client = bc.new_http_client()
+            bc.vendor_batch_once(vendor, n, port, client, event)  # warm the connection pool
+            runs = [bc.vendor_batch_once(vendor, n, port, client, event) for _ in range(repeat)]
+            walls, cpus = [w for w, _ in runs], [c for _, c in runs]
+            ideal = ideal_seconds(vendor, n, latency)
+            out[vendor][str(n)] = {
+                "events_per_s": stats([n / w for w in walls]),
+                "wall_ms": stats([w * 1000 for w in walls]),
+                "ideal_ms": ideal * 1000,
+                "efficiency": stats([ideal / w for w in walls]),
+                "cpu_ms_per_event": stats([c * 1000 / n for c in cpus]),
+            }
+        naive = [bc.naive_once(vendor, 100, port) for _ in range(max(1, repeat // 2))]
+        out[vendor]["naive_100"] = {
+            "events_per_s": stats([100 / w for w in naive]),
+            "wall_ms": stats([w * 1000 for w in naive]),
+        }
+        out[vendor]["ratio_vs_naive_100"] = (
+            out[vendor]["100"]["events_per_s"]["median"] / out[vendor]["naive_100"]["events_per_s"]["median"]
+        )
+    return out
+
+
+def ingest(repeat: int) -> dict:
+    one = [bc.ingest_once(1, 50) for _ in range(repeat)]
+    hundred = [bc.ingest_once(100, 5) for _ in range(repeat)]
+    return {
+        "cpu_ms_per_event_1": stats([c * 1000 for c, _ in one]),
+        "cpu_ms_per_event_100": stats([c * 1000 for c, _ in hundred]),
+        "request_ms_1": stats([w * 1000 for _, w in one]),
+        "request_ms_100": stats([w * 1000 for _, w in hundred]),
+    }
+
+
+LAMBDA_VENV = ROOT / ".venv-lambda"
+
+
+def lambda_python() -> str:
+    """An interpreter with only what a deployed function has: the layer's requirements (shared/
+    requirements.txt) and boto3 (in the Lambda runtime). The dev .venv also holds the SAM CLI, whose
+    packages (click, rich...) make some imports (httpx's CLI hook) look slower than on Lambda."""
+    python = LAMBDA_VENV / "bin" / "python"
+    stamp = LAMBDA_VENV / ".stamp"
+    wanted = (ROOT / "shared" / "requirements.txt").read_text()
+    if not stamp.exists() or stamp.read_text() != wanted:
+        subprocess.run([sys.executable, "-m", "venv", str(LAMBDA_VENV)], check=True)
+        requirements = str(ROOT / "shared" / "requirements.txt")
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-r", requirements, "boto3"], check=True)
+        stamp.write_text(wanted)
+    return str(python)
+
+
+def probe(*args: str) -> dict:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "shared"),
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "POWERTOOLS_METRICS_NAMESPACE": "S2SRelay",
+        "POWERTOOLS_SERVICE_NAME": "s2s-relay",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    proc = subprocess.run(
+        [lambda_python(), str(HERE / "probe.py"), *args], capture_output=True, text=True, env=env, check=True, cwd=ROOT
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def imports(runs: int) -> dict:
+    out = {"boto3": stats([probe("import", "boto3")["seconds"] * 1000 for _ in range(runs)])}
+    for fn in ("ingest", *VENDORS):
+        out[fn] = stats([probe("import", str(ROOT / "functions" / fn))["seconds"] * 1000 for _ in range(runs)])
+        out[fn]["ratio_vs_boto3"] = out[fn]["median"] / out["boto3"]["median"]
+    return out
+
+
+def memory(port: int) -> dict:
+    template = load_template(ROOT / "template.yaml")
+    default = template["Globals"]["Function"]["MemorySize"]
+    out = {}
+    names = {
+        "ingest": "IngestFunction",
+        "applovin": "AppLovinFunction",
+        "appsflyer": "AppsFlyerFunction",
+        "adroll": "AdRollFunction",
+    }
+    for kind, logical in names.items():
+        size = template["Resources"][logical]["Properties"].get("MemorySize", default)
+        rss = probe("rss", kind, str(port))["peak_rss_mb"]
+        out[kind] = {"peak_rss_mb": rss, "memory_size_mb": size, "share": rss / size}
+    return out
+
+
+def targets(r: dict) -> list[dict]:
+    t = r["throughput"]
+    rows = [
+        ("AppLovin efficiency at batch 100", t["applovin"]["100"]["efficiency"]["median"], ">=", 0.90),
+        ("AdRoll efficiency at batch 100", t["adroll"]["100"]["efficiency"]["median"], ">=", 0.90),
+        ("AppsFlyer efficiency at batch 100", t["appsflyer"]["100"]["efficiency"]["median"], ">=", 0.80),
+        *[(f"{v} vs naive baseline at batch 100", t[v]["ratio_vs_naive_100"], ">=", 20.0) for v in VENDORS],
+        *[
+            (f"{v} relay CPU per forwarded event (ms)", t[v]["100"]["cpu_ms_per_event"]["median"], "<=", 0.2)
+            for v in VENDORS
+        ],
+        ("ingest CPU per event at 100/request (ms)", r["ingest"]["cpu_ms_per_event_100"]["median"], "<=", 0.1),
+        *[
+            (f"{fn} import vs import boto3", r["imports"][fn]["ratio_vs_boto3"], "<=", 2.0)
+            for fn in ("ingest", *VENDORS)
+        ],
+        *[(f"{fn} peak memory share of MemorySize", r["memory"][fn]["share"], "<=", 0.5) for fn in r["memory"]],
+        ("$ per million events, all 3 vendors, 100/request", r["cost"]["100"]["usd_per_million_events"], "<=", 2.0),
+    ]
+    return [
+        {
+            "target": name,
+            "value": value,
+            "op": op,
+            "limit": limit,
+            "pass": value >= limit if op == ">=" else value <= limit,
+        }
+        for name, value, op, limit in rows
+    ]
+
+
+def chart(r: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    t = r["throughput"]
+    x = range(len(VENDORS))
+    relay = [t[v]["100"]["events_per_s"]["median"] for v in VENDORS]
+    naive = [t[v]["naive_100"]["events_per_s"]["median"] for v in VENDORS]
+    axes[0].bar([i - 0.2 for i in x], relay, 0.4, label="relay")
+    axes[0].bar([i + 0.2 for i in x], naive, 0.4, label="naive loop")
+    axes[0].set_yscale("log")
+    axes[0].set_xticks(list(x), VENDORS)
+    axes[0].set_title(f"events/s, batch 100, vendor latency {r['latency_ms']:.0f} ms")
+    axes[0].legend()
+    for n, marker in (("1", "o"), ("10", "s"), ("100", "^")):
+        axes[1].plot(VENDORS, [t[v][n]["efficiency"]["median"] for v in VENDORS], marker=marker, label=f"batch {n}")
+    axes[1].axhline(0.9, linestyle="--", color="grey")
+    axes[1].set_ylim(0, 1.1)
+    axes[1].set_title("efficiency = ideal time / measured time")
+    axes[1].legend()
+    names = ["boto3", "ingest", *VENDORS]
+    axes[2].bar(names, [r["imports"][n]["median"] for n in names])
+    axes[2].set_title("import time, fresh interpreter (ms, median)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def table(r: dict) -> str:
+    lines = [
+        f"S2S Relay benchmark {r['when']} ({r['machine']}), vendor latency {r['latency_ms']} ms, "
+        f"{r['repeat']} runs (median [min-max])",
+        "",
+    ]
+    lines.append(f"{'vendor':<10}{'batch':>6}{'events/s':>22}{'ideal ms':>10}{'efficiency':>20}{'CPU ms/event':>14}")
+    for v in VENDORS:
+        for n in ("1", "10", "100"):
+            row = r["throughput"][v][n]
+            e, f = row["events_per_s"], row["efficiency"]
+            lines.append(
+                f"{v:<10}{n:>6}{e['median']:>10.0f} [{e['min']:.0f}-{e['max']:.0f}]{row['ideal_ms']:>10.0f}"
+                f"{f['median']:>10.2f} [{f['min']:.2f}-{f['max']:.2f}]{row['cpu_ms_per_event']['median']:>14.3f}"
+            )
+        nv = r["throughput"][v]["naive_100"]["events_per_s"]
+        lines.append(
+            f"{v:<10}{'naive':>6}{nv['median']:>10.1f} [{nv['min']:.1f}-{nv['max']:.1f}]   relay/naive = "
+            f"{r['throughput'][v]['ratio_vs_naive_100']:.1f}x"
+        )
+    i = r["ingest"]
+    lines += [
+        "",
+        f"ingest CPU per event: {i['cpu_ms_per_event_1']['median']:.3f} ms (1/request), "
+        f"{i['cpu_ms_per_event_100']['median']:.3f} ms (100/request)",
+    ]
+    lines.append("import (ms): " + ", ".join(f"{k} {v['median']:.0f}" for k, v in r["imports"].items()))
+    lines.append(
+        "peak RSS (MB / MemorySize): "
+        + ", ".join(f"{k} {v['peak_rss_mb']:.0f}/{v['memory_size_mb']}" for k, v in r["memory"].items())
+    )
+    lines.append(
+        "cost per million events (all 3 vendors): "
+        + ", ".join(f"${c['usd_per_million_events']:.2f} at {k}/request" for k, c in r["cost"].items())
+    )
+    lines += ["", "targets:"]
+    lines += [
+        f"  {'PASS' if t['pass'] else 'FAIL'}  {t['target']}: {t['value']:.3f} (target {t['op']} {t['limit']})"
+        for t in r["targets"]
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--latency-ms", type=float, default=50.0, help="vendor stub latency (default 50)")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per figure (default 5)")
+    parser.add_argument("--import-runs", type=int, default=10, help="fresh interpreters per import figure")
+    args = parser.parse_args()
+    stub = subprocess.Popen(
+        [sys.executable, str(HERE / "stub.py"), str(args.latency_ms)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        port = int(stub.stdout.readline())
+        latency = args.latency_ms / 1000
+        r = {
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "latency_ms": args.latency_ms,
+            "repeat": args.repeat,
+        }
+        r["throughput"] = throughput(port, latency, args.repeat)
+        r["ingest"] = ingest(args.repeat)
+        r["imports"] = imports(args.import_runs)
+        r["memory"] = memory(port)
+        vendor_ms = {
+            v: r["throughput"][v][str(100 if v != "appsflyer" else 100)]["wall_ms"]["median"]
+            * (0.5 if v == "appsflyer" else 1.0)
+            for v in VENDORS
+        }  # AppsFlyer batches 50
+        r["durations_ms"] = {
+            "ingest_fixed": max(
+                0.0, r["ingest"]["request_ms_1"]["median"] - r["ingest"]["cpu_ms_per_event_1"]["median"]
+            ),
+            "ingest_per_event": r["ingest"]["cpu_ms_per_event_100"]["median"],
+            "vendor_batch": vendor_ms,
+        }
+        (HERE / "results.json").write_text(json.dumps({**r, "cost": {}}, indent=2))  # durations for the model
+        r["cost"] = {str(k): report(1_000_000, k) for k in (1, 100)}
+        r["targets"] = targets(r)
+        (HERE / "results.json").write_text(json.dumps(r, indent=2))
+        chart(r, HERE / "results.png")
+        print(table(r))
+    finally:
+        stub.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
