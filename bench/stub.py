@@ -27,6 +27,7 @@ class Stub(BaseHTTPRequestHandler):
 
 if __name__ == "__main__":
     Stub.latency = float(sys.argv[1]) / 1000
+    ThreadingHTTPServer.request_queue_size = 128  # many connections at once (AppsFlyer sends 16 in parallel)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Stub)
     server.daemon_threads = True
     print(server.server_address[1], flush=True)

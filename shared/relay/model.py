@@ -88,10 +88,16 @@ def _country(value: Any) -> Any:
     return value
 
 
+_IPV4 = re.compile(r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}")
+
+
 def _ip(value: Any) -> Any:
     if isinstance(value, str):
+        text = value.strip()
+        if _IPV4.fullmatch(text):  # already canonical dotted IPv4: the common case, without ipaddress
+            return text
         try:
-            return str(ipaddress.ip_address(value.strip()))
+            return str(ipaddress.ip_address(text))
         except ValueError:
             raise ValueError("must be an IPv4 or IPv6 address") from None
     return value
