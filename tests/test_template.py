@@ -120,3 +120,31 @@ def test_no_secret_values_in_the_template():
     )
     for key in ("API_KEY", "_TOKEN", "_KEY'", "SECRETS'"):
         assert key not in env.upper()
+
+
+def test_transformed_template_grants_no_wildcard_action_on_every_resource():
+    """Least privilege, checked on what CloudFormation receives: the SAM transform's IAM roles."""
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicyLookup:
+        def load(self):
+            return {}
+
+    template = cfn_yaml.load(str(ROOT / "template.yaml"))
+    for resource in template["Resources"].values():  # as `sam package` leaves them: code in S3
+        for key in ("CodeUri", "ContentUri"):
+            if key in resource.get("Properties", {}):
+                resource["Properties"][key] = "s3://bucket/key.zip"
+    parameters = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws"}
+    cfn = transform(template, parameters, NoManagedPolicyLookup())
+    roles = {k: r for k, r in cfn["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
+    assert len(roles) == 4  # one per function
+    for name, role in roles.items():
+        statements = [s for p in role["Properties"].get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+        assert statements, f"{name} has no inline policy"
+        for statement in statements:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resources = statement.get("Resource", [])
+            resources = resources if isinstance(resources, list) else [resources]
+            assert not any(a == "*" or a.endswith(":*") for a in actions), (name, actions)
+            assert "*" not in resources, (name, actions)
