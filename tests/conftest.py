@@ -24,11 +24,16 @@ from typing import Any
 import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
+from hypothesis import settings
 from moto import mock_aws
 
 from relay.config import RelayConfig, config_from_mapping
 from relay.model import Event, parse_event
 from relay.routing import Router
+
+# CI machines vary in speed: no per-example deadline (tests assert behaviour, never time)
+settings.register_profile("relay", deadline=None)
+settings.load_profile("relay")
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
