@@ -133,26 +133,35 @@ class Forwarder:
         """`events` keyed by SQS message id; returns a Delivery for every key."""
         self.stats = Stats()
         results: dict[str, Delivery] = {}
-        groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-        claimed: dict[str, str] = {}  # key -> event_id
+        mapped: list[tuple[str, Event, Mapped]] = []
+        seen: set[str] = set()
         for key, event in events.items():
             outcome = self.router.route_one(event, self.vendor)
             if isinstance(outcome, Skipped):
                 results[key] = Delivery(True, SKIPPED, outcome.reason)
             elif isinstance(outcome, Invalid):
                 results[key] = Delivery(False, INVALID, "; ".join(map(str, outcome.errors)))
-            elif isinstance(outcome, Mapped):
-                if event.event_id in claimed.values():
-                    results[key] = Delivery(False, IN_FLIGHT, "the same event_id is earlier in this batch")
-                    continue
-                claim = self.ledger.claim(event.event_id, remaining_ms()) if self.ledger else Claim.CLAIMED
-                if claim is Claim.DUPLICATE:
-                    results[key] = Delivery(True, DUPLICATE, f"already delivered to {self.vendor}")
-                elif claim is Claim.IN_FLIGHT:
-                    results[key] = Delivery(False, IN_FLIGHT, "another invocation is sending this event_id")
-                else:
-                    claimed[key] = event.event_id
-                    groups.setdefault(outcome.target, []).append((key, outcome.payload))
+            elif event.event_id in seen:
+                results[key] = Delivery(False, IN_FLIGHT, "the same event_id is earlier in this batch")
+            else:
+                seen.add(event.event_id)
+                mapped.append((key, event, outcome))
+        # one ledger round trip per event: run them side by side (boto3 clients are thread-safe)
+        claims = (
+            list(self.pool.map(lambda m: self.ledger.claim(m[1].event_id, remaining_ms()), mapped))  # type: ignore[union-attr]
+            if self.ledger and len(mapped) > 1
+            else [self.ledger.claim(m[1].event_id, remaining_ms()) if self.ledger else Claim.CLAIMED for m in mapped]
+        )
+        groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        claimed: dict[str, str] = {}  # key -> event_id
+        for (key, event, outcome), claim in zip(mapped, claims, strict=True):
+            if claim is Claim.DUPLICATE:
+                results[key] = Delivery(True, DUPLICATE, f"already delivered to {self.vendor}")
+            elif claim is Claim.IN_FLIGHT:
+                results[key] = Delivery(False, IN_FLIGHT, "another invocation is sending this event_id")
+            else:
+                claimed[key] = event.event_id
+                groups.setdefault(outcome.target, []).append((key, outcome.payload))
         chunks = [
             (target, items[i : i + self.adapter.max_batch])
             for target, items in groups.items()
@@ -164,9 +173,8 @@ class Forwarder:
         else:
             for target, items in chunks:
                 results.update(self._deliver_chunk(target, items, remaining_ms))
-        if self.ledger:
-            for key, event_id in claimed.items():
-                self._settle(event_id, results[key])
+        if self.ledger and claimed:
+            list(self.pool.map(lambda item: self._settle(item[1], results[item[0]]), claimed.items()))
         return results
 
     def _settle(self, event_id: str, delivery: Delivery) -> None:
