@@ -1,7 +1,8 @@
 """What running the relay costs on AWS, per million events (README "Performance and cost").
 
-Every price is a named constant with its source: AWS's public price list for us-east-1 as read on the
-date given (prices change: check the pages before relying on a figure). Durations default to the last
+Every price is a named constant with its source page: AWS's public us-east-1 price list as it stood on
+PRICES_AS_OF (after the November 2024 DynamoDB on-demand price cut). They were not re-read when this was
+written (the build machine has no web access): check the pages before relying on a figure. Durations default to the last
 `make bench` (bench/results.json) when it exists, else to the conservative defaults below.
 """
 
@@ -13,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-PRICES_AS_OF = "2026-11-22"
+PRICES_AS_OF = "2024-11-15"
 # https://aws.amazon.com/api-gateway/pricing/ : HTTP APIs, first 300 million requests/month
 API_GATEWAY_HTTP_PER_MILLION_REQUESTS = 1.00
 # https://aws.amazon.com/lambda/pricing/ : Arm, first 6 billion GB-seconds/month; requests
