@@ -33,7 +33,9 @@ from relay.routing import Router
 
 # CI machines vary in speed: no per-example deadline (tests assert behaviour, never time)
 settings.register_profile("relay", deadline=None)
-settings.load_profile("relay")
+# `make reliability` runs the hostile-input suite longer: HYPOTHESIS_PROFILE=long
+settings.register_profile("long", deadline=None, max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "relay"))
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -42,7 +42,7 @@ Uuid = Annotated[
         pattern=r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$",
     ),
 ]
-MAX_MONEY = Decimal(10) ** 15
+MAX_DECIMAL_PLACES = 20  # floats such as 0.1 + 0.2 = 0.30000000000000004 still pass
 
 
 def _money(value: Any) -> Any:
@@ -54,8 +54,12 @@ def _money(value: Any) -> Any:
         raise ValueError("must be a decimal number such as 12.34 (a JSON number or a string)") from None
     if not number.is_finite():
         raise ValueError("must be a finite decimal number")
-    if abs(number) >= MAX_MONEY:
+    # the exponent, not arithmetic: abs() of 1e999999999 would overflow the decimal context
+    if number and number.adjusted() >= 15:
         raise ValueError("must be less than 10^15 in absolute value")
+    exponent = number.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_DECIMAL_PLACES:  # 1e-999999999 would print a billion zeros
+        raise ValueError(f"must have at most {MAX_DECIMAL_PLACES} decimal places")
     return number
 
 
