@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: install test lint unit validate build openapi events sam-env dev demo bench clean
+.PHONY: install test lint unit validate build openapi events sam-env dev demo bench reliability clean
 CONFIG ?= $(if $(wildcard relay.toml),relay.toml,relay.example.toml)
 
 $(STAMP): pyproject.toml shared/requirements.txt
@@ -50,6 +50,9 @@ demo: install       ## start the local stack, send every sample, print event -> 
 
 bench: install      ## benchmarks: bench/results.json, bench/results.png and a table (LATENCY_MS=50 REPEAT=5)
 	$(BIN)/python bench/run.py --latency-ms $${LATENCY_MS:-50} --repeat $${REPEAT:-5}
+
+reliability: install  ## hostile-input and privacy suite, long form (1,000 examples per property); make test runs the short form
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/test_hostile.py tests/test_template.py -p no:cacheprovider
 
 build: install      ## sam build (python3.13, arm64 layer); needs python3.13 on PATH (pyenv: see README)
 	PYENV_VERSION=$${PYENV_VERSION:-3.11.7:3.13.0} $(BIN)/sam build
