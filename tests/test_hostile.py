@@ -192,3 +192,42 @@ def test_signature_attacks_and_pii_never_reach_logs_or_metrics(ingest, output):
     assert '"ingest request"' in text
     for secret in ("victim@example.org", "4155550199", "198.51.100.99", "not@@mail", SECRETS["signing"], good):
         assert secret not in text
+
+
+def test_a_replayed_request_is_refused_and_enqueues_nothing(ingest):
+    raw = json.dumps({"events": [web_event(event_id="once")]}).encode()
+    header = {"x-relay-signature": sign(raw, SECRETS["signing"], NOW_S)}
+    assert ingest.post(raw, header, signed=False)[0] == 202
+    published = ingest.published
+    assert ingest.post(raw, header, signed=False) == (
+        401,
+        {"error": "signature already used: sign every request anew (replayed requests are refused)"},
+    )
+    assert ingest.published == published
+    # the same body signed anew (another second) is a new request
+    assert ingest.post(raw, {"x-relay-signature": sign(raw, SECRETS["signing"], NOW_S - 1)}, signed=False)[0] == 202
+
+
+def test_a_request_refused_with_503_can_be_resent_as_is(aws_stack, monkeypatch):
+    from relay.aws import ReplayGuard
+
+    env = use_function_env(monkeypatch, aws_stack, "IngestFunction")
+
+    class FlakySns(SnsPublisher):
+        calls = 0
+
+        def publish(self, messages):
+            FlakySns.calls += 1
+            return [m.id for m in messages] if FlakySns.calls == 1 else super().publish(messages)
+
+    handler = ingest_handler(
+        clock=lambda: NOW_S,
+        publisher=FlakySns(env["RELAY_TOPIC_ARN"], boto3.client("sns")),
+        replay_guard=ReplayGuard(env["RELAY_REPLAY_TABLE"]),
+    )
+    raw = json.dumps({"events": [web_event(event_id="retry-me")]}).encode()
+    headers = {"content-type": "application/json", "x-relay-signature": sign(raw, SECRETS["signing"], NOW_S)}
+    first = handler(http_api_event("POST", "/v1/events", headers, raw), FakeLambdaContext())
+    assert first["statusCode"] == 503 and first["headers"]["Retry-After"] == "1"
+    second = handler(http_api_event("POST", "/v1/events", headers, raw), FakeLambdaContext())
+    assert second["statusCode"] == 202

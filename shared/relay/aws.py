@@ -194,3 +194,39 @@ def vendor_queues(
         raise ConfigError(
             [FieldError("queues", f"cannot reach {vendor}'s queues in {where}: {type(exc).__name__}")], "AWS"
         ) from None
+
+
+class ReplayGuard:
+    """Refuses a second request with the same signature (same signed timestamp and body) while it is still
+    within the signature tolerance: one conditional DynamoDB write per request, expiring by TTL."""
+
+    def __init__(self, table_name: str, client: Any = None):
+        self.table_name = table_name
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("dynamodb")
+        return self._client
+
+    def claim(self, key: str, expires_at: int, now: float) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item={"id": {"S": key}, "expiration": {"N": str(int(expires_at))}},
+                ConditionExpression="attribute_not_exists(id) OR expiration < :now",
+                ExpressionAttributeValues={":now": {"N": str(int(now))}},
+            )
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+
+    def release(self, key: str) -> None:
+        self.client.delete_item(TableName=self.table_name, Key={"id": {"S": key}})

@@ -30,7 +30,7 @@ import boto3
 import httpx
 
 from .apigw import http_api_event, response_body
-from .aws import LOCAL_CREDENTIALS, SnsPublisher, load_ingest_config, load_vendor_config
+from .aws import LOCAL_CREDENTIALS, ReplayGuard, SnsPublisher, load_ingest_config, load_vendor_config
 from .config import SECRET_KEYS, RelayConfig
 from .deadletter import DeadLetterQueue
 from .forwarding import new_http_client
@@ -247,7 +247,9 @@ class LocalStack:
         env = self.stack.function_environment("IngestFunction")
         sm, sns = self.clients["secretsmanager"], self.clients["sns"]
         handler = ingest_handler(
-            load_config=lambda: load_ingest_config(env, sm), publisher=SnsPublisher(env["RELAY_TOPIC_ARN"], sns)
+            load_config=lambda: load_ingest_config(env, sm),
+            publisher=SnsPublisher(env["RELAY_TOPIC_ARN"], sns),
+            replay_guard=ReplayGuard(env["RELAY_REPLAY_TABLE"], self.clients["dynamodb"]),
         )
         timeout = self.stack.function_timeout("IngestFunction")
         lock = threading.Lock()  # one invocation at a time, as one Lambda container

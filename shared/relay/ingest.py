@@ -6,6 +6,7 @@ and this module's result back into an HTTP response.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import jsonbody
-from .aws import SNS_MAX_BYTES, Message, SnsPublisher
+from .aws import SNS_MAX_BYTES, Message, ReplayGuard, SnsPublisher
 from .config import RelayConfig
 from .errors import FieldError
 from .model import MAX_EVENTS_PER_REQUEST, EventParseError, event_id_of, parse_event
@@ -55,11 +56,13 @@ class Ingest:
         config: RelayConfig,
         publisher: SnsPublisher,
         clock: Callable[[], float] = time.time,
+        replay_guard: ReplayGuard | None = None,
     ):
         self.config = config
         self.router = Router(config)
         self.publisher = publisher
         self.clock = clock
+        self.replay_guard = replay_guard
 
     def handle(self, raw: bytes, headers: Mapping[str, str]) -> IngestResult:
         """`headers` with lower-case names (as API Gateway HTTP APIs deliver them)."""
@@ -67,7 +70,7 @@ class Ingest:
             return _error(413, f"body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
         now = self.clock()
         try:
-            verify(
+            signed_at = verify(
                 raw,
                 headers.get(HEADER.lower()),
                 [s.get_secret_value() for s in self.config.ingest.secrets],
@@ -76,6 +79,17 @@ class Ingest:
             )
         except SignatureError as exc:
             return _error(401, str(exc))
+        replay_key = f"replay#{signed_at}#{hashlib.sha256(raw).hexdigest()}"
+        if self.replay_guard and not self.replay_guard.claim(
+            replay_key, signed_at + 2 * self.config.ingest.tolerance_seconds, now
+        ):
+            return _error(401, "signature already used: sign every request anew (replayed requests are refused)")
+        result = self._checked(raw, headers, now)
+        if result.status == 503 and self.replay_guard:
+            self.replay_guard.release(replay_key)  # the client resends as told: let the same request through
+        return result
+
+    def _checked(self, raw: bytes, headers: Mapping[str, str], now: float) -> IngestResult:
         if not _json_content_type(headers.get("content-type")):
             return _error(415, "Content-Type must be application/json (UTF-8)")
         try:

@@ -16,7 +16,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 
-from .aws import SnsPublisher, load_ingest_config
+from .aws import ReplayGuard, SnsPublisher, load_ingest_config
 from .config import ConfigError, RelayConfig
 from .ingest import Ingest
 from .observability import MetricUnit, logger, metrics, tracer
@@ -32,6 +32,7 @@ def ingest_handler(
     load_config: Callable[[], RelayConfig] | None = None,
     publisher: SnsPublisher | None = None,
     clock: Callable[[], float] = time.time,
+    replay_guard: ReplayGuard | None = None,
 ) -> Handler:
     app = APIGatewayHttpResolver()
     cache: dict[tuple[str, ...], Ingest] = {}
@@ -42,7 +43,8 @@ def ingest_handler(
         if key not in cache:  # the secret changed (rotation): rebuild once
             cache.clear()
             pub = publisher or SnsPublisher(os.environ["RELAY_TOPIC_ARN"])
-            cache[key] = Ingest(config, pub, clock)
+            guard = replay_guard or (ReplayGuard(table) if (table := os.environ.get("RELAY_REPLAY_TABLE")) else None)
+            cache[key] = Ingest(config, pub, clock, guard)
         return cache[key]
 
     @app.post("/v1/events")
