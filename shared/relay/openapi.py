@@ -92,7 +92,10 @@ def openapi() -> dict[str, Any]:
                     "responses": {
                         "202": _response("at least one event accepted", "IngestResponse"),
                         "400": _response("no event valid, or the body is not JSON", "IngestResponse", "ErrorResponse"),
-                        "401": _response("signature missing, malformed, stale, not matching, or already used (replay)", "ErrorResponse"),
+                        "401": _response(
+                            "signature missing, malformed, stale, not matching, or already used (replay)",
+                            "ErrorResponse",
+                        ),
                         "413": _response(f"body over {MAX_BODY_BYTES} bytes or over 100 events", "ErrorResponse"),
                         "415": _response("Content-Type is not application/json", "ErrorResponse"),
                         "503": _response(
