@@ -25,9 +25,8 @@ LAMBDA_PER_MILLION_REQUESTS = 0.20
 SNS_PER_MILLION_PUBLISH_REQUESTS = 0.50
 # https://aws.amazon.com/sqs/pricing/ : standard queue, per million requests (each 64 KB chunk)
 SQS_PER_MILLION_REQUESTS = 0.40
-# https://aws.amazon.com/dynamodb/pricing/on-demand/ : per million write / read request units
+# https://aws.amazon.com/dynamodb/pricing/on-demand/ : per million write request units (the ledger only writes)
 DYNAMODB_PER_MILLION_WRITE_UNITS = 0.625
-DYNAMODB_PER_MILLION_READ_UNITS = 0.125
 # https://aws.amazon.com/secrets-manager/pricing/ : per 10,000 API calls (secret storage, $0.40 per
 # secret per month, is a fixed cost and left out of the per-event figure)
 SECRETS_MANAGER_PER_10K_CALLS = 0.05

@@ -34,7 +34,6 @@ MAX_FUTURE_SKEW = timedelta(minutes=5)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
-LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)]
 Uuid = Annotated[
     str,
     StringConstraints(

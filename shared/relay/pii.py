@@ -12,7 +12,6 @@ import re
 from .codes import CALLING_CODES
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_MD5 = re.compile(r"[0-9a-f]{32}")
 _NON_DIGITS = re.compile(r"\D")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 
@@ -29,10 +28,6 @@ def as_sha256(value: str) -> str | None:
     """The lower-case digest when `value` already is a SHA-256 hex digest, else None."""
     v = value.strip().lower()
     return v if _SHA256.fullmatch(v) else None
-
-
-def is_md5(value: str) -> bool:
-    return bool(_MD5.fullmatch(value.strip().lower()))
 
 
 def normalize_email(value: str) -> str:

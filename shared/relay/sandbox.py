@@ -153,7 +153,7 @@ class Sandboxes:
     """One loopback HTTP server for the three vendors: /applovin/v1/event, /appsflyer/inappevent/<app>,
     /adroll/api; GET /_sandbox/requests lists what was received."""
 
-    def __init__(self, config: RelayConfig, port: int = 0, quiet: bool = True):
+    def __init__(self, config: RelayConfig, port: int = 0):
         self.config = config
         self.received: list[Received] = []
         self.lock = threading.Lock()
