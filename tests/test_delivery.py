@@ -242,3 +242,17 @@ def test_a_ledger_failure_after_delivery_does_not_fail_the_batch(aws_stack, monk
     assert len(mock.requests) == 1
     out = output.text()
     assert metric(out, "LedgerErrors") == 1 and "could not record deliveries" in out
+
+
+def test_a_replaced_forwarder_stops_its_send_threads():
+    from relay.forwarding import Forwarder
+
+    from .conftest import make_config
+
+    forwarder = Forwarder("appsflyer", make_config(), httpx.Client())
+    pool = forwarder.pool
+    assert list(pool.map(lambda x: x * 2, [1, 2])) == [2, 4]
+    forwarder.close()
+    with pytest.raises(RuntimeError, match="cannot schedule new futures after shutdown"):
+        pool.submit(print)
+    assert forwarder.pool is not pool  # a later batch gets a fresh pool

@@ -9,7 +9,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from aws_lambda_powertools.utilities import parameters
 
@@ -84,11 +84,12 @@ class Message:
         return len(self.body.encode("utf-8")) + len("destinations") + len("String.Array") + len(self.attribute)
 
 
-class SnsPublisher:
-    """Publishes canonical events with a `destinations` attribute (the queues' filter policies)."""
+class LazyClient:
+    """Holds a boto3 client: the injected one, else one made on first use (never at import time)."""
 
-    def __init__(self, topic_arn: str, client: Any = None):
-        self.topic_arn = topic_arn
+    service: ClassVar[str]
+
+    def __init__(self, client: Any = None):
         self._client = client
 
     @property
@@ -96,8 +97,18 @@ class SnsPublisher:
         if self._client is None:
             import boto3
 
-            self._client = boto3.client("sns")
+            self._client = boto3.client(self.service)
         return self._client
+
+
+class SnsPublisher(LazyClient):
+    """Publishes canonical events with a `destinations` attribute (the queues' filter policies)."""
+
+    service = "sns"
+
+    def __init__(self, topic_arn: str, client: Any = None):
+        super().__init__(client)
+        self.topic_arn = topic_arn
 
     @staticmethod
     def chunks(messages: Sequence[Message]) -> list[list[Message]]:
@@ -196,21 +207,15 @@ def vendor_queues(
         ) from None
 
 
-class ReplayGuard:
+class ReplayGuard(LazyClient):
     """Refuses a second request with the same signature (same signed timestamp and body) while it is still
     within the signature tolerance: one conditional DynamoDB write per request, expiring by TTL."""
 
+    service = "dynamodb"
+
     def __init__(self, table_name: str, client: Any = None):
+        super().__init__(client)
         self.table_name = table_name
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import boto3
-
-            self._client = boto3.client("dynamodb")
-        return self._client
 
     def claim(self, key: str, expires_at: int, now: float) -> bool:
         from botocore.exceptions import ClientError

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from .aws import LazyClient
+
 ATTR = "relay_"
 REASON, OUTCOME, STATUS, RESPONSE = f"{ATTR}reason", f"{ATTR}outcome", f"{ATTR}status", f"{ATTR}vendor_response"
 EVENT_ID, VENDOR, FAILED_AT, ATTEMPTS = f"{ATTR}event_id", f"{ATTR}vendor", f"{ATTR}failed_at", f"{ATTR}attempts"
@@ -60,18 +62,12 @@ class DeadLetter:
         return attrs
 
 
-class DeadLetterQueue:
+class DeadLetterQueue(LazyClient):
+    service = "sqs"
+
     def __init__(self, queue_url: str, client: Any = None):
+        super().__init__(client)
         self.queue_url = queue_url
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import boto3
-
-            self._client = boto3.client("sqs")
-        return self._client
 
     def send(self, letters: list[DeadLetter], now: datetime | None = None) -> set[str]:
         """SendMessageBatch; returns the message ids that could not be moved (keep them in the source)."""

@@ -127,6 +127,12 @@ class Forwarder:
             self._pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix=f"{self.vendor}-send")
         return self._pool
 
+    def close(self) -> None:
+        """Stop the send pool's threads (when a rotated secret replaces this forwarder)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
     # -- the batch ---------------------------------------------------------------------------------
 
     def deliver(self, events: Mapping[str, Event], remaining_ms: Callable[[], int]) -> dict[str, Delivery]:

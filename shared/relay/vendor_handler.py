@@ -63,6 +63,8 @@ def vendor_handler(
         config = load_config() if load_config else load_vendor_config(vendor)
         key = tuple(config.secret_values())
         if key not in cache:
+            for old in cache.values():
+                old.close()
             cache.clear()
             cache[key] = Forwarder(
                 vendor,
