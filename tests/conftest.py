@@ -161,6 +161,22 @@ def aws_stack(monkeypatch):
     parameters.clear_caches()
 
 
+def run_sam(*args: str, timeout: int = 300, **env: str):
+    """The real SAM CLI of this venv, from the repository root, without telemetry."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "sam"), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        timeout=timeout,
+        env={**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1", **env},
+    )
+
+
 def use_function_env(monkeypatch, stack, logical: str) -> dict[str, str]:
     env = stack.function_environment(logical)
     for key, value in env.items():

@@ -7,13 +7,11 @@ extension in the built layer must be an aarch64 ELF for CPython 3.13.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import ROOT, run_sam
 
 EM_AARCH64 = 183
 
@@ -27,26 +25,17 @@ def elf_machine(path: Path) -> int:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("sam-build")
-    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"}
     # this machine kind has 3.13 through pyenv (its shim exists even when 3.13 is not selected)
-    env.setdefault("PYENV_VERSION", "3.11.7:3.13.0")
-    proc = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "sam"),
-            "build",
-            "--template-file",
-            str(ROOT / "template.yaml"),
-            "--build-dir",
-            str(out),
-            "--base-dir",
-            str(ROOT),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        check=False,
+    proc = run_sam(
+        "build",
+        "--template-file",
+        str(ROOT / "template.yaml"),
+        "--build-dir",
+        str(out),
+        "--base-dir",
+        str(ROOT),
         timeout=900,
+        PYENV_VERSION=os.environ.get("PYENV_VERSION", "3.11.7:3.13.0"),
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log

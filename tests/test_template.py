@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 from cfnlint.decode import cfn_yaml
 
-from .conftest import ROOT
+from .conftest import ROOT, run_sam
 
 BIN = Path(sys.executable).parent
 
 
 def test_sam_validate_lint_passes():
-    env = {
-        **os.environ,
-        "SAM_CLI_TELEMETRY": "0",
-        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-    }
-    proc = subprocess.run(
-        [str(BIN / "sam"), "validate", "--lint", "--template-file", str(ROOT / "template.yaml")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        check=False,
-        timeout=300,
-    )
+    proc = run_sam("validate", "--lint", "--template-file", str(ROOT / "template.yaml"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "is a valid SAM Template" in proc.stdout + proc.stderr
     assert re.search(r"^[EW]\d{4}", proc.stdout + proc.stderr, re.M) is None  # no cfn-lint error or warning

@@ -248,16 +248,43 @@ def test_end_to_end_ingest_to_vendor(aws_stack, monkeypatch, output):
         assert clear not in out
 
 
-@pytest.mark.parametrize("vendor", ["applovin", "appsflyer", "adroll"])
-def test_function_modules_are_one_line_handlers(vendor):
+def load_function(name: str):
+    """functions/<name>/app.py as Lambda loads it (its module-level handler, built from the environment)."""
     import importlib.util
 
     from .conftest import ROOT
 
-    spec = importlib.util.spec_from_file_location(f"fn_{vendor}", ROOT / "functions" / vendor / "app.py")
+    spec = importlib.util.spec_from_file_location(f"fn_{name}", ROOT / "functions" / name / "app.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert callable(module.lambda_handler)
+    return module.lambda_handler
+
+
+def test_the_ingest_function_module_runs_on_the_template_environment(aws_stack, monkeypatch):
+    use_function_env(monkeypatch, aws_stack, "IngestFunction")
+    handler = load_function("ingest")  # secrets, topic and replay table found through the template's env vars
+    event = {k: v for k, v in web_event(event_id="via-module").items() if k != "timestamp"}
+    raw = json.dumps({"events": [event]}).encode()
+    headers = {"content-type": "application/json", "x-relay-signature": sign(raw, SECRETS["signing"])}
+    response = handler(http_api_event("POST", "/v1/events", headers, raw), FakeLambdaContext())
+    assert response["statusCode"] == 202
+    (message,) = receive(aws_stack, "applovin", 1)["Records"]
+    assert json.loads(message["body"])["event_id"] == "via-module"
+
+
+@pytest.mark.parametrize(
+    ("vendor", "event"),
+    [
+        ("applovin", web_event(consent={"ad_storage": False})),
+        ("appsflyer", web_event(name="purchase", value=1, currency="USD")),
+        ("adroll", web_event(consent={"ad_storage": False})),
+    ],
+)
+def test_vendor_function_modules_run_on_the_template_environment(aws_stack, monkeypatch, vendor, event):
+    use_function_env(monkeypatch, aws_stack, f"{PREFIX[vendor]}Function")
+    handler = load_function(vendor)  # its secret read from Secrets Manager through the template's env vars
+    publish(aws_stack, vendor, [event])
+    assert handler(receive(aws_stack, vendor, 1), FakeLambdaContext()) == {"batchItemFailures": []}  # skipped
 
 
 @pytest.mark.parametrize(("vendor", "count"), [("applovin", 3), ("appsflyer", 2), ("adroll", 2)])
