@@ -256,3 +256,30 @@ def test_a_replaced_forwarder_stops_its_send_threads():
     with pytest.raises(RuntimeError, match="cannot schedule new futures after shutdown"):
         pool.submit(print)
     assert forwarder.pool is not pool  # a later batch gets a fresh pool
+
+
+def test_a_redelivery_after_the_dlq_move_is_not_sent_or_moved_again_and_a_redrive_sends_it(aws_stack, monkeypatch):
+    """An invocation that fails after moving a message to the DLQ (found by the fault soak): SQS redelivers
+    the message; the ledger knows the event is dead-lettered, so no second vendor request and no second
+    DLQ copy. `relay dlq redrive` marks what it sends back, and that is sent anew."""
+    from relay import deadletter
+
+    answers = {"status": 400}
+    mock = Recording(lambda r: httpx.Response(answers["status"], text="bad pixel"))
+    h = Harness(aws_stack, monkeypatch, "applovin", mock)
+    publish(aws_stack, "applovin", [web_event(event_id="once")])
+    batch = receive(aws_stack, "applovin", 1)
+    response = h.handler(batch, FakeLambdaContext(h.clock))  # moved to the DLQ; then "crashes": no delete
+    assert response["batchItemFailures"] == [] and len(mock.requests) == 1
+    response = h.handler(batch, FakeLambdaContext(h.clock))  # SQS redelivers the same message
+    assert response["batchItemFailures"] == []
+    assert len(mock.requests) == 1  # not sent again
+    sqs = boto3.client("sqs")
+    letters = list(deadletter.read_all(sqs, h.dlq, hold_seconds=0))
+    assert [letter.event_id for letter in letters] == ["once"]  # one copy, not two
+
+    answers["status"] = 200  # the cause fixed: redrive
+    assert deadletter.redrive(sqs, h.dlq, h.queue, letters) == 1
+    assert h.invoke(receive(aws_stack, "applovin", 1)) == []
+    assert len(mock.requests) == 2 and h.delivered() == ["once"]
+    assert drain(h.dlq) == []

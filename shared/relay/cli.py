@@ -336,6 +336,40 @@ def cost_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def load_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .load import run_load
+
+    if args.seconds <= 0 or not 1 <= args.per_request <= 100 or args.concurrency < 1:
+        raise UsageError("--seconds must be > 0, --per-request 1 to 100, --concurrency at least 1")
+    config = resolve_config(args.config, err)
+    if not config.ingest.secrets:
+        raise UsageError("no [ingest] secrets in the configuration: cannot sign")
+    url = args.url or f"http://127.0.0.1:{config.local.ingest_port}/v1/events"
+    secret = config.ingest.secrets[0].get_secret_value()
+    report = run_load(url, secret, args.seconds, args.per_request, args.concurrency)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2), file=out)
+    else:
+        print(report.line(), file=out)
+        for example in report.error_examples:
+            print(f"  error: {example}", file=out)
+    return EXIT_OK if report.errors == 0 and report.requests > 0 else EXIT_INVALID
+
+
+def soak_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .faults import FaultPlan
+    from .soak import run_soak
+
+    if args.events < 1 or not 1 <= args.per_request <= 100:
+        raise UsageError("--events must be at least 1, --per-request 1 to 100")
+    report = run_soak(events=args.events, per_request=args.per_request, plan=FaultPlan(seed=args.seed))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    for line in report.lines():
+        print(line, file=out)
+    return EXIT_OK if report.passed else EXIT_INVALID
+
+
 def demo_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .demo import run_demo
 
@@ -392,6 +426,22 @@ def build_parser() -> argparse.ArgumentParser:
     dm = sub.add_parser("demo", help="start the local stack, send every sample, print the outcomes, stop")
     dm.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")
     dm.set_defaults(func=demo_cmd)
+    ld = sub.add_parser("load", help="sustained signed requests at an ingest URL; requests/s, latency, errors")
+    ld.add_argument("--url", help="ingest URL (default: the local stack's)")
+    ld.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")
+    ld.add_argument("--seconds", type=float, default=60.0)
+    ld.add_argument("--per-request", type=int, default=1, help="events per request (1 to 100)")
+    ld.add_argument("--concurrency", type=int, default=4, help="clients sending side by side")
+    ld.add_argument("--json", action="store_true", help="print the report as JSON")
+    ld.set_defaults(func=load_cmd)
+
+    sk = sub.add_parser("soak", help="fault soak through the local stack: exactly-once under injected faults")
+    sk.add_argument("--events", type=int, default=3000)
+    sk.add_argument("--per-request", type=int, default=50, help="events per ingest request")
+    sk.add_argument("--seed", type=int, default=7, help="seed of the fault mix and of which events are invalid")
+    sk.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
+    sk.set_defaults(func=soak_cmd)
+
     d = sub.add_parser("dlq", help="list, redrive or purge a vendor's dead-letter queue")
     d_sub = d.add_subparsers(dest="action", required=True)
     for action, text in (

@@ -27,6 +27,8 @@ def _ledger(stack: LocalStack) -> dict[tuple[str, str], str]:
     for item in ddb.scan(TableName=table).get("Items", []):
         if item.get("status", {}).get("S") == "COMPLETED" and "data" in item:
             data = json.loads(item["data"]["S"])
+            if "status" not in data:  # a dead-lettered event: _dead_letters tells
+                continue
             out[(data["vendor"], data["event_id"])] = f"delivered (HTTP {data['status']})"
     return out
 

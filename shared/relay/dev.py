@@ -7,6 +7,11 @@
   window, invokes the real handler with real SQS records and deletes only what it did not report failed;
 - vendor sandboxes (relay.sandbox) unless the config names a real endpoint.
 
+For `relay soak` (relay.faults) the stack also takes a FaultPlan (the sandboxes inject vendor faults, and
+vendor-function invocations crash after their work), a shorter vendor timeout, and `redelivery_seconds`:
+messages a crashed or partly failed invocation left behind become visible again after that many seconds
+instead of the queue's VisibilityTimeout (minutes, sized for the deployed functions' timeouts).
+
 Template parameters and secrets are derived from the template's own wiring (which env var a parameter
 feeds, which secret a function reads), so nothing about the stack is restated here.
 """
@@ -33,6 +38,7 @@ from .apigw import http_api_event, response_body
 from .aws import LOCAL_CREDENTIALS, ReplayGuard, SnsPublisher, load_ingest_config, load_vendor_config
 from .config import SECRET_KEYS, RelayConfig
 from .deadletter import DeadLetterQueue
+from .faults import FaultPlan
 from .forwarding import new_http_client
 from .ledger import DeliveryLedger
 from .sandbox import Sandboxes
@@ -134,8 +140,14 @@ class LocalStack:
         sandbox_port: int | None = None,
         log: Callable[[str], None] = print,
         verbose: bool = False,
+        faults: FaultPlan | None = None,
+        redelivery_seconds: int | None = None,
+        vendor_timeout_seconds: float | None = None,
     ):
         self.verbose = verbose
+        self.faults = faults
+        self.redelivery_seconds = redelivery_seconds
+        self.vendor_timeout_seconds = vendor_timeout_seconds
         if not config.ingest.secrets:
             raise ValueError("[ingest] secrets: the local stack needs at least one signing secret")
         self.config = config
@@ -177,6 +189,14 @@ class LocalStack:
         # three vendor handlers share one Metrics object here; with metrics off nothing flushes the dimension
         warnings.filterwarnings("ignore", message="Dimension 'vendor' has already been added")
 
+    def after_invocation(self) -> None:
+        """With metrics off, Powertools keeps the metric set and prints it anyway once a metric holds 100
+        values: drop it after each invocation (the handlers share one Metrics object here)."""
+        if not self.verbose:
+            from .observability import metrics
+
+            metrics.clear_metrics()
+
     def _restore_environment(self) -> None:
         for key, value in getattr(self, "_saved_env", {}).items():
             if value is None:
@@ -200,7 +220,7 @@ class LocalStack:
             self.config.enabled(v) and self.config.vendor(v).endpoint is None
             for v in ("applovin", "appsflyer", "adroll")
         ):
-            self.sandboxes = Sandboxes(self.config, self.ports["sandbox"]).start()
+            self.sandboxes = Sandboxes(self.config, self.ports["sandbox"], self.faults).start()
             endpoints = self.sandboxes.endpoints()
         session = boto3.Session(region_name=self.config.local.region, **LOCAL_CREDENTIALS)
         self.clients = {
@@ -252,6 +272,7 @@ class LocalStack:
             replay_guard=ReplayGuard(env["RELAY_REPLAY_TABLE"], self.clients["dynamodb"]),
         )
         timeout = self.stack.function_timeout("IngestFunction")
+        local = self
         lock = threading.Lock()  # one invocation at a time, as one Lambda container
 
         class Ingest(BaseHTTPRequestHandler):
@@ -270,6 +291,7 @@ class LocalStack:
                 )
                 with lock:
                     response = handler(event, LocalContext("IngestFunction", timeout))
+                    local.after_invocation()
                 data = response_body(response)
                 self.send_response(response["statusCode"])
                 for key, value in (response.get("headers") or {}).items():
@@ -296,7 +318,8 @@ class LocalStack:
             ms = (time.perf_counter() - started.pop(id(response.request), time.perf_counter())) * 1000
             self.log(f"{vendor:<9} {response.status_code}  {count_events(response.request):>3} event(s)  {ms:7.1f} ms")
 
-        return new_http_client(event_hooks={"request": [on_request], "response": [on_response]})
+        timeout = {} if self.vendor_timeout_seconds is None else {"timeout": self.vendor_timeout_seconds}
+        return new_http_client(event_hooks={"request": [on_request], "response": [on_response]}, **timeout)
 
     def _start_poller(self, logical: str, vendor: str) -> None:
         from .vendor_handler import vendor_handler
@@ -324,10 +347,15 @@ class LocalStack:
                 event = lambda_records(batch, queue_arn, self.config.local.region)
                 try:
                     response = handler(event, LocalContext(logical, timeout))
+                    self.after_invocation()
                     failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+                    if self.faults and self.faults.crashes():
+                        raise RuntimeError("injected crash after the handler's work")
                 except Exception as exc:  # noqa: BLE001 - a crashed invocation: SQS redelivers everything
                     self.log(f"{vendor:<9} handler error: {type(exc).__name__}")
+                    self._redeliver_soon(sqs, queue_url, batch)
                     continue
+                self._redeliver_soon(sqs, queue_url, [m for m in batch if m["MessageId"] in failed])
                 done = [m for m in batch if m["MessageId"] not in failed]
                 for start in range(0, len(done), 10):
                     sqs.delete_message_batch(
@@ -339,6 +367,18 @@ class LocalStack:
                     )
 
         self._spawn(poll, f"poller-{vendor}")
+
+    def _redeliver_soon(self, sqs: Any, url: str, messages: list[dict[str, Any]]) -> None:
+        if self.redelivery_seconds is None:
+            return  # as on AWS: visible again after the queue's VisibilityTimeout
+        for start in range(0, len(messages), 10):
+            sqs.change_message_visibility_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self.redelivery_seconds}
+                    for i, m in enumerate(messages[start : start + 10])
+                ],
+            )
 
     def _receive(self, sqs: Any, url: str, batch_size: int, window: int) -> list[dict[str, Any]]:
         """Like Lambda's event source: wait for a first message, then fill the batch until it is full or

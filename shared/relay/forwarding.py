@@ -80,7 +80,8 @@ class Stats:
 
 def new_http_client(**kwargs: Any) -> httpx.Client:
     """One client per container (connection reuse), explicit timeouts."""
-    return httpx.Client(timeout=DEFAULT_TIMEOUT, limits=httpx.Limits(max_connections=32), **kwargs)
+    kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
+    return httpx.Client(limits=httpx.Limits(max_connections=32), **kwargs)
 
 
 def retry_after_seconds(value: str | None, now: float) -> float | None:
@@ -135,8 +136,11 @@ class Forwarder:
 
     # -- the batch ---------------------------------------------------------------------------------
 
-    def deliver(self, events: Mapping[str, Event], remaining_ms: Callable[[], int]) -> dict[str, Delivery]:
-        """`events` keyed by SQS message id; returns a Delivery for every key."""
+    def deliver(
+        self, events: Mapping[str, Event], remaining_ms: Callable[[], int], redriven: frozenset[str] = frozenset()
+    ) -> dict[str, Delivery]:
+        """`events` keyed by SQS message id; returns a Delivery for every key. `redriven`: the keys of
+        messages `relay dlq redrive` sent back (relay.ledger)."""
         self.stats = Stats()
         results: dict[str, Delivery] = {}
         mapped: list[tuple[str, Event, Mapped]] = []
@@ -152,17 +156,21 @@ class Forwarder:
             else:
                 seen.add(event.event_id)
                 mapped.append((key, event, outcome))
+
         # one ledger round trip per event: run them side by side (boto3 clients are thread-safe)
-        claims = (
-            list(self.pool.map(lambda m: self.ledger.claim(m[1].event_id, remaining_ms()), mapped))  # type: ignore[union-attr]
-            if self.ledger and len(mapped) > 1
-            else [self.ledger.claim(m[1].event_id, remaining_ms()) if self.ledger else Claim.CLAIMED for m in mapped]
-        )
+        def claim(m: tuple[str, Event, Mapped]) -> Claim:
+            if self.ledger is None:
+                return Claim.CLAIMED
+            return self.ledger.claim(m[1].event_id, remaining_ms(), redriven=m[0] in redriven)
+
+        claims = list(self.pool.map(claim, mapped)) if self.ledger and len(mapped) > 1 else [claim(m) for m in mapped]
         groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         claimed: dict[str, str] = {}  # key -> event_id
         for (key, event, outcome), claim in zip(mapped, claims, strict=True):
             if claim is Claim.DUPLICATE:
                 results[key] = Delivery(True, DUPLICATE, f"already delivered to {self.vendor}")
+            elif claim is Claim.DEAD_LETTERED:
+                results[key] = Delivery(True, DUPLICATE, f"already moved to the {self.vendor} dead-letter queue")
             elif claim is Claim.IN_FLIGHT:
                 results[key] = Delivery(False, IN_FLIGHT, "another invocation is sending this event_id")
             else:

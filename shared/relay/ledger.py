@@ -3,7 +3,10 @@
 The key is a hash of ``[vendor, event_id]`` only: the payload is not part of it, so a resend of the same
 event_id with another body is still a duplicate. A record is IN_PROGRESS only while its request is in
 flight (its in-progress expiry is the Lambda's remaining time); a failed send deletes it so that a retry
-can go through; a delivered event is COMPLETED for `COMPLETED_TTL_SECONDS`.
+can go through; a delivered event is COMPLETED for `COMPLETED_TTL_SECONDS`. So is an event the relay
+moved to the DLQ (its result says `dead_lettered`): a redelivery of its message (an invocation that
+failed after the move) is not sent or dead-lettered again, while `relay dlq redrive` (which marks the
+messages it sends back) clears the record and sends the event anew.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ class Claim(Enum):
     CLAIMED = "claimed"  # ours to send
     DUPLICATE = "duplicate"  # already delivered: do not send again
     IN_FLIGHT = "in_flight"  # another invocation is sending it right now: retry later
+    DEAD_LETTERED = "dead_lettered"  # already moved to the DLQ: do not send or move it again
+
+
+DEAD_LETTERED = "dead_lettered"  # the `outcome` in a COMPLETED record's result
 
 
 class DeliveryLedger:
@@ -49,7 +56,9 @@ class DeliveryLedger:
     def _data(self, event_id: str) -> dict[str, str]:
         return {"vendor": self.vendor, "event_id": event_id}
 
-    def claim(self, event_id: str, remaining_ms: int) -> Claim:
+    def claim(self, event_id: str, remaining_ms: int, redriven: bool = False) -> Claim:
+        """`redriven`: the message came back from the DLQ through `relay dlq redrive`, so a dead-lettered
+        record no longer stops it."""
         try:
             self.layer.save_inprogress(self._data(event_id), remaining_time_in_millis=max(remaining_ms, 1))
             return Claim.CLAIMED
@@ -59,13 +68,27 @@ class DeliveryLedger:
                 try:
                     record = self.layer.get_record(self._data(event_id))
                 except IdempotencyItemNotFoundError:  # deleted meanwhile: try once more
-                    return self.claim(event_id, remaining_ms)
-            return Claim.DUPLICATE if record.status == STATUS_CONSTANTS["COMPLETED"] else Claim.IN_FLIGHT
+                    return self.claim(event_id, remaining_ms, redriven)
+            if record.status != STATUS_CONSTANTS["COMPLETED"]:
+                return Claim.IN_FLIGHT
+            if (record.response_json_as_dict() or {}).get("outcome") != DEAD_LETTERED:
+                return Claim.DUPLICATE
+            if not redriven:
+                return Claim.DEAD_LETTERED
+            self.layer.delete_record(self._data(event_id), RuntimeError("redriven from the DLQ"))
+            return self.claim(event_id, remaining_ms)
 
     def delivered(self, event_id: str, status: int | None) -> None:
         # the result names the event, so the ledger can be read back (relay dev / make demo)
         self.layer.save_success(
             self._data(event_id), result={"vendor": self.vendor, "event_id": event_id, "status": status}
+        )
+
+    def dead_lettered(self, event_id: str, outcome: str) -> None:
+        """After the move to the DLQ: a redelivered copy of the message is then dropped, not moved twice."""
+        self.layer.save_success(
+            self._data(event_id),
+            result={"vendor": self.vendor, "event_id": event_id, "outcome": DEAD_LETTERED, "why": outcome},
         )
 
     def release(self, event_id: str, reason: str) -> None:

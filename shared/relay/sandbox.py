@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import struct
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,6 +21,7 @@ from .config import RelayConfig
 from .event_names import ADROLL_EVENT_NAMES as ADROLL_NAMES
 from .event_names import APPLOVIN_EVENT_NAMES as APPLOVIN_NAMES
 from .event_names import APPLOVIN_RESTRICTED_EVENT_NAMES
+from .faults import Fault, FaultPlan
 
 APPLOVIN_IDS = ("aleid", "axwrt", "alart", "client_id", "user_id", "email", "phone")
 AF_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}")
@@ -151,10 +154,12 @@ def check_adroll(config: Any, query: dict[str, list[str]], headers: Any, body: A
 
 class Sandboxes:
     """One loopback HTTP server for the three vendors: /applovin/v1/event, /appsflyer/inappevent/<app>,
-    /adroll/api; GET /_sandbox/requests lists what was received."""
+    /adroll/api; GET /_sandbox/requests lists what was received. With a FaultPlan it is the fault-
+    injecting vendor double of `relay soak` (relay.faults)."""
 
-    def __init__(self, config: RelayConfig, port: int = 0):
+    def __init__(self, config: RelayConfig, port: int = 0, faults: FaultPlan | None = None):
         self.config = config
+        self.faults = faults
         self.received: list[Received] = []
         self.lock = threading.Lock()
         sandbox = self
@@ -172,8 +177,37 @@ class Sandboxes:
 
             def do_POST(self) -> None:  # noqa: N802
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                fault = sandbox.faults.pick() if sandbox.faults else None
+                if fault is not None:
+                    return self._fault(fault)
                 status, message, vendor, events = sandbox.handle(self.path, self.headers, raw)
                 self._answer(status, {"message": message} if vendor != "appsflyer" else message, vendor, events)
+
+            def _fault(self, fault: Fault) -> None:
+                """Answer without processing (recorded with status 0 for a timeout or a reset)."""
+                path = urlsplit(self.path).path
+                with sandbox.lock:
+                    sandbox.received.append(
+                        Received(
+                            path.strip("/").split("/")[0], fault.status, 0, path, f"fault: {fault.kind}", time.time()
+                        )
+                    )
+                if fault.kind == "timeout":
+                    time.sleep(fault.hold_seconds)  # the relay has given up by now
+                if fault.kind in ("timeout", "reset"):
+                    # RST instead of FIN: the client sees a connection reset (or its own timeout)
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                data = b'{"message": "injected fault"}'
+                self.send_response(fault.status)
+                if fault.retry_after:
+                    self.send_header("Retry-After", str(fault.retry_after))
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def _answer(self, status: int, payload: Any, vendor: str = "", events: int = 0) -> None:
                 data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
@@ -233,6 +267,11 @@ class Sandboxes:
                 events = check_adroll(section, query, headers, body)
             else:
                 raise Refusal(404, "unknown path")
+            rejected = self.faults.rejected(vendor, body) if self.faults else []
+            if rejected:
+                self.faults.count("invalid")  # type: ignore[union-attr]  # requests refused
+                batch = "; entire batch is dropped" if vendor != "appsflyer" else ""
+                raise Refusal(400, f"invalid event {', '.join(rejected)}{batch}")
             status, message = 200, "OK"
         except Refusal as exc:
             status, message = exc.status, str(exc)
