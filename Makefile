@@ -51,8 +51,12 @@ demo: install       ## start the local stack, send every sample, print event -> 
 bench: install      ## benchmarks: bench/results.json, bench/results.png and a table (LATENCY_MS=50 REPEAT=5)
 	$(BIN)/python bench/run.py --latency-ms $${LATENCY_MS:-50} --repeat $${REPEAT:-5}
 
-reliability: install  ## hostile-input and privacy suite, long form (1,000 examples per property); make test runs the short form
+reliability: install  ## long form of the reliability suite (make test runs the short form): hostile input, soak, load
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/test_hostile.py tests/test_template.py -p no:cacheprovider
+	mkdir -p reliability
+	$(BIN)/relay soak --events $${SOAK_EVENTS:-3000} --json reliability/soak.json
+	$(BIN)/relay load --local --seconds $${LOAD_SECONDS:-60} --per-request 1 --json reliability/load-1.json
+	$(BIN)/relay load --local --seconds $${LOAD_SECONDS:-60} --per-request 100 --concurrency 1 --json reliability/load-100.json
 
 build: install      ## sam build (python3.13, arm64 layer); needs python3.13 on PATH (pyenv: see README)
 	PYENV_VERSION=$${PYENV_VERSION:-3.11.7:3.13.0} $(BIN)/sam build

@@ -337,22 +337,26 @@ def cost_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def load_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from .load import run_load
+    from .load import local_load, run_load
 
     if args.seconds <= 0 or not 1 <= args.per_request <= 100 or args.concurrency < 1:
         raise UsageError("--seconds must be > 0, --per-request 1 to 100, --concurrency at least 1")
-    config = resolve_config(args.config, err)
-    if not config.ingest.secrets:
-        raise UsageError("no [ingest] secrets in the configuration: cannot sign")
-    url = args.url or f"http://127.0.0.1:{config.local.ingest_port}/v1/events"
-    secret = config.ingest.secrets[0].get_secret_value()
-    report = run_load(url, secret, args.seconds, args.per_request, args.concurrency)
-    if args.json:
-        print(json.dumps(report.as_dict(), indent=2), file=out)
+    if args.local:
+        if args.url or args.config:
+            raise UsageError("--local starts its own local stack: drop --url and --config")
+        report = local_load(args.seconds, args.per_request, args.concurrency)
     else:
-        print(report.line(), file=out)
-        for example in report.error_examples:
-            print(f"  error: {example}", file=out)
+        config = resolve_config(args.config, err)
+        if not config.ingest.secrets:
+            raise UsageError("no [ingest] secrets in the configuration: cannot sign")
+        url = args.url or f"http://127.0.0.1:{config.local.ingest_port}/v1/events"
+        secret = config.ingest.secrets[0].get_secret_value()
+        report = run_load(url, secret, args.seconds, args.per_request, args.concurrency)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    print(report.line(), file=out)
+    for example in report.error_examples:
+        print(f"  error: {example}", file=out)
     return EXIT_OK if report.errors == 0 and report.requests > 0 else EXIT_INVALID
 
 
@@ -432,7 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("--seconds", type=float, default=60.0)
     ld.add_argument("--per-request", type=int, default=1, help="events per request (1 to 100)")
     ld.add_argument("--concurrency", type=int, default=4, help="clients sending side by side")
-    ld.add_argument("--json", action="store_true", help="print the report as JSON")
+    ld.add_argument("--local", action="store_true", help="start the local stack here and send from a second process")
+    ld.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     ld.set_defaults(func=load_cmd)
 
     sk = sub.add_parser("soak", help="fault soak through the local stack: exactly-once under injected faults")

@@ -19,8 +19,10 @@ feeds, which secret a function reads), so nothing about the stack is restated he
 from __future__ import annotations
 
 import json
-import logging
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -63,6 +65,12 @@ class LocalContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -183,7 +191,6 @@ class LocalStack:
         self._saved_env = {key: os.environ.get(key) for key in wanted}
         for key, value in wanted.items():
             os.environ.setdefault(key, value)
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server: no access log lines
         self._warnings = warnings.catch_warnings()
         self._warnings.__enter__()
         # three vendor handlers share one Metrics object here; with metrics off nothing flushes the dimension
@@ -206,15 +213,32 @@ class LocalStack:
         if hasattr(self, "_warnings"):
             self._warnings.__exit__(None, None, None)
 
+    def _start_moto(self) -> None:
+        """moto's server in a child process: its CPU (a good half of the local stack's under load) does not
+        compete with the handlers for this process's GIL."""
+        port = self.ports["aws"] or _free_port()
+        self.moto = subprocess.Popen(  # noqa: S603 - moto's own server module, fixed arguments
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            if self.moto.poll() is not None:
+                raise RuntimeError(f"moto's server exited at once (code {self.moto.returncode}): is port {port} free?")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.moto.kill()
+                    raise RuntimeError(f"moto's server did not listen on 127.0.0.1:{port} within 30 s") from None
+                time.sleep(0.1)
+        self.aws_endpoint = f"http://127.0.0.1:{port}"
+
     def start(self) -> LocalStack:
-        from moto.server import ThreadedMotoServer
-
         self._environment()
-
-        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.ports["aws"], verbose=False)
-        self.moto.start()
-        host, port = self.moto.get_host_and_port()
-        self.aws_endpoint = f"http://{host}:{port}"
+        self._start_moto()
         endpoints: dict[str, str] = {}
         if any(
             self.config.enabled(v) and self.config.vendor(v).endpoint is None
@@ -247,10 +271,15 @@ class LocalStack:
             server.shutdown()
             server.server_close()
         for thread in self._threads:
-            thread.join(timeout=5)
+            thread.join(timeout=30)  # a vendor batch in progress finishes first
         if self.sandboxes:
             self.sandboxes.stop()
-        self.moto.stop()
+        self.moto.terminate()
+        try:
+            self.moto.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.moto.kill()
+            self.moto.wait()
         self._restore_environment()
 
     @property

@@ -28,6 +28,7 @@ from .signing import sign
 
 SECRET = "soak-signing-secret"  # noqa: S105 - a local placeholder, like relay.example.toml's
 FPC = "0123456789abcdef0123456789abcdef-1741784485001"
+EMAIL_DOMAIN = "@soak.example.com"
 VENDORS = ("applovin", "appsflyer", "adroll")
 DLQ = {
     "applovin": "AppLovinDeadLetterQueue",
@@ -37,7 +38,7 @@ DLQ = {
 QUEUES = {"applovin": "AppLovinQueue", "appsflyer": "AppsFlyerQueue", "adroll": "AdRollQueue"}
 
 
-def soak_config() -> RelayConfig:
+def soak_config(stack_name: str) -> RelayConfig:
     """All three vendors on, endpoints left to the local stack's sandboxes (the double)."""
     return config_from_mapping(
         {
@@ -54,6 +55,7 @@ def soak_config() -> RelayConfig:
                 "token": "soak-adroll-token",
                 "app_url_domain": "app.example.com",
             },
+            "local": {"stack_name": stack_name},
         }
     )
 
@@ -70,7 +72,7 @@ def soak_event(i: int, run: str) -> dict[str, Any]:
         "order_id": f"o-{run}-{i}",
         "items": [{"id": "sku-1", "price": "19.99", "quantity": 1}],
         "properties": {SOAK_ID_PROPERTY: event_id},
-        "user": {"ip": "203.0.113.7", "user_agent": "Mozilla/5.0 soak", "email": f"u{i}@example.com"},
+        "user": {"ip": "203.0.113.7", "user_agent": "Mozilla/5.0 soak", "email": f"u{i}{EMAIL_DOMAIN}"},
     }
     if i % 3 == 2:
         event.update(
@@ -105,6 +107,7 @@ class SoakReport:
     dlq_reasons: dict[str, str] = field(default_factory=dict)  # one example per vendor
     vendor_requests: dict[str, dict[str, int]] = field(default_factory=dict)  # vendor -> status -> count
     faults: dict[str, int] = field(default_factory=dict)
+    clear_text_emails: int = 0  # vendor requests carrying a soak event's email in clear text
     drain_seconds: float = 0.0
     drained: bool = False
 
@@ -118,6 +121,7 @@ class SoakReport:
             and not any(self.valid_dead_lettered.values())
             and not any(self.invalid_missing.values())
             and self.delivered == self.expected
+            and self.clear_text_emails == 0
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -128,7 +132,8 @@ class SoakReport:
             f"events sent: {self.events} in {self.ingest_requests} signed requests of {self.per_request}"
             f" (ingest errors: {len(self.ingest_errors)})",
             "faults injected: " + ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items())),
-            f"drained: {self.drained} in {self.drain_seconds:.1f} s",
+            f"drained: {self.drained} in {self.drain_seconds:.1f} s; vendor requests with a clear-text email:"
+            f" {self.clear_text_emails}",
             "",
             f"{'vendor':<10}{'expected':>9}{'delivered':>10}{'dupes':>6}{'lost':>5}"
             f"{'invalid':>8}{'in DLQ':>7}{'DLQ msgs':>9}{'requests':>9}",
@@ -170,20 +175,24 @@ def run_soak(
     redelivery_seconds: int = 1,
     max_backlog: int = 300,
     log: Callable[[str], None] = lambda line: None,
+    verbose: bool = False,
 ) -> SoakReport:
     """`max_backlog`: the next ingest request waits while a vendor queue holds more messages than this.
     moto's SQS rescans the whole queue for every message it sends or receives, so a deep backlog slows
     the local stack quadratically; AWS has no such cost."""
-    run = f"{int(time.time())}"
+    run = f"{int(time.time() * 1000)}"
     rng = random.Random(plan.seed if plan else 7)  # noqa: S311 - which events are invalid, not security
-    ids = [f"soak-{run}-{i:06d}" for i in range(events)]
-    poison = frozenset(rng.sample(ids, max(1, round(events * invalid_rate)))) if invalid_rate else frozenset()
+    poison: frozenset[str] = frozenset()
+    if invalid_rate:  # drawn among web and app events alike, so that every vendor gets some
+        for kind in (lambda i: i % 3 == 2, lambda i: i % 3 != 2):
+            ids = [f"soak-{run}-{i:06d}" for i in range(events) if kind(i)]
+            poison |= frozenset(rng.sample(ids, min(len(ids), max(1, round(len(ids) * invalid_rate)))))
     plan = plan or FaultPlan()
     plan.reject_ids = poison
     report = SoakReport(events=events, per_request=per_request)
     expected: dict[str, set[str]] = {v: set() for v in VENDORS}
     stack = LocalStack(
-        soak_config(),
+        soak_config(f"soak-{run}"),
         ingest_port=0,
         aws_port=0,
         sandbox_port=0,
@@ -191,6 +200,7 @@ def run_soak(
         faults=plan,
         redelivery_seconds=redelivery_seconds,
         vendor_timeout_seconds=vendor_timeout_seconds,
+        verbose=verbose,
     ).start()
     try:
         started = time.monotonic()
@@ -228,6 +238,8 @@ def run_soak(
         for r in stack.sandboxes.requests():
             if r.vendor in statuses:
                 statuses[r.vendor][str(r.status)] += 1
+            if r.body is not None and EMAIL_DOMAIN in json.dumps(r.body):
+                report.clear_text_emails += 1
         dead = _dead_letters(stack)
         for v in VENDORS:
             valid, invalid = expected[v] - poison, expected[v] & poison

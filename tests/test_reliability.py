@@ -1,0 +1,71 @@
+"""Issue #7, faults and load through the whole local stack (HTTP -> ingest -> SNS -> SQS -> vendor
+functions -> vendor double), short form. `make reliability` runs the long form (3,000 events, 2 x 60 s)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from relay.cli import main
+from relay.faults import FaultPlan
+from relay.load import local_load
+from relay.soak import EMAIL_DOMAIN, SECRET, VENDORS, run_soak
+
+SOAK_EVENTS = int(os.environ.get("SOAK_EVENTS", "300"))
+
+
+def test_fault_soak_delivers_every_valid_event_exactly_once(output):
+    # crashes at 50 % of invocations so that a short run has some for sure; the long form uses 10 %
+    plan = FaultPlan(crash=0.5, seed=11)
+    report = run_soak(events=SOAK_EVENTS, plan=plan, verbose=True)
+    print("\n".join(report.lines()))
+    assert report.drained and report.ingest_errors == []
+    assert report.faults["5xx"] > 0 and report.faults["429"] > 0 and report.faults["crash"] > 0
+    assert report.faults["invalid"] > 0
+    expected_total = 0
+    for vendor in VENDORS:
+        assert report.expected[vendor] > 0
+        assert report.delivered[vendor] == report.expected[vendor], vendor  # every valid event...
+        assert report.duplicates[vendor] == 0, vendor  # ...exactly once, counted by event_id at the double
+        assert report.lost[vendor] == 0 and report.valid_dead_lettered[vendor] == 0, vendor
+        # every invalid one in the DLQ with the vendor's refusal as its reason, one copy each
+        assert report.invalid_in_dlq[vendor] == report.invalid_expected[vendor] == report.dlq_messages[vendor]
+        assert report.dlq_reasons[vendor] == f"rejected: {vendor} rejected the request (400)"
+        expected_total += report.expected[vendor] + report.invalid_expected[vendor]
+    assert expected_total >= SOAK_EVENTS  # web events go to two vendors
+    assert report.clear_text_emails == 0
+    assert report.passed
+    text = output.text()
+    assert '"VendorRetries"' in text and "moved to the dead-letter queue" in text  # the capture did capture
+    # no clear-text email, IP, signing secret or vendor credential in any log line or metric
+    for secret in (EMAIL_DOMAIN, "203.0.113.7", SECRET, "soak-applovin-key", "soak-appsflyer-key", "soak-adroll-token"):
+        assert secret not in text, secret
+
+
+@pytest.mark.parametrize(("per_request", "clients"), [(1, 4), (100, 1)])  # as make reliability runs them
+def test_load_from_a_second_process_gets_no_errors(per_request, clients):
+    report = local_load(
+        seconds=float(os.environ.get("LOAD_SECONDS", "3")), per_request=per_request, concurrency=clients
+    )
+    print(report.line())
+    assert report.requests > 0 and report.errors == 0, report.error_examples
+    assert report.statuses == {"202": report.requests}
+    assert report.events == report.requests * per_request
+    assert report.latency_ms["p50"] <= report.latency_ms["p99"] <= report.latency_ms["max"]
+
+
+def test_load_cli_refuses_bad_arguments(capsys):
+    assert main(["load", "--per-request", "101", "--seconds", "1"]) == 2
+    assert main(["load", "--local", "--url", "http://127.0.0.1:9/v1/events"]) == 2
+    err = capsys.readouterr().err
+    assert "--per-request 1 to 100" in err and "--local starts its own local stack" in err
+
+
+def test_load_against_an_unreachable_url_reports_errors_and_exits_1(tmp_path, capsys):
+    config = tmp_path / "relay.toml"
+    config.write_text(f"[ingest]\nsecrets = [{json.dumps(SECRET)}]\n")
+    code = main(["load", "--url", "http://127.0.0.1:9/v1/events", "--config", str(config), "--seconds", "0.5"])
+    out = capsys.readouterr().out
+    assert code == 1 and "ConnectError" in out
