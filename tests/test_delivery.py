@@ -261,7 +261,7 @@ def test_a_replaced_forwarder_stops_its_send_threads():
 def test_a_redelivery_after_the_dlq_move_is_not_sent_or_moved_again_and_a_redrive_sends_it(aws_stack, monkeypatch):
     """An invocation that fails after moving a message to the DLQ (found by the fault soak): SQS redelivers
     the message; the ledger knows the event is dead-lettered, so no second vendor request and no second
-    DLQ copy. `relay dlq redrive` marks what it sends back, and that is sent anew."""
+    DLQ copy. What `relay dlq redrive` sends back is a new message, and that is sent anew."""
     from relay import deadletter
 
     answers = {"status": 400}

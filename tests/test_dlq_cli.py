@@ -102,8 +102,7 @@ def test_redrive_one_then_all_back_to_the_source_queue(local):
         "Messages"
     ]
     assert json.loads(message["Body"]) == {"event_id": "r2"}
-    # the relay_* reasons stay behind; relay_redriven tells the vendor function to send it anew
-    assert set(message["MessageAttributes"]) == {"destinations", "relay_redriven"}
+    assert set(message["MessageAttributes"]) == {"destinations"}  # the relay_* reasons stay behind
     code, out, _ = run("dlq", "list", "--vendor", "applovin", "--config", config, "--json")
     assert sorted(json.loads(line)["event_id"] for line in out.splitlines()) == ["r1", "r3"]
     code, out, err = run("dlq", "redrive", "--vendor", "applovin", "--config", config, "--event-id", "nope")

@@ -16,7 +16,6 @@ from .aws import LazyClient
 ATTR = "relay_"
 REASON, OUTCOME, STATUS, RESPONSE = f"{ATTR}reason", f"{ATTR}outcome", f"{ATTR}status", f"{ATTR}vendor_response"
 EVENT_ID, VENDOR, FAILED_AT, ATTEMPTS = f"{ATTR}event_id", f"{ATTR}vendor", f"{ATTR}failed_at", f"{ATTR}attempts"
-REDRIVEN = f"{ATTR}redriven"  # set by `relay dlq redrive`: the vendor function sends the event anew
 MAX_ATTRIBUTE_TEXT = 256
 SQS_BATCH = 10
 
@@ -177,18 +176,15 @@ def release(client: Any, queue_url: str, letters: Iterable[Letter]) -> None:
 
 
 def redrive(client: Any, dlq_url: str, source_url: str, letters: Iterable[Letter]) -> int:
-    """Back to the source queue (original attributes, not the relay_* ones, plus `relay_redriven` so that
-    the vendor function sends it anew although the ledger recorded it as dead-lettered), then deleted
-    from the DLQ."""
+    """Back to the source queue (original attributes, not the relay_* ones), then deleted from the DLQ.
+    The message sent back is a new one, so the vendor function sends it anew (relay.ledger)."""
     moved = 0
-    stamp = datetime.now(UTC).isoformat(timespec="seconds")
     for letter in letters:
         attrs = {
             k: {"DataType": v["DataType"], "StringValue": v["StringValue"]}
             for k, v in letter.attributes.items()
             if not k.startswith(ATTR) and "StringValue" in v
         }
-        attrs[REDRIVEN] = _string(stamp)
         client.send_message(QueueUrl=source_url, MessageBody=letter.body, MessageAttributes=attrs)
         client.delete_message(QueueUrl=dlq_url, ReceiptHandle=letter.receipt_handle)
         moved += 1

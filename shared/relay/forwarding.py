@@ -136,11 +136,8 @@ class Forwarder:
 
     # -- the batch ---------------------------------------------------------------------------------
 
-    def deliver(
-        self, events: Mapping[str, Event], remaining_ms: Callable[[], int], redriven: frozenset[str] = frozenset()
-    ) -> dict[str, Delivery]:
-        """`events` keyed by SQS message id; returns a Delivery for every key. `redriven`: the keys of
-        messages `relay dlq redrive` sent back (relay.ledger)."""
+    def deliver(self, events: Mapping[str, Event], remaining_ms: Callable[[], int]) -> dict[str, Delivery]:
+        """`events` keyed by SQS message id; returns a Delivery for every key."""
         self.stats = Stats()
         results: dict[str, Delivery] = {}
         mapped: list[tuple[str, Event, Mapped]] = []
@@ -161,7 +158,7 @@ class Forwarder:
         def claim(m: tuple[str, Event, Mapped]) -> Claim:
             if self.ledger is None:
                 return Claim.CLAIMED
-            return self.ledger.claim(m[1].event_id, remaining_ms(), redriven=m[0] in redriven)
+            return self.ledger.claim(m[1].event_id, remaining_ms(), message_id=m[0])
 
         claims = list(self.pool.map(claim, mapped)) if self.ledger and len(mapped) > 1 else [claim(m) for m in mapped]
         groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}

@@ -4,9 +4,9 @@ The key is a hash of ``[vendor, event_id]`` only: the payload is not part of it,
 event_id with another body is still a duplicate. A record is IN_PROGRESS only while its request is in
 flight (its in-progress expiry is the Lambda's remaining time); a failed send deletes it so that a retry
 can go through; a delivered event is COMPLETED for `COMPLETED_TTL_SECONDS`. So is an event the relay
-moved to the DLQ (its result says `dead_lettered`): a redelivery of its message (an invocation that
-failed after the move) is not sent or dead-lettered again, while `relay dlq redrive` (which marks the
-messages it sends back) clears the record and sends the event anew.
+moved to the DLQ, with the SQS message id it moved: a redelivery of that very message (an invocation that
+failed after the move) is neither sent nor dead-lettered again, while any other message with the event
+(`relay dlq redrive`, a client's resend) clears the record and is sent anew.
 """
 
 from __future__ import annotations
@@ -56,9 +56,8 @@ class DeliveryLedger:
     def _data(self, event_id: str) -> dict[str, str]:
         return {"vendor": self.vendor, "event_id": event_id}
 
-    def claim(self, event_id: str, remaining_ms: int, redriven: bool = False) -> Claim:
-        """`redriven`: the message came back from the DLQ through `relay dlq redrive`, so a dead-lettered
-        record no longer stops it."""
+    def claim(self, event_id: str, remaining_ms: int, message_id: str | None = None) -> Claim:
+        """`message_id`: the SQS message the event came in (see `dead_lettered`)."""
         try:
             self.layer.save_inprogress(self._data(event_id), remaining_time_in_millis=max(remaining_ms, 1))
             return Claim.CLAIMED
@@ -68,15 +67,16 @@ class DeliveryLedger:
                 try:
                     record = self.layer.get_record(self._data(event_id))
                 except IdempotencyItemNotFoundError:  # deleted meanwhile: try once more
-                    return self.claim(event_id, remaining_ms, redriven)
+                    return self.claim(event_id, remaining_ms, message_id)
             if record.status != STATUS_CONSTANTS["COMPLETED"]:
                 return Claim.IN_FLIGHT
-            if (record.response_json_as_dict() or {}).get("outcome") != DEAD_LETTERED:
+            result = record.response_json_as_dict() or {}
+            if result.get("outcome") != DEAD_LETTERED:
                 return Claim.DUPLICATE
-            if not redriven:
+            if message_id is not None and result.get("message_id") == message_id:
                 return Claim.DEAD_LETTERED
-            self.layer.delete_record(self._data(event_id), RuntimeError("redriven from the DLQ"))
-            return self.claim(event_id, remaining_ms)
+            self.layer.delete_record(self._data(event_id), RuntimeError("sent again in another message"))
+            return self.claim(event_id, remaining_ms, message_id)
 
     def delivered(self, event_id: str, status: int | None) -> None:
         # the result names the event, so the ledger can be read back (relay dev / make demo)
@@ -84,11 +84,17 @@ class DeliveryLedger:
             self._data(event_id), result={"vendor": self.vendor, "event_id": event_id, "status": status}
         )
 
-    def dead_lettered(self, event_id: str, outcome: str) -> None:
-        """After the move to the DLQ: a redelivered copy of the message is then dropped, not moved twice."""
+    def dead_lettered(self, event_id: str, message_id: str, outcome: str) -> None:
+        """After the move to the DLQ: a redelivery of this message is then dropped, not moved twice."""
         self.layer.save_success(
             self._data(event_id),
-            result={"vendor": self.vendor, "event_id": event_id, "outcome": DEAD_LETTERED, "why": outcome},
+            result={
+                "vendor": self.vendor,
+                "event_id": event_id,
+                "outcome": DEAD_LETTERED,
+                "message_id": message_id,
+                "why": outcome,
+            },
         )
 
     def release(self, event_id: str, reason: str) -> None:

@@ -18,7 +18,7 @@ from pydantic import Json, ValidationError
 
 from .aws import load_vendor_config
 from .config import ConfigError, RelayConfig
-from .deadletter import REDRIVEN, DeadLetter, DeadLetterQueue
+from .deadletter import DeadLetter, DeadLetterQueue
 from .errors import from_validation_error
 from .forwarding import AUTH, CONFIG, DUPLICATE, FORWARDED, INVALID, SKIPPED, Delivery, Forwarder, new_http_client
 from .ledger import DeliveryLedger
@@ -91,8 +91,7 @@ def vendor_handler(
             except ValidationError as exc:
                 errors = "; ".join(map(str, from_validation_error(exc)))
                 results[record["messageId"]] = Delivery(False, INVALID, f"not a canonical event: {errors}")
-        redriven = frozenset(r["messageId"] for r in records if REDRIVEN in (r.get("messageAttributes") or {}))
-        results.update(forwarder.deliver(events, remaining_ms, redriven))
+        results.update(forwarder.deliver(events, remaining_ms))
         stats = forwarder.stats
         for _status, _n, latency in stats.requests:
             metrics.add_metric("VendorLatency", MetricUnit.Milliseconds, latency)
@@ -154,7 +153,7 @@ def vendor_handler(
         for letter in letters:
             if ledger is not None and letter.event_id and letter.record["messageId"] in moved:
                 try:  # a redelivered copy (this invocation failing from here on) is then not moved twice
-                    ledger.dead_lettered(letter.event_id, letter.outcome)
+                    ledger.dead_lettered(letter.event_id, letter.record["messageId"], letter.outcome)
                 except Exception:  # noqa: BLE001 - at worst a second DLQ copy, never a lost event
                     metrics.add_metric("LedgerErrors", MetricUnit.Count, 1)
                     logger.error("could not record a dead-lettered event", extra={"event_id": letter.event_id})
