@@ -18,7 +18,7 @@ from relay.ingest import Ingest
 from relay.model import parse_event
 from relay.signing import sign
 from relay.sqs import lambda_records
-from relay.vendor_handler import RelayRecord
+from relay.vendor_handler import parse_record
 
 SECRET = "bench-signing-secret"
 FPC = "0123456789abcdef0123456789abcdef-1741784485001"
@@ -108,7 +108,7 @@ def vendor_batch_once(
         _FORWARDERS[key] = Forwarder(vendor, config(port), client or new_http_client())
     forwarder = _FORWARDERS[key]
     wall, cpu = time.perf_counter(), time.process_time()
-    events = {r["messageId"]: RelayRecord.model_validate(r).body for r in event["Records"]}
+    events = {r["messageId"]: parse_record(r) for r in event["Records"]}
     results = forwarder.deliver(events, lambda: 60_000)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert all(d.ok for d in results.values()), {d.outcome for d in results.values()}
@@ -121,7 +121,7 @@ def naive_once(vendor: str, n: int, port: int, event: dict[str, Any] | None = No
     forwarder = Forwarder(vendor, config(port), new_http_client())
     started = time.perf_counter()
     for record in event["Records"]:
-        outcome = forwarder.router.route_one(RelayRecord.model_validate(record).body, vendor)
+        outcome = forwarder.router.route_one(parse_record(record), vendor)
         request = forwarder.adapter.request_for(outcome)
         with httpx.Client(timeout=10) as client:
             assert client.request(

@@ -189,7 +189,7 @@ def test_unparseable_body_is_a_failure(aws_stack, monkeypatch):
     assert mock.requests == []
     (letter,) = drain(aws_stack.physical["AdRollDeadLetterQueue"])
     assert letter["MessageAttributes"]["relay_reason"]["StringValue"].startswith(
-        "not a canonical event: body.name: is required"
+        "not a canonical event: name: is required"
     )
 
 
