@@ -370,30 +370,40 @@ class LocalStack:
 
         def poll() -> None:
             while not self._stop.is_set():
-                batch = self._receive(sqs, queue_url, source.batch_size, source.window_seconds)
-                if not batch:
-                    continue
-                event = lambda_records(batch, queue_arn, self.config.local.region)
                 try:
-                    response = handler(event, LocalContext(logical, timeout))
-                    self.after_invocation()
-                    failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
-                    if self.faults and self.faults.crashes():
-                        raise RuntimeError("injected crash after the handler's work")
-                except Exception as exc:  # noqa: BLE001 - a crashed invocation: SQS redelivers everything
-                    self.log(f"{vendor:<9} handler error: {type(exc).__name__}")
-                    self._redeliver_soon(sqs, queue_url, batch)
-                    continue
-                self._redeliver_soon(sqs, queue_url, [m for m in batch if m["MessageId"] in failed])
-                done = [m for m in batch if m["MessageId"] not in failed]
-                for start in range(0, len(done), 10):
-                    sqs.delete_message_batch(
-                        QueueUrl=queue_url,
-                        Entries=[
-                            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                            for i, m in enumerate(done[start : start + 10])
-                        ],
-                    )
+                    poll_once()
+                except Exception as exc:  # noqa: BLE001 - an SQS call failed: the poller carries on, as Lambda's would
+                    if not self._stop.is_set():
+                        self.log(f"{vendor:<9} poller error: {type(exc).__name__}")
+                        time.sleep(1)
+
+        def poll_once() -> None:
+            batch = self._receive(sqs, queue_url, source.batch_size, source.window_seconds)
+            if batch:
+                invoke(batch)
+
+        def invoke(batch: list[dict[str, Any]]) -> None:
+            event = lambda_records(batch, queue_arn, self.config.local.region)
+            try:
+                response = handler(event, LocalContext(logical, timeout))
+                self.after_invocation()
+                failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+                if self.faults and self.faults.crashes():
+                    raise RuntimeError("injected crash after the handler's work")
+            except Exception as exc:  # noqa: BLE001 - a crashed invocation: SQS redelivers everything
+                self.log(f"{vendor:<9} handler error: {type(exc).__name__}")
+                self._redeliver_soon(sqs, queue_url, batch)
+                return
+            self._redeliver_soon(sqs, queue_url, [m for m in batch if m["MessageId"] in failed])
+            done = [m for m in batch if m["MessageId"] not in failed]
+            for start in range(0, len(done), 10):
+                sqs.delete_message_batch(
+                    QueueUrl=queue_url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                        for i, m in enumerate(done[start : start + 10])
+                    ],
+                )
 
         self._spawn(poll, f"poller-{vendor}")
 
