@@ -131,7 +131,13 @@ def naive_once(vendor: str, n: int, port: int, event: dict[str, Any] | None = No
 
 
 def stubbed_sns(calls: int) -> Any:
-    client = boto3.client("sns", region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench")
+    client = boto3.client(  # configured as the deployed ingest's own (SnsPublisher.client_options)
+        "sns",
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+        **SnsPublisher.client_options,
+    )
     stubber = Stubber(client)
     for _ in range(calls):
         stubber.add_response("publish_batch", {"Successful": [{"Id": "0", "MessageId": "m"}], "Failed": []})

@@ -26,16 +26,24 @@ def _no_constants(name: str) -> Any:
     raise JsonBodyError(f"{name} is not valid JSON")
 
 
-def _depth(value: Any, limit: int) -> int:
-    """Nesting depth of containers (scalars are not visited), stopping as soon as `limit` is passed."""
-    deepest, stack = 0, [(value, 1)] if isinstance(value, dict | list) else []
-    while stack:
-        node, level = stack.pop()
-        if level > limit:
-            return level
-        deepest = max(deepest, level)
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+def _depth(value: Any, limit: int, level: int = 1) -> int:
+    """Nesting depth of containers (scalars are not visited), stopping as soon as `limit` is passed.
+    Recursion is bounded by `limit` (json.loads already refused what Python cannot recurse into)."""
+    if type(value) is dict:
+        children = value.values()
+    elif type(value) is list:
+        children = value
+    else:
+        return level - 1
+    if level > limit:
+        return level
+    deepest = level
+    for child in children:
+        if type(child) is dict or type(child) is list:
+            depth = _depth(child, limit, level + 1)
+            if depth > limit:
+                return depth
+            deepest = max(deepest, depth)
     return deepest
 
 
