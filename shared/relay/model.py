@@ -47,8 +47,8 @@ MAX_DECIMAL_PLACES = 20  # floats such as 0.1 + 0.2 = 0.30000000000000004 still 
 def _money(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         raise ValueError("must be a decimal number such as 12.34 (a JSON number or a string)")
-    try:
-        number = Decimal(str(value).strip())
+    try:  # Decimal() itself ignores surrounding whitespace in a string
+        number = Decimal(value if isinstance(value, str | int) else str(value))
     except ArithmeticError:
         raise ValueError("must be a decimal number such as 12.34 (a JSON number or a string)") from None
     if not number.is_finite():
@@ -106,8 +106,13 @@ def _ip(value: Any) -> Any:
     return value
 
 
+_PLAIN_HTTP_URL = re.compile(r"https?://[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]{1,5})?(/[^\s]*)?")
+
+
 def _http_url(value: Any) -> Any:
     if isinstance(value, str):
+        if _PLAIN_HTTP_URL.fullmatch(value):  # the common case, without urlsplit
+            return value
         parts = urlsplit(value.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an absolute http(s) URL such as https://example.com/page")
@@ -230,12 +235,15 @@ class Device(Strict):
 
     @model_validator(mode="after")
     def _platform_ids(self) -> Device:
-        for name in APPLE_DEVICE_FIELDS:
-            if getattr(self, name) is not None and self.os not in ("ios", "macos"):
-                raise rule_error(name, "is an Apple identifier: set only when device.os is 'ios' or 'macos'")
-        for name in ANDROID_ONLY_DEVICE_FIELDS:
-            if getattr(self, name) is not None and self.os != "android":
-                raise rule_error(name, "is an Android identifier: set only when device.os is 'android'")
+        given = self.model_fields_set  # only fields present in the input can be set (most events: none)
+        if self.os not in ("ios", "macos"):
+            for name in APPLE_DEVICE_FIELDS:
+                if name in given and getattr(self, name) is not None:
+                    raise rule_error(name, "is an Apple identifier: set only when device.os is 'ios' or 'macos'")
+        if self.os != "android":
+            for name in ANDROID_ONLY_DEVICE_FIELDS:
+                if name in given and getattr(self, name) is not None:
+                    raise rule_error(name, "is an Android identifier: set only when device.os is 'android'")
         return self
 
 
