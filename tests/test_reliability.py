@@ -56,11 +56,13 @@ def test_load_from_a_second_process_gets_no_errors(per_request, clients):
     assert report.latency_ms["p50"] <= report.latency_ms["p99"] <= report.latency_ms["max"]
 
 
-def test_load_cli_refuses_bad_arguments(capsys):
+def test_load_and_soak_cli_refuse_bad_arguments(capsys):
     assert main(["load", "--per-request", "101", "--seconds", "1"]) == 2
     assert main(["load", "--local", "--url", "http://127.0.0.1:9/v1/events"]) == 2
+    assert main(["soak", "--events", "0"]) == 2
     err = capsys.readouterr().err
     assert "--per-request 1 to 100" in err and "--local starts its own local stack" in err
+    assert "--events must be at least 1" in err
 
 
 def test_load_against_an_unreachable_url_reports_errors_and_exits_1(tmp_path, capsys):
