@@ -24,10 +24,10 @@ from . import deadletter
 from .config import RelayConfig, config_from_mapping
 from .dev import LocalStack
 from .faults import SOAK_ID_PROPERTY, FaultPlan, event_ids
+from .load import purchase_event
 from .signing import sign
 
 SECRET = "soak-signing-secret"  # noqa: S105 - a local placeholder, like relay.example.toml's
-FPC = "0123456789abcdef0123456789abcdef-1741784485001"
 EMAIL_DOMAIN = "@soak.example.com"
 VENDORS = ("applovin", "appsflyer", "adroll")
 SQS_MOVED = "redriven"  # the outcome relay.deadletter gives a message SQS moved without the relay's reason
@@ -61,33 +61,21 @@ def soak_config(stack_name: str) -> RelayConfig:
     )
 
 
+def is_app_event(i: int) -> bool:
+    return i % 3 == 2
+
+
+def soak_id(run: str, i: int) -> str:
+    return f"soak-{run}-{i:06d}"
+
+
 def soak_event(i: int, run: str) -> dict[str, Any]:
     """Two of three events are web purchases (AppLovin + AdRoll), one an Android app purchase (AppsFlyer
-    and AppLovin). The event id travels in properties.soak_id too (see relay.faults.event_ids)."""
-    event_id = f"soak-{run}-{i:06d}"
-    event: dict[str, Any] = {
-        "event_id": event_id,
-        "name": "purchase",
-        "value": "19.99",
-        "currency": "USD",
-        "order_id": f"o-{run}-{i}",
-        "items": [{"id": "sku-1", "price": "19.99", "quantity": 1}],
-        "properties": {SOAK_ID_PROPERTY: event_id},
-        "user": {"ip": "203.0.113.7", "user_agent": "Mozilla/5.0 soak", "email": f"u{i}{EMAIL_DOMAIN}"},
-    }
-    if i % 3 == 2:
-        event.update(
-            source="app",
-            device={"os": "android", "os_version": "14", "advertising_id": "38400000-8cf0-11bd-b23e-10b96e40000d"},
-            vendor_ids={"appsflyer": {"appsflyer_id": "1541234567890-1234567"}},
-        )
-    else:
-        event.update(
-            source="web",
-            page_url="https://shop.example.com/checkout/done",
-            vendor_ids={"adroll": {"first_party_cookie": FPC}},
-        )
-    return event
+    only). The event id travels in properties.soak_id too (see relay.faults.event_ids)."""
+    event_id = soak_id(run, i)
+    return purchase_event(
+        event_id, app=is_app_event(i), email=f"u{i}{EMAIL_DOMAIN}", properties={SOAK_ID_PROPERTY: event_id}
+    )
 
 
 @dataclass
@@ -188,8 +176,8 @@ def run_soak(
     rng = random.Random(plan.seed if plan else 7)  # noqa: S311 - which events are invalid, not security
     poison: frozenset[str] = frozenset()
     if invalid_rate:  # drawn among web and app events alike, so that every vendor gets some
-        for kind in (lambda i: i % 3 == 2, lambda i: i % 3 != 2):
-            ids = [f"soak-{run}-{i:06d}" for i in range(events) if kind(i)]
+        for app in (True, False):
+            ids = [soak_id(run, i) for i in range(events) if is_app_event(i) == app]
             poison |= frozenset(rng.sample(ids, min(len(ids), max(1, round(len(ids) * invalid_rate)))))
     plan = plan or FaultPlan()
     plan.reject_ids = poison
