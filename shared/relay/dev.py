@@ -388,7 +388,7 @@ class LocalStack:
                 response = handler(event, LocalContext(logical, timeout))
                 self.after_invocation()
                 failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
-                if self.faults and self.faults.crashes():
+                if self.faults and self.faults.crashes(vendor):
                     raise RuntimeError("injected crash after the handler's work")
             except Exception as exc:  # noqa: BLE001 - a crashed invocation: SQS redelivers everything
                 self.log(f"{vendor:<9} handler error: {type(exc).__name__}")

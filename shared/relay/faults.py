@@ -33,13 +33,16 @@ class Fault:
 
 @dataclass
 class FaultPlan:
-    """Rates are per vendor request (5xx, 429, timeout, reset) and per invocation (crash)."""
+    """Rates are per vendor request (5xx, 429, timeout, reset) and per invocation (crash). `crash_every`
+    makes every n-th invocation of each vendor function crash as well (a short run with few invocations
+    then has crashes for sure)."""
 
     server_error: float = 0.20
     throttled: float = 0.05
     timeout: float = 0.02
     reset: float = 0.01
     crash: float = 0.10
+    crash_every: int = 0
     retry_after_seconds: int = 1
     hold_seconds: float = 2.0  # how long a "timeout" request is held (longer than the relay's timeout)
     reject_ids: frozenset[str] = frozenset()
@@ -49,6 +52,7 @@ class FaultPlan:
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)  # noqa: S311 - fault injection, not security
         self._lock = threading.Lock()
+        self._invocations: Counter[str] = Counter()
 
     def _draw(self) -> float:
         with self._lock:
@@ -73,9 +77,12 @@ class FaultPlan:
             x -= rate
         return None
 
-    def crashes(self) -> bool:
+    def crashes(self, vendor: str) -> bool:
         """Whether this vendor-function invocation fails after its work (see relay.dev)."""
-        if self._draw() < self.crash:
+        with self._lock:
+            self._invocations[vendor] += 1
+            nth = self._invocations[vendor]
+        if (self.crash_every and nth % self.crash_every == 0) or self._draw() < self.crash:
             self.count("crash")
             return True
         return False
