@@ -41,10 +41,10 @@ class VendorRequest:
     headers: dict[str, str]
     json: Any
     secret_headers: frozenset[str] = frozenset()
+    content: bytes = field(init=False, repr=False, compare=False)  # serialized once, sent on every attempt
 
-    @property
-    def content(self) -> bytes:
-        return body_bytes(self.json)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "content", body_bytes(self.json))
 
     def masked_headers(self) -> dict[str, str]:
         lower = {h.lower() for h in self.secret_headers}
