@@ -16,6 +16,7 @@ from .aws import LazyClient
 ATTR = "relay_"
 REASON, OUTCOME, STATUS, RESPONSE = f"{ATTR}reason", f"{ATTR}outcome", f"{ATTR}status", f"{ATTR}vendor_response"
 EVENT_ID, VENDOR, FAILED_AT, ATTEMPTS = f"{ATTR}event_id", f"{ATTR}vendor", f"{ATTR}failed_at", f"{ATTR}attempts"
+SQS_MOVED = "redriven"  # the outcome of a message SQS moved itself (maxReceiveCount), without relay_* attributes
 MAX_ATTRIBUTE_TEXT = 256
 SQS_BATCH = 10
 
@@ -140,7 +141,7 @@ def _letter(message: dict[str, Any]) -> Letter:
         body=message["Body"],
         event_id=event_id,
         reason=attrs.get(REASON, "moved by SQS after maxReceiveCount (no reason recorded)"),
-        outcome=attrs.get(OUTCOME, "redriven"),
+        outcome=attrs.get(OUTCOME, SQS_MOVED),
         status=attrs.get(STATUS, "none"),
         response=attrs.get(RESPONSE, ""),
         failed_at=when,

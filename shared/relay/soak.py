@@ -22,6 +22,7 @@ import httpx
 
 from . import deadletter
 from .config import RelayConfig, config_from_mapping
+from .deadletter import SQS_MOVED
 from .dev import LocalStack
 from .faults import SOAK_ID_PROPERTY, FaultPlan, event_ids
 from .load import purchase_event
@@ -30,7 +31,6 @@ from .signing import sign
 SECRET = "soak-signing-secret"  # noqa: S105 - a local placeholder, like relay.example.toml's
 EMAIL_DOMAIN = "@soak.example.com"
 VENDORS = ("applovin", "appsflyer", "adroll")
-SQS_MOVED = "redriven"  # the outcome relay.deadletter gives a message SQS moved without the relay's reason
 DLQ = {
     "applovin": "AppLovinDeadLetterQueue",
     "appsflyer": "AppsFlyerDeadLetterQueue",
@@ -236,24 +236,30 @@ def run_soak(
         for v in VENDORS:
             valid, invalid = expected[v] - poison, expected[v] & poison
             got = accepted_ids[v]
-            by_sqs = [letter for letter in dead[v] if letter[1].startswith(f"{SQS_MOVED}:")]
-            letters = [letter for letter in dead[v] if not letter[1].startswith(f"{SQS_MOVED}:")]
-            in_dlq = {e for e, _, _ in letters} | {e for e, _, _ in by_sqs if e not in got}
+            by_sqs = [letter for letter in dead[v] if letter.outcome == SQS_MOVED]
+            letters = [letter for letter in dead[v] if letter.outcome != SQS_MOVED]
+            in_dlq = {letter.event_id for letter in letters} | {
+                letter.event_id for letter in by_sqs if letter.event_id not in got
+            }
             report.expected[v] = len(valid)
             report.invalid_expected[v] = len(invalid)
             report.delivered[v] = len(valid & set(got))
             report.duplicates[v] = sum(n - 1 for n in got.values() if n > 1) + len(invalid & set(got))
-            report.valid_dead_lettered[v] = len(valid & in_dlq - set(got))
+            report.valid_dead_lettered[v] = len(valid & (in_dlq - set(got)))
             report.lost[v] = len(valid - set(got) - in_dlq)
             # the reason the relay wrote, and the double's refusal naming this very event
             report.invalid_in_dlq[v] = len(
-                {e for e, reason, response in letters if e in invalid and "(400)" in reason and e in response}
+                {
+                    letter.event_id
+                    for letter in letters
+                    if letter.event_id in invalid and letter.status == "400" and letter.event_id in letter.response
+                }
             )
             report.invalid_missing[v] = len(invalid) - report.invalid_in_dlq[v]
             report.dlq_messages[v] = len(letters)
             report.moved_by_sqs[v] = len(by_sqs)
             if letters:
-                report.dlq_reasons[v] = letters[0][1]
+                report.dlq_reasons[v] = f"{letters[0].outcome}: {letters[0].reason}"
             report.vendor_requests[v] = dict(statuses[v])
         report.faults = dict(plan.injected)
         return report
@@ -270,14 +276,10 @@ def _accepted(stack: LocalStack) -> dict[str, Counter[str]]:
     return out
 
 
-def _dead_letters(stack: LocalStack) -> dict[str, list[tuple[str, str, str]]]:
-    """vendor -> [(event_id, "outcome: reason", vendor response)] for every DLQ message."""
+def _dead_letters(stack: LocalStack) -> dict[str, list[deadletter.Letter]]:
+    """vendor -> every message in its DLQ (held, not deleted: the stack is stopped afterwards)."""
     sqs = stack.clients["sqs"]
-    out: dict[str, list[tuple[str, str, str]]] = {}
-    for vendor, logical in DLQ.items():
-        url = stack.stack.physical[logical]  # type: ignore[union-attr]
-        letters = list(deadletter.read_all(sqs, url, hold_seconds=30))
-        out[vendor] = [
-            (letter.event_id or "?", f"{letter.outcome}: {letter.reason}", letter.response) for letter in letters
-        ]
-    return out
+    return {
+        vendor: list(deadletter.read_all(sqs, stack.stack.physical[logical], hold_seconds=30))  # type: ignore[union-attr]
+        for vendor, logical in DLQ.items()
+    }
