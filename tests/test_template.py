@@ -58,7 +58,7 @@ def _template():
 def test_each_vendor_is_wired_topic_to_queue_to_function():
     t = _template()
     res, glob = t["Resources"], t["Globals"]["Function"]
-    assert glob["Runtime"] == "python3.13" and glob["Architectures"] == ["arm64"] and glob["Tracing"] == "Active"
+    assert glob["Runtime"] == "python3.13" and glob["Architectures"] == ["arm64"] and glob["Tracing"] == {"Ref": "Tracing"}
     assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"} <= set(
         glob["Environment"]["Variables"]
     )
@@ -133,3 +133,40 @@ def test_transformed_template_grants_no_wildcard_action_on_every_resource():
             resources = resources if isinstance(resources, list) else [resources]
             assert not any(a == "*" or a.endswith(":*") for a in actions), (name, actions)
             assert "*" not in resources, (name, actions)
+
+
+def test_xray_tracing_is_opt_in_and_the_functions_follow_the_parameter():
+    """Tracing=PassThrough by default (the X-Ray SDK costs ~100 ms of cold start): the functions then get
+    POWERTOOLS_TRACE_DISABLED=true; Tracing=Active turns both X-Ray and the Powertools Tracer on."""
+    from relay.stack import Stack, parameter_defaults, load_template
+
+    template = load_template(ROOT / "template.yaml")
+    assert template["Parameters"]["Tracing"]["Default"] == "PassThrough"
+    glob = template["Globals"]["Function"]
+    for value, disabled in (("PassThrough", "true"), ("Active", "false")):
+        stack = Stack("s", "us-east-1", template, {**parameter_defaults(template), "Tracing": value})
+        assert stack.resolve(glob["Tracing"]) == value
+        assert stack.resolve(glob["Environment"]["Variables"]["POWERTOOLS_TRACE_DISABLED"]) == disabled
+
+
+def _imports_xray(function: str, trace_disabled: str) -> bool:
+    import os
+    import subprocess
+
+    code = "import sys, app; print('aws_xray_sdk.core' in sys.modules, callable(app.lambda_handler))"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions" / function), str(ROOT / "shared")]),
+        "AWS_LAMBDA_FUNCTION_NAME": function,
+        "POWERTOOLS_TRACE_DISABLED": trace_disabled,
+    }
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    loaded, handler = out.stdout.split()
+    assert handler == "True"
+    return loaded == "True"
+
+
+def test_handlers_load_the_xray_sdk_only_when_tracing_is_on():
+    for function in ("ingest", "applovin"):
+        assert not _imports_xray(function, "true")
+        assert _imports_xray(function, "false")

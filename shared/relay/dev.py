@@ -45,7 +45,7 @@ from .forwarding import new_http_client
 from .ledger import DeliveryLedger
 from .sandbox import Sandboxes
 from .sqs import lambda_records
-from .stack import Stack, create_stack, load_template
+from .stack import Stack, create_stack, load_template, parameter_defaults
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -467,7 +467,7 @@ def sam_local_env(template: dict[str, Any], config: RelayConfig, host: str = "ho
         local.region,
         template,
         {
-            **{k: str(v["Default"]) for k, v in template.get("Parameters", {}).items() if "Default" in v},
+            **parameter_defaults(template),
             **parameters_for(template, config, endpoints),
         },
     )

@@ -19,7 +19,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from .aws import ReplayGuard, SnsPublisher, load_ingest_config
 from .config import ConfigError, RelayConfig
 from .ingest import Ingest
-from .observability import MetricUnit, logger, metrics, tracer
+from .observability import MetricUnit, logger, metrics, traced
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -82,7 +82,7 @@ def ingest_handler(
         return _json_response(404, {"error": "not found: POST /v1/events"})
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
-    @tracer.capture_lambda_handler
+    @traced
     @metrics.log_metrics
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return app.resolve(event, context)

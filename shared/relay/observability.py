@@ -1,15 +1,46 @@
-"""The one place that creates the Powertools Logger, Tracer and Metrics.
+"""The one place that creates the Powertools Logger and Metrics, and X-Ray tracing when it is on.
 
 Service name and namespace come from POWERTOOLS_SERVICE_NAME / POWERTOOLS_METRICS_NAMESPACE (set in
 template.yaml). Log lines carry event_id, vendor, counts and reasons: never an event body, email,
 phone, IP address, key or token.
+
+X-Ray tracing is opt-in (template parameter `Tracing=Active`, which also sets
+POWERTOOLS_TRACE_DISABLED=false): Powertools Tracer imports the X-Ray SDK even when tracing is disabled,
+~100 ms of every cold start (README "Performance and cost"), so the Tracer is only created when tracing
+is on.
 """
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 
-__all__ = ["MetricUnit", "logger", "metrics", "tracer"]
+H = TypeVar("H", bound=Callable[..., Any])
+TRACE_DISABLED_ENV = "POWERTOOLS_TRACE_DISABLED"
+
+
+def tracing_enabled(environ: Any = None) -> bool:
+    """On only in Lambda (AWS_LAMBDA_FUNCTION_NAME set) with POWERTOOLS_TRACE_DISABLED false, the way
+    Powertools Tracer itself decides; off when the variable is unset (the template always sets it)."""
+    env = os.environ if environ is None else environ
+    disabled = env.get(TRACE_DISABLED_ENV, "true").strip().lower() in ("1", "true", "yes", "on")
+    return "AWS_LAMBDA_FUNCTION_NAME" in env and not disabled
+
+
+def traced(handler: H) -> H:
+    """`Tracer().capture_lambda_handler(handler)` when tracing is on; the handler itself otherwise."""
+    if not tracing_enabled():
+        return handler
+    from aws_lambda_powertools import Tracer
+
+    return Tracer().capture_lambda_handler(handler)
+
+
+__all__ = ["MetricUnit", "logger", "metrics", "traced", "tracing_enabled"]

@@ -50,11 +50,14 @@ class Stack:
         return self.template["Resources"]
 
     def resolve(self, value: Any) -> Any:
-        """Ref, Fn::GetAtt and Fn::Sub as the template uses them."""
+        """Ref, Fn::GetAtt, Fn::Sub and Fn::If as the template uses them."""
         if isinstance(value, dict) and len(value) == 1:
             ((key, arg),) = value.items()
             if key == "Ref":
                 return self._ref(arg)
+            if key == "Fn::If":
+                name, when_true, when_false = arg
+                return self.resolve(when_true if self.condition(name) else when_false)
             if key == "Fn::GetAtt":
                 logical, attr = arg if isinstance(arg, list) else arg.split(".", 1)
                 return self._get_att(logical, attr)
@@ -77,6 +80,24 @@ class Stack:
         if isinstance(value, list):
             return [self.resolve(v) for v in value]
         return value
+
+    def condition(self, name: str) -> bool:
+        """A template condition (Fn::Equals, Fn::Not, Fn::And, Fn::Or, Condition) with the stack's parameters."""
+        return self._truth(self.template.get("Conditions", {})[name])
+
+    def _truth(self, expr: Any) -> bool:
+        ((key, arg),) = expr.items()
+        if key == "Fn::Equals":
+            return str(self.resolve(arg[0])) == str(self.resolve(arg[1]))
+        if key == "Fn::Not":
+            return not self._truth(arg[0])
+        if key == "Fn::And":
+            return all(self._truth(a) for a in arg)
+        if key == "Fn::Or":
+            return any(self._truth(a) for a in arg)
+        if key == "Condition":
+            return self.condition(arg)
+        raise KeyError(f"condition function {key} is not supported by the local stack")
 
     def _ref(self, name: str) -> str:
         pseudo = {
@@ -122,7 +143,7 @@ class Stack:
         return int(self.resources[logical]["Properties"].get("Timeout", glob.get("Timeout", 3)))
 
 
-def _defaults(template: dict[str, Any]) -> dict[str, str]:
+def parameter_defaults(template: dict[str, Any]) -> dict[str, str]:
     return {k: str(v["Default"]) for k, v in template.get("Parameters", {}).items() if "Default" in v}
 
 
@@ -137,7 +158,7 @@ def create_stack(
     """Create the resources on the endpoint `session` (a boto3 Session, or anything with `.client`)
     points at. `secrets` fills secrets by logical id (e.g. {"AppLovinSecret": {"api_key": "..."}})."""
     region = session.region_name or "us-east-1"
-    stack = Stack(name, region, template, {**_defaults(template), **(parameters or {})})
+    stack = Stack(name, region, template, {**parameter_defaults(template), **(parameters or {})})
     sns, sqs, ddb, sm = (
         session.client(name, endpoint_url=endpoint_url) for name in ("sns", "sqs", "dynamodb", "secretsmanager")
     )

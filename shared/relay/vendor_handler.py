@@ -22,7 +22,7 @@ from .errors import from_validation_error
 from .forwarding import AUTH, CONFIG, DUPLICATE, FORWARDED, INVALID, SKIPPED, Delivery, Forwarder, new_http_client
 from .ledger import DeliveryLedger
 from .model import Event
-from .observability import MetricUnit, logger, metrics, tracer
+from .observability import MetricUnit, logger, metrics, traced
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -161,7 +161,7 @@ def vendor_handler(
         return moved
 
     @logger.inject_lambda_context(clear_state=True)
-    @tracer.capture_lambda_handler
+    @traced
     @metrics.log_metrics
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         metrics.add_dimension("vendor", vendor)
