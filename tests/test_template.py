@@ -58,7 +58,9 @@ def _template():
 def test_each_vendor_is_wired_topic_to_queue_to_function():
     t = _template()
     res, glob = t["Resources"], t["Globals"]["Function"]
-    assert glob["Runtime"] == "python3.13" and glob["Architectures"] == ["arm64"] and glob["Tracing"] == {"Ref": "Tracing"}
+    assert (
+        glob["Runtime"] == "python3.13" and glob["Architectures"] == ["arm64"] and glob["Tracing"] == {"Ref": "Tracing"}
+    )
     assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"} <= set(
         glob["Environment"]["Variables"]
     )
@@ -138,7 +140,7 @@ def test_transformed_template_grants_no_wildcard_action_on_every_resource():
 def test_xray_tracing_is_opt_in_and_the_functions_follow_the_parameter():
     """Tracing=PassThrough by default (the X-Ray SDK costs ~100 ms of cold start): the functions then get
     POWERTOOLS_TRACE_DISABLED=true; Tracing=Active turns both X-Ray and the Powertools Tracer on."""
-    from relay.stack import Stack, parameter_defaults, load_template
+    from relay.stack import Stack, load_template, parameter_defaults
 
     template = load_template(ROOT / "template.yaml")
     assert template["Parameters"]["Tracing"]["Default"] == "PassThrough"
