@@ -283,3 +283,10 @@ def test_a_redelivery_after_the_dlq_move_is_not_sent_or_moved_again_and_a_redriv
     assert h.invoke(receive(aws_stack, "applovin", 1)) == []
     assert len(mock.requests) == 2 and h.delivered() == ["once"]
     assert drain(h.dlq) == []
+
+
+def test_batch_response_lists_each_message_to_retry_once_in_order():
+    from relay.sqs import batch_response
+
+    assert batch_response([]) == {"batchItemFailures": []}
+    assert batch_response(["b", "a", "b"]) == {"batchItemFailures": [{"itemIdentifier": "b"}, {"itemIdentifier": "a"}]}

@@ -260,3 +260,16 @@ def test_logs_and_metrics_hold_no_pii_or_secrets(ingest, aws_stack, output):
     assert '"EventsReceived"' in out and '"EventsRejected"' in out and '"ingest request"' in out
     for secret in ("leak@example.com", "203.0.113.77", "6505559876", SECRETS["signing"], "nope"):
         assert secret not in out
+
+
+def test_only_post_v1_events_is_served_also_behind_a_named_stage(ingest, aws_stack):
+    handler = ingest_handler(clock=lambda: NOW_S)
+    raw = json.dumps({"events": [web_event()]}).encode()
+    headers = {"content-type": "application/json", "x-relay-signature": sign(raw, SECRETS["signing"], int(NOW_S))}
+    staged = http_api_event("POST", "/prod/v1/events", headers, raw, stage="prod")
+    response = handler(staged, FakeLambdaContext())
+    assert response["statusCode"] == 202 and response["headers"]["Content-Type"] == "application/json"
+    for method, path in (("GET", "/v1/events"), ("POST", "/v1/events/x"), ("POST", "/v2/events")):
+        response = handler(http_api_event(method, path, headers, raw), FakeLambdaContext())
+        assert response["statusCode"] == 404
+        assert json.loads(response["body"]) == {"error": "not found: POST /v1/events"}

@@ -2,6 +2,11 @@
 
 `functions/ingest/app.py` is one line: ``lambda_handler = ingest_handler()``. Kept apart from the vendor
 handler so that each function imports only what it runs (cold start).
+
+The function has one route (POST /v1/events, the only one API Gateway sends it) and reads the raw body
+(the signature covers the exact bytes), so it routes by hand: Powertools' APIGatewayHttpResolver would
+import every event handler of the package (AppSync, Bedrock agents, asyncio...), ~30-40 ms of each cold
+start for a single route (README "Performance and cost").
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 
 from .aws import ReplayGuard, SnsPublisher, load_ingest_config
@@ -24,8 +28,27 @@ from .observability import MetricUnit, logger, metrics, traced
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
-def _json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    return Response(status_code=status, content_type="application/json", body=json.dumps(body), headers=headers)
+ROUTE = ("POST", "/v1/events")
+
+
+def _json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """An HTTP API (payload format 2.0) response."""
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
+def _route(event: dict[str, Any]) -> tuple[str, str]:
+    """(method, path) of an HTTP API event; the path without a named stage's prefix."""
+    http = (event.get("requestContext") or {}).get("http") or {}
+    path = event.get("rawPath") or http.get("path") or ""
+    stage = (event.get("requestContext") or {}).get("stage") or "$default"
+    if stage != "$default" and path.startswith(f"/{stage}/"):
+        path = path[len(stage) + 1 :]
+    return str(http.get("method", "")).upper(), path
 
 
 def ingest_handler(
@@ -34,7 +57,6 @@ def ingest_handler(
     clock: Callable[[], float] = time.time,
     replay_guard: ReplayGuard | None = None,
 ) -> Handler:
-    app = APIGatewayHttpResolver()
     cache: dict[tuple[str, ...], Ingest] = {}
 
     def current() -> Ingest:
@@ -47,12 +69,10 @@ def ingest_handler(
             cache[key] = Ingest(config, pub, clock, guard)
         return cache[key]
 
-    @app.post("/v1/events")
-    def post_events() -> Response:
-        event = app.current_event
-        body = event.body or ""
-        raw = base64.b64decode(body) if event.is_base64_encoded else body.encode("utf-8")
-        headers = {k.lower(): v for k, v in (event.headers or {}).items()}
+    def post_events(event: dict[str, Any]) -> dict[str, Any]:
+        body = event.get("body") or ""
+        raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
+        headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
         result = current().handle(raw, headers)
         metrics.add_metric("EventsReceived", MetricUnit.Count, result.received)
         metrics.add_metric("EventsRejected", MetricUnit.Count, result.rejected)
@@ -72,19 +92,16 @@ def ingest_handler(
         logger.info("ingest request", extra=log)
         return _json_response(result.status, result.body, result.headers or None)
 
-    @app.exception_handler(ConfigError)
-    def config_error(exc: ConfigError) -> Response:
-        logger.error("relay configuration unusable", extra={"errors": [str(e) for e in exc.errors]})
-        return _json_response(500, {"error": "the relay is misconfigured; its operators have been alerted"})
-
-    @app.not_found
-    def not_found(_: Exception) -> Response:
-        return _json_response(404, {"error": "not found: POST /v1/events"})
-
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
     @traced
     @metrics.log_metrics
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return app.resolve(event, context)
+        if _route(event) != ROUTE:
+            return _json_response(404, {"error": "not found: POST /v1/events"})
+        try:
+            return post_events(event)
+        except ConfigError as exc:
+            logger.error("relay configuration unusable", extra={"errors": [str(e) for e in exc.errors]})
+            return _json_response(500, {"error": "the relay is misconfigured; its operators have been alerted"})
 
     return handler

@@ -11,8 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
 from .aws import load_vendor_config
@@ -23,6 +21,7 @@ from .forwarding import AUTH, CONFIG, DUPLICATE, FORWARDED, INVALID, SKIPPED, De
 from .ledger import DeliveryLedger
 from .model import Event
 from .observability import MetricUnit, logger, metrics, traced
+from .sqs import batch_response
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -33,10 +32,6 @@ def parse_record(record: dict[str, Any]) -> Event:
     (Powertools' `SqsRecordModel` with `body: Json[Event]`) cost a third of the relay's CPU per AppLovin
     event and 65 ms of import time (README "Performance and cost")."""
     return Event.model_validate_json(record.get("body") or "")
-
-
-class DeliveryFailed(Exception):
-    """Raised for a record the relay could not deliver: Powertools reports it in batchItemFailures."""
 
 
 def vendor_handler(
@@ -51,7 +46,6 @@ def vendor_handler(
 ) -> Handler:
     """The handler of a vendor function. Clients, the ledger and the DLQ come from the environment
     (RELAY_IDEMPOTENCY_TABLE, RELAY_DLQ_URL, RELAY_MAX_RECEIVE_COUNT) unless injected."""
-    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     cache: dict[tuple[str, ...], Forwarder] = {}
     parts: dict[str, Any] = {"client": http_client, "ledger": ledger, "dlq": dead_letters}
 
@@ -169,11 +163,13 @@ def vendor_handler(
         results, events = deliver(records, context.get_remaining_time_in_millis)
         moved = dead_letter(records, results, events)
         counts = {FORWARDED: 0, SKIPPED: 0, DUPLICATE: 0, "retry": 0}
+        retry: list[str] = []
         for key, delivery in results.items():
             if delivery.ok:
                 counts[delivery.outcome] += 1
             elif key not in moved:
                 counts["retry"] += 1
+                retry.append(key)
                 logger.warning(
                     "delivery failed, kept for retry",
                     extra={
@@ -189,14 +185,6 @@ def vendor_handler(
         metrics.add_metric("DuplicateEvents", MetricUnit.Count, counts[DUPLICATE])
         metrics.add_metric("EventsFailed", MetricUnit.Count, counts["retry"])
         logger.info(f"{vendor} batch", extra={"records": len(records), "dead_lettered": len(moved), **counts})
-
-        def record_handler(record: SQSRecord) -> None:
-            delivery = results[record.message_id]
-            if not delivery.ok and record.message_id not in moved:
-                raise DeliveryFailed(f"{delivery.outcome}: {delivery.reason}")
-
-        return process_partial_response(
-            event=event, record_handler=record_handler, processor=processor, context=context
-        )
+        return batch_response(retry)
 
     return handler
