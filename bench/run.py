@@ -26,9 +26,10 @@ sys.path.insert(0, str(HERE))
 import bench_common as bc  # noqa: E402
 
 from relay.cost import report  # noqa: E402
-from relay.stack import load_template  # noqa: E402
+from relay.stack import Stack, load_template, parameter_defaults  # noqa: E402
 
 VENDORS = ("applovin", "appsflyer", "adroll")
+TRACED = "applovin_tracing_active"
 WORKERS = 16  # AppsFlyer requests in flight per function (relay.vendor_handler default)
 
 
@@ -100,13 +101,21 @@ def lambda_python() -> str:
     return str(python)
 
 
-def probe(*args: str) -> dict:
+def function_env(parameters: dict[str, str] | None = None) -> dict[str, str]:
+    """The Powertools settings template.yaml gives every function (its Globals), with the template's
+    default parameters (so X-Ray tracing off unless `{"Tracing": "Active"}`)."""
+    template = load_template(ROOT / "template.yaml")
+    stack = Stack("bench", "us-east-1", template, {**parameter_defaults(template), **(parameters or {})})
+    glob = template["Globals"]["Function"]["Environment"]["Variables"]
+    return {k: str(stack.resolve(v)) for k, v in glob.items() if k.startswith("POWERTOOLS_")}
+
+
+def probe(*args: str, env_over: dict[str, str] | None = None) -> dict:
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT / "shared"),
-        "POWERTOOLS_TRACE_DISABLED": "1",
-        "POWERTOOLS_METRICS_NAMESPACE": "S2SRelay",
-        "POWERTOOLS_SERVICE_NAME": "s2s-relay",
+        **(env_over or function_env()),
+        "AWS_LAMBDA_FUNCTION_NAME": "bench",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
     proc = subprocess.run(
@@ -116,9 +125,18 @@ def probe(*args: str) -> dict:
 
 
 def imports(runs: int) -> dict:
-    out = {"boto3": stats([probe("import", "boto3")["seconds"] * 1000 for _ in range(runs)])}
+    """Interleaved rounds (boto3, then each function, `runs` times over), so that the machine's drift
+    during the measurement weighs on the baseline and the functions alike."""
+    targets = {"boto3": "boto3", **{fn: str(ROOT / "functions" / fn) for fn in ("ingest", *VENDORS)}}
+    plain, traced = function_env(), function_env({"Tracing": "Active"})
+    ms: dict[str, list[float]] = {name: [] for name in [*targets, TRACED]}
+    for _ in range(runs):
+        for name, target in targets.items():
+            ms[name].append(probe("import", target, env_over=plain)["seconds"] * 1000)
+        # the price of Tracing=Active (not a target: tracing is opt-in)
+        ms[TRACED].append(probe("import", targets["applovin"], env_over=traced)["seconds"] * 1000)
+    out = {name: stats(values) for name, values in ms.items()}
     for fn in ("ingest", *VENDORS):
-        out[fn] = stats([probe("import", str(ROOT / "functions" / fn))["seconds"] * 1000 for _ in range(runs)])
         out[fn]["ratio_vs_boto3"] = out[fn]["median"] / out["boto3"]["median"]
     return out
 

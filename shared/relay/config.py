@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -218,6 +217,8 @@ def config_from_mapping(
 
 def load_config(path: str | os.PathLike[str]) -> RelayConfig:
     """Read and validate a relay.toml; raises ConfigError naming the key and the reason."""
+    import tomllib  # only the CLI and the local stack read files: not in the functions' cold start
+
     p = Path(path)
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))

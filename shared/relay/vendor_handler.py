@@ -8,20 +8,22 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import ValidationError
 
 from .aws import load_vendor_config
 from .config import ConfigError, RelayConfig
-from .deadletter import DeadLetter, DeadLetterQueue
 from .errors import from_validation_error
 from .forwarding import AUTH, CONFIG, DUPLICATE, FORWARDED, INVALID, SKIPPED, Delivery, Forwarder, new_http_client
 from .ledger import DeliveryLedger
 from .model import Event
 from .observability import MetricUnit, logger, metrics, traced
 from .sqs import batch_response
+
+if TYPE_CHECKING:  # imported when a batch has something to dead-letter: most never do (cold start)
+    from .deadletter import DeadLetterQueue
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -104,6 +106,8 @@ def vendor_handler(
 
     def dead_letter(records: list[dict[str, Any]], results: dict[str, Delivery], events: dict[str, Event]) -> set[str]:
         """Move permanent failures, and failures on their last allowed receive, to the DLQ with reasons."""
+        from .deadletter import DeadLetter, DeadLetterQueue
+
         max_receives = max_receive_count or int(os.environ.get("RELAY_MAX_RECEIVE_COUNT", "0") or 0)
         letters = []
         for record in records:
