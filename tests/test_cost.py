@@ -27,7 +27,10 @@ def test_per_event_requests_are_priced_from_named_constants():
     )
     assert line(lines, "SNS PublishBatch") == pytest.approx(0.1 * cost.SNS_PER_MILLION_PUBLISH_REQUESTS)
     assert line(lines, "SQS applovin") == pytest.approx(1.2 * cost.SQS_PER_MILLION_REQUESTS)
-    assert line(lines, "DynamoDB adroll") == pytest.approx(2 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS)
+    # relay.ledger: one claim per event and one record per batch (100 events for AdRoll in the template)
+    assert line(lines, "DynamoDB adroll") == pytest.approx(1.01 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS)
+    assert line(lines, "DynamoDB ingest") == pytest.approx(0.01 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS)
+    assert line(cost.cost_per_million(1), "DynamoDB ingest") == pytest.approx(cost.DYNAMODB_PER_MILLION_WRITE_UNITS)
 
 
 def test_lambda_uses_the_template_memory_and_batch_sizes():

@@ -230,7 +230,7 @@ def test_a_ledger_failure_after_delivery_does_not_fail_the_batch(aws_stack, monk
     from relay.ledger import DeliveryLedger
 
     class FlakyLedger(DeliveryLedger):
-        def delivered(self, event_id, status):
+        def settle(self, batch, delivered, failed):
             raise RuntimeError("DynamoDB throttled")
 
     env = use_function_env(monkeypatch, aws_stack, "AdRollFunction")

@@ -103,6 +103,11 @@ def cost_per_million(
             f"{ingest_fixed + ingest_per_event * k:.1f} ms x {memory['ingest']} MB",
         ),
         CostLine(
+            "DynamoDB ingest",
+            requests / 1e6 * DYNAMODB_PER_MILLION_WRITE_UNITS,
+            "1 write per request (replay guard)",
+        ),
+        CostLine(
             "SNS PublishBatch", math.ceil(n / 10) / 1e6 * SNS_PER_MILLION_PUBLISH_REQUESTS, "10 events per request"
         ),
     ]
@@ -126,11 +131,12 @@ def cost_per_million(
                 "send 1 + receive 0.1 + delete 0.1 per event",
             )
         )
+        # relay.ledger: a claim per event (one write unit: the item is under 1 KB) + a record per batch
         lines.append(
             CostLine(
                 f"DynamoDB {vendor}",
-                2 * n / 1e6 * DYNAMODB_PER_MILLION_WRITE_UNITS,
-                "2 writes per event (in progress, completed)",
+                (n + invocations) / 1e6 * DYNAMODB_PER_MILLION_WRITE_UNITS,
+                f"1 write per event (claim) + 1 per batch of {batch}",
             )
         )
     calls = (1 + len(vendors)) * SECRET_CALLS_PER_FUNCTION_PER_MONTH * (n / max(events_per_month, 1))

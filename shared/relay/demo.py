@@ -14,23 +14,18 @@ import httpx
 from . import deadletter
 from .config import RelayConfig
 from .dev import ROOT, LocalStack
+from .ledger import DeliveryLedger
 from .signing import sign
 
 SAMPLES = ROOT / "events" / "samples"
 
 
 def _ledger(stack: LocalStack) -> dict[tuple[str, str], str]:
-    """(vendor, event_id) -> "delivered (HTTP 200)" from the idempotency table (COMPLETED records)."""
+    """(vendor, event_id) -> "delivered (HTTP 200)" from the idempotency table (settled claims)."""
     ddb = stack.clients["dynamodb"]
     table = stack.stack.physical["IdempotencyTable"]  # type: ignore[union-attr]
-    out = {}
-    for item in ddb.scan(TableName=table).get("Items", []):
-        if item.get("status", {}).get("S") == "COMPLETED" and "data" in item:
-            data = json.loads(item["data"]["S"])
-            if "status" not in data:  # a dead-lettered event: _dead_letters tells
-                continue
-            out[(data["vendor"], data["event_id"])] = f"delivered (HTTP {data['status']})"
-    return out
+    items = [item for page in ddb.get_paginator("scan").paginate(TableName=table) for item in page.get("Items", [])]
+    return {key: f"delivered (HTTP {http})" for key, http in DeliveryLedger.delivered_events(items).items()}
 
 
 def _dead_letters(stack: LocalStack) -> dict[tuple[str, str], str]:

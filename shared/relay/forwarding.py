@@ -155,10 +155,12 @@ class Forwarder:
                 mapped.append((key, event, outcome))
 
         # one ledger round trip per event: run them side by side (boto3 clients are thread-safe)
+        batch = DeliveryLedger.new_batch()
+
         def claim(m: tuple[str, Event, Mapped]) -> Claim:
             if self.ledger is None:
                 return Claim.CLAIMED
-            return self.ledger.claim(m[1].event_id, remaining_ms(), message_id=m[0])
+            return self.ledger.claim(m[1].event_id, remaining_ms(), batch, message_id=m[0])
 
         claims = list(self.pool.map(claim, mapped)) if self.ledger and len(mapped) > 1 else [claim(m) for m in mapped]
         groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
@@ -185,17 +187,19 @@ class Forwarder:
             for target, items in chunks:
                 results.update(self._deliver_chunk(target, items, remaining_ms))
         if self.ledger and claimed:
-            list(self.pool.map(lambda item: self._settle(item[1], results[item[0]]), claimed.items()))
+            self._settle(batch, {event_id: results[key] for key, event_id in claimed.items()})
         return results
 
-    def _settle(self, event_id: str, delivery: Delivery) -> None:
-        """Record the outcome. A ledger failure must not fail the batch: the vendor already has the
-        event, and an unsettled record expires with its in-progress window."""
+    def _settle(self, batch: str, deliveries: Mapping[str, Delivery]) -> None:
+        """Record the outcomes: one batch record, after releasing the failed events' claims. A ledger
+        failure must not fail the batch: the vendor already has the events, and unsettled claims run out
+        with their lease."""
         try:
-            if delivery.ok:
-                self.ledger.delivered(event_id, delivery.status)  # type: ignore[union-attr]
-            else:
-                self.ledger.release(event_id, delivery.outcome)  # type: ignore[union-attr]
+            self.ledger.settle(  # type: ignore[union-attr]
+                batch,
+                {event_id: d.status for event_id, d in deliveries.items() if d.ok},
+                [event_id for event_id, d in deliveries.items() if not d.ok],
+            )
         except Exception:  # noqa: BLE001
             self.stats.add(ledger_errors=1)
 

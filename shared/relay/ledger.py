@@ -1,30 +1,49 @@
-"""Exactly-once bookkeeping per vendor and event_id, with Powertools Idempotency on DynamoDB.
+"""Exactly-once bookkeeping per vendor and event_id on DynamoDB: one write per event, one per batch.
 
-The key is a hash of ``[vendor, event_id]`` only: the payload is not part of it, so a resend of the same
-event_id with another body is still a duplicate. A record is IN_PROGRESS only while its request is in
-flight (its in-progress expiry is the Lambda's remaining time); a failed send deletes it so that a retry
-can go through; a delivered event is COMPLETED for `COMPLETED_TTL_SECONDS`. So is an event the relay
-moved to the DLQ, with the SQS message id it moved: a redelivery of that very message (an invocation that
-failed after the move) is neither sent nor dead-lettered again, while any other message with the event
-(`relay dlq redrive`, a client's resend) clears the record and is sent anew.
+Two kinds of record in the idempotency table (hash key `id`, TTL attribute `expiration`):
+
+- a **claim** per vendor and event, ``s2s-relay.<vendor>#<md5 of [vendor, event_id]>``, written with a
+  conditional put before the event is sent: only one invocation holds it. It names its **batch** (one
+  vendor-function invocation) and a **lease**, the invocation's remaining time: until then the event is
+  in flight.
+- a **batch** record, ``s2s-relay.<vendor>.batch#<batch id>``, written once after every event of the
+  batch was sent or failed. It lists the events that were *not* delivered: a retry takes their claims
+  over.
+
+An event is delivered once its claim names a batch whose record exists and does not list it. So a
+delivery costs one write per event and vendor plus one per batch of up to 100 events — Powertools
+Idempotency's in-progress and completed records cost two per event, the biggest line of the relay's
+AWS bill (README "Performance and cost"). What it guarantees is the same: an invocation that dies before
+writing its batch record leaves claims whose lease runs out, and then the events are sent again (the
+window in which a crash can duplicate is the same as between Powertools' in-progress and completed).
+
+The key is a hash of ``[vendor, event_id]`` only: a resend of the same event_id with another body is still
+a duplicate. A delivered event is remembered for `COMPLETED_TTL_SECONDS`; so is an event the relay moved to
+the DLQ, with the SQS message id it moved: a redelivery of that very message (an invocation that failed
+after the move) is neither sent nor dead-lettered again, while any other message with the event (`relay
+dlq redrive`, a client's resend) takes the record over and is sent anew. Records that Powertools
+Idempotency wrote (COMPLETED, INPROGRESS, same ids) are read the same way, so an upgrade in place neither
+loses nor resends anything.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from typing import Any
-
-from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyItemAlreadyExistsError,
-    IdempotencyItemNotFoundError,
-)
-from aws_lambda_powertools.utilities.idempotency.persistence.base import STATUS_CONSTANTS
 
 # Longer than any path an event can take to a resend: max_event_age_days (<= 7 by default, the ingest
 # refuses older events) + SQS retention (4 days) + margin.
 COMPLETED_TTL_SECONDS = 15 * 24 * 3600
 KEY_PREFIX = "s2s-relay"
+CLAIMED, DEAD_LETTERED_STATE, SETTLED = "CLAIMED", "DEAD_LETTERED", "SETTLED"
+LEGACY_COMPLETED, LEGACY_IN_PROGRESS = "COMPLETED", "INPROGRESS"  # Powertools Idempotency's records
+# failures one batch record lists (its DynamoDB item stays under 400 KB; an SQS batch is at most 100 events)
+MAX_LISTED_FAILURES = 1000
 
 
 class Claim(Enum):
@@ -34,68 +53,194 @@ class Claim(Enum):
     DEAD_LETTERED = "dead_lettered"  # already moved to the DLQ: do not send or move it again
 
 
-DEAD_LETTERED = "dead_lettered"  # the `outcome` in a COMPLETED record's result
+DEAD_LETTERED = "dead_lettered"  # the `outcome` of a dead-lettered event in Powertools-era records
+
+
+def claim_key(vendor: str, event_id: str) -> str:
+    """Powertools Idempotency's key for ``event_key_jmespath="[vendor, event_id]"``, kept for upgrades."""
+    digest = hashlib.md5(json.dumps([vendor, event_id], sort_keys=True).encode(), usedforsecurity=False)
+    return f"{KEY_PREFIX}.{vendor}#{digest.hexdigest()}"
 
 
 class DeliveryLedger:
-    def __init__(self, vendor: str, table_name: str, client: Any = None):
+    def __init__(
+        self,
+        vendor: str,
+        table_name: str,
+        client: Any = None,
+        clock: Callable[[], float] = time.time,
+    ):
         self.vendor = vendor
-        kwargs: dict[str, Any] = {"table_name": table_name}
-        if client is not None:
-            kwargs["boto3_client"] = client
-        self.layer = DynamoDBPersistenceLayer(**kwargs)
-        self.layer.configure(
-            IdempotencyConfig(
-                event_key_jmespath="[vendor, event_id]",
-                raise_on_no_idempotency_key=True,
-                expires_after_seconds=COMPLETED_TTL_SECONDS,
-            ),
-            key_prefix=f"{KEY_PREFIX}.{vendor}",
-        )
+        self.table_name = table_name
+        self._client = client
+        self.clock = clock
 
-    def _data(self, event_id: str) -> dict[str, str]:
-        return {"vendor": self.vendor, "event_id": event_id}
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
 
-    def claim(self, event_id: str, remaining_ms: int, message_id: str | None = None) -> Claim:
-        """`message_id`: the SQS message the event came in (see `dead_lettered`)."""
-        try:
-            self.layer.save_inprogress(self._data(event_id), remaining_time_in_millis=max(remaining_ms, 1))
+            self._client = boto3.client("dynamodb")
+        return self._client
+
+    @staticmethod
+    def new_batch() -> str:
+        return uuid.uuid4().hex
+
+    def batch_key(self, batch: str) -> str:
+        return f"{KEY_PREFIX}.{self.vendor}.batch#{batch}"
+
+    # -- claims ------------------------------------------------------------------------------------
+
+    def claim(self, event_id: str, remaining_ms: int, batch: str, message_id: str | None = None) -> Claim:
+        """Before sending. `batch`: this invocation's (new_batch); `message_id`: the SQS message the event
+        came in (see `dead_lettered`)."""
+        now = self.clock()
+        item = {
+            "id": {"S": claim_key(self.vendor, event_id)},
+            "status": {"S": CLAIMED},
+            "vendor": {"S": self.vendor},
+            "event_id": {"S": event_id},
+            "batch": {"S": batch},
+            "lease": {"N": str(int((now + max(remaining_ms, 1) / 1000) * 1000))},
+            "expiration": {"N": str(int(now) + COMPLETED_TTL_SECONDS)},
+        }
+        old = self._put(item, "attribute_not_exists(id) OR expiration < :now", {":now": {"N": str(int(now))}})
+        if old is None:
             return Claim.CLAIMED
-        except IdempotencyItemAlreadyExistsError as exc:
-            record = exc.old_data_record
-            if record is None:
-                try:
-                    record = self.layer.get_record(self._data(event_id))
-                except IdempotencyItemNotFoundError:  # deleted meanwhile: try once more
-                    return self.claim(event_id, remaining_ms, message_id)
-            if record.status != STATUS_CONSTANTS["COMPLETED"]:
+        if not old:  # the record went away between the put and the read: try once more
+            old = self._put(item, "attribute_not_exists(id)", None)
+            if old is None:
+                return Claim.CLAIMED
+            if not old:
                 return Claim.IN_FLIGHT
-            result = record.response_json_as_dict() or {}
+        verdict = self._verdict(old, event_id, message_id, now)
+        if verdict is not None:
+            return verdict
+        # the old holder is gone (lease over, or its batch failed it, or it was dead-lettered from another
+        # message): take the record over, unless someone else just did
+        condition, values = self._unchanged(old)
+        return Claim.CLAIMED if self._put(item, condition, values) is None else Claim.IN_FLIGHT
+
+    def _verdict(self, old: Mapping[str, Any], event_id: str, message_id: str | None, now: float) -> Claim | None:
+        """What an existing record means for a new claim; None = it may be taken over."""
+        status = old.get("status", {}).get("S")
+        if status == CLAIMED:
+            settled = self.client.get_item(
+                TableName=self.table_name,
+                Key={"id": {"S": self.batch_key(old["batch"]["S"])}},
+                ConsistentRead=True,
+            ).get("Item")
+            if settled is not None:
+                failed = {v["S"] for v in settled.get("failed", {}).get("L", [])}
+                return None if event_id in failed else Claim.DUPLICATE
+            return Claim.IN_FLIGHT if int(old["lease"]["N"]) > now * 1000 else None
+        if status == DEAD_LETTERED_STATE:
+            same = message_id is not None and old.get("message_id", {}).get("S") == message_id
+            return Claim.DEAD_LETTERED if same else None
+        if status == LEGACY_COMPLETED:
+            result = json.loads(old.get("data", {}).get("S") or "{}") or {}
             if result.get("outcome") != DEAD_LETTERED:
                 return Claim.DUPLICATE
-            if message_id is not None and result.get("message_id") == message_id:
-                return Claim.DEAD_LETTERED
-            self.layer.delete_record(self._data(event_id), RuntimeError("sent again in another message"))
-            return self.claim(event_id, remaining_ms, message_id)
+            same = message_id is not None and result.get("message_id") == message_id
+            return Claim.DEAD_LETTERED if same else None
+        if status == LEGACY_IN_PROGRESS:
+            until = int(old.get("in_progress_expiration", {}).get("N", "0"))
+            return Claim.IN_FLIGHT if until > now * 1000 else None
+        return None
 
-    def delivered(self, event_id: str, status: int | None) -> None:
-        # the result names the event, so the ledger can be read back (relay dev / make demo)
-        self.layer.save_success(
-            self._data(event_id), result={"vendor": self.vendor, "event_id": event_id, "status": status}
+    @staticmethod
+    def _unchanged(old: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """A condition that holds only while the record is still `old` (compare-and-swap)."""
+        if "batch" in old:
+            return "#s = :s AND #b = :b", {":s": old["status"], ":b": old["batch"]}
+        if "message_id" in old:
+            return "#s = :s AND message_id = :m", {":s": old["status"], ":m": old["message_id"]}
+        return "#s = :s AND expiration = :e", {":s": old["status"], ":e": old["expiration"]}
+
+    def _put(self, item: dict[str, Any], condition: str, values: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A conditional put: None when written, else the record that stood in the way ({} if none)."""
+        from botocore.exceptions import ClientError
+
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Item": item,
+            "ConditionExpression": condition,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if "#s" in condition:
+            kwargs["ExpressionAttributeNames"] = {"#s": "status", **({"#b": "batch"} if "#b" in condition else {})}
+        if values:
+            kwargs["ExpressionAttributeValues"] = values
+        try:
+            self.client.put_item(**kwargs)
+            return None
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            old = exc.response.get("Item")
+            if old is None:  # older DynamoDB endpoints do not return it: read it
+                old = self.client.get_item(TableName=self.table_name, Key={"id": item["id"]}, ConsistentRead=True).get(
+                    "Item"
+                )
+            return old or {}
+
+    # -- settling ----------------------------------------------------------------------------------
+
+    def settle(self, batch: str, delivered: Mapping[str, int | None], failed: Iterable[str]) -> None:
+        """After sending, one write: `delivered` event_id -> HTTP status, `failed` the claimed event_ids that
+        were not delivered (listed, so a retry can take their claims over). Raises if the record cannot be
+        written: the batch's claims then run out with their lease."""
+        failed = list(dict.fromkeys(failed))
+        if len(failed) > MAX_LISTED_FAILURES:
+            raise ValueError(f"a batch lists at most {MAX_LISTED_FAILURES} failed events, not {len(failed)}")
+        statuses = sorted({str(s) for s in delivered.values() if s is not None})
+        self.client.put_item(
+            TableName=self.table_name,
+            Item={
+                "id": {"S": self.batch_key(batch)},
+                "status": {"S": SETTLED},
+                "vendor": {"S": self.vendor},
+                "delivered": {"N": str(len(delivered))},
+                "http": {"L": [{"S": s} for s in statuses]},
+                "failed": {"L": [{"S": e} for e in failed]},
+                "expiration": {"N": str(int(self.clock()) + COMPLETED_TTL_SECONDS)},
+            },
         )
 
     def dead_lettered(self, event_id: str, message_id: str, outcome: str) -> None:
         """After the move to the DLQ: a redelivery of this message is then dropped, not moved twice."""
-        self.layer.save_success(
-            self._data(event_id),
-            result={
-                "vendor": self.vendor,
-                "event_id": event_id,
-                "outcome": DEAD_LETTERED,
-                "message_id": message_id,
-                "why": outcome,
+        self.client.put_item(
+            TableName=self.table_name,
+            Item={
+                "id": {"S": claim_key(self.vendor, event_id)},
+                "status": {"S": DEAD_LETTERED_STATE},
+                "vendor": {"S": self.vendor},
+                "event_id": {"S": event_id},
+                "message_id": {"S": message_id},
+                "why": {"S": outcome},
+                "expiration": {"N": str(int(self.clock()) + COMPLETED_TTL_SECONDS)},
             },
         )
 
-    def release(self, event_id: str, reason: str) -> None:
-        self.layer.delete_record(self._data(event_id), RuntimeError(reason))
+    # -- reading back (relay dev / make demo) ------------------------------------------------------
+
+    @staticmethod
+    def delivered_events(items: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
+        """(vendor, event_id) -> HTTP status(es) of every delivered event among scanned table items."""
+        items = list(items)
+        batches = {
+            item["id"]["S"].split(".batch#", 1)[1]: item
+            for item in items
+            if item.get("status", {}).get("S") == SETTLED and ".batch#" in item["id"]["S"]
+        }
+        out = {}
+        for item in items:
+            if item.get("status", {}).get("S") != CLAIMED:
+                continue
+            settled = batches.get(item["batch"]["S"])
+            failed = {v["S"] for v in (settled or {}).get("failed", {}).get("L", [])}
+            if settled is not None and item["event_id"]["S"] not in failed:
+                http = "/".join(v["S"] for v in settled.get("http", {}).get("L", []))
+                out[(item["vendor"]["S"], item["event_id"]["S"])] = http
+        return out

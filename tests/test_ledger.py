@@ -1,0 +1,123 @@
+"""relay.ledger against moto's DynamoDB (the template's idempotency table): one write per event and vendor
+plus one per batch, with the same answers Powertools Idempotency's two writes per event gave."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from relay.ledger import Claim, DeliveryLedger, claim_key
+
+
+class Clock:
+    def __init__(self, now: float = 1_763_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def table(aws_stack):
+    return aws_stack.physical["IdempotencyTable"]
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def writes():
+    """Every DynamoDB write call made by the ledgers of a test, by operation name."""
+    calls: list[str] = []
+    client = boto3.client("dynamodb")
+    for op in ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"):
+        client.meta.events.register(f"before-call.dynamodb.{op}", lambda model, **_: calls.append(model.name))
+    return client, calls
+
+
+def ledger(writes, table, clock, vendor="adroll") -> DeliveryLedger:
+    return DeliveryLedger(vendor, table, writes[0], clock=clock)
+
+
+def test_a_delivered_event_costs_one_write_per_event_and_one_per_batch(writes, table, clock):
+    a = ledger(writes, table, clock)
+    batch = a.new_batch()
+    assert [a.claim(f"e{i}", 30_000, batch) for i in range(100)] == [Claim.CLAIMED] * 100
+    a.settle(batch, {f"e{i}": 200 for i in range(100)}, [])
+    assert writes[1] == ["PutItem"] * 101
+    other = a.new_batch()
+    assert a.claim("e7", 30_000, other) is Claim.DUPLICATE  # a redelivery, a resend: never sent again
+    assert writes[1] == ["PutItem"] * 102  # the refused conditional put; nothing else written
+
+
+def test_an_unsettled_claim_is_in_flight_until_its_lease_runs_out_then_taken_over(writes, table, clock):
+    a, b = ledger(writes, table, clock), ledger(writes, table, clock)
+    first = a.new_batch()
+    assert a.claim("e1", 10_000, first) is Claim.CLAIMED
+    assert b.claim("e1", 10_000, b.new_batch()) is Claim.IN_FLIGHT
+    clock.now += 11  # the first invocation died without settling
+    second = b.new_batch()
+    assert b.claim("e1", 10_000, second) is Claim.CLAIMED
+    a.settle(first, {"e1": 200}, [])  # a late settle of the dead batch does not settle the new claim
+    assert a.claim("e1", 10_000, a.new_batch()) is Claim.IN_FLIGHT
+    b.settle(second, {"e1": 200}, [])
+    assert a.claim("e1", 10_000, a.new_batch()) is Claim.DUPLICATE
+
+
+def test_a_failed_event_is_claimed_again_and_delivered_once(writes, table, clock):
+    a = ledger(writes, table, clock)
+    first = a.new_batch()
+    assert a.claim("ok", 30_000, first) is Claim.CLAIMED and a.claim("bad", 30_000, first) is Claim.CLAIMED
+    a.settle(first, {"ok": 200}, ["bad"])
+    retry = a.new_batch()
+    assert a.claim("bad", 30_000, retry) is Claim.CLAIMED  # taken over at once, no lease to wait for
+    assert a.claim("ok", 30_000, retry) is Claim.DUPLICATE
+    a.settle(retry, {"bad": 202}, [])
+    assert a.claim("bad", 30_000, a.new_batch()) is Claim.DUPLICATE
+    items = boto3.client("dynamodb").scan(TableName=table)["Items"]
+    assert DeliveryLedger.delivered_events(items) == {("adroll", "ok"): "200", ("adroll", "bad"): "202"}
+
+
+def test_a_dead_lettered_event_is_dropped_from_its_own_message_and_sent_from_any_other(writes, table, clock):
+    a = ledger(writes, table, clock)
+    batch = a.new_batch()
+    assert a.claim("e1", 30_000, batch, message_id="m1") is Claim.CLAIMED
+    a.settle(batch, {}, ["e1"])
+    a.dead_lettered("e1", "m1", "rejected")
+    assert a.claim("e1", 30_000, a.new_batch(), message_id="m1") is Claim.DEAD_LETTERED  # SQS redelivery
+    assert a.claim("e1", 30_000, a.new_batch(), message_id="m2") is Claim.CLAIMED  # redrive / resend
+
+
+def test_vendors_have_their_own_records(writes, table, clock):
+    adroll, applovin = ledger(writes, table, clock, "adroll"), ledger(writes, table, clock, "applovin")
+    batch = adroll.new_batch()
+    assert adroll.claim("e1", 30_000, batch) is Claim.CLAIMED
+    adroll.settle(batch, {"e1": 200}, [])
+    assert applovin.claim("e1", 30_000, applovin.new_batch()) is Claim.CLAIMED
+
+
+def test_records_written_by_powertools_idempotency_read_the_same_after_an_upgrade(writes, table, clock):
+    """Same keys as the Powertools-era ledger (COMPLETED / INPROGRESS records), so an upgrade in place
+    neither resends a delivered event nor loses one in flight."""
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
+
+    layer = DynamoDBPersistenceLayer(table_name=table, boto3_client=boto3.client("dynamodb"))
+    layer.configure(
+        IdempotencyConfig(event_key_jmespath="[vendor, event_id]", expires_after_seconds=15 * 24 * 3600),
+        key_prefix="s2s-relay.adroll",
+    )
+    data = lambda event_id: {"vendor": "adroll", "event_id": event_id}  # noqa: E731
+    assert layer._get_hashed_idempotency_key(data("x")) == claim_key("adroll", "x")
+    layer.save_inprogress(data("done"), remaining_time_in_millis=1000)
+    layer.save_success(data("done"), result={"vendor": "adroll", "event_id": "done", "status": 200})
+    layer.save_inprogress(data("dlq"), remaining_time_in_millis=1000)
+    layer.save_success(data("dlq"), result={"outcome": "dead_lettered", "message_id": "m1"})
+    layer.save_inprogress(data("flying"), remaining_time_in_millis=600_000)
+    a = ledger(writes, table, Clock(__import__("time").time()))
+    batch = a.new_batch()
+    assert a.claim("done", 30_000, batch) is Claim.DUPLICATE
+    assert a.claim("dlq", 30_000, batch, message_id="m1") is Claim.DEAD_LETTERED
+    assert a.claim("dlq", 30_000, batch, message_id="m2") is Claim.CLAIMED
+    assert a.claim("flying", 30_000, batch) is Claim.IN_FLIGHT
