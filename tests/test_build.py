@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, run_sam
+from .conftest import ROOT
 
 EM_AARCH64 = 183
 
@@ -24,22 +24,45 @@ def elf_machine(path: Path) -> int:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> tuple[Path, str]:
+    """`make build` (sam build, then the bytecode step) into a temporary build directory."""
+    import subprocess
+
     out = tmp_path_factory.mktemp("sam-build")
     # this machine kind has 3.13 through pyenv (its shim exists even when 3.13 is not selected)
-    proc = run_sam(
-        "build",
-        "--template-file",
-        str(ROOT / "template.yaml"),
-        "--build-dir",
-        str(out),
-        "--base-dir",
-        str(ROOT),
-        timeout=900,
-        PYENV_VERSION=os.environ.get("PYENV_VERSION", "3.11.7:3.13.0"),
+    env = {
+        **os.environ,
+        "SAM_CLI_TELEMETRY": "0",
+        "PYENV_VERSION": os.environ.get("PYENV_VERSION", "3.11.7:3.13.0"),
+    }
+    proc = subprocess.run(
+        ["make", "-s", "build", f"BUILD_DIR={out}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log
     return out, log
+
+
+def pyc_flags(path: Path) -> int:
+    """PEP 552 flags of a .pyc: 0b11 = hash-based and checked against its source."""
+    return int.from_bytes(path.read_bytes()[4:8], "little")
+
+
+def test_every_module_ships_hash_checked_bytecode_for_python313(built):
+    """Lambda's /opt and /var/task are read-only: a module without bytecode is compiled again at every cold
+    start (measured: 880 ms instead of 290 ms to import a vendor function). Timestamp-based .pyc would not
+    survive the zip's dates, hash-checked ones do."""
+    out, _ = built
+    for directory in (out / "RelayLayer" / "python", out / "AppLovinFunction"):
+        sources = [p for p in directory.rglob("*.py") if "__pycache__" not in p.parts]
+        missing = [
+            str(p.relative_to(directory))
+            for p in sources
+            if not (p.parent / "__pycache__" / f"{p.stem}.cpython-313.pyc").is_file()
+        ]
+        assert sources and missing == []
+    for module in ("relay/vendor_handler", "pydantic/main", "httpx/_client", "aws_lambda_powertools/logging/logger"):
+        path = out / "RelayLayer" / "python" / module
+        assert pyc_flags(path.parent / "__pycache__" / f"{path.name}.cpython-313.pyc") == 0b11
 
 
 def test_build_has_no_warning(built):
