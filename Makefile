@@ -63,7 +63,7 @@ build: install      ## sam build (python3.13, arm64 layer) + bytecode; needs pyt
 	PYENV_VERSION=$${PYENV_VERSION:-3.11.7:3.13.0} $(BIN)/sam build --build-dir $(BUILD_DIR)
 	@# Lambda's /opt and /var/task are read-only: without shipped bytecode every cold start compiles
 	@# every module it imports. Hash-checked .pyc stay valid whatever mtimes the zip gives the sources.
-	PYENV_VERSION=$${PYENV_VERSION:-3.11.7:3.13.0} python3.13 -m compileall -q -j 0 --invalidation-mode checked-hash $(BUILD_DIR)
+	PYENV_VERSION=$${PYENV_VERSION:-3.11.7:3.13.0} python3.13 -m compileall -q -f -j 0 --invalidation-mode checked-hash $(BUILD_DIR)
 
 test: lint unit     ## what CI runs (.ci/run)
 
