@@ -191,7 +191,7 @@ class Forwarder:
         return results
 
     def _settle(self, batch: str, deliveries: Mapping[str, Delivery]) -> None:
-        """Record the outcomes: one batch record, after releasing the failed events' claims. A ledger
+        """Record the outcomes: one batch record, listing the events that were not delivered. A ledger
         failure must not fail the batch: the vendor already has the events, and unsettled claims run out
         with their lease."""
         try:
