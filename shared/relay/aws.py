@@ -5,6 +5,7 @@ Clients are created on first use or injected, never at import time.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -78,10 +79,16 @@ class Message:
     size: int = field(init=False)  # bytes SNS counts against the 256 KiB limit: body + attribute name, type, value
 
     def __post_init__(self) -> None:
-        attribute = json.dumps(list(self.destinations), separators=(",", ":"))
+        attribute = _attribute(tuple(self.destinations))
         object.__setattr__(self, "attribute", attribute)
-        size = len(self.body.encode("utf-8")) + len("destinations") + len("String.Array") + len(attribute)
-        object.__setattr__(self, "size", size)
+        body = len(self.body) if self.body.isascii() else len(self.body.encode("utf-8"))
+        object.__setattr__(self, "size", body + len("destinations") + len("String.Array") + len(attribute))
+
+
+@functools.lru_cache(maxsize=64)
+def _attribute(destinations: tuple[str, ...]) -> str:
+    """The `destinations` attribute as sent (a handful of vendor sets: made once each)."""
+    return json.dumps(list(destinations), separators=(",", ":"))
 
 
 class LazyClient:

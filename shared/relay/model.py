@@ -325,10 +325,10 @@ class Event(Strict):
         # The time window is checked on receipt (parse_event passes a context). An event re-read
         # later from a queue (no context) keeps its timestamp: a retry must not make it "too old".
         ctx = info.context
-        now: datetime = (ctx or {}).get("now") or datetime.now(UTC)
         if self.timestamp is None:
-            self.timestamp = now
+            self.timestamp = (ctx or {}).get("now") or datetime.now(UTC)
         elif ctx is not None:
+            now: datetime = ctx.get("now") or datetime.now(UTC)
             max_age = timedelta(days=ctx.get("max_event_age_days", DEFAULT_MAX_EVENT_AGE_DAYS))
             if self.timestamp > now + MAX_FUTURE_SKEW:
                 raise rule_error("timestamp", "is more than 5 minutes in the future")
