@@ -26,6 +26,8 @@ def test_per_event_requests_are_priced_from_named_constants():
         10_000 / 1e6 * cost.API_GATEWAY_HTTP_PER_MILLION_REQUESTS
     )
     assert line(lines, "SNS PublishBatch") == pytest.approx(0.1 * cost.SNS_PER_MILLION_PUBLISH_REQUESTS)
+    # one event per request: a PublishBatch per event (the model used to count one per ten events)
+    assert line(cost.cost_per_million(1), "SNS PublishBatch") == pytest.approx(cost.SNS_PER_MILLION_PUBLISH_REQUESTS)
     assert line(lines, "SQS applovin") == pytest.approx(1.2 * cost.SQS_PER_MILLION_REQUESTS)
     # relay.ledger: one claim per event and one record per batch (100 events for AdRoll in the template)
     assert line(lines, "DynamoDB adroll") == pytest.approx(1.01 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS)

@@ -107,8 +107,10 @@ def cost_per_million(
             requests / 1e6 * DYNAMODB_PER_MILLION_WRITE_UNITS,
             "1 write per request (replay guard)",
         ),
-        CostLine(
-            "SNS PublishBatch", math.ceil(n / 10) / 1e6 * SNS_PER_MILLION_PUBLISH_REQUESTS, "10 events per request"
+        CostLine(  # each ingest request publishes its own events: ceil(k / 10) PublishBatch calls
+            "SNS PublishBatch",
+            requests * math.ceil(k / 10) / 1e6 * SNS_PER_MILLION_PUBLISH_REQUESTS,
+            f"{math.ceil(k / 10)} request(s) of up to 10 events per ingest request",
         ),
     ]
     for vendor in vendors:
