@@ -143,7 +143,9 @@ def bare_once(
         response = client.request(request.method, request.url, headers=request.headers, content=request.content)
         assert response.is_success, response.status_code
 
-    pool = _BARE_POOLS.setdefault(workers, ThreadPoolExecutor(max_workers=workers))
+    if workers not in _BARE_POOLS:  # one per concurrency, as the forwarder keeps its pool per container
+        _BARE_POOLS[workers] = ThreadPoolExecutor(max_workers=workers)
+    pool = _BARE_POOLS[workers]
     cpu = time.process_time()
     if len(requests) > 1:
         list(pool.map(send, requests))
