@@ -53,7 +53,7 @@ class Claim(Enum):
     DEAD_LETTERED = "dead_lettered"  # already moved to the DLQ: do not send or move it again
 
 
-DEAD_LETTERED = "dead_lettered"  # the `outcome` of a dead-lettered event in Powertools-era records
+LEGACY_DEAD_LETTERED = "dead_lettered"  # the `outcome` of a dead-lettered event in Powertools-era records
 
 
 def claim_key(vendor: str, event_id: str) -> str:
@@ -96,15 +96,8 @@ class DeliveryLedger:
         """Before sending. `batch`: this invocation's (new_batch); `message_id`: the SQS message the event
         came in (see `dead_lettered`)."""
         now = self.clock()
-        item = {
-            "id": {"S": claim_key(self.vendor, event_id)},
-            "status": {"S": CLAIMED},
-            "vendor": {"S": self.vendor},
-            "event_id": {"S": event_id},
-            "batch": {"S": batch},
-            "lease": {"N": str(int((now + max(remaining_ms, 1) / 1000) * 1000))},
-            "expiration": {"N": str(int(now) + COMPLETED_TTL_SECONDS)},
-        }
+        lease = {"N": str(int((now + max(remaining_ms, 1) / 1000) * 1000))}
+        item = self._event_record(event_id, CLAIMED, now, batch={"S": batch}, lease=lease)
         old = self._put(item, "attribute_not_exists(id) OR expiration < :now", {":now": {"N": str(int(now))}})
         if old is None:
             return Claim.CLAIMED
@@ -135,15 +128,16 @@ class DeliveryLedger:
                 failed = {v["S"] for v in settled.get("failed", {}).get("L", [])}
                 return None if event_id in failed else Claim.DUPLICATE
             return Claim.IN_FLIGHT if int(old["lease"]["N"]) > now * 1000 else None
-        if status == DEAD_LETTERED_STATE:
-            same = message_id is not None and old.get("message_id", {}).get("S") == message_id
-            return Claim.DEAD_LETTERED if same else None
-        if status == LEGACY_COMPLETED:
-            result = json.loads(old.get("data", {}).get("S") or "{}") or {}
-            if result.get("outcome") != DEAD_LETTERED:
-                return Claim.DUPLICATE
-            same = message_id is not None and result.get("message_id") == message_id
-            return Claim.DEAD_LETTERED if same else None
+        if status in (DEAD_LETTERED_STATE, LEGACY_COMPLETED):
+            if status == DEAD_LETTERED_STATE:
+                moved_from = old.get("message_id", {}).get("S")
+            else:
+                result = json.loads(old.get("data", {}).get("S") or "{}") or {}
+                if result.get("outcome") != LEGACY_DEAD_LETTERED:
+                    return Claim.DUPLICATE
+                moved_from = result.get("message_id")
+            # only a redelivery of the message it was moved from is dropped
+            return Claim.DEAD_LETTERED if message_id is not None and moved_from == message_id else None
         if status == LEGACY_IN_PROGRESS:
             until = int(old.get("in_progress_expiration", {}).get("N", "0"))
             return Claim.IN_FLIGHT if until > now * 1000 else None
@@ -210,18 +204,21 @@ class DeliveryLedger:
 
     def dead_lettered(self, event_id: str, message_id: str, outcome: str) -> None:
         """After the move to the DLQ: a redelivery of this message is then dropped, not moved twice."""
-        self.client.put_item(
-            TableName=self.table_name,
-            Item={
-                "id": {"S": claim_key(self.vendor, event_id)},
-                "status": {"S": DEAD_LETTERED_STATE},
-                "vendor": {"S": self.vendor},
-                "event_id": {"S": event_id},
-                "message_id": {"S": message_id},
-                "why": {"S": outcome},
-                "expiration": {"N": str(int(self.clock()) + COMPLETED_TTL_SECONDS)},
-            },
+        item = self._event_record(
+            event_id, DEAD_LETTERED_STATE, self.clock(), message_id={"S": message_id}, why={"S": outcome}
         )
+        self.client.put_item(TableName=self.table_name, Item=item)
+
+    def _event_record(self, event_id: str, status: str, now: float, **attributes: dict[str, str]) -> dict[str, Any]:
+        """The item of one vendor's record of an event (a claim or a dead letter), kept 15 days."""
+        return {
+            "id": {"S": claim_key(self.vendor, event_id)},
+            "status": {"S": status},
+            "vendor": {"S": self.vendor},
+            "event_id": {"S": event_id},
+            **attributes,
+            "expiration": {"N": str(int(now) + COMPLETED_TTL_SECONDS)},
+        }
 
     # -- reading back (relay dev / make demo) ------------------------------------------------------
 

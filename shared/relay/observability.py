@@ -26,12 +26,11 @@ H = TypeVar("H", bound=Callable[..., Any])
 TRACE_DISABLED_ENV = "POWERTOOLS_TRACE_DISABLED"
 
 
-def tracing_enabled(environ: Any = None) -> bool:
+def tracing_enabled() -> bool:
     """On only in Lambda (AWS_LAMBDA_FUNCTION_NAME set) with POWERTOOLS_TRACE_DISABLED false, the way
     Powertools Tracer itself decides; off when the variable is unset (the template always sets it)."""
-    env = os.environ if environ is None else environ
-    disabled = env.get(TRACE_DISABLED_ENV, "true").strip().lower() in ("1", "true", "yes", "on")
-    return "AWS_LAMBDA_FUNCTION_NAME" in env and not disabled
+    disabled = os.environ.get(TRACE_DISABLED_ENV, "true").strip().lower() in ("1", "true", "yes", "on")
+    return "AWS_LAMBDA_FUNCTION_NAME" in os.environ and not disabled
 
 
 def traced(handler: H) -> H:
