@@ -17,6 +17,8 @@ from relay.config import config_from_mapping
 from relay.forwarding import Forwarder, new_http_client
 from relay.ingest import Ingest
 from relay.model import parse_event
+from relay.queued import Queued, queued_body
+from relay.routing import Router
 from relay.signing import sign
 from relay.sqs import lambda_records
 from relay.vendor_handler import parse_record
@@ -72,9 +74,11 @@ def raw_event(i: int, vendor: str) -> dict[str, Any]:
 
 def records(vendor: str, n: int) -> dict[str, Any]:
     now = datetime.now(UTC)
+    router = Router(config())
     messages = []
     for i in range(n):
-        body = parse_event(raw_event(i, vendor), now=now).model_dump_json(exclude_none=True)
+        event = parse_event(raw_event(i, vendor), now=now)
+        body = queued_body(event, router.route(event))  # as the ingest publishes it
         messages.append(
             {
                 "MessageId": f"m{i}",
@@ -109,11 +113,15 @@ def vendor_batch_once(
         _FORWARDERS[key] = Forwarder(vendor, config(port), client or new_http_client())
     forwarder = _FORWARDERS[key]
     wall, cpu = time.perf_counter(), time.process_time()
-    events = {r["messageId"]: parse_record(r) for r in event["Records"]}
+    events = {r["messageId"]: parse_record(r, vendor) for r in event["Records"]}
     results = forwarder.deliver(events, lambda: 60_000)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert all(d.ok for d in results.values()), {d.outcome for d in results.values()}
     return wall, cpu
+
+
+def mapped(item: Any, forwarder: Forwarder) -> Any:
+    return item.mapped if isinstance(item, Queued) else forwarder.router.route_one(item, forwarder.vendor)
 
 
 _BARE_POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -130,7 +138,7 @@ def bare_once(
     forwarder = _FORWARDERS.get((vendor, port, id(client))) or Forwarder(vendor, config(port), client)
     payloads: dict[str, list[dict[str, Any]]] = {}
     for record in event["Records"]:
-        outcome = forwarder.router.route_one(parse_record(record), vendor)
+        outcome = mapped(parse_record(record, vendor), forwarder)
         payloads.setdefault(outcome.target, []).append(outcome.payload)
     size = forwarder.adapter.max_batch
     requests = [
@@ -160,7 +168,7 @@ def naive_once(vendor: str, n: int, port: int, event: dict[str, Any] | None = No
     forwarder = Forwarder(vendor, config(port), new_http_client())
     started = time.perf_counter()
     for record in event["Records"]:
-        outcome = forwarder.router.route_one(parse_record(record), vendor)
+        outcome = mapped(parse_record(record, vendor), forwarder)
         request = forwarder.adapter.request_for(outcome)
         with httpx.Client(timeout=10) as client:
             assert client.request(

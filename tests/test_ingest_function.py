@@ -11,6 +11,7 @@ import pytest
 from relay.apigw import http_api_event, response_body
 from relay.aws import SNS_MAX_BATCH, Message, SnsPublisher
 from relay.ingest_handler import ingest_handler
+from relay.pii import hash_email
 from relay.signing import sign
 
 from .conftest import (
@@ -52,7 +53,8 @@ def queues(stack) -> dict[str, list[dict]]:
 
 
 def test_signed_events_are_accepted_and_fanned_out_by_destinations(ingest, aws_stack):
-    body = {"events": [web_event(event_id="w1"), app_event("ios", event_id="a1")]}
+    user = {"ip": "203.0.113.7", "user_agent": "Mozilla/5.0 test", "cookie_id": "fp-1", "email": "Jane@Example.com"}
+    body = {"events": [web_event(event_id="w1", user=user), app_event("ios", event_id="a1")]}
     status, result = ingest(body)
     assert status == 202
     assert result["rejected"] == []
@@ -66,9 +68,19 @@ def test_signed_events_are_accepted_and_fanned_out_by_destinations(ingest, aws_s
     assert [json.loads(m["Body"])["event_id"] for m in got["appsflyer"]] == ["a1"]
     assert sorted(json.loads(m["Body"])["event_id"] for m in got["adroll"]) == ["a1", "w1"]
     message = got["applovin"][0]
-    # raw message delivery: the body is the canonical event, the attribute carries the destinations
-    assert json.loads(message["Body"])["timestamp"].startswith("2025-03-12T13:01:25")
+    # raw message delivery: the body is the event as each destination takes it (mapped once, here), the
+    # attribute carries the destinations
+    web = json.loads(message["Body"])
+    assert sorted(web) == ["event_id", "name", "payloads"]
+    assert (web["event_id"], web["name"], sorted(web["payloads"])) == ("w1", "page_view", ["adroll", "applovin"])
+    assert web["payloads"]["applovin"]["event_time"] == NOW_MS - 5000  # web_event's timestamp, in ms
+    assert web["payloads"]["applovin"]["dedupe_id"] == "w1"
     assert json.loads(message["MessageAttributes"]["destinations"]["StringValue"]) == ["applovin", "adroll"]
+    app = json.loads(got["appsflyer"][0]["Body"])
+    assert sorted(app["payloads"]) == ["adroll", "appsflyer"]
+    assert app["targets"] == {"appsflyer": "id123456789"}  # AppsFlyer's request group: the iOS app id
+    assert web["payloads"]["applovin"]["user_data"]["email"] == hash_email("Jane@Example.com")
+    assert "@" not in message["Body"]  # the email travels hashed
 
 
 def test_partial_acceptance_and_all_invalid(ingest, aws_stack):

@@ -4,6 +4,7 @@ policies), vendors answered by httpx.MockTransport. Asserts what the vendor rece
 from __future__ import annotations
 
 import json
+import os
 
 import boto3
 import httpx
@@ -11,8 +12,11 @@ import pytest
 
 from relay.apigw import http_api_event
 from relay.aws import Message, SnsPublisher
+from relay.config import config_from_env
 from relay.ingest_handler import ingest_handler
 from relay.model import parse_event
+from relay.queued import queued_body
+from relay.routing import Router
 from relay.signing import sign
 from relay.sqs import lambda_records
 from relay.vendor_handler import vendor_handler
@@ -40,12 +44,18 @@ class Vendor:
         return [json.loads(r.content) for r in self.requests]
 
 
-def publish(stack, vendor: str, events: list[dict]) -> None:
+def queued(event: dict, legacy: bool = False) -> str:
+    """A message body as the ingest publishes it (`legacy`: a canonical event, as relays before the queued
+    message format did; vendor functions still map those themselves)."""
+    parsed = parse_event(event, now=NOW)
+    if legacy:
+        return parsed.model_dump_json(exclude_none=True)
+    return queued_body(parsed, Router(config_from_env(os.environ, credentials=False)).route(parsed))
+
+
+def publish(stack, vendor: str, events: list[dict], legacy: bool = False) -> None:
     publisher = SnsPublisher(stack.physical["EventsTopic"], boto3.client("sns"))
-    messages = [
-        Message(str(i), parse_event(e, now=NOW).model_dump_json(exclude_none=True), [vendor])
-        for i, e in enumerate(events)
-    ]
+    messages = [Message(str(i), queued(e, legacy), [vendor]) for i, e in enumerate(events)]
     assert publisher.publish(messages) == []
 
 
@@ -63,9 +73,9 @@ def receive(stack, vendor: str, n: int) -> dict:
     return lambda_records(messages, stack.arns[f"{PREFIX[vendor]}Queue"], "us-east-1")
 
 
-def run(stack, monkeypatch, vendor: str, events: list[dict], mock: Vendor, **handler_kwargs):
+def run(stack, monkeypatch, vendor: str, events: list[dict], mock: Vendor, legacy: bool = False, **handler_kwargs):
     use_function_env(monkeypatch, stack, f"{PREFIX[vendor]}Function")
-    publish(stack, vendor, events)
+    publish(stack, vendor, events, legacy)
     event = receive(stack, vendor, len(events))
     clock = handler_kwargs.pop("clock", None) or FakeClock()
     handler = vendor_handler(vendor, http_client=mock.client(), sleep=clock.sleep, **handler_kwargs)
@@ -157,8 +167,10 @@ def test_auth_failure_keeps_records_and_emits_the_alarm_metric(aws_stack, monkey
 
 
 def test_skipped_at_the_vendor_is_not_a_failure_and_sends_nothing(aws_stack, monkeypatch, output):
+    """A canonical event (an older relay's message) is mapped at the vendor function, with the same rules."""
     mock = Vendor()
-    assert run(aws_stack, monkeypatch, "applovin", [web_event(consent={"ad_storage": False})], mock) == []
+    event = web_event(consent={"ad_storage": False})
+    assert run(aws_stack, monkeypatch, "applovin", [event], mock, legacy=True) == []
     assert mock.requests == []
     metrics = [json.loads(line) for line in output.text().splitlines() if line.startswith('{"_aws"')]
     assert any(m.get("EventsSkipped") == [1.0] for m in metrics)
@@ -167,7 +179,7 @@ def test_skipped_at_the_vendor_is_not_a_failure_and_sends_nothing(aws_stack, mon
 def test_invalid_at_the_vendor_is_a_failure_and_sends_nothing(aws_stack, monkeypatch):
     mock = Vendor()
     event = web_event(event_id="noip", user={"cookie_id": "c"})
-    assert run(aws_stack, monkeypatch, "applovin", [event, web_event(event_id="fine")], mock) == []
+    assert run(aws_stack, monkeypatch, "applovin", [event, web_event(event_id="fine")], mock, legacy=True) == []
     assert [e["dedupe_id"] for e in mock.bodies()[0]["events"]] == ["fine"]
     (letter,) = drain(aws_stack.physical["AppLovinDeadLetterQueue"])
     assert letter["MessageAttributes"]["relay_outcome"]["StringValue"] == "invalid"
@@ -283,7 +295,7 @@ def test_the_ingest_function_module_runs_on_the_template_environment(aws_stack, 
 def test_vendor_function_modules_run_on_the_template_environment(aws_stack, monkeypatch, vendor, event):
     use_function_env(monkeypatch, aws_stack, f"{PREFIX[vendor]}Function")
     handler = load_function(vendor)  # its secret read from Secrets Manager through the template's env vars
-    publish(aws_stack, vendor, [event])
+    publish(aws_stack, vendor, [event], legacy=True)
     assert handler(receive(aws_stack, vendor, 1), FakeLambdaContext()) == {"batchItemFailures": []}  # skipped
 
 
@@ -318,3 +330,29 @@ def test_committed_ingest_event_is_signed_with_the_example_secret():
     signed_at = int(header.split(",")[0][2:])
     assert verify(raw, header, secrets, now=signed_at) == signed_at
     assert [e["event_id"] for e in json.loads(raw)["events"]] == ["web-purchase-0001", "ios-purchase-0001"]
+
+
+def test_a_message_without_this_vendors_payload_is_dead_lettered_with_the_reason(aws_stack, monkeypatch):
+    use_function_env(monkeypatch, aws_stack, "AdRollFunction")
+    sqs = boto3.client("sqs")
+    url = aws_stack.physical["AdRollQueue"]
+    body = queued(web_event(event_id="al-only", consent={"ad_storage": True}))
+    message = json.loads(body)
+    del message["payloads"]["adroll"]  # a message that reached the wrong queue
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(message))
+    event = lambda_records(
+        sqs.receive_message(QueueUrl=url, AttributeNames=["All"])["Messages"],
+        aws_stack.arns["AdRollQueue"],
+        "us-east-1",
+    )
+    mock = Vendor()
+    response = vendor_handler("adroll", http_client=mock.client())(event, FakeLambdaContext())
+    assert response["batchItemFailures"] == []  # permanent: moved to the DLQ with the reason, not retried
+    assert mock.requests == []
+    (letter,) = drain(aws_stack.physical["AdRollDeadLetterQueue"])
+    attributes = {k: v["StringValue"] for k, v in letter["MessageAttributes"].items()}
+    assert attributes["relay_outcome"] == "invalid"
+    assert attributes["relay_reason"] == (
+        "not a queued message: payloads.adroll: missing; the message carries payloads for: applovin"
+    )
+    assert attributes["relay_event_id"] == "al-only"

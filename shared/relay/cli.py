@@ -131,7 +131,7 @@ def _read_events(files: list[str]) -> list[Any]:
 
 def lambda_event_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """A ready event for `sam local invoke`: a freshly signed API Gateway request for the ingest, or
-    the SQS batch a vendor function receives (canonical events as the ingest publishes them)."""
+    the SQS batch a vendor function receives (the messages the ingest would publish)."""
     import hashlib
     import uuid
 
@@ -149,14 +149,24 @@ def lambda_event_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         headers = {"content-type": "application/json", HEADER.lower(): sign(body, secrets[0])}
         event = http_api_event("POST", "/v1/events", headers, body)
     else:
+        from .queued import queued_body
+        from .routing import Router
+        from .vendors import Skipped
+
         now = datetime.now(UTC)
+        router = Router(config)
         messages = []
         for raw_event in raw_events:
             try:
                 parsed = parse_event(raw_event, now=now, max_event_age_days=config.ingest.max_event_age_days)
             except EventParseError as exc:
                 raise UsageError("; ".join(map(str, exc.errors))) from None
-            text = parsed.model_dump_json(exclude_none=True)
+            outcomes = router.route(parsed)
+            if args.kind not in Router.destinations(outcomes):
+                why = outcomes[args.kind]
+                reason = why.reason if isinstance(why, Skipped) else "; ".join(map(str, getattr(why, "errors", ())))
+                raise UsageError(f"event {parsed.event_id} does not go to {args.kind}: {reason}")
+            text = queued_body(parsed, outcomes)
             messages.append(
                 {
                     "MessageId": str(uuid.uuid4()),

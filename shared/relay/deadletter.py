@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .aws import LazyClient
+from .model import event_id_of
 
 ATTR = "relay_"
 REASON, OUTCOME, STATUS, RESPONSE = f"{ATTR}reason", f"{ATTR}outcome", f"{ATTR}status", f"{ATTR}vendor_response"
@@ -123,14 +124,17 @@ class Letter:
         }
 
 
+def body_event_id(body: str | None) -> str | None:
+    """The event_id in a message body (a queued message or a canonical event), if it has a usable one."""
+    try:
+        return event_id_of(json.loads(body or ""))
+    except ValueError:
+        return None
+
+
 def _letter(message: dict[str, Any]) -> Letter:
     attrs = {k: v.get("StringValue", "") for k, v in message.get("MessageAttributes", {}).items()}
-    event_id = attrs.get(EVENT_ID)
-    if not event_id:
-        try:
-            event_id = json.loads(message["Body"]).get("event_id")
-        except (ValueError, AttributeError):
-            event_id = None
+    event_id = attrs.get(EVENT_ID) or body_event_id(message.get("Body"))
     sent = message.get("Attributes", {}).get("SentTimestamp")
     when = attrs.get(FAILED_AT) or (
         datetime.fromtimestamp(int(sent) / 1000, UTC).isoformat(timespec="seconds") if sent else ""

@@ -26,6 +26,7 @@ import httpx
 from .config import RelayConfig
 from .ledger import Claim, DeliveryLedger
 from .model import Event
+from .queued import Queued
 from .routing import Router
 from .vendors import Invalid, Mapped, Skipped, VendorRequest
 
@@ -136,14 +137,15 @@ class Forwarder:
 
     # -- the batch ---------------------------------------------------------------------------------
 
-    def deliver(self, events: Mapping[str, Event], remaining_ms: Callable[[], int]) -> dict[str, Delivery]:
-        """`events` keyed by SQS message id; returns a Delivery for every key."""
+    def deliver(self, events: Mapping[str, Queued | Event], remaining_ms: Callable[[], int]) -> dict[str, Delivery]:
+        """`events` keyed by SQS message id: this vendor's part of a queued message (mapped at the ingest),
+        or a canonical event (mapped here); returns a Delivery for every key."""
         self.stats = Stats()
         results: dict[str, Delivery] = {}
-        mapped: list[tuple[str, Event, Mapped]] = []
+        mapped: list[tuple[str, Queued | Event, Mapped]] = []
         seen: set[str] = set()
         for key, event in events.items():
-            outcome = self.router.route_one(event, self.vendor)
+            outcome = event.mapped if isinstance(event, Queued) else self.router.route_one(event, self.vendor)
             if isinstance(outcome, Skipped):
                 results[key] = Delivery(True, SKIPPED, outcome.reason)
             elif isinstance(outcome, Invalid):
@@ -157,7 +159,7 @@ class Forwarder:
         # one ledger round trip per event: run them side by side (boto3 clients are thread-safe)
         batch = DeliveryLedger.new_batch()
 
-        def claim(m: tuple[str, Event, Mapped]) -> Claim:
+        def claim(m: tuple[str, Queued | Event, Mapped]) -> Claim:
             if self.ledger is None:
                 return Claim.CLAIMED
             return self.ledger.claim(m[1].event_id, remaining_ms(), batch, message_id=m[0])

@@ -18,6 +18,7 @@ from .aws import SNS_MAX_BYTES, Message, ReplayGuard, SnsPublisher
 from .config import RelayConfig
 from .errors import FieldError
 from .model import MAX_EVENTS_PER_REQUEST, EventParseError, event_id_of, parse_event
+from .queued import queued_body
 from .routing import Router
 from .signing import HEADER, SignatureError, verify
 from .vendors import Invalid, Skipped
@@ -133,8 +134,7 @@ class Ingest:
             if invalid:
                 entry["invalid"] = invalid
             if destinations:
-                body = event.model_dump_json(exclude_none=True)
-                message = Message(str(index), body, destinations)
+                message = Message(str(index), queued_body(event, outcomes), destinations)
                 if message.size > SNS_MAX_BYTES:
                     error = FieldError("(event)", f"is {message.size} bytes once serialized; at most {SNS_MAX_BYTES}")
                     rejected.append(self._rejection(index, event.event_id, [error]))

@@ -20,6 +20,7 @@ from .forwarding import AUTH, CONFIG, DUPLICATE, FORWARDED, INVALID, SKIPPED, De
 from .ledger import DeliveryLedger
 from .model import Event
 from .observability import MetricUnit, logger, metrics, traced
+from .queued import Queued, QueuedMessageError, parse_queued
 from .sqs import batch_response
 
 if TYPE_CHECKING:  # imported when a batch has something to dead-letter: most never do (cold start)
@@ -28,12 +29,13 @@ if TYPE_CHECKING:  # imported when a batch has something to dead-letter: most ne
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
-def parse_record(record: dict[str, Any]) -> Event:
-    """The canonical event in an SQS record's body (SNS raw message delivery); ValidationError if it is not
-    one. Only the body is validated: the record envelope is Lambda's own, and validating its fields too
-    (Powertools' `SqsRecordModel` with `body: Json[Event]`) cost a third of the relay's CPU per AppLovin
-    event and 65 ms of import time (README "Performance and cost")."""
-    return Event.model_validate_json(record.get("body") or "")
+def parse_record(record: dict[str, Any], vendor: str) -> Queued | Event:
+    """`vendor`'s part of the queued message in an SQS record's body (SNS raw message delivery), or the
+    canonical event of an older message; QueuedMessageError or ValidationError if it is neither. Only the
+    body is read: the record envelope is Lambda's own, and validating its fields too (Powertools'
+    `SqsRecordModel`) cost a third of the relay's CPU per AppLovin event and 65 ms of import time
+    (README "Performance and cost")."""
+    return parse_queued(record.get("body") or "", vendor)
 
 
 def vendor_handler(
@@ -74,7 +76,7 @@ def vendor_handler(
         return cache[key]
 
     def deliver(records: list[dict[str, Any]], remaining_ms: Callable[[], int]) -> tuple[dict[str, Delivery], dict]:
-        events: dict[str, Event] = {}
+        events: dict[str, Queued | Event] = {}
         try:
             forwarder = current()
         except ConfigError as exc:
@@ -84,7 +86,9 @@ def vendor_handler(
         results: dict[str, Delivery] = {}
         for record in records:
             try:
-                events[record["messageId"]] = parse_record(record)
+                events[record["messageId"]] = parse_record(record, vendor)
+            except QueuedMessageError as exc:
+                results[record["messageId"]] = Delivery(False, INVALID, f"not a queued message: {exc}")
             except ValidationError as exc:
                 errors = "; ".join(map(str, from_validation_error(exc)))
                 results[record["messageId"]] = Delivery(False, INVALID, f"not a canonical event: {errors}")
@@ -104,9 +108,11 @@ def vendor_handler(
             logger.error(f"{vendor} refused the relay's credentials", extra={"status": auth})
         return results, events
 
-    def dead_letter(records: list[dict[str, Any]], results: dict[str, Delivery], events: dict[str, Event]) -> set[str]:
+    def dead_letter(
+        records: list[dict[str, Any]], results: dict[str, Delivery], events: dict[str, Queued | Event]
+    ) -> set[str]:
         """Move permanent failures, and failures on their last allowed receive, to the DLQ with reasons."""
-        from .deadletter import DeadLetter, DeadLetterQueue
+        from .deadletter import DeadLetter, DeadLetterQueue, body_event_id
 
         max_receives = max_receive_count or int(os.environ.get("RELAY_MAX_RECEIVE_COUNT", "0") or 0)
         letters = []
@@ -124,7 +130,7 @@ def vendor_handler(
                 DeadLetter(
                     record,
                     vendor,
-                    event.event_id if event else None,
+                    event.event_id if event else body_event_id(record.get("body")),
                     delivery.outcome if delivery.permanent else "retries_exhausted",
                     reason,
                     delivery.status,

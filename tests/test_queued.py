@@ -1,0 +1,109 @@
+"""The queued message (relay.queued): the ingest maps once, vendor functions send what they read."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from relay.forwarding import Forwarder
+from relay.queued import Queued, QueuedMessageError, parse_queued, queued_body
+from relay.vendors import Mapped
+
+from .conftest import app_event, event, web_event
+
+AWKWARD = web_event(  # values whose JSON form could drift through a second serializer
+    event_id="odd-1",
+    name="purchase",
+    value="0.30000000000000004",
+    currency="EUR",
+    order_id="ordre-\u00e9t\u00e9-\u2603",
+    items=[{"id": "sku-\u00fc", "price": "12345678901234.56", "quantity": 3, "discount": "1e-3"}],
+    user={"ip": "2001:db8::1", "user_agent": 'UA "quoted" \\ back', "email": "Ren\u00e9@Example.com", "cookie_id": "c"},
+)
+EVENTS = [
+    web_event(),
+    AWKWARD,
+    app_event("ios", event_id="ios-1"),
+    app_event(
+        "android",
+        event_id="android-1",
+        device={"os": "android", "advertising_id": "38400000-8cf0-11bd-b23e-10b96e40000d"},
+    ),
+]
+
+
+@pytest.mark.parametrize("data", EVENTS, ids=lambda d: d["event_id"])
+def test_the_message_carries_every_destination_exactly_as_mapped(router, data):
+    parsed = event(data)
+    outcomes = router.route(parsed)
+    body = queued_body(parsed, outcomes)
+    message = json.loads(body)
+    assert (message["event_id"], message["name"]) == (parsed.event_id, parsed.name)
+    assert sorted(message["payloads"]) == sorted(router.destinations(outcomes))
+    for vendor in router.destinations(outcomes):
+        got = parse_queued(body, vendor)
+        assert got == Queued(parsed.event_id, outcomes[vendor])
+    for vendor in set(outcomes) - set(router.destinations(outcomes)):
+        with pytest.raises(QueuedMessageError, match=f"payloads.{vendor}: missing"):
+            parse_queued(body, vendor)
+
+
+@pytest.mark.parametrize("data", EVENTS, ids=lambda d: d["event_id"])
+def test_a_vendor_is_sent_the_same_bytes_from_a_queued_message_as_from_a_canonical_event(config, router, data):
+    """Messages queued by an older relay (canonical events) and new ones reach the vendor identically."""
+    parsed = event(data)
+    body = queued_body(parsed, router.route(parsed))
+    for vendor in router.destinations(router.route(parsed)):
+        sent: dict[str, list[bytes]] = {"queued": [], "canonical": []}
+        for kind, item in (("queued", parse_queued(body, vendor)), ("canonical", parsed)):
+
+            def answer(request: httpx.Request, into: list[bytes] = sent[kind]) -> httpx.Response:
+                into.append(request.content)
+                return httpx.Response(200, text="OK")
+
+            forwarder = Forwarder(vendor, config, httpx.Client(transport=httpx.MockTransport(answer)))
+            assert forwarder.deliver({"m1": item}, lambda: 60_000)["m1"].outcome == "forwarded"
+        assert len(sent["queued"]) == 1
+        assert sent["queued"] == sent["canonical"], vendor
+
+
+def test_a_canonical_event_body_is_read_as_one(router):
+    parsed = event(web_event(event_id="old-1"))
+    got = parse_queued(parsed.model_dump_json(exclude_none=True), "applovin")
+    assert got == parsed
+    with pytest.raises(ValidationError):
+        parse_queued('{"event_id": "x"}', "applovin")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("", "(body): is not JSON"),
+        ("{not json", "(body): is not JSON"),
+        ('["x"]', "(body): must be a JSON object"),
+        ('{"payloads": {"adroll": {}}}', "event_id: must be a string of 1 to 128 characters"),
+        ('{"event_id": "", "payloads": {}}', "event_id: must be a string of 1 to 128 characters"),
+        (
+            '{"event_id": "e", "payloads": {"adroll": {}}}',
+            "payloads.applovin: missing; the message carries payloads for: adroll",
+        ),
+        ('{"event_id": "e", "payloads": []}', "payloads.applovin: missing; the message carries payloads for: none"),
+        ('{"event_id": "e", "payloads": {"applovin": "x"}}', "payloads.applovin: must be a JSON object"),
+        (
+            '{"event_id": "e", "payloads": {"applovin": {}}, "targets": {"applovin": 1}}',
+            "targets.applovin: must be a string",
+        ),
+    ],
+)
+def test_a_body_that_is_neither_names_the_field(body, message):
+    with pytest.raises(QueuedMessageError) as caught:
+        parse_queued(body, "applovin")
+    assert str(caught.value) == message
+
+
+def test_the_target_travels_with_the_payload():
+    body = '{"event_id": "e", "name": "purchase", "payloads": {"appsflyer": {"a": 1}}, "targets": {"appsflyer": "id1"}}'
+    assert parse_queued(body, "appsflyer") == Queued("e", Mapped({"a": 1}, "id1"))
