@@ -212,3 +212,19 @@ def test_timestamps_outside_the_window_are_schema_errors(cfg, tmp_path):
     code, out, _ = run("preview", write_json(tmp_path, data), "--config", cfg, "--json")
     assert code == 2
     assert json.loads(out)["errors"][0]["field"] == "timestamp"
+
+
+def test_lambda_event_holds_the_queued_messages_the_ingest_would_publish(cfg):
+    code, out, err = run("lambda-event", "adroll", str(SAMPLES / "page_view.json"), "--config", cfg)
+    assert (code, err) == (0, "")
+    (record,) = json.loads(out)["Records"]
+    message = json.loads(record["body"])
+    assert sorted(message) == ["event_id", "name", "payloads"]
+    assert message["payloads"]["adroll"]["event_name"] == "pageView"
+    assert json.loads(record["messageAttributes"]["destinations"]["stringValue"]) == ["adroll"]
+
+
+def test_lambda_event_refuses_an_event_the_vendor_does_not_get(cfg):
+    code, out, err = run("lambda-event", "appsflyer", str(SAMPLES / "page_view.json"), "--config", cfg)
+    assert (code, out) == (2, "")
+    assert "does not go to appsflyer: no appsflyer event is mapped to 'page_view'" in err
