@@ -53,6 +53,8 @@ def test_timestamp_accepts_iso_with_offset_and_epoch_ms(value, expected):
         (True, "must be an ISO-8601 string with a UTC offset or epoch milliseconds"),
         (1.5, "must be an ISO-8601 string with a UTC offset or epoch milliseconds"),
         (-1, "epoch milliseconds out of range"),
+        ("0001-01-01T01:00:00+03:04", "is out of range once converted to UTC"),
+        ("9999-12-31T23:00:00-03:00", "is out of range once converted to UTC"),
         (NOW_MS + 6 * 60 * 1000, "is more than 5 minutes in the future"),
         (NOW_MS - 8 * 86400 * 1000, "is older than max_event_age_days (7 days)"),
     ],

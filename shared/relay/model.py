@@ -136,7 +136,10 @@ def _timestamp(value: Any) -> Any:
             raise ValueError("must be an ISO-8601 date-time such as 2025-03-12T13:01:25.001Z") from None
         if parsed.tzinfo is None:
             raise ValueError("ISO-8601 timestamp needs a UTC offset (Z or +hh:mm)")
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T01:00+03:04 is before year 1 in UTC (found by make reliability)
+            raise ValueError("is out of range once converted to UTC") from None
     raise ValueError("must be an ISO-8601 string with a UTC offset or epoch milliseconds")
 
 
