@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 from relay.apigw import http_api_event, response_body
-from relay.aws import SNS_MAX_BATCH, Message, SnsPublisher
+from relay.aws import SNS_MAX_BATCH, Message, SecretRefresh, SnsPublisher
 from relay.ingest_handler import ingest_handler
 from relay.pii import hash_email
 from relay.signing import sign
@@ -285,3 +285,31 @@ def test_only_post_v1_events_is_served_also_behind_a_named_stage(ingest, aws_sta
         response = handler(http_api_event(method, path, headers, raw), FakeLambdaContext())
         assert response["statusCode"] == 404
         assert json.loads(response["body"]) == {"error": "not found: POST /v1/events"}
+
+
+def test_a_client_signing_with_a_rotated_secret_is_accepted_at_once(aws_stack, monkeypatch):
+    """The signing secret is cached an hour; a signature no cached secret made re-reads it (at most once a
+    minute per container) and is checked again."""
+    env = use_function_env(monkeypatch, aws_stack, "IngestFunction")
+    now = {"t": 1000.0}
+    handler = ingest_handler(clock=lambda: NOW_S, secret_refresh=SecretRefresh(clock=lambda: now["t"]))
+
+    def post(secret: str, at: float, event_id: str) -> int:
+        now["t"] = at
+        raw = json.dumps({"events": [web_event(event_id=event_id)]}).encode()
+        headers = {"Content-Type": "application/json", "X-Relay-Signature": sign(raw, secret, timestamp=int(NOW_S))}
+        return handler(http_api_event("POST", "/v1/events", headers, raw), FakeLambdaContext())["statusCode"]
+
+    def rotate(secret: str, previous: str) -> None:
+        boto3.client("secretsmanager").put_secret_value(
+            SecretId=env["RELAY_INGEST_SECRET_ARN"], SecretString=json.dumps({"secret": secret, "previous": previous})
+        )
+
+    assert post(SECRETS["signing"], 1000, "r1") == 202  # cached from here on
+    rotate("rotated-1", SECRETS["signing"])
+    assert post("rotated-1", 1001, "r2") == 202  # no cached secret made it: read again, accepted
+    assert post(SECRETS["signing"], 1002, "r3") == 202  # the previous secret still works during rotation
+    rotate("rotated-2", "rotated-1")
+    assert post("rotated-2", 1010, "r4") == 401  # a second read within the minute is not allowed
+    assert post("not-a-secret", 1030, "r5") == 401  # any refused signature is refreshed for at most once a minute
+    assert post("rotated-2", 1062, "r6") == 202

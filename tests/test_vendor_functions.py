@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from relay.apigw import http_api_event
-from relay.aws import Message, SnsPublisher
+from relay.aws import Message, SecretRefresh, SnsPublisher
 from relay.config import config_from_env
 from relay.ingest_handler import ingest_handler
 from relay.model import parse_event
@@ -356,3 +356,36 @@ def test_a_message_without_this_vendors_payload_is_dead_lettered_with_the_reason
         "not a queued message: payloads.adroll: missing; the message carries payloads for: applovin"
     )
     assert attributes["relay_event_id"] == "al-only"
+
+
+def test_a_refused_key_is_read_again_from_secrets_manager_at_most_once_a_minute(aws_stack, monkeypatch):
+    """Secrets are cached an hour; a 401/403 makes the next invocation read the secret anew (a rotation
+    takes effect at once), but no more than once a minute per container."""
+    env = use_function_env(monkeypatch, aws_stack, "AppLovinFunction")
+    accepted = {"key": "rotated-1"}
+    mock = Vendor(lambda r: httpx.Response(200 if r.headers["authorization"] == accepted["key"] else 401, text="?"))
+    now = {"t": 1000.0}
+    handler = vendor_handler(
+        "applovin", http_client=mock.client(), secret_refresh=SecretRefresh(clock=lambda: now["t"])
+    )
+
+    def invoke(at: float) -> list:
+        now["t"] = at
+        publish(aws_stack, "applovin", [web_event(event_id=f"k{at}")])  # a new event each time
+        return handler(receive(aws_stack, "applovin", 1), FakeLambdaContext())["batchItemFailures"]
+
+    def rotate(key: str) -> None:
+        boto3.client("secretsmanager").put_secret_value(
+            SecretId=env["RELAY_VENDOR_SECRET_ARN"], SecretString=json.dumps({"api_key": key})
+        )
+
+    assert invoke(1000) != []  # the vendor wants rotated-1; the relay still holds the original key
+    rotate("rotated-1")
+    assert invoke(1001) == []  # refused last time: read again, sent with the new key
+    accepted["key"] = "rotated-2"
+    rotate("rotated-2")
+    assert invoke(1010) != []  # refused: a new read is due...
+    assert invoke(1020) != []  # ...but not sooner than a minute after the last one
+    assert invoke(1062) == []
+    keys = [r.headers["authorization"] for r in mock.requests]
+    assert keys == [SECRETS["applovin"], "rotated-1", "rotated-1", "rotated-1", "rotated-2"]

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .aws import SECRET_MAX_AGE_SECONDS
+
 PRICES_AS_OF = "2024-11-15"
 # https://aws.amazon.com/api-gateway/pricing/ : HTTP APIs, first 300 million requests/month
 API_GATEWAY_HTTP_PER_MILLION_REQUESTS = 1.00
@@ -43,7 +45,8 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 DEFAULT_INGEST_MS_PER_EVENT = 0.5
 DEFAULT_INGEST_MS_FIXED = 5.0
 DEFAULT_VENDOR_BATCH_MS = {"applovin": 150.0, "appsflyer": 400.0, "adroll": 150.0}
-SECRET_CALLS_PER_FUNCTION_PER_MONTH = 30 * 24 * 12  # one call per 5 minutes (cache max_age 300 s), 1 container
+# one call per cache period (relay.aws.SECRET_MAX_AGE_SECONDS), one container per function
+SECRET_CALLS_PER_FUNCTION_PER_MONTH = 30 * 24 * 3600 // SECRET_MAX_AGE_SECONDS
 BENCH_RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results.json"
 
 
@@ -146,7 +149,7 @@ def cost_per_million(
         CostLine(
             "Secrets Manager",
             calls / 10_000 * SECRETS_MANAGER_PER_10K_CALLS,
-            f"1 call / 5 min / function at {events_per_month:,} events per month",
+            f"1 call / {SECRET_MAX_AGE_SECONDS // 60} min / function at {events_per_month:,} events per month",
         )
     )
     return lines

@@ -20,7 +20,7 @@ from .errors import FieldError
 from .model import MAX_EVENTS_PER_REQUEST, EventParseError, event_id_of, parse_event
 from .queued import queued_body
 from .routing import Router
-from .signing import HEADER, SignatureError, verify
+from .signing import HEADER, SignatureError, SignatureMismatch, verify
 from .vendors import Invalid, Skipped
 
 MAX_BODY_BYTES = 1_048_576
@@ -35,6 +35,7 @@ class IngestResult:
     rejected: int = 0
     published: int = 0
     headers: dict[str, str] = field(default_factory=dict)
+    secret_mismatch: bool = False  # refused because no configured secret made the signature
 
 
 def _error(status: int, message: str, **extra: Any) -> IngestResult:
@@ -79,7 +80,9 @@ class Ingest:
                 now=now,
             )
         except SignatureError as exc:
-            return _error(401, str(exc))
+            result = _error(401, str(exc))
+            result.secret_mismatch = isinstance(exc, SignatureMismatch)
+            return result
         replay_key = f"replay#{signed_at}#{hashlib.sha256(raw).hexdigest()}"
         if self.replay_guard and not self.replay_guard.claim(
             replay_key, signed_at + 2 * self.config.ingest.tolerance_seconds, now

@@ -20,7 +20,7 @@ from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 
-from .aws import ReplayGuard, SnsPublisher, load_ingest_config
+from .aws import ReplayGuard, SecretRefresh, SnsPublisher, load_ingest_config
 from .config import ConfigError, RelayConfig
 from .ingest import Ingest
 from .observability import MetricUnit, logger, metrics, traced
@@ -56,11 +56,16 @@ def ingest_handler(
     publisher: SnsPublisher | None = None,
     clock: Callable[[], float] = time.time,
     replay_guard: ReplayGuard | None = None,
+    secret_refresh: SecretRefresh | None = None,
 ) -> Handler:
+    """A signature that no cached secret made re-reads the signing secret once (`SecretRefresh`: at most
+    once a minute) and is checked again: a client that signs with a rotated secret is not refused until
+    the cache expires."""
     cache: dict[tuple[str, ...], Ingest] = {}
+    refresh = secret_refresh or SecretRefresh()
 
-    def current() -> Ingest:
-        config = load_config() if load_config else load_ingest_config()
+    def current(force: bool = False) -> Ingest:
+        config = load_config() if load_config else load_ingest_config(refresh=force)
         key = tuple(config.secret_values())
         if key not in cache:  # the secret changed (rotation): rebuild once
             cache.clear()
@@ -73,7 +78,12 @@ def ingest_handler(
         body = event.get("body") or ""
         raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
         headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-        result = current().handle(raw, headers)
+        ingest = current()
+        result = ingest.handle(raw, headers)
+        if result.secret_mismatch:
+            refresh.due()
+            if refresh.take() and (fresh := current(force=True)) is not ingest:  # the secret was rotated
+                result = fresh.handle(raw, headers)
         metrics.add_metric("EventsReceived", MetricUnit.Count, result.received)
         metrics.add_metric("EventsRejected", MetricUnit.Count, result.rejected)
         log = {

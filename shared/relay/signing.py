@@ -23,6 +23,11 @@ class SignatureError(Exception):
     """Why a signature was refused (never contains a secret or a digest)."""
 
 
+class SignatureMismatch(SignatureError):
+    """A well-formed, timely signature that none of the configured secrets made: the one case a fresher
+    copy of the secret (a rotation) can fix."""
+
+
 def _digest(secret: str, timestamp: int, body: bytes) -> str:
     msg = str(timestamp).encode("ascii") + b"." + body
     return hmac.new(secret.encode("utf-8"), msg, hashlib.sha256).hexdigest()
@@ -72,7 +77,7 @@ def verify(
         raise SignatureError(f"missing {HEADER} header")
     keys = [s for s in secrets if s]
     if not keys:
-        raise SignatureError("no signing secret is configured")
+        raise SignatureMismatch("no signing secret is configured")
     timestamp, sigs = parse(header)
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance_seconds:
@@ -83,5 +88,5 @@ def verify(
         for sig in sigs:
             matched |= hmac.compare_digest(expected, sig)
     if not matched:
-        raise SignatureError("signature does not match the body")
+        raise SignatureMismatch("signature does not match the body")
     return timestamp

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import ValidationError
 
-from .aws import load_vendor_config
+from .aws import SecretRefresh, load_vendor_config
 from .config import ConfigError, RelayConfig
 from .errors import from_validation_error
 from .forwarding import AUTH, CONFIG, DUPLICATE, FORWARDED, INVALID, SKIPPED, Delivery, Forwarder, new_http_client
@@ -47,10 +47,14 @@ def vendor_handler(
     max_workers: int = 16,
     sleep: Callable[[float], None] = time.sleep,
     max_receive_count: int | None = None,
+    secret_refresh: SecretRefresh | None = None,
 ) -> Handler:
     """The handler of a vendor function. Clients, the ledger and the DLQ come from the environment
-    (RELAY_IDEMPOTENCY_TABLE, RELAY_DLQ_URL, RELAY_MAX_RECEIVE_COUNT) unless injected."""
+    (RELAY_IDEMPOTENCY_TABLE, RELAY_DLQ_URL, RELAY_MAX_RECEIVE_COUNT) unless injected. When the vendor
+    refuses the credentials, the next invocation re-reads the secret (`SecretRefresh`: a rotated key
+    takes effect at once, not when the cache expires)."""
     cache: dict[tuple[str, ...], Forwarder] = {}
+    refresh = secret_refresh or SecretRefresh()
     parts: dict[str, Any] = {"client": http_client, "ledger": ledger, "dlq": dead_letters}
 
     def part(name: str, make: Callable[[], Any]) -> Any:
@@ -59,7 +63,7 @@ def vendor_handler(
         return parts[name]
 
     def current() -> Forwarder:
-        config = load_config() if load_config else load_vendor_config(vendor)
+        config = load_config() if load_config else load_vendor_config(vendor, refresh=refresh.take())
         key = tuple(config.secret_values())
         if key not in cache:
             for old in cache.values():
@@ -80,6 +84,7 @@ def vendor_handler(
         try:
             forwarder = current()
         except ConfigError as exc:
+            refresh.due()  # a secret being filled in: read it again next time, not when the cache expires
             logger.error(f"{vendor} configuration unusable", extra={"errors": [str(e) for e in exc.errors]})
             metrics.add_metric("VendorAuthFailures", MetricUnit.Count, 1)
             return {r["messageId"]: Delivery(False, CONFIG, f"{vendor} configuration unusable") for r in records}, {}
@@ -104,6 +109,7 @@ def vendor_handler(
             logger.error("could not record deliveries in the idempotency table", extra={"count": stats.ledger_errors})
         auth = sorted({d.status for d in results.values() if d.outcome == AUTH})
         if auth:
+            refresh.due()
             metrics.add_metric("VendorAuthFailures", MetricUnit.Count, 1)
             logger.error(f"{vendor} refused the relay's credentials", extra={"status": auth})
         return results, events
