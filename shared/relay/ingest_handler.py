@@ -23,9 +23,12 @@ from aws_lambda_powertools.logging import correlation_paths
 from .aws import ReplayGuard, SecretRefresh, SnsPublisher, load_ingest_config
 from .config import ConfigError, RelayConfig
 from .ingest import Ingest
+from .model import build_validators
 from .observability import MetricUnit, logger, metrics, traced
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+build_validators()  # the event models defer theirs (vendor functions never need them): the ingest needs them at once
 
 
 ROUTE = ("POST", "/v1/events")
