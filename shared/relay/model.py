@@ -360,12 +360,8 @@ class Event(Strict):
 
 def build_validators() -> None:
     """Build every event model's validator now (the ingest, at import: its first request must not pay)."""
-    pending: list[type[Strict]] = [Strict]
-    while pending:
-        model = pending.pop()
-        pending += model.__subclasses__()
-        if model is not Strict:
-            model.model_rebuild(force=True)
+    for model in Strict.__subclasses__():  # in definition order: nested models before Event reuse theirs
+        model.model_rebuild(force=True)
 
 
 class EventParseError(Exception):
