@@ -313,3 +313,20 @@ def test_a_client_signing_with_a_rotated_secret_is_accepted_at_once(aws_stack, m
     assert post("rotated-2", 1010, "r4") == 401  # a second read within the minute is not allowed
     assert post("not-a-secret", 1030, "r5") == 401  # any refused signature is refreshed for at most once a minute
     assert post("rotated-2", 1062, "r6") == 202
+
+
+def test_a_secret_that_cannot_be_read_again_leaves_a_bad_signature_a_401(aws_stack, monkeypatch):
+    env = use_function_env(monkeypatch, aws_stack, "IngestFunction")
+    handler = ingest_handler(clock=lambda: NOW_S, secret_refresh=SecretRefresh(clock=lambda: 1000.0))
+    raw = json.dumps({"events": [web_event(event_id="s1")]}).encode()
+
+    def post(secret: str) -> tuple[int, dict]:
+        headers = {"Content-Type": "application/json", "X-Relay-Signature": sign(raw, secret, timestamp=int(NOW_S))}
+        response = handler(http_api_event("POST", "/v1/events", headers, raw), FakeLambdaContext())
+        return response["statusCode"], json.loads(response["body"])
+
+    assert post(SECRETS["signing"])[0] == 202  # the secret is cached
+    boto3.client("secretsmanager").delete_secret(
+        SecretId=env["RELAY_INGEST_SECRET_ARN"], ForceDeleteWithoutRecovery=True
+    )
+    assert post("forged") == (401, {"error": "signature does not match the body"})  # the re-read failed: still 401

@@ -85,8 +85,14 @@ def ingest_handler(
         result = ingest.handle(raw, headers)
         if result.secret_mismatch:
             refresh.due()
-            if refresh.take() and (fresh := current(force=True)) is not ingest:  # the secret was rotated
-                result = fresh.handle(raw, headers)
+            if refresh.take():
+                try:
+                    fresh = current(force=True)
+                except ConfigError:  # the secret cannot be read right now: the refusal stands (a 401, not a 500)
+                    logger.warning("could not read the signing secret again after a signature mismatch")
+                    fresh = ingest
+                if fresh is not ingest:  # the secret was rotated: check the signature against the new one
+                    result = fresh.handle(raw, headers)
         metrics.add_metric("EventsReceived", MetricUnit.Count, result.received)
         metrics.add_metric("EventsRejected", MetricUnit.Count, result.rejected)
         log = {
