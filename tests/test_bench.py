@@ -1,0 +1,27 @@
+"""The benchmark's own measuring tools (bench/): what they measure, not how fast anything is."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import ROOT
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM is Linux's")
+def test_the_memory_probe_reports_the_child_not_the_process_that_started_it():
+    """`ru_maxrss` survives fork and exec: a probe started by a 200 MB process used to report 200 MB."""
+    ballast = bytearray(200 * 1024 * 1024)  # this process now holds 200 MB more than the child will
+    ballast[::4096] = b"x" * len(ballast[::4096])  # touch every page: resident, not just reserved
+    code = (
+        "import json, resource, sys; sys.path.insert(0, 'bench'); from probe import peak_rss_kb;"
+        "print(json.dumps({'hwm': peak_rss_kb(resource)}))"
+    )
+    out = json.loads(
+        subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    )
+    assert out["hwm"] < 100 * 1024  # the child's own peak (a bare interpreter: ~10 MB), whatever it inherited
+    del ballast
