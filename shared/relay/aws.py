@@ -142,7 +142,7 @@ class LazyClient:
 
 
 class SnsPublisher(LazyClient):
-    """Publishes canonical events with a `destinations` attribute (the queues' filter policies)."""
+    """Publishes queued messages (relay.queued) with a `destinations` attribute (the queues' filter policies)."""
 
     service = "sns"
     # The entries are built here, from validated events: botocore's client-side parameter validation
