@@ -17,7 +17,7 @@ from relay.config import config_from_mapping
 from relay.forwarding import Forwarder, new_http_client
 from relay.ingest import Ingest
 from relay.model import parse_event
-from relay.queued import Queued, queued_body
+from relay.queued import queued_body
 from relay.routing import Router
 from relay.signing import sign
 from relay.sqs import lambda_records
@@ -120,10 +120,6 @@ def vendor_batch_once(
     return wall, cpu
 
 
-def mapped(item: Any, forwarder: Forwarder) -> Any:
-    return item.mapped if isinstance(item, Queued) else forwarder.router.route_one(item, forwarder.vendor)
-
-
 _BARE_POOLS: dict[int, ThreadPoolExecutor] = {}
 
 
@@ -138,7 +134,7 @@ def bare_once(
     forwarder = _FORWARDERS.get((vendor, port, id(client))) or Forwarder(vendor, config(port), client)
     payloads: dict[str, list[dict[str, Any]]] = {}
     for record in event["Records"]:
-        outcome = mapped(parse_record(record, vendor), forwarder)
+        outcome = forwarder.outcome(parse_record(record, vendor))
         payloads.setdefault(outcome.target, []).append(outcome.payload)
     size = forwarder.adapter.max_batch
     requests = [
@@ -168,7 +164,7 @@ def naive_once(vendor: str, n: int, port: int, event: dict[str, Any] | None = No
     forwarder = Forwarder(vendor, config(port), new_http_client())
     started = time.perf_counter()
     for record in event["Records"]:
-        outcome = mapped(parse_record(record, vendor), forwarder)
+        outcome = forwarder.outcome(parse_record(record, vendor))
         request = forwarder.adapter.request_for(outcome)
         with httpx.Client(timeout=10) as client:
             assert client.request(

@@ -70,7 +70,7 @@ def test_a_vendor_is_sent_the_same_bytes_from_a_queued_message_as_from_a_canonic
         assert sent["queued"] == sent["canonical"], vendor
 
 
-def test_a_canonical_event_body_is_read_as_one(router):
+def test_a_canonical_event_body_is_read_as_one():
     parsed = event(web_event(event_id="old-1"))
     got = parse_queued(parsed.model_dump_json(exclude_none=True), "applovin")
     assert got == parsed

@@ -150,8 +150,6 @@ def lambda_event_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         event = http_api_event("POST", "/v1/events", headers, body)
     else:
         from .queued import queued_body
-        from .routing import Router
-        from .vendors import Skipped
 
         now = datetime.now(UTC)
         router = Router(config)
@@ -162,10 +160,9 @@ def lambda_event_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             except EventParseError as exc:
                 raise UsageError("; ".join(map(str, exc.errors))) from None
             outcomes = router.route(parsed)
-            if args.kind not in Router.destinations(outcomes):
-                why = outcomes[args.kind]
-                reason = why.reason if isinstance(why, Skipped) else "; ".join(map(str, getattr(why, "errors", ())))
-                raise UsageError(f"event {parsed.event_id} does not go to {args.kind}: {reason}")
+            why = outcomes[args.kind]
+            if isinstance(why, Skipped | Invalid):
+                raise UsageError(f"event {parsed.event_id} does not go to {args.kind}: {why.reason}")
             text = queued_body(parsed, outcomes)
             messages.append(
                 {

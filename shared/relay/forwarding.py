@@ -28,7 +28,7 @@ from .ledger import Claim, DeliveryLedger
 from .model import Event
 from .queued import Queued
 from .routing import Router
-from .vendors import Invalid, Mapped, Skipped, VendorRequest
+from .vendors import Invalid, Mapped, Outcome, Skipped, VendorRequest
 
 MAX_RESPONSE_TEXT = 256
 REQUEST_TIMEOUT_SECONDS = 10.0
@@ -145,11 +145,11 @@ class Forwarder:
         mapped: list[tuple[str, Queued | Event, Mapped]] = []
         seen: set[str] = set()
         for key, event in events.items():
-            outcome = event.mapped if isinstance(event, Queued) else self.router.route_one(event, self.vendor)
+            outcome = self.outcome(event)
             if isinstance(outcome, Skipped):
                 results[key] = Delivery(True, SKIPPED, outcome.reason)
             elif isinstance(outcome, Invalid):
-                results[key] = Delivery(False, INVALID, "; ".join(map(str, outcome.errors)))
+                results[key] = Delivery(False, INVALID, outcome.reason)
             elif event.event_id in seen:
                 results[key] = Delivery(False, IN_FLIGHT, "the same event_id is earlier in this batch")
             else:
@@ -191,6 +191,11 @@ class Forwarder:
         if self.ledger and claimed:
             self._settle(batch, {event_id: results[key] for key, event_id in claimed.items()})
         return results
+
+    def outcome(self, item: Queued | Event) -> Outcome:
+        """This vendor's request payload for an item: as the ingest mapped it, or mapped here (an older
+        relay's canonical event)."""
+        return item.mapped if isinstance(item, Queued) else self.router.route_one(item, self.vendor)
 
     def _settle(self, batch: str, deliveries: Mapping[str, Delivery]) -> None:
         """Record the outcomes: one batch record, listing the events that were not delivered. A ledger

@@ -41,6 +41,7 @@ Uuid = Annotated[
         pattern=r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$",
     ),
 ]
+MAX_EVENT_ID_LENGTH = 128
 MAX_DECIMAL_PLACES = 20  # floats such as 0.1 + 0.2 = 0.30000000000000004 still pass
 
 
@@ -300,7 +301,7 @@ class Consent(Strict):
 
 
 class Event(Strict):
-    event_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+    event_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_EVENT_ID_LENGTH)]
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
     timestamp: Timestamp | None = None
     source: Literal["web", "app"]
@@ -388,7 +389,7 @@ def parse_event(
         raise EventParseError(from_validation_error(exc, prefix)) from None
 
 
-_EVENT_ID = re.compile(r".{1,128}")
+_EVENT_ID = re.compile(rf".{{1,{MAX_EVENT_ID_LENGTH}}}")
 
 
 def event_id_of(data: Any) -> str | None:

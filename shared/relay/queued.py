@@ -21,10 +21,8 @@ from typing import Any
 
 import pydantic_core
 
-from .model import Event
+from .model import MAX_EVENT_ID_LENGTH, Event, event_id_of
 from .vendors import Mapped, Outcome
-
-MAX_EVENT_ID_LENGTH = 128  # as the canonical model's event_id
 
 
 class QueuedMessageError(ValueError):
@@ -66,15 +64,15 @@ def parse_queued(body: str | bytes, vendor: str) -> Queued | Event:
         raise QueuedMessageError("(body): must be a JSON object")
     if "payloads" not in message:
         return Event.model_validate(message)
-    event_id = message.get("event_id")
-    if not isinstance(event_id, str) or not 1 <= len(event_id) <= MAX_EVENT_ID_LENGTH:
+    event_id = event_id_of(message)
+    if event_id is None:
         raise QueuedMessageError(f"event_id: must be a string of 1 to {MAX_EVENT_ID_LENGTH} characters")
     payloads = message["payloads"]
     payload = payloads.get(vendor) if isinstance(payloads, dict) else None
     if payload is not None and not isinstance(payload, dict):
         raise QueuedMessageError(f"payloads.{vendor}: must be a JSON object")
     if payload is None:
-        carried = ", ".join(sorted(payloads)) if isinstance(payloads, dict) else "none"
+        carried = ", ".join(sorted(payloads)) if isinstance(payloads, dict) else ""
         raise QueuedMessageError(f"payloads.{vendor}: missing; the message carries payloads for: {carried or 'none'}")
     targets = message.get("targets") or {}
     target = targets.get(vendor, "") if isinstance(targets, dict) else None

@@ -77,6 +77,11 @@ class Invalid:
     errors: tuple[FieldError, ...] = field(default_factory=tuple)
     status: ClassVar[str] = "invalid"
 
+    @property
+    def reason(self) -> str:
+        """The broken rules in one line (as Skipped gives its reason)."""
+        return "; ".join(map(str, self.errors))
+
 
 Outcome = Mapped | Skipped | Invalid
 C = TypeVar("C")
