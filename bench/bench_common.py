@@ -113,7 +113,7 @@ def vendor_batch_once(
         _FORWARDERS[key] = Forwarder(vendor, config(port), client or new_http_client())
     forwarder = _FORWARDERS[key]
     wall, cpu = time.perf_counter(), time.process_time()
-    events = {r["messageId"]: parse_record(r, vendor) for r in event["Records"]}
+    events = {item.key: item.event for r in event["Records"] for item in parse_record(r, vendor)}
     results = forwarder.deliver(events, lambda: 60_000)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert all(d.ok for d in results.values()), {d.outcome for d in results.values()}
@@ -133,8 +133,8 @@ def bare_once(
     event = event or records(vendor, n)
     forwarder = _FORWARDERS.get((vendor, port, id(client))) or Forwarder(vendor, config(port), client)
     payloads: dict[str, list[dict[str, Any]]] = {}
-    for record in event["Records"]:
-        outcome = forwarder.outcome(parse_record(record, vendor))
+    for item in (item for record in event["Records"] for item in parse_record(record, vendor)):
+        outcome = forwarder.outcome(item.event)
         payloads.setdefault(outcome.target, []).append(outcome.payload)
     size = forwarder.adapter.max_batch
     requests = [
@@ -163,8 +163,8 @@ def naive_once(vendor: str, n: int, port: int, event: dict[str, Any] | None = No
     event = event or records(vendor, n)
     forwarder = Forwarder(vendor, config(port), new_http_client())
     started = time.perf_counter()
-    for record in event["Records"]:
-        outcome = forwarder.outcome(parse_record(record, vendor))
+    for item in (item for record in event["Records"] for item in parse_record(record, vendor)):
+        outcome = forwarder.outcome(item.event)
         request = forwarder.adapter.request_for(outcome)
         with httpx.Client(timeout=10) as client:
             assert client.request(

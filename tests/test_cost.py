@@ -25,24 +25,60 @@ def test_per_event_requests_are_priced_from_named_constants():
     assert line(lines, "API Gateway HTTP API") == pytest.approx(
         10_000 / 1e6 * cost.API_GATEWAY_HTTP_PER_MILLION_REQUESTS
     )
-    assert line(lines, "SNS PublishBatch") == pytest.approx(0.1 * cost.SNS_PER_MILLION_PUBLISH_REQUESTS)
-    # one event per request: a PublishBatch per event (the model used to count one per ten events)
+    # 100 events per request: 10 bundles of 10 (20 KB each) in one PublishBatch of 200 KB, billed as 4
+    assert line(lines, "SNS PublishBatch") == pytest.approx(0.04 * cost.SNS_PER_MILLION_PUBLISH_REQUESTS)
+    # one event per request: a PublishBatch per event (the model once counted one per ten events)
     assert line(cost.cost_per_million(1), "SNS PublishBatch") == pytest.approx(cost.SNS_PER_MILLION_PUBLISH_REQUESTS)
-    assert line(lines, "SQS applovin") == pytest.approx(1.2 * cost.SQS_PER_MILLION_REQUESTS)
-    # relay.ledger: one claim per event and one record per batch (100 events for AdRoll in the template)
+    # SQS per bundle of 10: a send, a tenth of a receive of 200 KB (4 billed) and a tenth of a delete
+    assert line(lines, "SQS applovin") == pytest.approx((1 + 0.5) / 10 * cost.SQS_PER_MILLION_REQUESTS)
+    # one event per message: a send per event, a receive and a delete per ten
+    assert line(cost.cost_per_million(1), "SQS applovin") == pytest.approx(1.2 * cost.SQS_PER_MILLION_REQUESTS)
+    # relay.ledger: one claim per event and one record per invocation (10 messages of 10 events for AdRoll)
     assert line(lines, "DynamoDB adroll") == pytest.approx(1.01 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS)
+    assert line(cost.cost_per_million(1), "DynamoDB adroll") == pytest.approx(
+        1.1 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS
+    )
     assert line(lines, "DynamoDB ingest") == pytest.approx(0.01 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS)
     assert line(cost.cost_per_million(1), "DynamoDB ingest") == pytest.approx(cost.DYNAMODB_PER_MILLION_WRITE_UNITS)
 
 
 def test_lambda_uses_the_template_memory_and_batch_sizes():
     memory, batches = cost._template_facts()
-    assert batches == {"applovin": 100, "appsflyer": 50, "adroll": 100}
+    assert batches == {"applovin": 10, "appsflyer": 5, "adroll": 10}  # messages of up to 10 events
     assert set(memory) == {"ingest", "applovin", "appsflyer", "adroll"}
-    invocations = 1e6 / batches["appsflyer"]
-    gb_s = invocations * cost.DEFAULT_VENDOR_BATCH_MS["appsflyer"] / 1000 * memory["appsflyer"] / 1024
+    invocations = 1e6 / 50  # 5 messages of 10 events
+    walls = cost.DEFAULT_VENDOR_WALL_MS["appsflyer"]
+    ms = walls[10] + (walls[100] - walls[10]) * 40 / 90  # 50 events: between the measured 10 and 100
+    gb_s = invocations * ms / 1000 * memory["appsflyer"] / 1024
     expected = invocations / 1e6 * cost.LAMBDA_PER_MILLION_REQUESTS + gb_s * cost.LAMBDA_ARM_PER_GB_SECOND
     assert line(cost.cost_per_million(100), "Lambda appsflyer") == pytest.approx(expected)
+
+
+def test_invocation_duration_is_interpolated_between_measured_batches():
+    walls = {1: 50.0, 10: 60.0, 100: 150.0}
+    assert cost.invocation_ms(walls, 1) == 50.0
+    assert cost.invocation_ms(walls, 55) == pytest.approx(105.0)
+    assert cost.invocation_ms(walls, 200) == pytest.approx(300.0)  # beyond the largest: proportional
+
+
+def test_the_message_size_the_model_assumes_covers_the_samples():
+    """SNS and SQS bill bundles by size: the model's bytes per event hold the largest sample's message."""
+    from relay.config import load_config
+    from relay.model import EventParseError, parse_event
+    from relay.queued import queued_body
+    from relay.routing import Router
+
+    from .conftest import ROOT
+
+    router = Router(load_config(ROOT / "relay.example.toml"))
+    sizes = []
+    for path in sorted((ROOT / "events" / "samples").glob("*.json")):
+        try:
+            event = parse_event(json.loads(path.read_text()), max_event_age_days=10_000)
+        except EventParseError:  # the samples of refusals
+            continue
+        sizes.append(len(queued_body(event, router.route(event)).encode()))
+    assert len(sizes) >= 5 and max(sizes) <= cost.QUEUED_BYTES_PER_EVENT, sizes
 
 
 def test_fewer_events_per_request_cost_more_and_totals_add_up():

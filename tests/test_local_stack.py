@@ -84,7 +84,7 @@ def test_resources_come_from_the_template(dev):
         for s in subs
     )
     assert policies == ["adroll", "applovin", "appsflyer"]
-    assert stack.stack.event_source("AppLovinFunction").batch_size == 100
+    assert stack.stack.event_source("AppLovinFunction").batch_size == 10  # messages of up to 10 events
 
 
 def test_send_flows_to_the_sandboxes(dev):

@@ -109,11 +109,13 @@ class Message:
     destinations: Sequence[str]
     attribute: str = field(init=False)  # the `destinations` attribute value, as sent
     size: int = field(init=False)  # bytes SNS counts against the 256 KiB limit: body + attribute name, type, value
+    body_size: int = field(init=False)  # bytes of the body alone
 
     def __post_init__(self) -> None:
         attribute = _attribute(tuple(self.destinations))
         object.__setattr__(self, "attribute", attribute)
         body = len(self.body) if self.body.isascii() else len(self.body.encode("utf-8"))
+        object.__setattr__(self, "body_size", body)
         object.__setattr__(self, "size", body + len("destinations") + len("String.Array") + len(attribute))
 
 

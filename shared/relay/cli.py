@@ -218,11 +218,11 @@ def dlq_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 )
         return EXIT_OK
     wanted = set(args.event_id or [])
-    chosen = [letter for letter in letters if not wanted or letter.event_id in wanted]
+    chosen = [letter for letter in letters if not wanted or wanted & set(letter.event_ids)]
     deadletter.release(client, queues.dlq_url, [letter for letter in letters if letter not in chosen])
     moved = deadletter.redrive(client, queues.dlq_url, queues.source_url, chosen)
     print(f"moved {moved} message(s) back to the {args.vendor} queue", file=out)
-    missing = wanted - {letter.event_id for letter in chosen}
+    missing = wanted - {event_id for letter in chosen for event_id in letter.event_ids}
     if missing:
         print(f"relay: not in the DLQ: {', '.join(sorted(missing))}", file=err)
         return EXIT_INVALID

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .aws import SECRET_MAX_AGE_SECONDS
+from .queued import EVENTS_PER_MESSAGE
 
 PRICES_AS_OF = "2024-11-15"
 # https://aws.amazon.com/api-gateway/pricing/ : HTTP APIs, first 300 million requests/month
@@ -29,6 +30,8 @@ SNS_PER_MILLION_PUBLISH_REQUESTS = 0.50
 SQS_PER_MILLION_REQUESTS = 0.40
 # https://aws.amazon.com/dynamodb/pricing/on-demand/ : per million write request units (the ledger only writes)
 DYNAMODB_PER_MILLION_WRITE_UNITS = 0.625
+# SNS and SQS bill each 64 KB chunk of a request's payload as one request (same pages)
+BILLED_CHUNK_BYTES = 65_536
 # https://aws.amazon.com/secrets-manager/pricing/ : per 10,000 API calls (secret storage, $0.40 per
 # secret per month, is a fixed cost and left out of the per-event figure)
 SECRETS_MANAGER_PER_10K_CALLS = 0.05
@@ -41,10 +44,18 @@ FUNCTIONS = {
     "adroll": "AdRollFunction",
 }
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
-# Defaults (ms) when no bench result exists: ingest per request of K events, vendor function per batch.
+# Defaults (ms) when no bench result exists: ingest per request of K events, vendor function per
+# invocation of 1, 10 and 100 events (interpolated in between)
 DEFAULT_INGEST_MS_PER_EVENT = 0.5
 DEFAULT_INGEST_MS_FIXED = 5.0
-DEFAULT_VENDOR_BATCH_MS = {"applovin": 150.0, "appsflyer": 400.0, "adroll": 150.0}
+DEFAULT_VENDOR_WALL_MS = {
+    "applovin": {1: 70.0, 10: 80.0, 100: 150.0},
+    "appsflyer": {1: 70.0, 10: 120.0, 100: 800.0},
+    "adroll": {1: 70.0, 10: 80.0, 100: 150.0},
+}
+# bytes of one event's queued message (payloads for all three vendors): the largest of events/samples is
+# under it (tests/test_cost.py checks); SNS and SQS bill bundles by their size
+QUEUED_BYTES_PER_EVENT = 2_000
 # one call per cache period (relay.aws.SECRET_MAX_AGE_SECONDS), one container per function
 SECRET_CALLS_PER_FUNCTION_PER_MONTH = 30 * 24 * 3600 // SECRET_MAX_AGE_SECONDS
 BENCH_RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results.json"
@@ -73,23 +84,50 @@ def _template_facts() -> tuple[dict[str, int], dict[str, int]]:
     return memory, batch
 
 
-def _durations() -> tuple[float, float, dict[str, float]]:
+def _durations() -> tuple[float, float, dict[str, dict[int, float]]]:
     try:
         data = json.loads(BENCH_RESULTS.read_text())["durations_ms"]
-        return data["ingest_fixed"], data["ingest_per_event"], data["vendor_batch"]
-    except (OSError, KeyError, ValueError):
-        return DEFAULT_INGEST_MS_FIXED, DEFAULT_INGEST_MS_PER_EVENT, dict(DEFAULT_VENDOR_BATCH_MS)
+        walls = {v: {int(n): float(ms) for n, ms in per.items()} for v, per in data["vendor_wall"].items()}
+        return data["ingest_fixed"], data["ingest_per_event"], walls
+    except (OSError, KeyError, ValueError, AttributeError):
+        walls = {v: dict(w) for v, w in DEFAULT_VENDOR_WALL_MS.items()}
+        return DEFAULT_INGEST_MS_FIXED, DEFAULT_INGEST_MS_PER_EVENT, walls
+
+
+def invocation_ms(walls: dict[int, float], events: float) -> float:
+    """Duration of an invocation of `events` events, interpolated between the measured batch sizes."""
+    points = sorted(walls.items())
+    if events <= points[0][0]:
+        return points[0][1]
+    for (n1, w1), (n2, w2) in zip(points, points[1:], strict=False):
+        if events <= n2:
+            return w1 + (w2 - w1) * (events - n1) / (n2 - n1)
+    n, w = points[-1]
+    return w * events / n
+
+
+def _chunks(nbytes: float) -> int:
+    """Requests SNS and SQS bill for a payload of `nbytes`."""
+    return max(1, math.ceil(nbytes / BILLED_CHUNK_BYTES))
 
 
 def cost_per_million(
     events_per_request: int = 100, vendors: tuple[str, ...] = VENDORS, events_per_month: int = 1_000_000
 ) -> list[CostLine]:
-    """Dollars per million events, each event forwarded to every vendor in `vendors`."""
+    """Dollars per million events, each event forwarded to every vendor in `vendors`. The ingest puts up to
+    EVENTS_PER_MESSAGE events of a request in one message (relay.queued); every event of a request is
+    assumed to go to the same vendors."""
     k = max(1, events_per_request)
     n = 1_000_000
-    ingest_fixed, ingest_per_event, vendor_ms = _durations()
+    ingest_fixed, ingest_per_event, walls = _durations()
     memory, batches = _template_facts()
     requests = n / k
+    per_message = min(k, EVENTS_PER_MESSAGE)
+    messages_per_request = math.ceil(k / per_message)
+    messages = requests * messages_per_request
+    message_bytes = per_message * QUEUED_BYTES_PER_EVENT
+    publish_calls = math.ceil(messages_per_request / 10)
+    publish_billed = publish_calls * _chunks(min(10, messages_per_request) * message_bytes)
     lines = [
         CostLine(
             "API Gateway HTTP API", requests / 1e6 * API_GATEWAY_HTTP_PER_MILLION_REQUESTS, f"{requests:,.0f} requests"
@@ -110,38 +148,42 @@ def cost_per_million(
             requests / 1e6 * DYNAMODB_PER_MILLION_WRITE_UNITS,
             "1 write per request (replay guard)",
         ),
-        CostLine(  # each ingest request publishes its own events: ceil(k / 10) PublishBatch calls
+        CostLine(  # each ingest request publishes its own events, up to 10 per message, 10 messages per call
             "SNS PublishBatch",
-            requests * math.ceil(k / 10) / 1e6 * SNS_PER_MILLION_PUBLISH_REQUESTS,
-            f"{math.ceil(k / 10)} request(s) of up to 10 events per ingest request",
+            requests * publish_billed / 1e6 * SNS_PER_MILLION_PUBLISH_REQUESTS,
+            f"{publish_billed} billed request(s) per ingest request ({messages_per_request} message(s) of "
+            f"{per_message} event(s))",
         ),
     ]
     for vendor in vendors:
-        batch = batches[vendor]
-        invocations = n / batch
-        gb_s = invocations * vendor_ms[vendor] / 1000 * memory[vendor] / 1024
+        batch = batches[vendor]  # messages per invocation (template BatchSize)
+        invocations = messages / batch
+        per_invocation = batch * per_message
+        ms = invocation_ms(walls[vendor], per_invocation)
+        gb_s = invocations * ms / 1000 * memory[vendor] / 1024
         lines.append(
             CostLine(
                 f"Lambda {vendor}",
                 invocations / 1e6 * LAMBDA_PER_MILLION_REQUESTS + gb_s * LAMBDA_ARM_PER_GB_SECOND,
-                f"{vendor_ms[vendor]:.0f} ms per {batch} events",
+                f"{ms:.0f} ms per {per_invocation} events",
             )
         )
-        # SNS -> SQS send (1 per event), receive and delete batched by 10
-        sqs_requests = n + 2 * n / 10
+        # SNS -> SQS: one send per message; Lambda's poller receives and deletes up to 10 at a time
+        per_poll = min(10, batch)
+        sqs_requests = messages * _chunks(message_bytes) + messages / per_poll * (_chunks(per_poll * message_bytes) + 1)
         lines.append(
             CostLine(
                 f"SQS {vendor}",
                 sqs_requests / 1e6 * SQS_PER_MILLION_REQUESTS,
-                "send 1 + receive 0.1 + delete 0.1 per event",
+                f"{sqs_requests / n:.3f} requests per event (send, receive, delete; {per_message} per message)",
             )
         )
-        # relay.ledger: a claim per event (one write unit: the item is under 1 KB) + a record per batch
+        # relay.ledger: a claim per event (one write unit: the item is under 1 KB) + a record per invocation
         lines.append(
             CostLine(
                 f"DynamoDB {vendor}",
                 (n + invocations) / 1e6 * DYNAMODB_PER_MILLION_WRITE_UNITS,
-                f"1 write per event (claim) + 1 per batch of {batch}",
+                f"1 write per event (claim) + 1 per invocation of {per_invocation}",
             )
         )
     calls = (1 + len(vendors)) * SECRET_CALLS_PER_FUNCTION_PER_MONTH * (n / max(events_per_month, 1))

@@ -44,6 +44,16 @@ class DeadLetter:
     reason: str
     status: int | None
     response: str
+    key: str = ""  # the event's Item.key (its SQS message id unless it came in a bundle)
+    body: str = ""  # the event's own message (a bundle's event is moved alone)
+
+    @property
+    def message_key(self) -> str:
+        return self.key or self.record["messageId"]
+
+    @property
+    def message_body(self) -> str:
+        return self.body or self.record["body"]
 
     def attributes(self, now: datetime) -> dict[str, dict[str, str]]:
         attrs = from_lambda_attributes(self.record.get("messageAttributes", {}))
@@ -72,7 +82,8 @@ class DeadLetterQueue(LazyClient):
         self.queue_url = queue_url
 
     def send(self, letters: list[DeadLetter], now: datetime | None = None) -> set[str]:
-        """SendMessageBatch; returns the message ids that could not be moved (keep them in the source)."""
+        """SendMessageBatch; returns the keys (DeadLetter.message_key) of the events that could not be moved
+        (keep them in the source)."""
         stamp = now or datetime.now(UTC)
         failed: set[str] = set()
         for start in range(0, len(letters), SQS_BATCH):
@@ -83,16 +94,16 @@ class DeadLetterQueue(LazyClient):
                     Entries=[
                         {
                             "Id": str(i),
-                            "MessageBody": letter.record["body"],
+                            "MessageBody": letter.message_body,
                             "MessageAttributes": letter.attributes(stamp),
                         }
                         for i, letter in enumerate(chunk)
                     ],
                 )
             except Exception:  # noqa: BLE001 - any failure: the messages stay in the source queue
-                failed |= {letter.record["messageId"] for letter in chunk}
+                failed |= {letter.message_key for letter in chunk}
                 continue
-            failed |= {chunk[int(f["Id"])].record["messageId"] for f in response.get("Failed", [])}
+            failed |= {chunk[int(f["Id"])].message_key for f in response.get("Failed", [])}
         return failed
 
 
@@ -112,10 +123,11 @@ class Letter:
     failed_at: str
     attempts: str
     attributes: dict[str, Any]
+    event_ids: tuple[str, ...] = ()  # every event the message carries (several for a bundle SQS moved)
 
     def summary(self) -> dict[str, str | None]:
         return {
-            "event_id": self.event_id,
+            "event_id": self.event_id or ", ".join(self.event_ids) or None,
             "reason": self.reason,
             "outcome": self.outcome,
             "status": self.status,
@@ -130,6 +142,17 @@ def body_event_id(body: str | None) -> str | None:
         return event_id_of(json.loads(body or ""))
     except ValueError:
         return None
+
+
+def body_event_ids(body: str | None) -> tuple[str, ...]:
+    """The event_ids of every event in a message body: a bundle's (relay.queued), or the one event's."""
+    try:
+        message = json.loads(body or "")
+    except ValueError:
+        return ()
+    events = message.get("events") if isinstance(message, dict) and set(message) == {"events"} else None
+    found = [event_id_of(one) for one in events] if isinstance(events, list) else [event_id_of(message)]
+    return tuple(event_id for event_id in found if event_id is not None)
 
 
 def _letter(message: dict[str, Any]) -> Letter:
@@ -151,6 +174,7 @@ def _letter(message: dict[str, Any]) -> Letter:
         failed_at=when,
         attempts=attrs.get(ATTEMPTS) or message.get("Attributes", {}).get("ApproximateReceiveCount", ""),
         attributes=message.get("MessageAttributes", {}),
+        event_ids=(event_id,) if event_id else body_event_ids(message.get("Body")),
     )
 
 

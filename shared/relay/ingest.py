@@ -18,7 +18,7 @@ from .aws import SNS_MAX_BYTES, Message, ReplayGuard, SnsPublisher
 from .config import RelayConfig
 from .errors import FieldError
 from .model import MAX_EVENTS_PER_REQUEST, EventParseError, event_id_of, parse_event
-from .queued import queued_body
+from .queued import EVENTS_PER_MESSAGE, bundle_body, bundle_size, queued_body
 from .routing import Router
 from .signing import HEADER, SignatureError, SignatureMismatch, verify
 from .vendors import Invalid, Skipped
@@ -59,8 +59,10 @@ class Ingest:
         publisher: SnsPublisher,
         clock: Callable[[], float] = time.time,
         replay_guard: ReplayGuard | None = None,
+        events_per_message: int = EVENTS_PER_MESSAGE,
     ):
         self.config = config
+        self.events_per_message = events_per_message
         self.router = Router(config)
         self.publisher = publisher
         self.clock = clock
@@ -112,7 +114,7 @@ class Ingest:
     def _accept(self, raw_events: list[Any], now: datetime) -> IngestResult:
         accepted: list[dict[str, Any]] = []
         rejected: list[dict[str, Any]] = []
-        messages: list[Message] = []
+        singles: list[tuple[str, Message]] = []  # (event_id, the event's own message)
         seen: dict[str, int] = {}
         for index, raw_event in enumerate(raw_events):
             try:
@@ -142,11 +144,12 @@ class Ingest:
                     error = FieldError("(event)", f"is {message.size} bytes once serialized; at most {SNS_MAX_BYTES}")
                     rejected.append(self._rejection(index, event.event_id, [error]))
                     continue
-                messages.append(message)
+                singles.append((event.event_id, message))
             accepted.append(entry)
+        messages, members = bundles(singles, self.events_per_message)
         failed = self.publisher.publish(messages) if messages else []
         if failed:
-            ids = [e["event_id"] for e in accepted if str(e["index"]) in failed]
+            ids = [event_id for message_id in failed for event_id in members[message_id]]
             result = _error(
                 503,
                 "could not enqueue every event; resend the request (event_id makes resends safe)",
@@ -160,9 +163,42 @@ class Ingest:
             {"accepted": accepted, "rejected": rejected},
             received=len(accepted) + len(rejected),
             rejected=len(rejected),
-            published=len(messages),
+            published=len(singles),
         )
 
     @staticmethod
     def _rejection(index: int, event_id: str | None, errors: list[FieldError]) -> dict[str, Any]:
         return {"index": index, "event_id": event_id, "errors": [e.as_dict() for e in errors]}
+
+
+def bundles(singles: list[tuple[str, Message]], per_message: int) -> tuple[list[Message], dict[str, list[str]]]:
+    """Put events that go to the same vendors together, up to `per_message` and SNS_MAX_BYTES per message
+    (relay.queued); returns the messages and the event_ids each carries. A message of one event is that
+    event's own message."""
+    groups: dict[str, list[tuple[str, Message]]] = {}
+    for single in singles:
+        groups.setdefault(single[1].attribute, []).append(single)
+    messages: list[Message] = []
+    members: dict[str, list[str]] = {}
+
+    def close(part: list[tuple[str, Message]]) -> None:
+        first = part[0][1]
+        if len(part) == 1:
+            message = first
+        else:
+            message = Message(first.id, bundle_body([m.body for _, m in part]), first.destinations)
+        messages.append(message)
+        members[message.id] = [event_id for event_id, _ in part]
+
+    for group in groups.values():
+        part: list[tuple[str, Message]] = []
+        for single in group:
+            overhead = single[1].size - single[1].body_size
+            sizes = [m.body_size for _, m in part] + [single[1].body_size]
+            if part and (len(part) == per_message or bundle_size(sizes) + overhead > SNS_MAX_BYTES):
+                close(part)
+                part = []
+            part.append(single)
+        if part:
+            close(part)
+    return messages, members

@@ -11,11 +11,16 @@ DLQs hold what each vendor is sent (emails and phones hashed), not the event as 
 
 A message without "payloads" is a canonical event (what relays before this format queued, and what
 `relay dlq redrive` may bring back from an old DLQ): vendor functions still validate and map those.
+
+The ingest puts up to EVENTS_PER_MESSAGE events of one request that go to the same vendors in one
+message, a **bundle**: ``{"events": [<message>, <message>, ...]}`` (SQS and SNS bill per message, so a
+bundle of ten costs a tenth; README "Performance and cost"). A vendor function handles each event of a
+bundle on its own: claims, outcome, dead letter (whose body is that event's own message).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +28,10 @@ import pydantic_core
 
 from .model import MAX_EVENT_ID_LENGTH, Event, event_id_of
 from .vendors import Mapped, Outcome
+
+# events per SNS message (bundle); the vendor functions' SQS BatchSize in template.yaml is sized so that an
+# invocation carries at most 100 events (test_template checks it)
+EVENTS_PER_MESSAGE = 10
 
 
 class QueuedMessageError(ValueError):
@@ -53,6 +62,61 @@ def queued_body(event: Event, outcomes: Mapping[str, Outcome]) -> str:
     return pydantic_core.to_json(message).decode("utf-8")
 
 
+def bundle_body(bodies: Sequence[str]) -> str:
+    """One message carrying several events' messages (each made by queued_body)."""
+    return '{"events":[' + ",".join(bodies) + "]}"
+
+
+def bundle_size(sizes: Sequence[int]) -> int:
+    """Bytes of bundle_body for messages of these UTF-8 sizes (without building it)."""
+    return len('{"events":[]}') + sum(sizes) + max(len(sizes) - 1, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One event of an SQS record: the record's only one (`key` = the SQS message id) or the i-th of a
+    bundle (`key` = "<message id>#<i>"). `body` is that event's own message (what its dead letter
+    carries); `error` says why it could not be read (then `event` is None)."""
+
+    key: str
+    message_id: str
+    source: str | dict[str, Any]  # the record's body, or the bundle's JSON object for this event
+    event: Queued | Event | None = None
+    error: str | None = None
+
+    @property
+    def body(self) -> str:
+        """The event's own message (serialized only when needed: for a dead letter)."""
+        return self.source if isinstance(self.source, str) else pydantic_core.to_json(self.source).decode("utf-8")
+
+
+def parse_message(message_id: str, body: str, vendor: str) -> list[Item]:
+    """The events of an SQS record's body: a bundle's, or the one of a queued message or canonical event.
+    A body that cannot be read at all is one Item with its error; so is each unreadable event of a bundle."""
+    try:
+        message = pydantic_core.from_json(body or b"")
+    except ValueError:
+        return [Item(message_id, message_id, body, error="not a queued message: (body): is not JSON")]
+    events = message.get("events") if isinstance(message, dict) and "payloads" not in message else None
+    if not isinstance(events, list) or not events or set(message) != {"events"}:
+        return [_item(message_id, message_id, body, message, vendor)]
+    return [_item(f"{message_id}#{i}", message_id, one, one, vendor) for i, one in enumerate(events)]
+
+
+def _item(key: str, message_id: str, source: Any, message: Any, vendor: str) -> Item:
+    from pydantic import ValidationError
+
+    try:
+        return Item(key, message_id, source, _from_message(message, vendor))
+    except QueuedMessageError as exc:
+        return Item(key, message_id, source, error=f"not a queued message: {exc}")
+    except ValidationError as exc:
+        from .errors import from_validation_error
+
+        errors = "; ".join(map(str, from_validation_error(exc)))
+        return Item(key, message_id, source, error=f"not a canonical event: {errors}")
+
+
 def parse_queued(body: str | bytes, vendor: str) -> Queued | Event:
     """`vendor`'s part of a message body, or the canonical event of an older message. Raises
     QueuedMessageError (or pydantic's ValidationError for a canonical event) when it is neither."""
@@ -60,6 +124,10 @@ def parse_queued(body: str | bytes, vendor: str) -> Queued | Event:
         message = pydantic_core.from_json(body or b"")
     except ValueError:
         raise QueuedMessageError("(body): is not JSON") from None
+    return _from_message(message, vendor)
+
+
+def _from_message(message: Any, vendor: str) -> Queued | Event:
     if not isinstance(message, dict):
         raise QueuedMessageError("(body): must be a JSON object")
     if "payloads" not in message:

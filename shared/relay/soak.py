@@ -239,7 +239,7 @@ def run_soak(
             by_sqs = [letter for letter in dead[v] if letter.outcome == SQS_MOVED]
             letters = [letter for letter in dead[v] if letter.outcome != SQS_MOVED]
             in_dlq = {letter.event_id for letter in letters} | {
-                letter.event_id for letter in by_sqs if letter.event_id not in got
+                event_id for letter in by_sqs for event_id in letter.event_ids if event_id not in got
             }
             report.expected[v] = len(valid)
             report.invalid_expected[v] = len(invalid)
@@ -257,7 +257,7 @@ def run_soak(
             )
             report.invalid_missing[v] = len(invalid) - report.invalid_in_dlq[v]
             report.dlq_messages[v] = len(letters)
-            report.moved_by_sqs[v] = len(by_sqs)
+            report.moved_by_sqs[v] = sum(len(letter.event_ids) for letter in by_sqs)  # events, not messages
             if letters:
                 report.dlq_reasons[v] = f"{letters[0].outcome}: {letters[0].reason}"
             report.vendor_requests[v] = dict(statuses[v])

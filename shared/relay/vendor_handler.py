@@ -11,16 +11,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from pydantic import ValidationError
 
 from .aws import SecretRefresh, load_vendor_config
 from .config import ConfigError, RelayConfig
-from .errors import from_validation_error
 from .forwarding import AUTH, CONFIG, DUPLICATE, FORWARDED, INVALID, SKIPPED, Delivery, Forwarder, new_http_client
 from .ledger import DeliveryLedger
-from .model import Event
 from .observability import MetricUnit, logger, metrics, traced
-from .queued import Queued, QueuedMessageError, parse_queued
+from .queued import Item, parse_message
 from .sqs import batch_response
 
 if TYPE_CHECKING:  # imported when a batch has something to dead-letter: most never do (cold start)
@@ -29,13 +26,13 @@ if TYPE_CHECKING:  # imported when a batch has something to dead-letter: most ne
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
-def parse_record(record: dict[str, Any], vendor: str) -> Queued | Event:
-    """`vendor`'s part of the queued message in an SQS record's body (SNS raw message delivery), or the
-    canonical event of an older message; QueuedMessageError or ValidationError if it is neither. Only the
-    body is read: the record envelope is Lambda's own, and validating its fields too (Powertools'
-    `SqsRecordModel`) cost a third of the relay's CPU per AppLovin event and 65 ms of import time
-    (README "Performance and cost")."""
-    return parse_queued(record.get("body") or "", vendor)
+def parse_record(record: dict[str, Any], vendor: str) -> list[Item]:
+    """The events in an SQS record's body (SNS raw message delivery): a bundle's, or the one of a queued
+    message or an older relay's canonical event, each with `vendor`'s part or the reason it cannot be read
+    (relay.queued). Only the body is read: the record envelope is Lambda's own, and validating its fields
+    too (Powertools' `SqsRecordModel`) cost a third of the relay's CPU per AppLovin event and 65 ms of
+    import time (README "Performance and cost")."""
+    return parse_message(record["messageId"], record.get("body") or "", vendor)
 
 
 def vendor_handler(
@@ -80,23 +77,17 @@ def vendor_handler(
         return cache[key]
 
     def deliver(records: list[dict[str, Any]], remaining_ms: Callable[[], int]) -> tuple[dict[str, Delivery], dict]:
-        events: dict[str, Queued | Event] = {}
+        """A Delivery for every event of the batch (Item.key), and the events read."""
+        items = {item.key: item for record in records for item in parse_record(record, vendor)}
         try:
             forwarder = current()
         except ConfigError as exc:
             refresh.due()  # a secret being filled in: read it again next time, not when the cache expires
             logger.error(f"{vendor} configuration unusable", extra={"errors": [str(e) for e in exc.errors]})
             metrics.add_metric("VendorAuthFailures", MetricUnit.Count, 1)
-            return {r["messageId"]: Delivery(False, CONFIG, f"{vendor} configuration unusable") for r in records}, {}
-        results: dict[str, Delivery] = {}
-        for record in records:
-            try:
-                events[record["messageId"]] = parse_record(record, vendor)
-            except QueuedMessageError as exc:
-                results[record["messageId"]] = Delivery(False, INVALID, f"not a queued message: {exc}")
-            except ValidationError as exc:
-                errors = "; ".join(map(str, from_validation_error(exc)))
-                results[record["messageId"]] = Delivery(False, INVALID, f"not a canonical event: {errors}")
+            return {key: Delivery(False, CONFIG, f"{vendor} configuration unusable") for key in items}, items
+        results = {key: Delivery(False, INVALID, item.error) for key, item in items.items() if item.error}
+        events = {key: item.event for key, item in items.items() if item.event is not None}
         results.update(forwarder.deliver(events, remaining_ms))
         stats = forwarder.stats
         for _status, _n, latency in stats.requests:
@@ -112,44 +103,46 @@ def vendor_handler(
             refresh.due()
             metrics.add_metric("VendorAuthFailures", MetricUnit.Count, 1)
             logger.error(f"{vendor} refused the relay's credentials", extra={"status": auth})
-        return results, events
+        return results, items
 
-    def dead_letter(
-        records: list[dict[str, Any]], results: dict[str, Delivery], events: dict[str, Queued | Event]
-    ) -> set[str]:
-        """Move permanent failures, and failures on their last allowed receive, to the DLQ with reasons."""
+    def dead_letter(records: list[dict[str, Any]], results: dict[str, Delivery], items: dict[str, Item]) -> set[str]:
+        """Move permanent failures, and failures on their last allowed receive, to the DLQ with reasons, one
+        dead letter per event (an event of a bundle gets its own message); returns the keys moved."""
         from .deadletter import DeadLetter, DeadLetterQueue, body_event_id
 
         max_receives = max_receive_count or int(os.environ.get("RELAY_MAX_RECEIVE_COUNT", "0") or 0)
+        by_id = {record["messageId"]: record for record in records}
         letters = []
-        for record in records:
-            delivery = results[record["messageId"]]
+        for key, item in items.items():
+            delivery = results[key]
             if delivery.ok:
                 continue
+            record = by_id[item.message_id]
             receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
             last_try = max_receives > 0 and receives >= max_receives
             if not (delivery.permanent or last_try):
                 continue
-            event = events.get(record["messageId"])
             reason = delivery.reason if delivery.permanent else f"gave up after {receives} receives: {delivery.reason}"
             letters.append(
                 DeadLetter(
                     record,
                     vendor,
-                    event.event_id if event else body_event_id(record.get("body")),
+                    item.event.event_id if item.event else body_event_id(item.body),
                     delivery.outcome if delivery.permanent else "retries_exhausted",
                     reason,
                     delivery.status,
                     delivery.response,
+                    key=key,
+                    body=item.body,
                 )
             )
         if not letters:
             return set()
         dlq = part("dlq", lambda: DeadLetterQueue(os.environ["RELAY_DLQ_URL"]))
         failed = dlq.send(letters)
-        moved = {letter.record["messageId"] for letter in letters} - failed
+        moved = {letter.key for letter in letters} - failed
         for letter in letters:
-            if letter.record["messageId"] in moved:
+            if letter.key in moved:
                 logger.warning(
                     "moved to the dead-letter queue",
                     extra={
@@ -162,9 +155,9 @@ def vendor_handler(
         metrics.add_metric("EventsDeadLettered", MetricUnit.Count, len(moved))
         ledger = parts["ledger"]
         for letter in letters:
-            if ledger is not None and letter.event_id and letter.record["messageId"] in moved:
+            if ledger is not None and letter.event_id and letter.key in moved:
                 try:  # a redelivered copy (this invocation failing from here on) is then not moved twice
-                    ledger.dead_lettered(letter.event_id, letter.record["messageId"], letter.outcome)
+                    ledger.dead_lettered(letter.event_id, letter.key, letter.outcome)
                 except Exception:  # noqa: BLE001 - at worst a second DLQ copy, never a lost event
                     metrics.add_metric("LedgerErrors", MetricUnit.Count, 1)
                     logger.error("could not record a dead-lettered event", extra={"event_id": letter.event_id})
@@ -176,20 +169,22 @@ def vendor_handler(
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         metrics.add_dimension("vendor", vendor)
         records = event.get("Records", [])
-        results, events = deliver(records, context.get_remaining_time_in_millis)
-        moved = dead_letter(records, results, events)
+        results, items = deliver(records, context.get_remaining_time_in_millis)
+        moved = dead_letter(records, results, items)
         counts = {FORWARDED: 0, SKIPPED: 0, DUPLICATE: 0, "retry": 0}
-        retry: list[str] = []
+        retry: list[str] = []  # SQS message ids: a bundle is received again while any of its events needs it
         for key, delivery in results.items():
             if delivery.ok:
                 counts[delivery.outcome] += 1
             elif key not in moved:
                 counts["retry"] += 1
-                retry.append(key)
+                item = items[key]
+                if item.message_id not in retry:
+                    retry.append(item.message_id)
                 logger.warning(
                     "delivery failed, kept for retry",
                     extra={
-                        "event_id": events[key].event_id if key in events else None,
+                        "event_id": item.event.event_id if item.event else None,
                         "message_id": key,
                         "outcome": delivery.outcome,
                         "reason": delivery.reason,
@@ -200,7 +195,10 @@ def vendor_handler(
         metrics.add_metric("EventsSkipped", MetricUnit.Count, counts[SKIPPED])
         metrics.add_metric("DuplicateEvents", MetricUnit.Count, counts[DUPLICATE])
         metrics.add_metric("EventsFailed", MetricUnit.Count, counts["retry"])
-        logger.info(f"{vendor} batch", extra={"records": len(records), "dead_lettered": len(moved), **counts})
+        logger.info(
+            f"{vendor} batch",
+            extra={"records": len(records), "events": len(items), "dead_lettered": len(moved), **counts},
+        )
         return batch_response(retry)
 
     return handler
