@@ -10,12 +10,14 @@ from typing import Any
 
 import boto3
 import httpx
+from botocore.config import Config
 from botocore.stub import Stubber
 
 from relay.aws import SnsPublisher
 from relay.config import config_from_mapping
 from relay.forwarding import Forwarder, new_http_client
 from relay.ingest import Ingest
+from relay.ledger import DeliveryLedger
 from relay.model import parse_event
 from relay.queued import queued_body
 from relay.routing import Router
@@ -188,12 +190,33 @@ def stubbed_sns(calls: int) -> Any:
     return client
 
 
+def stubbed_dynamodb(repeat: int, n: int) -> Any:
+    """The ingest's claims answered in-process: per request one TransactWriteItems (one PutItem for a single
+    event) and the PutItem that settles them."""
+    client = boto3.client(  # configured as the deployed ledger's own
+        "dynamodb",
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+        config=Config(parameter_validation=False),
+    )
+    stubber = Stubber(client)
+    for _ in range(repeat):
+        stubber.add_response("transact_write_items" if n > 1 else "put_item", {})
+        stubber.add_response("put_item", {})
+    stubber.activate()
+    return client
+
+
 def ingest_once(n: int, repeat: int = 1) -> tuple[float, float]:
-    """CPU seconds per event to verify, validate, map and publish a request of `n` events (SNS answered
-    in-process by botocore's Stubber, so botocore's serialisation is counted): (per-event CPU, request wall)."""
+    """CPU seconds per event to verify, validate, map, claim and publish a request of `n` events (SNS and
+    DynamoDB answered in-process by botocore's Stubber, so botocore's serialisation is counted):
+    (per-event CPU, request wall)."""
     body = json.dumps({"events": [raw_event(i, "applovin") for i in range(n)]}).encode()
     cfg = config()
-    ingest = Ingest(cfg, SnsPublisher("arn:aws:sns:us-east-1:123456789012:t", stubbed_sns(repeat * -(-n // 10))))
+    publisher = SnsPublisher("arn:aws:sns:us-east-1:123456789012:t", stubbed_sns(repeat * -(-n // 100)))
+    ledger = DeliveryLedger("ingest", "t", stubbed_dynamodb(repeat, n))
+    ingest = Ingest(cfg, publisher, ledger=ledger)
     headers = {"content-type": "application/json"}
     cpu, wall = time.process_time(), time.perf_counter()
     for _ in range(repeat):

@@ -15,7 +15,7 @@ from relay.aws import Message, SnsPublisher
 from relay.deadletter import body_event_ids
 from relay.ingest import bundles
 from relay.ingest_handler import ingest_handler
-from relay.queued import EVENTS_PER_MESSAGE, bundle_body, parse_message
+from relay.queued import EVENTS_PER_MESSAGE, bundle_body, bundle_id, parse_message
 from relay.signing import sign
 from relay.vendor_handler import vendor_handler
 
@@ -39,7 +39,8 @@ def test_events_to_the_same_vendors_share_messages_of_at_most_ten():
     ]
     assert [m.destinations for m in messages] == [["applovin", "adroll"]] * 3 + [["appsflyer"]]
     first = json.loads(messages[0].body)
-    assert set(first) == {"events"} and [e["event_id"] for e in first["events"]] == members[messages[0].id]
+    assert set(first) == {"bundle", "events"} and [e["event_id"] for e in first["events"]] == members[messages[0].id]
+    assert first["bundle"] == bundle_id(members[messages[0].id])  # the same events make the same bundle
     assert all(m.size == len(m.body) + len("destinations") + len("String.Array") + len(m.attribute) for m in messages)
 
 
@@ -56,21 +57,21 @@ def test_a_lone_event_keeps_its_own_message_and_size_splits_bundles():
 
 def test_a_bundles_events_are_read_one_by_one_and_a_bad_one_alone_is_refused(aws_stack, monkeypatch):
     use_function_env(monkeypatch, aws_stack, "AppLovinFunction")  # the configuration queued() maps with
-    body = bundle_body([queued(web_event(event_id="a")), '{"event_id": "b", "payloads": {}}', "[1]"])
+    body = bundle_body("b1", [queued(web_event(event_id="a")), '{"event_id": "b", "payloads": {}}', "[1]"])
     items = parse_message("m1", body, "applovin")
     assert [i.key for i in items] == ["m1#0", "m1#1", "m1#2"]
-    assert items[0].event.event_id == "a" and items[0].error is None
+    assert items[0].event.event_id == "a" and items[0].error is None and items[0].bundle == "b1"
     assert json.loads(items[0].body)["event_id"] == "a"  # the event's own message: what its dead letter holds
     assert items[1].error == "not a queued message: payloads.applovin: missing; the message carries payloads for: none"
     assert items[2].error == "not a queued message: (body): must be a JSON object"
     assert body_event_ids(body) == ("a", "b")
     (one,) = parse_message("m2", queued(web_event(event_id="c")), "applovin")
-    assert one.key == "m2" and one.event.event_id == "c"
+    assert one.key == "m2" and one.event.event_id == "c" and one.bundle is None
 
 
 def publish_bundle(stack, vendor: str, bodies: list[str]) -> None:
     publisher = SnsPublisher(stack.physical["EventsTopic"], boto3.client("sns"))
-    assert publisher.publish([Message("0", bundle_body(bodies), [vendor])]) == []
+    assert publisher.publish([Message("0", bundle_body("b1", bodies), [vendor])]) == []
 
 
 def handle(stack, monkeypatch, vendor: str, records: dict, mock: Vendor, **kwargs) -> list[str]:

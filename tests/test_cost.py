@@ -33,13 +33,16 @@ def test_per_event_requests_are_priced_from_named_constants():
     assert line(lines, "SQS applovin") == pytest.approx((1 + 0.5) / 10 * cost.SQS_PER_MILLION_REQUESTS)
     # one event per message: a send per event, a receive and a delete per ten
     assert line(cost.cost_per_million(1), "SQS applovin") == pytest.approx(1.2 * cost.SQS_PER_MILLION_REQUESTS)
-    # relay.ledger: one claim per event and one record per invocation (10 messages of 10 events for AdRoll)
-    assert line(lines, "DynamoDB adroll") == pytest.approx(1.01 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS)
+    # relay.ledger at the vendors: one claim per message (a bundle of 10) and one record per invocation of
+    # 10 messages; one event per request: one claim per event
+    assert line(lines, "DynamoDB adroll") == pytest.approx(0.11 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS)
     assert line(cost.cost_per_million(1), "DynamoDB adroll") == pytest.approx(
         1.1 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS
     )
-    assert line(lines, "DynamoDB ingest") == pytest.approx(0.01 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS)
-    assert line(cost.cost_per_million(1), "DynamoDB ingest") == pytest.approx(cost.DYNAMODB_PER_MILLION_WRITE_UNITS)
+    # the ingest: each event claimed once for all vendors, in a transaction (2 units each) when the request
+    # holds several, by a PutItem (1 unit) when alone; per request the replay guard and the settling record
+    assert line(lines, "DynamoDB ingest") == pytest.approx(2.02 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS)
+    assert line(cost.cost_per_million(1), "DynamoDB ingest") == pytest.approx(3 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS)
 
 
 def test_lambda_uses_the_template_memory_and_batch_sizes():

@@ -330,3 +330,92 @@ def test_a_secret_that_cannot_be_read_again_leaves_a_bad_signature_a_401(aws_sta
         SecretId=env["RELAY_INGEST_SECRET_ARN"], ForceDeleteWithoutRecovery=True
     )
     assert post("forged") == (401, {"error": "signature does not match the body"})  # the re-read failed: still 401
+
+
+def test_a_resent_event_is_answered_as_a_duplicate_and_not_queued_again(ingest, aws_stack, output):
+    """The ingest claims every event once (relay.ledger, vendor "ingest"): a client's resend of a queued
+    event — in another request, with another signature — is not published."""
+    first = {"events": [web_event(event_id="r1"), web_event(event_id="r2")]}
+    assert ingest(first)[0] == 202
+    status, result = ingest({"events": [web_event(event_id="r2"), web_event(event_id="r3")]}, signed_at=NOW_S + 1)
+    assert status == 202
+    assert [(a["event_id"], a.get("duplicate")) for a in result["accepted"]] == [("r2", True), ("r3", None)]
+    got = queues(aws_stack)
+    carried = sorted(e for m in got["applovin"] for e in body_ids(m["Body"]))
+    assert carried == ["r1", "r2", "r3"]  # r2 once
+    metrics = [json.loads(line) for line in output.text().splitlines() if line.startswith('{"_aws"')]
+    assert any(m.get("DuplicateEvents") == [1.0] for m in metrics)
+
+
+def body_ids(body: str) -> list[str]:
+    from relay.deadletter import body_event_ids
+
+    return list(body_event_ids(body))
+
+
+def test_events_sns_did_not_take_are_published_at_once_when_resent(aws_stack, monkeypatch):
+    """The claims of what SNS refused are settled as failed: the client's resend publishes them at once,
+    not after the lease."""
+    use_function_env(monkeypatch, aws_stack, "IngestFunction")
+    sns = boto3.client("sns")
+    refuse = {"on": True}
+    entries: list[str] = []
+
+    def note(params, **_):
+        entries[:] = [e["Id"] for e in params["PublishBatchRequestEntries"]]
+
+    def answer(**_):  # SNS refusing every entry of the batch (its partial-failure answer), while `refuse`
+        from botocore.awsrequest import AWSResponse
+
+        if not refuse["on"]:
+            return None
+        failed = [{"Id": i, "Code": "InternalError", "SenderFault": False} for i in entries]
+        return AWSResponse("https://sns", 200, {}, None), {"Successful": [], "Failed": failed}
+
+    sns.meta.events.register("before-parameter-build.sns.PublishBatch", note)
+    sns.meta.events.register("before-call.sns.PublishBatch", answer)
+    handler = ingest_handler(clock=lambda: NOW_S, publisher=SnsPublisher(aws_stack.physical["EventsTopic"], sns))
+    raw = json.dumps({"events": [web_event(event_id="s1"), web_event(event_id="s2")]}).encode()
+
+    def post(signed_at):
+        headers = {
+            "Content-Type": "application/json",
+            "X-Relay-Signature": sign(raw, SECRETS["signing"], int(signed_at)),
+        }
+        response = handler(http_api_event("POST", "/v1/events", headers, raw), FakeLambdaContext())
+        return response["statusCode"], json.loads(response_body(response))
+
+    status, result = post(NOW_S)
+    assert (status, result["not_enqueued"]) == (503, ["s1", "s2"])
+    refuse["on"] = False
+    status, result = post(NOW_S + 1)
+    assert status == 202 and not any(a.get("duplicate") for a in result["accepted"])
+    assert sorted(e for m in queues(aws_stack)["applovin"] for e in body_ids(m["Body"])) == ["s1", "s2"]
+
+
+def test_an_event_another_request_is_queuing_right_now_is_a_503_to_resend(ingest, aws_stack):
+    from relay.ledger import DeliveryLedger
+
+    busy = DeliveryLedger(
+        "ingest", aws_stack.physical["IdempotencyTable"], boto3.client("dynamodb"), clock=lambda: NOW_S
+    )
+    busy.claim("f1", 10_000, busy.new_batch())  # claimed, not settled, lease running
+    status, result = ingest({"events": [web_event(event_id="f1"), web_event(event_id="f2")]})
+    assert (status, result["not_enqueued"]) == (503, ["f1"])
+    assert sorted(e for m in queues(aws_stack)["applovin"] for e in body_ids(m["Body"])) == ["f2"]
+
+
+def test_the_idempotency_table_unavailable_is_a_503_not_a_500(ingest, aws_stack, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    from relay.ledger import DeliveryLedger
+
+    def down(self, *args, **kwargs):
+        raise ClientError(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, "TransactWriteItems"
+        )
+
+    monkeypatch.setattr(DeliveryLedger, "claim_many", down)
+    status, result = ingest({"events": [web_event(event_id="d1")]})
+    assert (status, result["not_enqueued"]) == (503, ["d1"])
+    assert queues(aws_stack)["applovin"] == []

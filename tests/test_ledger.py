@@ -123,3 +123,48 @@ def test_records_written_by_powertools_idempotency_read_the_same_after_an_upgrad
     assert a.claim("dlq", 30_000, batch, message_id="m1") is Claim.DEAD_LETTERED
     assert a.claim("dlq", 30_000, batch, message_id="m2") is Claim.CLAIMED
     assert a.claim("flying", 30_000, batch) is Claim.IN_FLIGHT
+
+
+def test_the_ingest_claims_a_requests_events_in_one_transaction(writes, table, clock):
+    """claim_many: one TransactWriteItems of up to 100 conditional puts; a refused one (a resend) is
+    decided alone and the others are claimed together again (a cancelled transaction wrote nothing)."""
+    a = ledger(writes, table, clock, vendor="ingest")
+    first = a.new_batch()
+    assert a.claim_many([f"e{i}" for i in range(100)], 10_000, first) == {f"e{i}": Claim.CLAIMED for i in range(100)}
+    assert writes[1] == ["TransactWriteItems"]
+    a.settle(first, {f"e{i}": None for i in range(100)}, [])
+    writes[1].clear()
+    again = a.claim_many(["new1", "e5", "new2", "e9"], 10_000, a.new_batch())
+    assert again == {"new1": Claim.CLAIMED, "new2": Claim.CLAIMED, "e5": Claim.DUPLICATE, "e9": Claim.DUPLICATE}
+    assert writes[1] == ["TransactWriteItems", "TransactWriteItems", "PutItem", "PutItem"]
+    assert a.claim_many([f"x{i}" for i in range(150)], 10_000, a.new_batch()) == {
+        f"x{i}": Claim.CLAIMED for i in range(150)
+    }  # 100 per transaction
+
+
+def test_a_bundle_has_one_claim_and_a_redelivery_sends_only_what_was_not_delivered(writes, table, clock):
+    a, b = ledger(writes, table, clock), ledger(writes, table, clock)
+    events = ["e1", "e2", "e3"]
+    first = a.new_batch()
+    assert a.claim_bundle("b1", events, 10_000, first) == (Claim.CLAIMED, frozenset(events))
+    assert b.claim_bundle("b1", events, 10_000, b.new_batch()) == (Claim.IN_FLIGHT, frozenset())
+    a.dead_lettered("e3", "m1#2", "invalid")  # as the handler records a move to the DLQ, before settling
+    a.settle(first, {"e1": 200}, ["e2"], moved=["e3"])  # e3 is done with
+    second = b.new_batch()
+    assert b.claim_bundle("b1", events, 10_000, second) == (Claim.CLAIMED, frozenset({"e2"}))
+    # the second holder dies without settling: after its lease, what it was sending is sent again, no more
+    clock.now += 11
+    third = a.new_batch()
+    assert a.claim_bundle("b1", events, 10_000, third) == (Claim.CLAIMED, frozenset({"e2"}))
+    a.settle(third, {"e2": 200}, [])
+    assert a.claim_bundle("b1", events, 10_000, a.new_batch()) == (Claim.DUPLICATE, frozenset())
+    items = boto3.client("dynamodb").scan(TableName=table)["Items"]
+    assert DeliveryLedger.delivered_events(items) == {("adroll", "e1"): "200", ("adroll", "e2"): "200"}
+
+
+def test_a_bundle_of_ten_costs_one_claim_and_one_batch_record(writes, table, clock):
+    a = ledger(writes, table, clock)
+    batch = a.new_batch()
+    assert a.claim_bundle("b2", [f"e{i}" for i in range(10)], 10_000, batch)[0] is Claim.CLAIMED
+    a.settle(batch, {f"e{i}": 200 for i in range(10)}, [])
+    assert writes[1] == ["PutItem", "PutItem"]

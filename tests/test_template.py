@@ -189,3 +189,11 @@ def test_handlers_skip_what_they_do_not_run_at_cold_start():
         assert _heavy_imports(function, "true") == {"event-validator-deferred"}
     assert _heavy_imports("ingest", "false") == {"aws_xray_sdk.core"}
     assert _heavy_imports("adroll", "false") == {"aws_xray_sdk.core", "event-validator-deferred"}
+
+
+def test_the_ingests_default_lease_is_its_timeout():
+    """Outside Lambda (tests, the benchmark) the ingest's claims last as long as the function could run."""
+    from relay.ingest import DEFAULT_REMAINING_MS
+
+    t = cfn_yaml.load(str(ROOT / "template.yaml"))
+    assert t["Resources"]["IngestFunction"]["Properties"]["Timeout"] * 1000 == DEFAULT_REMAINING_MS

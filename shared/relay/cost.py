@@ -128,6 +128,9 @@ def cost_per_million(
     message_bytes = per_message * QUEUED_BYTES_PER_EVENT
     publish_calls = math.ceil(messages_per_request / 10)
     publish_billed = publish_calls * _chunks(min(10, messages_per_request) * message_bytes)
+    # the ingest claims each event once for every vendor (relay.ledger.claim_many): a TransactWriteItems
+    # (two write units per item) when the request holds several, a conditional PutItem for one
+    claim_units = 2 if k > 1 else 1
     lines = [
         CostLine(
             "API Gateway HTTP API", requests / 1e6 * API_GATEWAY_HTTP_PER_MILLION_REQUESTS, f"{requests:,.0f} requests"
@@ -145,8 +148,9 @@ def cost_per_million(
         ),
         CostLine(
             "DynamoDB ingest",
-            requests / 1e6 * DYNAMODB_PER_MILLION_WRITE_UNITS,
-            "1 write per request (replay guard)",
+            (requests * 2 + n * claim_units) / 1e6 * DYNAMODB_PER_MILLION_WRITE_UNITS,
+            f"{claim_units} write unit(s) per event (claim{'s in one transaction' if k > 1 else ''})"
+            " + 2 per request (replay guard, settling the claims)",
         ),
         CostLine(  # each ingest request publishes its own events, up to 10 per message, 10 messages per call
             "SNS PublishBatch",
@@ -178,12 +182,13 @@ def cost_per_million(
                 f"{sqs_requests / n:.3f} requests per event (send, receive, delete; {per_message} per message)",
             )
         )
-        # relay.ledger: a claim per event (one write unit: the item is under 1 KB) + a record per invocation
+        # relay.ledger: a claim per message — a bundle's, or a lone event's (one write unit: the item stays
+        # under 1 KB with event_ids of up to ~50 characters) — and a record per invocation
         lines.append(
             CostLine(
                 f"DynamoDB {vendor}",
-                (n + invocations) / 1e6 * DYNAMODB_PER_MILLION_WRITE_UNITS,
-                f"1 write per event (claim) + 1 per invocation of {per_invocation}",
+                (messages + invocations) / 1e6 * DYNAMODB_PER_MILLION_WRITE_UNITS,
+                f"1 write per message of {per_message} event(s) (claim) + 1 per invocation of {per_invocation}",
             )
         )
     calls = (1 + len(vendors)) * SECRET_CALLS_PER_FUNCTION_PER_MONTH * (n / max(events_per_month, 1))

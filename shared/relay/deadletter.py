@@ -13,6 +13,7 @@ from typing import Any
 
 from .aws import LazyClient
 from .model import event_id_of
+from .queued import is_bundle
 
 ATTR = "relay_"
 REASON, OUTCOME, STATUS, RESPONSE = f"{ATTR}reason", f"{ATTR}outcome", f"{ATTR}status", f"{ATTR}vendor_response"
@@ -150,8 +151,7 @@ def body_event_ids(body: str | None) -> tuple[str, ...]:
         message = json.loads(body or "")
     except ValueError:
         return ()
-    events = message.get("events") if isinstance(message, dict) and set(message) == {"events"} else None
-    found = [event_id_of(one) for one in events] if isinstance(events, list) else [event_id_of(message)]
+    found = [event_id_of(one) for one in message["events"]] if is_bundle(message) else [event_id_of(message)]
     return tuple(event_id for event_id in found if event_id is not None)
 
 

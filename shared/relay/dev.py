@@ -299,6 +299,7 @@ class LocalStack:
             load_config=lambda: load_ingest_config(env, sm),
             publisher=SnsPublisher(env["RELAY_TOPIC_ARN"], sns),
             replay_guard=ReplayGuard(env["RELAY_REPLAY_TABLE"], self.clients["dynamodb"]),
+            ledger=DeliveryLedger("ingest", env["RELAY_IDEMPOTENCY_TABLE"], self.clients["dynamodb"]),
         )
         timeout = self.stack.function_timeout("IngestFunction")
         local = self

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -121,6 +121,7 @@ class Forwarder:
         self.sleep, self.clock, self.wall_clock, self.rng = sleep, clock, wall_clock, rng
         self.stats = Stats()
         self._pool: ThreadPoolExecutor | None = None
+        self._unsettled: tuple[str, dict[str, str]] = ("", {})  # the last deliver's batch and claimed events
 
     @property
     def pool(self) -> ThreadPoolExecutor:
@@ -137,10 +138,20 @@ class Forwarder:
 
     # -- the batch ---------------------------------------------------------------------------------
 
-    def deliver(self, events: Mapping[str, Queued | Event], remaining_ms: Callable[[], int]) -> dict[str, Delivery]:
-        """`events` keyed by SQS message id: this vendor's part of a queued message (mapped at the ingest),
-        or a canonical event (mapped here); returns a Delivery for every key."""
+    def deliver(
+        self,
+        events: Mapping[str, Queued | Event],
+        remaining_ms: Callable[[], int],
+        bundles: Mapping[str, str] | None = None,
+        settle: bool = True,
+    ) -> dict[str, Delivery]:
+        """`events` keyed by SQS message id (or Item.key for the events of a bundle): this vendor's part of
+        a queued message (mapped at the ingest), or a canonical event (mapped here); returns a Delivery for
+        every key. `bundles` maps the key of each event that came in a bundle to the bundle's id: those
+        share one claim per bundle (DeliveryLedger.claim_bundle), the others have one each. `settle=False`
+        leaves the batch record to `settle()` (the handler first moves what it dead-letters)."""
         self.stats = Stats()
+        bundles = bundles or {}
         results: dict[str, Delivery] = {}
         mapped: list[tuple[str, Queued | Event, Mapped]] = []
         seen: set[str] = set()
@@ -156,27 +167,39 @@ class Forwarder:
                 seen.add(event.event_id)
                 mapped.append((key, event, outcome))
 
-        # one ledger round trip per event: run them side by side (boto3 clients are thread-safe)
+        # one ledger round trip per event or bundle: run them side by side (boto3 clients are thread-safe)
         batch = DeliveryLedger.new_batch()
+        units: dict[str, list[int]] = {}  # a bundle id, or "" + key for an event of its own -> mapped indexes
+        for i, (key, _, _) in enumerate(mapped):
+            units.setdefault(bundles.get(key) or f"\0{key}", []).append(i)
 
-        def claim(m: tuple[str, Queued | Event, Mapped]) -> Claim:
+        def claim(unit: tuple[str, list[int]]) -> tuple[Claim, frozenset[str]]:
+            name, indexes = unit
+            ids = [mapped[i][1].event_id for i in indexes]
             if self.ledger is None:
-                return Claim.CLAIMED
-            return self.ledger.claim(m[1].event_id, remaining_ms(), batch, message_id=m[0])
+                return Claim.CLAIMED, frozenset(ids)
+            if name.startswith("\0"):
+                return self.ledger.claim(ids[0], remaining_ms(), batch, message_id=mapped[indexes[0]][0]), frozenset(
+                    ids
+                )
+            return self.ledger.claim_bundle(name, ids, remaining_ms(), batch)
 
-        claims = list(self.pool.map(claim, mapped)) if self.ledger and len(mapped) > 1 else [claim(m) for m in mapped]
+        pairs = list(units.items())
+        claims = list(self.pool.map(claim, pairs)) if self.ledger and len(pairs) > 1 else [claim(u) for u in pairs]
         groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         claimed: dict[str, str] = {}  # key -> event_id
-        for (key, event, outcome), claim in zip(mapped, claims, strict=True):
-            if claim is Claim.DUPLICATE:
-                results[key] = Delivery(True, DUPLICATE, f"already delivered to {self.vendor}")
-            elif claim is Claim.DEAD_LETTERED:
-                results[key] = Delivery(True, DUPLICATE, f"already moved to the {self.vendor} dead-letter queue")
-            elif claim is Claim.IN_FLIGHT:
-                results[key] = Delivery(False, IN_FLIGHT, "another invocation is sending this event_id")
-            else:
-                claimed[key] = event.event_id
-                groups.setdefault(outcome.target, []).append((key, outcome.payload))
+        for (_, indexes), (verdict, pending) in zip(pairs, claims, strict=True):
+            for i in indexes:
+                key, event, outcome = mapped[i]
+                if verdict is Claim.DUPLICATE or (verdict is Claim.CLAIMED and event.event_id not in pending):
+                    results[key] = Delivery(True, DUPLICATE, f"already delivered to {self.vendor}")
+                elif verdict is Claim.DEAD_LETTERED:
+                    results[key] = Delivery(True, DUPLICATE, f"already moved to the {self.vendor} dead-letter queue")
+                elif verdict is Claim.IN_FLIGHT:
+                    results[key] = Delivery(False, IN_FLIGHT, "another invocation is sending this event_id")
+                else:
+                    claimed[key] = event.event_id
+                    groups.setdefault(outcome.target, []).append((key, outcome.payload))
         chunks = [
             (target, items[i : i + self.adapter.max_batch])
             for target, items in groups.items()
@@ -188,27 +211,35 @@ class Forwarder:
         else:
             for target, items in chunks:
                 results.update(self._deliver_chunk(target, items, remaining_ms))
-        if self.ledger and claimed:
-            self._settle(batch, {event_id: results[key] for key, event_id in claimed.items()})
+        self._unsettled = (batch, claimed)
+        if settle:
+            self.settle(results)
         return results
+
+    def settle(self, results: Mapping[str, Delivery], moved: Iterable[str] = ()) -> None:
+        """Record the outcomes of the last `deliver`: one batch record, listing the claimed events that were
+        not delivered and not moved to the DLQ (`moved`: their keys), so that a retry sends them and only
+        them. A ledger failure must not fail the batch: the vendor already has the events, and unsettled
+        claims run out with their lease."""
+        batch, claimed = self._unsettled
+        self._unsettled = ("", {})
+        if self.ledger is None or not claimed:
+            return
+        moved = set(moved)
+        try:
+            self.ledger.settle(
+                batch,
+                {event_id: results[key].status for key, event_id in claimed.items() if results[key].ok},
+                [event_id for key, event_id in claimed.items() if not results[key].ok and key not in moved],
+                [event_id for key, event_id in claimed.items() if key in moved],
+            )
+        except Exception:  # noqa: BLE001
+            self.stats.add(ledger_errors=1)
 
     def outcome(self, item: Queued | Event) -> Outcome:
         """This vendor's request payload for an item: as the ingest mapped it, or mapped here (an older
         relay's canonical event)."""
         return item.mapped if isinstance(item, Queued) else self.router.route_one(item, self.vendor)
-
-    def _settle(self, batch: str, deliveries: Mapping[str, Delivery]) -> None:
-        """Record the outcomes: one batch record, listing the events that were not delivered. A ledger
-        failure must not fail the batch: the vendor already has the events, and unsettled claims run out
-        with their lease."""
-        try:
-            self.ledger.settle(  # type: ignore[union-attr]
-                batch,
-                {event_id: d.status for event_id, d in deliveries.items() if d.ok},
-                [event_id for event_id, d in deliveries.items() if not d.ok],
-            )
-        except Exception:  # noqa: BLE001
-            self.stats.add(ledger_errors=1)
 
     def _deliver_chunk(
         self, target: str, items: list[tuple[str, dict[str, Any]]], remaining_ms: Callable[[], int]

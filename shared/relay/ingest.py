@@ -17,13 +17,15 @@ from . import jsonbody
 from .aws import SNS_MAX_BYTES, Message, ReplayGuard, SnsPublisher
 from .config import RelayConfig
 from .errors import FieldError
+from .ledger import Claim, DeliveryLedger
 from .model import MAX_EVENTS_PER_REQUEST, EventParseError, event_id_of, parse_event
-from .queued import EVENTS_PER_MESSAGE, bundle_body, bundle_size, queued_body
+from .queued import EVENTS_PER_MESSAGE, bundle_body, bundle_id, bundle_size, queued_body
 from .routing import Router
 from .signing import HEADER, SignatureError, SignatureMismatch, verify
 from .vendors import Invalid, Skipped
 
 MAX_BODY_BYTES = 1_048_576
+DEFAULT_REMAINING_MS = 10_000  # when not called from Lambda (tests, the benchmark): the IngestFunction's Timeout
 JSON_TYPES = ("application/json",)
 
 
@@ -34,12 +36,21 @@ class IngestResult:
     received: int = 0
     rejected: int = 0
     published: int = 0
+    duplicates: int = 0  # accepted events the relay had queued before (a client's resend): not queued again
+    ledger_error: bool = False  # the events were published but their claims could not be settled
     headers: dict[str, str] = field(default_factory=dict)
     secret_mismatch: bool = False  # refused because no configured secret made the signature
 
 
 def _error(status: int, message: str, **extra: Any) -> IngestResult:
     return IngestResult(status, {"error": message, **extra})
+
+
+def _unavailable(what: str, event_ids: list[str]) -> IngestResult:
+    """A 503 the client answers by resending the request: the event_ids make resends safe."""
+    result = _error(503, f"{what}; resend the request (event_id makes resends safe)", not_enqueued=event_ids)
+    result.headers["Retry-After"] = "1"
+    return result
 
 
 def _json_content_type(value: str | None) -> bool:
@@ -60,16 +71,19 @@ class Ingest:
         clock: Callable[[], float] = time.time,
         replay_guard: ReplayGuard | None = None,
         events_per_message: int = EVENTS_PER_MESSAGE,
+        ledger: DeliveryLedger | None = None,
     ):
         self.config = config
         self.events_per_message = events_per_message
+        self.ledger = ledger  # vendor "ingest": each event is queued once, whatever the client resends
         self.router = Router(config)
         self.publisher = publisher
         self.clock = clock
         self.replay_guard = replay_guard
 
-    def handle(self, raw: bytes, headers: Mapping[str, str]) -> IngestResult:
-        """`headers` with lower-case names (as API Gateway HTTP APIs deliver them)."""
+    def handle(self, raw: bytes, headers: Mapping[str, str], remaining_ms: int = DEFAULT_REMAINING_MS) -> IngestResult:
+        """`headers` with lower-case names (as API Gateway HTTP APIs deliver them); `remaining_ms` the
+        invocation's time left: the claims of its events last that long if it dies."""
         if len(raw) > MAX_BODY_BYTES:
             return _error(413, f"body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
         now = self.clock()
@@ -90,12 +104,12 @@ class Ingest:
             replay_key, signed_at + 2 * self.config.ingest.tolerance_seconds, now
         ):
             return _error(401, "signature already used: sign every request anew (replayed requests are refused)")
-        result = self._checked(raw, headers, now)
+        result = self._checked(raw, headers, now, remaining_ms)
         if result.status == 503 and self.replay_guard:
             self.replay_guard.release(replay_key)  # the client resends as told: let the same request through
         return result
 
-    def _checked(self, raw: bytes, headers: Mapping[str, str], now: float) -> IngestResult:
+    def _checked(self, raw: bytes, headers: Mapping[str, str], now: float, remaining_ms: int) -> IngestResult:
         if not _json_content_type(headers.get("content-type")):
             return _error(415, "Content-Type must be application/json (UTF-8)")
         try:
@@ -109,9 +123,9 @@ class Ingest:
             return _error(413, f"{len(raw_events)} events; at most {MAX_EVENTS_PER_REQUEST} per request")
         if not raw_events:
             return _error(400, "events: must hold at least one event")
-        return self._accept(raw_events, datetime.fromtimestamp(now, UTC))
+        return self._accept(raw_events, datetime.fromtimestamp(now, UTC), remaining_ms)
 
-    def _accept(self, raw_events: list[Any], now: datetime) -> IngestResult:
+    def _accept(self, raw_events: list[Any], now: datetime, remaining_ms: int = DEFAULT_REMAINING_MS) -> IngestResult:
         accepted: list[dict[str, Any]] = []
         rejected: list[dict[str, Any]] = []
         singles: list[tuple[str, Message]] = []  # (event_id, the event's own message)
@@ -146,24 +160,39 @@ class Ingest:
                     continue
                 singles.append((event.event_id, message))
             accepted.append(entry)
-        messages, members = bundles(singles, self.events_per_message)
-        failed = self.publisher.publish(messages) if messages else []
-        if failed:
-            ids = [event_id for message_id in failed for event_id in members[message_id]]
-            result = _error(
-                503,
-                "could not enqueue every event; resend the request (event_id makes resends safe)",
-                not_enqueued=ids,
-            )
-            result.headers["Retry-After"] = "1"
-            return result
+        claims: dict[str, Claim] = {}
+        batch = DeliveryLedger.new_batch()
+        if self.ledger and singles:
+            try:
+                claims = self.ledger.claim_many([event_id for event_id, _ in singles], remaining_ms, batch)
+            except Exception:  # noqa: BLE001 - DynamoDB unavailable: nothing was queued, the client resends
+                return _unavailable("could not record the events", [event_id for event_id, _ in singles])
+        duplicates = {event_id for event_id, claim in claims.items() if claim is Claim.DUPLICATE}
+        for entry in accepted:
+            if entry["event_id"] in duplicates:
+                entry["duplicate"] = True
+        fresh = [(event_id, m) for event_id, m in singles if claims.get(event_id, Claim.CLAIMED) is Claim.CLAIMED]
+        messages, members = bundles(fresh, self.events_per_message)
+        failed = [event_id for message_id in self.publisher.publish(messages) for event_id in members[message_id]]
+        ledger_error = False
+        if self.ledger and fresh:
+            not_published = set(failed)
+            try:  # a resend of what SNS did not take is then published at once, not after the lease
+                self.ledger.settle(batch, {e: None for e, _ in fresh if e not in not_published}, failed)
+            except Exception:  # noqa: BLE001 - published all the same; the claims run out with their lease
+                ledger_error = True
+        in_flight = [event_id for event_id, _ in singles if claims.get(event_id) is Claim.IN_FLIGHT]
+        if failed or in_flight:
+            return _unavailable("could not enqueue every event", failed + in_flight)
         status = 202 if accepted else 400
         return IngestResult(
             status,
             {"accepted": accepted, "rejected": rejected},
             received=len(accepted) + len(rejected),
             rejected=len(rejected),
-            published=len(singles),
+            published=len(fresh),
+            duplicates=len(duplicates),
+            ledger_error=ledger_error,
         )
 
     @staticmethod
@@ -175,7 +204,7 @@ def bundles(singles: list[tuple[str, Message]], per_message: int) -> tuple[list[
     """Put events that go to the same vendors together, up to `per_message` and SNS_MAX_BYTES per message
     (relay.queued); returns the messages and the event_ids each carries. A message of one event is that
     event's own message."""
-    groups: dict[str, list[tuple[str, Message]]] = {}
+    groups: dict[str, list[tuple[str, Message]]] = {}  # by destinations
     for single in singles:
         groups.setdefault(single[1].attribute, []).append(single)
     messages: list[Message] = []
@@ -186,7 +215,8 @@ def bundles(singles: list[tuple[str, Message]], per_message: int) -> tuple[list[
         if len(part) == 1:
             message = first
         else:
-            message = Message(first.id, bundle_body([m.body for _, m in part]), first.destinations)
+            bundle = bundle_id([event_id for event_id, _ in part])
+            message = Message(first.id, bundle_body(bundle, [m.body for _, m in part]), first.destinations)
         messages.append(message)
         members[message.id] = [event_id for event_id, _ in part]
 

@@ -23,6 +23,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from .aws import ReplayGuard, SecretRefresh, SnsPublisher, load_ingest_config
 from .config import ConfigError, RelayConfig
 from .ingest import Ingest
+from .ledger import DeliveryLedger
 from .model import build_validators
 from .observability import MetricUnit, logger, metrics, traced
 
@@ -60,6 +61,7 @@ def ingest_handler(
     clock: Callable[[], float] = time.time,
     replay_guard: ReplayGuard | None = None,
     secret_refresh: SecretRefresh | None = None,
+    ledger: DeliveryLedger | None = None,
 ) -> Handler:
     """A signature that no cached secret made re-reads the signing secret once (`SecretRefresh`: at most
     once a minute) and is checked again: a client that signs with a rotated secret is not refused until
@@ -74,15 +76,20 @@ def ingest_handler(
             cache.clear()
             pub = publisher or SnsPublisher(os.environ["RELAY_TOPIC_ARN"])
             guard = replay_guard or (ReplayGuard(table) if (table := os.environ.get("RELAY_REPLAY_TABLE")) else None)
-            cache[key] = Ingest(config, pub, clock, guard)
+            accepted = ledger or (
+                DeliveryLedger("ingest", table, clock=clock)
+                if (table := os.environ.get("RELAY_IDEMPOTENCY_TABLE"))
+                else None
+            )
+            cache[key] = Ingest(config, pub, clock, guard, ledger=accepted)
         return cache[key]
 
-    def post_events(event: dict[str, Any]) -> dict[str, Any]:
+    def post_events(event: dict[str, Any], remaining_ms: int) -> dict[str, Any]:
         body = event.get("body") or ""
         raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
         headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
         ingest = current()
-        result = ingest.handle(raw, headers)
+        result = ingest.handle(raw, headers, remaining_ms)
         if result.secret_mismatch:
             refresh.due()
             if refresh.take():
@@ -92,14 +99,20 @@ def ingest_handler(
                     logger.warning("could not read the signing secret again after a signature mismatch")
                     fresh = ingest
                 if fresh is not ingest:  # the secret was rotated: check the signature against the new one
-                    result = fresh.handle(raw, headers)
+                    result = fresh.handle(raw, headers, remaining_ms)
         metrics.add_metric("EventsReceived", MetricUnit.Count, result.received)
         metrics.add_metric("EventsRejected", MetricUnit.Count, result.rejected)
+        if result.duplicates:
+            metrics.add_metric("DuplicateEvents", MetricUnit.Count, result.duplicates)
+        if result.ledger_error:
+            metrics.add_metric("LedgerErrors", MetricUnit.Count, 1)
+            logger.error("could not record published events in the idempotency table")
         log = {
             "status": result.status,
             "received": result.received,
             "rejected": result.rejected,
             "published": result.published,
+            "duplicates": result.duplicates,
         }
         if "error" in result.body:
             log["error"] = result.body["error"]
@@ -118,7 +131,7 @@ def ingest_handler(
         if _route(event) != ROUTE:
             return _json_response(404, {"error": "not found: POST /v1/events"})
         try:
-            return post_events(event)
+            return post_events(event, context.get_remaining_time_in_millis())
         except ConfigError as exc:
             logger.error("relay configuration unusable", extra={"errors": [str(e) for e in exc.errors]})
             return _json_response(500, {"error": "the relay is misconfigured; its operators have been alerted"})

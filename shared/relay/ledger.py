@@ -32,7 +32,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import Enum
 from typing import Any
 
@@ -44,6 +44,7 @@ CLAIMED, DEAD_LETTERED_STATE, SETTLED = "CLAIMED", "DEAD_LETTERED", "SETTLED"
 LEGACY_COMPLETED, LEGACY_IN_PROGRESS = "COMPLETED", "INPROGRESS"  # Powertools Idempotency's records
 # failures one batch record lists (its DynamoDB item stays under 400 KB; an SQS batch is at most 100 events)
 MAX_LISTED_FAILURES = 1000
+TRANSACTION_MAX_ITEMS = 100  # DynamoDB TransactWriteItems
 
 
 class Claim(Enum):
@@ -79,8 +80,10 @@ class DeliveryLedger:
     def client(self) -> Any:
         if self._client is None:
             import boto3
+            from botocore.config import Config
 
-            self._client = boto3.client("dynamodb")
+            # the items are built here from validated data: botocore's own parameter validation only costs CPU
+            self._client = boto3.client("dynamodb", config=Config(parameter_validation=False))
         return self._client
 
     @staticmethod
@@ -115,15 +118,96 @@ class DeliveryLedger:
         condition, values = self._unchanged(old)
         return Claim.CLAIMED if self._put(item, condition, values) is None else Claim.IN_FLIGHT
 
+    def claim_many(self, event_ids: Sequence[str], remaining_ms: int, batch: str) -> dict[str, Claim]:
+        """Claims for several distinct events at once (the ingest: every event of a request): one
+        TransactWriteItems of up to 100 conditional puts — one call, two write units per event. When
+        DynamoDB refuses some (a record exists: a resend; or a concurrent transaction), nothing was
+        written: the others are claimed together again and the refused ones one by one (`claim`)."""
+        out: dict[str, Claim] = {}
+        for start in range(0, len(event_ids), TRANSACTION_MAX_ITEMS):
+            out.update(
+                self._claim_together(list(event_ids[start : start + TRANSACTION_MAX_ITEMS]), remaining_ms, batch)
+            )
+        return out
+
+    def _claim_together(self, event_ids: list[str], remaining_ms: int, batch: str) -> dict[str, Claim]:
+        from botocore.exceptions import ClientError
+
+        if len(event_ids) <= 1:
+            return {e: self.claim(e, remaining_ms, batch) for e in event_ids}
+        now = self.clock()
+        lease = {"N": str(int((now + max(remaining_ms, 1) / 1000) * 1000))}
+        puts = [
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": self._event_record(e, CLAIMED, now, batch={"S": batch}, lease=lease),
+                    "ConditionExpression": "attribute_not_exists(id) OR expiration < :now",
+                    "ExpressionAttributeValues": {":now": {"N": str(int(now))}},
+                }
+            }
+            for e in event_ids
+        ]
+        try:
+            self.client.transact_write_items(TransactItems=puts)
+            return dict.fromkeys(event_ids, Claim.CLAIMED)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons = exc.response.get("CancellationReasons") or []
+        refused = [e for e, r in zip(event_ids, reasons, strict=False) if r.get("Code") not in (None, "None")]
+        if not refused:  # no reason per event: settle each one by one
+            refused = event_ids
+        out = self._claim_together([e for e in event_ids if e not in refused], remaining_ms, batch)
+        out.update({e: self.claim(e, remaining_ms, batch) for e in refused})
+        return out
+
+    def claim_bundle(
+        self, bundle: str, event_ids: Sequence[str], remaining_ms: int, batch: str
+    ) -> tuple[Claim, frozenset[str]]:
+        """One claim for the events of a bundle (relay.queued) — one write, where `claim` costs one per
+        event. Returns the claim and the event_ids this invocation is to send: all of them the first time;
+        on a redelivery, those the last batch record listed as not delivered (or, when the last holder
+        died before settling, those it was sending). The ingest claimed every event once already
+        (`claim_many`), so a bundle is the unit a vendor function can receive twice."""
+        now = self.clock()
+        unit = f"bundle:{bundle}"
+        lease = {"N": str(int((now + max(remaining_ms, 1) / 1000) * 1000))}
+        events = {"L": [{"S": e} for e in event_ids]}  # for people and `delivered_events`
+        item = self._event_record(unit, CLAIMED, now, batch={"S": batch}, lease=lease, events=events)
+        old = self._put(item, "attribute_not_exists(id) OR expiration < :now", {":now": {"N": str(int(now))}})
+        everything = frozenset(event_ids)
+        if old is None:
+            return Claim.CLAIMED, everything
+        if not old or old.get("status", {}).get("S") != CLAIMED:
+            return Claim.IN_FLIGHT, frozenset()
+        settled = self._batch_record(old["batch"]["S"])
+        if settled is not None:
+            pending = everything & {v["S"] for v in settled.get("failed", {}).get("L", [])}
+            if not pending:
+                return Claim.DUPLICATE, frozenset()
+        elif int(old["lease"]["N"]) > now * 1000:
+            return Claim.IN_FLIGHT, frozenset()
+        else:  # its holder died before settling: what it was sending is in doubt, the rest was delivered
+            was = old.get("pending")
+            pending = everything & {v["S"] for v in was["L"]} if was else everything
+        if pending != everything:
+            item["pending"] = {"L": [{"S": e} for e in sorted(pending)]}
+        condition, values = self._unchanged(old)
+        return (
+            (Claim.CLAIMED, pending) if self._put(item, condition, values) is None else (Claim.IN_FLIGHT, frozenset())
+        )
+
+    def _batch_record(self, batch: str) -> dict[str, Any] | None:
+        return self.client.get_item(
+            TableName=self.table_name, Key={"id": {"S": self.batch_key(batch)}}, ConsistentRead=True
+        ).get("Item")
+
     def _verdict(self, old: Mapping[str, Any], event_id: str, message_id: str | None, now: float) -> Claim | None:
         """What an existing record means for a new claim; None = it may be taken over."""
         status = old.get("status", {}).get("S")
         if status == CLAIMED:
-            settled = self.client.get_item(
-                TableName=self.table_name,
-                Key={"id": {"S": self.batch_key(old["batch"]["S"])}},
-                ConsistentRead=True,
-            ).get("Item")
+            settled = self._batch_record(old["batch"]["S"])
             if settled is not None:
                 failed = {v["S"] for v in settled.get("failed", {}).get("L", [])}
                 return None if event_id in failed else Claim.DUPLICATE
@@ -181,11 +265,15 @@ class DeliveryLedger:
 
     # -- settling ----------------------------------------------------------------------------------
 
-    def settle(self, batch: str, delivered: Mapping[str, int | None], failed: Iterable[str]) -> None:
+    def settle(
+        self, batch: str, delivered: Mapping[str, int | None], failed: Iterable[str], moved: Iterable[str] = ()
+    ) -> None:
         """After sending, one write: `delivered` event_id -> HTTP status, `failed` the claimed event_ids that
-        were not delivered (listed, so a retry can take their claims over). Raises if the record cannot be
-        written: the batch's claims then run out with their lease."""
+        were not delivered (listed, so a retry can take their claims over), `moved` those dead-lettered
+        instead (done with, not delivered). Raises if the record cannot be written: the batch's claims then
+        run out with their lease."""
         failed = list(dict.fromkeys(failed))
+        moved = list(dict.fromkeys(moved))
         if len(failed) > MAX_LISTED_FAILURES:
             raise ValueError(f"a batch lists at most {MAX_LISTED_FAILURES} failed events, not {len(failed)}")
         statuses = sorted({str(s) for s in delivered.values() if s is not None})
@@ -198,6 +286,7 @@ class DeliveryLedger:
                 "delivered": {"N": str(len(delivered))},
                 "http": {"L": [{"S": s} for s in statuses]},
                 "failed": {"L": [{"S": e} for e in failed]},
+                **({"moved": {"L": [{"S": e} for e in moved]}} if moved else {}),
                 "expiration": {"N": str(int(self.clock()) + COMPLETED_TTL_SECONDS)},
             },
         )
@@ -231,13 +320,23 @@ class DeliveryLedger:
             for item in items
             if item.get("status", {}).get("S") == SETTLED and ".batch#" in item["id"]["S"]
         }
+        dead = {
+            (item["vendor"]["S"], item["event_id"]["S"])
+            for item in items
+            if item.get("status", {}).get("S") == DEAD_LETTERED_STATE
+        }
         out = {}
         for item in items:
             if item.get("status", {}).get("S") != CLAIMED:
                 continue
             settled = batches.get(item["batch"]["S"])
-            failed = {v["S"] for v in (settled or {}).get("failed", {}).get("L", [])}
-            if settled is not None and item["event_id"]["S"] not in failed:
-                http = "/".join(v["S"] for v in settled.get("http", {}).get("L", []))
-                out[(item["vendor"]["S"], item["event_id"]["S"])] = http
+            if settled is None:
+                continue
+            done = {v["S"] for name in ("failed", "moved") for v in settled.get(name, {}).get("L", [])}
+            http = "/".join(v["S"] for v in settled.get("http", {}).get("L", []))
+            vendor = item["vendor"]["S"]
+            events = [v["S"] for v in item["events"]["L"]] if "events" in item else [item["event_id"]["S"]]
+            for event_id in events:
+                if event_id not in done and (vendor, event_id) not in dead:
+                    out[(vendor, event_id)] = http
         return out

@@ -34,6 +34,9 @@ class AcceptedEvent(BaseModel):
     invalid: dict[str, list[FieldErrorModel]] | None = Field(
         default=None, description="vendor -> the vendor rules the event breaks (not queued for that vendor)"
     )
+    duplicate: bool | None = Field(
+        default=None, description="true: the relay queued this event_id before (a resend); not queued again"
+    )
 
 
 class RejectedEvent(BaseModel):

@@ -13,13 +13,14 @@ A message without "payloads" is a canonical event (what relays before this forma
 `relay dlq redrive` may bring back from an old DLQ): vendor functions still validate and map those.
 
 The ingest puts up to EVENTS_PER_MESSAGE events of one request that go to the same vendors in one
-message, a **bundle**: ``{"events": [<message>, <message>, ...]}`` (SQS and SNS bill per message, so a
+message, a **bundle**: ``{"bundle": <id>, "events": [<message>, <message>, ...]}`` (SQS and SNS bill per message, so a
 bundle of ten costs a tenth; README "Performance and cost"). A vendor function handles each event of a
 bundle on its own: claims, outcome, dead letter (whose body is that event's own message).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from .vendors import Mapped, Outcome
 # events per SNS message (bundle); the vendor functions' SQS BatchSize in template.yaml is sized so that an
 # invocation carries at most 100 events (test_template checks it)
 EVENTS_PER_MESSAGE = 10
+BUNDLE_ID_LENGTH = 32
 
 
 class QueuedMessageError(ValueError):
@@ -62,14 +64,20 @@ def queued_body(event: Event, outcomes: Mapping[str, Outcome]) -> str:
     return pydantic_core.to_json(message).decode("utf-8")
 
 
-def bundle_body(bodies: Sequence[str]) -> str:
+def bundle_id(event_ids: Sequence[str]) -> str:
+    """A bundle's id: a digest of its events' ids, so the same events published again (an ingest that
+    died after publishing, retried by its client) make the same bundle, which vendor functions know."""
+    return hashlib.sha256("\n".join(event_ids).encode("utf-8")).hexdigest()[:BUNDLE_ID_LENGTH]
+
+
+def bundle_body(bundle: str, bodies: Sequence[str]) -> str:
     """One message carrying several events' messages (each made by queued_body)."""
-    return '{"events":[' + ",".join(bodies) + "]}"
+    return '{"bundle":"' + bundle + '","events":[' + ",".join(bodies) + "]}"
 
 
 def bundle_size(sizes: Sequence[int]) -> int:
     """Bytes of bundle_body for messages of these UTF-8 sizes (without building it)."""
-    return len('{"events":[]}') + sum(sizes) + max(len(sizes) - 1, 0)
+    return len('{"bundle":"","events":[]}') + BUNDLE_ID_LENGTH + sum(sizes) + max(len(sizes) - 1, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +91,7 @@ class Item:
     source: str | dict[str, Any]  # the record's body, or the bundle's JSON object for this event
     event: Queued | Event | None = None
     error: str | None = None
+    bundle: str | None = None  # the id of the bundle it came in
 
     @property
     def body(self) -> str:
@@ -97,24 +106,30 @@ def parse_message(message_id: str, body: str, vendor: str) -> list[Item]:
         message = pydantic_core.from_json(body or b"")
     except ValueError:
         return [Item(message_id, message_id, body, error="not a queued message: (body): is not JSON")]
-    events = message.get("events") if isinstance(message, dict) and "payloads" not in message else None
-    if not isinstance(events, list) or not events or set(message) != {"events"}:
-        return [_item(message_id, message_id, body, message, vendor)]
-    return [_item(f"{message_id}#{i}", message_id, one, one, vendor) for i, one in enumerate(events)]
+    if not is_bundle(message):
+        return [_item(message_id, message_id, body, message, vendor, None)]
+    bundle = message["bundle"]
+    if not isinstance(bundle, str) or not bundle:
+        return [Item(message_id, message_id, body, error="not a queued message: bundle: must be a string")]
+    return [_item(f"{message_id}#{i}", message_id, one, one, vendor, bundle) for i, one in enumerate(message["events"])]
 
 
-def _item(key: str, message_id: str, source: Any, message: Any, vendor: str) -> Item:
+def is_bundle(message: Any) -> bool:
+    return isinstance(message, dict) and set(message) == {"bundle", "events"} and isinstance(message["events"], list)
+
+
+def _item(key: str, message_id: str, source: Any, message: Any, vendor: str, bundle: str | None) -> Item:
     from pydantic import ValidationError
 
     try:
-        return Item(key, message_id, source, _from_message(message, vendor))
+        return Item(key, message_id, source, _from_message(message, vendor), bundle=bundle)
     except QueuedMessageError as exc:
-        return Item(key, message_id, source, error=f"not a queued message: {exc}")
+        return Item(key, message_id, source, error=f"not a queued message: {exc}", bundle=bundle)
     except ValidationError as exc:
         from .errors import from_validation_error
 
         errors = "; ".join(map(str, from_validation_error(exc)))
-        return Item(key, message_id, source, error=f"not a canonical event: {errors}")
+        return Item(key, message_id, source, error=f"not a canonical event: {errors}", bundle=bundle)
 
 
 def parse_queued(body: str | bytes, vendor: str) -> Queued | Event:

@@ -76,7 +76,9 @@ def vendor_handler(
             )
         return cache[key]
 
-    def deliver(records: list[dict[str, Any]], remaining_ms: Callable[[], int]) -> tuple[dict[str, Delivery], dict]:
+    def deliver(
+        records: list[dict[str, Any]], remaining_ms: Callable[[], int]
+    ) -> tuple[dict[str, Delivery], dict[str, Item], Forwarder | None]:
         """A Delivery for every event of the batch (Item.key), and the events read."""
         items = {item.key: item for record in records for item in parse_record(record, vendor)}
         try:
@@ -85,25 +87,24 @@ def vendor_handler(
             refresh.due()  # a secret being filled in: read it again next time, not when the cache expires
             logger.error(f"{vendor} configuration unusable", extra={"errors": [str(e) for e in exc.errors]})
             metrics.add_metric("VendorAuthFailures", MetricUnit.Count, 1)
-            return {key: Delivery(False, CONFIG, f"{vendor} configuration unusable") for key in items}, items
+            return {key: Delivery(False, CONFIG, f"{vendor} configuration unusable") for key in items}, items, None
         results = {key: Delivery(False, INVALID, item.error) for key, item in items.items() if item.error}
         events = {key: item.event for key, item in items.items() if item.event is not None}
-        results.update(forwarder.deliver(events, remaining_ms))
+        bundles = {key: item.bundle for key, item in items.items() if item.bundle and item.event is not None}
+        # settled by the handler once it moved what it dead-letters (those are done with, not to retry)
+        results.update(forwarder.deliver(events, remaining_ms, bundles, settle=False))
         stats = forwarder.stats
         for _status, _n, latency in stats.requests:
             metrics.add_metric("VendorLatency", MetricUnit.Milliseconds, latency)
         metrics.add_metric("VendorRequests", MetricUnit.Count, len(stats.requests))
         metrics.add_metric("VendorRetries", MetricUnit.Count, stats.retries)
         metrics.add_metric("BisectRequests", MetricUnit.Count, stats.bisect_requests)
-        if stats.ledger_errors:
-            metrics.add_metric("LedgerErrors", MetricUnit.Count, stats.ledger_errors)
-            logger.error("could not record deliveries in the idempotency table", extra={"count": stats.ledger_errors})
         auth = sorted({d.status for d in results.values() if d.outcome == AUTH})
         if auth:
             refresh.due()
             metrics.add_metric("VendorAuthFailures", MetricUnit.Count, 1)
             logger.error(f"{vendor} refused the relay's credentials", extra={"status": auth})
-        return results, items
+        return results, items, forwarder
 
     def dead_letter(records: list[dict[str, Any]], results: dict[str, Delivery], items: dict[str, Item]) -> set[str]:
         """Move permanent failures, and failures on their last allowed receive, to the DLQ with reasons, one
@@ -169,8 +170,13 @@ def vendor_handler(
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         metrics.add_dimension("vendor", vendor)
         records = event.get("Records", [])
-        results, items = deliver(records, context.get_remaining_time_in_millis)
+        results, items, forwarder = deliver(records, context.get_remaining_time_in_millis)
         moved = dead_letter(records, results, items)
+        if forwarder is not None:
+            forwarder.settle(results, moved)
+            if forwarder.stats.ledger_errors:
+                metrics.add_metric("LedgerErrors", MetricUnit.Count, forwarder.stats.ledger_errors)
+                logger.error("could not record deliveries in the idempotency table")
         counts = {FORWARDED: 0, SKIPPED: 0, DUPLICATE: 0, "retry": 0}
         retry: list[str] = []  # SQS message ids: a bundle is received again while any of its events needs it
         for key, delivery in results.items():
