@@ -169,19 +169,18 @@ class Forwarder:
 
         # one ledger round trip per event or bundle: run them side by side (boto3 clients are thread-safe)
         batch = DeliveryLedger.new_batch()
-        units: dict[str, list[int]] = {}  # a bundle id, or "" + key for an event of its own -> mapped indexes
+        # a claim per bundle (its id) or per event of its own (its key) -> indexes in `mapped`
+        units: dict[tuple[str, str], list[int]] = {}
         for i, (key, _, _) in enumerate(mapped):
-            units.setdefault(bundles.get(key) or f"\0{key}", []).append(i)
+            units.setdefault(("bundle", bundles[key]) if key in bundles else ("event", key), []).append(i)
 
-        def claim(unit: tuple[str, list[int]]) -> tuple[Claim, frozenset[str]]:
-            name, indexes = unit
+        def claim(unit: tuple[tuple[str, str], list[int]]) -> tuple[Claim, frozenset[str]]:
+            (kind, name), indexes = unit
             ids = [mapped[i][1].event_id for i in indexes]
             if self.ledger is None:
                 return Claim.CLAIMED, frozenset(ids)
-            if name.startswith("\0"):
-                return self.ledger.claim(ids[0], remaining_ms(), batch, message_id=mapped[indexes[0]][0]), frozenset(
-                    ids
-                )
+            if kind == "event":
+                return self.ledger.claim(ids[0], remaining_ms(), batch, message_id=name), frozenset(ids)
             return self.ledger.claim_bundle(name, ids, remaining_ms(), batch)
 
         pairs = list(units.items())
