@@ -168,3 +168,15 @@ def test_a_bundle_of_ten_costs_one_claim_and_one_batch_record(writes, table, clo
     assert a.claim_bundle("b2", [f"e{i}" for i in range(10)], 10_000, batch)[0] is Claim.CLAIMED
     a.settle(batch, {f"e{i}": 200 for i in range(10)}, [])
     assert writes[1] == ["PutItem", "PutItem"]
+
+
+@pytest.mark.parametrize(
+    "event_id", ["o-1001", 'quote"d', "back\\slash", "é-accent", "tab\tx", "x" * 128, " sp ", "~!@#$%^&*()"]
+)
+def test_claim_keys_are_powertools_keys_whatever_the_event_id(event_id):
+    """The fast path for plain ids writes the very text json.dumps does (records of an upgrade stay found)."""
+    import hashlib
+    import json
+
+    text = json.dumps(["applovin", event_id], sort_keys=True).encode()
+    assert claim_key("applovin", event_id) == "s2s-relay.applovin#" + hashlib.md5(text).hexdigest()

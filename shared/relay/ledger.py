@@ -59,7 +59,11 @@ LEGACY_DEAD_LETTERED = "dead_lettered"  # the `outcome` of a dead-lettered event
 
 def claim_key(vendor: str, event_id: str) -> str:
     """Powertools Idempotency's key for ``event_key_jmespath="[vendor, event_id]"``, kept for upgrades."""
-    digest = hashlib.md5(json.dumps([vendor, event_id], sort_keys=True).encode(), usedforsecurity=False)
+    if event_id.isascii() and event_id.isprintable() and '"' not in event_id and "\\" not in event_id:
+        text = f'["{vendor}", "{event_id}"]'  # what json.dumps writes for it, at a fifth of the CPU (the ingest)
+    else:
+        text = json.dumps([vendor, event_id], sort_keys=True)
+    digest = hashlib.md5(text.encode(), usedforsecurity=False)
     return f"{KEY_PREFIX}.{vendor}#{digest.hexdigest()}"
 
 
@@ -142,8 +146,9 @@ class DeliveryLedger:
                 "Put": {
                     "TableName": self.table_name,
                     "Item": self._event_record(e, CLAIMED, now, batch={"S": batch}, lease=lease),
-                    "ConditionExpression": "attribute_not_exists(id) OR expiration < :now",
-                    "ExpressionAttributeValues": {":now": {"N": str(int(now))}},
+                    # a record whose TTL passed but that DynamoDB has not deleted yet is refused here and
+                    # taken over by `claim`, which knows expiry (rare: 15 days, older than any event accepted)
+                    "ConditionExpression": "attribute_not_exists(id)",
                 }
             }
             for e in event_ids
