@@ -1,4 +1,10 @@
-"""Exactly-once bookkeeping per vendor and event_id on DynamoDB: one write per event, one per batch.
+"""Exactly-once bookkeeping on DynamoDB: a claim per event or bundle, one record per batch.
+
+Who claims what: the ingest (``vendor`` "ingest") claims every event it queues, once for all vendors
+(`claim_many`: one TransactWriteItems per request), so a client's resend is stopped before it is queued;
+a vendor function claims each message it receives — a bundle (`claim_bundle`, one claim for its events)
+or a lone event (`claim`) — since SQS may deliver a message again (README "Exactly once, from the first
+hop" and "Bundles").
 
 Two kinds of record in the idempotency table (hash key `id`, TTL attribute `expiration`):
 
@@ -7,8 +13,9 @@ Two kinds of record in the idempotency table (hash key `id`, TTL attribute `expi
   vendor-function invocation) and a **lease**, the invocation's remaining time: until then the event is
   in flight.
 - a **batch** record, ``s2s-relay.<vendor>.batch#<batch id>``, written once after every event of the
-  batch was sent or failed. It lists the events that were *not* delivered: a retry takes their claims
-  over.
+  batch was sent or failed. It lists the events that were *not* delivered (a retry takes their claims
+  over) and, apart, those moved to the DLQ. A bundle's claim (key ``[vendor, "bundle:<id>"]``) lists its
+  events; taken over, it records which of them are still to send (``pending``).
 
 An event is delivered once its claim names a batch whose record exists and does not list it. So a
 delivery costs one write per event and vendor plus one per batch of up to 100 events — Powertools
