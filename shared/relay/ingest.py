@@ -181,7 +181,9 @@ class Ingest:
                 self.ledger.settle(batch, {e: None for e, _ in fresh if e not in not_published}, failed)
             except Exception:  # noqa: BLE001 - published all the same; the claims run out with their lease
                 ledger_error = True
-        in_flight = [event_id for event_id, _ in singles if claims.get(event_id) is Claim.IN_FLIGHT]
+        # anything but queued now or before: another request holds the claim (never dropped in silence)
+        settled = (Claim.CLAIMED, Claim.DUPLICATE)
+        in_flight = [event_id for event_id, _ in singles if claims.get(event_id, Claim.CLAIMED) not in settled]
         if failed or in_flight:
             return _unavailable("could not enqueue every event", failed + in_flight)
         status = 202 if accepted else 400
