@@ -27,11 +27,12 @@ sys.path.insert(0, str(HERE))
 import bench_common as bc  # noqa: E402
 
 from relay.cost import report  # noqa: E402
+from relay.forwarding import SEND_WORKERS  # noqa: E402
 from relay.stack import Stack, load_template, parameter_defaults  # noqa: E402
 
 VENDORS = ("applovin", "appsflyer", "adroll")
 TRACED = "applovin_tracing_active"
-WORKERS = 16  # AppsFlyer requests in flight per function (relay.vendor_handler default)
+WORKERS = SEND_WORKERS  # AppsFlyer requests in flight per function
 
 
 def stats(values: list[float]) -> dict[str, float]:

@@ -32,6 +32,9 @@ from .vendors import Invalid, Mapped, Outcome, Skipped, VendorRequest
 
 MAX_RESPONSE_TEXT = 256
 REQUEST_TIMEOUT_SECONDS = 10.0
+# requests in flight per container (AppsFlyer: one event each); template.yaml's AppsFlyerMaxConcurrency x
+# this = the requests in flight against AppsFlyer's 60,000 POSTs per minute per app (README)
+SEND_WORKERS = 20
 DEFAULT_TIMEOUT = httpx.Timeout(REQUEST_TIMEOUT_SECONDS, connect=3.0)
 AUTH_STATUSES = frozenset({401, 403})
 TRANSIENT_STATUSES = frozenset({408, 429})
@@ -104,7 +107,7 @@ class Forwarder:
         config: RelayConfig,
         client: httpx.Client,
         ledger: DeliveryLedger | None = None,
-        max_workers: int = 16,
+        max_workers: int = SEND_WORKERS,
         policy: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen)
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.perf_counter,

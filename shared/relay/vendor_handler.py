@@ -14,7 +14,18 @@ import httpx
 
 from .aws import SecretRefresh, load_vendor_config
 from .config import ConfigError, RelayConfig
-from .forwarding import AUTH, CONFIG, DUPLICATE, FORWARDED, INVALID, SKIPPED, Delivery, Forwarder, new_http_client
+from .forwarding import (
+    AUTH,
+    CONFIG,
+    DUPLICATE,
+    FORWARDED,
+    INVALID,
+    SEND_WORKERS,
+    SKIPPED,
+    Delivery,
+    Forwarder,
+    new_http_client,
+)
 from .ledger import DeliveryLedger
 from .observability import MetricUnit, logger, metrics, traced
 from .queued import Item, parse_message
@@ -41,7 +52,7 @@ def vendor_handler(
     http_client: httpx.Client | None = None,
     ledger: DeliveryLedger | None = None,
     dead_letters: DeadLetterQueue | None = None,
-    max_workers: int = 16,
+    max_workers: int = SEND_WORKERS,
     sleep: Callable[[float], None] = time.sleep,
     max_receive_count: int | None = None,
     secret_refresh: SecretRefresh | None = None,
