@@ -17,7 +17,7 @@ from relay.aws import SnsPublisher
 from relay.config import config_from_mapping
 from relay.forwarding import Forwarder, new_http_client
 from relay.ingest import Ingest
-from relay.ledger import DeliveryLedger
+from relay.ledger import INGEST, DeliveryLedger
 from relay.model import parse_event
 from relay.queued import queued_body
 from relay.routing import Router
@@ -215,7 +215,7 @@ def ingest_once(n: int, repeat: int = 1) -> tuple[float, float]:
     body = json.dumps({"events": [raw_event(i, "applovin") for i in range(n)]}).encode()
     cfg = config()
     publisher = SnsPublisher("arn:aws:sns:us-east-1:123456789012:t", stubbed_sns(repeat * -(-n // 100)))
-    ledger = DeliveryLedger("ingest", "t", stubbed_dynamodb(repeat, n))
+    ledger = DeliveryLedger(INGEST, "t", stubbed_dynamodb(repeat, n))
     ingest = Ingest(cfg, publisher, ledger=ledger)
     headers = {"content-type": "application/json"}
     cpu, wall = time.process_time(), time.perf_counter()

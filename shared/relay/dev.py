@@ -42,7 +42,7 @@ from .config import SECRET_KEYS, RelayConfig
 from .deadletter import DeadLetterQueue
 from .faults import FaultPlan
 from .forwarding import new_http_client
-from .ledger import DeliveryLedger
+from .ledger import INGEST, DeliveryLedger
 from .sandbox import Sandboxes
 from .sqs import lambda_records
 from .stack import Stack, create_stack, load_template, parameter_defaults
@@ -299,7 +299,7 @@ class LocalStack:
             load_config=lambda: load_ingest_config(env, sm),
             publisher=SnsPublisher(env["RELAY_TOPIC_ARN"], sns),
             replay_guard=ReplayGuard(env["RELAY_REPLAY_TABLE"], self.clients["dynamodb"]),
-            ledger=DeliveryLedger("ingest", env["RELAY_IDEMPOTENCY_TABLE"], self.clients["dynamodb"]),
+            ledger=DeliveryLedger(INGEST, env["RELAY_IDEMPOTENCY_TABLE"], self.clients["dynamodb"]),
         )
         timeout = self.stack.function_timeout("IngestFunction")
         local = self

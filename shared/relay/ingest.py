@@ -161,7 +161,7 @@ class Ingest:
                 singles.append((event.event_id, message))
             accepted.append(entry)
         claims: dict[str, Claim] = {}
-        batch = DeliveryLedger.new_batch()
+        batch = DeliveryLedger.new_batch() if self.ledger else ""
         if self.ledger and singles:
             try:
                 claims = self.ledger.claim_many([event_id for event_id, _ in singles], remaining_ms, batch)

@@ -23,7 +23,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from .aws import ReplayGuard, SecretRefresh, SnsPublisher, load_ingest_config
 from .config import ConfigError, RelayConfig
 from .ingest import Ingest
-from .ledger import DeliveryLedger
+from .ledger import INGEST, DeliveryLedger
 from .model import build_validators
 from .observability import MetricUnit, logger, metrics, traced
 
@@ -77,7 +77,7 @@ def ingest_handler(
             pub = publisher or SnsPublisher(os.environ["RELAY_TOPIC_ARN"])
             guard = replay_guard or (ReplayGuard(table) if (table := os.environ.get("RELAY_REPLAY_TABLE")) else None)
             accepted = ledger or (
-                DeliveryLedger("ingest", table, clock=clock)
+                DeliveryLedger(INGEST, table, clock=clock)
                 if (table := os.environ.get("RELAY_IDEMPOTENCY_TABLE"))
                 else None
             )

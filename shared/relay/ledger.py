@@ -1,6 +1,6 @@
 """Exactly-once bookkeeping on DynamoDB: a claim per event or bundle, one record per batch.
 
-Who claims what: the ingest (``vendor`` "ingest") claims every event it queues, once for all vendors
+Who claims what: the ingest (``vendor`` INGEST) claims every event it queues, once for all vendors
 (`claim_many`: one TransactWriteItems per request, items reduced to key, status, batch, lease and
 expiration), so a client's resend is stopped before it is queued;
 a vendor function claims each message it receives — a bundle (`claim_bundle`, one claim for its events)
@@ -53,6 +53,7 @@ LEGACY_COMPLETED, LEGACY_IN_PROGRESS = "COMPLETED", "INPROGRESS"  # Powertools I
 # failures one batch record lists (its DynamoDB item stays under 400 KB; an SQS batch is at most 100 events)
 MAX_LISTED_FAILURES = 1000
 TRANSACTION_MAX_ITEMS = 100  # DynamoDB TransactWriteItems
+INGEST = "ingest"  # the ledger's "vendor" for the ingest's claims (one per event, for every vendor)
 
 
 class Claim(Enum):
@@ -63,6 +64,11 @@ class Claim(Enum):
 
 
 LEGACY_DEAD_LETTERED = "dead_lettered"  # the `outcome` of a dead-lettered event in Powertools-era records
+
+
+def _lease(now: float, remaining_ms: int) -> dict[str, str]:
+    """Until when (ms since the epoch) a claim is in flight: the claiming invocation's remaining time."""
+    return {"N": str(int((now + max(remaining_ms, 1) / 1000) * 1000))}
 
 
 def claim_key(vendor: str, event_id: str) -> str:
@@ -111,7 +117,7 @@ class DeliveryLedger:
         """Before sending. `batch`: this invocation's (new_batch); `message_id`: the SQS message the event
         came in (see `dead_lettered`)."""
         now = self.clock()
-        lease = {"N": str(int((now + max(remaining_ms, 1) / 1000) * 1000))}
+        lease = _lease(now, remaining_ms)
         item = self._event_record(event_id, CLAIMED, now, batch={"S": batch}, lease=lease)
         old = self._put(item, "attribute_not_exists(id) OR expiration < :now", {":now": {"N": str(int(now))}})
         if old is None:
@@ -148,7 +154,7 @@ class DeliveryLedger:
         if len(event_ids) <= 1:
             return {e: self.claim(e, remaining_ms, batch) for e in event_ids}
         now = self.clock()
-        lease = {"N": str(int((now + max(remaining_ms, 1) / 1000) * 1000))}
+        lease = _lease(now, remaining_ms)
         batch_value, expiration = {"S": batch}, {"N": str(int(now) + COMPLETED_TTL_SECONDS)}
         puts = [
             {
@@ -194,7 +200,7 @@ class DeliveryLedger:
         (`claim_many`), so a bundle is the unit a vendor function can receive twice."""
         now = self.clock()
         unit = f"bundle:{bundle}"
-        lease = {"N": str(int((now + max(remaining_ms, 1) / 1000) * 1000))}
+        lease = _lease(now, remaining_ms)
         events = {"L": [{"S": e} for e in event_ids]}  # for people and `delivered_events`
         item = self._event_record(unit, CLAIMED, now, batch={"S": batch}, lease=lease, events=events)
         old = self._put(item, "attribute_not_exists(id) OR expiration < :now", {":now": {"N": str(int(now))}})
@@ -349,8 +355,8 @@ class DeliveryLedger:
         }
         out = {}
         for item in items:
-            if item.get("status", {}).get("S") != CLAIMED or "vendor" not in item:  # not the ingest's own
-                continue
+            if item.get("status", {}).get("S") != CLAIMED or item.get("vendor", {}).get("S", INGEST) == INGEST:
+                continue  # the ingest's claims (written without `vendor` by claim_many) say nothing of vendors
             settled = batches.get(item["batch"]["S"])
             if settled is None:
                 continue
