@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -13,13 +14,13 @@ import httpx
 from botocore.config import Config
 from botocore.stub import Stubber
 
-from relay.aws import SnsPublisher
+from relay.aws import SNS_MAX_BATCH, SnsPublisher
 from relay.config import config_from_mapping
 from relay.forwarding import Forwarder, new_http_client
 from relay.ingest import Ingest
 from relay.ledger import INGEST, DeliveryLedger
 from relay.model import parse_event
-from relay.queued import queued_body
+from relay.queued import EVENTS_PER_MESSAGE, Item, queued_body
 from relay.routing import Router
 from relay.signing import sign
 from relay.sqs import lambda_records
@@ -104,6 +105,11 @@ def records(vendor: str, n: int) -> dict[str, Any]:
 _FORWARDERS: dict[tuple[str, int, int], Forwarder] = {}
 
 
+def items(event: dict[str, Any], vendor: str) -> list[Item]:
+    """Every event of a Lambda SQS event, read as the vendor handler reads them."""
+    return [item for record in event["Records"] for item in parse_record(record, vendor)]
+
+
 def vendor_batch_once(
     vendor: str, n: int, port: int, client: httpx.Client | None = None, event: dict[str, Any] | None = None
 ) -> tuple[float, float]:
@@ -115,7 +121,7 @@ def vendor_batch_once(
         _FORWARDERS[key] = Forwarder(vendor, config(port), client or new_http_client())
     forwarder = _FORWARDERS[key]
     wall, cpu = time.perf_counter(), time.process_time()
-    events = {item.key: item.event for r in event["Records"] for item in parse_record(r, vendor)}
+    events = {item.key: item.event for item in items(event, vendor)}
     results = forwarder.deliver(events, lambda: 60_000)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert all(d.ok for d in results.values()), {d.outcome for d in results.values()}
@@ -135,7 +141,7 @@ def bare_once(
     event = event or records(vendor, n)
     forwarder = _FORWARDERS.get((vendor, port, id(client))) or Forwarder(vendor, config(port), client)
     payloads: dict[str, list[dict[str, Any]]] = {}
-    for item in (item for record in event["Records"] for item in parse_record(record, vendor)):
+    for item in items(event, vendor):
         outcome = forwarder.outcome(item.event)
         payloads.setdefault(outcome.target, []).append(outcome.payload)
     size = forwarder.adapter.max_batch
@@ -165,7 +171,7 @@ def naive_once(vendor: str, n: int, port: int, event: dict[str, Any] | None = No
     event = event or records(vendor, n)
     forwarder = Forwarder(vendor, config(port), new_http_client())
     started = time.perf_counter()
-    for item in (item for record in event["Records"] for item in parse_record(record, vendor)):
+    for item in items(event, vendor):
         outcome = forwarder.outcome(item.event)
         request = forwarder.adapter.request_for(outcome)
         with httpx.Client(timeout=10) as client:
@@ -175,37 +181,28 @@ def naive_once(vendor: str, n: int, port: int, event: dict[str, Any] | None = No
     return time.perf_counter() - started
 
 
-def stubbed_sns(calls: int) -> Any:
-    client = boto3.client(  # configured as the deployed ingest's own (SnsPublisher.client_options)
-        "sns",
-        region_name="us-east-1",
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",
-        **SnsPublisher.client_options,
+def stubbed(service: str, answers: list[tuple[str, dict[str, Any]]], **options: Any) -> Any:
+    """A client answered in-process by botocore's Stubber, in this order (`options`: as deployed)."""
+    client = boto3.client(
+        service, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench", **options
     )
     stubber = Stubber(client)
-    for _ in range(calls):
-        stubber.add_response("publish_batch", {"Successful": [{"Id": "0", "MessageId": "m"}], "Failed": []})
+    for operation, answer in answers:
+        stubber.add_response(operation, answer)
     stubber.activate()
     return client
+
+
+def stubbed_sns(calls: int) -> Any:
+    answer = {"Successful": [{"Id": "0", "MessageId": "m"}], "Failed": []}
+    return stubbed("sns", [("publish_batch", answer)] * calls, **SnsPublisher.client_options)
 
 
 def stubbed_dynamodb(repeat: int, n: int) -> Any:
-    """The ingest's claims answered in-process: per request one TransactWriteItems (one PutItem for a single
-    event) and the PutItem that settles them."""
-    client = boto3.client(  # configured as the deployed ledger's own
-        "dynamodb",
-        region_name="us-east-1",
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",
-        config=Config(parameter_validation=False),
-    )
-    stubber = Stubber(client)
-    for _ in range(repeat):
-        stubber.add_response("transact_write_items" if n > 1 else "put_item", {})
-        stubber.add_response("put_item", {})
-    stubber.activate()
-    return client
+    """The ingest's claims: per request one TransactWriteItems (one PutItem for a single event) and the
+    PutItem that settles them; configured as the deployed ledger's client."""
+    claim = ("transact_write_items" if n > 1 else "put_item", {})
+    return stubbed("dynamodb", [claim, ("put_item", {})] * repeat, config=Config(parameter_validation=False))
 
 
 def ingest_once(n: int, repeat: int = 1) -> tuple[float, float]:
@@ -214,7 +211,8 @@ def ingest_once(n: int, repeat: int = 1) -> tuple[float, float]:
     (per-event CPU, request wall)."""
     body = json.dumps({"events": [raw_event(i, "applovin") for i in range(n)]}).encode()
     cfg = config()
-    publisher = SnsPublisher("arn:aws:sns:us-east-1:123456789012:t", stubbed_sns(repeat * -(-n // 100)))
+    calls = math.ceil(math.ceil(n / EVENTS_PER_MESSAGE) / SNS_MAX_BATCH)  # PublishBatch calls of bundles
+    publisher = SnsPublisher("arn:aws:sns:us-east-1:123456789012:t", stubbed_sns(repeat * calls))
     ledger = DeliveryLedger(INGEST, "t", stubbed_dynamodb(repeat, n))
     ingest = Ingest(cfg, publisher, ledger=ledger)
     headers = {"content-type": "application/json"}

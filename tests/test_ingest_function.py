@@ -10,6 +10,7 @@ import pytest
 
 from relay.apigw import http_api_event, response_body
 from relay.aws import SNS_MAX_BATCH, Message, SecretRefresh, SnsPublisher
+from relay.deadletter import body_event_ids
 from relay.ingest_handler import ingest_handler
 from relay.pii import hash_email
 from relay.signing import sign
@@ -341,16 +342,10 @@ def test_a_resent_event_is_answered_as_a_duplicate_and_not_queued_again(ingest, 
     assert status == 202
     assert [(a["event_id"], a.get("duplicate")) for a in result["accepted"]] == [("r2", True), ("r3", None)]
     got = queues(aws_stack)
-    carried = sorted(e for m in got["applovin"] for e in body_ids(m["Body"]))
+    carried = sorted(e for m in got["applovin"] for e in body_event_ids(m["Body"]))
     assert carried == ["r1", "r2", "r3"]  # r2 once
     metrics = [json.loads(line) for line in output.text().splitlines() if line.startswith('{"_aws"')]
     assert any(m.get("DuplicateEvents") == [1.0] for m in metrics)
-
-
-def body_ids(body: str) -> list[str]:
-    from relay.deadletter import body_event_ids
-
-    return list(body_event_ids(body))
 
 
 def test_events_sns_did_not_take_are_published_at_once_when_resent(aws_stack, monkeypatch):
@@ -390,32 +385,36 @@ def test_events_sns_did_not_take_are_published_at_once_when_resent(aws_stack, mo
     refuse["on"] = False
     status, result = post(NOW_S + 1)
     assert status == 202 and not any(a.get("duplicate") for a in result["accepted"])
-    assert sorted(e for m in queues(aws_stack)["applovin"] for e in body_ids(m["Body"])) == ["s1", "s2"]
+    assert sorted(e for m in queues(aws_stack)["applovin"] for e in body_event_ids(m["Body"])) == ["s1", "s2"]
 
 
 def test_an_event_another_request_is_queuing_right_now_is_a_503_to_resend(ingest, aws_stack):
-    from relay.ledger import DeliveryLedger
+    from relay.ledger import INGEST, DeliveryLedger
 
-    busy = DeliveryLedger(
-        "ingest", aws_stack.physical["IdempotencyTable"], boto3.client("dynamodb"), clock=lambda: NOW_S
-    )
+    busy = DeliveryLedger(INGEST, aws_stack.physical["IdempotencyTable"], boto3.client("dynamodb"), clock=lambda: NOW_S)
     busy.claim("f1", 10_000, busy.new_batch())  # claimed, not settled, lease running
     status, result = ingest({"events": [web_event(event_id="f1"), web_event(event_id="f2")]})
     assert (status, result["not_enqueued"]) == (503, ["f1"])
-    assert sorted(e for m in queues(aws_stack)["applovin"] for e in body_ids(m["Body"])) == ["f2"]
+    assert sorted(e for m in queues(aws_stack)["applovin"] for e in body_event_ids(m["Body"])) == ["f2"]
 
 
-def test_the_idempotency_table_unavailable_is_a_503_not_a_500(ingest, aws_stack, monkeypatch):
-    from botocore.exceptions import ClientError
+def test_the_idempotency_table_unavailable_is_a_503_not_a_500(aws_stack, monkeypatch):
+    """DynamoDB answering the claims with an error (throttled, after botocore's retries): nothing is queued
+    and the client is told to resend — not a 500."""
+    from botocore.awsrequest import AWSResponse
 
-    from relay.ledger import DeliveryLedger
+    from relay.ledger import INGEST, DeliveryLedger
 
-    def down(self, *args, **kwargs):
-        raise ClientError(
-            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, "TransactWriteItems"
-        )
-
-    monkeypatch.setattr(DeliveryLedger, "claim_many", down)
-    status, result = ingest({"events": [web_event(event_id="d1")]})
-    assert (status, result["not_enqueued"]) == (503, ["d1"])
+    env = use_function_env(monkeypatch, aws_stack, "IngestFunction")
+    dynamodb = boto3.client("dynamodb")
+    error = {"Error": {"Code": "ThrottlingException", "Message": "rate exceeded"}}
+    dynamodb.meta.events.register(
+        "before-call.dynamodb.TransactWriteItems", lambda **_: (AWSResponse("https://dynamodb", 400, {}, None), error)
+    )
+    ledger = DeliveryLedger(INGEST, env["RELAY_IDEMPOTENCY_TABLE"], dynamodb)
+    handler = ingest_handler(clock=lambda: NOW_S, ledger=ledger)
+    raw = json.dumps({"events": [web_event(event_id="d1"), web_event(event_id="d2")]}).encode()
+    headers = {"Content-Type": "application/json", "X-Relay-Signature": sign(raw, SECRETS["signing"], int(NOW_S))}
+    response = handler(http_api_event("POST", "/v1/events", headers, raw), FakeLambdaContext())
+    assert (response["statusCode"], json.loads(response_body(response))["not_enqueued"]) == (503, ["d1", "d2"])
     assert queues(aws_stack)["applovin"] == []

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .aws import SECRET_MAX_AGE_SECONDS
+from .aws import SECRET_MAX_AGE_SECONDS, SNS_MAX_BATCH
 from .queued import EVENTS_PER_MESSAGE
 
 PRICES_AS_OF = "2024-11-15"
@@ -126,8 +126,8 @@ def cost_per_million(
     messages_per_request = math.ceil(k / per_message)
     messages = requests * messages_per_request
     message_bytes = per_message * QUEUED_BYTES_PER_EVENT
-    publish_calls = math.ceil(messages_per_request / 10)
-    publish_billed = publish_calls * _chunks(min(10, messages_per_request) * message_bytes)
+    publish_calls = math.ceil(messages_per_request / SNS_MAX_BATCH)
+    publish_billed = publish_calls * _chunks(min(SNS_MAX_BATCH, messages_per_request) * message_bytes)
     # the ingest claims each event once for every vendor (relay.ledger.claim_many): a TransactWriteItems
     # (two write units per item) when the request holds several, a conditional PutItem for one
     claim_units = 2 if k > 1 else 1
@@ -152,7 +152,7 @@ def cost_per_million(
             f"{claim_units} write unit(s) per event (claim{'s in one transaction' if k > 1 else ''})"
             " + 2 per request (replay guard, settling the claims)",
         ),
-        CostLine(  # each ingest request publishes its own events, up to 10 per message, 10 messages per call
+        CostLine(  # each ingest request publishes its own events: bundles, SNS_MAX_BATCH messages per call
             "SNS PublishBatch",
             requests * publish_billed / 1e6 * SNS_PER_MILLION_PUBLISH_REQUESTS,
             f"{publish_billed} billed request(s) per ingest request ({messages_per_request} message(s) of "
