@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pydantic_core
+from pydantic import ValidationError
 
 from .model import MAX_EVENT_ID_LENGTH, Event, event_id_of
 from .vendors import Mapped, Outcome
@@ -119,8 +120,6 @@ def is_bundle(message: Any) -> bool:
 
 
 def _item(key: str, message_id: str, source: Any, message: Any, vendor: str, bundle: str | None) -> Item:
-    from pydantic import ValidationError
-
     try:
         return Item(key, message_id, source, _from_message(message, vendor), bundle=bundle)
     except QueuedMessageError as exc:
