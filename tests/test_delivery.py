@@ -10,6 +10,7 @@ import boto3
 import httpx
 import pytest
 
+from relay.forwarding import BOOKKEEPING_MS, REQUEST_TIMEOUT_SECONDS
 from relay.vendor_handler import vendor_handler
 
 from .conftest import FakeClock, FakeLambdaContext, drain, use_function_env, web_event
@@ -132,7 +133,8 @@ def test_5xx_storm_longer_than_the_invocation_is_delivered_later_exactly_once(aw
     assert h.invoke(receive(aws_stack, "applovin", 10)) == [f"s{i}" for i in range(10)]
     attempts = len(mock.requests)
     assert 1 <= attempts <= 6
-    assert sum(h.clock.sleeps) * 1000 <= 20_000 - 12_000  # stopped while time was left for one more request
+    # stopped while time was left for one more request and the bookkeeping
+    assert sum(h.clock.sleeps) * 1000 <= 20_000 - BOOKKEEPING_MS - REQUEST_TIMEOUT_SECONDS * 1000
     assert drain(h.dlq) == []  # not permanent: left for SQS
     storm["on"] = False
     assert h.invoke(receive(aws_stack, "applovin", 10)) == []
@@ -197,7 +199,8 @@ def test_401_keeps_every_record_and_a_later_retry_delivers(aws_stack, monkeypatc
 
 def test_last_receive_moves_to_the_dlq_with_the_reason(aws_stack, monkeypatch):
     mock = Recording(lambda r: httpx.Response(500, text="upstream down"))
-    h = Harness(aws_stack, monkeypatch, "adroll", mock, budget_ms=1_000)  # no time for in-process retries
+    # time for one request and the bookkeeping, not for an in-process retry
+    h = Harness(aws_stack, monkeypatch, "adroll", mock, budget_ms=BOOKKEEPING_MS + int(REQUEST_TIMEOUT_SECONDS * 1000) + 100)
     monkeypatch.setenv("RELAY_MAX_RECEIVE_COUNT", "2")
     publish(aws_stack, "adroll", [web_event(event_id="late")])
     assert h.invoke(receive(aws_stack, "adroll", 1)) == ["late"]  # receive 1: kept

@@ -6,8 +6,17 @@ every event exactly one outcome (README "What happens when…").
   resent until the invalid events are isolated; every valid event is delivered.
 - other 4xx (not 401/403/408/429) and vendor-rule violations: permanent, not retried.
 - 401/403: credentials problem: kept for a later retry.
-- 408, 429, 5xx, timeouts, connection errors: retried here with jittered exponential backoff, honouring
+- 408, 429, 5xx, connection errors: retried here with jittered exponential backoff, honouring
   Retry-After, while the Lambda has time; then kept for SQS to retry.
+- no answer within the request's deadline: kept for SQS to retry, not retried here — a vendor that let a
+  request time out would hold a send thread for the whole deadline again, starving the batch's other
+  requests.
+
+Deadlines: every vendor request has one total deadline (REQUEST_TIMEOUT_SECONDS for connecting, sending and
+the whole answer: relay.deadline), and no request — first attempt, retry, bisection half, fan-out request —
+starts unless it can finish before the invocation's deadline less BOOKKEEPING_MS, the time the handler keeps
+to move dead letters and write the batch record. What could not start is `deferred`: kept for a later
+receive, while what was delivered is recorded. A slow vendor costs time, never a duplicate.
 """
 
 from __future__ import annotations
@@ -18,12 +27,13 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from threading import Lock
+from threading import Barrier, Lock
 from typing import Any
 
 import httpx
 
 from .config import RelayConfig
+from .deadline import DeadlineExceeded, InvocationDeadline, send_within
 from .ledger import Claim, DeliveryLedger
 from .model import Event
 from .queued import Queued
@@ -31,17 +41,22 @@ from .routing import Router
 from .vendors import Invalid, Mapped, Outcome, Skipped, VendorRequest
 
 MAX_RESPONSE_TEXT = 256
-REQUEST_TIMEOUT_SECONDS = 10.0
+REQUEST_TIMEOUT_SECONDS = 10.0  # one vendor request, all of it: connect, send, the whole answer
+CONNECT_TIMEOUT_SECONDS = 3.0
+# kept at the end of an invocation for the dead-letter moves and the batch record (relay.aws.AWS_CALLS
+# bounds each of those calls)
+BOOKKEEPING_MS = 4000
 # requests in flight per container (AppsFlyer: one event each); template.yaml's AppsFlyerMaxConcurrency x
 # this = the requests in flight against AppsFlyer's 60,000 POSTs per minute per app (README)
 SEND_WORKERS = 20
-DEFAULT_TIMEOUT = httpx.Timeout(REQUEST_TIMEOUT_SECONDS, connect=3.0)
+DEFAULT_TIMEOUT = httpx.Timeout(REQUEST_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS)
 AUTH_STATUSES = frozenset({401, 403})
 TRANSIENT_STATUSES = frozenset({408, 429})
 # outcomes
 FORWARDED, SKIPPED, DUPLICATE = "forwarded", "skipped", "duplicate"
 INVALID, REJECTED = "invalid", "rejected"  # permanent
 AUTH, TRANSIENT, IN_FLIGHT, CONFIG = "auth", "transient", "in_flight", "config"  # retry later
+DEFERRED = "deferred"  # retry later: not sent, too little of the invocation was left for a request
 PERMANENT = frozenset({INVALID, REJECTED})
 
 
@@ -53,6 +68,7 @@ class Delivery:
     status: int | None = None
     response: str = ""
     retry_after: float | None = None
+    timed_out: bool = False  # no answer within the request's deadline: not retried in this invocation
 
     @property
     def permanent(self) -> bool:
@@ -64,8 +80,9 @@ class RetryPolicy:
     base_delay: float = 0.25
     max_delay: float = 8.0
     max_attempts: int = 6
-    # keep this much of the invocation for one more request and the bookkeeping after it
-    reserve_ms: int = int(REQUEST_TIMEOUT_SECONDS * 1000) + 2000
+    request_seconds: float = REQUEST_TIMEOUT_SECONDS  # a request's total deadline
+    connect_seconds: float = CONNECT_TIMEOUT_SECONDS
+    reserve_ms: int = BOOKKEEPING_MS  # the end of the invocation kept for the handler's bookkeeping
 
 
 @dataclass
@@ -73,6 +90,7 @@ class Stats:
     requests: list[tuple[int | None, int, float]] = field(default_factory=list)  # (status, events, ms)
     retries: int = 0
     bisect_requests: int = 0
+    deferred_requests: int = 0  # requests not started: the invocation's deadline was too near
     ledger_errors: int = 0
     lock: Lock = field(default_factory=Lock)
 
@@ -130,7 +148,14 @@ class Forwarder:
     def pool(self) -> ThreadPoolExecutor:
         """Created once per container (starting threads per batch cost ~0.25 ms per AppsFlyer event)."""
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix=f"{self.vendor}-send")
+            pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix=f"{self.vendor}-send")
+            # Start every thread now: the executor adds a thread only when no idle one is counted, and it
+            # counts one per finished task, so after a burst of quick tasks (the ledger claims) a fan-out of
+            # slow requests would run on the few threads those made.
+            barrier = Barrier(self.max_workers)
+            for started in [pool.submit(barrier.wait) for _ in range(self.max_workers)]:
+                started.result()
+            self._pool = pool
         return self._pool
 
     def close(self) -> None:
@@ -261,17 +286,30 @@ class Forwarder:
     # -- one request -------------------------------------------------------------------------------
 
     def _send_with_retries(self, request: VendorRequest, events: int, remaining_ms: Callable[[], int]) -> Delivery:
+        deadline = InvocationDeadline(remaining_ms, self.policy.reserve_ms)
+        request_ms = self.policy.request_seconds * 1000
         attempt = 0
+        delivery: Delivery | None = None
         while True:
+            if not deadline.allows(request_ms):
+                self.stats.add(deferred_requests=1)
+                if delivery is not None:
+                    return delivery  # the last answer explains more than "no time left"
+                return Delivery(
+                    False,
+                    DEFERRED,
+                    f"not sent to {self.vendor}: {max(remaining_ms(), 0)} ms of the invocation were left, "
+                    f"a request may take {self.policy.request_seconds:g} s",
+                )
             delivery = self._send(request, events)
-            if delivery.outcome != TRANSIENT:
+            if delivery.outcome != TRANSIENT or delivery.timed_out:
                 return delivery
             attempt += 1
             if attempt >= self.policy.max_attempts:
                 return delivery
             backoff = min(self.policy.max_delay, self.policy.base_delay * 2 ** (attempt - 1)) * (0.5 + self.rng() / 2)
             delay = max(backoff, delivery.retry_after or 0.0)
-            if remaining_ms() - delay * 1000 < self.policy.reserve_ms:
+            if not deadline.allows(delay * 1000 + request_ms):
                 return delivery  # no time for another try: SQS retries after the visibility timeout
             self.stats.add(retries=1)
             self.sleep(delay)
@@ -279,13 +317,21 @@ class Forwarder:
     def _send(self, request: VendorRequest, events: int) -> Delivery:
         started = self.clock()
         try:
-            response = self.client.request(
-                request.method, request.url, headers=request.headers, content=request.content
+            response = send_within(
+                self.client,
+                request.method,
+                request.url,
+                request.headers,
+                request.content,
+                self.policy.request_seconds,
+                self.policy.connect_seconds,
             )
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, DeadlineExceeded) as exc:
             with self.stats.lock:
                 self.stats.requests.append((None, events, (self.clock() - started) * 1000))
-            return Delivery(False, TRANSIENT, f"{type(exc).__name__} calling {self.vendor}")
+            what = str(exc) if isinstance(exc, DeadlineExceeded) else type(exc).__name__
+            timed_out = isinstance(exc, DeadlineExceeded | httpx.TimeoutException)
+            return Delivery(False, TRANSIENT, f"{what} calling {self.vendor}", timed_out=timed_out)
         with self.stats.lock:
             self.stats.requests.append((response.status_code, events, (self.clock() - started) * 1000))
         status = response.status_code

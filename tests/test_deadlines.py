@@ -1,0 +1,251 @@
+"""Deadlines (issue #14): a slow vendor may cost time, never a duplicate.
+
+Vendor functions run in-process on moto's SQS and DynamoDB from template.yaml, receive after receive, as
+the event source mapping would. Time is a FakeClock that the mock vendor moves by its latency; a vendor
+answer that would arrive after the function's Timeout kills the invocation (`Killed`, which no `except
+Exception` catches) after the vendor has taken the request — what Lambda does to a function at its
+timeout. The assertions count what the vendor took per event and what is in the DLQ, with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import Counter
+
+import boto3
+import httpx
+import pytest
+
+from relay.faults import SOAK_ID_PROPERTY
+from relay.forwarding import DEFERRED, TRANSIENT, Forwarder, RetryPolicy
+from relay.sqs import lambda_records
+from relay.vendor_handler import vendor_handler
+
+from .conftest import FakeClock, FakeLambdaContext, app_event, drain, make_config, use_function_env, web_event
+from .test_vendor_functions import PREFIX, publish
+
+
+class Killed(BaseException):
+    """Lambda ended the invocation at its timeout."""
+
+
+class LaneClock(FakeClock):
+    """Fake time per thread: requests sent from the send pool's threads overlap, as they do for real; the
+    invocation has taken as long as its longest lane."""
+
+    def __init__(self, budget_ms: int = 30_000):
+        self.main = threading.get_ident()
+        self.lanes: dict[int, float] = {self.main: 0.0}
+        self.lock = threading.Lock()
+        super().__init__(budget_ms)
+
+    @property
+    def now(self) -> float:  # type: ignore[override]
+        with self.lock:  # a thread new to this invocation starts where the invocation's own thread is
+            return self.lanes.setdefault(threading.get_ident(), self.lanes[self.main])
+
+    @now.setter
+    def now(self, value: float) -> None:
+        with self.lock:
+            self.lanes[threading.get_ident()] = value
+
+    def elapsed(self) -> float:
+        return max(self.lanes.values())
+
+
+class SlowVendor:
+    """Answers after `latency(request)` seconds of fake time; `hangs(request)`: no answer until the relay's
+    own timeout (an httpx.ReadTimeout after the request's whole budget; 20 ms of real time too, so that the
+    send pool spreads requests over its threads as it does when they really wait). Past the invocation's deadline the
+    vendor has still taken the request, but the invocation is killed before it learns so."""
+
+    def __init__(self, vendor: str, latency: float, rejects=lambda ids: False, hangs=lambda ids: False):
+        self.vendor, self.latency, self.rejects, self.hangs = vendor, latency, rejects, hangs
+        self.clock = LaneClock()
+        self.accepted: Counter[str] = Counter()
+        self.requests = 0
+
+    def ids(self, request: httpx.Request) -> list[str]:
+        body = json.loads(request.content)
+        if self.vendor == "applovin":
+            return [e["dedupe_id"] for e in body["events"]]
+        return [json.loads(body["eventValue"])[SOAK_ID_PROPERTY]]
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        ids = self.ids(request)
+        if self.hangs(ids):
+            # a thread blocked here must not take the pool's next request: hold it a moment for real too
+            time.sleep(0.02)
+            self.clock.now += RetryPolicy().request_seconds
+            if self.clock.remaining_ms() < 0:
+                raise Killed
+            raise httpx.ReadTimeout("no answer", request=request)
+        self.clock.now += self.latency
+        response = httpx.Response(400, text="Invalid event in batch") if self.rejects(ids) else httpx.Response(200)
+        if response.is_success:
+            self.accepted.update(ids)
+        if self.clock.remaining_ms() < 0:
+            raise Killed
+        return response
+
+
+def visible(stack, vendor: str) -> list[dict]:
+    sqs = boto3.client("sqs")
+    url = stack.physical[f"{PREFIX[vendor]}Queue"]
+    out: list[dict] = []
+    while True:
+        got = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], MessageAttributeNames=["All"]
+        ).get("Messages", [])
+        if not got:
+            return out
+        out += got
+
+
+def run_until_done(stack, monkeypatch, vendor: str, mock: SlowVendor, receives: int = 12, **kwargs) -> int:
+    """Receive and invoke until the queue is empty, as the event source mapping would; returns how many
+    invocations were killed at their timeout. The function's environment is set already (use_function_env)."""
+    timeout_ms = stack.function_timeout(f"{PREFIX[vendor]}Function") * 1000
+    handler = vendor_handler(vendor, http_client=httpx.Client(transport=httpx.MockTransport(mock)), **kwargs)
+    sqs = boto3.client("sqs")
+    url = stack.physical[f"{PREFIX[vendor]}Queue"]
+    killed = 0
+    for _ in range(receives):
+        messages = visible(stack, vendor)
+        if not messages:
+            return killed
+        mock.clock = LaneClock(timeout_ms)
+        event = lambda_records(messages, stack.arns[f"{PREFIX[vendor]}Queue"], "us-east-1")
+        try:
+            response = handler(event, FakeLambdaContext(mock.clock))
+        except Killed:
+            killed += 1
+            failed = {m["MessageId"] for m in messages}
+        else:
+            assert mock.clock.elapsed() * 1000 <= timeout_ms  # the handler returned before its deadline
+            failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+        for m in messages:
+            if m["MessageId"] in failed:  # the visibility timeout passes
+                sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+            else:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    raise AssertionError(f"the queue was not empty after {receives} receives")
+
+
+def dead_letters(stack, vendor: str) -> dict[str, str]:
+    letters = drain(stack.physical[f"{PREFIX[vendor]}DeadLetterQueue"])
+    out = {}
+    for m in letters:
+        attrs = {k: v["StringValue"] for k, v in m.get("MessageAttributes", {}).items()}
+        assert "relay_reason" in attrs, "a message SQS moved itself, without a reason"
+        out[attrs["relay_event_id"]] = attrs["relay_reason"]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("latency", "bad"),
+    [(0.4, {f"bad-{i:03d}" for i in range(3, 100, 10)}), (2.5, {"bad-042"})],
+    ids=["400ms-10-invalid", "2.5s-1-invalid"],
+)
+def test_a_slow_vendor_bisecting_past_the_timeout_delivers_each_event_once(aws_stack, monkeypatch, latency, bad):
+    ids = [f"bad-{i:03d}" if f"bad-{i:03d}" in bad else f"e{i:03d}" for i in range(100)]
+    mock = SlowVendor("applovin", latency, rejects=lambda batch: any(i.startswith("bad") for i in batch))
+    use_function_env(monkeypatch, aws_stack, "AppLovinFunction")
+    publish(aws_stack, "applovin", [web_event(event_id=i) for i in ids])
+    assert run_until_done(aws_stack, monkeypatch, "applovin", mock) == 0  # never killed at its timeout
+    valid = [i for i in ids if i not in bad]
+    assert mock.accepted == Counter(valid)  # each valid event delivered exactly once
+    letters = dead_letters(aws_stack, "applovin")
+    assert set(letters) == bad
+    assert set(letters.values()) == {"applovin rejected the request (400)"}
+
+
+def test_appsflyer_requests_hanging_until_the_timeout_cost_time_not_duplicates(aws_stack, monkeypatch):
+    events = [app_event("android", event_id=f"a{i:02d}", properties={SOAK_ID_PROPERTY: f"a{i:02d}"}) for i in range(50)]
+    hanging = {f"a{i:02d}" for i in range(0, 50, 2)}
+    mock = SlowVendor("appsflyer", 0.1, hangs=lambda batch: batch[0] in hanging)
+    use_function_env(monkeypatch, aws_stack, "AppsFlyerFunction")
+    publish(aws_stack, "appsflyer", events)
+    assert run_until_done(aws_stack, monkeypatch, "appsflyer", mock) == 0
+    assert mock.accepted == Counter(e["event_id"] for e in events if e["event_id"] not in hanging)
+    letters = dead_letters(aws_stack, "appsflyer")
+    assert set(letters) == hanging  # given up on after MaxReceiveCount receives, each with its reason
+    assert all(r.startswith("gave up after 5 receives: ") for r in letters.values())
+
+
+def test_no_request_starts_without_time_to_finish_it_and_what_was_delivered_is_recorded(aws_stack, monkeypatch):
+    """Two AppLovin chunks of 100 at 9 s a request in a 30 s invocation: the second cannot finish before the
+    deadline less the bookkeeping, so it is not sent; the first is recorded and not sent again."""
+    mock = SlowVendor("applovin", 9.0)
+    use_function_env(monkeypatch, aws_stack, "AppLovinFunction")
+    publish(aws_stack, "applovin", [web_event(event_id=f"e{i:03d}") for i in range(200)])
+    assert run_until_done(aws_stack, monkeypatch, "applovin", mock) == 0
+    assert mock.accepted == Counter(f"e{i:03d}" for i in range(200))
+    assert mock.requests == 2
+
+
+def test_a_deferred_request_says_why():
+    clock = FakeClock(10_000)
+    forwarder = Forwarder("adroll", make_config(), httpx.Client(transport=httpx.MockTransport(lambda r: 1 / 0)))
+    from .conftest import event
+
+    results = forwarder.deliver({"m1": event(web_event(event_id="d1"))}, clock.remaining_ms)
+    assert results["m1"].outcome == DEFERRED and not results["m1"].ok
+    assert results["m1"].reason == "not sent to adroll: 10000 ms of the invocation were left, a request may take 10 s"
+    assert forwarder.stats.deferred_requests == 1 and forwarder.stats.requests == []
+
+
+# -- one total deadline per request, against a real socket -----------------------------------------
+
+
+class Dripping:
+    """A loopback HTTP server that answers 200 at once, then drips its body one byte every `pause` s."""
+
+    def __init__(self, pause: float, length: int):
+        self.pause, self.length = pause, length
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1/event"
+        self.finished: list[bool] = []
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head = f"HTTP/1.1 200 OK\r\nContent-Length: {self.length}\r\nContent-Type: text/plain\r\n\r\n"
+            try:
+                conn.sendall(head.encode())
+                for _ in range(self.length):
+                    time.sleep(self.pause)
+                    conn.sendall(b"x")
+                self.finished.append(True)
+            except OSError:
+                self.finished.append(False)
+
+    def close(self) -> None:
+        self.sock.close()
+        self.thread.join(timeout=30)
+
+
+def test_a_vendor_dripping_its_answer_is_cut_at_the_requests_total_deadline():
+    """Each byte comes well within httpx's per-read timeout, so only a total deadline ends the request."""
+    server = Dripping(pause=0.05, length=400)  # 20 s of body, a byte every 50 ms
+    config = make_config(adroll={"endpoint": server.url})
+    policy = RetryPolicy(max_attempts=1, request_seconds=0.5, reserve_ms=0)
+    forwarder = Forwarder("adroll", config, httpx.Client(), policy=policy)
+    from .conftest import event
+
+    try:
+        results = forwarder.deliver({"m1": event(web_event(event_id="drip"))}, lambda: 60_000)
+    finally:
+        server.close()
+    assert results["m1"].outcome == TRANSIENT
+    assert results["m1"].reason == "no complete answer within 0.5 s calling adroll"
+    assert server.finished == [False]  # the relay hung up: the body was never read to its end
