@@ -200,7 +200,8 @@ def test_401_keeps_every_record_and_a_later_retry_delivers(aws_stack, monkeypatc
 def test_last_receive_moves_to_the_dlq_with_the_reason(aws_stack, monkeypatch):
     mock = Recording(lambda r: httpx.Response(500, text="upstream down"))
     # time for one request and the bookkeeping, not for an in-process retry
-    h = Harness(aws_stack, monkeypatch, "adroll", mock, budget_ms=BOOKKEEPING_MS + int(REQUEST_TIMEOUT_SECONDS * 1000) + 100)
+    budget_ms = BOOKKEEPING_MS + int(REQUEST_TIMEOUT_SECONDS * 1000) + 100
+    h = Harness(aws_stack, monkeypatch, "adroll", mock, budget_ms=budget_ms)
     monkeypatch.setenv("RELAY_MAX_RECEIVE_COUNT", "2")
     publish(aws_stack, "adroll", [web_event(event_id="late")])
     assert h.invoke(receive(aws_stack, "adroll", 1)) == ["late"]  # receive 1: kept
