@@ -84,8 +84,8 @@ def test_a_canonical_event_body_is_read_as_one():
         ("", "(body): is not JSON"),
         ("{not json", "(body): is not JSON"),
         ('["x"]', "(body): must be a JSON object"),
-        ('{"payloads": {"adroll": {}}}', "event_id: must be a string of 1 to 128 characters"),
-        ('{"event_id": "", "payloads": {}}', "event_id: must be a string of 1 to 128 characters"),
+        ('{"payloads": {"adroll": {}}}', "event_id: must be 1 to 128 printable characters"),
+        ('{"event_id": "", "payloads": {}}', "event_id: must be 1 to 128 printable characters"),
         (
             '{"event_id": "e", "payloads": {"adroll": {}}}',
             "payloads.applovin: missing; the message carries payloads for: adroll",

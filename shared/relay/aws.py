@@ -27,6 +27,19 @@ SECRET_MAX_AGE_SECONDS = 3600
 SECRET_REFRESH_MIN_SECONDS = 60
 INGEST_SECRET_ENV = "RELAY_INGEST_SECRET_ARN"  # noqa: S105 (an env var name)
 VENDOR_SECRET_ENV = "RELAY_VENDOR_SECRET_ARN"  # noqa: S105 (an env var name)
+# Every AWS call the functions make is bounded, so that an invocation can tell whether the next one fits
+# before its deadline: DynamoDB, SNS and SQS answer in milliseconds, a call that does not answer within these
+# timeouts is tried once more, then fails (the caller answers 503 or keeps the message for a retry).
+AWS_CONNECT_SECONDS = 0.5
+AWS_READ_SECONDS = 1.5
+AWS_ATTEMPTS = 2
+AWS_CALLS = Config(
+    connect_timeout=AWS_CONNECT_SECONDS,
+    read_timeout=AWS_READ_SECONDS,
+    retries={"mode": "standard", "total_max_attempts": AWS_ATTEMPTS},
+)
+# the longest one AWS call can take: every attempt timing out, and the backoff between them
+AWS_CALL_MAX_MS = int(AWS_ATTEMPTS * (AWS_CONNECT_SECONDS + AWS_READ_SECONDS) * 1000) + 500
 # SNS PublishBatch: at most 10 entries and 256 KiB in total per call.
 SNS_MAX_BATCH = 10
 SNS_MAX_BYTES = 262_144
@@ -129,7 +142,7 @@ class LazyClient:
     """Holds a boto3 client: the injected one, else one made on first use (never at import time)."""
 
     service: ClassVar[str]
-    client_options: ClassVar[dict[str, Any]] = {}
+    client_options: ClassVar[dict[str, Any]] = {"config": AWS_CALLS}
 
     def __init__(self, client: Any = None):
         self._client = client
@@ -149,7 +162,7 @@ class SnsPublisher(LazyClient):
     service = "sns"
     # The entries are built here, from validated events: botocore's client-side parameter validation
     # cost a sixth of the ingest's CPU per event (README "Performance and cost"). SNS still validates.
-    client_options: ClassVar[dict[str, Any]] = {"config": Config(parameter_validation=False)}
+    client_options: ClassVar[dict[str, Any]] = {"config": AWS_CALLS.merge(Config(parameter_validation=False))}
 
     def __init__(self, topic_arn: str, client: Any = None):
         super().__init__(client)
@@ -171,27 +184,30 @@ class SnsPublisher(LazyClient):
         return out
 
     def publish(self, messages: Sequence[Message]) -> list[str]:
-        """Publish with PublishBatch; returns the ids that SNS did not take."""
+        """Publish with PublishBatch; returns the ids that SNS did not take (a call that failed: all of its
+        messages; the other calls' messages were published)."""
         failed: list[str] = []
         for chunk in self.chunks(messages):
-            response = self.client.publish_batch(
-                TopicArn=self.topic_arn,
-                PublishBatchRequestEntries=[
-                    {
-                        "Id": m.id,
-                        "Message": m.body,
-                        "MessageAttributes": {
-                            "destinations": {
-                                "DataType": "String.Array",
-                                "StringValue": m.attribute,
-                            }
-                        },
-                    }
-                    for m in chunk
-                ],
-            )
+            try:
+                response = self._publish_batch(chunk)
+            except Exception:  # noqa: BLE001 - throttled, timed out, refused: the caller answers 503 for these
+                failed += [m.id for m in chunk]
+                continue
             failed += [f["Id"] for f in response.get("Failed", [])]
         return failed
+
+    def _publish_batch(self, chunk: Sequence[Message]) -> dict[str, Any]:
+        return self.client.publish_batch(
+            TopicArn=self.topic_arn,
+            PublishBatchRequestEntries=[
+                {
+                    "Id": m.id,
+                    "Message": m.body,
+                    "MessageAttributes": {"destinations": {"DataType": "String.Array", "StringValue": m.attribute}},
+                }
+                for m in chunk
+            ],
+        )
 
 
 # moto's server takes any credentials; fixed ones keep the local stack away from a real account's.

@@ -299,7 +299,7 @@ class LocalStack:
             load_config=lambda: load_ingest_config(env, sm),
             publisher=SnsPublisher(env["RELAY_TOPIC_ARN"], sns),
             replay_guard=ReplayGuard(env["RELAY_REPLAY_TABLE"], self.clients["dynamodb"]),
-            ledger=DeliveryLedger(INGEST, env["RELAY_IDEMPOTENCY_TABLE"], self.clients["dynamodb"]),
+            ledger=DeliveryLedger.from_env(INGEST, env, self.clients["dynamodb"]),
         )
         timeout = self.stack.function_timeout("IngestFunction")
         local = self
@@ -363,7 +363,7 @@ class LocalStack:
             vendor,
             load_config=lambda: load_vendor_config(vendor, env, sm),
             http_client=self._http_client(vendor),
-            ledger=DeliveryLedger(vendor, env["RELAY_IDEMPOTENCY_TABLE"], ddb),
+            ledger=DeliveryLedger.from_env(vendor, env, ddb),
             dead_letters=DeadLetterQueue(env["RELAY_DLQ_URL"], sqs),
             max_receive_count=int(env.get("RELAY_MAX_RECEIVE_COUNT") or 0),
         )

@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from .aws import AWS_CALL_MAX_MS
 from .config import RelayConfig
 from .deadline import DeadlineExceeded, InvocationDeadline, send_within
 from .ledger import Claim, DeliveryLedger
@@ -43,9 +44,10 @@ from .vendors import Invalid, Mapped, Outcome, Skipped, VendorRequest
 MAX_RESPONSE_TEXT = 256
 REQUEST_TIMEOUT_SECONDS = 10.0  # one vendor request, all of it: connect, send, the whole answer
 CONNECT_TIMEOUT_SECONDS = 3.0
-# kept at the end of an invocation for the dead-letter moves and the batch record (relay.aws.AWS_CALLS
-# bounds each of those calls)
-BOOKKEEPING_MS = 4000
+# kept at the end of an invocation for the dead-letter moves and the batch record: the longest an AWS call
+# may take (relay.aws.AWS_CALLS bounds each), and a margin for the few calls the bookkeeping makes when AWS
+# answers at its usual speed
+BOOKKEEPING_MS = AWS_CALL_MAX_MS + 500
 # requests in flight per container (AppsFlyer: one event each); template.yaml's AppsFlyerMaxConcurrency x
 # this = the requests in flight against AppsFlyer's 60,000 POSTs per minute per app (README)
 SEND_WORKERS = 20

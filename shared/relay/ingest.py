@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import jsonbody
-from .aws import SNS_MAX_BYTES, Message, ReplayGuard, SnsPublisher
+from .aws import AWS_CALL_MAX_MS, SNS_MAX_BYTES, Message, ReplayGuard, SnsPublisher
 from .config import RelayConfig
-from .errors import FieldError
+from .errors import FieldError, join_path
 from .ledger import Claim, DeliveryLedger
 from .model import MAX_EVENTS_PER_REQUEST, EventParseError, event_id_of, parse_event
 from .queued import EVENTS_PER_MESSAGE, bundle_body, bundle_id, bundle_size, queued_body
@@ -46,9 +46,13 @@ def _error(status: int, message: str, **extra: Any) -> IngestResult:
     return IngestResult(status, {"error": message, **extra})
 
 
-def _unavailable(what: str, event_ids: list[str]) -> IngestResult:
-    """A 503 the client answers by resending the request: the event_ids make resends safe."""
-    result = _error(503, f"{what}; resend the request (event_id makes resends safe)", not_enqueued=event_ids)
+def _unavailable(what: str, event_ids: list[str] | None) -> IngestResult:
+    """A 503 the client answers by resending the request: the event_ids make resends safe. `event_ids`
+    None: the events were not read yet, the whole request is to be resent."""
+    if event_ids is None:
+        result = _error(503, f"{what}; resend the whole request, signed anew (event_id makes resends safe)")
+    else:
+        result = _error(503, f"{what}; resend the request (event_id makes resends safe)", not_enqueued=event_ids)
     result.headers["Retry-After"] = "1"
     return result
 
@@ -81,9 +85,19 @@ class Ingest:
         self.clock = clock
         self.replay_guard = replay_guard
 
-    def handle(self, raw: bytes, headers: Mapping[str, str], remaining_ms: int = DEFAULT_REMAINING_MS) -> IngestResult:
+    def handle(
+        self,
+        raw: bytes,
+        headers: Mapping[str, str],
+        remaining_ms: int | Callable[[], int] = DEFAULT_REMAINING_MS,
+    ) -> IngestResult:
         """`headers` with lower-case names (as API Gateway HTTP APIs deliver them); `remaining_ms` the
-        invocation's time left: the claims of its events last that long if it dies."""
+        invocation's time left (Lambda's `get_remaining_time_in_millis`, or a number of ms from now): the
+        claims of its events last that long if it dies, and no AWS call starts that could outlast it — the
+        request is answered 503 instead."""
+        if not callable(remaining_ms):
+            started, budget = time.monotonic(), remaining_ms
+            remaining_ms = lambda: int(budget - (time.monotonic() - started) * 1000)  # noqa: E731
         if len(raw) > MAX_BODY_BYTES:
             return _error(413, f"body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
         now = self.clock()
@@ -100,16 +114,24 @@ class Ingest:
             result.secret_mismatch = isinstance(exc, SignatureMismatch)
             return result
         replay_key = f"replay#{signed_at}#{hashlib.sha256(raw).hexdigest()}"
-        if self.replay_guard and not self.replay_guard.claim(
-            replay_key, signed_at + 2 * self.config.ingest.tolerance_seconds, now
-        ):
-            return _error(401, "signature already used: sign every request anew (replayed requests are refused)")
+        if self.replay_guard:
+            try:
+                first = self.replay_guard.claim(replay_key, signed_at + 2 * self.config.ingest.tolerance_seconds, now)
+            except Exception:  # noqa: BLE001 - throttled or unavailable: nothing was accepted, the client resends
+                return _unavailable("could not check the request against replays", None)
+            if not first:
+                return _error(401, "signature already used: sign every request anew (replayed requests are refused)")
         result = self._checked(raw, headers, now, remaining_ms)
         if result.status == 503 and self.replay_guard:
-            self.replay_guard.release(replay_key)  # the client resends as told: let the same request through
+            try:  # the client resends as told: let the same request through
+                self.replay_guard.release(replay_key)
+            except Exception:  # noqa: BLE001 - the resend is refused as a replay until the key expires
+                result.body["error"] += "; sign the resend anew (this signature stays used)"
         return result
 
-    def _checked(self, raw: bytes, headers: Mapping[str, str], now: float, remaining_ms: int) -> IngestResult:
+    def _checked(
+        self, raw: bytes, headers: Mapping[str, str], now: float, remaining_ms: Callable[[], int]
+    ) -> IngestResult:
         if not _json_content_type(headers.get("content-type")):
             return _error(415, "Content-Type must be application/json (UTF-8)")
         try:
@@ -123,14 +145,31 @@ class Ingest:
             return _error(413, f"{len(raw_events)} events; at most {MAX_EVENTS_PER_REQUEST} per request")
         if not raw_events:
             return _error(400, "events: must hold at least one event")
-        return self._accept(raw_events, datetime.fromtimestamp(now, UTC), remaining_ms)
+        uncarried = jsonbody.may_hold_uncarried(raw)
+        return self._accept(raw_events, datetime.fromtimestamp(now, UTC), remaining_ms, uncarried)
 
-    def _accept(self, raw_events: list[Any], now: datetime, remaining_ms: int = DEFAULT_REMAINING_MS) -> IngestResult:
+    def _accept(
+        self,
+        raw_events: list[Any],
+        now: datetime,
+        remaining_ms: Callable[[], int] = lambda: DEFAULT_REMAINING_MS,
+        uncarried: bool = True,
+    ) -> IngestResult:
+        """`uncarried`: the body may hold characters SQS cannot carry (jsonbody.may_hold_uncarried): each
+        event's strings are then looked at, and an event holding one is refused, naming the field."""
         accepted: list[dict[str, Any]] = []
         rejected: list[dict[str, Any]] = []
         singles: list[tuple[str, Message]] = []  # (event_id, the event's own message)
         seen: dict[str, int] = {}
         for index, raw_event in enumerate(raw_events):
+            if uncarried and (found := jsonbody.uncarried(raw_event)):
+                path, char = found
+                error = FieldError(
+                    join_path(path),
+                    f"holds U+{ord(char):04X}, a character SQS cannot carry (lone surrogates, U+FFFE and U+FFFF)",
+                )
+                rejected.append(self._rejection(index, event_id_of(raw_event), [error]))
+                continue
             try:
                 event = parse_event(raw_event, now=now, max_event_age_days=self.config.ingest.max_event_age_days)
             except EventParseError as exc:
@@ -162,9 +201,11 @@ class Ingest:
             accepted.append(entry)
         claims: dict[str, Claim] = {}
         batch = DeliveryLedger.new_batch() if self.ledger else ""
+        if singles and remaining_ms() < (2 if self.ledger else 1) * AWS_CALL_MAX_MS:
+            return _unavailable("too little time left to queue the events", [event_id for event_id, _ in singles])
         if self.ledger and singles:
             try:
-                claims = self.ledger.claim_many([event_id for event_id, _ in singles], remaining_ms, batch)
+                claims = self.ledger.claim_many([event_id for event_id, _ in singles], remaining_ms(), batch)
             except Exception:  # noqa: BLE001 - DynamoDB unavailable: nothing was queued, the client resends
                 return _unavailable("could not record the events", [event_id for event_id, _ in singles])
         duplicates = {event_id for event_id, claim in claims.items() if claim is Claim.DUPLICATE}
@@ -173,7 +214,10 @@ class Ingest:
                 entry["duplicate"] = True
         fresh = [(event_id, m) for event_id, m in singles if claims.get(event_id, Claim.CLAIMED) is Claim.CLAIMED]
         messages, members = bundles(fresh, self.events_per_message)
-        failed = [event_id for message_id in self.publisher.publish(messages) for event_id in members[message_id]]
+        if messages and remaining_ms() < AWS_CALL_MAX_MS:  # the claims took long: publish nothing, settle them
+            failed = [event_id for event_id, _ in fresh]
+        else:
+            failed = [event_id for message_id in self.publisher.publish(messages) for event_id in members[message_id]]
         ledger_error = False
         if self.ledger and fresh:
             not_published = set(failed)

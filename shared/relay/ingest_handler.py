@@ -77,14 +77,14 @@ def ingest_handler(
             pub = publisher or SnsPublisher(os.environ["RELAY_TOPIC_ARN"])
             guard = replay_guard or (ReplayGuard(table) if (table := os.environ.get("RELAY_REPLAY_TABLE")) else None)
             accepted = ledger or (
-                DeliveryLedger(INGEST, table, clock=clock)
-                if (table := os.environ.get("RELAY_IDEMPOTENCY_TABLE"))
+                DeliveryLedger.from_env(INGEST, os.environ, clock=clock)
+                if os.environ.get("RELAY_IDEMPOTENCY_TABLE")
                 else None
             )
             cache[key] = Ingest(config, pub, clock, guard, ledger=accepted)
         return cache[key]
 
-    def post_events(event: dict[str, Any], remaining_ms: int) -> dict[str, Any]:
+    def post_events(event: dict[str, Any], remaining_ms: Callable[[], int]) -> dict[str, Any]:
         body = event.get("body") or ""
         raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
         headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
@@ -131,7 +131,7 @@ def ingest_handler(
         if _route(event) != ROUTE:
             return _json_response(404, {"error": "not found: POST /v1/events"})
         try:
-            return post_events(event, context.get_remaining_time_in_millis())
+            return post_events(event, context.get_remaining_time_in_millis)
         except ConfigError as exc:
             logger.error("relay configuration unusable", extra={"errors": [str(e) for e in exc.errors]})
             return _json_response(500, {"error": "the relay is misconfigured; its operators have been alerted"})

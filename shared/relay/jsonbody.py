@@ -4,9 +4,20 @@ bounded nesting. Errors are short and never echo the input."""
 from __future__ import annotations
 
 import json
+import re
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 MAX_DEPTH = 32
+
+# SQS carries only #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF. Queued messages are JSON,
+# whose writer escapes the control characters, so the characters it would still refuse are lone surrogates
+# (which JSON's \uD800 escapes can make), U+FFFE and U+FFFF.
+UNCARRIED = re.compile("[\ud800-\udfff\ufffe\uffff]")
+# a quick look at the raw body (UTF-8 of U+FFFE/U+FFFF, or an escape that may make one of them): only a
+# body where this matches has its strings walked
+_MAYBE_UNCARRIED = re.compile(rb"\xef\xbf[\xbe\xbf]|\\u[dD][89a-fA-F]|\\u[fF][fF][fF][eEfF]")
 
 
 class JsonBodyError(ValueError):
@@ -62,6 +73,35 @@ def loads(raw: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
         raise JsonBodyError(f"JSON is nested deeper than {max_depth} levels") from None
     except json.JSONDecodeError as exc:
         raise JsonBodyError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except ValueError:  # Python refuses to convert an integer of more than sys.get_int_max_str_digits() digits
+        raise JsonBodyError(f"not valid JSON: an integer has more than {sys.get_int_max_str_digits()} digits") from None
     if _depth(value, max_depth) > max_depth:
         raise JsonBodyError(f"JSON is nested deeper than {max_depth} levels")
     return value
+
+
+def may_hold_uncarried(raw: bytes) -> bool:
+    """Whether a raw body may hold a character SQS cannot carry (then `uncarried` tells where)."""
+    return _MAYBE_UNCARRIED.search(raw) is not None
+
+
+def uncarried(value: Any, path: tuple[Any, ...] = ()) -> tuple[tuple[Any, ...], str] | None:
+    """The path of the first key or string in `value` holding a character SQS cannot carry, and that
+    character; None when there is none."""
+    for where, text in _strings(value, path):
+        found = UNCARRIED.search(text)
+        if found:
+            return where, found.group()
+    return None
+
+
+def _strings(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, child in value.items():
+            yield (*path, "(a key)"), key  # not the key itself: an error names the field, never echoes input
+            yield from _strings(child, (*path, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield from _strings(child, (*path, index))

@@ -15,7 +15,7 @@ Two kinds of record in the idempotency table (hash key `id`, TTL attribute `expi
   in flight.
 - a **batch** record, ``s2s-relay.<vendor>.batch#<batch id>``, written once after every event of the
   batch was sent or failed. It lists the events that were *not* delivered (a retry takes their claims
-  over) and, apart, those moved to the DLQ. A bundle's claim (key ``[vendor, "bundle:<id>"]``) lists its
+  over) and, apart, those moved to the DLQ. A bundle's claim (``s2s-relay.<vendor>.bundle#<id>``) lists its
   events; taken over, it records which of them are still to send (``pending``).
 
 An event is delivered once its claim names a batch whose record exists and does not list it. So a
@@ -26,12 +26,12 @@ writing its batch record leaves claims whose lease runs out, and then the events
 window in which a crash can duplicate is the same as between Powertools' in-progress and completed).
 
 The key is a hash of ``[vendor, event_id]`` only: a resend of the same event_id with another body is still
-a duplicate. A delivered event is remembered for `COMPLETED_TTL_SECONDS`; so is an event the relay moved to
-the DLQ, with the SQS message id it moved: a redelivery of that very message (an invocation that failed
-after the move) is neither sent nor dead-lettered again, while any other message with the event (`relay
-dlq redrive`, a client's resend) takes the record over and is sent anew. Records that Powertools
-Idempotency wrote (COMPLETED, INPROGRESS, same ids) are read the same way, so an upgrade in place neither
-loses nor resends anything.
+a duplicate. A delivered event is remembered for the dedupe horizon (`dedupe_horizon_seconds`); so is an
+event the relay moved to the DLQ, with the SQS message id it moved: a redelivery of that very message (an
+invocation that failed after the move) is neither sent nor dead-lettered again, while any other message
+with the event (`relay dlq redrive`, a client's resend) takes the record over and is sent anew. Records
+that Powertools Idempotency wrote (COMPLETED, INPROGRESS, same ids) are read the same way, so an upgrade
+in place neither loses nor resends anything.
 """
 
 from __future__ import annotations
@@ -44,9 +44,29 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import Enum
 from typing import Any
 
-# Longer than any path an event can take to a resend: max_event_age_days (<= 7 by default, the ingest
-# refuses older events) + SQS retention (4 days) + margin.
-COMPLETED_TTL_SECONDS = 15 * 24 * 3600
+DAY_SECONDS = 86_400
+HORIZON_MARGIN_SECONDS = DAY_SECONDS  # beyond the longest path, for clock skew and slow TTL deletion
+DEFAULT_DEAD_LETTER_RETENTION_SECONDS = 14 * DAY_SECONDS  # the DLQs' in template.yaml (SQS's maximum)
+MAX_FUTURE_SKEW_SECONDS = 300  # an event may be stamped this far ahead (relay.model.MAX_FUTURE_SKEW)
+
+
+def dedupe_horizon_seconds(
+    max_event_age_days: int, dead_letter_retention_seconds: int = DEFAULT_DEAD_LETTER_RETENTION_SECONDS
+) -> int:
+    """How long the ledger remembers an event: longer than any path by which it can come back.
+
+    - a client's resend: the ingest accepts an event until it is `max_event_age_days` old (plus the
+      future skew it allows), and its first claim was written after it happened;
+    - a message coming back to a vendor function: SQS redelivers from the queue, `relay dlq redrive`
+      from the DLQ, never later than the DLQ's retention after it was first queued (for standard queues
+      SQS counts retention from the original enqueue time).
+    """
+    longest = max(max_event_age_days * DAY_SECONDS + MAX_FUTURE_SKEW_SECONDS, dead_letter_retention_seconds)
+    return longest + HORIZON_MARGIN_SECONDS
+
+
+# with the template's defaults (MaxEventAgeDays 7): 15 days
+COMPLETED_TTL_SECONDS = dedupe_horizon_seconds(7)
 KEY_PREFIX = "s2s-relay"
 CLAIMED, DEAD_LETTERED_STATE, SETTLED = "CLAIMED", "DEAD_LETTERED", "SETTLED"
 LEGACY_COMPLETED, LEGACY_IN_PROGRESS = "COMPLETED", "INPROGRESS"  # Powertools Idempotency's records
@@ -88,11 +108,25 @@ class DeliveryLedger:
         table_name: str,
         client: Any = None,
         clock: Callable[[], float] = time.time,
+        horizon_seconds: int = COMPLETED_TTL_SECONDS,
     ):
         self.vendor = vendor
         self.table_name = table_name
         self._client = client
         self.clock = clock
+        self.horizon_seconds = horizon_seconds  # every record's time to live (dedupe_horizon_seconds)
+
+    @classmethod
+    def from_env(
+        cls, vendor: str, environ: Mapping[str, str], client: Any = None, clock: Callable[[], float] = time.time
+    ) -> DeliveryLedger:
+        """The ledger a function's environment describes (template.yaml): its table, and the horizon derived
+        from RELAY_INGEST_MAX_EVENT_AGE_DAYS and RELAY_DEAD_LETTER_RETENTION_SECONDS."""
+        horizon = dedupe_horizon_seconds(
+            int(environ.get("RELAY_INGEST_MAX_EVENT_AGE_DAYS") or 7),
+            int(environ.get("RELAY_DEAD_LETTER_RETENTION_SECONDS") or DEFAULT_DEAD_LETTER_RETENTION_SECONDS),
+        )
+        return cls(vendor, environ["RELAY_IDEMPOTENCY_TABLE"], client, clock=clock, horizon_seconds=horizon)
 
     @property
     def client(self) -> Any:
@@ -100,8 +134,10 @@ class DeliveryLedger:
             import boto3
             from botocore.config import Config
 
+            from .aws import AWS_CALLS
+
             # the items are built here from validated data: botocore's own parameter validation only costs CPU
-            self._client = boto3.client("dynamodb", config=Config(parameter_validation=False))
+            self._client = boto3.client("dynamodb", config=AWS_CALLS.merge(Config(parameter_validation=False)))
         return self._client
 
     @staticmethod
@@ -110,6 +146,11 @@ class DeliveryLedger:
 
     def batch_key(self, batch: str) -> str:
         return f"{KEY_PREFIX}.{self.vendor}.batch#{batch}"
+
+    def bundle_key(self, bundle: str) -> str:
+        """A bundle's claim: its own namespace, which no event's claim (`claim_key`, a digest after "#")
+        or batch record can share, whatever the event_id."""
+        return f"{KEY_PREFIX}.{self.vendor}.bundle#{bundle}"
 
     # -- claims ------------------------------------------------------------------------------------
 
@@ -155,7 +196,7 @@ class DeliveryLedger:
             return {e: self.claim(e, remaining_ms, batch) for e in event_ids}
         now = self.clock()
         lease = _lease(now, remaining_ms)
-        batch_value, expiration = {"S": batch}, {"N": str(int(now) + COMPLETED_TTL_SECONDS)}
+        batch_value, expiration = {"S": batch}, {"N": str(int(now) + self.horizon_seconds)}
         puts = [
             {
                 "Put": {
@@ -199,10 +240,11 @@ class DeliveryLedger:
         died before settling, those it was sending). The ingest claimed every event once already
         (`claim_many`), so a bundle is the unit a vendor function can receive twice."""
         now = self.clock()
-        unit = f"bundle:{bundle}"
         lease = _lease(now, remaining_ms)
         events = {"L": [{"S": e} for e in event_ids]}  # for people and `delivered_events`
-        item = self._event_record(unit, CLAIMED, now, batch={"S": batch}, lease=lease, events=events)
+        item = self._record(
+            self.bundle_key(bundle), CLAIMED, now, bundle={"S": bundle}, batch={"S": batch}, lease=lease, events=events
+        )
         old = self._put(item, "attribute_not_exists(id) OR expiration < :now", {":now": {"N": str(int(now))}})
         everything = frozenset(event_ids)
         if old is None:
@@ -315,7 +357,7 @@ class DeliveryLedger:
                 "http": {"L": [{"S": s} for s in statuses]},
                 "failed": {"L": [{"S": e} for e in failed]},
                 **({"moved": {"L": [{"S": e} for e in moved]}} if moved else {}),
-                "expiration": {"N": str(int(self.clock()) + COMPLETED_TTL_SECONDS)},
+                "expiration": {"N": str(int(self.clock()) + self.horizon_seconds)},
             },
         )
 
@@ -326,15 +368,18 @@ class DeliveryLedger:
         )
         self.client.put_item(TableName=self.table_name, Item=item)
 
-    def _event_record(self, event_id: str, status: str, now: float, **attributes: dict[str, str]) -> dict[str, Any]:
-        """The item of one vendor's record of an event (a claim or a dead letter), kept 15 days."""
+    def _event_record(self, event_id: str, status: str, now: float, **attributes: dict[str, Any]) -> dict[str, Any]:
+        """The item of one vendor's record of an event (a claim or a dead letter)."""
+        return self._record(claim_key(self.vendor, event_id), status, now, event_id={"S": event_id}, **attributes)
+
+    def _record(self, key: str, status: str, now: float, **attributes: dict[str, Any]) -> dict[str, Any]:
+        """A claim's or dead letter's item, kept for the dedupe horizon."""
         return {
-            "id": {"S": claim_key(self.vendor, event_id)},
+            "id": {"S": key},
             "status": {"S": status},
             "vendor": {"S": self.vendor},
-            "event_id": {"S": event_id},
             **attributes,
-            "expiration": {"N": str(int(now) + COMPLETED_TTL_SECONDS)},
+            "expiration": {"N": str(int(now) + self.horizon_seconds)},
         }
 
     # -- reading back (relay dev / make demo) ------------------------------------------------------

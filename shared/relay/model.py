@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -42,6 +43,30 @@ Uuid = Annotated[
     ),
 ]
 MAX_EVENT_ID_LENGTH = 128
+
+
+def is_event_id(value: Any) -> bool:
+    """An event_id: 1 to MAX_EVENT_ID_LENGTH printable characters (Python's `str.isprintable`: letters,
+    marks, numbers, punctuation, symbols and the ASCII space; no control, format, surrogate, private-use
+    or unassigned character, no line or paragraph separator). The one rule the ingest, the queued message
+    check and the error reports share."""
+    return isinstance(value, str) and 1 <= len(value) <= MAX_EVENT_ID_LENGTH and value.isprintable()
+
+
+def _event_id(value: str) -> str:
+    if not value.isprintable():
+        raise ValueError(
+            "must be printable text: no control characters (newline, tab...), format, surrogate or unassigned"
+            " characters"
+        )
+    return value
+
+
+EventId = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_EVENT_ID_LENGTH),
+    AfterValidator(_event_id),
+]
 MAX_DECIMAL_PLACES = 20  # floats such as 0.1 + 0.2 = 0.30000000000000004 still pass
 
 
@@ -301,7 +326,7 @@ class Consent(Strict):
 
 
 class Event(Strict):
-    event_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_EVENT_ID_LENGTH)]
+    event_id: EventId
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
     timestamp: Timestamp | None = None
     source: Literal["web", "app"]
@@ -389,12 +414,9 @@ def parse_event(
         raise EventParseError(from_validation_error(exc, prefix)) from None
 
 
-_EVENT_ID = re.compile(rf".{{1,{MAX_EVENT_ID_LENGTH}}}")
-
-
 def event_id_of(data: Any) -> str | None:
-    """The event_id of raw input, for error reports about events that failed validation."""
-    if isinstance(data, dict) and isinstance(data.get("event_id"), str) and _EVENT_ID.fullmatch(data["event_id"]):
+    """The event_id of raw input (error reports about events that failed validation, queued messages)."""
+    if isinstance(data, dict) and is_event_id(data.get("event_id")):
         return data["event_id"]
     return None
 

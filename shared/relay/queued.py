@@ -67,8 +67,11 @@ def queued_body(event: Event, outcomes: Mapping[str, Outcome]) -> str:
 
 def bundle_id(event_ids: Sequence[str]) -> str:
     """A bundle's id: a digest of its events' ids, so the same events published again (an ingest that
-    died after publishing, retried by its client) make the same bundle, which vendor functions know."""
-    return hashlib.sha256("\n".join(event_ids).encode("utf-8")).hexdigest()[:BUNDLE_ID_LENGTH]
+    died after publishing, retried by its client) make the same bundle, which vendor functions know. The
+    digest is taken over the ids as a JSON array, an encoding no two different lists of ids share (a
+    separator could also appear inside an id)."""
+    encoded = pydantic_core.to_json(list(event_ids))
+    return hashlib.sha256(encoded).hexdigest()[:BUNDLE_ID_LENGTH]
 
 
 def bundle_body(bundle: str, bodies: Sequence[str]) -> str:
@@ -148,7 +151,7 @@ def _from_message(message: Any, vendor: str) -> Queued | Event:
         return Event.model_validate(message)
     event_id = event_id_of(message)
     if event_id is None:
-        raise QueuedMessageError(f"event_id: must be a string of 1 to {MAX_EVENT_ID_LENGTH} characters")
+        raise QueuedMessageError(f"event_id: must be 1 to {MAX_EVENT_ID_LENGTH} printable characters")
     payloads = message["payloads"]
     payload = payloads.get(vendor) if isinstance(payloads, dict) else None
     if payload is not None and not isinstance(payload, dict):

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 HEADER = "X-Relay-Signature"
 DEFAULT_TOLERANCE_SECONDS = 300
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_SECONDS = re.compile(r"[0-9]{1,12}")  # ASCII digits only (str.isdigit also takes ² and ٣)
 
 
 class SignatureError(Exception):
@@ -50,8 +51,10 @@ def parse(header: str) -> tuple[int, list[str]]:
         if not sep:
             raise SignatureError(f"malformed {HEADER} header: expected t=<unix seconds>,v1=<hex>")
         if key == "t":
-            if timestamp is not None or not value.isdigit():
-                raise SignatureError(f"malformed {HEADER} header: t must appear once, as unix seconds")
+            if timestamp is not None or not _SECONDS.fullmatch(value):
+                raise SignatureError(
+                    f"malformed {HEADER} header: t must appear once, as unix seconds (1 to 12 ASCII digits)"
+                )
             timestamp = int(value)
         elif key == "v1":
             if not _HEX64.fullmatch(value):

@@ -50,11 +50,14 @@ class Stack:
         return self.template["Resources"]
 
     def resolve(self, value: Any) -> Any:
-        """Ref, Fn::GetAtt, Fn::Sub and Fn::If as the template uses them."""
+        """Ref, Fn::GetAtt, Fn::Sub, Fn::If and Fn::FindInMap as the template uses them."""
         if isinstance(value, dict) and len(value) == 1:
             ((key, arg),) = value.items()
             if key == "Ref":
                 return self._ref(arg)
+            if key == "Fn::FindInMap":
+                name, top, second = (self.resolve(a) for a in arg)
+                return self.template["Mappings"][name][top][second]
             if key == "Fn::If":
                 name, when_true, when_false = arg
                 return self.resolve(when_true if self.condition(name) else when_false)

@@ -81,7 +81,7 @@ def vendor_handler(
                 vendor,
                 config,
                 part("client", new_http_client),
-                ledger=part("ledger", lambda: DeliveryLedger(vendor, os.environ["RELAY_IDEMPOTENCY_TABLE"])),
+                ledger=part("ledger", lambda: DeliveryLedger.from_env(vendor, os.environ)),
                 max_workers=max_workers,
                 sleep=sleep,
             )
