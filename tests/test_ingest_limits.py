@@ -41,7 +41,9 @@ def errors_of(result, index):
     return rejection["errors"]
 
 
-@pytest.mark.parametrize("event_id", ["a\nb", "tab\there", "nul\x00", "bidi\u202eoverride", "line\u2028sep", "\ufeffbom"])
+@pytest.mark.parametrize(
+    "event_id", ["a\nb", "tab\there", "nul\x00", "bidi\u202eoverride", "line\u2028sep", "\ufeffbom"]
+)
 def test_an_event_id_with_a_control_or_format_character_is_refused_naming_the_field(handler, aws_stack, event_id):
     status, result = post(handler, {"events": [web_event(event_id=event_id), web_event(event_id="fine")]})
     assert status == 202
