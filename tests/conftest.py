@@ -258,3 +258,33 @@ def output(capsys):
     target.addHandler(handler)
     yield Output(capsys, buffer)
     target.removeHandler(handler)
+
+
+# -- AWS's limits on every call (tests/aws_limits.py) ------------------------------------------------
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "aws_limit_errors_expected: the test makes AWS refuse a call over a limit on purpose"
+    )
+
+
+@pytest.fixture(autouse=True)
+def aws_limits(request, monkeypatch):
+    """Every SNS, SQS and DynamoDB call, whatever client makes it, is checked against the limits AWS
+    documents (moto does not enforce them): a call over one fails as AWS would, and so does the test."""
+    import botocore.client
+
+    from .aws_limits import Violations, check
+
+    violations = Violations()
+    make_api_call = botocore.client.BaseClient._make_api_call
+
+    def checked(client, operation_name, api_params):
+        check(client.meta.service_model.service_name, operation_name, api_params, violations)
+        return make_api_call(client, operation_name, api_params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", checked)
+    yield violations
+    if violations and request.node.get_closest_marker("aws_limit_errors_expected") is None:
+        pytest.fail(f"AWS would refuse these calls: {violations}", pytrace=False)

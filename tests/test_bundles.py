@@ -57,10 +57,11 @@ def test_a_lone_event_keeps_its_own_message_and_size_splits_bundles():
 
 def test_a_bundles_events_are_read_one_by_one_and_a_bad_one_alone_is_refused(aws_stack, monkeypatch):
     use_function_env(monkeypatch, aws_stack, "AppLovinFunction")  # the configuration queued() maps with
-    body = bundle_body("b1", [queued(web_event(event_id="a")), '{"event_id": "b", "payloads": {}}', "[1]"])
+    bundle = bundle_id(["a", "b", "?"])
+    body = bundle_body(bundle, [queued(web_event(event_id="a")), '{"event_id": "b", "payloads": {}}', "[1]"])
     items = parse_message("m1", body, "applovin")
     assert [i.key for i in items] == ["m1#0", "m1#1", "m1#2"]
-    assert items[0].event.event_id == "a" and items[0].error is None and items[0].bundle == "b1"
+    assert items[0].event.event_id == "a" and items[0].error is None and items[0].bundle == bundle
     assert json.loads(items[0].body)["event_id"] == "a"  # the event's own message: what its dead letter holds
     assert items[1].error == "not a queued message: payloads.applovin: missing; the message carries payloads for: none"
     assert items[2].error == "not a queued message: (body): must be a JSON object"
@@ -71,7 +72,8 @@ def test_a_bundles_events_are_read_one_by_one_and_a_bad_one_alone_is_refused(aws
 
 def publish_bundle(stack, vendor: str, bodies: list[str]) -> None:
     publisher = SnsPublisher(stack.physical["EventsTopic"], boto3.client("sns"))
-    assert publisher.publish([Message("0", bundle_body("b1", bodies), [vendor])]) == []
+    bundle = bundle_id([json.loads(b)["event_id"] for b in bodies])
+    assert publisher.publish([Message("0", bundle_body(bundle, bodies), [vendor])]) == []
 
 
 def handle(stack, monkeypatch, vendor: str, records: dict, mock: Vendor, **kwargs) -> list[str]:

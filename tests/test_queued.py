@@ -107,3 +107,43 @@ def test_a_body_that_is_neither_names_the_field(body, message):
 def test_the_target_travels_with_the_payload():
     body = '{"event_id": "e", "name": "purchase", "payloads": {"appsflyer": {"a": 1}}, "targets": {"appsflyer": "id1"}}'
     assert parse_queued(body, "appsflyer") == Queued("e", Mapped({"a": 1}, "id1"))
+
+
+# -- ids that cannot collide (issue #14) -------------------------------------------------------------
+
+from hypothesis import assume, given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from relay.ledger import DeliveryLedger, claim_key  # noqa: E402
+from relay.queued import bundle_id  # noqa: E402
+
+ids = st.text(min_size=1, max_size=40)
+
+
+def test_bundles_whose_ids_join_alike_are_different_bundles():
+    assert bundle_id(["a\nb", "c"]) != bundle_id(["a", "b\nc"])
+    assert bundle_id(["a", "b"]) != bundle_id(["a,b"]) != bundle_id(['a","b'])
+
+
+@given(st.lists(ids, min_size=1, max_size=10), st.lists(ids, min_size=1, max_size=10))
+def test_different_lists_of_event_ids_make_different_bundle_ids(a, b):
+    assume(a != b)
+    assert bundle_id(a) != bundle_id(b)
+
+
+@given(ids, st.lists(ids, min_size=2, max_size=10), st.sampled_from(["ingest", "applovin", "appsflyer", "adroll"]))
+def test_no_event_id_can_share_a_bundles_or_a_batchs_record(event_id, members, vendor):
+    ledger = DeliveryLedger(vendor, "table")
+    bundle = bundle_id(members)
+    event_key = claim_key(vendor, event_id)
+    assert event_key not in (ledger.bundle_key(bundle), ledger.batch_key(bundle))
+    # an event_id written like the old bundle claims' unit, or like a key, is still an event's claim
+    assert claim_key(vendor, f"bundle:{bundle}") not in (ledger.bundle_key(bundle), ledger.batch_key(bundle))
+    assert claim_key(vendor, ledger.bundle_key(bundle)) != ledger.bundle_key(bundle)
+
+
+def test_a_received_bundle_id_must_be_a_bundle_id():
+    from relay.queued import parse_message
+
+    (item,) = parse_message("m1", '{"bundle": "x\\ny", "events": []}', "applovin")
+    assert item.error == "not a queued message: bundle: must be 32 lower-case hex digits (bundle_id)"

@@ -6,6 +6,7 @@ HTTP status and the vendor's answer, and deletes it from the source queue. `rela
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,10 +22,30 @@ EVENT_ID, VENDOR, FAILED_AT, ATTEMPTS = f"{ATTR}event_id", f"{ATTR}vendor", f"{A
 SQS_MOVED = "redriven"  # the outcome of a message SQS moved itself (maxReceiveCount), without relay_* attributes
 MAX_ATTRIBUTE_TEXT = 256
 SQS_BATCH = 10
+# SendMessageBatch: at most 10 entries, and their bodies and attributes together at most 256 KiB (the
+# limit AWS documents for every partition; where SQS takes 1 MiB, batches of 256 KiB still go through)
+SQS_BATCH_MAX_BYTES = 262_144
+# bytes the relay_* attributes of a dead letter can add to the event's message (names, types, values of up to
+# MAX_ATTRIBUTE_TEXT characters, 4 bytes each at worst); the ingest keeps this much below SNS's limit, so a
+# dead letter always fits in a message
+DEAD_LETTER_ATTRIBUTE_BYTES = 8 * (len(ATTR) + 16 + len("String")) + 8 * 4 * MAX_ATTRIBUTE_TEXT
+# characters SQS refuses in a message or attribute (it takes #x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD
+# #x10000-#x10FFFF): a vendor's answer may hold them, and one such character would keep the letter unmoved
+_NOT_SQS_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def _string(value: str) -> dict[str, str]:
-    return {"DataType": "String", "StringValue": value[:MAX_ATTRIBUTE_TEXT]}
+    return {"DataType": "String", "StringValue": _NOT_SQS_TEXT.sub("\ufffd", value[:MAX_ATTRIBUTE_TEXT])}
+
+
+def _utf8(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def message_bytes(body: str, attributes: dict[str, dict[str, str]]) -> int:
+    """What SQS counts against its size limits: the body and each attribute's name, type and value."""
+    parts = (_utf8(k) + _utf8(v["DataType"]) + _utf8(v.get("StringValue", "")) for k, v in attributes.items())
+    return _utf8(body) + sum(parts)
 
 
 def from_lambda_attributes(attributes: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -87,25 +108,36 @@ class DeadLetterQueue(LazyClient):
         (keep them in the source)."""
         stamp = now or datetime.now(UTC)
         failed: set[str] = set()
-        for start in range(0, len(letters), SQS_BATCH):
-            chunk = letters[start : start + SQS_BATCH]
+        for chunk in self.batches([(letter, letter.attributes(stamp)) for letter in letters]):
             try:
                 response = self.client.send_message_batch(
                     QueueUrl=self.queue_url,
                     Entries=[
-                        {
-                            "Id": str(i),
-                            "MessageBody": letter.message_body,
-                            "MessageAttributes": letter.attributes(stamp),
-                        }
-                        for i, letter in enumerate(chunk)
+                        {"Id": str(i), "MessageBody": letter.message_body, "MessageAttributes": attributes}
+                        for i, (letter, attributes) in enumerate(chunk)
                     ],
                 )
             except Exception:  # noqa: BLE001 - any failure: the messages stay in the source queue
-                failed |= {letter.message_key for letter in chunk}
+                failed |= {letter.message_key for letter, _ in chunk}
                 continue
-            failed |= {chunk[int(f["Id"])].message_key for f in response.get("Failed", [])}
+            failed |= {chunk[int(f["Id"])][0].message_key for f in response.get("Failed", [])}
         return failed
+
+    @staticmethod
+    def batches(
+        entries: list[tuple[DeadLetter, dict[str, dict[str, str]]]],
+    ) -> list[list[tuple[DeadLetter, dict[str, dict[str, str]]]]]:
+        """SendMessageBatch calls of at most SQS_BATCH entries and SQS_BATCH_MAX_BYTES."""
+        out: list[list[tuple[DeadLetter, dict[str, dict[str, str]]]]] = []
+        size = 0
+        for entry in entries:
+            entry_size = message_bytes(entry[0].message_body, entry[1])
+            if not out or len(out[-1]) == SQS_BATCH or size + entry_size > SQS_BATCH_MAX_BYTES:
+                out.append([])
+                size = 0
+            out[-1].append(entry)
+            size += entry_size
+        return out
 
 
 # -- reading DLQs back (relay dlq …) ---------------------------------------------------------------

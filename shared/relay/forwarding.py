@@ -56,10 +56,10 @@ AUTH_STATUSES = frozenset({401, 403})
 TRANSIENT_STATUSES = frozenset({408, 429})
 # outcomes
 FORWARDED, SKIPPED, DUPLICATE = "forwarded", "skipped", "duplicate"
-INVALID, REJECTED = "invalid", "rejected"  # permanent
+INVALID, REJECTED, DISABLED = "invalid", "rejected", "disabled"  # permanent
 AUTH, TRANSIENT, IN_FLIGHT, CONFIG = "auth", "transient", "in_flight", "config"  # retry later
 DEFERRED = "deferred"  # retry later: not sent, too little of the invocation was left for a request
-PERMANENT = frozenset({INVALID, REJECTED})
+PERMANENT = frozenset({INVALID, REJECTED, DISABLED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +211,8 @@ class Forwarder:
                 return Claim.CLAIMED, frozenset(ids)
             if kind == "event":
                 return self.ledger.claim(ids[0], remaining_ms(), batch, message_id=name), frozenset(ids)
-            return self.ledger.claim_bundle(name, ids, remaining_ms(), batch)
+            message_id = mapped[indexes[0]][0].split("#", 1)[0]  # Item.key: "<SQS message id>#<index>"
+            return self.ledger.claim_bundle(name, ids, remaining_ms(), batch, message_id=message_id)
 
         pairs = list(units.items())
         claims = list(self.pool.map(claim, pairs)) if self.ledger and len(pairs) > 1 else [claim(u) for u in pairs]
@@ -221,7 +222,8 @@ class Forwarder:
             for i in indexes:
                 key, event, outcome = mapped[i]
                 if verdict is Claim.DUPLICATE or (verdict is Claim.CLAIMED and event.event_id not in pending):
-                    results[key] = Delivery(True, DUPLICATE, f"already delivered to {self.vendor}")
+                    done = "delivered to" if verdict is Claim.DUPLICATE else "delivered to, or dead-lettered for,"
+                    results[key] = Delivery(True, DUPLICATE, f"already {done} {self.vendor}")
                 elif verdict is Claim.DEAD_LETTERED:
                     results[key] = Delivery(True, DUPLICATE, f"already moved to the {self.vendor} dead-letter queue")
                 elif verdict is Claim.IN_FLIGHT:

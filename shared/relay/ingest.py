@@ -16,6 +16,7 @@ from typing import Any
 from . import jsonbody
 from .aws import AWS_CALL_MAX_MS, SNS_MAX_BYTES, Message, ReplayGuard, SnsPublisher
 from .config import RelayConfig
+from .deadletter import DEAD_LETTER_ATTRIBUTE_BYTES
 from .errors import FieldError, join_path
 from .ledger import Claim, DeliveryLedger
 from .model import MAX_EVENTS_PER_REQUEST, EventParseError, event_id_of, parse_event
@@ -25,6 +26,9 @@ from .signing import HEADER, SignatureError, SignatureMismatch, verify
 from .vendors import Invalid, Skipped
 
 MAX_BODY_BYTES = 1_048_576
+# an event's own message: within SNS's limit with room for the attributes a dead letter adds, so that the
+# relay can always move it to a DLQ
+MAX_EVENT_MESSAGE_BYTES = SNS_MAX_BYTES - DEAD_LETTER_ATTRIBUTE_BYTES
 DEFAULT_REMAINING_MS = 10_000  # when not called from Lambda (tests, the benchmark): the IngestFunction's Timeout
 JSON_TYPES = ("application/json",)
 
@@ -193,8 +197,10 @@ class Ingest:
                 entry["invalid"] = invalid
             if destinations:
                 message = Message(str(index), queued_body(event, outcomes), destinations)
-                if message.size > SNS_MAX_BYTES:
-                    error = FieldError("(event)", f"is {message.size} bytes once serialized; at most {SNS_MAX_BYTES}")
+                if message.size > MAX_EVENT_MESSAGE_BYTES:
+                    error = FieldError(
+                        "(event)", f"is {message.size} bytes once serialized; at most {MAX_EVENT_MESSAGE_BYTES}"
+                    )
                     rejected.append(self._rejection(index, event.event_id, [error]))
                     continue
                 singles.append((event.event_id, message))

@@ -232,7 +232,7 @@ class DeliveryLedger:
         return out
 
     def claim_bundle(
-        self, bundle: str, event_ids: Sequence[str], remaining_ms: int, batch: str
+        self, bundle: str, event_ids: Sequence[str], remaining_ms: int, batch: str, message_id: str | None = None
     ) -> tuple[Claim, frozenset[str]]:
         """One claim for the events of a bundle (relay.queued) — one write, where `claim` costs one per
         event. Returns the claim and the event_ids this invocation is to send: all of them the first time;
@@ -261,12 +261,30 @@ class DeliveryLedger:
         else:  # its holder died before settling: what it was sending is in doubt, the rest was delivered
             was = old.get("pending")
             pending = everything & {v["S"] for v in was["L"]} if was else everything
+            # but what it moved to the DLQ from this very message is done with: not sent, not moved again
+            pending -= self._moved_from(pending, message_id)
         if pending != everything:
             item["pending"] = {"L": [{"S": e} for e in sorted(pending)]}
         condition, values = self._unchanged(old)
         return (
             (Claim.CLAIMED, pending) if self._put(item, condition, values) is None else (Claim.IN_FLIGHT, frozenset())
         )
+
+    def _moved_from(self, event_ids: Iterable[str], message_id: str | None) -> set[str]:
+        """Those of `event_ids` that `dead_lettered` recorded as moved from SQS message `message_id` (an
+        event of a bundle is moved with the key "<message id>#<index>"). One read per event: only after an
+        invocation died between its DLQ moves and its batch record."""
+        if message_id is None:
+            return set()
+        moved = set()
+        for event_id in event_ids:
+            item = self.client.get_item(
+                TableName=self.table_name, Key={"id": {"S": claim_key(self.vendor, event_id)}}, ConsistentRead=True
+            ).get("Item") or {}
+            source = item.get("message_id", {}).get("S", "")
+            if item.get("status", {}).get("S") == DEAD_LETTERED_STATE and source.split("#", 1)[0] == message_id:
+                moved.add(event_id)
+        return moved
 
     def _batch_record(self, batch: str) -> dict[str, Any] | None:
         return self.client.get_item(

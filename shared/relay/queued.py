@@ -21,6 +21,7 @@ bundle on its own: claims, outcome, dead letter (whose body is that event's own 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ from .vendors import Mapped, Outcome
 # invocation carries at most 100 events (test_template checks it)
 EVENTS_PER_MESSAGE = 10
 BUNDLE_ID_LENGTH = 32
+_BUNDLE_ID = re.compile(f"[0-9a-f]{{{BUNDLE_ID_LENGTH}}}")
 
 
 class QueuedMessageError(ValueError):
@@ -113,8 +115,9 @@ def parse_message(message_id: str, body: str, vendor: str) -> list[Item]:
     if not is_bundle(message):
         return [_item(message_id, message_id, body, message, vendor, None)]
     bundle = message["bundle"]
-    if not isinstance(bundle, str) or not bundle:
-        return [Item(message_id, message_id, body, error="not a queued message: bundle: must be a string")]
+    if not isinstance(bundle, str) or not _BUNDLE_ID.fullmatch(bundle):
+        error = f"not a queued message: bundle: must be {BUNDLE_ID_LENGTH} lower-case hex digits (bundle_id)"
+        return [Item(message_id, message_id, body, error=error)]
     return [_item(f"{message_id}#{i}", message_id, one, one, vendor, bundle) for i, one in enumerate(message["events"])]
 
 

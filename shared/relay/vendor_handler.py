@@ -17,6 +17,7 @@ from .config import ConfigError, RelayConfig
 from .forwarding import (
     AUTH,
     CONFIG,
+    DISABLED,
     DUPLICATE,
     FORWARDED,
     INVALID,
@@ -35,6 +36,10 @@ if TYPE_CHECKING:  # imported when a batch has something to dead-letter: most ne
     from .deadletter import DeadLetterQueue
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+class VendorDisabled(Exception):
+    """The function's vendor is turned off in the configuration (its messages were queued before)."""
 
 
 def parse_record(record: dict[str, Any], vendor: str) -> list[Item]:
@@ -72,6 +77,11 @@ def vendor_handler(
 
     def current() -> Forwarder:
         config = load_config() if load_config else load_vendor_config(vendor, refresh=refresh.take())
+        if not config.enabled(vendor):
+            raise VendorDisabled(
+                f"{vendor} is disabled in the relay's configuration (RELAY_{vendor.upper()}_ENABLED); "
+                "enable it and redrive its DLQ to send these events"
+            )
         key = tuple(config.secret_values())
         if key not in cache:
             for old in cache.values():
@@ -99,6 +109,9 @@ def vendor_handler(
             logger.error(f"{vendor} configuration unusable", extra={"errors": [str(e) for e in exc.errors]})
             metrics.add_metric("VendorAuthFailures", MetricUnit.Count, 1)
             return {key: Delivery(False, CONFIG, f"{vendor} configuration unusable") for key in items}, items, None
+        except VendorDisabled as exc:  # disabled while its messages were queued: kept, with why, in its DLQ
+            logger.error(str(exc))
+            return {key: Delivery(False, DISABLED, str(exc)) for key in items}, items, None
         results = {key: Delivery(False, INVALID, item.error) for key, item in items.items() if item.error}
         events = {key: item.event for key, item in items.items() if item.event is not None}
         bundles = {key: item.bundle for key, item in items.items() if item.bundle and item.event is not None}
