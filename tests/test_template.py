@@ -205,3 +205,76 @@ def test_appsflyer_requests_in_flight_stay_within_its_rate_cap():
 
     t = cfn_yaml.load(str(ROOT / "template.yaml"))
     assert int(t["Parameters"]["AppsFlyerMaxConcurrency"]["Default"]) * SEND_WORKERS <= 80
+
+
+def test_cloudwatch_can_publish_to_the_encrypted_alarm_topic():
+    """An alarm topic encrypted with alias/aws/sns never notifies anyone: CloudWatch may not use that key."""
+    res = _template()["Resources"]
+    key_ref = res["AlarmTopic"]["Properties"]["KmsMasterKeyId"]
+    assert key_ref == {"Ref": "AlarmTopicKey"} and res["AlarmTopicKey"]["Type"] == "AWS::KMS::Key"
+    statements = res["AlarmTopicKey"]["Properties"]["KeyPolicy"]["Statement"]
+    (cloudwatch,) = [s for s in statements if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
+    assert cloudwatch["Effect"] == "Allow" and set(cloudwatch["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    assert any(s["Principal"].get("AWS") and s["Action"] == "kms:*" for s in statements)  # still administrable
+    policy = res["AlarmTopicPolicy"]["Properties"]
+    assert policy["Topics"] == [{"Ref": "AlarmTopic"}]
+    (publish,) = policy["PolicyDocument"]["Statement"]
+    assert publish["Principal"] == {"Service": "cloudwatch.amazonaws.com"} and publish["Action"] == "sns:Publish"
+    alarms = [r for r in res.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    assert alarms and all(a["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms)
+
+
+def test_every_subscription_keeps_what_sns_cannot_deliver_and_an_alarm_watches():
+    res = _template()["Resources"]
+    subscriptions = {k: r["Properties"] for k, r in res.items() if r["Type"] == "AWS::SNS::Subscription"}
+    sqs = {k: p for k, p in subscriptions.items() if p["Protocol"] == "sqs"}
+    assert len(sqs) == 3
+    for logical, props in sqs.items():
+        dlq = props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        assert res[dlq]["Type"] == "AWS::SQS::Queue", logical
+        policies = [
+            r["Properties"] for r in res.values() if r["Type"] == "AWS::SQS::QueuePolicy"
+            and {"Ref": dlq} in r["Properties"]["Queues"]
+        ]
+        (policy,) = policies  # SNS may send to the DLQ, from the events topic only
+        (statement,) = policy["PolicyDocument"]["Statement"]
+        assert statement["Principal"] == {"Service": "sns.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
+        assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == props["TopicArn"]
+        assert any(  # a message in that DLQ raises an alarm
+            r["Type"] == "AWS::CloudWatch::Alarm"
+            and r["Properties"]["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq, "QueueName"]}}]
+            for r in res.values()
+        )
+    undelivered = res["EventsUndeliveredAlarm"]["Properties"]
+    assert undelivered["MetricName"] == "NumberOfNotificationsFailedToRedriveToDlq"
+
+
+def test_the_dedupe_horizon_is_derived_from_what_the_template_sets_once(aws_stack):
+    from relay.ledger import DeliveryLedger, dedupe_horizon_seconds
+
+    retention = aws_stack.resolve({"Fn::FindInMap": ["Retention", "Seconds", "DeadLetter"]})
+    for vendor, p in VENDOR_RESOURCES.items():
+        queue = aws_stack.resources[f"{p}DeadLetterQueue"]["Properties"]["MessageRetentionPeriod"]
+        assert aws_stack.resolve(queue) == retention
+        env = aws_stack.function_environment(f"{p}Function")
+        assert env["RELAY_DEAD_LETTER_RETENTION_SECONDS"] == str(retention)
+        ledger = DeliveryLedger.from_env(vendor, env)
+        assert ledger.horizon_seconds == dedupe_horizon_seconds(int(env["RELAY_INGEST_MAX_EVENT_AGE_DAYS"]), retention)
+    max_age = _template()["Parameters"]["MaxEventAgeDays"]["MaxValue"]
+    assert dedupe_horizon_seconds(max_age, retention) > max_age * 86_400
+
+
+def test_the_local_stack_creates_the_subscriptions_redrive_and_the_alarm_key(aws_stack):
+    import json
+
+    import boto3
+
+    sns = boto3.client("sns")
+    subs = sns.list_subscriptions_by_topic(TopicArn=aws_stack.physical["EventsTopic"])["Subscriptions"]
+    targets = set()
+    for sub in subs:
+        attrs = sns.get_subscription_attributes(SubscriptionArn=sub["SubscriptionArn"])["Attributes"]
+        targets.add(json.loads(attrs["RedrivePolicy"])["deadLetterTargetArn"])
+    assert targets == {aws_stack.arns[f"{p}DeadLetterQueue"] for p in VENDOR_RESOURCES.values()}
+    topic = sns.get_topic_attributes(TopicArn=aws_stack.physical["AlarmTopic"])["Attributes"]
+    assert topic["KmsMasterKeyId"] == aws_stack.physical["AlarmTopicKey"]

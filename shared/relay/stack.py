@@ -1,6 +1,6 @@
 """Materialise template.yaml's messaging and storage resources on any AWS endpoint (moto's server or
-moto's in-process mock): topics, queues with their DLQs and redrive policies, subscriptions with their
-filter policies, the idempotency table and the secrets. Settings are read from the template, never
+moto's in-process mock): KMS keys, topics, queues with their DLQs and redrive policies, subscriptions with
+their filter and redrive policies, the idempotency table and the secrets. Settings are read from the template, never
 restated, so the local stack and the tests run what `sam deploy` would create.
 
 Also resolves each function's environment and SQS event source settings from the template.
@@ -15,6 +15,7 @@ from secrets import token_urlsafe
 from typing import Any
 
 CREATED_TYPES = (
+    "AWS::KMS::Key",
     "AWS::SNS::Topic",
     "AWS::SQS::Queue",
     "AWS::DynamoDB::Table",
@@ -108,6 +109,7 @@ class Stack:
             "AWS::Region": self.region,
             "AWS::URLSuffix": "amazonaws.com",
             "AWS::AccountId": "123456789012",
+            "AWS::Partition": "aws",
         }
         if name in pseudo:
             return pseudo[name]
@@ -162,11 +164,17 @@ def create_stack(
     points at. `secrets` fills secrets by logical id (e.g. {"AppLovinSecret": {"api_key": "..."}})."""
     region = session.region_name or "us-east-1"
     stack = Stack(name, region, template, {**parameter_defaults(template), **(parameters or {})})
-    sns, sqs, ddb, sm = (
-        session.client(name, endpoint_url=endpoint_url) for name in ("sns", "sqs", "dynamodb", "secretsmanager")
+    sns, sqs, ddb, sm, kms = (
+        session.client(name, endpoint_url=endpoint_url)
+        for name in ("sns", "sqs", "dynamodb", "secretsmanager", "kms")
     )
     resources = {k: v for k, v in template["Resources"].items() if v["Type"] in CREATED_TYPES and "Condition" not in v}
     by_type = lambda t: [(k, v.get("Properties", {})) for k, v in resources.items() if v["Type"] == t]  # noqa: E731
+    for logical, props in by_type("AWS::KMS::Key"):
+        key = kms.create_key(
+            Description=str(props.get("Description", "")), Policy=json.dumps(stack.resolve(props["KeyPolicy"]))
+        )["KeyMetadata"]
+        stack.physical[logical], stack.arns[logical] = key["KeyId"], key["Arn"]
     for logical, props in by_type("AWS::SNS::Topic"):
         arn = sns.create_topic(
             Name=f"{name}-{logical}",
@@ -223,6 +231,8 @@ def create_stack(
         if "FilterPolicy" in props:
             attrs["FilterPolicy"] = json.dumps(props["FilterPolicy"])
             attrs["FilterPolicyScope"] = props.get("FilterPolicyScope", "MessageAttributes")
+        if "RedrivePolicy" in props:
+            attrs["RedrivePolicy"] = json.dumps(stack.resolve(props["RedrivePolicy"]))
         sns.subscribe(
             TopicArn=stack.resolve(props["TopicArn"]),
             Protocol="sqs",
