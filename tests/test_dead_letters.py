@@ -126,3 +126,31 @@ def test_a_crash_after_a_bundles_dead_letter_move_neither_sends_nor_moves_it_aga
     sent = [e["dedupe_id"] for b in mock.bodies() for e in b["events"]]
     assert "e1" not in sent  # not sent again
     assert letters_of(aws_stack, "AppLovinDeadLetterQueue") == {}  # and not moved a second time
+
+
+def test_a_bundle_a_disabled_vendor_could_not_take_is_moved_whole_and_delivered_once(aws_stack, monkeypatch):
+    """Disabled, the function moves the bundle as it is (not each event alone); the invocation then dies
+    before SQS deletes the bundle, which comes back once the vendor is on again and is delivered. The DLQ
+    copy redriven later is the same bundle: the ledger drops it, where lone copies of its events would
+    have been sent a second time."""
+    env = use_function_env(monkeypatch, aws_stack, "AppLovinFunction")
+    publish_bundle(aws_stack, "applovin", [queued(web_event(event_id=f"e{i}")) for i in range(3)])
+    records = receive(aws_stack, "applovin", 1)
+    mock = Vendor()
+    monkeypatch.setenv("RELAY_APPLOVIN_ENABLED", "false")
+    handler = vendor_handler("applovin", http_client=mock.client())
+    assert handler(records, FakeLambdaContext(FakeClock())) == {"batchItemFailures": []}
+    (letter,) = drain(aws_stack.physical["AppLovinDeadLetterQueue"])
+    assert json.loads(letter["Body"]) == json.loads(records["Records"][0]["body"])  # the bundle, whole
+    assert letter["MessageAttributes"]["relay_outcome"]["StringValue"] == "disabled"
+    assert "relay_event_id" not in letter["MessageAttributes"]
+    monkeypatch.setenv("RELAY_APPLOVIN_ENABLED", "true")
+    # the invocation died before the delete: SQS delivers the bundle again
+    handler = vendor_handler("applovin", http_client=mock.client(), ledger=DeliveryLedger.from_env("applovin", env))
+    assert handler(records, FakeLambdaContext(FakeClock())) == {"batchItemFailures": []}
+    # and an operator redrives the DLQ copy (a new SQS message with the same body)
+    sqs = boto3.client("sqs")
+    sqs.send_message(QueueUrl=aws_stack.physical["AppLovinQueue"], MessageBody=letter["Body"])
+    assert handler(receive(aws_stack, "applovin", 1), FakeLambdaContext(FakeClock())) == {"batchItemFailures": []}
+    sent = [e["dedupe_id"] for b in mock.bodies() for e in b["events"]]
+    assert sorted(sent) == ["e0", "e1", "e2"]  # each once

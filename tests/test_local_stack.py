@@ -186,3 +186,37 @@ def test_demo_runs_every_sample_to_an_outcome():
     assert "ios-purchase-0001     appsflyer  delivered (HTTP 200)" in text
     assert "invalid.json              invalid-0001          -          rejected by the ingest (400)" in text
     assert "no answer within" not in text
+
+
+def test_the_local_stack_ends_a_vendor_invocation_past_its_deadline(tmp_path):
+    """As Lambda does at a function's timeout: the invocation's next AWS call or vendor request, from its
+    poller or its send pool, ends it; other threads (the ingest) are not concerned."""
+    import threading
+    import time
+
+    from relay.config import config_from_mapping
+    from relay.dev import InvocationKilled, LocalStack
+
+    stack = LocalStack(config_from_mapping({"ingest": {"secrets": ["s"]}}), log=lambda line: None)
+    stack._deadlines["applovin"] = time.monotonic() - 1
+    stack._deadlines["adroll"] = time.monotonic() + 60
+    outcomes: dict[str, str] = {}
+
+    def call(name: str) -> None:
+        try:
+            stack.check_deadline()
+            outcomes[name] = "ran"
+        except InvocationKilled:
+            outcomes[name] = "ended"
+
+    for name in ("poller-applovin", "applovin-send_3", "poller-adroll", "adroll-send_0", "ingest"):
+        thread = threading.Thread(target=call, args=(name,), name=name)
+        thread.start()
+        thread.join()
+    assert outcomes == {
+        "poller-applovin": "ended",
+        "applovin-send_3": "ended",
+        "poller-adroll": "ran",
+        "adroll-send_0": "ran",
+        "ingest": "ran",
+    }

@@ -7,10 +7,15 @@
   window, invokes the real handler with real SQS records and deletes only what it did not report failed;
 - vendor sandboxes (relay.sandbox) unless the config names a real endpoint.
 
+As on Lambda, a vendor-function invocation ends at its timeout: once its deadline has passed, its next AWS
+call or vendor request — or the answer to one in flight — ends it (`InvocationKilled`), whatever it was
+doing, and SQS redelivers its batch.
+
 For `relay soak` (relay.faults) the stack also takes a FaultPlan (the sandboxes inject vendor faults, and
-vendor-function invocations crash after their work), a shorter vendor timeout, and `redelivery_seconds`:
-messages a crashed or partly failed invocation left behind become visible again after that many seconds
-instead of the queue's VisibilityTimeout (minutes, sized for the deployed functions' timeouts).
+vendor-function invocations crash after their work), a shorter vendor timeout and function timeout, and
+`redelivery_seconds`: messages a crashed or partly failed invocation left behind become visible again
+after that many seconds instead of the queue's VisibilityTimeout (minutes, sized for the deployed
+functions' timeouts).
 
 Template parameters and secrets are derived from the template's own wiring (which env var a parameter
 feeds, which secret a function reads), so nothing about the stack is restated here.
@@ -41,13 +46,17 @@ from .aws import LOCAL_CREDENTIALS, ReplayGuard, SnsPublisher, load_ingest_confi
 from .config import SECRET_KEYS, RelayConfig
 from .deadletter import DeadLetterQueue
 from .faults import FaultPlan
-from .forwarding import new_http_client
+from .forwarding import RetryPolicy, new_http_client
 from .ledger import INGEST, DeliveryLedger
 from .sandbox import Sandboxes
 from .sqs import lambda_records
 from .stack import Stack, create_stack, load_template, parameter_defaults
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+class InvocationKilled(BaseException):
+    """A vendor-function invocation past its deadline (Lambda's timeout): no `except Exception` stops it."""
 
 
 @dataclass
@@ -151,11 +160,18 @@ class LocalStack:
         faults: FaultPlan | None = None,
         redelivery_seconds: int | None = None,
         vendor_timeout_seconds: float | None = None,
+        function_timeout_seconds: int | None = None,
     ):
+        """`vendor_timeout_seconds`: each vendor request's total deadline (the relay's default unless set);
+        `function_timeout_seconds`: every vendor function's timeout (the template's unless set)."""
         self.verbose = verbose
         self.faults = faults
         self.redelivery_seconds = redelivery_seconds
         self.vendor_timeout_seconds = vendor_timeout_seconds
+        self.function_timeout_seconds = function_timeout_seconds
+        self.function_env: dict[str, dict[str, str]] = {}  # logical id -> the environment its handler reads
+        self.killed: dict[str, int] = {}  # vendor -> invocations ended at their deadline
+        self._deadlines: dict[str, float] = {}  # vendor -> monotonic deadline of its running invocation
         if not config.ingest.secrets:
             raise ValueError("[ingest] secrets: the local stack needs at least one signing secret")
         self.config = config
@@ -250,6 +266,9 @@ class LocalStack:
         self.clients = {
             n: session.client(n, endpoint_url=self.aws_endpoint) for n in ("sns", "sqs", "dynamodb", "secretsmanager")
         }
+        for client in self.clients.values():  # a vendor function past its deadline is ended at its next call
+            client.meta.events.register("before-call", self.check_deadline)
+            client.meta.events.register("after-call", self.check_deadline)
         self.stack = create_stack(
             self.template,
             session,
@@ -338,13 +357,32 @@ class LocalStack:
 
     # -- vendor functions ---------------------------------------------------------------------------
 
+    def check_deadline(self, **_: Any) -> None:
+        """Ends the calling vendor-function invocation if its deadline has passed (botocore's before-call
+        and after-call events, httpx's request and response hooks). The invocation is told by its thread:
+        the poller `poller-<vendor>` or its send pool's `<vendor>-send_<n>`."""
+        name = threading.current_thread().name
+        vendor = name.removeprefix("poller-").split("-send", 1)[0]
+        deadline = self._deadlines.get(vendor)
+        if deadline is not None and time.monotonic() > deadline:
+            raise InvocationKilled(vendor)
+
+    def set_enabled(self, vendor: str, enabled: bool) -> None:
+        """Turn a vendor on or off in its function's environment while the stack runs (a stack update that
+        reaches the function while its messages are queued; the ingest keeps its own settings)."""
+        for logical, env in self.function_env.items():
+            if logical != "IngestFunction" and env.get("RELAY_VENDOR") == vendor:
+                env[f"RELAY_{vendor.upper()}_ENABLED"] = "true" if enabled else "false"
+
     def _http_client(self, vendor: str) -> httpx.Client:
         started: dict[int, float] = {}
 
         def on_request(request: httpx.Request) -> None:
+            self.check_deadline()
             started[id(request)] = time.perf_counter()
 
         def on_response(response: httpx.Response) -> None:
+            self.check_deadline()  # the vendor took the request; the invocation never learns of its answer
             ms = (time.perf_counter() - started.pop(id(response.request), time.perf_counter())) * 1000
             self.log(f"{vendor:<9} {response.status_code}  {count_events(response.request):>3} event(s)  {ms:7.1f} ms")
 
@@ -355,10 +393,12 @@ class LocalStack:
         from .vendor_handler import vendor_handler
 
         assert self.stack is not None
-        env = self.stack.function_environment(logical)
+        env = self.function_env[logical] = self.stack.function_environment(logical)
         source = self.stack.event_source(logical)
         queue_url, queue_arn = self.stack.physical[source.queue], self.stack.arns[source.queue]
         sqs, sm, ddb = self.clients["sqs"], self.clients["secretsmanager"], self.clients["dynamodb"]
+        timeout_s = self.vendor_timeout_seconds
+        policy = None if timeout_s is None else RetryPolicy(request_seconds=timeout_s)
         handler = vendor_handler(
             vendor,
             load_config=lambda: load_vendor_config(vendor, env, sm),
@@ -366,8 +406,9 @@ class LocalStack:
             ledger=DeliveryLedger.from_env(vendor, env, ddb),
             dead_letters=DeadLetterQueue(env["RELAY_DLQ_URL"], sqs),
             max_receive_count=int(env.get("RELAY_MAX_RECEIVE_COUNT") or 0),
+            policy=policy,
         )
-        timeout = self.stack.function_timeout(logical)
+        timeout = self.function_timeout_seconds or self.stack.function_timeout(logical)
 
         def poll() -> None:
             while not self._stop.is_set():
@@ -385,16 +426,25 @@ class LocalStack:
 
         def invoke(batch: list[dict[str, Any]]) -> None:
             event = lambda_records(batch, queue_arn, self.config.local.region)
+            context = LocalContext(logical, timeout)
+            self._deadlines[vendor] = context.deadline
             try:
-                response = handler(event, LocalContext(logical, timeout))
+                response = handler(event, context)
                 self.after_invocation()
                 failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
                 if self.faults and self.faults.crashes(vendor):
                     raise RuntimeError("injected crash after the handler's work")
+            except InvocationKilled:
+                self.killed[vendor] = self.killed.get(vendor, 0) + 1
+                self.log(f"{vendor:<9} invocation ended at its {timeout} s timeout")
+                self._redeliver_soon(sqs, queue_url, batch)
+                return
             except Exception as exc:  # noqa: BLE001 - a crashed invocation: SQS redelivers everything
                 self.log(f"{vendor:<9} handler error: {type(exc).__name__}")
                 self._redeliver_soon(sqs, queue_url, batch)
                 return
+            finally:
+                self._deadlines.pop(vendor, None)
             self._redeliver_soon(sqs, queue_url, [m for m in batch if m["MessageId"] in failed])
             done = [m for m in batch if m["MessageId"] not in failed]
             for start in range(0, len(done), 10):

@@ -1,11 +1,13 @@
-"""Fault injection for the local stack (`relay soak`, issue #7): what the vendor double does wrong, and
+"""Fault injection for the local stack (`relay soak`): what the vendor double does wrong, and
 which invocations of the vendor functions crash.
 
 The double is the vendor sandboxes (relay.sandbox) with a FaultPlan: before a request reaches the
 sandbox's checks, the plan may answer it with a 5xx, a 429 with Retry-After, hold it past the relay's
-timeout, or reset the connection. Those faults happen *before* the vendor processes the request, so the
-double records nothing for them: a vendor that processed a request whose answer was then lost would
-count the resend as a duplicate, which no client can prevent without a vendor-side dedupe key.
+timeout, reset the connection, or answer 200 with a body dripped a byte at a time past the relay's
+deadline. Those faults happen *before* the vendor processes the request, so the double records nothing
+for them (a vendor that processed a request whose answer was then lost would count the resend as a
+duplicate, which no client can prevent without a vendor-side dedupe key). A "slow" request is processed
+and answered, late: the latency tail within the relay's deadline, which costs invocations their time.
 Events whose id is in `reject_ids` are refused as invalid (400; AppLovin and AdRoll drop the whole
 batch, as they document). A request that passes gets the sandbox's own checks and answer.
 """
@@ -25,10 +27,15 @@ SOAK_ID_PROPERTY = "soak_id"
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str  # "5xx" | "429" | "timeout" | "reset"
+    kind: str  # "5xx" | "429" | "timeout" | "reset" | "drip" | "slow"
     status: int = 0
     retry_after: int = 0
     hold_seconds: float = 0.0
+
+    @property
+    def processed(self) -> bool:
+        """A slow answer is the vendor's real answer, late; every other fault answers without processing."""
+        return self.kind == "slow"
 
 
 @dataclass
@@ -41,10 +48,14 @@ class FaultPlan:
     throttled: float = 0.05
     timeout: float = 0.02
     reset: float = 0.01
+    drip: float = 0.02  # a 200 whose body comes a byte at a time, for longer than the relay's deadline
+    slow: float = 0.03  # the vendor's own answer, after most of the relay's deadline (the latency tail)
     crash: float = 0.10
     crash_every: int = 0
     retry_after_seconds: int = 1
     hold_seconds: float = 2.0  # how long a "timeout" request is held (longer than the relay's timeout)
+    drip_seconds: float = 3.0  # how long a "drip" answer takes to its last byte
+    slow_seconds: float = 0.7  # how late a "slow" answer comes (within the relay's timeout)
     reject_ids: frozenset[str] = frozenset()
     seed: int = 7
     injected: Counter[str] = field(default_factory=Counter)
@@ -70,6 +81,8 @@ class FaultPlan:
             ("429", self.throttled, Fault("429", status=429, retry_after=self.retry_after_seconds)),
             ("timeout", self.timeout, Fault("timeout", hold_seconds=self.hold_seconds)),
             ("reset", self.reset, Fault("reset")),
+            ("drip", self.drip, Fault("drip", status=200, hold_seconds=self.drip_seconds)),
+            ("slow", self.slow, Fault("slow", hold_seconds=self.slow_seconds)),
         ):
             if x < rate:
                 self.count(kind)

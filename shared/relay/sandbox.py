@@ -178,7 +178,9 @@ class Sandboxes:
             def do_POST(self) -> None:  # noqa: N802
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 fault = sandbox.faults.pick() if sandbox.faults else None
-                if fault is not None:
+                if fault is not None and fault.processed:
+                    time.sleep(fault.hold_seconds)  # then the vendor's own answer
+                elif fault is not None:
                     return self._fault(fault)
                 status, message, vendor, events = sandbox.handle(self.path, self.headers, raw)
                 self._answer(status, {"message": message} if vendor != "appsflyer" else message, vendor, events)
@@ -192,6 +194,8 @@ class Sandboxes:
                             path.strip("/").split("/")[0], fault.status, 0, path, f"fault: {fault.kind}", time.time()
                         )
                     )
+                if fault.kind == "drip":
+                    return self._drip(fault)
                 if fault.kind == "timeout":
                     time.sleep(fault.hold_seconds)  # the relay has given up by now
                 if fault.kind in ("timeout", "reset"):
@@ -208,6 +212,23 @@ class Sandboxes:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _drip(self, fault: Fault) -> None:
+                """200 at once, then the body a byte at a time over `hold_seconds`: each byte well within any
+                read timeout, the whole answer past the relay's deadline (which must hang up)."""
+                data = b'{"message": "OK, eventually"}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.flush()
+                try:
+                    for i in range(len(data)):
+                        time.sleep(fault.hold_seconds / len(data))
+                        self.wfile.write(data[i : i + 1])
+                        self.wfile.flush()
+                except OSError:  # the relay hung up, as it should
+                    self.close_connection = True
 
             def _answer(self, status: int, payload: Any, vendor: str = "", events: int = 0) -> None:
                 data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()

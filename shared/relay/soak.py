@@ -1,11 +1,14 @@
-"""`relay soak`: the fault soak of issue #7 through the whole local stack.
+"""`relay soak`: the fault soak through the whole local stack.
 
 Signed HTTP requests -> the real IngestFunction handler -> SNS -> the three SQS queues (moto, created from
 template.yaml) -> the real vendor handlers -> the vendor double (the sandboxes with a FaultPlan injecting
-5xx, 429 + Retry-After, timeouts, connection resets and invalid-event refusals), while vendor-function
-invocations crash after their work so SQS redelivers whole batches. Then it counts, per vendor and
-event_id, what the double accepted and what is in the DLQs: every valid event delivered exactly once,
-every invalid one in the DLQ with its reason, nothing lost.
+5xx, 429 + Retry-After, timeouts, connection resets, answers dripped past the relay's deadline, a latency
+tail, and invalid-event refusals), while vendor-function invocations crash after their work so SQS
+redelivers whole batches, and invocations that outlive their (short) timeout are ended there. Some events
+are near the size limit; one vendor is turned off in its function for a while mid-run (its messages go to
+its DLQ with the reason) and its DLQ redriven once it is back on, as an operator would. Then it counts,
+per vendor and event_id, what the double accepted and what is in the DLQs: every valid event delivered
+exactly once, every invalid one in the DLQ with its reason, nothing lost.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from .config import RelayConfig, config_from_mapping
 from .deadletter import SQS_MOVED
 from .dev import LocalStack
 from .faults import SOAK_ID_PROPERTY, FaultPlan, event_ids
+from .forwarding import DISABLED
+from .ingest import MAX_EVENT_MESSAGE_BYTES
 from .load import purchase_event
 from .signing import sign
 
@@ -69,13 +74,24 @@ def soak_id(run: str, i: int) -> str:
     return f"soak-{run}-{i:06d}"
 
 
-def soak_event(i: int, run: str) -> dict[str, Any]:
+# a big event's property: its queued message (AppLovin's and AdRoll's payloads, the blob in AdRoll's
+# external_data) stays just under the ingest's limit (relay.ingest.MAX_EVENT_MESSAGE_BYTES)
+BIG_PROPERTY_CHARS = MAX_EVENT_MESSAGE_BYTES - 3_000
+
+
+def soak_event(i: int, run: str, big: bool = False) -> dict[str, Any]:
     """Two of three events are web purchases (AppLovin + AdRoll), one an Android app purchase (AppsFlyer
-    only). The event id travels in properties.soak_id too (see relay.faults.event_ids)."""
+    only). The event id travels in properties.soak_id too (see relay.faults.event_ids). `big`: a web
+    event whose message is near the size limit."""
     event_id = soak_id(run, i)
-    return purchase_event(
-        event_id, app=is_app_event(i), email=f"u{i}{EMAIL_DOMAIN}", properties={SOAK_ID_PROPERTY: event_id}
-    )
+    properties: dict[str, Any] = {SOAK_ID_PROPERTY: event_id}
+    if big:
+        properties["blob"] = "x" * BIG_PROPERTY_CHARS
+    return purchase_event(event_id, app=is_app_event(i), email=f"u{i}{EMAIL_DOMAIN}", properties=properties)
+
+
+def is_big(i: int, big_every: int) -> bool:
+    return bool(big_every) and not is_app_event(i) and i % big_every == 0
 
 
 @dataclass
@@ -97,6 +113,11 @@ class SoakReport:
     # events already delivered, parked in the DLQ by SQS; a redrive finds them delivered and drops them
     moved_by_sqs: dict[str, int] = field(default_factory=dict)
     dlq_reasons: dict[str, str] = field(default_factory=dict)  # one example per vendor
+    big_events: int = 0  # events whose message is near the size limit
+    killed: dict[str, int] = field(default_factory=dict)  # vendor -> invocations ended at their timeout
+    disabled: str = ""  # the vendor turned off in its function for a while
+    disabled_dead_lettered: int = 0  # its events moved to its DLQ meanwhile (each message whole), with the reason
+    redriven: int = 0  # DLQ messages redriven once the vendor was back on
     vendor_requests: dict[str, dict[str, int]] = field(default_factory=dict)  # vendor -> status -> count
     faults: dict[str, int] = field(default_factory=dict)
     clear_text_emails: int = 0  # vendor requests carrying a soak event's email in clear text
@@ -126,6 +147,10 @@ class SoakReport:
             "faults injected: " + ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items())),
             f"drained: {self.drained} in {self.drain_seconds:.1f} s; vendor requests with a clear-text email:"
             f" {self.clear_text_emails}",
+            f"big events: {self.big_events}; invocations ended at their timeout: "
+            + (", ".join(f"{v} {n}" for v, n in sorted(self.killed.items())) or "none"),
+            f"{self.disabled or 'no vendor'} turned off mid-run: {self.disabled_dead_lettered} events dead-lettered"
+            f" as disabled ({self.redriven} messages), redriven once it was back on",
             "",
             f"{'vendor':<10}{'expected':>9}{'delivered':>10}{'dupes':>6}{'lost':>5}"
             f"{'invalid':>8}{'in DLQ':>7}{'DLQ msgs':>9}{'by SQS':>7}{'requests':>9}",
@@ -164,14 +189,21 @@ def run_soak(
     invalid_rate: float = 0.01,
     timeout_s: float = 600.0,
     vendor_timeout_seconds: float = 1.0,
+    function_timeout_seconds: int = 10,
     redelivery_seconds: int = 1,
     max_backlog: int = 300,
+    big_every: int = 150,
+    disable: str | None = "adroll",
+    disabled_seconds: float = 3.0,
     log: Callable[[str], None] = lambda line: None,
     verbose: bool = False,
 ) -> SoakReport:
     """`max_backlog`: the next ingest request waits while a vendor queue holds more messages than this.
     moto's SQS rescans the whole queue for every message it sends or receives, so a deep backlog slows
-    the local stack quadratically; AWS has no such cost."""
+    the local stack quadratically; AWS has no such cost. `function_timeout_seconds`: every vendor
+    function's timeout here (the deployed ones: 30 to 60 s), short enough for slow vendors to reach it.
+    `big_every`: every n-th web event is near the size limit (0: none). `disable`: the vendor whose
+    function is turned off for `disabled_seconds` once half the requests are sent (None: none)."""
     run = f"{int(time.time() * 1000)}"
     rng = random.Random(plan.seed if plan else 7)  # noqa: S311 - which events are invalid, not security
     poison: frozenset[str] = frozenset()
@@ -192,17 +224,24 @@ def run_soak(
         faults=plan,
         redelivery_seconds=redelivery_seconds,
         vendor_timeout_seconds=vendor_timeout_seconds,
+        function_timeout_seconds=function_timeout_seconds,
         verbose=verbose,
     ).start()
+    switch = _Switch(stack, disable, disabled_seconds)
+    report.disabled = disable or ""
     try:
         started = time.monotonic()
         with httpx.Client(timeout=60) as client:
             for start in range(0, events, per_request):
+                if start >= events // 2:
+                    switch.off()
+                switch.tick()
                 while _backlog(stack) > max_backlog and time.monotonic() < started + timeout_s:
+                    switch.tick()
                     time.sleep(0.5)
-                raw = json.dumps(
-                    {"events": [soak_event(i, run) for i in range(start, min(events, start + per_request))]}
-                )
+                batch = range(start, min(events, start + per_request))
+                report.big_events += sum(is_big(i, big_every) for i in batch)
+                raw = json.dumps({"events": [soak_event(i, run, is_big(i, big_every)) for i in batch]})
                 body = raw.encode()
                 response = client.post(
                     stack.ingest_url,
@@ -220,6 +259,9 @@ def run_soak(
         assert stack.sandboxes is not None
         while time.monotonic() < deadline:
             time.sleep(1.0)
+            switch.tick()
+            if _backlog(stack) == 0 and switch.back_on():  # what went to the DLQ as disabled goes back
+                report.redriven += switch.redrive()
             accepted_now = _accepted(stack)
             if all(expected[v] - poison <= set(accepted_now[v]) for v in VENDORS) and _backlog(stack) == 0:
                 report.drained = True
@@ -262,9 +304,43 @@ def run_soak(
                 report.dlq_reasons[v] = f"{letters[0].outcome}: {letters[0].reason}"
             report.vendor_requests[v] = dict(statuses[v])
         report.faults = dict(plan.injected)
+        report.killed = dict(stack.killed)
+        report.disabled_dead_lettered = switch.dead_lettered
         return report
     finally:
         stack.stop()
+
+
+class _Switch:
+    """Turns one vendor off in its function for a while, then back on, and redrives what its function
+    dead-lettered as disabled meanwhile (as an operator would, with `relay dlq redrive`)."""
+
+    def __init__(self, stack: LocalStack, vendor: str | None, seconds: float):
+        self.stack, self.vendor, self.seconds = stack, vendor, seconds
+        self.until: float | None = None
+        self.dead_lettered = 0
+
+    def off(self) -> None:
+        if self.vendor and self.until is None:
+            self.stack.set_enabled(self.vendor, False)
+            self.until = time.monotonic() + self.seconds
+
+    def tick(self) -> None:
+        if self.vendor and self.until is not None and time.monotonic() >= self.until:
+            self.stack.set_enabled(self.vendor, True)
+
+    def back_on(self) -> bool:
+        return bool(self.vendor) and self.until is not None and time.monotonic() >= self.until
+
+    def redrive(self) -> int:
+        assert self.vendor and self.stack.stack is not None
+        sqs, physical = self.stack.clients["sqs"], self.stack.stack.physical
+        dlq, source = physical[DLQ[self.vendor]], physical[QUEUES[self.vendor]]
+        letters = list(deadletter.read_all(sqs, dlq, hold_seconds=30))
+        disabled = [letter for letter in letters if letter.outcome == DISABLED]
+        deadletter.release(sqs, dlq, [letter for letter in letters if letter.outcome != DISABLED])
+        self.dead_lettered += sum(len(letter.event_ids) for letter in disabled)
+        return deadletter.redrive(sqs, dlq, source, disabled)
 
 
 def _accepted(stack: LocalStack) -> dict[str, Counter[str]]:

@@ -25,6 +25,7 @@ from .forwarding import (
     SKIPPED,
     Delivery,
     Forwarder,
+    RetryPolicy,
     new_http_client,
 )
 from .ledger import DeliveryLedger
@@ -61,9 +62,11 @@ def vendor_handler(
     sleep: Callable[[float], None] = time.sleep,
     max_receive_count: int | None = None,
     secret_refresh: SecretRefresh | None = None,
+    policy: RetryPolicy | None = None,
 ) -> Handler:
     """The handler of a vendor function. Clients, the ledger and the DLQ come from the environment
-    (RELAY_IDEMPOTENCY_TABLE, RELAY_DLQ_URL, RELAY_MAX_RECEIVE_COUNT) unless injected. When the vendor
+    (RELAY_IDEMPOTENCY_TABLE, RELAY_DLQ_URL, RELAY_MAX_RECEIVE_COUNT) unless injected; `policy`: the
+    retries and deadlines (the local stack's shorter vendor timeout). When the vendor
     refuses the credentials, the next invocation re-reads the secret (`SecretRefresh`: a rotated key
     takes effect at once, not when the cache expires)."""
     cache: dict[tuple[str, ...], Forwarder] = {}
@@ -94,6 +97,7 @@ def vendor_handler(
                 ledger=part("ledger", lambda: DeliveryLedger.from_env(vendor, os.environ)),
                 max_workers=max_workers,
                 sleep=sleep,
+                **({"policy": policy} if policy else {}),
             )
         return cache[key]
 
@@ -130,14 +134,22 @@ def vendor_handler(
             logger.error(f"{vendor} refused the relay's credentials", extra={"status": auth})
         return results, items, forwarder
 
-    def dead_letter(records: list[dict[str, Any]], results: dict[str, Delivery], items: dict[str, Item]) -> set[str]:
+    def dead_letter(
+        records: list[dict[str, Any]], results: dict[str, Delivery], items: dict[str, Item], whole: bool
+    ) -> set[str]:
         """Move permanent failures, and failures on their last allowed receive, to the DLQ with reasons, one
-        dead letter per event (an event of a bundle gets its own message); returns the keys moved."""
+        dead letter per event (an event of a bundle gets its own message); returns the keys moved.
+
+        `whole`: the failure is the function's, not the events' (its vendor disabled, its configuration
+        unusable), and no claim was taken: each SQS message is moved as it is, a bundle whole, so that a
+        redrive brings back the very message, which the ledger knows — never a lone copy of an event of a
+        bundle that a redelivery of the bundle might also send."""
         from .deadletter import DeadLetter, DeadLetterQueue, body_event_id
 
         max_receives = max_receive_count or int(os.environ.get("RELAY_MAX_RECEIVE_COUNT", "0") or 0)
         by_id = {record["messageId"]: record for record in records}
         letters = []
+        keys_of: dict[str, list[str]] = {}  # a letter's key -> the item keys it moves
         for key, item in items.items():
             delivery = results[key]
             if delivery.ok:
@@ -147,27 +159,33 @@ def vendor_handler(
             last_try = max_receives > 0 and receives >= max_receives
             if not (delivery.permanent or last_try):
                 continue
+            letter_key = item.message_id if whole else key
+            keys_of.setdefault(letter_key, []).append(key)
+            if len(keys_of[letter_key]) > 1:
+                continue  # the message's letter is made already
             reason = delivery.reason if delivery.permanent else f"gave up after {receives} receives: {delivery.reason}"
+            one = not whole or item.bundle is None
             letters.append(
                 DeadLetter(
                     record,
                     vendor,
-                    item.event.event_id if item.event else body_event_id(item.body),
+                    (item.event.event_id if item.event else body_event_id(item.body)) if one else None,
                     delivery.outcome if delivery.permanent else "retries_exhausted",
                     reason,
                     delivery.status,
                     delivery.response,
-                    key=key,
-                    body=item.body,
+                    key=letter_key,
+                    body=item.body if not whole else record.get("body") or "",
                 )
             )
         if not letters:
             return set()
         dlq = part("dlq", lambda: DeadLetterQueue(os.environ["RELAY_DLQ_URL"]))
         failed = dlq.send(letters)
-        moved = {letter.key for letter in letters} - failed
+        moved_letters = {letter.key for letter in letters} - failed
+        moved = {key for letter_key in moved_letters for key in keys_of[letter_key]}
         for letter in letters:
-            if letter.key in moved:
+            if letter.key in moved_letters:
                 logger.warning(
                     "moved to the dead-letter queue",
                     extra={
@@ -180,7 +198,7 @@ def vendor_handler(
         metrics.add_metric("EventsDeadLettered", MetricUnit.Count, len(moved))
         ledger = parts["ledger"]
         for letter in letters:
-            if ledger is not None and letter.event_id and letter.key in moved:
+            if ledger is not None and letter.event_id and letter.key in moved_letters:
                 try:  # a redelivered copy (this invocation failing from here on) is then not moved twice
                     ledger.dead_lettered(letter.event_id, letter.key, letter.outcome)
                 except Exception:  # noqa: BLE001 - at worst a second DLQ copy, never a lost event
@@ -195,7 +213,7 @@ def vendor_handler(
         metrics.add_dimension("vendor", vendor)
         records = event.get("Records", [])
         results, items, forwarder = deliver(records, context.get_remaining_time_in_millis)
-        moved = dead_letter(records, results, items)
+        moved = dead_letter(records, results, items, whole=forwarder is None)
         if forwarder is not None:
             forwarder.settle(results, moved)
             if forwarder.stats.ledger_errors:
