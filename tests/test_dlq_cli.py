@@ -13,7 +13,7 @@ from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
 from relay.cli import main
-from relay.deadletter import DeadLetter, DeadLetterQueue
+from relay.deadletter import NO_REASON, DeadLetter, DeadLetterQueue
 from relay.sqs import lambda_records
 from relay.stack import create_stack, load_template
 
@@ -161,7 +161,7 @@ def test_deployed_stack_outputs_locate_the_queues():
         assert code == 0
         row = json.loads(out)
         assert row["event_id"] == "old"
-        assert row["reason"] == "moved by SQS after maxReceiveCount (no reason recorded)"
+        assert row["reason"] == NO_REASON
         code, _, err = run("dlq", "list", "--vendor", "applovin", "--stack", "relay-prod", "--region", "us-east-1")
         assert code == 2 and "stack relay-prod has no output AppLovinQueueUrl" in err
         code, _, err = run("dlq", "list", "--vendor", "adroll", "--stack", "missing", "--region", "us-east-1")

@@ -180,3 +180,23 @@ def test_claim_keys_are_powertools_keys_whatever_the_event_id(event_id):
 
     text = json.dumps(["applovin", event_id], sort_keys=True).encode()
     assert claim_key("applovin", event_id) == "s2s-relay.applovin#" + hashlib.md5(text).hexdigest()
+
+
+def test_a_bundle_claimed_before_the_bundle_key_namespace_is_still_known_on_redelivery(writes, table, clock):
+    """Relays before this version kept a bundle's claim under the event-claim key [vendor, "bundle:<id>"]:
+    a bundle redelivered across the upgrade is judged by that claim, not sent again whole."""
+    a = ledger(writes, table, clock)
+    batch = a.new_batch()
+    old_claim = a._event_record("bundle:b1", "CLAIMED", clock.now, batch={"S": batch}, lease={"N": "0"})
+    old_claim["events"] = {"L": [{"S": e} for e in ("e1", "e2", "e3")]}
+    writes[0].put_item(TableName=table, Item=old_claim)
+    a.settle(batch, {"e1": 200, "e3": 200}, ["e2"])  # e2 failed: only it is still to send
+    assert a.claim_bundle("b1", ["e1", "e2", "e3"], 30_000, a.new_batch(), "m1", redelivered=True) == (
+        Claim.CLAIMED,
+        frozenset({"e2"}),
+    )
+    # a first receive never looks for an old claim (no read: a fresh bundle cannot have one)
+    reads: list[str] = []
+    writes[0].meta.events.register("before-call.dynamodb.GetItem", lambda model, **_: reads.append(model.name))
+    assert a.claim_bundle("b2", ["e4"], 30_000, a.new_batch(), "m2") == (Claim.CLAIMED, frozenset({"e4"}))
+    assert reads == []

@@ -19,6 +19,9 @@ from .queued import is_bundle
 ATTR = "relay_"
 REASON, OUTCOME, STATUS, RESPONSE = f"{ATTR}reason", f"{ATTR}outcome", f"{ATTR}status", f"{ATTR}vendor_response"
 EVENT_ID, VENDOR, FAILED_AT, ATTEMPTS = f"{ATTR}event_id", f"{ATTR}vendor", f"{ATTR}failed_at", f"{ATTR}attempts"
+# a message without the relay's attributes: SQS moved it itself after maxReceiveCount, or SNS could not deliver it
+# to the vendor queue (the subscription's RedrivePolicy)
+NO_REASON = "no reason recorded: moved by SQS after maxReceiveCount, or by SNS when it could not deliver to the queue"
 SQS_MOVED = "redriven"  # the outcome of a message SQS moved itself (maxReceiveCount), without relay_* attributes
 MAX_ATTRIBUTE_TEXT = 256
 SQS_BATCH = 10
@@ -199,7 +202,7 @@ def _letter(message: dict[str, Any]) -> Letter:
         receipt_handle=message["ReceiptHandle"],
         body=message["Body"],
         event_id=event_id,
-        reason=attrs.get(REASON, "moved by SQS after maxReceiveCount (no reason recorded)"),
+        reason=attrs.get(REASON, NO_REASON),
         outcome=attrs.get(OUTCOME, SQS_MOVED),
         status=attrs.get(STATUS, "none"),
         response=attrs.get(RESPONSE, ""),

@@ -174,12 +174,14 @@ class Forwarder:
         remaining_ms: Callable[[], int],
         bundles: Mapping[str, str] | None = None,
         settle: bool = True,
+        redelivered: frozenset[str] = frozenset(),
     ) -> dict[str, Delivery]:
         """`events` keyed by SQS message id (or Item.key for the events of a bundle): this vendor's part of
         a queued message (mapped at the ingest), or a canonical event (mapped here); returns a Delivery for
         every key. `bundles` maps the key of each event that came in a bundle to the bundle's id: those
         share one claim per bundle (DeliveryLedger.claim_bundle), the others have one each. `settle=False`
-        leaves the batch record to `settle()` (the handler first moves what it dead-letters)."""
+        leaves the batch record to `settle()` (the handler first moves what it dead-letters);
+        `redelivered`: the bundles whose SQS message was received before."""
         self.stats = Stats()
         bundles = bundles or {}
         results: dict[str, Delivery] = {}
@@ -212,7 +214,8 @@ class Forwarder:
             if kind == "event":
                 return self.ledger.claim(ids[0], remaining_ms(), batch, message_id=name), frozenset(ids)
             message_id = mapped[indexes[0]][0].split("#", 1)[0]  # Item.key: "<SQS message id>#<index>"
-            return self.ledger.claim_bundle(name, ids, remaining_ms(), batch, message_id=message_id)
+            again = name in redelivered
+            return self.ledger.claim_bundle(name, ids, remaining_ms(), batch, message_id=message_id, redelivered=again)
 
         pairs = list(units.items())
         claims = list(self.pool.map(claim, pairs)) if self.ledger and len(pairs) > 1 else [claim(u) for u in pairs]

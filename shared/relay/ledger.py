@@ -232,13 +232,21 @@ class DeliveryLedger:
         return out
 
     def claim_bundle(
-        self, bundle: str, event_ids: Sequence[str], remaining_ms: int, batch: str, message_id: str | None = None
+        self,
+        bundle: str,
+        event_ids: Sequence[str],
+        remaining_ms: int,
+        batch: str,
+        message_id: str | None = None,
+        redelivered: bool = False,
     ) -> tuple[Claim, frozenset[str]]:
         """One claim for the events of a bundle (relay.queued) — one write, where `claim` costs one per
         event. Returns the claim and the event_ids this invocation is to send: all of them the first time;
         on a redelivery, those the last batch record listed as not delivered (or, when the last holder
         died before settling, those it was sending). The ingest claimed every event once already
-        (`claim_many`), so a bundle is the unit a vendor function can receive twice."""
+        (`claim_many`), so a bundle is the unit a vendor function can receive twice. `message_id`: the SQS
+        message it came in; `redelivered`: SQS delivered that message before (then a claim that an earlier
+        version of the relay kept under the event-claim key ``[vendor, "bundle:<id>"]`` is honoured too)."""
         now = self.clock()
         lease = _lease(now, remaining_ms)
         events = {"L": [{"S": e} for e in event_ids]}  # for people and `delivered_events`
@@ -248,7 +256,13 @@ class DeliveryLedger:
         old = self._put(item, "attribute_not_exists(id) OR expiration < :now", {":now": {"N": str(int(now))}})
         everything = frozenset(event_ids)
         if old is None:
-            return Claim.CLAIMED, everything
+            legacy = self._legacy_bundle_claim(bundle, now) if redelivered else None
+            if legacy is None:
+                return Claim.CLAIMED, everything
+            # the bundle was claimed before the upgrade: that claim replaces ours, and is judged below
+            old = {**legacy, "id": item["id"]}
+            if self._put(old, "#s = :s AND #b = :b", {":s": item["status"], ":b": item["batch"]}) is not None:
+                return Claim.IN_FLIGHT, frozenset()
         if not old or old.get("status", {}).get("S") != CLAIMED:
             return Claim.IN_FLIGHT, frozenset()
         settled = self._batch_record(old["batch"]["S"])
@@ -269,6 +283,14 @@ class DeliveryLedger:
         return (
             (Claim.CLAIMED, pending) if self._put(item, condition, values) is None else (Claim.IN_FLIGHT, frozenset())
         )
+
+    def _legacy_bundle_claim(self, bundle: str, now: float) -> dict[str, Any] | None:
+        """A bundle's claim as relays before the bundle key namespace wrote it, if one is still live."""
+        key = {"id": {"S": claim_key(self.vendor, f"bundle:{bundle}")}}
+        old = self.client.get_item(TableName=self.table_name, Key=key, ConsistentRead=True).get("Item")
+        if not old or old.get("status", {}).get("S") != CLAIMED or int(old["expiration"]["N"]) < now:
+            return None
+        return old
 
     def _moved_from(self, event_ids: Iterable[str], message_id: str | None) -> set[str]:
         """Those of `event_ids` that `dead_lettered` recorded as moved from SQS message `message_id` (an

@@ -120,7 +120,9 @@ def vendor_handler(
         events = {key: item.event for key, item in items.items() if item.event is not None}
         bundles = {key: item.bundle for key, item in items.items() if item.bundle and item.event is not None}
         # settled by the handler once it moved what it dead-letters (those are done with, not to retry)
-        results.update(forwarder.deliver(events, remaining_ms, bundles, settle=False))
+        again = {r["messageId"] for r in records if r.get("attributes", {}).get("ApproximateReceiveCount", "1") != "1"}
+        redelivered = frozenset(item.bundle for item in items.values() if item.bundle and item.message_id in again)
+        results.update(forwarder.deliver(events, remaining_ms, bundles, settle=False, redelivered=redelivered))
         stats = forwarder.stats
         for _status, _n, latency in stats.requests:
             metrics.add_metric("VendorLatency", MetricUnit.Milliseconds, latency)
