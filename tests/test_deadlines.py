@@ -203,10 +203,11 @@ def test_a_deferred_request_says_why():
 
 
 class Dripping:
-    """A loopback HTTP server that answers 200 at once, then drips its body one byte every `pause` s."""
+    """A loopback HTTP server that answers 200 at once, then drips its body one byte every `pause` s
+    (`first`: the first byte after that many seconds instead)."""
 
-    def __init__(self, pause: float, length: int):
-        self.pause, self.length = pause, length
+    def __init__(self, pause: float, length: int, first: float | None = None):
+        self.pause, self.length, self.first = pause, length, first
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1/event"
         self.finished: list[bool] = []
@@ -222,8 +223,8 @@ class Dripping:
             head = f"HTTP/1.1 200 OK\r\nContent-Length: {self.length}\r\nContent-Type: text/plain\r\n\r\n"
             try:
                 conn.sendall(head.encode())
-                for _ in range(self.length):
-                    time.sleep(self.pause)
+                for i in range(self.length):
+                    time.sleep(self.first if i == 0 and self.first is not None else self.pause)
                     conn.sendall(b"x")
                 self.finished.append(True)
             except OSError:
@@ -249,3 +250,20 @@ def test_a_vendor_dripping_its_answer_is_cut_at_the_requests_total_deadline():
     assert results["m1"].outcome == TRANSIENT
     assert results["m1"].reason == "no complete answer within 0.5 s calling adroll"
     assert server.finished == [False]  # the relay hung up: the body was never read to its end
+
+
+def test_the_watchdog_shuts_a_socket_still_reading_at_its_deadline_and_spares_a_disarmed_one():
+    """What ends a read that started with more time than is left (a body stalling after a late byte)."""
+    from relay.deadline import _WATCHDOG
+
+    armed, peer = socket.socketpair()
+    spared, other = socket.socketpair()
+    with armed, peer, spared, other:
+        _WATCHDOG.arm(time.monotonic() + 0.1, armed)
+        token = _WATCHDOG.arm(time.monotonic() + 0.1, spared)
+        _WATCHDOG.disarm(token)
+        armed.settimeout(30)
+        assert armed.recv(1) == b""  # shut down at its deadline: the read ends, not after 30 s with a timeout
+        spared.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            spared.recv(1)  # disarmed: left alone

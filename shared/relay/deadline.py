@@ -40,6 +40,44 @@ def _shutdown(sock: socket.socket) -> None:
         pass
 
 
+class _Watchdog:
+    """One thread for the whole process that shuts the socket of every request still reading its answer
+    at its deadline (a thread per request would cost more than AppsFlyer's whole per-event budget)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._armed: dict[int, tuple[float, socket.socket]] = {}
+        self._tokens = 0
+        self._thread: threading.Thread | None = None
+
+    def arm(self, deadline: float, sock: socket.socket) -> int:
+        """Shut `sock` at `deadline` (time.monotonic) unless disarmed first."""
+        with self._cond:
+            self._tokens += 1
+            self._armed[self._tokens] = (deadline, sock)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="relay-request-deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return self._tokens
+
+    def disarm(self, token: int) -> None:
+        with self._cond:
+            self._armed.pop(token, None)
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                for token in [t for t, (deadline, _) in self._armed.items() if deadline <= now]:
+                    _shutdown(self._armed.pop(token)[1])
+                soonest = min((deadline for deadline, _ in self._armed.values()), default=now + 60)
+                self._cond.wait(timeout=max(soonest - now, 0.001))
+
+
+_WATCHDOG = _Watchdog()
+
+
 def send_within(
     client: httpx.Client,
     method: str,
@@ -75,10 +113,7 @@ def send_within(
         with client.stream(method, url, headers=dict(headers), content=content, extensions=extensions) as response:
             stream = response.extensions.get("network_stream")
             sock = stream.get_extra_info("socket") if stream is not None else None
-            watchdog = threading.Timer(left(), _shutdown, (sock,)) if sock is not None else None
-            if watchdog is not None:
-                watchdog.daemon = True
-                watchdog.start()
+            token = _WATCHDOG.arm(time.monotonic() + left(), sock) if sock is not None else None
             try:
                 body = bytearray()
                 for chunk in response.iter_bytes():
@@ -87,8 +122,8 @@ def send_within(
                     if len(body) >= MAX_BODY_BYTES:
                         break
             finally:
-                if watchdog is not None:
-                    watchdog.cancel()
+                if token is not None:
+                    _WATCHDOG.disarm(token)
             return httpx.Response(response.status_code, headers=response.headers, content=bytes(body))
     except httpx.HTTPError:
         if clock() >= deadline:  # the watchdog shut the socket: the deadline, not the vendor, ended it
