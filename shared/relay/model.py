@@ -66,6 +66,16 @@ EventId = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_EVENT_ID_LENGTH),
     AfterValidator(_event_id),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_EVENT_ID_LENGTH,
+            "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$",
+            "description": "The idempotency key: printable text (no control, format, surrogate, private-use or"
+            " unassigned character, no line or paragraph separator; the pattern shows the control characters)",
+        }
+    ),
 ]
 MAX_DECIMAL_PLACES = 20  # floats such as 0.1 + 0.2 = 0.30000000000000004 still pass
 
