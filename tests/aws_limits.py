@@ -87,15 +87,24 @@ def _sns(op: str, params: dict[str, Any]) -> list[tuple[str, str]]:
         out += [("TooManyEntriesInBatchRequest", e) for e in _batch_rules(op, messages)]
     else:
         return out
+    return out + _message_rules(op, messages, "Message", SNS_MESSAGE_BYTES, ("InvalidParameter", "InvalidParameter"))
+
+
+def _message_rules(
+    op: str, messages: list[dict[str, Any]], body: str, limit: int, codes: tuple[str, str]
+) -> list[tuple[str, str]]:
+    """Each message's size (body and attributes) and characters, and the batch's total size. `codes`: AWS's
+    error codes for a message too big and for a character refused."""
+    out: list[tuple[str, str]] = []
     total = 0
     for m in messages:
-        size = _utf8(m.get("Message", "")) + _attributes_bytes(m.get("MessageAttributes", {}))
+        size = _utf8(m.get(body, "")) + _attributes_bytes(m.get("MessageAttributes", {}))
         total += size
-        if size > SNS_MESSAGE_BYTES:
-            out.append(("InvalidParameter", f"{op}: a message of {size} bytes; at most {SNS_MESSAGE_BYTES}"))
-        out += [("InvalidParameter", e) for e in _text_rules(op, m.get("Message", ""), m.get("MessageAttributes", {}))]
-    if op == "PublishBatch" and total > SNS_MESSAGE_BYTES:
-        out.append(("BatchRequestTooLong", f"{op}: {total} bytes in all; at most {SNS_MESSAGE_BYTES}"))
+        if size > limit:
+            out.append((codes[0], f"{op}: a message of {size} bytes; at most {limit}"))
+        out += [(codes[1], e) for e in _text_rules(op, m.get(body, ""), m.get("MessageAttributes", {}))]
+    if op.endswith("Batch") and total > limit:
+        out.append(("BatchRequestTooLong", f"{op}: {total} bytes in all; at most {limit}"))
     return out
 
 
@@ -105,16 +114,8 @@ def _sqs(op: str, params: dict[str, Any]) -> list[tuple[str, str]]:
         messages = [params] if op == "SendMessage" else params.get("Entries", [])
         if op == "SendMessageBatch":
             out += [("TooManyEntriesInBatchRequest", e) for e in _batch_rules(op, messages)]
-        total = 0
-        for m in messages:
-            size = _utf8(m.get("MessageBody", "")) + _attributes_bytes(m.get("MessageAttributes", {}))
-            total += size
-            if size > SQS_MESSAGE_BYTES:
-                out.append(("InvalidParameterValue", f"{op}: a message of {size} bytes; at most {SQS_MESSAGE_BYTES}"))
-            rules = _text_rules(op, m.get("MessageBody", ""), m.get("MessageAttributes", {}))
-            out += [("InvalidMessageContents", e) for e in rules]
-        if op == "SendMessageBatch" and total > SQS_MESSAGE_BYTES:
-            out.append(("BatchRequestTooLong", f"{op}: {total} bytes in all; at most {SQS_MESSAGE_BYTES}"))
+        codes = ("InvalidParameterValue", "InvalidMessageContents")
+        out += _message_rules(op, messages, "MessageBody", SQS_MESSAGE_BYTES, codes)
     elif op in ("ChangeMessageVisibilityBatch", "DeleteMessageBatch"):
         out += [("TooManyEntriesInBatchRequest", e) for e in _batch_rules(op, params.get("Entries", []))]
         for e in params.get("Entries", []):
