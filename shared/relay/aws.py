@@ -190,7 +190,11 @@ class SnsPublisher(LazyClient):
         for chunk in self.chunks(messages):
             try:
                 response = self._publish_batch(chunk)
-            except Exception:  # noqa: BLE001 - throttled, timed out, refused: the caller answers 503 for these
+            except Exception as exc:  # noqa: BLE001 - throttled, timed out, refused: the caller answers 503
+                from .observability import logger
+
+                code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code") or type(exc).__name__
+                logger.warning("PublishBatch failed", extra={"error": code, "messages": len(chunk)})
                 failed += [m.id for m in chunk]
                 continue
             failed += [f["Id"] for f in response.get("Failed", [])]

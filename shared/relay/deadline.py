@@ -125,8 +125,8 @@ def send_within(
                 if token is not None:
                     _WATCHDOG.disarm(token)
             return httpx.Response(response.status_code, headers=response.headers, content=bytes(body))
-    except httpx.HTTPError:
-        if clock() >= deadline:  # the watchdog shut the socket: the deadline, not the vendor, ended it
+    except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout):
+        if clock() >= deadline:  # the watchdog shut the socket, or the last read had the time that was left
             raise DeadlineExceeded(f"no complete answer within {seconds:g} s") from None
         raise
 

@@ -53,9 +53,9 @@ class FaultPlan:
     crash: float = 0.10
     crash_every: int = 0
     retry_after_seconds: int = 1
-    hold_seconds: float = 2.0  # how long a "timeout" request is held (longer than the relay's timeout)
-    drip_seconds: float = 3.0  # how long a "drip" answer takes to its last byte
-    slow_seconds: float = 0.7  # how late a "slow" answer comes (within the relay's timeout)
+    hold_seconds: float = 3.0  # how long a "timeout" request is held (longer than the relay's timeout)
+    drip_seconds: float = 4.0  # how long a "drip" answer takes to its last byte
+    slow_seconds: float = 1.2  # how late a "slow" answer comes (within the relay's timeout)
     reject_ids: frozenset[str] = frozenset()
     seed: int = 7
     injected: Counter[str] = field(default_factory=Counter)

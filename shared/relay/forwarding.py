@@ -337,7 +337,8 @@ class Forwarder:
             with self.stats.lock:
                 self.stats.requests.append((None, events, (self.clock() - started) * 1000))
             what = str(exc) if isinstance(exc, DeadlineExceeded) else type(exc).__name__
-            timed_out = isinstance(exc, DeadlineExceeded | httpx.TimeoutException)
+            # the vendor has the request and is slow to answer (not a refused or slow connection: that is retried)
+            timed_out = isinstance(exc, DeadlineExceeded | httpx.ReadTimeout | httpx.WriteTimeout)
             return Delivery(False, TRANSIENT, f"{what} calling {self.vendor}", timed_out=timed_out)
         with self.stats.lock:
             self.stats.requests.append((response.status_code, events, (self.clock() - started) * 1000))

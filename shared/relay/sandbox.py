@@ -152,6 +152,12 @@ def check_adroll(config: Any, query: dict[str, list[str]], headers: Any, body: A
     return len(body)
 
 
+class _Server(ThreadingHTTPServer):
+    # a listen backlog for AppsFlyer's 20 requests in flight per function (socketserver's default, 5, makes
+    # the kernel drop connection attempts, each then retried a second later)
+    request_queue_size = 128
+
+
 class Sandboxes:
     """One loopback HTTP server for the three vendors: /applovin/v1/event, /appsflyer/inappevent/<app>,
     /adroll/api; GET /_sandbox/requests lists what was received. With a FaultPlan it is the fault-
@@ -238,7 +244,7 @@ class Sandboxes:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server = _Server(("127.0.0.1", port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, name="sandboxes", daemon=True)
 
     @property

@@ -42,6 +42,7 @@ DLQ = {
     "adroll": "AdRollDeadLetterQueue",
 }
 QUEUES = {"applovin": "AppLovinQueue", "appsflyer": "AppsFlyerQueue", "adroll": "AdRollQueue"}
+INGEST_ATTEMPTS = 5  # a request answered 503 is resent up to this many times in all
 
 
 def soak_config(stack_name: str) -> RelayConfig:
@@ -100,6 +101,7 @@ class SoakReport:
     per_request: int
     ingest_requests: int = 0
     ingest_errors: list[str] = field(default_factory=list)
+    ingest_resends: int = 0  # requests resent after a 503 (the ingest keeping to its deadline, say)
     expected: dict[str, int] = field(default_factory=dict)  # vendor -> valid deliveries expected
     invalid_expected: dict[str, int] = field(default_factory=dict)  # vendor -> refusals expected in the DLQ
     delivered: dict[str, int] = field(default_factory=dict)  # vendor -> distinct event ids accepted
@@ -143,7 +145,7 @@ class SoakReport:
     def lines(self) -> list[str]:
         out = [
             f"events sent: {self.events} in {self.ingest_requests} signed requests of {self.per_request}"
-            f" (ingest errors: {len(self.ingest_errors)})",
+            f" (resent after a 503: {self.ingest_resends}; ingest errors: {len(self.ingest_errors)})",
             "faults injected: " + ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items())),
             f"drained: {self.drained} in {self.drain_seconds:.1f} s; vendor requests with a clear-text email:"
             f" {self.clear_text_emails}",
@@ -188,13 +190,13 @@ def run_soak(
     plan: FaultPlan | None = None,
     invalid_rate: float = 0.01,
     timeout_s: float = 600.0,
-    vendor_timeout_seconds: float = 1.0,
-    function_timeout_seconds: int = 10,
+    vendor_timeout_seconds: float = 2.0,
+    function_timeout_seconds: int = 12,
     redelivery_seconds: int = 1,
     max_backlog: int = 300,
     big_every: int = 150,
     disable: str | None = "adroll",
-    disabled_seconds: float = 3.0,
+    disabled_seconds: float = 20.0,
     log: Callable[[str], None] = lambda line: None,
     verbose: bool = False,
 ) -> SoakReport:
@@ -243,11 +245,19 @@ def run_soak(
                 report.big_events += sum(is_big(i, big_every) for i in batch)
                 raw = json.dumps({"events": [soak_event(i, run, is_big(i, big_every)) for i in batch]})
                 body = raw.encode()
-                response = client.post(
-                    stack.ingest_url,
-                    content=body,
-                    headers={"Content-Type": "application/json", "X-Relay-Signature": sign(body, SECRET)},
-                )
+                wait = 0.0
+                for attempt in range(INGEST_ATTEMPTS):  # a 503 is resent, as the API tells clients to
+                    if attempt:
+                        report.ingest_resends += 1
+                        time.sleep(wait)
+                    response = client.post(
+                        stack.ingest_url,
+                        content=body,
+                        headers={"Content-Type": "application/json", "X-Relay-Signature": sign(body, SECRET)},
+                    )
+                    if response.status_code != 503:
+                        break
+                    wait = float(response.headers.get("Retry-After", "1"))
                 report.ingest_requests += 1
                 answer = response.json()
                 if response.status_code != 202 or answer.get("rejected"):
