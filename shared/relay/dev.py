@@ -435,11 +435,13 @@ class LocalStack:
                 if self.faults and self.faults.crashes(vendor):
                     raise RuntimeError("injected crash after the handler's work")
             except InvocationKilled:
+                self._deadlines.pop(vendor, None)  # the poller's own calls from here on are not the invocation's
                 self.killed[vendor] = self.killed.get(vendor, 0) + 1
                 self.log(f"{vendor:<9} invocation ended at its {timeout} s timeout")
                 self._redeliver_soon(sqs, queue_url, batch)
                 return
             except Exception as exc:  # noqa: BLE001 - a crashed invocation: SQS redelivers everything
+                self._deadlines.pop(vendor, None)
                 self.log(f"{vendor:<9} handler error: {type(exc).__name__}")
                 self._redeliver_soon(sqs, queue_url, batch)
                 return
