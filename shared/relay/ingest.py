@@ -253,7 +253,8 @@ class Ingest:
 
 
 def bundles(singles: list[tuple[str, Message]], per_message: int) -> tuple[list[Message], dict[str, list[str]]]:
-    """Put events that go to the same vendors together, up to `per_message` and SNS_MAX_BYTES per message
+    """Put events that go to the same vendors together, up to `per_message` and MAX_EVENT_MESSAGE_BYTES per
+    message (a bundle a vendor function moves whole to its DLQ keeps room for the dead letter's attributes)
     (relay.queued); returns the messages and the event_ids each carries. A message of one event is that
     event's own message."""
     groups: dict[str, list[tuple[str, Message]]] = {}  # by destinations
@@ -277,7 +278,7 @@ def bundles(singles: list[tuple[str, Message]], per_message: int) -> tuple[list[
         for single in group:
             overhead = single[1].size - single[1].body_size
             sizes = [m.body_size for _, m in part] + [single[1].body_size]
-            if part and (len(part) == per_message or bundle_size(sizes) + overhead > SNS_MAX_BYTES):
+            if part and (len(part) == per_message or bundle_size(sizes) + overhead > MAX_EVENT_MESSAGE_BYTES):
                 close(part)
                 part = []
             part.append(single)

@@ -238,11 +238,14 @@ class Sandboxes:
 
             def _answer(self, status: int, payload: Any, vendor: str = "", events: int = 0) -> None:
                 data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain" if isinstance(payload, str) else "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "text/plain" if isinstance(payload, str) else "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the client hung up first (its deadline passed): nothing to answer
+                    self.close_connection = True
 
         self.server = _Server(("127.0.0.1", port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, name="sandboxes", daemon=True)

@@ -189,12 +189,12 @@ def run_soak(
     per_request: int = 50,
     plan: FaultPlan | None = None,
     invalid_rate: float = 0.01,
-    timeout_s: float = 600.0,
+    timeout_s: float = 900.0,
     vendor_timeout_seconds: float = 2.0,
     function_timeout_seconds: int = 12,
     redelivery_seconds: int = 1,
     max_backlog: int = 300,
-    big_every: int = 150,
+    big_every: int = 300,
     disable: str | None = "adroll",
     disabled_seconds: float = 20.0,
     log: Callable[[str], None] = lambda line: None,
@@ -233,7 +233,8 @@ def run_soak(
     report.disabled = disable or ""
     try:
         started = time.monotonic()
-        with httpx.Client(timeout=60) as client:
+        # an ingest request may take long on moto: its TransactWriteItems copies the whole table per item
+        with httpx.Client(timeout=180) as client:
             for start in range(0, events, per_request):
                 if start >= events // 2:
                     switch.off()
