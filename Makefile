@@ -54,7 +54,7 @@ bench: install      ## benchmarks: bench/results.json, bench/results.png and a t
 reliability: install  ## long form of the reliability suite (make test runs the short form): hostile input, soak, load
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/test_hostile.py tests/test_template.py -p no:cacheprovider
 	mkdir -p reliability
-	$(BIN)/relay soak --events $${SOAK_EVENTS:-3000} --json reliability/soak.json
+	$(BIN)/relay soak --events $${SOAK_EVENTS:-1500} --json reliability/soak.json
 	$(BIN)/relay load --local --seconds $${LOAD_SECONDS:-60} --per-request 1 --json reliability/load-1.json
 	$(BIN)/relay load --local --seconds $${LOAD_SECONDS:-60} --per-request 100 --concurrency 1 --json reliability/load-100.json
 	$(BIN)/python reliability/render.py

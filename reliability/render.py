@@ -71,15 +71,16 @@ def soak(data: dict[str, Any]) -> str:
 
 def load(runs: list[dict[str, Any]]) -> str:
     rows = [
-        "| events per request | clients | requests | requests/s | events/s | p50 | p99 | max | errors |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| events per request | clients | requests | requests/s | events/s | p50 | p99 | max | resent after a 503 |"
+        " errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         ms = run["latency_ms"]
         rows.append(
             f"| {run['per_request']} | {run['concurrency']} | {_n(run['requests'])} | {run['requests_per_s']:.1f} |"
             f" {run['events_per_s']:.1f} | {_n(ms['p50'])} ms | {_n(ms['p99'])} ms | {_n(ms['max'])} ms |"
-            f" {_n(run['errors'])} |"
+            f" {_n(run.get('resends', 0))} | {_n(run['errors'])} |"
         )
     return "\n".join(rows)
 

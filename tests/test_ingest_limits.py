@@ -150,7 +150,7 @@ def test_publish_batch_raising_is_a_503_and_the_same_request_goes_through_when_r
 def test_too_little_time_left_to_queue_is_a_503_and_nothing_is_claimed(aws_stack, monkeypatch):
     use_function_env(monkeypatch, aws_stack, "IngestFunction")
     handler = ingest_handler(clock=lambda: NOW_S)
-    short = FakeLambdaContext(FakeClock(2 * AWS_CALL_MAX_MS - 1))
+    short = FakeLambdaContext(FakeClock(AWS_CALL_MAX_MS - 1))
     status, result = post(handler, {"events": [web_event(event_id="t1")]}, context=short)
     assert (status, result["not_enqueued"]) == (503, ["t1"])
     status, result = post(handler, {"events": [web_event(event_id="t1")]}, signed_at=NOW_S + 1)

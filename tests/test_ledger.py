@@ -200,3 +200,19 @@ def test_a_bundle_claimed_before_the_bundle_key_namespace_is_still_known_on_rede
     writes[0].meta.events.register("before-call.dynamodb.GetItem", lambda model, **_: reads.append(model.name))
     assert a.claim_bundle("b2", ["e4"], 30_000, a.new_batch(), "m2") == (Claim.CLAIMED, frozenset({"e4"}))
     assert reads == []
+
+
+def test_released_claims_are_claimed_again_in_one_transaction(writes, table, clock):
+    """The ingest releases what it claimed and could not publish: the resend's claims are one
+    TransactWriteItems again, not a takeover event by event. A claim another batch holds is not released."""
+    ingest = ledger(writes, table, clock, vendor="ingest")
+    first = ingest.new_batch()
+    assert set(ingest.claim_many(["a", "b", "c"], 10_000, first).values()) == {Claim.CLAIMED}
+    other = ingest.new_batch()
+    assert ingest.claim_many(["d"], 10_000, other) == {"d": Claim.CLAIMED}
+    ingest.release(first, ["a", "b", "c"])
+    ingest.release(first, ["d"])  # not first's: left alone
+    writes[1].clear()
+    assert set(ingest.claim_many(["a", "b", "c"], 10_000, ingest.new_batch()).values()) == {Claim.CLAIMED}
+    assert writes[1] == ["TransactWriteItems"]
+    assert ingest.claim("d", 10_000, ingest.new_batch()) is Claim.IN_FLIGHT

@@ -448,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     ld.set_defaults(func=load_cmd)
 
     sk = sub.add_parser("soak", help="fault soak through the local stack: exactly-once under injected faults")
-    sk.add_argument("--events", type=int, default=3000)
+    sk.add_argument("--events", type=int, default=1500)
     sk.add_argument("--per-request", type=int, default=50, help="events per ingest request")
     sk.add_argument("--seed", type=int, default=7, help="seed of the fault mix and of which events are invalid")
     sk.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")

@@ -207,7 +207,7 @@ class Ingest:
             accepted.append(entry)
         claims: dict[str, Claim] = {}
         batch = DeliveryLedger.new_batch() if self.ledger else ""
-        if singles and remaining_ms() < (2 if self.ledger else 1) * AWS_CALL_MAX_MS:
+        if singles and remaining_ms() < AWS_CALL_MAX_MS:  # each call below must fit in what is left
             return _unavailable("too little time left to queue the events", [event_id for event_id, _ in singles])
         if self.ledger and singles:
             try:
@@ -227,8 +227,14 @@ class Ingest:
         ledger_error = False
         if self.ledger and fresh:
             not_published = set(failed)
-            try:  # a resend of what SNS did not take is then published at once, not after the lease
-                self.ledger.settle(batch, {e: None for e, _ in fresh if e not in not_published}, failed)
+            published = {e: None for e, _ in fresh if e not in not_published}
+            try:  # a resend of what was not published is then claimed anew in one transaction, and published
+                self.ledger.release(batch, failed)
+                failed_listed: list[str] = []
+            except Exception:  # noqa: BLE001 - listed as failed instead: the resend takes those claims over
+                failed_listed = failed
+            try:
+                self.ledger.settle(batch, published, failed_listed)
             except Exception:  # noqa: BLE001 - published all the same; the claims run out with their lease
                 ledger_error = True
         # anything but queued now or before: another request holds the claim (never dropped in silence)

@@ -401,6 +401,36 @@ class DeliveryLedger:
             },
         )
 
+    def release(self, batch: str, event_ids: Sequence[str]) -> None:
+        """Delete the claims `batch` holds on `event_ids` (the ingest: events it claimed and could not
+        publish), so that a resend claims them again in one transaction — a claim settled as failed is
+        taken over event by event, three calls each. Deletes only claims still `batch`'s. Raises when
+        DynamoDB refuses: the caller then lists them as failed in the batch record."""
+        from botocore.exceptions import ClientError
+
+        for start in range(0, len(event_ids), TRANSACTION_MAX_ITEMS):
+            deletes = [
+                {
+                    "Delete": {
+                        "TableName": self.table_name,
+                        "Key": {"id": {"S": claim_key(self.vendor, e)}},
+                        "ConditionExpression": "#b = :b",
+                        "ExpressionAttributeNames": {"#b": "batch"},
+                        "ExpressionAttributeValues": {":b": {"S": batch}},
+                    }
+                }
+                for e in event_ids[start : start + TRANSACTION_MAX_ITEMS]
+            ]
+            if len(deletes) == 1:
+                item = deletes[0]["Delete"]
+                try:
+                    self.client.delete_item(**item)
+                except ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                        raise
+                continue
+            self.client.transact_write_items(TransactItems=deletes)
+
     def dead_lettered(self, event_id: str, message_id: str, outcome: str) -> None:
         """After the move to the DLQ: a redelivery of this message is then dropped, not moved twice."""
         item = self._event_record(

@@ -67,6 +67,7 @@ class LoadReport:
     requests: int = 0
     events: int = 0
     errors: int = 0
+    resends: int = 0  # requests sent again after a 503 (the answer counted is the last one)
     statuses: dict[str, int] = field(default_factory=dict)
     error_examples: list[str] = field(default_factory=list)
     latency_ms: dict[str, float] = field(default_factory=dict)
@@ -88,7 +89,7 @@ class LoadReport:
             f"{self.per_request:>3} event(s)/request, {self.concurrency} client(s), {self.seconds:.0f} s: "
             f"{self.requests:,} requests ({self.requests_per_s:,.1f}/s), {self.events:,} events "
             f"({self.events_per_s:,.1f}/s), latency p50 {lat.get('p50', 0):.1f} ms p99 {lat.get('p99', 0):.1f} ms "
-            f"max {lat.get('max', 0):.1f} ms, errors {self.errors}"
+            f"max {lat.get('max', 0):.1f} ms, resent after a 503 {self.resends}, errors {self.errors}"
         )
 
 
@@ -99,10 +100,13 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
+RESEND_ATTEMPTS = 5  # a request answered 503 is sent this many times at most
+
+
 def run_load(url: str, secret: str, seconds: float, per_request: int = 1, concurrency: int = 4) -> LoadReport:
     """Each client thread sends, one request at a time, a fresh body of `per_request` new events, signed
-    anew (the ingest refuses a replayed signature). Success = HTTP 202 with every event accepted for both
-    of its vendors (none invalid or skipped for one of them)."""
+    anew (the ingest refuses a replayed signature); a 503 is resent, as the API tells clients to. Success =
+    HTTP 202 with every event accepted for both of its vendors (none invalid or skipped for one of them)."""
     report = LoadReport(url=url, seconds=seconds, per_request=per_request, concurrency=concurrency)
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
@@ -119,9 +123,18 @@ def run_load(url: str, secret: str, seconds: float, per_request: int = 1, concur
                 raw = json.dumps({"events": [purchase_event(i) for i in ids]}).encode()
                 started = time.perf_counter()
                 try:
-                    response = client.post(
-                        url, content=raw, headers={"Content-Type": "application/json", HEADER: sign(raw, secret)}
-                    )
+                    wait = 0.0
+                    for attempt in range(RESEND_ATTEMPTS):  # a 503 is resent, signed anew, as the API says
+                        if attempt:
+                            with lock:
+                                report.resends += 1
+                            time.sleep(wait)
+                        response = client.post(
+                            url, content=raw, headers={"Content-Type": "application/json", HEADER: sign(raw, secret)}
+                        )
+                        if response.status_code != 503:
+                            break
+                        wait = float(response.headers.get("Retry-After", "1"))
                     ms = (time.perf_counter() - started) * 1000
                     answer = response.json() if response.status_code == 202 else {}
                     accepted = sum(

@@ -185,7 +185,7 @@ def _backlog(stack: LocalStack) -> int:
 
 
 def run_soak(
-    events: int = 3000,
+    events: int = 1500,
     per_request: int = 50,
     plan: FaultPlan | None = None,
     invalid_rate: float = 0.01,
