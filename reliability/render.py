@@ -38,7 +38,7 @@ def _n(value: float) -> str:
 def soak(data: dict[str, Any]) -> str:
     rows = [
         "| vendor | valid deliveries expected | delivered | duplicates | lost | invalid events | in the DLQ with"
-        " the refusal as reason | DLQ messages (relay) | moved by SQS | vendor requests |",
+        " a reason (the refusal) | DLQ messages (relay) | moved by SQS | vendor requests |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for vendor, name in VENDORS.items():
@@ -46,7 +46,8 @@ def soak(data: dict[str, Any]) -> str:
         rows.append(
             f"| {name} | {_n(data['expected'][vendor])} | {_n(data['delivered'][vendor])} |"
             f" {_n(data['duplicates'][vendor])} | {_n(lost)} | {_n(data['invalid_expected'][vendor])} |"
-            f" {_n(data['invalid_in_dlq'][vendor])} | {_n(data['dlq_messages'][vendor])} |"
+            f" {_n(data['invalid_in_dlq'][vendor])} ({_n(data.get('invalid_refused', {}).get(vendor, 0))}) |"
+            f" {_n(data['dlq_messages'][vendor])} |"
             f" {_n(data['moved_by_sqs'][vendor])} | {_n(sum(data['vendor_requests'][vendor].values()))} |"
         )
     faults = data.get("faults", {})

