@@ -67,7 +67,7 @@ def soak(data: dict[str, Any]) -> str:
         )
     verdict = "**passed**: exactly once, nothing lost" if data["passed"] else "**failed**"
     lines.append(f"Drained in {data['drain_seconds']:.0f} s; {verdict}.")
-    return "\n".join(rows) + "\n\n" + "\n".join(lines)
+    return "\n".join(rows) + "\n\n" + "\n".join(f"- {line}" for line in lines)
 
 
 def load(runs: list[dict[str, Any]]) -> str:
@@ -93,10 +93,10 @@ def blocks(folder: Path = HERE) -> dict[str, str]:
 
 def render(text: str, rendered: dict[str, str]) -> str:
     for name, body in rendered.items():
-        pattern = re.compile(rf"(<!-- reliability:{name} -->\n).*?(\n<!-- /reliability:{name} -->)", re.S)
+        pattern = re.compile(rf"(<!-- reliability:{name} -->\n)(?:.*?\n)?(<!-- /reliability:{name} -->)", re.S)
         if not pattern.search(text):
             raise SystemExit(f"README.md has no <!-- reliability:{name} --> block")
-        text = pattern.sub(lambda m, body=body: m.group(1) + body + m.group(2), text)
+        text = pattern.sub(lambda m, body=body: m.group(1) + body + "\n" + m.group(2), text)
     return text
 
 
