@@ -184,8 +184,8 @@ def use_function_env(monkeypatch, stack, logical: str) -> dict[str, str]:
     return env
 
 
-def drain(queue_url: str, max_messages: int = 1000) -> list[dict]:
-    """Every message currently in a queue (received with all attributes, then deleted)."""
+def visible(queue_url: str, max_messages: int = 1000, delete: bool = False) -> list[dict]:
+    """Every message currently visible in a queue, received with all attributes (`delete`: then deleted)."""
     sqs = boto3.client("sqs", region_name="us-east-1")
     out: list[dict] = []
     while len(out) < max_messages:
@@ -195,9 +195,14 @@ def drain(queue_url: str, max_messages: int = 1000) -> list[dict]:
         if not batch:
             return out
         out += batch
-        for m in batch:
+        for m in batch if delete else ():
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
     return out
+
+
+def drain(queue_url: str, max_messages: int = 1000) -> list[dict]:
+    """Every message currently in a queue (received with all attributes, then deleted)."""
+    return visible(queue_url, max_messages, delete=True)
 
 
 class FakeClock:

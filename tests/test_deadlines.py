@@ -24,7 +24,16 @@ from relay.forwarding import DEFERRED, TRANSIENT, Forwarder, RetryPolicy
 from relay.sqs import lambda_records
 from relay.vendor_handler import vendor_handler
 
-from .conftest import FakeClock, FakeLambdaContext, app_event, drain, make_config, use_function_env, web_event
+from .conftest import (
+    FakeClock,
+    FakeLambdaContext,
+    app_event,
+    drain,
+    make_config,
+    use_function_env,
+    visible,
+    web_event,
+)
 from .test_vendor_functions import PREFIX, publish
 
 
@@ -93,19 +102,6 @@ class SlowVendor:
         return response
 
 
-def visible(stack, vendor: str) -> list[dict]:
-    sqs = boto3.client("sqs")
-    url = stack.physical[f"{PREFIX[vendor]}Queue"]
-    out: list[dict] = []
-    while True:
-        got = sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], MessageAttributeNames=["All"]
-        ).get("Messages", [])
-        if not got:
-            return out
-        out += got
-
-
 def run_until_done(stack, monkeypatch, vendor: str, mock: SlowVendor, receives: int = 12, **kwargs) -> int:
     """Receive and invoke until the queue is empty, as the event source mapping would; returns how many
     invocations were killed at their timeout. The function's environment is set already (use_function_env)."""
@@ -115,7 +111,7 @@ def run_until_done(stack, monkeypatch, vendor: str, mock: SlowVendor, receives: 
     url = stack.physical[f"{PREFIX[vendor]}Queue"]
     killed = 0
     for _ in range(receives):
-        messages = visible(stack, vendor)
+        messages = visible(url)
         if not messages:
             return killed
         mock.clock = LaneClock(timeout_ms)

@@ -427,26 +427,25 @@ class LocalStack:
         def invoke(batch: list[dict[str, Any]]) -> None:
             event = lambda_records(batch, queue_arn, self.config.local.region)
             context = LocalContext(logical, timeout)
-            self._deadlines[vendor] = context.deadline
             try:
-                response = handler(event, context)
+                self._deadlines[vendor] = context.deadline
+                try:
+                    response = handler(event, context)
+                finally:  # the poller's own calls from here on are not the invocation's
+                    self._deadlines.pop(vendor, None)
                 self.after_invocation()
                 failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
                 if self.faults and self.faults.crashes(vendor):
                     raise RuntimeError("injected crash after the handler's work")
             except InvocationKilled:
-                self._deadlines.pop(vendor, None)  # the poller's own calls from here on are not the invocation's
                 self.killed[vendor] = self.killed.get(vendor, 0) + 1
                 self.log(f"{vendor:<9} invocation ended at its {timeout} s timeout")
                 self._redeliver_soon(sqs, queue_url, batch)
                 return
             except Exception as exc:  # noqa: BLE001 - a crashed invocation: SQS redelivers everything
-                self._deadlines.pop(vendor, None)
                 self.log(f"{vendor:<9} handler error: {type(exc).__name__}")
                 self._redeliver_soon(sqs, queue_url, batch)
                 return
-            finally:
-                self._deadlines.pop(vendor, None)
             self._redeliver_soon(sqs, queue_url, [m for m in batch if m["MessageId"] in failed])
             done = [m for m in batch if m["MessageId"] not in failed]
             for start in range(0, len(done), 10):
