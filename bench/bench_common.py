@@ -14,17 +14,17 @@ import httpx
 from botocore.config import Config
 from botocore.stub import Stubber
 
-from relay.aws import SNS_MAX_BATCH, SnsPublisher
-from relay.config import config_from_mapping
-from relay.forwarding import Forwarder, new_http_client
-from relay.ingest import Ingest
-from relay.ledger import INGEST, DeliveryLedger
-from relay.model import parse_event
-from relay.queued import EVENTS_PER_MESSAGE, Item, queued_body
-from relay.routing import Router
-from relay.signing import sign
-from relay.sqs import lambda_records
-from relay.vendor_handler import parse_record
+from relay.aws.ledger import INGEST, DeliveryLedger
+from relay.aws.sns import SNS_MAX_BATCH, SnsPublisher
+from relay.delivery.forwarding import Forwarder, new_http_client
+from relay.delivery.handler import parse_record
+from relay.ingest.request import Ingest
+from relay.ingest.signing import sign
+from relay.models.config import config_from_mapping
+from relay.models.event import parse_event
+from relay.queued.message import EVENTS_PER_MESSAGE, Item, queued_body
+from relay.queued.routing import Router
+from relay_tools.sqs_events import lambda_records
 
 SECRET = "bench-signing-secret"
 FPC = "0123456789abcdef0123456789abcdef-1741784485001"

@@ -26,9 +26,9 @@ sys.path.insert(0, str(HERE))
 
 import bench_common as bc  # noqa: E402
 
-from relay.cost import report  # noqa: E402
-from relay.forwarding import SEND_WORKERS  # noqa: E402
-from relay.stack import Stack, load_template, parameter_defaults  # noqa: E402
+from relay.delivery.forwarding import SEND_WORKERS  # noqa: E402
+from relay_tools.cost import report  # noqa: E402
+from relay_tools.stack import Stack, load_template, parameter_defaults  # noqa: E402
 
 VENDORS = ("applovin", "appsflyer", "adroll")
 TRACED = "applovin_tracing_active"

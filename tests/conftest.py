@@ -27,9 +27,9 @@ from aws_lambda_powertools.utilities import parameters
 from hypothesis import settings
 from moto import mock_aws
 
-from relay.config import RelayConfig, config_from_mapping
-from relay.model import Event, parse_event
-from relay.routing import Router
+from relay.models.config import RelayConfig, config_from_mapping
+from relay.models.event import Event, parse_event
+from relay.queued.routing import Router
 
 # CI machines vary in speed: no per-example deadline (tests assert behaviour, never time)
 settings.register_profile("relay", deadline=None)
@@ -149,7 +149,7 @@ STACK_SECRETS = {
 @pytest.fixture
 def aws_stack(monkeypatch):
     """template.yaml's topics, queues, subscriptions, table and secrets, created in moto."""
-    from relay.stack import create_stack, load_template
+    from relay_tools.stack import create_stack, load_template
 
     parameters.clear_caches()
     with mock_aws():

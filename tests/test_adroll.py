@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from relay.routing import Router
+from relay.queued.routing import Router
 from relay.vendors import Invalid, Mapped, Skipped
 from relay.vendors.adroll import AdRoll
 
@@ -114,7 +114,7 @@ def test_seed_examples_are_reproduced(adroll_name):
 
 
 def test_every_adroll_event_type_has_a_seed_example():
-    from relay.event_names import ADROLL_EVENT_NAMES
+    from relay.models.event_names import ADROLL_EVENT_NAMES
 
     assert set(SEED_EVENTS) == ADROLL_EVENT_NAMES
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from relay.routing import Router
+from relay.queued.routing import Router
 from relay.vendors import Invalid, Mapped, Skipped
 from relay.vendors.applovin import AppLovin, domain_url
 

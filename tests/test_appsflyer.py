@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from relay.routing import Router
+from relay.queued.routing import Router
 from relay.vendors import Invalid, Mapped, Skipped
 from relay.vendors.appsflyer import MAX_BODY_BYTES, AppsFlyer
 

@@ -10,14 +10,14 @@ import boto3
 import httpx
 import pytest
 
-from relay.apigw import http_api_event
-from relay.aws import Message, SnsPublisher
-from relay.deadletter import body_event_ids
-from relay.ingest import bundles
-from relay.ingest_handler import ingest_handler
-from relay.queued import EVENTS_PER_MESSAGE, bundle_body, bundle_id, parse_message
-from relay.signing import sign
-from relay.vendor_handler import vendor_handler
+from relay.aws.sns import Message, SnsPublisher
+from relay.delivery.deadletter import body_event_ids
+from relay.delivery.handler import vendor_handler
+from relay.ingest.handler import ingest_handler
+from relay.ingest.request import bundles
+from relay.ingest.signing import sign
+from relay.queued.message import EVENTS_PER_MESSAGE, bundle_body, bundle_id, parse_message
+from relay_tools.apigw import http_api_event
 
 from .conftest import NOW_MS, SECRETS, FakeLambdaContext, app_event, drain, use_function_env, web_event
 from .test_vendor_functions import PREFIX, Vendor, queued, receive
@@ -52,7 +52,7 @@ def test_a_lone_event_keeps_its_own_message_and_size_splits_bundles():
     assert [len(members[m.id]) for m in messages] == [2, 2, 1]
     assert all(m.size <= 262_144 for m in messages)
     # and room for a dead letter's attributes: a vendor function may move a bundle whole to its DLQ
-    from relay.deadletter import DEAD_LETTER_ATTRIBUTE_BYTES
+    from relay.delivery.deadletter import DEAD_LETTER_ATTRIBUTE_BYTES
 
     assert all(m.size + DEAD_LETTER_ATTRIBUTE_BYTES <= 262_144 for m in messages)
     messages, members = bundles([single(i) for i in range(3)], 1)  # one event per message
@@ -170,8 +170,8 @@ def test_an_invalid_event_of_a_bundle_is_dead_lettered_alone_with_its_own_messag
 
 @pytest.mark.parametrize("per_message", [1, EVENTS_PER_MESSAGE])
 def test_the_ingest_counts_published_events_not_messages(aws_stack, monkeypatch, per_message):
-    from relay.config import config_from_env
-    from relay.ingest import Ingest
+    from relay.ingest.request import Ingest
+    from relay.models.config import config_from_env
 
     from .conftest import NOW
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.cli import main
+from relay_tools.cli import main
 
 from .conftest import NOW_MS, ROOT, SECRETS, app_event, web_event
 

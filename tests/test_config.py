@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relay.config import ConfigError, config_from_env, load_config
+from relay.models.config import ConfigError, config_from_env, load_config
 
 from .conftest import ROOT
 

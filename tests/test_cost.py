@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from relay import cost
-from relay.cli import main
+from relay_tools import cost
+from relay_tools.cli import main
 
 
 @pytest.fixture(autouse=True)
@@ -66,10 +66,10 @@ def test_invocation_duration_is_interpolated_between_measured_batches():
 
 def test_the_message_size_the_model_assumes_covers_the_samples():
     """SNS and SQS bill bundles by size: the model's bytes per event hold the largest sample's message."""
-    from relay.config import load_config
-    from relay.model import EventParseError, parse_event
-    from relay.queued import queued_body
-    from relay.routing import Router
+    from relay.models.config import load_config
+    from relay.models.event import EventParseError, parse_event
+    from relay.queued.message import queued_body
+    from relay.queued.routing import Router
 
     from .conftest import ROOT
 

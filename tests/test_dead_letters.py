@@ -12,8 +12,8 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from relay.ledger import DeliveryLedger
-from relay.vendor_handler import vendor_handler
+from relay.aws.ledger import DeliveryLedger
+from relay.delivery.handler import vendor_handler
 
 from .conftest import FakeClock, FakeLambdaContext, drain, use_function_env, web_event
 from .test_bundles import publish_bundle

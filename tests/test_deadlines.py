@@ -19,10 +19,10 @@ import boto3
 import httpx
 import pytest
 
-from relay.faults import SOAK_ID_PROPERTY
-from relay.forwarding import DEFERRED, TRANSIENT, Forwarder, RetryPolicy
-from relay.sqs import lambda_records
-from relay.vendor_handler import vendor_handler
+from relay.delivery.forwarding import DEFERRED, TRANSIENT, Forwarder, RetryPolicy
+from relay.delivery.handler import vendor_handler
+from relay_tools.faults import SOAK_ID_PROPERTY
+from relay_tools.sqs_events import lambda_records
 
 from .conftest import (
     FakeClock,
@@ -250,7 +250,7 @@ def test_a_vendor_dripping_its_answer_is_cut_at_the_requests_total_deadline():
 
 def test_the_watchdog_shuts_a_socket_still_reading_at_its_deadline_and_spares_a_disarmed_one():
     """What ends a read that started with more time than is left (a body stalling after a late byte)."""
-    from relay.deadline import _WATCHDOG
+    from relay.delivery.deadline import _WATCHDOG
 
     armed, peer = socket.socketpair()
     spared, other = socket.socketpair()

@@ -10,8 +10,8 @@ import boto3
 import httpx
 import pytest
 
-from relay.forwarding import BOOKKEEPING_MS, REQUEST_TIMEOUT_SECONDS
-from relay.vendor_handler import vendor_handler
+from relay.delivery.forwarding import BOOKKEEPING_MS, REQUEST_TIMEOUT_SECONDS
+from relay.delivery.handler import vendor_handler
 
 from .conftest import FakeClock, FakeLambdaContext, drain, use_function_env, web_event
 from .test_vendor_functions import PREFIX, Vendor, publish, receive
@@ -118,7 +118,7 @@ def test_429_with_retry_after_then_200(aws_stack, monkeypatch):
 
 
 def test_retry_after_as_http_date(aws_stack, monkeypatch):
-    from relay.forwarding import retry_after_seconds
+    from relay.delivery.forwarding import retry_after_seconds
 
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:10 GMT", 1445412480.0) == 10.0
     assert retry_after_seconds("garbage", 0) is None
@@ -216,7 +216,7 @@ def test_last_receive_moves_to_the_dlq_with_the_reason(aws_stack, monkeypatch):
 
 
 def test_dlq_failure_keeps_the_message_in_the_source_queue(aws_stack, monkeypatch):
-    from relay.deadletter import DeadLetterQueue
+    from relay.delivery.deadletter import DeadLetterQueue
 
     class Broken:
         def send_message_batch(self, **kwargs):
@@ -231,7 +231,7 @@ def test_dlq_failure_keeps_the_message_in_the_source_queue(aws_stack, monkeypatc
 
 
 def test_a_ledger_failure_after_delivery_does_not_fail_the_batch(aws_stack, monkeypatch, output):
-    from relay.ledger import DeliveryLedger
+    from relay.aws.ledger import DeliveryLedger
 
     class FlakyLedger(DeliveryLedger):
         def settle(self, batch, delivered, failed):
@@ -249,7 +249,7 @@ def test_a_ledger_failure_after_delivery_does_not_fail_the_batch(aws_stack, monk
 
 
 def test_a_replaced_forwarder_stops_its_send_threads():
-    from relay.forwarding import Forwarder
+    from relay.delivery.forwarding import Forwarder
 
     from .conftest import make_config
 
@@ -266,7 +266,7 @@ def test_a_redelivery_after_the_dlq_move_is_not_sent_or_moved_again_and_a_redriv
     """An invocation that fails after moving a message to the DLQ (found by the fault soak): SQS redelivers
     the message; the ledger knows the event is dead-lettered, so no second vendor request and no second
     DLQ copy. What `relay dlq redrive` sends back is a new message, and that is sent anew."""
-    from relay import deadletter
+    from relay.delivery import deadletter
 
     answers = {"status": 400}
     mock = Recording(lambda r: httpx.Response(answers["status"], text="bad pixel"))
@@ -290,7 +290,7 @@ def test_a_redelivery_after_the_dlq_move_is_not_sent_or_moved_again_and_a_redriv
 
 
 def test_batch_response_lists_each_message_to_retry_once_in_order():
-    from relay.sqs import batch_response
+    from relay.delivery.response import batch_response
 
     assert batch_response([]) == {"batchItemFailures": []}
     assert batch_response(["b", "a", "b"]) == {"batchItemFailures": [{"itemIdentifier": "b"}, {"itemIdentifier": "a"}]}

@@ -12,10 +12,10 @@ import pytest
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
-from relay.cli import main
-from relay.deadletter import NO_REASON, DeadLetter, DeadLetterQueue
-from relay.sqs import lambda_records
-from relay.stack import create_stack, load_template
+from relay.delivery.deadletter import NO_REASON, DeadLetter, DeadLetterQueue
+from relay_tools.cli import main
+from relay_tools.sqs_events import lambda_records
+from relay_tools.stack import create_stack, load_template
 
 from .conftest import ROOT
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from relay.event_names import DEFAULT_EVENT_NAMES, vendor_event_name
-from relay.model import VENDORS
-from relay.routing import Router
+from relay.models.event import VENDORS
+from relay.models.event_names import DEFAULT_EVENT_NAMES, vendor_event_name
+from relay.queued.routing import Router
 from relay.vendors import Invalid, Mapped, Skipped
 
 from .conftest import app_event, event, make_config, web_event

@@ -13,10 +13,10 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relay.apigw import http_api_event, response_body
-from relay.aws import SnsPublisher
-from relay.ingest_handler import ingest_handler
-from relay.signing import sign
+from relay.aws.sns import SnsPublisher
+from relay.ingest.handler import ingest_handler
+from relay.ingest.signing import sign
+from relay_tools.apigw import http_api_event, response_body
 
 from .conftest import NOW_MS, ROOT, SECRETS, FakeLambdaContext, use_function_env, web_event
 
@@ -209,7 +209,7 @@ def test_a_replayed_request_is_refused_and_enqueues_nothing(ingest):
 
 
 def test_a_request_refused_with_503_can_be_resent_as_is(aws_stack, monkeypatch):
-    from relay.aws import ReplayGuard
+    from relay.aws.replay import ReplayGuard
 
     env = use_function_env(monkeypatch, aws_stack, "IngestFunction")
 

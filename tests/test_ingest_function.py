@@ -8,12 +8,13 @@ import json
 import boto3
 import pytest
 
-from relay.apigw import http_api_event, response_body
-from relay.aws import SNS_MAX_BATCH, Message, SecretRefresh, SnsPublisher
-from relay.deadletter import body_event_ids
-from relay.ingest_handler import ingest_handler
-from relay.pii import hash_email
-from relay.signing import sign
+from relay.aws.secrets import SecretRefresh
+from relay.aws.sns import SNS_MAX_BATCH, Message, SnsPublisher
+from relay.delivery.deadletter import body_event_ids
+from relay.ingest.handler import ingest_handler
+from relay.ingest.signing import sign
+from relay.models.pii import hash_email
+from relay_tools.apigw import http_api_event, response_body
 
 from .conftest import (
     FPC,
@@ -389,7 +390,7 @@ def test_events_sns_did_not_take_are_published_at_once_when_resent(aws_stack, mo
 
 
 def test_an_event_another_request_is_queuing_right_now_is_a_503_to_resend(ingest, aws_stack):
-    from relay.ledger import INGEST, DeliveryLedger
+    from relay.aws.ledger import INGEST, DeliveryLedger
 
     busy = DeliveryLedger(INGEST, aws_stack.physical["IdempotencyTable"], boto3.client("dynamodb"), clock=lambda: NOW_S)
     busy.claim("f1", 10_000, busy.new_batch())  # claimed, not settled, lease running
@@ -403,7 +404,7 @@ def test_the_idempotency_table_unavailable_is_a_503_not_a_500(aws_stack, monkeyp
     and the client is told to resend — not a 500."""
     from botocore.awsrequest import AWSResponse
 
-    from relay.ledger import INGEST, DeliveryLedger
+    from relay.aws.ledger import INGEST, DeliveryLedger
 
     env = use_function_env(monkeypatch, aws_stack, "IngestFunction")
     dynamodb = boto3.client("dynamodb")

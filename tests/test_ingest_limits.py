@@ -10,12 +10,14 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from relay.apigw import http_api_event, response_body
-from relay.aws import AWS_CALL_MAX_MS, ReplayGuard, SnsPublisher
-from relay.deadletter import body_event_ids
-from relay.ingest_handler import ingest_handler
-from relay.ledger import DAY_SECONDS, INGEST, DeliveryLedger, dedupe_horizon_seconds
-from relay.signing import sign
+from relay.aws.clients import AWS_CALL_MAX_MS
+from relay.aws.ledger import DAY_SECONDS, INGEST, DeliveryLedger, dedupe_horizon_seconds
+from relay.aws.replay import ReplayGuard
+from relay.aws.sns import SnsPublisher
+from relay.delivery.deadletter import body_event_ids
+from relay.ingest.handler import ingest_handler
+from relay.ingest.signing import sign
+from relay_tools.apigw import http_api_event, response_body
 
 from .conftest import NOW_MS, SECRETS, FakeClock, FakeLambdaContext, use_function_env, web_event
 from .test_ingest_function import queues

@@ -8,7 +8,7 @@ import time
 import boto3
 import pytest
 
-from relay.ledger import Claim, DeliveryLedger, claim_key
+from relay.aws.ledger import Claim, DeliveryLedger, claim_key
 
 
 class Clock:

@@ -11,13 +11,14 @@ import time
 import boto3
 import pytest
 
-from relay.aws import LOCAL_CREDENTIALS, Message, SnsPublisher
-from relay.cli import main
-from relay.config import load_config
-from relay.demo import run_demo
-from relay.dev import LocalStack, sam_local_env
-from relay.model import parse_event
-from relay.stack import load_template
+from relay.aws.sns import Message, SnsPublisher
+from relay.models.config import load_config
+from relay.models.event import parse_event
+from relay_tools.cli import main
+from relay_tools.demo import run_demo
+from relay_tools.dev import LocalStack, sam_local_env
+from relay_tools.queues import LOCAL_CREDENTIALS
+from relay_tools.stack import load_template
 
 from .conftest import NOW, ROOT, web_event
 
@@ -194,8 +195,8 @@ def test_the_local_stack_ends_a_vendor_invocation_past_its_deadline(tmp_path):
     import threading
     import time
 
-    from relay.config import config_from_mapping
-    from relay.dev import InvocationKilled, LocalStack
+    from relay.models.config import config_from_mapping
+    from relay_tools.dev import InvocationKilled, LocalStack
 
     stack = LocalStack(config_from_mapping({"ingest": {"secrets": ["s"]}}), log=lambda line: None)
     stack._deadlines["applovin"] = time.monotonic() - 1

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from relay import jsonbody
-from relay.model import EventParseError, event_id_of, events_of, parse_event
+from relay.ingest import jsonbody
+from relay.models.event import EventParseError, event_id_of, events_of, parse_event
 
 from .conftest import NOW, NOW_MS, app_event, event, web_event
 

@@ -7,8 +7,8 @@ import json
 import pytest
 from jsonschema import Draft202012Validator
 
-from relay.cli import main
-from relay.openapi import openapi, openapi_json
+from relay_tools.cli import main
+from relay_tools.openapi import openapi, openapi_json
 
 from .conftest import ROOT
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relay import pii
-from relay.codes import CALLING_CODES
+from relay.models import pii
+from relay.models.codes import CALLING_CODES
 
 
 def sha(s: str) -> str:

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from relay.forwarding import Forwarder
-from relay.queued import Queued, QueuedMessageError, parse_queued, queued_body
+from relay.delivery.forwarding import Forwarder
+from relay.queued.message import Queued, QueuedMessageError, parse_queued, queued_body
 from relay.vendors import Mapped
 
 from .conftest import app_event, event, web_event
@@ -114,8 +114,8 @@ def test_the_target_travels_with_the_payload():
 from hypothesis import assume, given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from relay.ledger import DeliveryLedger, claim_key  # noqa: E402
-from relay.queued import bundle_id  # noqa: E402
+from relay.aws.ledger import DeliveryLedger, claim_key  # noqa: E402
+from relay.queued.message import bundle_id  # noqa: E402
 
 ids = st.text(min_size=1, max_size=40)
 
@@ -143,7 +143,7 @@ def test_no_event_id_can_share_a_bundles_or_a_batchs_record(event_id, members, v
 
 
 def test_a_received_bundle_id_must_be_a_bundle_id():
-    from relay.queued import parse_message
+    from relay.queued.message import parse_message
 
     (item,) = parse_message("m1", '{"bundle": "x\\ny", "events": []}', "applovin")
     assert item.error == "not a queued message: bundle: must be 32 lower-case hex digits (bundle_id)"

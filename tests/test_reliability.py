@@ -8,10 +8,10 @@ import os
 
 import pytest
 
-from relay.cli import main
-from relay.faults import FaultPlan
-from relay.load import local_load
-from relay.soak import EMAIL_DOMAIN, SECRET, VENDORS, run_soak
+from relay_tools.cli import main
+from relay_tools.faults import FaultPlan
+from relay_tools.load import local_load
+from relay_tools.soak import EMAIL_DOMAIN, SECRET, VENDORS, run_soak
 
 SOAK_EVENTS = int(os.environ.get("SOAK_EVENTS", "300"))
 

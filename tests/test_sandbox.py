@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from relay.routing import Router
-from relay.sandbox import Sandboxes
+from relay.queued.routing import Router
+from relay_tools.sandbox import Sandboxes
 
 from .conftest import SECRETS, app_event, event, make_config, web_event
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relay.signing import SignatureError, sign, verify
+from relay.ingest.signing import SignatureError, sign, verify
 
 T = 1_741_784_485
 BODY = b'{"events":[{"event_id":"e1"}]}'

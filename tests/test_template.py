@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cfnlint.decode import cfn_yaml
 
-from relay.queued import EVENTS_PER_MESSAGE
+from relay.queued.message import EVENTS_PER_MESSAGE
 
 from .conftest import ROOT, run_sam
 
@@ -146,7 +146,7 @@ def test_transformed_template_grants_no_wildcard_action_on_every_resource():
 def test_xray_tracing_is_opt_in_and_the_functions_follow_the_parameter():
     """Tracing=PassThrough by default (the X-Ray SDK costs ~100 ms of cold start): the functions then get
     POWERTOOLS_TRACE_DISABLED=true; Tracing=Active turns both X-Ray and the Powertools Tracer on."""
-    from relay.stack import Stack, load_template, parameter_defaults
+    from relay_tools.stack import Stack, load_template, parameter_defaults
 
     template = load_template(ROOT / "template.yaml")
     assert template["Parameters"]["Tracing"]["Default"] == "PassThrough"
@@ -166,7 +166,7 @@ def _heavy_imports(function: str, trace_disabled: str) -> set[str]:
     import subprocess
 
     code = (
-        "import sys, app; from relay.model import Event; assert callable(app.lambda_handler);"
+        "import sys, app; from relay.models.event import Event; assert callable(app.lambda_handler);"
         f"print(*[m for m in {HEAVY!r} if m in sys.modules]);"
         "print('' if Event.__pydantic_complete__ else 'event-validator-deferred')"
     )
@@ -193,7 +193,7 @@ def test_handlers_skip_what_they_do_not_run_at_cold_start():
 
 def test_the_ingests_default_lease_is_its_timeout():
     """Outside Lambda (tests, the benchmark) the ingest's claims last as long as the function could run."""
-    from relay.ingest import DEFAULT_REMAINING_MS
+    from relay.ingest.request import DEFAULT_REMAINING_MS
 
     t = cfn_yaml.load(str(ROOT / "template.yaml"))
     assert t["Resources"]["IngestFunction"]["Properties"]["Timeout"] * 1000 == DEFAULT_REMAINING_MS
@@ -201,7 +201,7 @@ def test_the_ingests_default_lease_is_its_timeout():
 
 def test_appsflyer_requests_in_flight_stay_within_its_rate_cap():
     """AppsFlyer caps an app at 60,000 POSTs a minute (1,000/s): at >= 80 ms a POST, 80 in flight at most."""
-    from relay.forwarding import SEND_WORKERS
+    from relay.delivery.forwarding import SEND_WORKERS
 
     t = cfn_yaml.load(str(ROOT / "template.yaml"))
     assert int(t["Parameters"]["AppsFlyerMaxConcurrency"]["Default"]) * SEND_WORKERS <= 80
@@ -250,7 +250,7 @@ def test_every_subscription_keeps_what_sns_cannot_deliver_and_an_alarm_watches()
 
 
 def test_the_dedupe_horizon_is_derived_from_what_the_template_sets_once(aws_stack):
-    from relay.ledger import DeliveryLedger, dedupe_horizon_seconds
+    from relay.aws.ledger import DeliveryLedger, dedupe_horizon_seconds
 
     retention = aws_stack.resolve({"Fn::FindInMap": ["Retention", "Seconds", "DeadLetter"]})
     for vendor, p in VENDOR_RESOURCES.items():

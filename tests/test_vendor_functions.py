@@ -10,16 +10,17 @@ import boto3
 import httpx
 import pytest
 
-from relay.apigw import http_api_event
-from relay.aws import Message, SecretRefresh, SnsPublisher
-from relay.config import config_from_env
-from relay.ingest_handler import ingest_handler
-from relay.model import parse_event
-from relay.queued import queued_body
-from relay.routing import Router
-from relay.signing import sign
-from relay.sqs import lambda_records
-from relay.vendor_handler import vendor_handler
+from relay.aws.secrets import SecretRefresh
+from relay.aws.sns import Message, SnsPublisher
+from relay.delivery.handler import vendor_handler
+from relay.ingest.handler import ingest_handler
+from relay.ingest.signing import sign
+from relay.models.config import config_from_env
+from relay.models.event import parse_event
+from relay.queued.message import queued_body
+from relay.queued.routing import Router
+from relay_tools.apigw import http_api_event
+from relay_tools.sqs_events import lambda_records
 
 from .conftest import NOW, NOW_MS, SECRETS, FakeClock, FakeLambdaContext, app_event, drain, use_function_env, web_event
 
@@ -317,9 +318,9 @@ def test_committed_sam_local_events_run_through_the_handlers(aws_stack, monkeypa
 
 
 def test_committed_ingest_event_is_signed_with_the_example_secret():
-    from relay.apigw import response_body
-    from relay.config import load_config
-    from relay.signing import verify
+    from relay.ingest.signing import verify
+    from relay.models.config import load_config
+    from relay_tools.apigw import response_body
 
     from .conftest import ROOT
 

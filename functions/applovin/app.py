@@ -1,5 +1,5 @@
 """applovin: deliver queued canonical events (the logic is in the layer: relay.vendor_handler, relay.forwarding)."""
 
-from relay.vendor_handler import vendor_handler
+from relay.delivery.handler import vendor_handler
 
 lambda_handler = vendor_handler("applovin")

@@ -1,9 +1,9 @@
 """One adapter per vendor: canonical event -> vendor payload, and the vendor's HTTP request."""
 
-from .adroll import AdRoll
-from .applovin import AppLovin
-from .appsflyer import AppsFlyer
-from .base import Invalid, Mapped, Outcome, Skipped, VendorAdapter, VendorRequest
+from relay.vendors.adroll import AdRoll
+from relay.vendors.applovin import AppLovin
+from relay.vendors.appsflyer import AppsFlyer
+from relay.vendors.base import Invalid, Mapped, Outcome, Skipped, VendorAdapter, VendorRequest
 
 ADAPTERS: dict[str, type[VendorAdapter]] = {"applovin": AppLovin, "appsflyer": AppsFlyer, "adroll": AdRoll}
 

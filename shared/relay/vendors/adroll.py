@@ -8,10 +8,10 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
-from .. import pii
-from ..config import AdRollConfig
-from ..model import Event, Item
-from .base import Errors, Mapped, Outcome, Skipped, VendorAdapter, VendorRequest, drop_none, plain_decimal
+from relay.models import pii
+from relay.models.config import AdRollConfig
+from relay.models.event import Event, Item
+from relay.vendors.base import Errors, Mapped, Outcome, Skipped, VendorAdapter, VendorRequest, drop_none, plain_decimal
 
 ENDPOINT = "https://srv.adroll.com/api"
 MAX_BATCH = 100

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from .. import pii
-from ..config import AppLovinConfig
-from ..event_names import APPLOVIN_RESTRICTED_EVENT_NAMES
-from ..model import Event, Item
-from .base import Errors, Mapped, Outcome, Skipped, VendorAdapter, VendorRequest, drop_none, json_number
+from relay.models import pii
+from relay.models.config import AppLovinConfig
+from relay.models.event import Event, Item
+from relay.models.event_names import APPLOVIN_RESTRICTED_EVENT_NAMES
+from relay.vendors.base import Errors, Mapped, Outcome, Skipped, VendorAdapter, VendorRequest, drop_none, json_number
 
 ENDPOINT = "https://b.applovin.com/v1/event"
 MAX_BATCH = 100

@@ -9,10 +9,20 @@ from datetime import UTC
 from typing import Any
 from urllib.parse import quote
 
-from .. import pii
-from ..config import AppsFlyerConfig
-from ..model import Event
-from .base import Errors, Mapped, Outcome, Skipped, VendorAdapter, VendorRequest, body_bytes, drop_none, plain_decimal
+from relay.models import pii
+from relay.models.config import AppsFlyerConfig
+from relay.models.event import Event
+from relay.vendors.base import (
+    Errors,
+    Mapped,
+    Outcome,
+    Skipped,
+    VendorAdapter,
+    VendorRequest,
+    body_bytes,
+    drop_none,
+    plain_decimal,
+)
 
 ENDPOINTS = {"v3": "https://api3.appsflyer.com", "v2": "https://api2.appsflyer.com"}
 MAX_BODY_BYTES = 1024

@@ -9,8 +9,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import pydantic_core
 
-from ..errors import FieldError
-from ..model import Event
+from relay.models.errors import FieldError
+from relay.models.event import Event
 
 MASK = "***"
 

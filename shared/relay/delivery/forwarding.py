@@ -32,14 +32,14 @@ from typing import Any
 
 import httpx
 
-from .aws import AWS_CALL_MAX_MS
-from .config import RelayConfig
-from .deadline import DeadlineExceeded, InvocationDeadline, send_within
-from .ledger import Claim, DeliveryLedger
-from .model import Event
-from .queued import Queued
-from .routing import Router
-from .vendors import Invalid, Mapped, Outcome, Skipped, VendorRequest
+from relay.aws.clients import AWS_CALL_MAX_MS
+from relay.aws.ledger import Claim, DeliveryLedger
+from relay.delivery.deadline import DeadlineExceeded, InvocationDeadline, send_within
+from relay.models.config import RelayConfig
+from relay.models.event import Event
+from relay.queued.message import Queued
+from relay.queued.routing import Router
+from relay.vendors import Invalid, Mapped, Outcome, Skipped, VendorRequest
 
 MAX_RESPONSE_TEXT = 256
 REQUEST_TIMEOUT_SECONDS = 10.0  # one vendor request, all of it: connect, send, the whole answer

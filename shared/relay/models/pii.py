@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from .codes import CALLING_CODES
+from relay.models.codes import CALLING_CODES
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _NON_DIGITS = re.compile(r"\D")

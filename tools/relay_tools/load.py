@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from .signing import HEADER, sign
+from relay.ingest.signing import HEADER, sign
 
 FPC = "0123456789abcdef0123456789abcdef-1741784485001"
 
@@ -177,8 +177,8 @@ def run_load(url: str, secret: str, seconds: float, per_request: int = 1, concur
 def local_load(seconds: float, per_request: int, concurrency: int = 4) -> LoadReport:
     """Start the local stack here (the soak's configuration, vendor sandboxes without faults) and run
     `relay load` against it from a second process."""
-    from .dev import LocalStack
-    from .soak import SECRET, soak_config
+    from relay_tools.dev import LocalStack
+    from relay_tools.soak import SECRET, soak_config
 
     config = soak_config(f"load-{uuid.uuid4().hex[:8]}")
     stack = LocalStack(config, ingest_port=0, aws_port=0, sandbox_port=0, log=lambda line: None).start()
@@ -190,7 +190,7 @@ def local_load(seconds: float, per_request: int, concurrency: int = 4) -> LoadRe
                 [
                     sys.executable,
                     "-m",
-                    "relay.cli",
+                    "relay_tools.cli",
                     "load",
                     "--url",
                     stack.ingest_url,

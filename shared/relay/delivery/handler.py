@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .aws import SecretRefresh, load_vendor_config
-from .config import ConfigError, RelayConfig
-from .forwarding import (
+from relay.aws.ledger import DeliveryLedger
+from relay.aws.secrets import SecretRefresh, load_vendor_config
+from relay.delivery.forwarding import (
     AUTH,
     CONFIG,
     DISABLED,
@@ -28,13 +28,13 @@ from .forwarding import (
     RetryPolicy,
     new_http_client,
 )
-from .ledger import DeliveryLedger
-from .observability import MetricUnit, logger, metrics, traced
-from .queued import Item, parse_message
-from .sqs import batch_response
+from relay.delivery.response import batch_response
+from relay.models.config import ConfigError, RelayConfig
+from relay.observability import MetricUnit, logger, metrics, traced
+from relay.queued.message import Item, parse_message
 
 if TYPE_CHECKING:  # imported when a batch has something to dead-letter: most never do (cold start)
-    from .deadletter import DeadLetterQueue
+    from relay.delivery.deadletter import DeadLetterQueue
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -146,7 +146,7 @@ def vendor_handler(
         unusable), and no claim was taken: each SQS message is moved as it is, a bundle whole, so that a
         redrive brings back the very message, which the ledger knows — never a lone copy of an event of a
         bundle that a redelivery of the bundle might also send."""
-        from .deadletter import DeadLetter, DeadLetterQueue, body_event_id
+        from relay.delivery.deadletter import DeadLetter, DeadLetterQueue, body_event_id
 
         max_receives = max_receive_count or int(os.environ.get("RELAY_MAX_RECEIVE_COUNT", "0") or 0)
         by_id = {record["messageId"]: record for record in records}

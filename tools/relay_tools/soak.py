@@ -23,15 +23,15 @@ from typing import Any
 
 import httpx
 
-from . import deadletter
-from .config import RelayConfig, config_from_mapping
-from .deadletter import SQS_MOVED
-from .dev import LocalStack
-from .faults import SOAK_ID_PROPERTY, FaultPlan, event_ids
-from .forwarding import DISABLED
-from .ingest import MAX_EVENT_MESSAGE_BYTES
-from .load import purchase_event
-from .signing import sign
+from relay.delivery import deadletter
+from relay.delivery.deadletter import SQS_MOVED
+from relay.delivery.forwarding import DISABLED
+from relay.ingest.request import MAX_EVENT_MESSAGE_BYTES
+from relay.ingest.signing import sign
+from relay.models.config import RelayConfig, config_from_mapping
+from relay_tools.dev import LocalStack
+from relay_tools.faults import SOAK_ID_PROPERTY, FaultPlan, event_ids
+from relay_tools.load import purchase_event
 
 SECRET = "soak-signing-secret"  # noqa: S105 - a local placeholder, like relay.example.toml's
 EMAIL_DOMAIN = "@soak.example.com"

@@ -41,16 +41,19 @@ from urllib.parse import urlsplit
 import boto3
 import httpx
 
-from .apigw import http_api_event, response_body
-from .aws import LOCAL_CREDENTIALS, ReplayGuard, SnsPublisher, load_ingest_config, load_vendor_config
-from .config import SECRET_KEYS, RelayConfig
-from .deadletter import DeadLetterQueue
-from .faults import FaultPlan
-from .forwarding import RetryPolicy, new_http_client
-from .ledger import INGEST, DeliveryLedger
-from .sandbox import Sandboxes
-from .sqs import lambda_records
-from .stack import Stack, create_stack, load_template, parameter_defaults
+from relay.aws.ledger import INGEST, DeliveryLedger
+from relay.aws.replay import ReplayGuard
+from relay.aws.secrets import load_ingest_config, load_vendor_config
+from relay.aws.sns import SnsPublisher
+from relay.delivery.deadletter import DeadLetterQueue
+from relay.delivery.forwarding import RetryPolicy, new_http_client
+from relay.models.config import SECRET_KEYS, RelayConfig
+from relay_tools.apigw import http_api_event, response_body
+from relay_tools.faults import FaultPlan
+from relay_tools.queues import LOCAL_CREDENTIALS
+from relay_tools.sandbox import Sandboxes
+from relay_tools.sqs_events import lambda_records
+from relay_tools.stack import Stack, create_stack, load_template, parameter_defaults
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -216,7 +219,7 @@ class LocalStack:
         """With metrics off, Powertools keeps the metric set and prints it anyway once a metric holds 100
         values: drop it after each invocation (the handlers share one Metrics object here)."""
         if not self.verbose:
-            from .observability import metrics
+            from relay.observability import metrics
 
             metrics.clear_metrics()
 
@@ -309,7 +312,7 @@ class LocalStack:
     # -- ingest -------------------------------------------------------------------------------------
 
     def _start_ingest(self) -> None:
-        from .ingest_handler import ingest_handler
+        from relay.ingest.handler import ingest_handler
 
         assert self.stack is not None
         env = self.stack.function_environment("IngestFunction")
@@ -390,7 +393,7 @@ class LocalStack:
         return new_http_client(event_hooks={"request": [on_request], "response": [on_response]}, **timeout)
 
     def _start_poller(self, logical: str, vendor: str) -> None:
-        from .vendor_handler import vendor_handler
+        from relay.delivery.handler import vendor_handler
 
         assert self.stack is not None
         env = self.function_env[logical] = self.stack.function_environment(logical)

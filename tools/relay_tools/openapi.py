@@ -9,11 +9,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
-from . import __version__
-from .aws import SNS_MAX_BYTES
-from .ingest import MAX_BODY_BYTES
-from .model import MAX_EVENTS_PER_REQUEST, Event
-from .signing import HEADER
+from relay import __version__
+from relay.aws.sns import SNS_MAX_BYTES
+from relay.ingest.request import MAX_BODY_BYTES
+from relay.ingest.signing import HEADER
+from relay.models.event import MAX_EVENTS_PER_REQUEST, Event
 
 
 class FieldErrorModel(BaseModel):

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .aws import LazyClient
-from .model import event_id_of
-from .queued import is_bundle
+from relay.aws.clients import LazyClient
+from relay.models.event import event_id_of
+from relay.queued.message import is_bundle
 
 ATTR = "relay_"
 REASON, OUTCOME, STATUS, RESPONSE = f"{ATTR}reason", f"{ATTR}outcome", f"{ATTR}status", f"{ATTR}vendor_response"

@@ -1,5 +1,4 @@
-"""SQS and Lambda: messages (as ReceiveMessage returns them) -> Lambda SQS event records, as AWS builds
-them; and the partial batch response a vendor function returns."""
+"""SQS messages, as ReceiveMessage returns them, into the Lambda SQS event AWS builds (local stack, `sam local`)."""
 
 from __future__ import annotations
 
@@ -34,15 +33,3 @@ def lambda_records(messages: Iterable[dict[str, Any]], queue_arn: str, region: s
             for m in messages
         ]
     }
-
-
-def batch_response(retry: Iterable[str]) -> dict[str, Any]:
-    """The partial batch response of an SQS-triggered function (`FunctionResponseTypes:
-    ReportBatchItemFailures` in template.yaml): the messages listed by id stay in the queue for a retry,
-    every other message of the batch is deleted. An empty list deletes the whole batch.
-
-    Built here rather than by Powertools' BatchProcessor: the vendor functions decide per batch (AppLovin
-    and AdRoll send 100 events per request), not record by record, and importing
-    `aws_lambda_powertools.utilities.batch` cost ~70 ms of every cold start (it loads all Parser models
-    and event data classes; README "Performance and cost")."""
-    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in dict.fromkeys(retry)]}

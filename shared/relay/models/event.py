@@ -23,9 +23,9 @@ from pydantic import (
     model_validator,
 )
 
-from . import pii
-from .codes import COUNTRIES, CURRENCIES
-from .errors import FieldError, from_validation_error, join_path, rule_error
+from relay.models import pii
+from relay.models.codes import COUNTRIES, CURRENCIES
+from relay.models.errors import FieldError, from_validation_error, join_path, rule_error
 
 VENDORS: tuple[str, ...] = ("applovin", "appsflyer", "adroll")
 Vendor = Literal["applovin", "appsflyer", "adroll"]

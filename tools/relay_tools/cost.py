@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .aws import SECRET_MAX_AGE_SECONDS, SNS_MAX_BATCH
-from .queued import EVENTS_PER_MESSAGE
+from relay.aws.secrets import SECRET_MAX_AGE_SECONDS
+from relay.aws.sns import SNS_MAX_BATCH
+from relay.queued.message import EVENTS_PER_MESSAGE
 
 PRICES_AS_OF = "2024-11-15"
 # https://aws.amazon.com/api-gateway/pricing/ : HTTP APIs, first 300 million requests/month
@@ -70,7 +71,7 @@ class CostLine:
 
 def _template_facts() -> tuple[dict[str, int], dict[str, int]]:
     """MemorySize per function and SQS batch size per vendor function, read from template.yaml."""
-    from .stack import load_template
+    from relay_tools.stack import load_template
 
     template = load_template(TEMPLATE)
     default = template.get("Globals", {}).get("Function", {}).get("MemorySize", 128)

@@ -17,11 +17,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .config import RelayConfig
-from .event_names import ADROLL_EVENT_NAMES as ADROLL_NAMES
-from .event_names import APPLOVIN_EVENT_NAMES as APPLOVIN_NAMES
-from .event_names import APPLOVIN_RESTRICTED_EVENT_NAMES
-from .faults import Fault, FaultPlan
+from relay.models.config import RelayConfig
+from relay.models.event_names import ADROLL_EVENT_NAMES as ADROLL_NAMES
+from relay.models.event_names import APPLOVIN_EVENT_NAMES as APPLOVIN_NAMES
+from relay.models.event_names import APPLOVIN_RESTRICTED_EVENT_NAMES
+from relay_tools.faults import Fault, FaultPlan
 
 APPLOVIN_IDS = ("aleid", "axwrt", "alart", "client_id", "user_id", "email", "phone")
 AF_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}")

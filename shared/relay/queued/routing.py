@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .config import RelayConfig
-from .event_names import vendor_event_name
-from .model import VENDORS, Event
-from .vendors import ADAPTERS, Mapped, Outcome, Skipped, VendorAdapter
+from relay.models.config import RelayConfig
+from relay.models.event import VENDORS, Event
+from relay.models.event_names import vendor_event_name
+from relay.vendors import ADAPTERS, Mapped, Outcome, Skipped, VendorAdapter
 
 # Vendors whose data use needs device storage consent (cookies/ids): skipped on ad_storage=false.
 # AppsFlyer still gets the event, with consent_data and sharing_filter "all".

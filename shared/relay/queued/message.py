@@ -29,8 +29,8 @@ from typing import Any
 import pydantic_core
 from pydantic import ValidationError
 
-from .model import MAX_EVENT_ID_LENGTH, Event, event_id_of
-from .vendors import Mapped, Outcome
+from relay.models.event import MAX_EVENT_ID_LENGTH, Event, event_id_of
+from relay.vendors import Mapped, Outcome
 
 # events per SNS message (bundle); the vendor functions' SQS BatchSize in template.yaml is sized so that an
 # invocation carries at most 100 events (test_template checks it)
@@ -131,7 +131,7 @@ def _item(key: str, message_id: str, source: Any, message: Any, vendor: str, bun
     except QueuedMessageError as exc:
         return Item(key, message_id, source, error=f"not a queued message: {exc}", bundle=bundle)
     except ValidationError as exc:
-        from .errors import from_validation_error
+        from relay.models.errors import from_validation_error
 
         errors = "; ".join(map(str, from_validation_error(exc)))
         return Item(key, message_id, source, error=f"not a canonical event: {errors}", bundle=bundle)

@@ -13,17 +13,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import jsonbody
-from .aws import AWS_CALL_MAX_MS, SNS_MAX_BYTES, Message, ReplayGuard, SnsPublisher
-from .config import RelayConfig
-from .deadletter import DEAD_LETTER_ATTRIBUTE_BYTES
-from .errors import FieldError, join_path
-from .ledger import Claim, DeliveryLedger
-from .model import MAX_EVENTS_PER_REQUEST, EventParseError, event_id_of, parse_event
-from .queued import EVENTS_PER_MESSAGE, bundle_body, bundle_id, bundle_size, queued_body
-from .routing import Router
-from .signing import HEADER, SignatureError, SignatureMismatch, verify
-from .vendors import Invalid, Skipped
+from relay.aws.clients import AWS_CALL_MAX_MS
+from relay.aws.ledger import Claim, DeliveryLedger
+from relay.aws.replay import ReplayGuard
+from relay.aws.sns import SNS_MAX_BYTES, Message, SnsPublisher
+from relay.delivery.deadletter import DEAD_LETTER_ATTRIBUTE_BYTES
+from relay.ingest import jsonbody
+from relay.ingest.signing import HEADER, SignatureError, SignatureMismatch, verify
+from relay.models.config import RelayConfig
+from relay.models.errors import FieldError, join_path
+from relay.models.event import MAX_EVENTS_PER_REQUEST, EventParseError, event_id_of, parse_event
+from relay.queued.message import EVENTS_PER_MESSAGE, bundle_body, bundle_id, bundle_size, queued_body
+from relay.queued.routing import Router
+from relay.vendors import Invalid, Skipped
 
 MAX_BODY_BYTES = 1_048_576
 # an event's own message: within SNS's limit with room for the attributes a dead letter adds, so that the

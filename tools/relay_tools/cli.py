@@ -11,11 +11,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import jsonbody
-from .config import ConfigError, RelayConfig, config_from_mapping, load_config
-from .model import VENDORS, EventParseError, event_id_of, events_of, parse_event
-from .routing import Router
-from .vendors import Invalid, Mapped, Outcome, Skipped
+from relay.ingest import jsonbody
+from relay.models.config import ConfigError, RelayConfig, config_from_mapping, load_config
+from relay.models.event import VENDORS, EventParseError, event_id_of, events_of, parse_event
+from relay.queued.routing import Router
+from relay.vendors import Invalid, Mapped, Outcome, Skipped
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 DEFAULT_CONFIG = "relay.toml"
@@ -32,7 +32,7 @@ def resolve_config(path: str | None, err: TextIO) -> RelayConfig:
     if Path(DEFAULT_CONFIG).exists():
         return load_config(DEFAULT_CONFIG)
     print("relay: no --config and no ./relay.toml: using the example configuration", file=err)
-    text = resources.files("relay").joinpath("example.toml").read_text(encoding="utf-8")
+    text = resources.files("relay_tools").joinpath("example.toml").read_text(encoding="utf-8")
     return config_from_mapping(tomllib.loads(text), "relay.example.toml")
 
 
@@ -107,7 +107,7 @@ def preview(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def openapi_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from .openapi import openapi_json
+    from relay_tools.openapi import openapi_json
 
     text = openapi_json()
     if args.output:
@@ -135,9 +135,9 @@ def lambda_event_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import hashlib
     import uuid
 
-    from .apigw import http_api_event
-    from .signing import HEADER, sign
-    from .sqs import lambda_records
+    from relay.ingest.signing import HEADER, sign
+    from relay_tools.apigw import http_api_event
+    from relay_tools.sqs_events import lambda_records
 
     config = resolve_config(args.config, err)
     raw_events = _read_events(args.files)
@@ -149,7 +149,7 @@ def lambda_event_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         headers = {"content-type": "application/json", HEADER.lower(): sign(body, secrets[0])}
         event = http_api_event("POST", "/v1/events", headers, body)
     else:
-        from .queued import queued_body
+        from relay.queued.message import queued_body
 
         now = datetime.now(UTC)
         router = Router(config)
@@ -187,8 +187,8 @@ def lambda_event_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def dlq_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from . import deadletter
-    from .aws import vendor_queues
+    from relay.delivery import deadletter
+    from relay_tools.queues import vendor_queues
 
     if args.action == "purge" and not args.yes:
         raise UsageError("purge deletes every message of the DLQ: add --yes to confirm")
@@ -232,7 +232,7 @@ def dlq_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def dev_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import threading
 
-    from .dev import LocalStack
+    from relay_tools.dev import LocalStack
 
     config = resolve_config(args.config, err)
     stack = LocalStack(config, ingest_port=args.port, log=lambda line: print(line, file=out, flush=True))
@@ -260,7 +260,7 @@ def dev_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def send_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import httpx
 
-    from .signing import HEADER, sign
+    from relay.ingest.signing import HEADER, sign
 
     config = resolve_config(args.config, err)
     if not config.ingest.secrets:
@@ -313,8 +313,8 @@ def sandbox_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def sam_env_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from .dev import ROOT, sam_local_env
-    from .stack import load_template
+    from relay_tools.dev import ROOT, sam_local_env
+    from relay_tools.stack import load_template
 
     config = resolve_config(args.config, err)
     env = sam_local_env(load_template(ROOT / "template.yaml"), config, host=args.host)
@@ -323,7 +323,7 @@ def sam_env_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cost_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from .cost import report
+    from relay_tools.cost import report
 
     if args.events_per_month < 1 or args.events_per_request < 1:
         raise UsageError("--events-per-month and --events-per-request must be at least 1")
@@ -344,7 +344,7 @@ def cost_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def load_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from .load import local_load, run_load
+    from relay_tools.load import local_load, run_load
 
     if args.seconds <= 0 or not 1 <= args.per_request <= 100 or args.concurrency < 1:
         raise UsageError("--seconds must be > 0, --per-request 1 to 100, --concurrency at least 1")
@@ -368,8 +368,8 @@ def load_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def soak_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from .faults import FaultPlan
-    from .soak import run_soak
+    from relay_tools.faults import FaultPlan
+    from relay_tools.soak import run_soak
 
     if args.events < 1 or not 1 <= args.per_request <= 100:
         raise UsageError("--events must be at least 1, --per-request 1 to 100")
@@ -382,7 +382,7 @@ def soak_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def demo_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from .demo import run_demo
+    from relay_tools.demo import run_demo
 
     config = resolve_config(args.config, err)
     return run_demo(config, out=lambda line: print(line, file=out, flush=True))

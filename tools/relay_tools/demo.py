@@ -11,11 +11,11 @@ from typing import Any
 
 import httpx
 
-from . import deadletter
-from .config import RelayConfig
-from .dev import ROOT, LocalStack
-from .ledger import DeliveryLedger
-from .signing import sign
+from relay.aws.ledger import DeliveryLedger
+from relay.delivery import deadletter
+from relay.ingest.signing import sign
+from relay.models.config import RelayConfig
+from relay_tools.dev import ROOT, LocalStack
 
 SAMPLES = ROOT / "events" / "samples"
 

@@ -134,7 +134,7 @@ class DeliveryLedger:
             import boto3
             from botocore.config import Config
 
-            from .aws import AWS_CALLS
+            from relay.aws.clients import AWS_CALLS
 
             # the items are built here from validated data: botocore's own parameter validation only costs CPU
             self._client = boto3.client("dynamodb", config=AWS_CALLS.merge(Config(parameter_validation=False)))

@@ -20,12 +20,14 @@ from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 
-from .aws import ReplayGuard, SecretRefresh, SnsPublisher, load_ingest_config
-from .config import ConfigError, RelayConfig
-from .ingest import Ingest
-from .ledger import INGEST, DeliveryLedger
-from .model import build_validators
-from .observability import MetricUnit, logger, metrics, traced
+from relay.aws.ledger import INGEST, DeliveryLedger
+from relay.aws.replay import ReplayGuard
+from relay.aws.secrets import SecretRefresh, load_ingest_config
+from relay.aws.sns import SnsPublisher
+from relay.ingest.request import Ingest
+from relay.models.config import ConfigError, RelayConfig
+from relay.models.event import build_validators
+from relay.observability import MetricUnit, logger, metrics, traced
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 

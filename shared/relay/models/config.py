@@ -23,10 +23,10 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import FieldError, from_validation_error, rule_error
-from .event_names import ALLOWED_NAMES
-from .model import DEFAULT_MAX_EVENT_AGE_DAYS, VENDORS, HttpUrl
-from .signing import DEFAULT_TOLERANCE_SECONDS
+from relay.ingest.signing import DEFAULT_TOLERANCE_SECONDS
+from relay.models.errors import FieldError, from_validation_error, rule_error
+from relay.models.event import DEFAULT_MAX_EVENT_AGE_DAYS, VENDORS, HttpUrl
+from relay.models.event_names import ALLOWED_NAMES
 
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
 ENV_PREFIX = "RELAY_"

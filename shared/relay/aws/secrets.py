@@ -1,0 +1,91 @@
+"""Secrets Manager: the signing secret and vendor keys (through Powertools Parameters, cached)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aws_lambda_powertools.utilities import parameters
+
+from relay.models.config import SECRET_KEYS, ConfigError, Credentials, RelayConfig, config_from_env
+from relay.models.errors import FieldError
+
+# Secrets are cached an hour (as AWS's own Secrets Manager caching client does) and re-read at once when
+# they stop working — a vendor refusing the credentials, a signature that does not verify — but at most
+# once per SECRET_REFRESH_MIN_SECONDS per container: a rotation takes effect on the first refusal, and
+# nobody can make the relay call Secrets Manager more than once a minute.
+SECRET_MAX_AGE_SECONDS = 3600
+SECRET_REFRESH_MIN_SECONDS = 60
+INGEST_SECRET_ENV = "RELAY_INGEST_SECRET_ARN"  # noqa: S105 (an env var name)
+VENDOR_SECRET_ENV = "RELAY_VENDOR_SECRET_ARN"  # noqa: S105 (an env var name)
+
+class SecretRefresh:
+    """When a container may re-read its secret before the cache expires: after `due()` was called (the
+    secret stopped working), and no sooner than SECRET_REFRESH_MIN_SECONDS after its last forced read."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self._due = False
+        self._last = float("-inf")
+
+    def due(self) -> None:
+        self._due = True
+
+    def take(self) -> bool:
+        """True once per allowed refresh: the caller then reads the secret with `refresh=True`."""
+        now = self.clock()
+        if not self._due or now - self._last < SECRET_REFRESH_MIN_SECONDS:
+            return False
+        self._due, self._last = False, now
+        return True
+
+
+def read_secret(arn: str, section: str, client: Any = None, refresh: bool = False) -> dict[str, Any]:
+    """A JSON secret, cached for SECRET_MAX_AGE_SECONDS (`refresh`: read it anew). Errors name the section,
+    never the value."""
+    try:
+        if client is not None:
+            provider = parameters.SecretsProvider(boto3_client=client)
+            value = provider.get(arn, transform="json", max_age=SECRET_MAX_AGE_SECONDS, force_fetch=refresh)
+        else:
+            value = parameters.get_secret(arn, transform="json", max_age=SECRET_MAX_AGE_SECONDS, force_fetch=refresh)
+    except parameters.exceptions.TransformParameterError:
+        raise ConfigError([FieldError(section, "the secret is not a JSON object")], "Secrets Manager") from None
+    except parameters.exceptions.GetParameterError as exc:
+        cause = type(exc.__cause__).__name__ if exc.__cause__ else "error"
+        raise ConfigError(
+            [
+                FieldError(
+                    section, f"the secret cannot be read ({cause}); fill it with aws secretsmanager put-secret-value"
+                )
+            ],
+            "Secrets Manager",
+        ) from None
+    if not isinstance(value, dict):
+        raise ConfigError([FieldError(section, "the secret is not a JSON object")], "Secrets Manager")
+    return value
+
+
+def ingest_secrets(secret: Mapping[str, Any]) -> list[str]:
+    """The ingest secret is ``{"secret": current, "previous": optional}`` (rotation keeps both)."""
+    return [s for s in (secret.get("secret"), secret.get("previous")) if isinstance(s, str) and s]
+
+
+def load_ingest_config(
+    environ: Mapping[str, str] | None = None, client: Any = None, refresh: bool = False
+) -> RelayConfig:
+    env = os.environ if environ is None else environ
+    secret = read_secret(env.get(INGEST_SECRET_ENV, ""), "ingest.secrets", client, refresh)
+    return config_from_env(env, {"ingest": {"secrets": ingest_secrets(secret)}}, credentials=False)
+
+
+def load_vendor_config(
+    vendor: str, environ: Mapping[str, str] | None = None, client: Any = None, refresh: bool = False
+) -> RelayConfig:
+    env = os.environ if environ is None else environ
+    secret = read_secret(env.get(VENDOR_SECRET_ENV, ""), vendor, client, refresh)
+    values = {k: secret[k] for k in SECRET_KEYS[vendor] if k in secret}
+    credentials: Credentials = frozenset({vendor})
+    return config_from_env(env, {vendor: values}, credentials=credentials)

@@ -1,0 +1,66 @@
+"""A vendor's SQS queue and DLQ, in a deployed stack or in the local stack (`relay dlq`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from relay.models.config import ConfigError, RelayConfig
+from relay.models.errors import FieldError
+
+# moto's server takes any credentials; fixed ones keep the local stack away from a real account's.
+LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}  # noqa: S105
+VENDOR_LOGICAL = {"applovin": "AppLovin", "appsflyer": "AppsFlyer", "adroll": "AdRoll"}
+
+
+@dataclass(frozen=True, slots=True)
+class VendorQueues:
+    client: Any  # SQS client
+    source_url: str
+    dlq_url: str
+
+
+def vendor_queues(
+    vendor: str,
+    *,
+    stack: str | None = None,
+    config: RelayConfig | None = None,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+) -> VendorQueues:
+    """A vendor's queue and DLQ: from a deployed stack's Outputs (`stack`) or from the local stack that
+    `relay dev` runs with `config` (its [local] section). Raises ConfigError when they cannot be found."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    logical = VENDOR_LOGICAL[vendor]
+    try:
+        if stack:
+            session = boto3.Session(region_name=region)
+            cfn = session.client("cloudformation", endpoint_url=endpoint_url)
+            outputs = {
+                o["OutputKey"]: o["OutputValue"]
+                for o in cfn.describe_stacks(StackName=stack)["Stacks"][0].get("Outputs", [])
+            }
+            missing = [k for k in (f"{logical}QueueUrl", f"{logical}DeadLetterQueueUrl") if k not in outputs]
+            if missing:
+                raise ConfigError([FieldError("--stack", f"stack {stack} has no output {missing[0]}")], "stack")
+            client = session.client("sqs", endpoint_url=endpoint_url)
+            return VendorQueues(client, outputs[f"{logical}QueueUrl"], outputs[f"{logical}DeadLetterQueueUrl"])
+        if config is None:
+            raise ConfigError([FieldError("--stack/--config", "say which stack: --stack NAME or --config relay.toml")])
+        local = config.local
+        client = boto3.Session(region_name=local.region).client(
+            "sqs", endpoint_url=endpoint_url or local.aws_endpoint, **LOCAL_CREDENTIALS
+        )
+        name = f"{local.stack_name}-{logical}"
+        return VendorQueues(
+            client,
+            client.get_queue_url(QueueName=f"{name}Queue")["QueueUrl"],
+            client.get_queue_url(QueueName=f"{name}DeadLetterQueue")["QueueUrl"],
+        )
+    except (ClientError, BotoCoreError) as exc:
+        where = f"stack {stack}" if stack else "the local stack (is `relay dev` running?)"
+        raise ConfigError(
+            [FieldError("queues", f"cannot reach {vendor}'s queues in {where}: {type(exc).__name__}")], "AWS"
+        ) from None
