@@ -17,12 +17,12 @@ from botocore.stub import Stubber
 from relay.aws.ledger import INGEST, DeliveryLedger
 from relay.aws.sns import SNS_MAX_BATCH, SnsPublisher
 from relay.delivery.forwarding import Forwarder, new_http_client
-from relay.delivery.handler import parse_record
+from relay.delivery.function import read_records
 from relay.ingest.request import Ingest
 from relay.ingest.signing import sign
 from relay.models.config import config_from_mapping
 from relay.models.event import parse_event
-from relay.queued.message import EVENTS_PER_MESSAGE, Item, queued_body
+from relay.queued.message import EVENTS_PER_MESSAGE, QueuedEvent, queued_body
 from relay.queued.routing import Router
 from relay_tools.sqs_events import lambda_records
 
@@ -105,9 +105,9 @@ def records(vendor: str, n: int) -> dict[str, Any]:
 _FORWARDERS: dict[tuple[str, int, int], Forwarder] = {}
 
 
-def items(event: dict[str, Any], vendor: str) -> list[Item]:
-    """Every event of a Lambda SQS event, read as the vendor handler reads them."""
-    return [item for record in event["Records"] for item in parse_record(record, vendor)]
+def items(event: dict[str, Any], vendor: str) -> list[QueuedEvent]:
+    """Every event of a Lambda SQS event, read as the vendor function reads them."""
+    return list(read_records(event["Records"], vendor).values())
 
 
 def vendor_batch_once(

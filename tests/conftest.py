@@ -275,6 +275,18 @@ def pytest_configure(config):
 
 
 @pytest.fixture(autouse=True)
+def fresh_containers():
+    """Each test starts as a new Lambda container: no function or environment cached by an earlier one."""
+    from relay.delivery.function import vendor_function
+    from relay.ingest.function import ingest_function
+    from relay.models.environment import get_environment
+
+    for cached in (vendor_function, ingest_function, get_environment):
+        cached.cache_clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def aws_limits(request, monkeypatch):
     """Every SNS, SQS and DynamoDB call, whatever client makes it, is checked against the limits AWS
     documents (moto does not enforce them): a call over one fails as AWS would, and so does the test."""

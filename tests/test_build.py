@@ -60,7 +60,12 @@ def test_every_module_ships_hash_checked_bytecode_for_python313(built):
             if not (p.parent / "__pycache__" / f"{p.stem}.cpython-313.pyc").is_file()
         ]
         assert sources and missing == []
-    for module in ("relay/delivery/forwarding", "pydantic/main", "httpx/_client", "aws_lambda_powertools/logging/logger"):
+    for module in (
+        "relay/delivery/forwarding",
+        "pydantic/main",
+        "httpx/_client",
+        "aws_lambda_powertools/logging/logger",
+    ):
         path = out / "RelayLayer" / "python" / module
         assert pyc_flags(path.parent / "__pycache__" / f"{path.name}.cpython-313.pyc") == 0b11
 
@@ -75,7 +80,9 @@ def test_build_has_no_warning(built):
 def test_layer_extensions_are_aarch64_for_python313(built):
     out, _ = built
     layer = out / "RelayLayer" / "python"
-    assert (layer / "relay" / "delivery" / "forwarding.py").is_file() and (layer / "relay" / "ingest" / "request.py").is_file()
+    assert (layer / "relay" / "delivery" / "forwarding.py").is_file() and (
+        layer / "relay" / "ingest" / "request.py"
+    ).is_file()
     extensions = list(layer.rglob("*.so"))
     assert any(p.name.startswith("_pydantic_core.cpython-313-aarch64") for p in extensions), extensions
     wrong = [str(p.relative_to(layer)) for p in extensions if elf_machine(p) != EM_AARCH64]

@@ -12,12 +12,11 @@ import pytest
 
 from relay.aws.sns import Message, SnsPublisher
 from relay.delivery.deadletter import body_event_ids
-from relay.delivery.handler import vendor_handler
-from relay.ingest.handler import ingest_handler
 from relay.ingest.request import bundles
 from relay.ingest.signing import sign
 from relay.queued.message import EVENTS_PER_MESSAGE, bundle_body, bundle_id, parse_message
 from relay_tools.apigw import http_api_event
+from relay_tools.functions import ingest_handler, vendor_handler
 
 from .conftest import NOW_MS, SECRETS, FakeLambdaContext, app_event, drain, use_function_env, web_event
 from .test_vendor_functions import PREFIX, Vendor, queued, receive

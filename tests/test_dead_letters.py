@@ -13,7 +13,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from relay.aws.ledger import DeliveryLedger
-from relay.delivery.handler import vendor_handler
+from relay.models.environment import VendorEnvironment, read_environment
+from relay_tools.functions import vendor_handler
 
 from .conftest import FakeClock, FakeLambdaContext, drain, use_function_env, web_event
 from .test_bundles import publish_bundle
@@ -114,12 +115,14 @@ def test_a_crash_after_a_bundles_dead_letter_move_neither_sends_nor_moves_it_aga
     publish_bundle(aws_stack, "applovin", bodies)
     records = receive(aws_stack, "applovin", 1)
     mock = Vendor(answer)
-    dying = DiesBeforeItsBatchRecord.from_env("applovin", env)
+    dying = DiesBeforeItsBatchRecord.for_function("applovin", read_environment(VendorEnvironment, env))
     with pytest.raises(Killed):
         vendor_handler("applovin", http_client=mock.client(), ledger=dying)(records, FakeLambdaContext(FakeClock()))
     assert sorted(letters_of(aws_stack, "AppLovinDeadLetterQueue")) == ["e1"]  # moved, then the crash
     # SQS delivers the bundle again once the dead invocation's lease is over
-    later = DeliveryLedger.from_env("applovin", env, clock=lambda: time.time() + 3600)
+    later = DeliveryLedger.for_function(
+        "applovin", read_environment(VendorEnvironment, env), clock=lambda: time.time() + 3600
+    )
     mock.requests.clear()
     handler = vendor_handler("applovin", http_client=mock.client(), ledger=later)
     assert handler(records, FakeLambdaContext(FakeClock())) == {"batchItemFailures": []}
@@ -146,7 +149,11 @@ def test_a_bundle_a_disabled_vendor_could_not_take_is_moved_whole_and_delivered_
     assert "relay_event_id" not in letter["MessageAttributes"]
     monkeypatch.setenv("RELAY_APPLOVIN_ENABLED", "true")
     # the invocation died before the delete: SQS delivers the bundle again
-    handler = vendor_handler("applovin", http_client=mock.client(), ledger=DeliveryLedger.from_env("applovin", env))
+    handler = vendor_handler(
+        "applovin",
+        http_client=mock.client(),
+        ledger=DeliveryLedger.for_function("applovin", read_environment(VendorEnvironment, env)),
+    )
     assert handler(records, FakeLambdaContext(FakeClock())) == {"batchItemFailures": []}
     # and an operator redrives the DLQ copy (a new SQS message with the same body)
     sqs = boto3.client("sqs")

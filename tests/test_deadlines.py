@@ -19,9 +19,10 @@ import boto3
 import httpx
 import pytest
 
-from relay.delivery.forwarding import DEFERRED, TRANSIENT, Forwarder, RetryPolicy
-from relay.delivery.handler import vendor_handler
+from relay.delivery.forwarding import Forwarder, RetryPolicy
+from relay.delivery.outcomes import Outcome
 from relay_tools.faults import SOAK_ID_PROPERTY
+from relay_tools.functions import vendor_handler
 from relay_tools.sqs_events import lambda_records
 
 from .conftest import (
@@ -190,7 +191,7 @@ def test_a_deferred_request_says_why():
     from .conftest import event
 
     results = forwarder.deliver({"m1": event(web_event(event_id="d1"))}, clock.remaining_ms)
-    assert results["m1"].outcome == DEFERRED and not results["m1"].ok
+    assert results["m1"].outcome == Outcome.DEFERRED and not results["m1"].ok
     assert results["m1"].reason == "not sent to adroll: 10000 ms of the invocation were left, a request may take 10 s"
     assert forwarder.stats.deferred_requests == 1 and forwarder.stats.requests == []
 
@@ -243,7 +244,7 @@ def test_a_vendor_dripping_its_answer_is_cut_at_the_requests_total_deadline():
         results = forwarder.deliver({"m1": event(web_event(event_id="drip"))}, lambda: 60_000)
     finally:
         server.close()
-    assert results["m1"].outcome == TRANSIENT
+    assert results["m1"].outcome == Outcome.TRANSIENT
     assert results["m1"].reason == "no complete answer within 0.5 s calling adroll"
     assert server.finished == [False]  # the relay hung up: the body was never read to its end
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from relay.delivery.forwarding import BOOKKEEPING_MS, REQUEST_TIMEOUT_SECONDS
-from relay.delivery.handler import vendor_handler
+from relay_tools.functions import vendor_handler
 
 from .conftest import FakeClock, FakeLambdaContext, drain, use_function_env, web_event
 from .test_vendor_functions import PREFIX, Vendor, publish, receive

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relay.aws.sns import SnsPublisher
-from relay.ingest.handler import ingest_handler
 from relay.ingest.signing import sign
 from relay_tools.apigw import http_api_event, response_body
+from relay_tools.functions import ingest_handler
 
 from .conftest import NOW_MS, ROOT, SECRETS, FakeLambdaContext, use_function_env, web_event
 

@@ -11,10 +11,10 @@ import pytest
 from relay.aws.secrets import SecretRefresh
 from relay.aws.sns import SNS_MAX_BATCH, Message, SnsPublisher
 from relay.delivery.deadletter import body_event_ids
-from relay.ingest.handler import ingest_handler
 from relay.ingest.signing import sign
 from relay.models.pii import hash_email
 from relay_tools.apigw import http_api_event, response_body
+from relay_tools.functions import ingest_handler
 
 from .conftest import (
     FPC,

@@ -15,9 +15,10 @@ from relay.aws.ledger import DAY_SECONDS, INGEST, DeliveryLedger, dedupe_horizon
 from relay.aws.replay import ReplayGuard
 from relay.aws.sns import SnsPublisher
 from relay.delivery.deadletter import body_event_ids
-from relay.ingest.handler import ingest_handler
 from relay.ingest.signing import sign
+from relay.models.environment import FunctionEnvironment, read_environment
 from relay_tools.apigw import http_api_event, response_body
+from relay_tools.functions import ingest_handler
 
 from .conftest import NOW_MS, SECRETS, FakeClock, FakeLambdaContext, use_function_env, web_event
 from .test_ingest_function import queues
@@ -72,8 +73,10 @@ def test_a_character_sqs_refuses_is_a_400_for_that_event_only(handler, aws_stack
     assert status == 202
     assert [a["event_id"] for a in result["accepted"]] == ["good"]
     (error,) = errors_of(result, 0)
-    assert error == {"field": field, "message": f"holds {code_point}, a character SQS cannot carry " + (
-        "(lone surrogates, U+FFFE and U+FFFF)")}
+    assert error == {
+        "field": field,
+        "message": f"holds {code_point}, a character SQS cannot carry " + ("(lone surrogates, U+FFFE and U+FFFF)"),
+    }
     assert [json.loads(m["Body"])["event_id"] for m in queues(aws_stack)["applovin"]] == ["good"]
 
 
@@ -120,8 +123,10 @@ def test_a_throttled_replay_guard_is_a_503_to_resend_the_whole_request(aws_stack
     handler = ingest_handler(clock=lambda: NOW_S, replay_guard=guard)
     status, result = post(handler, {"events": [web_event(event_id="r1")]})
     assert status == 503
-    assert result == {"error": "could not check the request against replays; resend the whole request, signed anew "
-                      "(event_id makes resends safe)"}
+    assert result == {
+        "error": "could not check the request against replays; resend the whole request, signed anew "
+        "(event_id makes resends safe)"
+    }
     assert queues(aws_stack)["applovin"] == []
 
 
@@ -173,7 +178,9 @@ def test_the_ledger_remembers_events_as_long_as_the_ingest_accepts_them(aws_stac
     status, result = post(handler, body, signed_at=now["t"])
     assert status == 202 and result["accepted"][0]["duplicate"] is True
     assert len(queues(aws_stack)["applovin"]) == 1
-    ledger = DeliveryLedger.from_env(INGEST, {**stack_env, "RELAY_INGEST_MAX_EVENT_AGE_DAYS": "30"})
+    ledger = DeliveryLedger.for_function(
+        INGEST, read_environment(FunctionEnvironment, {**stack_env, "RELAY_INGEST_MAX_EVENT_AGE_DAYS": "30"})
+    )
     assert ledger.horizon_seconds == dedupe_horizon_seconds(30, 14 * DAY_SECONDS) == 31 * DAY_SECONDS + 300
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cfnlint.decode import cfn_yaml
 
+from relay.models.environment import FunctionEnvironment, read_environment
 from relay.queued.message import EVENTS_PER_MESSAGE
 
 from .conftest import ROOT, run_sam
@@ -233,8 +234,9 @@ def test_every_subscription_keeps_what_sns_cannot_deliver_and_an_alarm_watches()
         dlq = props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
         assert res[dlq]["Type"] == "AWS::SQS::Queue", logical
         policies = [
-            r["Properties"] for r in res.values() if r["Type"] == "AWS::SQS::QueuePolicy"
-            and {"Ref": dlq} in r["Properties"]["Queues"]
+            r["Properties"]
+            for r in res.values()
+            if r["Type"] == "AWS::SQS::QueuePolicy" and {"Ref": dlq} in r["Properties"]["Queues"]
         ]
         (policy,) = policies  # SNS may send to the DLQ, from the events topic only
         (statement,) = policy["PolicyDocument"]["Statement"]
@@ -258,7 +260,7 @@ def test_the_dedupe_horizon_is_derived_from_what_the_template_sets_once(aws_stac
         assert aws_stack.resolve(queue) == retention
         env = aws_stack.function_environment(f"{p}Function")
         assert env["RELAY_DEAD_LETTER_RETENTION_SECONDS"] == str(retention)
-        ledger = DeliveryLedger.from_env(vendor, env)
+        ledger = DeliveryLedger.for_function(vendor, read_environment(FunctionEnvironment, env))
         assert ledger.horizon_seconds == dedupe_horizon_seconds(int(env["RELAY_INGEST_MAX_EVENT_AGE_DAYS"]), retention)
     max_age = _template()["Parameters"]["MaxEventAgeDays"]["MaxValue"]
     assert dedupe_horizon_seconds(max_age, retention) > max_age * 86_400

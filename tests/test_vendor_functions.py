@@ -12,14 +12,13 @@ import pytest
 
 from relay.aws.secrets import SecretRefresh
 from relay.aws.sns import Message, SnsPublisher
-from relay.delivery.handler import vendor_handler
-from relay.ingest.handler import ingest_handler
 from relay.ingest.signing import sign
 from relay.models.config import config_from_env
 from relay.models.event import parse_event
 from relay.queued.message import queued_body
 from relay.queued.routing import Router
 from relay_tools.apigw import http_api_event
+from relay_tools.functions import ingest_handler, vendor_handler
 from relay_tools.sqs_events import lambda_records
 
 from .conftest import NOW, NOW_MS, SECRETS, FakeClock, FakeLambdaContext, app_event, drain, use_function_env, web_event

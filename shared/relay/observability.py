@@ -12,25 +12,24 @@ is on.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from relay.models.environment import TracingEnvironment, read_environment
+
 logger = Logger()
 metrics = Metrics()
 
 H = TypeVar("H", bound=Callable[..., Any])
-TRACE_DISABLED_ENV = "POWERTOOLS_TRACE_DISABLED"
 
 
 def tracing_enabled() -> bool:
     """On only in Lambda (AWS_LAMBDA_FUNCTION_NAME set) with POWERTOOLS_TRACE_DISABLED false, the way
     Powertools Tracer itself decides; off when the variable is unset (the template always sets it)."""
-    disabled = os.environ.get(TRACE_DISABLED_ENV, "true").strip().lower() in ("1", "true", "yes", "on")
-    return "AWS_LAMBDA_FUNCTION_NAME" in os.environ and not disabled
+    return read_environment(TracingEnvironment).enabled
 
 
 def traced(handler: H) -> H:

@@ -15,7 +15,7 @@ from relay.ingest import jsonbody
 from relay.models.config import ConfigError, RelayConfig, config_from_mapping, load_config
 from relay.models.event import VENDORS, EventParseError, event_id_of, events_of, parse_event
 from relay.queued.routing import Router
-from relay.vendors import Invalid, Mapped, Outcome, Skipped
+from relay.vendors import Invalid, Mapped, MappingResult, Skipped
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 DEFAULT_CONFIG = "relay.toml"
@@ -36,7 +36,7 @@ def resolve_config(path: str | None, err: TextIO) -> RelayConfig:
     return config_from_mapping(tomllib.loads(text), "relay.example.toml")
 
 
-def _outcome_json(outcome: Outcome, router: Router, vendor: str) -> dict[str, Any]:
+def _outcome_json(outcome: MappingResult, router: Router, vendor: str) -> dict[str, Any]:
     if isinstance(outcome, Mapped):
         return {"status": "ok", "request": router.adapters[vendor].request_for(outcome).describe()}
     if isinstance(outcome, Skipped):

@@ -43,13 +43,15 @@ import httpx
 
 from relay.aws.ledger import INGEST, DeliveryLedger
 from relay.aws.replay import ReplayGuard
-from relay.aws.secrets import load_ingest_config, load_vendor_config
+from relay.aws.secrets import load_vendor_config
 from relay.aws.sns import SnsPublisher
 from relay.delivery.deadletter import DeadLetterQueue
 from relay.delivery.forwarding import RetryPolicy, new_http_client
 from relay.models.config import SECRET_KEYS, RelayConfig
+from relay.models.environment import IngestEnvironment, VendorEnvironment, read_environment
 from relay_tools.apigw import http_api_event, response_body
 from relay_tools.faults import FaultPlan
+from relay_tools.functions import ingest_handler, vendor_handler
 from relay_tools.queues import LOCAL_CREDENTIALS
 from relay_tools.sandbox import Sandboxes
 from relay_tools.sqs_events import lambda_records
@@ -312,16 +314,15 @@ class LocalStack:
     # -- ingest -------------------------------------------------------------------------------------
 
     def _start_ingest(self) -> None:
-        from relay.ingest.handler import ingest_handler
-
         assert self.stack is not None
-        env = self.stack.function_environment("IngestFunction")
-        sm, sns = self.clients["secretsmanager"], self.clients["sns"]
+        env = read_environment(IngestEnvironment, self.stack.function_environment("IngestFunction"))
+        ddb = self.clients["dynamodb"]
         handler = ingest_handler(
-            load_config=lambda: load_ingest_config(env, sm),
-            publisher=SnsPublisher(env["RELAY_TOPIC_ARN"], sns),
-            replay_guard=ReplayGuard(env["RELAY_REPLAY_TABLE"], self.clients["dynamodb"]),
-            ledger=DeliveryLedger.from_env(INGEST, env, self.clients["dynamodb"]),
+            environment=env,
+            secrets_client=self.clients["secretsmanager"],
+            publisher=SnsPublisher(env.topic_arn, self.clients["sns"]),
+            replay_guard=ReplayGuard(env.replay_table, ddb) if env.replay_table else None,
+            ledger=DeliveryLedger.for_function(INGEST, env, ddb),
         )
         timeout = self.stack.function_timeout("IngestFunction")
         local = self
@@ -393,10 +394,9 @@ class LocalStack:
         return new_http_client(event_hooks={"request": [on_request], "response": [on_response]}, **timeout)
 
     def _start_poller(self, logical: str, vendor: str) -> None:
-        from relay.delivery.handler import vendor_handler
-
         assert self.stack is not None
         env = self.function_env[logical] = self.stack.function_environment(logical)
+        environment = read_environment(VendorEnvironment, env)
         source = self.stack.event_source(logical)
         queue_url, queue_arn = self.stack.physical[source.queue], self.stack.arns[source.queue]
         sqs, sm, ddb = self.clients["sqs"], self.clients["secretsmanager"], self.clients["dynamodb"]
@@ -404,11 +404,12 @@ class LocalStack:
         policy = None if timeout_s is None else RetryPolicy(request_seconds=timeout_s)
         handler = vendor_handler(
             vendor,
-            load_config=lambda: load_vendor_config(vendor, env, sm),
+            environment=environment,
+            # read again at each invocation: `set_enabled` changes the settings while messages are queued
+            load_config=lambda: load_vendor_config(read_environment(VendorEnvironment, env), sm),
             http_client=self._http_client(vendor),
-            ledger=DeliveryLedger.from_env(vendor, env, ddb),
-            dead_letters=DeadLetterQueue(env["RELAY_DLQ_URL"], sqs),
-            max_receive_count=int(env.get("RELAY_MAX_RECEIVE_COUNT") or 0),
+            ledger=DeliveryLedger.for_function(vendor, environment, ddb),
+            dead_letters=DeadLetterQueue(environment.dlq_url, sqs),
             policy=policy,
         )
         timeout = self.function_timeout_seconds or self.stack.function_timeout(logical)

@@ -25,7 +25,7 @@ import httpx
 
 from relay.delivery import deadletter
 from relay.delivery.deadletter import SQS_MOVED
-from relay.delivery.forwarding import DISABLED
+from relay.delivery.outcomes import Outcome
 from relay.ingest.request import MAX_EVENT_MESSAGE_BYTES
 from relay.ingest.signing import sign
 from relay.models.config import RelayConfig, config_from_mapping
@@ -352,8 +352,8 @@ class _Switch:
         sqs, physical = self.stack.clients["sqs"], self.stack.stack.physical
         dlq, source = physical[DLQ[self.vendor]], physical[QUEUES[self.vendor]]
         letters = list(deadletter.read_all(sqs, dlq, hold_seconds=30))
-        disabled = [letter for letter in letters if letter.outcome == DISABLED]
-        deadletter.release(sqs, dlq, [letter for letter in letters if letter.outcome != DISABLED])
+        disabled = [letter for letter in letters if letter.outcome == Outcome.DISABLED]
+        deadletter.release(sqs, dlq, [letter for letter in letters if letter.outcome != Outcome.DISABLED])
         self.dead_lettered += sum(len(letter.event_ids) for letter in disabled)
         return deadletter.redrive(sqs, dlq, source, disabled)
 

@@ -42,11 +42,15 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-DAY_SECONDS = 86_400
+from relay.models.environment import DAY_SECONDS, SQS_MAX_RETENTION_SECONDS
+
+if TYPE_CHECKING:
+    from relay.models.environment import FunctionEnvironment
+
 HORIZON_MARGIN_SECONDS = DAY_SECONDS  # beyond the longest path, for clock skew and slow TTL deletion
-DEFAULT_DEAD_LETTER_RETENTION_SECONDS = 14 * DAY_SECONDS  # the DLQs' in template.yaml (SQS's maximum)
+DEFAULT_DEAD_LETTER_RETENTION_SECONDS = SQS_MAX_RETENTION_SECONDS  # the DLQs' in template.yaml
 MAX_FUTURE_SKEW_SECONDS = 300  # an event may be stamped this far ahead (relay.model.MAX_FUTURE_SKEW)
 
 
@@ -117,16 +121,17 @@ class DeliveryLedger:
         self.horizon_seconds = horizon_seconds  # every record's time to live (dedupe_horizon_seconds)
 
     @classmethod
-    def from_env(
-        cls, vendor: str, environ: Mapping[str, str], client: Any = None, clock: Callable[[], float] = time.time
+    def for_function(
+        cls,
+        vendor: str,
+        environment: FunctionEnvironment,
+        client: Any = None,
+        clock: Callable[[], float] = time.time,
     ) -> DeliveryLedger:
-        """The ledger a function's environment describes (template.yaml): its table, and the horizon derived
-        from RELAY_INGEST_MAX_EVENT_AGE_DAYS and RELAY_DEAD_LETTER_RETENTION_SECONDS."""
-        horizon = dedupe_horizon_seconds(
-            int(environ.get("RELAY_INGEST_MAX_EVENT_AGE_DAYS") or 7),
-            int(environ.get("RELAY_DEAD_LETTER_RETENTION_SECONDS") or DEFAULT_DEAD_LETTER_RETENTION_SECONDS),
-        )
-        return cls(vendor, environ["RELAY_IDEMPOTENCY_TABLE"], client, clock=clock, horizon_seconds=horizon)
+        """The ledger of a function: its table, and the horizon derived from its environment's maximum event
+        age and dead-letter retention."""
+        horizon = dedupe_horizon_seconds(environment.max_event_age_days, environment.dead_letter_retention_seconds)
+        return cls(vendor, environment.idempotency_table, client, clock=clock, horizon_seconds=horizon)
 
     @property
     def client(self) -> Any:

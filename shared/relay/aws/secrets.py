@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from aws_lambda_powertools.utilities import parameters
 
 from relay.models.config import SECRET_KEYS, ConfigError, Credentials, RelayConfig, config_from_env
+from relay.models.environment import IngestEnvironment, VendorEnvironment
 from relay.models.errors import FieldError
 
 # Secrets are cached an hour (as AWS's own Secrets Manager caching client does) and re-read at once when
@@ -18,8 +18,6 @@ from relay.models.errors import FieldError
 # nobody can make the relay call Secrets Manager more than once a minute.
 SECRET_MAX_AGE_SECONDS = 3600
 SECRET_REFRESH_MIN_SECONDS = 60
-INGEST_SECRET_ENV = "RELAY_INGEST_SECRET_ARN"  # noqa: S105 (an env var name)
-VENDOR_SECRET_ENV = "RELAY_VENDOR_SECRET_ARN"  # noqa: S105 (an env var name)
 
 class SecretRefresh:
     """When a container may re-read its secret before the cache expires: after `due()` was called (the
@@ -73,19 +71,16 @@ def ingest_secrets(secret: Mapping[str, Any]) -> list[str]:
     return [s for s in (secret.get("secret"), secret.get("previous")) if isinstance(s, str) and s]
 
 
-def load_ingest_config(
-    environ: Mapping[str, str] | None = None, client: Any = None, refresh: bool = False
-) -> RelayConfig:
-    env = os.environ if environ is None else environ
-    secret = read_secret(env.get(INGEST_SECRET_ENV, ""), "ingest.secrets", client, refresh)
-    return config_from_env(env, {"ingest": {"secrets": ingest_secrets(secret)}}, credentials=False)
+def load_ingest_config(environment: IngestEnvironment, client: Any = None, refresh: bool = False) -> RelayConfig:
+    """The ingest's configuration: its settings, and the signing secret from Secrets Manager."""
+    secret = read_secret(environment.secret_arn, "ingest.secrets", client, refresh)
+    return config_from_env(environment.settings, {"ingest": {"secrets": ingest_secrets(secret)}}, credentials=False)
 
 
-def load_vendor_config(
-    vendor: str, environ: Mapping[str, str] | None = None, client: Any = None, refresh: bool = False
-) -> RelayConfig:
-    env = os.environ if environ is None else environ
-    secret = read_secret(env.get(VENDOR_SECRET_ENV, ""), vendor, client, refresh)
+def load_vendor_config(environment: VendorEnvironment, client: Any = None, refresh: bool = False) -> RelayConfig:
+    """A vendor function's configuration: its settings, and its vendor's keys from Secrets Manager."""
+    vendor = environment.vendor
+    secret = read_secret(environment.secret_arn, vendor, client, refresh)
     values = {k: secret[k] for k in SECRET_KEYS[vendor] if k in secret}
     credentials: Credentials = frozenset({vendor})
-    return config_from_env(env, {vendor: values}, credentials=credentials)
+    return config_from_env(environment.settings, {vendor: values}, credentials=credentials)

@@ -69,7 +69,7 @@ class DeadLetter:
     reason: str
     status: int | None
     response: str
-    key: str = ""  # the event's Item.key (its SQS message id unless it came in a bundle)
+    key: str = ""  # the event's QueuedEvent.key (its SQS message id unless it came in a bundle)
     body: str = ""  # the event's own message (a bundle's event is moved alone)
 
     @property

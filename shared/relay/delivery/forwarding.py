@@ -35,11 +35,12 @@ import httpx
 from relay.aws.clients import AWS_CALL_MAX_MS
 from relay.aws.ledger import Claim, DeliveryLedger
 from relay.delivery.deadline import DeadlineExceeded, InvocationDeadline, send_within
+from relay.delivery.outcomes import Delivery, Outcome
 from relay.models.config import RelayConfig
 from relay.models.event import Event
 from relay.queued.message import Queued
 from relay.queued.routing import Router
-from relay.vendors import Invalid, Mapped, Outcome, Skipped, VendorRequest
+from relay.vendors import Invalid, Mapped, MappingResult, Skipped, VendorRequest
 
 MAX_RESPONSE_TEXT = 256
 REQUEST_TIMEOUT_SECONDS = 10.0  # one vendor request, all of it: connect, send, the whole answer
@@ -54,27 +55,6 @@ SEND_WORKERS = 20
 DEFAULT_TIMEOUT = httpx.Timeout(REQUEST_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS)
 AUTH_STATUSES = frozenset({401, 403})
 TRANSIENT_STATUSES = frozenset({408, 429})
-# outcomes
-FORWARDED, SKIPPED, DUPLICATE = "forwarded", "skipped", "duplicate"
-INVALID, REJECTED, DISABLED = "invalid", "rejected", "disabled"  # permanent
-AUTH, TRANSIENT, IN_FLIGHT, CONFIG = "auth", "transient", "in_flight", "config"  # retry later
-DEFERRED = "deferred"  # retry later: not sent, too little of the invocation was left for a request
-PERMANENT = frozenset({INVALID, REJECTED, DISABLED})
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    ok: bool
-    outcome: str
-    reason: str = ""
-    status: int | None = None
-    response: str = ""
-    retry_after: float | None = None
-    timed_out: bool = False  # no answer within the request's deadline: not retried in this invocation
-
-    @property
-    def permanent(self) -> bool:
-        return self.outcome in PERMANENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +100,13 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
         return None
 
 
+# an event to send: its key, the event, and this vendor's payload for it
+Claimable = tuple[str, "Queued | Event", Mapped]
+
+
 class Forwarder:
+    """Delivers a batch of one vendor's events: claims, requests, retries, bisection, the batch record."""
+
     def __init__(
         self,
         vendor: str,
@@ -176,31 +162,53 @@ class Forwarder:
         settle: bool = True,
         redelivered: frozenset[str] = frozenset(),
     ) -> dict[str, Delivery]:
-        """`events` keyed by SQS message id (or Item.key for the events of a bundle): this vendor's part of
-        a queued message (mapped at the ingest), or a canonical event (mapped here); returns a Delivery for
-        every key. `bundles` maps the key of each event that came in a bundle to the bundle's id: those
-        share one claim per bundle (DeliveryLedger.claim_bundle), the others have one each. `settle=False`
-        leaves the batch record to `settle()` (the handler first moves what it dead-letters);
-        `redelivered`: the bundles whose SQS message was received before."""
+        """A Delivery for every key of `events`.
+
+        `events` is keyed by SQS message id (or `QueuedEvent.key` for the events of a bundle): this vendor's
+        part of a queued message (mapped at the ingest), or a canonical event (mapped here). `bundles` maps
+        the key of each event that came in a bundle to the bundle's id: those share one claim per bundle
+        (`DeliveryLedger.claim_bundle`), the others have one each. `settle=False` leaves the batch record to
+        `settle()` (the handler first moves what it dead-letters); `redelivered`: the bundles whose SQS
+        message was received before."""
         self.stats = Stats()
-        bundles = bundles or {}
+        results, mapped = self._map(events)
+        batch = DeliveryLedger.new_batch()
+        groups, claimed = self._claim(mapped, bundles or {}, redelivered, remaining_ms, batch, results)
+        results.update(self._send_groups(groups, remaining_ms))
+        self._unsettled = (batch, claimed)
+        if settle:
+            self.settle(results)
+        return results
+
+    def _map(self, events: Mapping[str, Queued | Event]) -> tuple[dict[str, Delivery], list[Claimable]]:
+        """The events to send, and a Delivery for those that will not be sent (skipped, invalid, repeated)."""
         results: dict[str, Delivery] = {}
-        mapped: list[tuple[str, Queued | Event, Mapped]] = []
+        mapped: list[Claimable] = []
         seen: set[str] = set()
         for key, event in events.items():
             outcome = self.outcome(event)
             if isinstance(outcome, Skipped):
-                results[key] = Delivery(True, SKIPPED, outcome.reason)
+                results[key] = Delivery(True, Outcome.SKIPPED, outcome.reason)
             elif isinstance(outcome, Invalid):
-                results[key] = Delivery(False, INVALID, outcome.reason)
+                results[key] = Delivery(False, Outcome.INVALID, outcome.reason)
             elif event.event_id in seen:
-                results[key] = Delivery(False, IN_FLIGHT, "the same event_id is earlier in this batch")
+                results[key] = Delivery(False, Outcome.IN_FLIGHT, "the same event_id is earlier in this batch")
             else:
                 seen.add(event.event_id)
                 mapped.append((key, event, outcome))
+        return results, mapped
 
-        # one ledger round trip per event or bundle: run them side by side (boto3 clients are thread-safe)
-        batch = DeliveryLedger.new_batch()
+    def _claim(
+        self,
+        mapped: list[Claimable],
+        bundles: Mapping[str, str],
+        redelivered: frozenset[str],
+        remaining_ms: Callable[[], int],
+        batch: str,
+        results: dict[str, Delivery],
+    ) -> tuple[dict[str, list[tuple[str, dict[str, Any]]]], dict[str, str]]:
+        """Claim each event (or bundle) in the ledger; returns the payloads to send by target, and the claimed
+        events (key -> event_id). Events another invocation has, or had, get their Delivery in `results`."""
         # a claim per bundle (its id) or per event of its own (its key) -> indexes in `mapped`
         units: dict[tuple[str, str], list[int]] = {}
         for i, (key, _, _) in enumerate(mapped):
@@ -213,41 +221,53 @@ class Forwarder:
                 return Claim.CLAIMED, frozenset(ids)
             if kind == "event":
                 return self.ledger.claim(ids[0], remaining_ms(), batch, message_id=name), frozenset(ids)
-            message_id = mapped[indexes[0]][0].split("#", 1)[0]  # Item.key: "<SQS message id>#<index>"
+            message_id = mapped[indexes[0]][0].split("#", 1)[0]  # QueuedEvent.key: "<SQS message id>#<index>"
             again = name in redelivered
             return self.ledger.claim_bundle(name, ids, remaining_ms(), batch, message_id=message_id, redelivered=again)
 
+        # one ledger round trip per event or bundle: run them side by side (boto3 clients are thread-safe)
         pairs = list(units.items())
         claims = list(self.pool.map(claim, pairs)) if self.ledger and len(pairs) > 1 else [claim(u) for u in pairs]
         groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-        claimed: dict[str, str] = {}  # key -> event_id
+        claimed: dict[str, str] = {}
         for (_, indexes), (verdict, pending) in zip(pairs, claims, strict=True):
             for i in indexes:
                 key, event, outcome = mapped[i]
-                if verdict is Claim.DUPLICATE or (verdict is Claim.CLAIMED and event.event_id not in pending):
-                    done = "delivered to" if verdict is Claim.DUPLICATE else "delivered to, or dead-lettered for,"
-                    results[key] = Delivery(True, DUPLICATE, f"already {done} {self.vendor}")
-                elif verdict is Claim.DEAD_LETTERED:
-                    results[key] = Delivery(True, DUPLICATE, f"already moved to the {self.vendor} dead-letter queue")
-                elif verdict is Claim.IN_FLIGHT:
-                    results[key] = Delivery(False, IN_FLIGHT, "another invocation is sending this event_id")
+                refused = self._not_ours(verdict, event.event_id in pending)
+                if refused is not None:
+                    results[key] = refused
                 else:
                     claimed[key] = event.event_id
                     groups.setdefault(outcome.target, []).append((key, outcome.payload))
+        return groups, claimed
+
+    def _not_ours(self, verdict: Claim, pending: bool) -> Delivery | None:
+        """Why a claimed-for event is not sent by this invocation (None: it is ours to send)."""
+        if verdict is Claim.DUPLICATE or (verdict is Claim.CLAIMED and not pending):
+            done = "delivered to" if verdict is Claim.DUPLICATE else "delivered to, or dead-lettered for,"
+            return Delivery(True, Outcome.DUPLICATE, f"already {done} {self.vendor}")
+        if verdict is Claim.DEAD_LETTERED:
+            return Delivery(True, Outcome.DUPLICATE, f"already moved to the {self.vendor} dead-letter queue")
+        if verdict is Claim.IN_FLIGHT:
+            return Delivery(False, Outcome.IN_FLIGHT, "another invocation is sending this event_id")
+        return None
+
+    def _send_groups(
+        self, groups: Mapping[str, list[tuple[str, dict[str, Any]]]], remaining_ms: Callable[[], int]
+    ) -> dict[str, Delivery]:
+        """Send the payloads of each target in requests of at most the vendor's batch size, side by side."""
         chunks = [
             (target, items[i : i + self.adapter.max_batch])
             for target, items in groups.items()
             for i in range(0, len(items), self.adapter.max_batch)
         ]
+        results: dict[str, Delivery] = {}
         if len(chunks) > 1:
             for part in self.pool.map(lambda c: self._deliver_chunk(c[0], c[1], remaining_ms), chunks):
                 results.update(part)
         else:
             for target, items in chunks:
                 results.update(self._deliver_chunk(target, items, remaining_ms))
-        self._unsettled = (batch, claimed)
-        if settle:
-            self.settle(results)
         return results
 
     def settle(self, results: Mapping[str, Delivery], moved: Iterable[str] = ()) -> None:
@@ -270,7 +290,7 @@ class Forwarder:
         except Exception:  # noqa: BLE001
             self.stats.add(ledger_errors=1)
 
-    def outcome(self, item: Queued | Event) -> Outcome:
+    def outcome(self, item: Queued | Event) -> MappingResult:
         """This vendor's request payload for an item: as the ingest mapped it, or mapped here (an older
         relay's canonical event)."""
         return item.mapped if isinstance(item, Queued) else self.router.route_one(item, self.vendor)
@@ -280,7 +300,7 @@ class Forwarder:
     ) -> dict[str, Delivery]:
         request = self.adapter.build_request(target, [payload for _, payload in items])
         delivery = self._send_with_retries(request, len(items), remaining_ms)
-        if delivery.outcome == REJECTED and delivery.status == 400 and len(items) > 1:
+        if delivery.outcome == Outcome.REJECTED and delivery.status == 400 and len(items) > 1:
             # the vendor dropped the whole batch for some invalid event(s): isolate them
             middle = len(items) // 2
             self.stats.add(bisect_requests=2)
@@ -304,12 +324,12 @@ class Forwarder:
                     return delivery  # the last answer explains more than "no time left"
                 return Delivery(
                     False,
-                    DEFERRED,
+                    Outcome.DEFERRED,
                     f"not sent to {self.vendor}: {max(remaining_ms(), 0)} ms of the invocation were left, "
                     f"a request may take {self.policy.request_seconds:g} s",
                 )
             delivery = self._send(request, events)
-            if delivery.outcome != TRANSIENT or delivery.timed_out:
+            if delivery.outcome != Outcome.TRANSIENT or delivery.timed_out:
                 return delivery
             attempt += 1
             if attempt >= self.policy.max_attempts:
@@ -339,16 +359,16 @@ class Forwarder:
             what = str(exc) if isinstance(exc, DeadlineExceeded) else type(exc).__name__
             # the vendor has the request and is slow to answer (not a refused or slow connection: that is retried)
             timed_out = isinstance(exc, DeadlineExceeded | httpx.ReadTimeout | httpx.WriteTimeout)
-            return Delivery(False, TRANSIENT, f"{what} calling {self.vendor}", timed_out=timed_out)
+            return Delivery(False, Outcome.TRANSIENT, f"{what} calling {self.vendor}", timed_out=timed_out)
         with self.stats.lock:
             self.stats.requests.append((response.status_code, events, (self.clock() - started) * 1000))
         status = response.status_code
         if response.is_success:
-            return Delivery(True, FORWARDED, status=status)
+            return Delivery(True, Outcome.FORWARDED, status=status)
         text = response.text[:MAX_RESPONSE_TEXT]
         if status in AUTH_STATUSES:
-            return Delivery(False, AUTH, f"{self.vendor} refused the credentials ({status})", status, text)
+            return Delivery(False, Outcome.AUTH, f"{self.vendor} refused the credentials ({status})", status, text)
         if status in TRANSIENT_STATUSES or status >= 500:
             wait = retry_after_seconds(response.headers.get("retry-after"), self.wall_clock())
-            return Delivery(False, TRANSIENT, f"{self.vendor} answered {status}", status, text, wait)
-        return Delivery(False, REJECTED, f"{self.vendor} rejected the request ({status})", status, text)
+            return Delivery(False, Outcome.TRANSIENT, f"{self.vendor} answered {status}", status, text, wait)
+        return Delivery(False, Outcome.REJECTED, f"{self.vendor} rejected the request ({status})", status, text)

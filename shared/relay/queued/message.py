@@ -30,7 +30,7 @@ import pydantic_core
 from pydantic import ValidationError
 
 from relay.models.event import MAX_EVENT_ID_LENGTH, Event, event_id_of
-from relay.vendors import Mapped, Outcome
+from relay.vendors import Mapped, MappingResult
 
 # events per SNS message (bundle); the vendor functions' SQS BatchSize in template.yaml is sized so that an
 # invocation carries at most 100 events (test_template checks it)
@@ -51,7 +51,7 @@ class Queued:
     mapped: Mapped
 
 
-def queued_body(event: Event, outcomes: Mapping[str, Outcome]) -> str:
+def queued_body(event: Event, outcomes: Mapping[str, MappingResult]) -> str:
     """The message for `event`, carrying the payload of every vendor it was mapped for."""
     payloads: dict[str, Any] = {}
     targets: dict[str, str] = {}
@@ -87,7 +87,7 @@ def bundle_size(sizes: Sequence[int]) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class Item:
+class QueuedEvent:
     """One event of an SQS record: the record's only one (`key` = the SQS message id) or the i-th of a
     bundle (`key` = "<message id>#<i>"). `body` is that event's own message (what its dead letter
     carries); `error` says why it could not be read (then `event` is None)."""
@@ -105,36 +105,39 @@ class Item:
         return self.source if isinstance(self.source, str) else pydantic_core.to_json(self.source).decode("utf-8")
 
 
-def parse_message(message_id: str, body: str, vendor: str) -> list[Item]:
+def parse_message(message_id: str, body: str, vendor: str) -> list[QueuedEvent]:
     """The events of an SQS record's body: a bundle's, or the one of a queued message or canonical event.
-    A body that cannot be read at all is one Item with its error; so is each unreadable event of a bundle."""
+    A body that cannot be read at all is one QueuedEvent with its error; so is each unreadable event of a bundle."""
     try:
         message = pydantic_core.from_json(body or b"")
     except ValueError:
-        return [Item(message_id, message_id, body, error="not a queued message: (body): is not JSON")]
+        return [QueuedEvent(message_id, message_id, body, error="not a queued message: (body): is not JSON")]
     if not is_bundle(message):
-        return [_item(message_id, message_id, body, message, vendor, None)]
+        return [_queued_event(message_id, message_id, body, message, vendor, None)]
     bundle = message["bundle"]
     if not isinstance(bundle, str) or not _BUNDLE_ID.fullmatch(bundle):
         error = f"not a queued message: bundle: must be {BUNDLE_ID_LENGTH} lower-case hex digits (bundle_id)"
-        return [Item(message_id, message_id, body, error=error)]
-    return [_item(f"{message_id}#{i}", message_id, one, one, vendor, bundle) for i, one in enumerate(message["events"])]
+        return [QueuedEvent(message_id, message_id, body, error=error)]
+    return [
+        _queued_event(f"{message_id}#{i}", message_id, one, one, vendor, bundle)
+        for i, one in enumerate(message["events"])
+    ]
 
 
 def is_bundle(message: Any) -> bool:
     return isinstance(message, dict) and set(message) == {"bundle", "events"} and isinstance(message["events"], list)
 
 
-def _item(key: str, message_id: str, source: Any, message: Any, vendor: str, bundle: str | None) -> Item:
+def _queued_event(key: str, message_id: str, source: Any, message: Any, vendor: str, bundle: str | None) -> QueuedEvent:
     try:
-        return Item(key, message_id, source, _from_message(message, vendor), bundle=bundle)
+        return QueuedEvent(key, message_id, source, _from_message(message, vendor), bundle=bundle)
     except QueuedMessageError as exc:
-        return Item(key, message_id, source, error=f"not a queued message: {exc}", bundle=bundle)
+        return QueuedEvent(key, message_id, source, error=f"not a queued message: {exc}", bundle=bundle)
     except ValidationError as exc:
         from relay.models.errors import from_validation_error
 
         errors = "; ".join(map(str, from_validation_error(exc)))
-        return Item(key, message_id, source, error=f"not a canonical event: {errors}", bundle=bundle)
+        return QueuedEvent(key, message_id, source, error=f"not a canonical event: {errors}", bundle=bundle)
 
 
 def parse_queued(body: str | bytes, vendor: str) -> Queued | Event:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from relay.models.config import RelayConfig
 from relay.models.event import VENDORS, Event
 from relay.models.event_names import vendor_event_name
-from relay.vendors import ADAPTERS, Mapped, Outcome, Skipped, VendorAdapter
+from relay.vendors import ADAPTERS, Mapped, MappingResult, Skipped, VendorAdapter
 
 # Vendors whose data use needs device storage consent (cookies/ids): skipped on ad_storage=false.
 # AppsFlyer still gets the event, with consent_data and sharing_filter "all".
@@ -20,10 +20,10 @@ class Router:
         }
         self._overrides = config.event_overrides
 
-    def route(self, event: Event) -> dict[str, Outcome]:
+    def route(self, event: Event) -> dict[str, MappingResult]:
         return {vendor: self.route_one(event, vendor) for vendor in VENDORS}
 
-    def route_one(self, event: Event, vendor: str) -> Outcome:
+    def route_one(self, event: Event, vendor: str) -> MappingResult:
         adapter = self.adapters.get(vendor)
         if adapter is None:
             return Skipped(f"{vendor} is not enabled in the relay's configuration")
@@ -37,6 +37,6 @@ class Router:
         return adapter.map_event(event, name)
 
     @staticmethod
-    def destinations(outcomes: dict[str, Outcome]) -> list[str]:
+    def destinations(outcomes: dict[str, MappingResult]) -> list[str]:
         """The vendors that will get the event (the SNS `destinations` attribute)."""
         return [v for v, o in outcomes.items() if isinstance(o, Mapped)]

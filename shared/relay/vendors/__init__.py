@@ -3,7 +3,7 @@
 from relay.vendors.adroll import AdRoll
 from relay.vendors.applovin import AppLovin
 from relay.vendors.appsflyer import AppsFlyer
-from relay.vendors.base import Invalid, Mapped, Outcome, Skipped, VendorAdapter, VendorRequest
+from relay.vendors.base import Invalid, Mapped, MappingResult, Skipped, VendorAdapter, VendorRequest
 
 ADAPTERS: dict[str, type[VendorAdapter]] = {"applovin": AppLovin, "appsflyer": AppsFlyer, "adroll": AdRoll}
 
@@ -14,7 +14,7 @@ __all__ = [
     "AppsFlyer",
     "Invalid",
     "Mapped",
-    "Outcome",
+    "MappingResult",
     "Skipped",
     "VendorAdapter",
     "VendorRequest",

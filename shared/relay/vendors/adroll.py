@@ -11,7 +11,16 @@ from urllib.parse import urlencode
 from relay.models import pii
 from relay.models.config import AdRollConfig
 from relay.models.event import Event, Item
-from relay.vendors.base import Errors, Mapped, Outcome, Skipped, VendorAdapter, VendorRequest, drop_none, plain_decimal
+from relay.vendors.base import (
+    Errors,
+    Mapped,
+    MappingResult,
+    Skipped,
+    VendorAdapter,
+    VendorRequest,
+    drop_none,
+    plain_decimal,
+)
 
 ENDPOINT = "https://srv.adroll.com/api"
 MAX_BATCH = 100
@@ -49,7 +58,7 @@ class AdRoll(VendorAdapter[AdRollConfig]):
     max_batch = MAX_BATCH
     secret_headers = frozenset({"Authorization"})
 
-    def map_event(self, event: Event, vendor_name: str) -> Outcome:
+    def map_event(self, event: Event, vendor_name: str) -> MappingResult:
         app_fields: dict[str, Any] = {}
         if event.source == "app":
             if not self.config.app_url_domain:

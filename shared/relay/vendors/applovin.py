@@ -9,7 +9,16 @@ from relay.models import pii
 from relay.models.config import AppLovinConfig
 from relay.models.event import Event, Item
 from relay.models.event_names import APPLOVIN_RESTRICTED_EVENT_NAMES
-from relay.vendors.base import Errors, Mapped, Outcome, Skipped, VendorAdapter, VendorRequest, drop_none, json_number
+from relay.vendors.base import (
+    Errors,
+    Mapped,
+    MappingResult,
+    Skipped,
+    VendorAdapter,
+    VendorRequest,
+    drop_none,
+    json_number,
+)
 
 ENDPOINT = "https://b.applovin.com/v1/event"
 MAX_BATCH = 100
@@ -79,7 +88,7 @@ class AppLovin(VendorAdapter[AppLovinConfig]):
     def restricted(self) -> bool:
         return self.config.mode == "restricted_lead_gen"
 
-    def map_event(self, event: Event, vendor_name: str) -> Outcome:
+    def map_event(self, event: Event, vendor_name: str) -> MappingResult:
         if self.restricted and vendor_name not in APPLOVIN_RESTRICTED_EVENT_NAMES:
             return Skipped(
                 f"AppLovin restricted lead-gen mode sends only page_view and generate_lead, not '{vendor_name}'"

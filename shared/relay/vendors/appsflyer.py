@@ -15,7 +15,7 @@ from relay.models.event import Event
 from relay.vendors.base import (
     Errors,
     Mapped,
-    Outcome,
+    MappingResult,
     Skipped,
     VendorAdapter,
     VendorRequest,
@@ -61,7 +61,7 @@ class AppsFlyer(VendorAdapter[AppsFlyerConfig]):
     max_batch = 1  # one event per request
     secret_headers = frozenset({"authentication"})
 
-    def map_event(self, event: Event, vendor_name: str) -> Outcome:
+    def map_event(self, event: Event, vendor_name: str) -> MappingResult:
         if event.source != "app":
             return Skipped("AppsFlyer's S2S in-app events API takes app events only (source is 'web')")
         errors = Errors()

@@ -83,7 +83,7 @@ class Invalid:
         return "; ".join(map(str, self.errors))
 
 
-Outcome = Mapped | Skipped | Invalid
+MappingResult = Mapped | Skipped | Invalid
 C = TypeVar("C")
 
 
@@ -98,7 +98,7 @@ class VendorAdapter(ABC, Generic[C]):
         self.config = config
 
     @abstractmethod
-    def map_event(self, event: Event, vendor_name: str) -> Outcome:
+    def map_event(self, event: Event, vendor_name: str) -> MappingResult:
         """`vendor_name` is the vendor's event name (after the name mapping)."""
 
     @abstractmethod

@@ -1,0 +1,328 @@
+"""A vendor function's logic: an SQS batch in, its events delivered or dead-lettered, the partial batch response out.
+
+`functions/<vendor>/app.py` decorates a `lambda_handler` that calls `deliver_batch` with the container's
+`VendorFunction` (`vendor_function()`, made once); tests and the local stack pass their own.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from relay.aws.ledger import DeliveryLedger
+from relay.aws.secrets import SecretRefresh, load_vendor_config
+from relay.delivery.forwarding import SEND_WORKERS, Forwarder, RetryPolicy, new_http_client
+from relay.delivery.outcomes import Delivery, Outcome
+from relay.delivery.response import batch_response
+from relay.models.config import ConfigError, RelayConfig
+from relay.models.environment import VendorEnvironment, get_environment, read_environment
+from relay.observability import MetricUnit, logger, metrics
+from relay.queued.message import QueuedEvent, parse_message
+
+if TYPE_CHECKING:  # imported when a batch has something to dead-letter: most never do (cold start)
+    from relay.delivery.deadletter import DeadLetter, DeadLetterQueue
+
+Results = dict[str, Delivery]  # QueuedEvent.key -> its delivery
+Events = dict[str, QueuedEvent]
+
+
+class VendorDisabled(Exception):
+    """The function's vendor is turned off in the configuration (its messages were queued before)."""
+
+
+class VendorFunction:
+    """What a vendor function's invocations share: its environment, configuration, clients and ledger.
+
+    Each dependency is made on first use unless injected (`load_config` replaces the environment and
+    Secrets Manager; `secrets_client`: the Secrets Manager client). `policy`: the retries and deadlines. When the
+    vendor refuses the credentials, the next invocation re-reads the secret (`secret_refresh`: a rotated
+    key takes effect at once, not when the cache expires)."""
+
+    def __init__(
+        self,
+        vendor: str,
+        environment: VendorEnvironment | None = None,
+        load_config: Callable[[], RelayConfig] | None = None,
+        http_client: httpx.Client | None = None,
+        ledger: DeliveryLedger | None = None,
+        dead_letters: DeadLetterQueue | None = None,
+        max_workers: int = SEND_WORKERS,
+        sleep: Callable[[float], None] = time.sleep,
+        secret_refresh: SecretRefresh | None = None,
+        policy: RetryPolicy | None = None,
+        max_receive_count: int | None = None,
+        secrets_client: Any = None,
+    ):
+        self.vendor = vendor
+        self._environment = environment
+        self._load_config = load_config
+        self._client = http_client
+        self._ledger = ledger
+        self._dlq = dead_letters
+        self.max_workers, self.sleep, self.policy = max_workers, sleep, policy
+        self.refresh = secret_refresh or SecretRefresh()
+        self._forwarders: dict[tuple[str, ...], Forwarder] = {}
+        self._max_receive_count = max_receive_count
+        self._secrets_client = secrets_client
+
+    @property
+    def environment(self) -> VendorEnvironment:
+        if self._environment is None:
+            self._environment = read_environment(VendorEnvironment)
+        return self._environment
+
+    @property
+    def ledger(self) -> DeliveryLedger:
+        if self._ledger is None:
+            self._ledger = DeliveryLedger.for_function(self.vendor, self.environment)
+        return self._ledger
+
+    @property
+    def dead_letters(self) -> DeadLetterQueue:
+        if self._dlq is None:
+            from relay.delivery.deadletter import DeadLetterQueue
+
+            self._dlq = DeadLetterQueue(self.environment.dlq_url)
+        return self._dlq
+
+    @property
+    def max_receive_count(self) -> int:
+        """The receives SQS allows a message (the queue's maxReceiveCount): the last one dead-letters."""
+        return self._max_receive_count or self.environment.max_receive_count
+
+    def config(self) -> RelayConfig:
+        """The relay's configuration, its secret re-read when it stopped working; raises VendorDisabled."""
+        if self._load_config is not None:
+            config = self._load_config()
+        else:
+            config = load_vendor_config(self.environment, self._secrets_client, refresh=self.refresh.take())
+        if not config.enabled(self.vendor):
+            raise VendorDisabled(
+                f"{self.vendor} is disabled in the relay's configuration (RELAY_{self.vendor.upper()}_ENABLED); "
+                "enable it and redrive its DLQ to send these events"
+            )
+        return config
+
+    def forwarder(self) -> Forwarder:
+        """The Forwarder for the current configuration: made again when the vendor's keys change."""
+        config = self.config()
+        key = tuple(config.secret_values())
+        if key not in self._forwarders:
+            for old in self._forwarders.values():
+                old.close()
+            self._forwarders.clear()
+            if self._client is None:
+                self._client = new_http_client()
+            self._forwarders[key] = Forwarder(
+                self.vendor,
+                config,
+                self._client,
+                ledger=self.ledger,
+                max_workers=self.max_workers,
+                sleep=self.sleep,
+                **({"policy": self.policy} if self.policy else {}),
+            )
+        return self._forwarders[key]
+
+
+@functools.cache
+def vendor_function() -> VendorFunction:
+    """The container's VendorFunction, for the vendor its environment names (RELAY_VENDOR)."""
+    environment = get_environment(VendorEnvironment)
+    return VendorFunction(environment.vendor, environment)
+
+
+def deliver_batch(event: dict[str, Any], context: Any, function: VendorFunction) -> dict[str, Any]:
+    """Deliver an SQS batch (Lambda's SQS event); returns the partial batch response: the SQS messages to
+    receive again (a bundle is received again while any of its events needs it)."""
+    metrics.add_dimension("vendor", function.vendor)
+    records = event.get("Records", [])
+    results, events, forwarder = deliver(function, records, context.get_remaining_time_in_millis)
+    moved = dead_letter(function, records, results, events, whole=forwarder is None)
+    if forwarder is not None:
+        forwarder.settle(results, moved)
+        if forwarder.stats.ledger_errors:
+            metrics.add_metric("LedgerErrors", MetricUnit.Count, forwarder.stats.ledger_errors)
+            logger.error("could not record deliveries in the idempotency table")
+    return batch_response(report(function.vendor, records, results, events, moved))
+
+
+def read_records(records: list[dict[str, Any]], vendor: str) -> Events:
+    """The events of the batch's records, each with `vendor`'s part or the reason it cannot be read. Only
+    the body is read: the record envelope is Lambda's own."""
+    return {
+        e.key: e for record in records for e in parse_message(record["messageId"], record.get("body") or "", vendor)
+    }
+
+
+def deliver(
+    function: VendorFunction, records: list[dict[str, Any]], remaining_ms: Callable[[], int]
+) -> tuple[Results, Events, Forwarder | None]:
+    """A Delivery for every event of the batch, the events read, and the Forwarder (None: the function
+    itself cannot deliver: its vendor disabled or its configuration unusable)."""
+    vendor = function.vendor
+    events = read_records(records, vendor)
+    try:
+        forwarder = function.forwarder()
+    except ConfigError as exc:
+        function.refresh.due()  # a secret being filled in: read it again next time, not when the cache expires
+        logger.error(f"{vendor} configuration unusable", extra={"errors": [str(e) for e in exc.errors]})
+        metrics.add_metric("VendorAuthFailures", MetricUnit.Count, 1)
+        return (
+            {key: Delivery(False, Outcome.CONFIG, f"{vendor} configuration unusable") for key in events},
+            events,
+            None,
+        )
+    except VendorDisabled as exc:  # disabled while its messages were queued: kept, with why, in its DLQ
+        logger.error(str(exc))
+        return {key: Delivery(False, Outcome.DISABLED, str(exc)) for key in events}, events, None
+    results = {key: Delivery(False, Outcome.INVALID, e.error) for key, e in events.items() if e.error}
+    readable = {key: e.event for key, e in events.items() if e.event is not None}
+    bundles = {key: e.bundle for key, e in events.items() if e.bundle and e.event is not None}
+    # the batch record is settled once the dead letters are moved (those are done with, not to retry)
+    again = {r["messageId"] for r in records if receives(r) > 1}
+    redelivered = frozenset(e.bundle for e in events.values() if e.bundle and e.message_id in again)
+    results.update(forwarder.deliver(readable, remaining_ms, bundles, settle=False, redelivered=redelivered))
+    record_requests(forwarder)
+    auth = sorted({d.status for d in results.values() if d.outcome == Outcome.AUTH})
+    if auth:
+        function.refresh.due()
+        metrics.add_metric("VendorAuthFailures", MetricUnit.Count, 1)
+        logger.error(f"{vendor} refused the relay's credentials", extra={"status": auth})
+    return results, events, forwarder
+
+
+def receives(record: dict[str, Any]) -> int:
+    """How many times SQS has handed this record out (1 on its first receive)."""
+    return int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+
+
+def record_requests(forwarder: Forwarder) -> None:
+    """The metrics of the vendor requests of the last batch."""
+    stats = forwarder.stats
+    for _status, _n, latency in stats.requests:
+        metrics.add_metric("VendorLatency", MetricUnit.Milliseconds, latency)
+    metrics.add_metric("VendorRequests", MetricUnit.Count, len(stats.requests))
+    metrics.add_metric("VendorRetries", MetricUnit.Count, stats.retries)
+    metrics.add_metric("BisectRequests", MetricUnit.Count, stats.bisect_requests)
+
+
+def dead_letter(
+    function: VendorFunction, records: list[dict[str, Any]], results: Results, events: Events, whole: bool
+) -> set[str]:
+    """Move permanent failures, and failures on their last allowed receive, to the DLQ with their reasons;
+    returns the keys of the events moved.
+
+    One dead letter per event (an event of a bundle gets its own), unless `whole`: the failure is the
+    function's (its vendor disabled, its configuration unusable) and no claim was taken, so each SQS message
+    is moved as it is, a bundle whole. A redrive then brings back the very message the ledger knows, never a
+    lone copy of an event of a bundle that a redelivery of the bundle might also send."""
+    letters, keys_of = letters_for(function, records, results, events, whole)
+    if not letters:
+        return set()
+    failed = function.dead_letters.send(letters)
+    moved_letters = [letter for letter in letters if letter.key not in failed]
+    for letter in moved_letters:
+        logger.warning(
+            "moved to the dead-letter queue",
+            extra={
+                "event_id": letter.event_id,
+                "outcome": letter.outcome,
+                "reason": letter.reason,
+                "status": letter.status,
+            },
+        )
+    moved = {key for letter in moved_letters for key in keys_of[letter.key]}
+    metrics.add_metric("EventsDeadLettered", MetricUnit.Count, len(moved))
+    remember_dead_letters(function, moved_letters)
+    return moved
+
+
+def letters_for(
+    function: VendorFunction, records: list[dict[str, Any]], results: Results, events: Events, whole: bool
+) -> tuple[list[DeadLetter], dict[str, list[str]]]:
+    """The dead letters to send, and for each letter's key the keys of the events it moves."""
+    from relay.delivery.deadletter import DeadLetter, body_event_id
+
+    by_id = {record["messageId"]: record for record in records}
+    letters: list[DeadLetter] = []
+    keys_of: dict[str, list[str]] = {}
+    for key, queued in events.items():
+        delivery = results[key]
+        record = by_id[queued.message_id]
+        count = receives(record)
+        last_try = count >= function.max_receive_count if not delivery.ok and not delivery.permanent else False
+        if delivery.ok or not (delivery.permanent or last_try):
+            continue
+        letter_key = queued.message_id if whole else key
+        keys_of.setdefault(letter_key, []).append(key)
+        if len(keys_of[letter_key]) > 1:
+            continue  # the message's letter is made already
+        one = not whole or queued.bundle is None
+        event_id = (queued.event.event_id if queued.event else body_event_id(queued.body)) if one else None
+        letters.append(
+            DeadLetter(
+                record,
+                function.vendor,
+                event_id,
+                delivery.outcome if delivery.permanent else Outcome.RETRIES_EXHAUSTED,
+                delivery.reason if delivery.permanent else f"gave up after {count} receives: {delivery.reason}",
+                delivery.status,
+                delivery.response,
+                key=letter_key,
+                body=queued.body if not whole else record.get("body") or "",
+            )
+        )
+    return letters, keys_of
+
+
+def remember_dead_letters(function: VendorFunction, letters: list[DeadLetter]) -> None:
+    """Record the moved events in the ledger: a redelivered copy is then not moved twice."""
+    ledger = function._ledger  # noqa: SLF001 - only an existing ledger: a function that never claimed has none
+    for letter in letters:
+        if ledger is None or not letter.event_id:
+            continue
+        try:
+            ledger.dead_lettered(letter.event_id, letter.key, letter.outcome)
+        except Exception:  # noqa: BLE001 - at worst a second DLQ copy, never a lost event
+            metrics.add_metric("LedgerErrors", MetricUnit.Count, 1)
+            logger.error("could not record a dead-lettered event", extra={"event_id": letter.event_id})
+
+
+def report(vendor: str, records: list[dict[str, Any]], results: Results, events: Events, moved: set[str]) -> list[str]:
+    """Log and count the batch's outcomes; returns the SQS message ids to receive again."""
+    counts = {Outcome.FORWARDED.value: 0, Outcome.SKIPPED.value: 0, Outcome.DUPLICATE.value: 0, "retry": 0}
+    retry: list[str] = []
+    for key, delivery in results.items():
+        if delivery.ok:
+            counts[delivery.outcome.value] += 1
+            continue
+        if key in moved:
+            continue
+        counts["retry"] += 1
+        queued = events[key]
+        if queued.message_id not in retry:
+            retry.append(queued.message_id)
+        logger.warning(
+            "delivery failed, kept for retry",
+            extra={
+                "event_id": queued.event.event_id if queued.event else None,
+                "message_id": key,
+                "outcome": delivery.outcome,
+                "reason": delivery.reason,
+                "status": delivery.status,
+            },
+        )
+    metrics.add_metric("EventsForwarded", MetricUnit.Count, counts[Outcome.FORWARDED.value])
+    metrics.add_metric("EventsSkipped", MetricUnit.Count, counts[Outcome.SKIPPED.value])
+    metrics.add_metric("DuplicateEvents", MetricUnit.Count, counts[Outcome.DUPLICATE.value])
+    metrics.add_metric("EventsFailed", MetricUnit.Count, counts["retry"])
+    logger.info(
+        f"{vendor} batch",
+        extra={"records": len(records), "events": len(events), "dead_lettered": len(moved), **counts},
+    )
+    return retry

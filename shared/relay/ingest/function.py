@@ -1,0 +1,174 @@
+"""IngestFunction's logic: POST /v1/events in, the events published to SNS, an HTTP API response out.
+
+`functions/ingest/app.py` decorates a `lambda_handler` that calls `handle_request` with the container's
+`IngestFunction` (`ingest_function()`, made once); tests and the local stack pass their own.
+
+The function has one route (POST /v1/events, the only one API Gateway sends it) and reads the raw body
+(the signature covers the exact bytes), so it routes by hand: Powertools' APIGatewayHttpResolver would
+import every event handler of the package at each cold start for a single route.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from relay.aws.ledger import INGEST, DeliveryLedger
+from relay.aws.replay import ReplayGuard
+from relay.aws.secrets import SecretRefresh, load_ingest_config
+from relay.aws.sns import SnsPublisher
+from relay.ingest.request import Ingest, IngestResult
+from relay.models.config import ConfigError, RelayConfig
+from relay.models.environment import IngestEnvironment, get_environment, read_environment
+from relay.models.event import build_validators
+from relay.observability import MetricUnit, logger, metrics
+
+build_validators()  # the event models defer theirs (vendor functions never need them): the ingest needs them at once
+
+ROUTE = ("POST", "/v1/events")
+MISCONFIGURED = "the relay is misconfigured; its operators have been alerted"
+
+
+def _json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """An HTTP API (payload format 2.0) response."""
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
+def _route(event: dict[str, Any]) -> tuple[str, str]:
+    """(method, path) of an HTTP API event; the path without a named stage's prefix."""
+    http = (event.get("requestContext") or {}).get("http") or {}
+    path = event.get("rawPath") or http.get("path") or ""
+    stage = (event.get("requestContext") or {}).get("stage") or "$default"
+    if stage != "$default" and path.startswith(f"/{stage}/"):
+        path = path[len(stage) + 1 :]
+    return str(http.get("method", "")).upper(), path
+
+
+class IngestFunction:
+    """What the ingest's invocations share: its environment, configuration, SNS, replay guard and ledger.
+
+    Each dependency is made on first use unless injected (`load_config` replaces the environment and
+    Secrets Manager; `secrets_client`: the Secrets Manager client). A signature that no cached secret made
+    re-reads the signing secret once (`secret_refresh`: at most once a minute) and is checked again: a
+    client that signs with a rotated secret is not refused until the cache expires."""
+
+    def __init__(
+        self,
+        environment: IngestEnvironment | None = None,
+        load_config: Callable[[], RelayConfig] | None = None,
+        publisher: SnsPublisher | None = None,
+        clock: Callable[[], float] = time.time,
+        replay_guard: ReplayGuard | None = None,
+        secret_refresh: SecretRefresh | None = None,
+        ledger: DeliveryLedger | None = None,
+        secrets_client: Any = None,
+    ):
+        self._environment = environment
+        self._load_config = load_config
+        self._publisher, self._guard, self._ledger = publisher, replay_guard, ledger
+        self._secrets_client = secrets_client
+        self.clock = clock
+        self.refresh = secret_refresh or SecretRefresh()
+        self._ingests: dict[tuple[str, ...], Ingest] = {}
+
+    @property
+    def environment(self) -> IngestEnvironment:
+        if self._environment is None:
+            self._environment = read_environment(IngestEnvironment)
+        return self._environment
+
+    def _parts(self) -> tuple[SnsPublisher, ReplayGuard | None, DeliveryLedger]:
+        if self._publisher is None:
+            self._publisher = SnsPublisher(self.environment.topic_arn)
+        if self._guard is None and self.environment.replay_table:
+            self._guard = ReplayGuard(self.environment.replay_table)
+        if self._ledger is None:
+            self._ledger = DeliveryLedger.for_function(INGEST, self.environment, clock=self.clock)
+        return self._publisher, self._guard, self._ledger
+
+    def ingest(self, force: bool = False) -> Ingest:
+        """The Ingest for the current signing secrets (`force`: read them anew); made again when they change."""
+        if self._load_config is not None:
+            config = self._load_config()
+        else:
+            config = load_ingest_config(self.environment, self._secrets_client, refresh=force)
+        key = tuple(config.secret_values())
+        if key not in self._ingests:  # the secret changed (rotation): rebuild once
+            self._ingests.clear()
+            publisher, guard, ledger = self._parts()
+            self._ingests[key] = Ingest(config, publisher, self.clock, guard, ledger=ledger)
+        return self._ingests[key]
+
+
+@functools.cache
+def ingest_function() -> IngestFunction:
+    """The container's IngestFunction, from its environment."""
+    return IngestFunction(get_environment(IngestEnvironment))
+
+
+def handle_request(event: dict[str, Any], context: Any, function: IngestFunction) -> dict[str, Any]:
+    """An HTTP API (payload format 2.0) request in, its response out."""
+    if _route(event) != ROUTE:
+        return _json_response(404, {"error": "not found: POST /v1/events"})
+    try:
+        result = post_events(event, context.get_remaining_time_in_millis, function)
+    except ConfigError as exc:
+        logger.error("relay configuration unusable", extra={"errors": [str(e) for e in exc.errors]})
+        return _json_response(500, {"error": MISCONFIGURED})
+    record(result)
+    return _json_response(result.status, result.body, result.headers or None)
+
+
+def post_events(event: dict[str, Any], remaining_ms: Callable[[], int], function: IngestFunction) -> IngestResult:
+    """Verify, validate, route and publish the request's events; a secret mismatch re-reads the secret once."""
+    body = event.get("body") or ""
+    raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    ingest = function.ingest()
+    result = ingest.handle(raw, headers, remaining_ms)
+    if not result.secret_mismatch:
+        return result
+    function.refresh.due()
+    if not function.refresh.take():
+        return result
+    try:
+        fresh = function.ingest(force=True)
+    except ConfigError:  # the secret cannot be read right now: the refusal stands (a 401, not a 500)
+        logger.warning("could not read the signing secret again after a signature mismatch")
+        return result
+    # the secret was rotated: check the signature against the new one
+    return fresh.handle(raw, headers, remaining_ms) if fresh is not ingest else result
+
+
+def record(result: IngestResult) -> None:
+    """The request's metrics and its log line: counts, and the fields each rejected event broke."""
+    metrics.add_metric("EventsReceived", MetricUnit.Count, result.received)
+    metrics.add_metric("EventsRejected", MetricUnit.Count, result.rejected)
+    if result.duplicates:
+        metrics.add_metric("DuplicateEvents", MetricUnit.Count, result.duplicates)
+    if result.ledger_error:
+        metrics.add_metric("LedgerErrors", MetricUnit.Count, 1)
+        logger.error("could not record published events in the idempotency table")
+    log: dict[str, Any] = {
+        "status": result.status,
+        "received": result.received,
+        "rejected": result.rejected,
+        "published": result.published,
+        "duplicates": result.duplicates,
+    }
+    if "error" in result.body:
+        log["error"] = result.body["error"]
+    else:
+        log["rejected_events"] = [
+            {"event_id": r["event_id"], "fields": [e["field"] for e in r["errors"]]} for r in result.body["rejected"]
+        ]
+    logger.info("ingest request", extra=log)
