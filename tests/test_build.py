@@ -70,6 +70,56 @@ def test_every_module_ships_hash_checked_bytecode_for_python313(built):
         assert pyc_flags(path.parent / "__pycache__" / f"{path.name}.cpython-313.pyc") == 0b11
 
 
+# Every module the layer's package ships: the runtime, nothing that only runs on a developer's machine
+# (a module added to shared/relay must be added here, on purpose).
+LAYER_MODULES = {
+    "relay/__init__.py",
+    "relay/observability.py",
+    *(
+        f"relay/models/{m}.py"
+        for m in ("__init__", "codes", "config", "environment", "errors", "event", "event_names", "pii")
+    ),
+    *(f"relay/ingest/{m}.py" for m in ("__init__", "function", "jsonbody", "request", "signing")),
+    *(f"relay/queued/{m}.py" for m in ("__init__", "message", "routing")),
+    *(
+        f"relay/delivery/{m}.py"
+        for m in ("__init__", "deadletter", "deadline", "forwarding", "function", "outcomes", "response")
+    ),
+    *(f"relay/vendors/{m}.py" for m in ("__init__", "adroll", "applovin", "appsflyer", "base")),
+    *(f"relay/aws/{m}.py" for m in ("__init__", "clients", "ledger", "replay", "secrets", "sns")),
+}
+# what must never reach Lambda: the developer tooling, servers, the AWS emulator, test and build tools
+NOT_IN_LAYER = ("relay_tools", "moto", "werkzeug", "flask", "pytest", "hypothesis", "samcli", "cfnlint", "boto3")
+
+
+def test_the_layer_ships_the_runtime_and_nothing_else(built):
+    out, _ = built
+    layer = out / "RelayLayer" / "python"
+    shipped = {
+        str(p.relative_to(layer)) for p in (layer / "relay").rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert shipped == LAYER_MODULES
+    top = {p.name.split("-")[0].lower() for p in layer.iterdir()}
+    assert not top & set(NOT_IN_LAYER), sorted(top & set(NOT_IN_LAYER))
+    assert not list(layer.glob("*.egg-info"))
+
+
+def test_runtime_code_reads_no_files_and_imports_no_tooling():
+    """The layer's code reads its environment, AWS and the vendors: never a file of the repository."""
+    import ast
+
+    for path in (ROOT / "shared" / "relay").rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {
+            n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+        }
+        assert not names & {"open", "read_text", "read_bytes", "__file__", "tomllib"}, path
+        imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+            a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+        }
+        assert not {m for m in imported if m.split(".")[0] in ("relay_tools", "moto", "pytest")}, path
+
+
 def test_build_has_no_warning(built):
     _, log = built
     assert "Build Succeeded" in log

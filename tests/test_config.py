@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from relay.models.config import ConfigError, config_from_env, load_config
+from relay.models.config import ConfigError, config_from_env
+from relay_tools.config_file import load_config
 
 from .conftest import ROOT
 

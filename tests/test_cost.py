@@ -66,10 +66,10 @@ def test_invocation_duration_is_interpolated_between_measured_batches():
 
 def test_the_message_size_the_model_assumes_covers_the_samples():
     """SNS and SQS bill bundles by size: the model's bytes per event hold the largest sample's message."""
-    from relay.models.config import load_config
     from relay.models.event import EventParseError, parse_event
     from relay.queued.message import queued_body
     from relay.queued.routing import Router
+    from relay_tools.config_file import load_config
 
     from .conftest import ROOT
 

@@ -12,9 +12,9 @@ import boto3
 import pytest
 
 from relay.aws.sns import Message, SnsPublisher
-from relay.models.config import load_config
 from relay.models.event import parse_event
 from relay_tools.cli import main
+from relay_tools.config_file import load_config
 from relay_tools.demo import run_demo
 from relay_tools.dev import LocalStack, sam_local_env
 from relay_tools.queues import LOCAL_CREDENTIALS

@@ -318,8 +318,8 @@ def test_committed_sam_local_events_run_through_the_handlers(aws_stack, monkeypa
 
 def test_committed_ingest_event_is_signed_with_the_example_secret():
     from relay.ingest.signing import verify
-    from relay.models.config import load_config
     from relay_tools.apigw import response_body
+    from relay_tools.config_file import load_config
 
     from .conftest import ROOT
 

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from relay.ingest import jsonbody
-from relay.models.config import ConfigError, RelayConfig, config_from_mapping, load_config
+from relay.models.config import ConfigError, RelayConfig, config_from_mapping
 from relay.models.event import VENDORS, EventParseError, event_id_of, events_of, parse_event
 from relay.queued.routing import Router
 from relay.vendors import Invalid, Mapped, MappingResult, Skipped
+from relay_tools.config_file import load_config
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 DEFAULT_CONFIG = "relay.toml"

@@ -7,9 +7,7 @@ value fails at start with the key and the reason, wherever it came from.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -213,22 +211,6 @@ def config_from_mapping(
         return RelayConfig.model_validate(dict(data), context={"credentials": credentials})
     except ValidationError as exc:
         raise ConfigError(from_validation_error(exc), source) from None
-
-
-def load_config(path: str | os.PathLike[str]) -> RelayConfig:
-    """Read and validate a relay.toml; raises ConfigError naming the key and the reason."""
-    import tomllib  # only the CLI and the local stack read files: not in the functions' cold start
-
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError([FieldError(str(p), "file not found")], str(p)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([FieldError(str(p), f"cannot be read ({type(exc).__name__})")], str(p)) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([FieldError(str(p), f"is not valid TOML: {exc}")], str(p)) from None
-    return config_from_mapping(data, str(p))
 
 
 def config_from_env(
