@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: install test lint unit validate build openapi events sam-env dev demo bench reliability clean
+.PHONY: install test lint unit integration local infra docs docs-serve validate build openapi events sam-env dev demo bench reliability clean
 CONFIG ?= $(if $(wildcard relay.toml),relay.toml,relay.example.toml)
 
 $(STAMP): pyproject.toml shared/requirements.txt
@@ -17,11 +17,28 @@ $(STAMP): pyproject.toml shared/requirements.txt
 
 install: $(STAMP)   ## create .venv and install the project with its dev tools
 
-lint: install       ## ruff over the layer, functions and tests
+lint: install       ## ruff (style, and the complexity gate) and the function-length gate for runtime code
 	$(BIN)/ruff check .
+	$(BIN)/python -m relay_tools.sizes shared/relay functions --max-lines 60
 
-unit: install       ## the test suite
-	$(BIN)/pytest
+unit: install       ## unit tests: no I/O (vendor mappings, models, signing, the CLI's pure parts)
+	$(BIN)/pytest tests/unit
+
+integration: install  ## integration tests: the handlers and the ledger against moto, vendors behind httpx
+	$(BIN)/pytest tests/integration
+
+local: install      ## the local stack: moto's server built from template.yaml, the sandboxes, short soak and load
+	$(BIN)/pytest tests/local
+
+infra: install      ## the template (cfn-lint, sam validate --lint), sam build and its layer, the benchmark script
+	$(BIN)/pytest tests/infra
+
+docs: install       ## the documentation site: figures rendered from result files, then mkdocs build --strict
+	$(BIN)/python docs/render.py
+	$(BIN)/mkdocs build --strict --site-dir .site
+
+docs-serve: install ## the documentation site on http://127.0.0.1:8000, rebuilt on change
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
 validate: install   ## sam validate --lint (also run by the suite)
 	$(BIN)/sam validate --lint
@@ -52,7 +69,7 @@ bench: install      ## benchmarks: bench/results.json, bench/results.png and a t
 	$(BIN)/python bench/run.py --latency-ms $${LATENCY_MS:-50} --repeat $${REPEAT:-5}
 
 reliability: install  ## long form of the reliability suite (make test runs the short form): hostile input, soak, load
-	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/test_hostile.py tests/test_template.py -p no:cacheprovider
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/integration/test_hostile.py tests/infra/test_template.py -p no:cacheprovider
 	mkdir -p reliability
 	$(BIN)/relay soak --events $${SOAK_EVENTS:-1500} --json reliability/soak.json
 	$(BIN)/relay load --local --seconds $${LOAD_SECONDS:-60} --per-request 1 --json reliability/load-1.json
@@ -66,7 +83,7 @@ build: install      ## sam build (python3.13, arm64 layer) + bytecode; needs pyt
 	@# every module it imports. Hash-checked .pyc stay valid whatever mtimes the zip gives the sources.
 	PYENV_VERSION=$${PYENV_VERSION:-3.11.7:3.13.0} python3.13 -m compileall -q -f -j 0 --invalidation-mode checked-hash $(BUILD_DIR)
 
-test: lint unit     ## what CI runs (.ci/run)
+test: lint docs unit integration local infra  ## what CI runs (.ci/run): every tier
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .aws-sam
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .aws-sam .site

@@ -4,7 +4,7 @@
     python reliability/render.py --check    # exit 1 when the README does not show what the files hold
 
 Each block stands between ``<!-- reliability:NAME -->`` and ``<!-- /reliability:NAME -->`` in README.md,
-so no figure is copied by hand (tests/test_reliability.py runs --check).
+so no figure is copied by hand (tests/local/test_reliability.py runs --check).
 """
 
 from __future__ import annotations

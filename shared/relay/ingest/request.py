@@ -161,92 +161,43 @@ class Ingest:
         remaining_ms: Callable[[], int] = lambda: DEFAULT_REMAINING_MS,
         uncarried: bool = True,
     ) -> IngestResult:
-        """`uncarried`: the body may hold characters SQS cannot carry (jsonbody.may_hold_uncarried): each
-        event's strings are then looked at, and an event holding one is refused, naming the field."""
+        """Validate, claim and publish the request's events. `uncarried`: the body may hold characters SQS
+        cannot carry (`jsonbody.may_hold_uncarried`): each event's strings are then looked at, and an event
+        holding one is refused, naming the field."""
         accepted: list[dict[str, Any]] = []
         rejected: list[dict[str, Any]] = []
         singles: list[tuple[str, Message]] = []  # (event_id, the event's own message)
         seen: dict[str, int] = {}
         for index, raw_event in enumerate(raw_events):
-            if uncarried and (found := jsonbody.uncarried(raw_event)):
-                path, char = found
-                error = FieldError(
-                    join_path(path),
-                    f"holds U+{ord(char):04X}, a character SQS cannot carry (lone surrogates, U+FFFE and U+FFFF)",
-                )
-                rejected.append(self._rejection(index, event_id_of(raw_event), [error]))
+            entry, message, errors = self._read(index, raw_event, now, uncarried, seen)
+            if errors:
+                rejected.append(self._rejection(index, entry["event_id"], errors))
                 continue
-            try:
-                event = parse_event(raw_event, now=now, max_event_age_days=self.config.ingest.max_event_age_days)
-            except EventParseError as exc:
-                rejected.append(self._rejection(index, event_id_of(raw_event), exc.errors))
-                continue
-            if event.event_id in seen:
-                error = FieldError(
-                    "event_id", f"repeats the event_id of events[{seen[event.event_id]}] in this request"
-                )
-                rejected.append(self._rejection(index, event.event_id, [error]))
-                continue
-            seen[event.event_id] = index
-            outcomes = self.router.route(event)
-            destinations = Router.destinations(outcomes)
-            entry: dict[str, Any] = {"index": index, "event_id": event.event_id, "destinations": destinations}
-            skipped = {v: o.reason for v, o in outcomes.items() if isinstance(o, Skipped)}
-            invalid = {v: [e.as_dict() for e in o.errors] for v, o in outcomes.items() if isinstance(o, Invalid)}
-            if skipped:
-                entry["skipped"] = skipped
-            if invalid:
-                entry["invalid"] = invalid
-            if destinations:
-                message = Message(str(index), queued_body(event, outcomes), destinations)
-                if message.size > MAX_EVENT_MESSAGE_BYTES:
-                    error = FieldError(
-                        "(event)", f"is {message.size} bytes once serialized; at most {MAX_EVENT_MESSAGE_BYTES}"
-                    )
-                    rejected.append(self._rejection(index, event.event_id, [error]))
-                    continue
-                singles.append((event.event_id, message))
             accepted.append(entry)
-        claims: dict[str, Claim] = {}
-        batch = DeliveryLedger.new_batch() if self.ledger else ""
+            if message is not None:
+                singles.append((entry["event_id"], message))
+        ids = [event_id for event_id, _ in singles]
         if singles and remaining_ms() < AWS_CALL_MAX_MS:  # each call below must fit in what is left
-            return _unavailable("too little time left to queue the events", [event_id for event_id, _ in singles])
-        if self.ledger and singles:
-            try:
-                claims = self.ledger.claim_many([event_id for event_id, _ in singles], remaining_ms(), batch)
-            except Exception:  # noqa: BLE001 - DynamoDB unavailable: nothing was queued, the client resends
-                return _unavailable("could not record the events", [event_id for event_id, _ in singles])
+            return _unavailable("too little time left to queue the events", ids)
+        batch = DeliveryLedger.new_batch() if self.ledger else ""
+        try:
+            claims = self.ledger.claim_many(ids, remaining_ms(), batch) if self.ledger and singles else {}
+        except Exception:  # noqa: BLE001 - DynamoDB unavailable: nothing was queued, the client resends
+            return _unavailable("could not record the events", ids)
         duplicates = {event_id for event_id, claim in claims.items() if claim is Claim.DUPLICATE}
         for entry in accepted:
             if entry["event_id"] in duplicates:
                 entry["duplicate"] = True
         fresh = [(event_id, m) for event_id, m in singles if claims.get(event_id, Claim.CLAIMED) is Claim.CLAIMED]
-        messages, members = bundles(fresh, self.events_per_message)
-        if messages and remaining_ms() < AWS_CALL_MAX_MS:  # the claims took long: publish nothing, settle them
-            failed = [event_id for event_id, _ in fresh]
-        else:
-            failed = [event_id for message_id in self.publisher.publish(messages) for event_id in members[message_id]]
-        ledger_error = False
-        if self.ledger and fresh:
-            not_published = set(failed)
-            published = {e: None for e, _ in fresh if e not in not_published}
-            try:  # a resend of what was not published is then claimed anew in one transaction, and published
-                self.ledger.release(batch, failed)
-                failed_listed: list[str] = []
-            except Exception:  # noqa: BLE001 - listed as failed instead: the resend takes those claims over
-                failed_listed = failed
-            try:
-                self.ledger.settle(batch, published, failed_listed)
-            except Exception:  # noqa: BLE001 - published all the same; the claims run out with their lease
-                ledger_error = True
+        failed = self._publish(fresh, remaining_ms)
+        ledger_error = self._settle(batch, fresh, failed)
         # anything but queued now or before: another request holds the claim (never dropped in silence)
         settled = (Claim.CLAIMED, Claim.DUPLICATE)
-        in_flight = [event_id for event_id, _ in singles if claims.get(event_id, Claim.CLAIMED) not in settled]
+        in_flight = [event_id for event_id in ids if claims.get(event_id, Claim.CLAIMED) not in settled]
         if failed or in_flight:
             return _unavailable("could not enqueue every event", failed + in_flight)
-        status = 202 if accepted else 400
         return IngestResult(
-            status,
+            202 if accepted else 400,
             {"accepted": accepted, "rejected": rejected},
             received=len(accepted) + len(rejected),
             rejected=len(rejected),
@@ -254,6 +205,64 @@ class Ingest:
             duplicates=len(duplicates),
             ledger_error=ledger_error,
         )
+
+    def _read(
+        self, index: int, raw_event: Any, now: datetime, uncarried: bool, seen: dict[str, int]
+    ) -> tuple[dict[str, Any], Message | None, list[FieldError]]:
+        """One event: its `accepted` entry, its queued message (None: no vendor gets it) and the errors
+        that refuse it (then the entry holds only its event_id)."""
+        if uncarried and (found := jsonbody.uncarried(raw_event)):
+            path, char = found
+            reason = f"holds U+{ord(char):04X}, a character SQS cannot carry (lone surrogates, U+FFFE and U+FFFF)"
+            return {"event_id": event_id_of(raw_event)}, None, [FieldError(join_path(path), reason)]
+        try:
+            event = parse_event(raw_event, now=now, max_event_age_days=self.config.ingest.max_event_age_days)
+        except EventParseError as exc:
+            return {"event_id": event_id_of(raw_event)}, None, exc.errors
+        if event.event_id in seen:
+            reason = f"repeats the event_id of events[{seen[event.event_id]}] in this request"
+            return {"event_id": event.event_id}, None, [FieldError("event_id", reason)]
+        seen[event.event_id] = index
+        outcomes = self.router.route(event)
+        destinations = Router.destinations(outcomes)
+        entry: dict[str, Any] = {"index": index, "event_id": event.event_id, "destinations": destinations}
+        skipped = {v: o.reason for v, o in outcomes.items() if isinstance(o, Skipped)}
+        invalid = {v: [e.as_dict() for e in o.errors] for v, o in outcomes.items() if isinstance(o, Invalid)}
+        if skipped:
+            entry["skipped"] = skipped
+        if invalid:
+            entry["invalid"] = invalid
+        if not destinations:
+            return entry, None, []
+        message = Message(str(index), queued_body(event, outcomes), destinations)
+        if message.size > MAX_EVENT_MESSAGE_BYTES:
+            reason = f"is {message.size} bytes once serialized; at most {MAX_EVENT_MESSAGE_BYTES}"
+            return {"event_id": event.event_id}, None, [FieldError("(event)", reason)]
+        return entry, message, []
+
+    def _publish(self, fresh: list[tuple[str, Message]], remaining_ms: Callable[[], int]) -> list[str]:
+        """Publish the claimed events, bundled; returns the event_ids that were not published."""
+        messages, members = bundles(fresh, self.events_per_message)
+        if messages and remaining_ms() < AWS_CALL_MAX_MS:  # the claims took long: publish nothing, settle them
+            return [event_id for event_id, _ in fresh]
+        return [event_id for message_id in self.publisher.publish(messages) for event_id in members[message_id]]
+
+    def _settle(self, batch: str, fresh: list[tuple[str, Message]], failed: list[str]) -> bool:
+        """Record what was published and release what was not; True when the ledger could not be written."""
+        if not (self.ledger and fresh):
+            return False
+        not_published = set(failed)
+        published = {e: None for e, _ in fresh if e not in not_published}
+        try:  # a resend of what was not published is then claimed anew in one transaction, and published
+            self.ledger.release(batch, failed)
+            failed_listed: list[str] = []
+        except Exception:  # noqa: BLE001 - listed as failed instead: the resend takes those claims over
+            failed_listed = failed
+        try:
+            self.ledger.settle(batch, published, failed_listed)
+        except Exception:  # noqa: BLE001 - published all the same; the claims run out with their lease
+            return True
+        return False
 
     @staticmethod
     def _rejection(index: int, event_id: str | None, errors: list[FieldError]) -> dict[str, Any]:

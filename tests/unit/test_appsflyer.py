@@ -11,7 +11,7 @@ from relay.queued.routing import Router
 from relay.vendors import Invalid, Mapped, Skipped
 from relay.vendors.appsflyer import MAX_BODY_BYTES, AppsFlyer
 
-from .conftest import AF_ID, SECRETS, app_event, event, make_config, web_event
+from ..conftest import AF_ID, SECRETS, app_event, event, make_config, web_event
 
 IDFA = "6D92078A-8246-4BA4-AE5B-76104861E7DC"
 IDFV = "5D1D3D2C-8E8B-4C5A-9C1B-2F0A2B3C4D5E"

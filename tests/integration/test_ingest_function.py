@@ -16,7 +16,7 @@ from relay.models.pii import hash_email
 from relay_tools.apigw import http_api_event, response_body
 from relay_tools.functions import ingest_handler
 
-from .conftest import (
+from ..conftest import (
     FPC,
     NOW_MS,
     SECRETS,

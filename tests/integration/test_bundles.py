@@ -18,7 +18,7 @@ from relay.queued.message import EVENTS_PER_MESSAGE, bundle_body, bundle_id, par
 from relay_tools.apigw import http_api_event
 from relay_tools.functions import ingest_handler, vendor_handler
 
-from .conftest import NOW_MS, SECRETS, FakeLambdaContext, app_event, drain, use_function_env, web_event
+from ..conftest import NOW_MS, SECRETS, FakeLambdaContext, app_event, drain, use_function_env, web_event
 from .test_vendor_functions import PREFIX, Vendor, queued, receive
 
 
@@ -172,7 +172,7 @@ def test_the_ingest_counts_published_events_not_messages(aws_stack, monkeypatch,
     from relay.ingest.request import Ingest
     from relay.models.config import config_from_env
 
-    from .conftest import NOW
+    from ..conftest import NOW
 
     env = use_function_env(monkeypatch, aws_stack, "IngestFunction")
     config = config_from_env(env, credentials=False)

@@ -20,7 +20,7 @@ from relay_tools.dev import LocalStack, sam_local_env
 from relay_tools.queues import LOCAL_CREDENTIALS
 from relay_tools.stack import load_template
 
-from .conftest import NOW, ROOT, web_event
+from ..conftest import NOW, ROOT, web_event
 
 SAMPLES = ROOT / "events" / "samples"
 

@@ -13,7 +13,7 @@ import pytest
 from relay.delivery.forwarding import BOOKKEEPING_MS, REQUEST_TIMEOUT_SECONDS
 from relay_tools.functions import vendor_handler
 
-from .conftest import FakeClock, FakeLambdaContext, drain, use_function_env, web_event
+from ..conftest import FakeClock, FakeLambdaContext, drain, use_function_env, web_event
 from .test_vendor_functions import PREFIX, Vendor, publish, receive
 
 
@@ -183,7 +183,7 @@ def test_401_keeps_every_record_and_a_later_retry_delivers(aws_stack, monkeypatc
     creds = {"ok": False}
     mock = Recording(lambda r: httpx.Response(200) if creds["ok"] else httpx.Response(401, text="Unauthorized"))
     h = Harness(aws_stack, monkeypatch, "appsflyer", mock)
-    from .conftest import app_event
+    from ..conftest import app_event
 
     publish(aws_stack, "appsflyer", [app_event("ios", event_id=f"k{i}") for i in range(3)])
     assert h.invoke(receive(aws_stack, "appsflyer", 3)) == ["k0", "k1", "k2"]
@@ -251,7 +251,7 @@ def test_a_ledger_failure_after_delivery_does_not_fail_the_batch(aws_stack, monk
 def test_a_replaced_forwarder_stops_its_send_threads():
     from relay.delivery.forwarding import Forwarder
 
-    from .conftest import make_config
+    from ..conftest import make_config
 
     forwarder = Forwarder("appsflyer", make_config(), httpx.Client())
     pool = forwarder.pool

@@ -17,7 +17,7 @@ from relay_tools.cli import main
 from relay_tools.sqs_events import lambda_records
 from relay_tools.stack import create_stack, load_template
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 
 def run(*argv: str) -> tuple[int, str, str]:

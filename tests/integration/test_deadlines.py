@@ -25,7 +25,7 @@ from relay_tools.faults import SOAK_ID_PROPERTY
 from relay_tools.functions import vendor_handler
 from relay_tools.sqs_events import lambda_records
 
-from .conftest import (
+from ..conftest import (
     FakeClock,
     FakeLambdaContext,
     app_event,
@@ -188,7 +188,7 @@ def test_no_request_starts_without_time_to_finish_it_and_what_was_delivered_is_r
 def test_a_deferred_request_says_why():
     clock = FakeClock(10_000)
     forwarder = Forwarder("adroll", make_config(), httpx.Client(transport=httpx.MockTransport(lambda r: 1 / 0)))
-    from .conftest import event
+    from ..conftest import event
 
     results = forwarder.deliver({"m1": event(web_event(event_id="d1"))}, clock.remaining_ms)
     assert results["m1"].outcome == Outcome.DEFERRED and not results["m1"].ok
@@ -238,7 +238,7 @@ def test_a_vendor_dripping_its_answer_is_cut_at_the_requests_total_deadline():
     config = make_config(adroll={"endpoint": server.url})
     policy = RetryPolicy(max_attempts=1, request_seconds=0.5, reserve_ms=0)
     forwarder = Forwarder("adroll", config, httpx.Client(), policy=policy)
-    from .conftest import event
+    from ..conftest import event
 
     try:
         results = forwarder.deliver({"m1": event(web_event(event_id="drip"))}, lambda: 60_000)

@@ -10,7 +10,7 @@ import pytest
 from relay.ingest import jsonbody
 from relay.models.event import EventParseError, event_id_of, events_of, parse_event
 
-from .conftest import NOW, NOW_MS, app_event, event, web_event
+from ..conftest import NOW, NOW_MS, app_event, event, web_event
 
 
 def errors_of(data, **kw) -> dict[str, str]:

@@ -12,7 +12,7 @@ from relay.queued.routing import Router
 from relay.vendors import Invalid, Mapped, Skipped
 from relay.vendors.applovin import AppLovin, domain_url
 
-from .conftest import SECRETS, event, load_fixture, make_config, web_event
+from ..conftest import SECRETS, event, load_fixture, make_config, web_event
 
 IDFA = "6D92078A-8246-4BA4-AE5B-76104861E7DC"
 IDFV = "5D1D3D2C-8E8B-4C5A-9C1B-2F0A2B3C4D5E"

@@ -10,7 +10,7 @@ from relay.queued.routing import Router
 from relay.vendors import Invalid, Mapped, Skipped
 from relay.vendors.adroll import AdRoll
 
-from .conftest import FPC, SECRETS, app_event, event, load_fixture, make_config, web_event
+from ..conftest import FPC, SECRETS, app_event, event, load_fixture, make_config, web_event
 
 PAGE = "https://www.example.com/womens/tops?utm_source=adroll"
 IP = "198.51.100.23"

@@ -12,7 +12,7 @@ from relay.delivery.forwarding import Forwarder
 from relay.queued.message import Queued, QueuedMessageError, parse_queued, queued_body
 from relay.vendors import Mapped
 
-from .conftest import app_event, event, web_event
+from ..conftest import app_event, event, web_event
 
 AWKWARD = web_event(  # values whose JSON form could drift through a second serializer
     event_id="odd-1",

@@ -7,7 +7,7 @@ import pytest
 from relay.models.config import ConfigError, config_from_env
 from relay_tools.config_file import load_config
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 
 def write(tmp_path, text: str):

@@ -16,7 +16,7 @@ from relay.aws.ledger import DeliveryLedger
 from relay.models.environment import VendorEnvironment, read_environment
 from relay_tools.functions import vendor_handler
 
-from .conftest import FakeClock, FakeLambdaContext, drain, use_function_env, web_event
+from ..conftest import FakeClock, FakeLambdaContext, drain, use_function_env, web_event
 from .test_bundles import publish_bundle
 from .test_vendor_functions import Vendor, publish, queued, receive
 

@@ -10,7 +10,7 @@ from jsonschema import Draft202012Validator
 from relay_tools.cli import main
 from relay_tools.openapi import openapi, openapi_json
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 SAMPLES = ROOT / "events" / "samples"
 

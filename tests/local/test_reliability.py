@@ -99,7 +99,7 @@ def test_the_readme_shows_the_figures_of_the_reliability_result_files():
     import subprocess
     import sys
 
-    from .conftest import ROOT
+    from ..conftest import ROOT
 
     proc = subprocess.run(
         [sys.executable, str(ROOT / "reliability" / "render.py"), "--check"], capture_output=True, text=True

@@ -11,7 +11,7 @@ from cfnlint.decode import cfn_yaml
 from relay.models.environment import FunctionEnvironment, read_environment
 from relay.queued.message import EVENTS_PER_MESSAGE
 
-from .conftest import ROOT, run_sam
+from ..conftest import ROOT, run_sam
 
 BIN = Path(sys.executable).parent
 

@@ -21,7 +21,7 @@ from relay_tools.apigw import http_api_event
 from relay_tools.functions import ingest_handler, vendor_handler
 from relay_tools.sqs_events import lambda_records
 
-from .conftest import NOW, NOW_MS, SECRETS, FakeClock, FakeLambdaContext, app_event, drain, use_function_env, web_event
+from ..conftest import NOW, NOW_MS, SECRETS, FakeClock, FakeLambdaContext, app_event, drain, use_function_env, web_event
 
 PREFIX = {"applovin": "AppLovin", "appsflyer": "AppsFlyer", "adroll": "AdRoll"}
 
@@ -264,7 +264,7 @@ def load_function(name: str):
     """functions/<name>/app.py as Lambda loads it (its module-level handler, built from the environment)."""
     import importlib.util
 
-    from .conftest import ROOT
+    from ..conftest import ROOT
 
     spec = importlib.util.spec_from_file_location(f"fn_{name}", ROOT / "functions" / name / "app.py")
     module = importlib.util.module_from_spec(spec)
@@ -301,7 +301,7 @@ def test_vendor_function_modules_run_on_the_template_environment(aws_stack, monk
 
 @pytest.mark.parametrize(("vendor", "count"), [("applovin", 3), ("appsflyer", 2), ("adroll", 2)])
 def test_committed_sam_local_events_run_through_the_handlers(aws_stack, monkeypatch, vendor, count):
-    from .conftest import ROOT
+    from ..conftest import ROOT
 
     event = json.loads((ROOT / "events" / f"sqs_{vendor}.json").read_text())
     assert len(event["Records"]) == count
@@ -321,7 +321,7 @@ def test_committed_ingest_event_is_signed_with_the_example_secret():
     from relay_tools.apigw import response_body
     from relay_tools.config_file import load_config
 
-    from .conftest import ROOT
+    from ..conftest import ROOT
 
     event = json.loads((ROOT / "events" / "ingest.json").read_text())
     raw = response_body(event)

@@ -14,7 +14,7 @@ import pytest
 
 from relay_tools.cli import main
 
-from .conftest import NOW_MS, ROOT, SECRETS, app_event, web_event
+from ..conftest import NOW_MS, ROOT, SECRETS, app_event, web_event
 
 SAMPLES = ROOT / "events" / "samples"
 CONFIG_TOML = f"""

@@ -20,7 +20,7 @@ from relay.models.environment import FunctionEnvironment, read_environment
 from relay_tools.apigw import http_api_event, response_body
 from relay_tools.functions import ingest_handler
 
-from .conftest import NOW_MS, SECRETS, FakeClock, FakeLambdaContext, use_function_env, web_event
+from ..conftest import NOW_MS, SECRETS, FakeClock, FakeLambdaContext, use_function_env, web_event
 from .test_ingest_function import queues
 
 NOW_S = NOW_MS / 1000

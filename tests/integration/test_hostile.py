@@ -18,7 +18,7 @@ from relay.ingest.signing import sign
 from relay_tools.apigw import http_api_event, response_body
 from relay_tools.functions import ingest_handler
 
-from .conftest import NOW_MS, ROOT, SECRETS, FakeLambdaContext, use_function_env, web_event
+from ..conftest import NOW_MS, ROOT, SECRETS, FakeLambdaContext, use_function_env, web_event
 
 NOW_S = NOW_MS // 1000
 SCHEMA = schemathesis.openapi.from_path(str(ROOT / "openapi.json"))

@@ -71,7 +71,7 @@ def test_the_message_size_the_model_assumes_covers_the_samples():
     from relay.queued.routing import Router
     from relay_tools.config_file import load_config
 
-    from .conftest import ROOT
+    from ..conftest import ROOT
 
     router = Router(load_config(ROOT / "relay.example.toml"))
     sizes = []

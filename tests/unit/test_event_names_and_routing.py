@@ -9,7 +9,7 @@ from relay.models.event_names import DEFAULT_EVENT_NAMES, vendor_event_name
 from relay.queued.routing import Router
 from relay.vendors import Invalid, Mapped, Skipped
 
-from .conftest import app_event, event, make_config, web_event
+from ..conftest import app_event, event, make_config, web_event
 
 # The table of issue #2, verbatim ("-" = not sent).
 SPEC = """

@@ -9,7 +9,7 @@ import pytest
 from relay.queued.routing import Router
 from relay_tools.sandbox import Sandboxes
 
-from .conftest import SECRETS, app_event, event, make_config, web_event
+from ..conftest import SECRETS, app_event, event, make_config, web_event
 
 CONFIG = make_config()
 
