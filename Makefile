@@ -74,7 +74,7 @@ reliability: install  ## long form of the reliability suite (make test runs the 
 	$(BIN)/relay soak --events $${SOAK_EVENTS:-1500} --json reliability/soak.json
 	$(BIN)/relay load --local --seconds $${LOAD_SECONDS:-60} --per-request 1 --json reliability/load-1.json
 	$(BIN)/relay load --local --seconds $${LOAD_SECONDS:-60} --per-request 100 --concurrency 1 --json reliability/load-100.json
-	$(BIN)/python reliability/render.py
+	$(BIN)/python docs/render.py
 
 BUILD_DIR ?= .aws-sam/build
 build: install      ## sam build (python3.13, arm64 layer) + bytecode; needs python3.13 on PATH (pyenv: see README)

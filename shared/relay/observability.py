@@ -6,8 +6,7 @@ phone, IP address, key or token.
 
 X-Ray tracing is opt-in (template parameter `Tracing=Active`, which also sets
 POWERTOOLS_TRACE_DISABLED=false): Powertools Tracer imports the X-Ray SDK even when tracing is disabled,
-~100 ms of every cold start (README "Performance and cost"), so the Tracer is only created when tracing
-is on.
+time at every cold start (docs/decisions/0004), so the Tracer is only created when tracing is on.
 """
 
 from __future__ import annotations

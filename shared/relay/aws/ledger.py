@@ -4,8 +4,7 @@ Who claims what: the ingest (``vendor`` INGEST) claims every event it queues, on
 (`claim_many`: one TransactWriteItems per request, items reduced to key, status, batch, lease and
 expiration), so a client's resend is stopped before it is queued;
 a vendor function claims each message it receives — a bundle (`claim_bundle`, one claim for its events)
-or a lone event (`claim`) — since SQS may deliver a message again (README "Exactly once, from the first
-hop" and "Bundles").
+or a lone event (`claim`) — since SQS may deliver a message again (docs/decisions/0002).
 
 Two kinds of record in the idempotency table (hash key `id`, TTL attribute `expiration`):
 
@@ -19,10 +18,9 @@ Two kinds of record in the idempotency table (hash key `id`, TTL attribute `expi
   events; taken over, it records which of them are still to send (``pending``).
 
 An event is delivered once its claim names a batch whose record exists and does not list it. So a
-delivery costs one write per event and vendor plus one per batch of up to 100 events — Powertools
-Idempotency's in-progress and completed records cost two per event, the biggest line of the relay's
-AWS bill (README "Performance and cost"). What it guarantees is the same: an invocation that dies before
-writing its batch record leaves claims whose lease runs out, and then the events are sent again (the
+delivery costs one write per event and vendor plus one per batch of up to 100 events, where Powertools
+Idempotency's in-progress and completed records cost two per event. What it guarantees is the same: an
+invocation that dies before writing its batch record leaves claims whose lease runs out, and then the events are sent again (the
 window in which a crash can duplicate is the same as between Powertools' in-progress and completed).
 
 The key is a hash of ``[vendor, event_id]`` only: a resend of the same event_id with another body is still
@@ -51,7 +49,7 @@ if TYPE_CHECKING:
 
 HORIZON_MARGIN_SECONDS = DAY_SECONDS  # beyond the longest path, for clock skew and slow TTL deletion
 DEFAULT_DEAD_LETTER_RETENTION_SECONDS = SQS_MAX_RETENTION_SECONDS  # the DLQs' in template.yaml
-MAX_FUTURE_SKEW_SECONDS = 300  # an event may be stamped this far ahead (relay.model.MAX_FUTURE_SKEW)
+MAX_FUTURE_SKEW_SECONDS = 300  # an event may be stamped this far ahead (relay.models.event.MAX_FUTURE_SKEW)
 
 
 def dedupe_horizon_seconds(
@@ -207,7 +205,7 @@ class DeliveryLedger:
                 "Put": {
                     "TableName": self.table_name,
                     # the key says whose claim it is (no `vendor`, `event_id` attributes): a quarter of the
-                    # call's CPU, the ingest's biggest line after mapping (README "Performance and cost")
+                    # call's CPU, the ingest's biggest line after mapping
                     "Item": {
                         "id": {"S": claim_key(self.vendor, e)},
                         "status": {"S": CLAIMED},
@@ -245,7 +243,7 @@ class DeliveryLedger:
         message_id: str | None = None,
         redelivered: bool = False,
     ) -> tuple[Claim, frozenset[str]]:
-        """One claim for the events of a bundle (relay.queued) — one write, where `claim` costs one per
+        """One claim for the events of a bundle (relay.queued.message) — one write, where `claim` costs one per
         event. Returns the claim and the event_ids this invocation is to send: all of them the first time;
         on a redelivery, those the last batch record listed as not delivered (or, when the last holder
         died before settling, those it was sending). The ingest claimed every event once already

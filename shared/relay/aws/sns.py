@@ -39,11 +39,11 @@ def _attribute(destinations: tuple[str, ...]) -> str:
     return json.dumps(list(destinations), separators=(",", ":"))
 
 class SnsPublisher(LazyClient):
-    """Publishes queued messages (relay.queued) with a `destinations` attribute (the queues' filter policies)."""
+    """Publishes queued messages (relay.queued.message) with a `destinations` attribute (the queues' filter policies)."""
 
     service = "sns"
     # The entries are built here, from validated events: botocore's client-side parameter validation
-    # cost a sixth of the ingest's CPU per event (README "Performance and cost"). SNS still validates.
+    # is a large share of the ingest's CPU per event. SNS still validates.
     client_options: ClassVar[dict[str, Any]] = {"config": AWS_CALLS.merge(Config(parameter_validation=False))}
 
     def __init__(self, topic_arn: str, client: Any = None):

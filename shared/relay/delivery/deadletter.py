@@ -181,7 +181,7 @@ def body_event_id(body: str | None) -> str | None:
 
 
 def body_event_ids(body: str | None) -> tuple[str, ...]:
-    """The event_ids of every event in a message body: a bundle's (relay.queued), or the one event's."""
+    """The event_ids of every event in a message body: a bundle's (relay.queued.message), or the one event's."""
     try:
         message = json.loads(body or "")
     except ValueError:
@@ -241,7 +241,7 @@ def release(client: Any, queue_url: str, letters: Iterable[Letter]) -> None:
 
 def redrive(client: Any, dlq_url: str, source_url: str, letters: Iterable[Letter]) -> int:
     """Back to the source queue (original attributes, not the relay_* ones), then deleted from the DLQ.
-    The message sent back is a new one, so the vendor function sends it anew (relay.ledger)."""
+    The message sent back is a new one, so the vendor function sends it anew (relay.aws.ledger)."""
     moved = 0
     for letter in letters:
         attrs = {

@@ -1,5 +1,5 @@
 """Vendor side: map a batch of queued events, send it in as few vendor requests as allowed, and give
-every event exactly one outcome (README "What happens when…").
+every event exactly one outcome (docs/architecture.md, "What happens when…").
 
 - 2xx: delivered (recorded in the ledger: never sent again).
 - 400 from a batched vendor (AppLovin, AdRoll drop the whole batch): the batch is bisected and the halves
@@ -46,11 +46,11 @@ MAX_RESPONSE_TEXT = 256
 REQUEST_TIMEOUT_SECONDS = 10.0  # one vendor request, all of it: connect, send, the whole answer
 CONNECT_TIMEOUT_SECONDS = 3.0
 # kept at the end of an invocation for the dead-letter moves and the batch record: the longest an AWS call
-# may take (relay.aws.AWS_CALLS bounds each), and a margin for the few calls the bookkeeping makes when AWS
+# may take (relay.aws.clients.AWS_CALLS bounds each), and a margin for the few calls the bookkeeping makes when AWS
 # answers at its usual speed
 BOOKKEEPING_MS = AWS_CALL_MAX_MS + 500
 # requests in flight per container (AppsFlyer: one event each); template.yaml's AppsFlyerMaxConcurrency x
-# this = the requests in flight against AppsFlyer's 60,000 POSTs per minute per app (README)
+# this = the requests in flight against AppsFlyer's 60,000 POSTs per minute per app
 SEND_WORKERS = 20
 DEFAULT_TIMEOUT = httpx.Timeout(REQUEST_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS)
 AUTH_STATUSES = frozenset({401, 403})
@@ -134,7 +134,7 @@ class Forwarder:
 
     @property
     def pool(self) -> ThreadPoolExecutor:
-        """Created once per container (starting threads per batch cost ~0.25 ms per AppsFlyer event)."""
+        """Created once per container: starting threads per batch would cost more than an AppsFlyer request."""
         if self._pool is None:
             pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix=f"{self.vendor}-send")
             # Start every thread now: the executor adds a thread only when no idle one is counted, and it

@@ -13,6 +13,6 @@ def batch_response(retry: Iterable[str]) -> dict[str, Any]:
 
     Built here rather than by Powertools' BatchProcessor: the vendor functions decide per batch (AppLovin
     and AdRoll send 100 events per request), not record by record, and importing
-    `aws_lambda_powertools.utilities.batch` cost ~70 ms of every cold start (it loads all Parser models
-    and event data classes; README "Performance and cost")."""
+    `aws_lambda_powertools.utilities.batch` loads every Parser model and event data class at each cold
+    start (docs/decisions/0003)."""
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in dict.fromkeys(retry)]}

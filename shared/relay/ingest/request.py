@@ -1,4 +1,4 @@
-"""The ingest endpoint's logic: verify, validate, route, publish (README "Ingest API").
+"""The ingest endpoint's logic: verify, validate, route, publish (docs/ingest-api.md).
 
 Framework-free: the IngestFunction handler turns the API Gateway event into (raw body, headers)
 and this module's result back into an HTTP response.
@@ -272,7 +272,7 @@ class Ingest:
 def bundles(singles: list[tuple[str, Message]], per_message: int) -> tuple[list[Message], dict[str, list[str]]]:
     """Put events that go to the same vendors together, up to `per_message` and MAX_EVENT_MESSAGE_BYTES per
     message (a bundle a vendor function moves whole to its DLQ keeps room for the dead letter's attributes)
-    (relay.queued); returns the messages and the event_ids each carries. A message of one event is that
+    (relay.queued.message); returns the messages and the event_ids each carries. A message of one event is that
     event's own message."""
     groups: dict[str, list[tuple[str, Message]]] = {}  # by destinations
     for single in singles:

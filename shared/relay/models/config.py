@@ -1,6 +1,6 @@
 """Relay configuration: `relay.toml` locally, environment variables + Secrets Manager when deployed.
 
-Both sources hold the same keys (README "Configuration") and go through the same models, so a bad
+Both sources hold the same keys (docs/configuration.md) and go through the same models, so a bad
 value fails at start with the key and the reason, wherever it came from.
 """
 

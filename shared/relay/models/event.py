@@ -1,4 +1,4 @@
-"""The canonical, vendor-neutral conversion event (see README "Canonical event")."""
+"""The canonical, vendor-neutral conversion event (docs/ingest-api.md)."""
 
 from __future__ import annotations
 
@@ -106,8 +106,8 @@ Money = Annotated[
 
 
 class Strict(BaseModel):
-    # Validators are built on first use, not at import: vendor functions read queued messages (relay.queued)
-    # and never validate an event unless an older relay queued it (~45 ms of their cold start); the ingest,
+    # Validators are built on first use, not at import: vendor functions read queued messages (relay.queued.message)
+    # and never validate an event unless an older relay queued it (time at every cold start); the ingest,
     # which validates every request, builds them while it loads (build_validators).
     model_config = ConfigDict(extra="forbid", strict=False, str_strip_whitespace=True, defer_build=True)
 

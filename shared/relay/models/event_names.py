@@ -1,4 +1,4 @@
-"""Canonical event name -> each vendor's event name (README "Event names").
+"""Canonical event name -> each vendor's event name (docs/ingest-api.md, "Event names").
 
 `None` means the vendor does not take the event. Deployments override single cells with
 ``[events.<canonical>] <vendor> = "name"`` (``""`` to skip). Names missing from the table:
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-# Names each vendor documents (VENDORS.md); an override must use one of them.
+# Names each vendor documents on its API page (the adapters cite them); an override must use one of them.
 APPLOVIN_EVENT_NAMES = frozenset(
     {
         "page_view",

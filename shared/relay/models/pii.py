@@ -1,4 +1,4 @@
-"""Normalisation and SHA-256 hashing of personal data, per vendor rule (see README "PII").
+"""Normalisation and SHA-256 hashing of personal data, per vendor rule (docs/ingest-api.md, "PII").
 
 A value that already is a SHA-256 hex digest (64 hex characters, any case) is taken as hashed and
 passed through in lower case: the relay never hashes a hash.

@@ -1,8 +1,8 @@
-"""What travels from the ingest through SNS and SQS to the vendor functions (README "Queued message").
+"""What travels from the ingest through SNS and SQS to the vendor functions (docs/decisions/0005).
 
 The ingest validates an event and maps it for every vendor anyway (to know its destinations); the message
 it publishes carries those vendor payloads, so a vendor function sends what it reads without validating
-and mapping the event a second time — which cost two thirds of its CPU per event — and the queues and
+and mapping the event a second time, and the queues and
 DLQs hold what each vendor is sent (emails and phones hashed), not the event as the client sent it:
 
     {"event_id": "o-1001", "name": "purchase",
@@ -14,7 +14,7 @@ A message without "payloads" is a canonical event (what relays before this forma
 
 The ingest puts up to EVENTS_PER_MESSAGE events of one request that go to the same vendors in one
 message, a **bundle**: ``{"bundle": <id>, "events": [<message>, <message>, ...]}`` (SQS and SNS bill per message, so a
-bundle of ten costs a tenth; README "Performance and cost"). A vendor function handles each event of a
+bundle of ten costs a tenth). A vendor function handles each event of a
 bundle on its own: claims, outcome, dead letter (whose body is that event's own message).
 """
 

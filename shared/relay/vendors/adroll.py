@@ -1,4 +1,7 @@
-"""AdRoll (NextRoll) S2S events API (seed 003; VENDORS.md "AdRoll")."""
+"""AdRoll (NextRoll) server-to-server events API.
+
+https://apidocs.nextroll.com/server-to-server-api/reference.html
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""AppLovin Axon Conversion API (seeds 000, 001; VENDORS.md "AppLovin Axon Conversion API")."""
+"""AppLovin Axon Conversion API: standard and restricted lead-gen.
+
+https://support.axon.ai/en/growth/promoting-your-websites/api/axon-conversion-api
+https://support.axon.ai/en/growth/promoting-your-websites/api/conversion-api-for-restricted-lead-generation
+"""
 
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ IDENTIFIER_SOURCES = (
     "vendor_ids.applovin.aleid, vendor_ids.applovin.axwrt, vendor_ids.applovin.alart, "
     "user.cookie_id, user.id, user.email or user.phone"
 )
-# Restricted lead-gen flow (seed 000): the only user_data fields allowed, and the identifiers.
+# Restricted lead-gen flow: the only user_data fields allowed, and the identifiers.
 RESTRICTED_USER_FIELDS = (
     "alart",
     "aleid",

@@ -1,4 +1,7 @@
-"""AppsFlyer S2S in-app events API, v3 and legacy v2 (seed 002; VENDORS.md "AppsFlyer")."""
+"""AppsFlyer S2S in-app events API, v3 and legacy v2.
+
+https://dev.appsflyer.com/hc/reference/s2s-events-api3-overview
+"""
 
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ def event_time(event: Event) -> str:
 
 
 def stringify(value: Any) -> str:
-    """eventValue values are strings: unstringified values were silently dropped (VENDORS.md)."""
+    """eventValue values are strings: other integrators saw unstringified values dropped without an error."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):

@@ -1,0 +1,260 @@
+"""Render the documentation's figures and reference from the files that hold them, never by hand.
+
+    python docs/render.py            # rewrite the generated blocks of docs/*.md
+    python docs/render.py --check    # exit 1 when a page does not show what the files hold
+
+A block stands between ``<!-- render:NAME -->`` and ``<!-- /render:NAME -->`` in a page:
+
+- docs/performance.md: `bench/results.json` (`make bench`);
+- docs/reliability.md: `reliability/*.json` (`make reliability`);
+- docs/cli.md: the `relay` command's own argument parser.
+
+`make docs` runs it before `mkdocs build --strict`; a test runs `--check`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import re
+import sys
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+
+VENDORS = {"applovin": "AppLovin", "appsflyer": "AppsFlyer", "adroll": "AdRoll"}
+FAULTS = (
+    ("5xx", "5xx"),
+    ("429", "429s with Retry-After"),
+    ("timeout", "holds past the deadline"),
+    ("drip", "answers dripped past the deadline"),
+    ("slow", "late answers (the latency tail)"),
+    ("reset", "connection resets"),
+    ("invalid", "requests refused for an invalid event"),
+    ("crash", "invocations crashed after their work"),
+)
+
+
+def _n(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def soak(data: dict[str, Any]) -> str:
+    rows = [
+        "| vendor | valid deliveries expected | delivered | duplicates | lost | invalid events | in the DLQ with"
+        " a reason (the refusal) | DLQ messages (relay) | moved by SQS | vendor requests |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for vendor, name in VENDORS.items():
+        lost = data["lost"].get(vendor, 0) + data["valid_dead_lettered"].get(vendor, 0)
+        rows.append(
+            f"| {name} | {_n(data['expected'][vendor])} | {_n(data['delivered'][vendor])} |"
+            f" {_n(data['duplicates'][vendor])} | {_n(lost)} | {_n(data['invalid_expected'][vendor])} |"
+            f" {_n(data['invalid_in_dlq'][vendor])} ({_n(data.get('invalid_refused', {}).get(vendor, 0))}) |"
+            f" {_n(data['dlq_messages'][vendor])} |"
+            f" {_n(data['moved_by_sqs'][vendor])} | {_n(sum(data['vendor_requests'][vendor].values()))} |"
+        )
+    faults = data.get("faults", {})
+    injected = ", ".join(f"{_n(faults[k])} {label}" for k, label in FAULTS if faults.get(k))
+    killed = data.get("killed") or {}
+    ended = ", ".join(f"{VENDORS[v]} {n}" for v, n in sorted(killed.items()) if n) or "none"
+    lines = [
+        f"{_n(data['events'])} events in {_n(data['ingest_requests'])} signed requests of {data['per_request']};"
+        f" {_n(sum(data['expected'].values()))} valid vendor deliveries expected.",
+        f"Faults injected: {injected}.",
+        f"Invocations ended at their timeout: {ended}. Events near the size limit: {_n(data.get('big_events', 0))}.",
+    ]
+    if data.get("disabled"):
+        lines.append(
+            f"{VENDORS[data['disabled']]} turned off in its function mid-run: {_n(data['disabled_dead_lettered'])}"
+            f" events dead-lettered as `disabled` ({_n(data['redriven'])} messages), redriven once it was back on."
+        )
+    verdict = "**passed**: exactly once, nothing lost" if data["passed"] else "**failed**"
+    lines.append(f"Drained in {data['drain_seconds']:.0f} s; {verdict}.")
+    return "\n".join(rows) + "\n\n" + "\n".join(f"- {line}" for line in lines)
+
+
+def load(runs: list[dict[str, Any]]) -> str:
+    rows = [
+        "| events per request | clients | requests | requests/s | events/s | p50 | p99 | max | resent after a 503 |"
+        " errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        ms = run["latency_ms"]
+        rows.append(
+            f"| {run['per_request']} | {run['concurrency']} | {_n(run['requests'])} | {run['requests_per_s']:.1f} |"
+            f" {run['events_per_s']:.1f} | {_n(ms['p50'])} ms | {_n(ms['p99'])} ms | {_n(ms['max'])} ms |"
+            f" {_n(run.get('resends', 0))} | {_n(run['errors'])} |"
+        )
+    return "\n".join(rows)
+
+
+def _range(stat: dict[str, float], digits: int = 0, scale: float = 1.0) -> str:
+    f = f"{{:,.{digits}f}}"
+    return f"{f.format(stat['median'] * scale)} [{f.format(stat['min'] * scale)}–{f.format(stat['max'] * scale)}]"
+
+
+def bench_run(r: dict[str, Any]) -> str:
+    return (
+        f"Run of {r['when'][:10]} on {r['machine']}; vendor latency {r['latency_ms']:g} ms; every figure the median of"
+        f" {r['repeat']} runs, [min–max]."
+    )
+
+
+def bench_throughput(r: dict[str, Any]) -> str:
+    rows = [
+        "| vendor | batch | events/s | ideal (ms) | efficiency | CPU ms per event | transport | relay overhead |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for vendor, name in VENDORS.items():
+        for n in ("1", "10", "100"):
+            row = r["throughput"][vendor][n]
+            rows.append(
+                f"| {name} | {n} | {_range(row['events_per_s'])} | {row['ideal_ms']:,.0f} |"
+                f" {_range(row['efficiency'], 3)} | {row['cpu_ms_per_event']['median']:.3f} |"
+                f" {row['transport_cpu_ms_per_event']['median']:.3f} |"
+                f" {row['overhead_cpu_ms_per_event']['median']:.3f} |"
+            )
+        naive = r["throughput"][vendor]["naive_100"]["events_per_s"]
+        rows.append(
+            f"| {name} | naive loop, 100 | {_range(naive, 1)} | | relay ÷ naive:"
+            f" {r['throughput'][vendor]['ratio_vs_naive_100']:.1f}× | | | |"
+        )
+    return "\n".join(rows)
+
+
+def bench_functions(r: dict[str, Any]) -> str:
+    ingest, imports, memory = r["ingest"], r["imports"], r["memory"]
+    rows = [
+        "| function | import (ms) | × `import boto3` | peak RSS, batch of 100 (MB) | share of MemorySize |",
+        "|---|---|---|---|---|",
+    ]
+    rows.append(f"| (`import boto3`) | {_range(imports['boto3'])} | 1 | | |")
+    for fn, name in (("ingest", "ingest"), *VENDORS.items()):
+        m = memory[fn]
+        rows.append(
+            f"| {name} | {_range(imports[fn])} | {imports[fn]['ratio_vs_boto3']:.2f} |"
+            f" {m['peak_rss_mb']:.0f} of {m['memory_size_mb']} | {m['share']:.2f} |"
+        )
+    if "applovin_tracing_active" in imports:
+        traced = imports["applovin_tracing_active"]
+        ratio = traced["median"] / imports["boto3"]["median"]
+        rows.append(f"| AppLovin, `Tracing=Active` | {_range(traced)} | {ratio:.2f} | | |")
+    lines = [
+        "\n".join(rows),
+        "",
+        f"Ingest CPU per event: {_range(ingest['cpu_ms_per_event_1'], 3)} ms at 1 event per request,"
+        f" {_range(ingest['cpu_ms_per_event_100'], 3)} ms at 100.",
+    ]
+    return "\n".join(lines)
+
+
+def bench_cost(r: dict[str, Any]) -> str:
+    rows = ["| events per request | USD per million events, all three vendors |", "|---|---|"]
+    for k, c in r["cost"].items():
+        rows.append(f"| {k} | ${c['usd_per_million_events']:.2f} |")
+    first = next(iter(r["cost"].values()))
+    rows += [
+        "",
+        f"Prices as of {first['prices_as_of']} (us-east-1), per line of the model at 100 events per request:",
+        "",
+    ]
+    rows += ["| item | USD per million events | basis |", "|---|---|---|"]
+    rows += [
+        f"| {line['item']} | {line['usd_per_million']:.4f} | {line['basis']} |" for line in r["cost"]["100"]["lines"]
+    ]
+    return "\n".join(rows)
+
+
+def bench_targets(r: dict[str, Any]) -> str:
+    rows = ["| target | measured | |", "|---|---|---|"]
+    for t in r["targets"]:
+        rows.append(
+            f"| {t['target']} {t['op']} {t['limit']:g} | {t['value']:.3f} | {'met' if t['pass'] else '**missed**'} |"
+        )
+    return "\n".join(rows)
+
+
+def cli_reference() -> str:
+    """`relay --help` and every subcommand's, from the parser the command itself uses."""
+    from relay_tools.cli import build_parser
+
+    parser = build_parser()
+    out = [_usage(parser, "relay")]
+    for name, sub in _subcommands(parser):
+        out.append(f"### `relay {name}`\n\n" + _usage(sub, f"relay {name}"))
+        for action, deeper in _subcommands(sub):
+            out.append(f"#### `relay {name} {action}`\n\n" + _usage(deeper, f"relay {name} {action}"))
+    return "\n\n".join(out)
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
+    for action in parser._actions:  # noqa: SLF001 - argparse has no public accessor for subparsers
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            return list(action.choices.items())
+    return []
+
+
+def _usage(parser: argparse.ArgumentParser, prog: str) -> str:
+    parser.prog = prog
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        parser.print_help()
+    return "```text\n" + buffer.getvalue().rstrip() + "\n```"
+
+
+def blocks() -> dict[str, dict[str, str]]:
+    """page -> block name -> its text."""
+    read = lambda path: json.loads((ROOT / path).read_text())  # noqa: E731
+    bench = read("bench/results.json")
+    return {
+        "performance.md": {
+            "bench-run": bench_run(bench),
+            "bench-throughput": bench_throughput(bench),
+            "bench-functions": bench_functions(bench),
+            "bench-cost": bench_cost(bench),
+            "bench-targets": bench_targets(bench),
+        },
+        "reliability.md": {
+            "soak": soak(read("reliability/soak.json")),
+            "load": load([read("reliability/load-1.json"), read("reliability/load-100.json")]),
+        },
+        "cli.md": {"cli": cli_reference()},
+    }
+
+
+def render(text: str, rendered: dict[str, str], page: str) -> str:
+    for name, body in rendered.items():
+        pattern = re.compile(rf"(<!-- render:{name} -->\n)(?:.*?\n)?(<!-- /render:{name} -->)", re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"docs/{page} has no <!-- render:{name} --> block")
+        text = pattern.sub(lambda m, body=body: m.group(1) + body + "\n" + m.group(2), text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 when a page is not up to date")
+    args = parser.parse_args(argv)
+    stale = []
+    for page, rendered in blocks().items():
+        path = DOCS / page
+        text = path.read_text()
+        new = render(text, rendered, page)
+        if new != text:
+            stale.append(page)
+            if not args.check:
+                path.write_text(new)
+    if args.check and stale:
+        print(f"generated blocks differ from their sources in docs/{', docs/'.join(stale)}: run python docs/render.py")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
