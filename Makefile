@@ -33,12 +33,12 @@ local: install      ## the local stack: moto's server built from template.yaml, 
 infra: install      ## the template (cfn-lint, sam validate --lint), sam build and its layer, the benchmark script
 	$(BIN)/pytest tests/infra
 
-docs: install       ## the documentation site: figures rendered from result files, then mkdocs build --strict
-	$(BIN)/python docs/render.py
-	$(BIN)/mkdocs build --strict --site-dir .site
+docs: install       ## the documentation site: generated blocks checked (python docs/render.py renders them), mkdocs build --strict
+	$(BIN)/python docs/render.py --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 docs-serve: install ## the documentation site on http://127.0.0.1:8000, rebuilt on change
-	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
 validate: install   ## sam validate --lint (also run by the suite)
 	$(BIN)/sam validate --lint
@@ -59,7 +59,7 @@ events: install     ## regenerate the sam local invoke events in events/ (ingest
 sam-env: install    ## regenerate env.local.json (sam local --env-vars, pointing at `make dev`)
 	$(BIN)/relay sam-env --config relay.example.toml > env.local.json
 
-dev: install        ## the whole relay on this machine until Ctrl-C (CONFIG=relay.toml by default if present)
+dev: install        ## the whole relay on your machine until Ctrl-C (CONFIG=relay.toml by default if present)
 	$(BIN)/relay dev --config $(CONFIG)
 
 demo: install       ## start the local stack, send every sample, print event -> vendor -> outcome, stop
@@ -67,6 +67,7 @@ demo: install       ## start the local stack, send every sample, print event -> 
 
 bench: install      ## benchmarks: bench/results.json, bench/results.png and a table (LATENCY_MS=50 REPEAT=5)
 	$(BIN)/python bench/run.py --latency-ms $${LATENCY_MS:-50} --repeat $${REPEAT:-5}
+	$(BIN)/python docs/render.py
 
 reliability: install  ## long form of the reliability suite (make test runs the short form): hostile input, soak, load
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/integration/test_hostile.py tests/infra/test_template.py -p no:cacheprovider

@@ -7,7 +7,8 @@ A block stands between ``<!-- render:NAME -->`` and ``<!-- /render:NAME -->`` in
 
 - docs/performance.md: `bench/results.json` (`make bench`);
 - docs/reliability.md: `reliability/*.json` (`make reliability`);
-- docs/cli.md: the `relay` command's own argument parser.
+- docs/cli.md: the `relay` command's own argument parser;
+- docs/operations.md: the template's alarms, the delivery outcomes and every skip and invalid reason.
 
 `make docs` runs it before `mkdocs build --strict`; a test runs `--check`.
 """
@@ -15,6 +16,7 @@ A block stands between ``<!-- render:NAME -->`` and ``<!-- /render:NAME -->`` in
 from __future__ import annotations
 
 import argparse
+import ast
 import io
 import json
 import re
@@ -208,6 +210,69 @@ def _usage(parser: argparse.ArgumentParser, prog: str) -> str:
     return "```text\n" + buffer.getvalue().rstrip() + "\n```"
 
 
+def _text(node: ast.expr) -> str:
+    """A string argument as the reader sees it: a literal, or an f-string with its fields as `{…}`."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(
+            _text(v) if isinstance(v, ast.Constant) else "{" + ast.unparse(v.value) + "}" for v in node.values
+        )
+    return "{" + ast.unparse(node) + "}"
+
+
+def _cell(text: str) -> str:
+    return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
+
+
+def reasons() -> str:
+    """Every skip reason and vendor-rule error the code can give, read from the code itself."""
+    sources = {
+        "routing (every vendor)": ROOT / "shared/relay/queued/routing.py",
+        "AppLovin": ROOT / "shared/relay/vendors/applovin.py",
+        "AppsFlyer": ROOT / "shared/relay/vendors/appsflyer.py",
+        "AdRoll": ROOT / "shared/relay/vendors/adroll.py",
+    }
+    rows = ["| where | kind | field | reason |", "|---|---|---|---|"]
+    for where, path in sources.items():
+        calls = [n for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(n, ast.Call)]
+        for node in sorted(calls, key=lambda n: (n.lineno, n.col_offset)):
+            func = node.func
+            if isinstance(func, ast.Name) and func.id == "Skipped" and node.args:
+                rows.append(f"| {where} | skipped | | {_cell(_text(node.args[0]))} |")
+            elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "errors":
+                if func.attr == "add" and len(node.args) == 2:
+                    rows.append(f"| {where} | invalid | {_cell(_text(node.args[0]))} | {_cell(_text(node.args[1]))} |")
+                elif func.attr == "require" and len(node.args) == 3:
+                    reason = "is required: " + _text(node.args[2])
+                    rows.append(f"| {where} | invalid | {_cell(_text(node.args[1]))} | {_cell(reason)} |")
+    return "\n".join(rows)
+
+
+def outcomes() -> str:
+    """The delivery outcomes, from the Outcome enum's own lines."""
+    source = (ROOT / "shared/relay/delivery/outcomes.py").read_text(encoding="utf-8")
+    rows = ["| outcome | meaning |", "|---|---|"]
+    for value, comment in re.findall(r'^    [A-Z_]+ = "([a-z_]+)"  # (.+)$', source, re.M):
+        rows.append(f"| `{value}` | {comment} |")
+    return "\n".join(rows)
+
+
+def alarms() -> str:
+    """The template's CloudWatch alarms: what each watches and what it means."""
+    from relay_tools.stack import load_template
+
+    resources = load_template(ROOT / "template.yaml")["Resources"]
+    rows = ["| alarm | metric | fires when |", "|---|---|---|"]
+    for name, resource in resources.items():
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        props = resource["Properties"]
+        metric = f"`{props.get('Namespace', 'S2SRelay')}` / `{props['MetricName']}`"
+        rows.append(f"| `{name}` | {metric} | {props['AlarmDescription']} |")
+    return "\n".join(rows)
+
+
 def blocks() -> dict[str, dict[str, str]]:
     """page -> block name -> its text."""
     read = lambda path: json.loads((ROOT / path).read_text())  # noqa: E731
@@ -225,6 +290,7 @@ def blocks() -> dict[str, dict[str, str]]:
             "load": load([read("reliability/load-1.json"), read("reliability/load-100.json")]),
         },
         "cli.md": {"cli": cli_reference()},
+        "operations.md": {"alarms": alarms(), "outcomes": outcomes(), "reasons": reasons()},
     }
 
 

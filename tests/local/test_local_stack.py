@@ -221,3 +221,28 @@ def test_the_local_stack_ends_a_vendor_invocation_past_its_deadline(tmp_path):
         "adroll-send_0": "ran",
         "ingest": "ran",
     }
+
+
+def test_the_readmes_first_signed_event_works_with_curl_and_openssl(dev):
+    """The README's curl + openssl snippet, run as written (only the port is this stack's), gets a 202 and
+    reaches AppLovin and AdRoll; AppsFlyer is skipped with its reason."""
+    import re
+    import shutil
+    import subprocess
+
+    if not (shutil.which("curl") and shutil.which("openssl")):
+        pytest.fail("curl and openssl are needed (the README's first event uses them)")
+    stack, config, _ = dev
+    section = (ROOT / "README.md").read_text().split("## Your first signed event", 1)[1]
+    script = re.search(r"```bash\n(.*?)```", section, re.S)[1]
+    assert "http://127.0.0.1:3000/v1/events" in script
+    script = script.replace("http://127.0.0.1:3000/v1/events", stack.ingest_url)
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)
+    (accepted,) = answer["accepted"]
+    assert accepted["event_id"] == "readme-0001" and accepted["destinations"] == ["applovin", "adroll"]
+    assert "app events only" in accepted["skipped"]["appsflyer"]
+    for vendor in ("applovin", "adroll"):  # the order id reaches both (transaction_id, order_id)
+        sent = lambda v=vendor: [r for r in sandbox_requests(config, v) if "readme-order-1" in json.dumps(r["body"])]  # noqa: E731
+        assert wait_for(sent)[0]["status"] == 200, vendor

@@ -93,15 +93,3 @@ def test_invocations_that_always_fail_after_their_work_deliver_once_and_sqs_park
         assert report.moved_by_sqs[vendor] == report.expected[vendor], vendor  # parked, each one delivered
         assert report.dlq_messages[vendor] == 0 and report.valid_dead_lettered[vendor] == 0, vendor
     assert report.passed
-
-
-def test_the_readme_shows_the_figures_of_the_reliability_result_files():
-    import subprocess
-    import sys
-
-    from ..conftest import ROOT
-
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "reliability" / "render.py"), "--check"], capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -428,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     sr.set_defaults(func=sandbox_cmd)
     se = sub.add_parser("sam-env", help="print an --env-vars file for sam local, pointing at the local stack")
     se.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")
-    se.add_argument("--host", default="host.docker.internal", help="how Docker containers reach this machine")
+    se.add_argument("--host", default="host.docker.internal", help="how Docker containers reach the host")
     se.set_defaults(func=sam_env_cmd)
     co = sub.add_parser("cost", help="AWS cost per million events and per month (the model make bench uses)")
     co.add_argument("--events-per-month", type=int, required=True)

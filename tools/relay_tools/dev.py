@@ -51,7 +51,6 @@ from relay.models.config import SECRET_KEYS, RelayConfig
 from relay.models.environment import IngestEnvironment, VendorEnvironment, read_environment
 from relay_tools.apigw import http_api_event, response_body
 from relay_tools.faults import FaultPlan
-from relay_tools.functions import ingest_handler, vendor_handler
 from relay_tools.queues import LOCAL_CREDENTIALS
 from relay_tools.sandbox import Sandboxes
 from relay_tools.sqs_events import lambda_records
@@ -314,6 +313,8 @@ class LocalStack:
     # -- ingest -------------------------------------------------------------------------------------
 
     def _start_ingest(self) -> None:
+        from relay_tools.functions import ingest_handler  # after _environment(): Powertools reads it at import
+
         assert self.stack is not None
         env = read_environment(IngestEnvironment, self.stack.function_environment("IngestFunction"))
         ddb = self.clients["dynamodb"]
@@ -394,6 +395,8 @@ class LocalStack:
         return new_http_client(event_hooks={"request": [on_request], "response": [on_response]}, **timeout)
 
     def _start_poller(self, logical: str, vendor: str) -> None:
+        from relay_tools.functions import vendor_handler
+
         assert self.stack is not None
         env = self.function_env[logical] = self.stack.function_environment(logical)
         environment = read_environment(VendorEnvironment, env)

@@ -20,8 +20,9 @@ Two kinds of record in the idempotency table (hash key `id`, TTL attribute `expi
 An event is delivered once its claim names a batch whose record exists and does not list it. So a
 delivery costs one write per event and vendor plus one per batch of up to 100 events, where Powertools
 Idempotency's in-progress and completed records cost two per event. What it guarantees is the same: an
-invocation that dies before writing its batch record leaves claims whose lease runs out, and then the events are sent again (the
-window in which a crash can duplicate is the same as between Powertools' in-progress and completed).
+invocation that dies before writing its batch record leaves claims whose lease runs out, and then the
+events are sent again (the window in which a crash can duplicate is the same as between Powertools'
+in-progress and completed).
 
 The key is a hash of ``[vendor, event_id]`` only: a resend of the same event_id with another body is still
 a duplicate. A delivered event is remembered for the dedupe horizon (`dedupe_horizon_seconds`); so is an

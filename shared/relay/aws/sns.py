@@ -39,7 +39,7 @@ def _attribute(destinations: tuple[str, ...]) -> str:
     return json.dumps(list(destinations), separators=(",", ":"))
 
 class SnsPublisher(LazyClient):
-    """Publishes queued messages (relay.queued.message) with a `destinations` attribute (the queues' filter policies)."""
+    """Publishes queued messages (relay.queued.message) with a `destinations` attribute (the filter policies)."""
 
     service = "sns"
     # The entries are built here, from validated events: botocore's client-side parameter validation
