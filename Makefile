@@ -78,7 +78,7 @@ reliability: install  ## long form of the reliability suite (make test runs the 
 	$(BIN)/python docs/render.py
 
 BUILD_DIR ?= .aws-sam/build
-build: install      ## sam build (python3.13, arm64 layer) + bytecode; needs python3.13 on PATH (pyenv: see README)
+build: install      ## sam build (python3.13, arm64 layer) + bytecode; needs python3.13 on PATH (docs/development.md)
 	PYENV_VERSION=$${PYENV_VERSION:-3.11.7:3.13.0} $(BIN)/sam build --build-dir $(BUILD_DIR)
 	@# Lambda's /opt and /var/task are read-only: without shipped bytecode every cold start compiles
 	@# every module it imports. Hash-checked .pyc stay valid whatever mtimes the zip gives the sources.

@@ -183,8 +183,8 @@ def _heavy_imports(function: str, trace_disabled: str) -> set[str]:
 
 def test_handlers_skip_what_they_do_not_run_at_cold_start():
     """The X-Ray SDK only when tracing is on; never Powertools' batch utility (all Parser models and data
-    classes) or event handler package (every resolver): ~70 ms and ~35 ms of import (README "Performance
-    and cost"); vendor functions leave the event validators unbuilt. A guard on what is loaded, not a timing."""
+    classes) or event handler package (every resolver): docs/decisions/0004; vendor functions leave the
+    event validators unbuilt. A guard on what is loaded, not a timing."""
     assert _heavy_imports("ingest", "true") == set()  # it validates every request: built while it loads
     for function in ("applovin", "appsflyer", "adroll"):  # queued messages need no event validation (~45 ms)
         assert _heavy_imports(function, "true") == {"event-validator-deferred"}

@@ -1,4 +1,4 @@
-"""The `relay` command line (README "CLI")."""
+"""The `relay` command line (docs/cli.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What running the relay costs on AWS, per million events (README "Performance and cost").
+"""What running the relay costs on AWS, per million events (docs/performance.md).
 
 Every price is a named constant with its source page: AWS's public us-east-1 price list as it stood on
 PRICES_AS_OF (after the November 2024 DynamoDB on-demand price cut). They were not re-read when this was

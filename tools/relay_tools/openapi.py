@@ -71,7 +71,7 @@ def openapi() -> dict[str, Any]:
         "info": {
             "title": "S2S Relay ingest API",
             "version": __version__,
-            "description": "Signed canonical conversion events in; see README 'Ingest API'.",
+            "description": "Signed canonical conversion events in; see docs/ingest-api.md.",
         },
         "paths": {
             "/v1/events": {
