@@ -143,7 +143,8 @@ def function_env(parameters: dict[str, str] | None = None) -> dict[str, str]:
 def probe(*args: str, env_over: dict[str, str] | None = None) -> dict:
     env = {
         **os.environ,
-        "PYTHONPATH": layer_path(),
+        # the layer as shipped; the tooling only for the harness's SQS event builder (relay_tools.sqs_events)
+        "PYTHONPATH": os.pathsep.join([layer_path(), str(ROOT / "tools")]),
         **(env_over or function_env()),
         "AWS_LAMBDA_FUNCTION_NAME": "bench",
         "AWS_DEFAULT_REGION": "us-east-1",
