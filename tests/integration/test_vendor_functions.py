@@ -389,3 +389,18 @@ def test_a_refused_key_is_read_again_from_secrets_manager_at_most_once_a_minute(
     assert invoke(1062) == []
     keys = [r.headers["authorization"] for r in mock.requests]
     assert keys == [SECRETS["applovin"], "rotated-1", "rotated-1", "rotated-1", "rotated-2"]
+
+
+@pytest.mark.parametrize(("function", "missing"), [("ingest", "RELAY_TOPIC_ARN"), ("adroll", "RELAY_DLQ_URL")])
+def test_a_function_without_a_variable_fails_its_invocation_naming_it(aws_stack, monkeypatch, function, missing):
+    """A Lambda error (counted by the function's error metric), not a request answered with a configuration
+    the function cannot use, and nothing sent anywhere."""
+    from relay.models.environment import InvalidEnvironment
+
+    logical = "IngestFunction" if function == "ingest" else f"{PREFIX[function]}Function"
+    use_function_env(monkeypatch, aws_stack, logical)
+    monkeypatch.delenv(missing)
+    handler = load_function(function)
+    event = http_api_event("POST", "/v1/events", {}, b"{}") if function == "ingest" else {"Records": []}
+    with pytest.raises(InvalidEnvironment, match=f"{missing}: Field required"):
+        handler(event, FakeLambdaContext())
