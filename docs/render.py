@@ -268,7 +268,11 @@ def alarms() -> str:
         if resource["Type"] != "AWS::CloudWatch::Alarm":
             continue
         props = resource["Properties"]
-        metric = f"`{props.get('Namespace', 'S2SRelay')}` / `{props['MetricName']}`"
+        if "Metrics" in props:  # metric math: the metrics it combines
+            stats = [m["MetricStat"]["Metric"] for m in props["Metrics"] if "MetricStat" in m]
+            metric = f"`{stats[0]['Namespace']}` / `{stats[0]['MetricName']}` of {len(stats)} functions"
+        else:
+            metric = f"`{props.get('Namespace', 'S2SRelay')}` / `{props['MetricName']}`"
         rows.append(f"| `{name}` | {metric} | {props['AlarmDescription']} |")
     return "\n".join(rows)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
 
+import pytest
 from cfnlint.decode import cfn_yaml
 
 from relay.models.environment import FunctionEnvironment, read_environment
@@ -244,7 +246,8 @@ def test_every_subscription_keeps_what_sns_cannot_deliver_and_an_alarm_watches()
         assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == props["TopicArn"]
         assert any(  # a message in that DLQ raises an alarm
             r["Type"] == "AWS::CloudWatch::Alarm"
-            and r["Properties"]["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq, "QueueName"]}}]
+            and r["Properties"].get("Dimensions")
+            == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq, "QueueName"]}}]
             for r in res.values()
         )
     undelivered = res["EventsUndeliveredAlarm"]["Properties"]
@@ -280,3 +283,92 @@ def test_the_local_stack_creates_the_subscriptions_redrive_and_the_alarm_key(aws
     assert targets == {aws_stack.arns[f"{p}DeadLetterQueue"] for p in VENDOR_RESOURCES.values()}
     topic = sns.get_topic_attributes(TopicArn=aws_stack.physical["AlarmTopic"])["Attributes"]
     assert topic["KmsMasterKeyId"] == aws_stack.physical["AlarmTopicKey"]
+
+
+def test_every_parameter_says_what_it_is_and_what_it_takes():
+    """`sam deploy --guided` shows no descriptions: the template is where they are read, and each value is
+    checked by CloudFormation before anything is created."""
+    for name, param in _template()["Parameters"].items():
+        assert param.get("Description"), name
+        if param["Type"] == "Number":
+            assert "MinValue" in param and "MaxValue" in param, name
+        else:
+            assert "AllowedValues" in param or "AllowedPattern" in param, name
+            if "AllowedPattern" in param:
+                assert param.get("ConstraintDescription"), name
+                assert re.fullmatch(param["AllowedPattern"].strip("^$"), str(param["Default"])), name
+
+
+@pytest.mark.parametrize(
+    ("vendor", "ids", "expected"),
+    [
+        ("applovin", {}, False),
+        ("applovin", {"RELAY_APPLOVIN_PIXEL_ID": "px"}, True),
+        ("appsflyer", {}, False),
+        ("appsflyer", {"RELAY_APPSFLYER_ANDROID_APP_ID": "com.example.app"}, True),
+        ("adroll", {"RELAY_ADROLL_PIXEL_EID": "p"}, False),
+        ("adroll", {"RELAY_ADROLL_PIXEL_EID": "p", "RELAY_ADROLL_ADVERTISABLE_EID": "a"}, True),
+    ],
+)
+def test_with_the_default_parameters_a_vendor_is_on_exactly_when_its_ids_are_given(vendor, ids, expected):
+    """The defaults deploy a relay that runs (the ingest's configuration loads, whatever ids are missing),
+    with each vendor on when its ids are given: never a 500 on every request."""
+    from relay.models.config import config_from_env
+    from relay_tools.stack import Stack, load_template, parameter_defaults
+
+    template = load_template(ROOT / "template.yaml")
+    stack = Stack("defaults", "us-east-1", template, parameter_defaults(template))
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]  # what every function gets
+    env = {**{k: str(stack.resolve(v)) for k, v in variables.items()}, **ids}
+    assert env[f"RELAY_{vendor.upper()}_ENABLED"] == "auto"
+    config = config_from_env({k: v for k, v in env.items() if k.startswith("RELAY_")}, credentials=False)
+    assert config.enabled(vendor) is expected
+
+
+def test_a_vendor_turned_on_without_its_ids_is_refused_at_deploy_naming_the_parameter():
+    rules = _template()["Rules"]
+    needs = {
+        "AppLovinOnNeedsItsPixelId": ("AppLovinEnabled", ["AppLovinPixelId"]),
+        "AppsFlyerOnNeedsAnAppId": ("AppsFlyerEnabled", ["AppsFlyerIosAppId", "AppsFlyerAndroidAppId"]),
+        "AdRollOnNeedsItsEids": ("AdRollEnabled", ["AdRollAdvertisableEid", "AdRollPixelEid"]),
+    }
+    for rule, (switch, ids) in needs.items():
+        assert rules[rule]["RuleCondition"] == {"Fn::Equals": [{"Ref": switch}, "true"]}
+        (assertion,) = rules[rule]["Assertions"]
+        text = json.dumps(assertion["Assert"])
+        assert all(f'"Ref": "{i}"' in text for i in ids), rule
+        assert all(i in assertion["AssertDescription"] for i in (switch, *ids)), rule
+
+
+def test_every_samconfig_environment_deploys_as_written():
+    """Each environment's parameter_overrides name existing parameters with values the template accepts."""
+    import shlex
+    import tomllib
+
+    params = _template()["Parameters"]
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    environments = [name for name, env in config.items() if isinstance(env, dict) and "deploy" in env]
+    assert {"default", "dev", "prod"} <= set(environments)
+    for env in environments:
+        overrides = config[env]["deploy"]["parameters"].get("parameter_overrides", "")
+        for pair in shlex.split(overrides):
+            name, _, value = pair.partition("=")
+            assert name in params, (env, name)
+            p = params[name]
+            if "AllowedValues" in p:
+                assert value in [str(v) for v in p["AllowedValues"]], (env, name)
+            if "AllowedPattern" in p:
+                assert re.fullmatch(p["AllowedPattern"].strip("^$"), value), (env, name)
+            if p["Type"] == "Number":
+                assert p["MinValue"] <= float(value) <= p["MaxValue"], (env, name)
+
+
+def test_a_5xx_from_the_ingest_and_a_failed_invocation_raise_alarms():
+    resources = _template()["Resources"]
+    ingest = resources["IngestServerErrorAlarm"]["Properties"]
+    assert ingest["MetricName"] == "IngestServerErrors" and ingest["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    errors = resources["FunctionErrorAlarm"]["Properties"]
+    functions = {
+        m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"] for m in errors["Metrics"] if "MetricStat" in m
+    }
+    assert functions == {"IngestFunction", "AppLovinFunction", "AppsFlyerFunction", "AdRollFunction"}

@@ -226,7 +226,7 @@ def test_rotation_previous_secret_still_verifies(aws_stack, monkeypatch):
         assert handler(http_api_event("POST", "/v1/events", headers, raw), FakeLambdaContext())["statusCode"] == 202
 
 
-def test_unfilled_secret_is_a_server_error_not_a_client_one(aws_stack, monkeypatch):
+def test_unfilled_secret_is_a_server_error_not_a_client_one(aws_stack, monkeypatch, output):
     use_function_env(monkeypatch, aws_stack, "IngestFunction")
     monkeypatch.setenv("RELAY_INGEST_SECRET_ARN", aws_stack.physical["AppLovinSecret"].replace("AppLovin", "Nope"))
     handler = ingest_handler(clock=lambda: NOW_S)
@@ -236,6 +236,8 @@ def test_unfilled_secret_is_a_server_error_not_a_client_one(aws_stack, monkeypat
     )
     assert response["statusCode"] == 500
     assert json.loads(response["body"]) == {"error": "the relay is misconfigured; its operators have been alerted"}
+    (emf,) = [json.loads(line) for line in output.text().splitlines() if '"_aws"' in line]
+    assert emf["IngestServerErrors"] == [1.0]  # counted: IngestServerErrorAlarm watches it
 
 
 def test_unknown_route_is_404(ingest, aws_stack, monkeypatch):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relay.models.config import ConfigError, config_from_env
+from relay.models.config import ConfigError, config_from_env, config_from_mapping
 from relay_tools.config_file import load_config
 
 from ..conftest import ROOT
@@ -153,3 +153,24 @@ def test_env_refuses_secrets_and_reports_bad_values():
     assert [str(e) for e in exc.value.errors] == [
         "ingest.max_event_age_days: Input should be a valid integer, unable to parse string as an integer"
     ]
+
+
+@pytest.mark.parametrize(
+    ("vendor", "settings", "on"),
+    [
+        ("applovin", {}, False),
+        ("applovin", {"pixel_id": "px"}, True),
+        ("appsflyer", {"ios_app_id": "id123"}, True),
+        ("appsflyer", {}, False),
+        ("adroll", {"advertisable_eid": "a"}, False),
+        ("adroll", {"advertisable_eid": "a", "pixel_eid": "p"}, True),
+    ],
+)
+def test_enabled_auto_turns_a_vendor_on_exactly_when_its_ids_are_given(vendor, settings, on):
+    config = config_from_mapping({vendor: {"enabled": "auto", **settings}}, "test", credentials=False)
+    assert config.enabled(vendor) is on
+
+
+def test_enabled_true_without_the_ids_names_them():
+    with pytest.raises(ConfigError, match="applovin.pixel_id: is required when applovin is enabled"):
+        config_from_mapping({"applovin": {"enabled": True}}, "test", credentials=False)

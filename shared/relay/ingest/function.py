@@ -31,6 +31,7 @@ build_validators()  # the event models defer theirs (vendor functions never need
 
 ROUTE = ("POST", "/v1/events")
 MISCONFIGURED = "the relay is misconfigured; its operators have been alerted"
+SERVER_ERRORS = "IngestServerErrors"  # every 5xx answered (template.yaml: IngestServerErrorAlarm)
 
 
 def _json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -123,6 +124,7 @@ def handle_request(event: dict[str, Any], context: Any, function: IngestFunction
         result = post_events(event, context.get_remaining_time_in_millis, function)
     except ConfigError as exc:
         logger.error("relay configuration unusable", extra={"errors": [str(e) for e in exc.errors]})
+        metrics.add_metric(SERVER_ERRORS, MetricUnit.Count, 1)
         return _json_response(500, {"error": MISCONFIGURED})
     record(result)
     return _json_response(result.status, result.body, result.headers or None)
@@ -151,6 +153,8 @@ def post_events(event: dict[str, Any], remaining_ms: Callable[[], int], function
 
 def record(result: IngestResult) -> None:
     """The request's metrics and its log line: counts, and the fields each rejected event broke."""
+    if result.status >= 500:
+        metrics.add_metric(SERVER_ERRORS, MetricUnit.Count, 1)
     metrics.add_metric("EventsReceived", MetricUnit.Count, result.received)
     metrics.add_metric("EventsRejected", MetricUnit.Count, result.rejected)
     if result.duplicates:

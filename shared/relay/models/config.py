@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -48,6 +48,24 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
 
 
+class _Vendor(_Section):
+    """A vendor's section. `enabled = "auto"` (the template's default) turns the vendor on exactly when its
+    ids are given (`IDS`, any one of `ANY_IDS`), so a deploy without them runs with the vendor off instead
+    of refusing every request; `true` requires them."""
+
+    IDS: ClassVar[tuple[str, ...]] = ()
+    ANY_IDS: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auto(cls, data: Any) -> Any:
+        if isinstance(data, dict) and str(data.get("enabled", "")).strip().lower() == "auto":
+            given = [bool(str(data.get(k) or "").strip()) for k in cls.IDS]
+            any_given = [bool(str(data.get(k) or "").strip()) for k in cls.ANY_IDS]
+            data = {**data, "enabled": all(given) and (any(any_given) or not cls.ANY_IDS)}
+        return data
+
+
 def _require(section: BaseModel, name: str, *keys: str, info: ValidationInfo | None = None) -> None:
     """Keys an enabled vendor needs. Secret keys are not required where credentials are not loaded
     (the ingest function routes events but never calls a vendor, so it never reads their secrets)."""
@@ -72,7 +90,8 @@ class IngestConfig(_Section):
         return self
 
 
-class AppLovinConfig(_Section):
+class AppLovinConfig(_Vendor):
+    IDS: ClassVar[tuple[str, ...]] = ("pixel_id",)
     enabled: bool = True
     mode: Literal["standard", "restricted_lead_gen"] = "standard"
     pixel_id: Id | None = None
@@ -86,7 +105,8 @@ class AppLovinConfig(_Section):
         return self
 
 
-class AppsFlyerConfig(_Section):
+class AppsFlyerConfig(_Vendor):
+    ANY_IDS: ClassVar[tuple[str, ...]] = ("ios_app_id", "android_app_id")
     enabled: bool = True
     api: Literal["v3", "v2"] = "v3"
     key: SecretStr | None = None
@@ -117,7 +137,8 @@ class AppsFlyerConfig(_Section):
         return self
 
 
-class AdRollConfig(_Section):
+class AdRollConfig(_Vendor):
+    IDS: ClassVar[tuple[str, ...]] = ("advertisable_eid", "pixel_eid")
     enabled: bool = True
     advertisable_eid: Id | None = None
     pixel_eid: Id | None = None

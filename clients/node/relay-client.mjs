@@ -1,0 +1,108 @@
+#!/usr/bin/env node
+// S2S Relay client: sign a request body and POST it to the relay's ingest (Node.js 18+, no packages).
+//
+//   import { send } from "./relay-client.mjs";
+//   const { status, answer } = await send("https://…/v1/events", secret, bodyBuffer);
+//
+//   node relay-client.mjs --url URL --secret SECRET FILE.json      # or RELAY_URL / RELAY_SECRET
+//
+// FILE.json is an ingest body, {"events": [...]}, sent byte for byte as it is. The command prints the
+// relay's JSON answer, lists on stderr every event that was rejected or that a vendor found invalid, and
+// exits 0 on 2xx, 1 on 4xx, 2 when the relay cannot be reached or still answers 5xx after the retries.
+// A 503 is sent again, freshly signed, after its Retry-After (at most MAX_ATTEMPTS sends).
+import { createHmac } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
+
+export const HEADER = "X-Relay-Signature";
+export const MAX_ATTEMPTS = 5;
+export const MAX_RETRY_AFTER_SECONDS = 30;
+
+// t=<unix seconds>,v1=<lower-case hex HMAC-SHA256 of "<t>.<body>">, keyed with the secret's UTF-8 bytes.
+export function sign(body, secret, timestamp) {
+  const t = timestamp ?? Math.floor(Date.now() / 1000);
+  const mac = createHmac("sha256", Buffer.from(secret, "utf8"));
+  mac.update(Buffer.concat([Buffer.from(`${t}.`, "ascii"), Buffer.from(body)]));
+  return `t=${t},v1=${mac.digest("hex")}`;
+}
+
+// POST body, signed anew for every send; a 503 is resent after its Retry-After. Throws when unreachable.
+export async function send(url, secret, body, { sleep = (s) => new Promise((r) => setTimeout(r, s * 1000)) } = {}) {
+  for (let attempt = 1; ; attempt++) {
+    const response = await fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", [HEADER]: sign(body, secret) },
+      body,
+      signal: AbortSignal.timeout(30000),
+    });
+    const text = await response.text();
+    let answer;
+    try {
+      answer = JSON.parse(text || "{}");
+    } catch {
+      answer = { error: text };
+    }
+    if (response.status !== 503 || attempt >= MAX_ATTEMPTS) return { status: response.status, answer };
+    const wait = response.headers.get("retry-after");
+    await sleep(Math.min(/^\d+$/.test(wait ?? "") ? Number(wait) : 1, MAX_RETRY_AFTER_SECONDS));
+  }
+}
+
+// One line per event the relay rejected, and per vendor that found an accepted event invalid.
+export function problems(answer) {
+  const fields = (errors) => (errors ?? []).map((e) => `${e.field}: ${e.message}`).join("; ");
+  const lines = (answer.rejected ?? []).map((r) => `rejected events[${r.index}] ${r.event_id}: ${fields(r.errors)}`);
+  for (const a of answer.accepted ?? []) {
+    for (const [vendor, errors] of Object.entries(a.invalid ?? {})) {
+      lines.push(`invalid for ${vendor}: events[${a.index}] ${a.event_id}: ${fields(errors)}`);
+    }
+  }
+  return lines;
+}
+
+async function main(argv) {
+  const args = { url: process.env.RELAY_URL, secret: process.env.RELAY_SECRET, file: undefined };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--url") args.url = argv[++i];
+    else if (a === "--secret") args.secret = argv[++i];
+    else if (a === "--timestamp") args.timestamp = Number(argv[++i]);
+    else if (a === "--print-signature") args.printSignature = true;
+    else if (!args.file) args.file = a;
+    else return usage(`unexpected argument ${a}`);
+  }
+  if (!args.file || !args.secret || !(args.url || args.printSignature)) {
+    return usage("--url and --secret (or RELAY_URL and RELAY_SECRET) and FILE.json are required");
+  }
+  let body;
+  try {
+    body = readFileSync(args.file);
+  } catch (e) {
+    console.error(`cannot read ${args.file}: ${e.code}`);
+    return 2;
+  }
+  if (args.printSignature) {
+    console.log(sign(body, args.secret, args.timestamp));
+    return 0;
+  }
+  let result;
+  try {
+    result = await send(args.url, args.secret, body);
+  } catch (e) {
+    console.error(`cannot reach ${args.url}: ${e.cause?.code ?? e.name}`);
+    return 2;
+  }
+  console.log(JSON.stringify(result.answer));
+  for (const line of problems(result.answer)) console.error(line);
+  const s = result.status;
+  return s >= 200 && s < 300 ? 0 : s >= 400 && s < 500 ? 1 : 2;
+}
+
+function usage(message) {
+  console.error(`usage: relay-client.mjs --url URL --secret SECRET FILE.json\n${message}`);
+  return 2;
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  process.exitCode = await main(process.argv.slice(2));
+}

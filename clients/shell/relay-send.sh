@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# S2S Relay client: sign a request body and POST it to the relay's ingest (bash, curl and openssl only).
+#
+#   relay-send.sh --url URL --secret SECRET FILE.json      # or RELAY_URL / RELAY_SECRET
+#   relay-send.sh --secret SECRET --timestamp T --print-signature FILE.json
+#
+# FILE.json is an ingest body, {"events": [...]}, sent byte for byte as it is. Prints the relay's JSON
+# answer; says on stderr when events were rejected or found invalid (the answer's "rejected" and
+# "invalid" hold the fields). Exits 0 on 2xx, 1 on 4xx, 2 when the relay cannot be reached or still
+# answers 5xx after the retries. A 503 is sent again, freshly signed, after its Retry-After (5 sends at most).
+set -euo pipefail
+
+MAX_ATTEMPTS=5
+MAX_RETRY_AFTER_SECONDS=30
+url="${RELAY_URL:-}" secret="${RELAY_SECRET:-}" file="" timestamp="" print_signature=""
+
+usage() { echo "usage: relay-send.sh --url URL --secret SECRET FILE.json" >&2; echo "$1" >&2; exit 2; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --url) url="$2"; shift 2 ;;
+    --secret) secret="$2"; shift 2 ;;
+    --timestamp) timestamp="$2"; shift 2 ;;
+    --print-signature) print_signature=1; shift ;;
+    -*) usage "unknown option $1" ;;
+    *) [ -z "$file" ] || usage "unexpected argument $1"; file="$1"; shift ;;
+  esac
+done
+[ -n "$file" ] && [ -n "$secret" ] && { [ -n "$url" ] || [ -n "$print_signature" ]; } \
+  || usage "--url and --secret (or RELAY_URL and RELAY_SECRET) and FILE.json are required"
+[ -r "$file" ] || { echo "cannot read $file" >&2; exit 2; }
+
+# t=<unix seconds>,v1=<lower-case hex HMAC-SHA256 of "<t>.<body>">, keyed with the secret's UTF-8 bytes
+sign() {
+  local t="$1" digest
+  digest=$({ printf '%s.' "$t"; cat "$file"; } | openssl dgst -sha256 -hmac "$secret" -hex | sed 's/^.* //')
+  printf 't=%s,v1=%s' "$t" "$digest"
+}
+
+if [ -n "$print_signature" ]; then
+  sign "${timestamp:-$(date +%s)}"; echo; exit 0
+fi
+
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+for attempt in $(seq 1 "$MAX_ATTEMPTS"); do
+  if ! status=$(curl -sS -o "$tmp/body" -D "$tmp/headers" -w '%{http_code}' --max-time 30 \
+      -H 'Content-Type: application/json' -H "X-Relay-Signature: $(sign "$(date +%s)")" \
+      --data-binary "@$file" "$url"); then
+    echo "cannot reach $url" >&2; exit 2
+  fi
+  [ "$status" = 503 ] && [ "$attempt" -lt "$MAX_ATTEMPTS" ] || break
+  wait=$(tr -d '\r' < "$tmp/headers" | sed -n 's/^[Rr]etry-[Aa]fter: *\([0-9][0-9]*\)$/\1/p' | head -n 1)
+  sleep "$(( ${wait:-1} < MAX_RETRY_AFTER_SECONDS ? ${wait:-1} : MAX_RETRY_AFTER_SECONDS ))"
+done
+cat "$tmp/body"; echo
+grep -q '"rejected": *\[ *{' "$tmp/body" && echo "some events were rejected: see \"rejected\" in the answer" >&2
+grep -q '"invalid": *{' "$tmp/body" && echo "some vendors found events invalid: see \"invalid\" in the answer" >&2
+case "$status" in 2??) exit 0 ;; 4??) exit 1 ;; *) exit 2 ;; esac

@@ -1,0 +1,176 @@
+"""The dependency-free clients in clients/: the shared signature test vectors, retries of a 503, exit
+codes, and an end-to-end send to the local stack for each."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from relay.ingest.signing import sign, verify
+from relay_tools.config_file import load_config
+from relay_tools.dev import LocalStack
+
+from ..conftest import ROOT
+from .test_local_stack import free_port, sandbox_requests, wait_for
+
+VECTORS = json.loads((ROOT / "clients" / "test-vectors.json").read_text(encoding="utf-8"))["vectors"]
+CLIENTS = {
+    "python": [sys.executable, str(ROOT / "clients" / "python" / "relay_client.py")],
+    "node": ["node", str(ROOT / "clients" / "node" / "relay-client.mjs")],
+    "shell": ["bash", str(ROOT / "clients" / "shell" / "relay-send.sh")],
+}
+NEEDS = {"python": [], "node": ["node"], "shell": ["bash", "curl", "openssl"]}
+SECRET = "client-test-secret"
+
+
+def client(name: str) -> list[str]:
+    missing = [tool for tool in NEEDS[name] if not shutil.which(tool)]
+    if missing:
+        pytest.fail(f"the {name} client needs {missing} on PATH")
+    return CLIENTS[name]
+
+
+def run(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*client(name), *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_the_vectors_are_the_relays_own_signatures():
+    for v in VECTORS:
+        body = v["body"].encode("utf-8")
+        assert sign(body, v["secret"], v["timestamp"]) == v["header"], v["name"]
+        verify(body, v["header"], [v["secret"]], now=v["timestamp"])
+    assert any(not v["body"].isascii() for v in VECTORS) and any(not v["secret"].isascii() for v in VECTORS)
+
+
+@pytest.mark.parametrize("name", CLIENTS)
+@pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
+def test_every_client_signs_the_test_vectors(name, vector, tmp_path):
+    body = tmp_path / "body.json"
+    body.write_bytes(vector["body"].encode("utf-8"))
+    proc = run(
+        name, "--secret", vector["secret"], "--timestamp", str(vector["timestamp"]), "--print-signature", str(body)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == vector["header"]
+
+
+class Scripted:
+    """A loopback ingest that answers the scripted (status, headers, body) in turn and keeps what it got."""
+
+    def __init__(self, answers: list[tuple[int, dict[str, str], dict]]):
+        self.answers, self.received = list(answers), []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.received.append((dict(self.headers.items()), body))
+                status, headers, answer = outer.answers.pop(0)
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                for key, value in {**headers, "Content-Type": "application/json"}.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/events"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def body_file(tmp_path):
+    path = tmp_path / "events.json"
+    path.write_text(json.dumps({"events": [{"event_id": "c-1", "name": "purchase"}]}))
+    return path
+
+
+@pytest.mark.parametrize("name", CLIENTS)
+def test_a_503_is_resent_after_its_retry_after_signed_anew(name, body_file):
+    accepted = {"accepted": [{"index": 0, "event_id": "c-1", "destinations": ["applovin"]}], "rejected": []}
+    ingest = Scripted([(503, {"Retry-After": "0"}, {"error": "busy"}), (202, {}, accepted)])
+    try:
+        proc = run(name, "--url", ingest.url, "--secret", SECRET, str(body_file))
+    finally:
+        ingest.close()
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == accepted
+    assert len(ingest.received) == 2
+    for headers, body in ingest.received:  # the exact bytes of the file, each send with a valid signature
+        assert body == body_file.read_bytes()
+        verify(body, headers["X-Relay-Signature"], [SECRET])
+
+
+@pytest.mark.parametrize("name", CLIENTS)
+def test_a_4xx_exits_1_and_says_which_events_were_refused(name, body_file):
+    refused = {
+        "accepted": [],
+        "rejected": [{"index": 0, "event_id": "c-1", "errors": [{"field": "source", "message": "Field required"}]}],
+    }
+    ingest = Scripted([(400, {}, refused)])
+    try:
+        proc = run(name, "--url", ingest.url, "--secret", SECRET, str(body_file))
+    finally:
+        ingest.close()
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout) == refused
+    assert "rejected" in proc.stderr
+    if name != "shell":  # the shell client points at the answer; the others name the field
+        assert "rejected events[0] c-1: source: Field required" in proc.stderr
+
+
+@pytest.mark.parametrize("name", CLIENTS)
+def test_an_unreachable_relay_exits_2_and_missing_arguments_are_named(name, body_file):
+    proc = run(name, "--url", f"http://127.0.0.1:{free_port()}/v1/events", "--secret", SECRET, str(body_file))
+    assert proc.returncode == 2 and "cannot reach" in proc.stderr
+    proc = run(name, str(body_file), env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 2 and "--secret" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    ports = {"aws": free_port(), "ingest": free_port(), "sandbox": free_port()}
+    config_path = tmp_path_factory.mktemp("clients") / "relay.toml"
+    example = (ROOT / "relay.example.toml").read_text().split("[local]")[0]
+    config_path.write_text(
+        example + f'[local]\naws_endpoint = "http://127.0.0.1:{ports["aws"]}"\nstack_name = "clients"\n'
+        f"ingest_port = {ports['ingest']}\nsandbox_port = {ports['sandbox']}\n"
+    )
+    config = load_config(config_path)
+    local = LocalStack(config, log=lambda line: None).start()
+    yield local, str(config_path), config.ingest.secrets[0].get_secret_value()
+    local.stop()
+
+
+@pytest.mark.parametrize("name", CLIENTS)
+def test_every_client_delivers_an_event_through_the_local_stack(name, stack, tmp_path):
+    local, config, secret = stack
+    event = json.loads((ROOT / "events" / "samples" / "web_purchase.json").read_text())
+    event_id = f"client-{name}-{uuid.uuid4().hex[:8]}"
+    event["event_id"] = event_id
+    body = tmp_path / "events.json"
+    body.write_text(json.dumps({"events": [event]}))
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "RELAY_URL": local.ingest_url, "RELAY_SECRET": secret}
+    proc = run(name, str(body), env=env)
+    assert proc.returncode == 0, proc.stderr
+    (accepted,) = json.loads(proc.stdout)["accepted"]
+    assert accepted["event_id"] == event_id and accepted["destinations"] == ["applovin", "adroll"]
+    sent = lambda: [  # noqa: E731
+        r for r in sandbox_requests(config, "applovin") if any(e["dedupe_id"] == event_id for e in r["body"]["events"])
+    ]
+    assert wait_for(sent)[0]["status"] == 200
