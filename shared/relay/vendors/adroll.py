@@ -23,6 +23,7 @@ from relay.vendors.base import (
     VendorRequest,
     drop_none,
     plain_decimal,
+    query_value,
 )
 
 ENDPOINT = "https://srv.adroll.com/api"
@@ -128,7 +129,7 @@ class AdRoll(VendorAdapter[AdRollConfig]):
         return drop_none(
             {
                 "first_party_cookie": cookie,
-                "adct": ids.adct if ids else None,
+                "adct": (ids.adct if ids else None) or query_value(event.page_url, "adct"),
                 "email_sha256": pii.hash_email(user.email) if user.email and share_pii else None,
                 "email_md5": user.email_md5 if share_pii else None,
                 "device_id": device.idfa or device.advertising_id or device.amazon_aid or device.oaid,

@@ -22,6 +22,7 @@ from relay.vendors.base import (
     VendorRequest,
     drop_none,
     json_number,
+    query_value,
 )
 
 ENDPOINT = "https://b.applovin.com/v1/event"
@@ -97,6 +98,8 @@ class AppLovin(VendorAdapter[AppLovinConfig]):
             return Skipped(
                 f"AppLovin restricted lead-gen mode sends only page_view and generate_lead, not '{vendor_name}'"
             )
+        if vendor_name == "app_open" and event.source != "app":
+            return Skipped("AppLovin's app_open is for mobile app integrations only: this is a web event")
         if event.page_url is None:  # only app events can lack it (the model requires it for web)
             return Skipped("AppLovin needs event_source_url: send page_url with app events to include AppLovin")
         errors = Errors()
@@ -125,9 +128,10 @@ class AppLovin(VendorAdapter[AppLovinConfig]):
             "client_ip_address": user.ip,
             "client_user_agent": user.user_agent,
             "esi": event.source,
-            "aleid": ids and ids.aleid,
+            # an explicit value wins; else the landing URL's, which the restricted mode's cut URL would lose
+            "aleid": (ids and ids.aleid) or query_value(event.page_url, "aleid"),
             "axwrt": ids and ids.axwrt,
-            "alart": ids and ids.alart,
+            "alart": (ids and ids.alart) or query_value(event.page_url, "alart"),
             "client_id": user.cookie_id,
             "user_id": user.id,
         }

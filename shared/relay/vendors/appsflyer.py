@@ -59,6 +59,16 @@ def _one_or_list(values: list[str]) -> str | list[str]:
     return values[0] if len(values) == 1 else values
 
 
+def _takes_aie(os_name: str | None, os_version: str | None) -> bool:
+    """`aie` (advertising id enabled) is for Android, and for iOS before 14; iOS 14.5 and later send `att`."""
+    if os_name == "android":
+        return True
+    if os_name != "ios" or not os_version:
+        return False
+    major = os_version.split(".", 1)[0]
+    return major.isdigit() and int(major) < 14
+
+
 class AppsFlyer(VendorAdapter[AppsFlyerConfig]):
     name = "appsflyer"
     max_batch = 1  # one event per request
@@ -143,7 +153,7 @@ class AppsFlyer(VendorAdapter[AppsFlyerConfig]):
             "app_store": app.store,
             "ua": user.user_agent,
             "att": device.att if ios else None,
-            "aie": device.ad_tracking_enabled,
+            "aie": device.ad_tracking_enabled if _takes_aie(device.os, device.os_version) else None,
             "idfa": device.idfa,
             "idfv": device.idfv,
             "advertising_id": device.advertising_id,

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 import pydantic_core
 
@@ -34,6 +35,15 @@ def json_number(value: Decimal) -> int | float:
 
 def drop_none(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if v is not None}
+
+
+def query_value(url: str | None, name: str) -> str | None:
+    """The first non-empty value of query parameter `name` in `url` (a click id the vendor appends to the
+    landing URL, read server-side as the vendors tell advertisers to)."""
+    if not url:
+        return None
+    values = [v.strip() for v in parse_qs(urlsplit(url).query).get(name, []) if v.strip()]
+    return values[0] if values else None
 
 
 @dataclass(frozen=True, slots=True)
