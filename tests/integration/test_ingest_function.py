@@ -28,6 +28,10 @@ from ..conftest import (
 )
 
 NOW_S = NOW_MS / 1000
+MISMATCH = (
+    "no active signing secret made this signature over this body: sign the raw bytes you send, "
+    "keyed with the secret's UTF-8 bytes, as lower-case hex"
+)
 
 
 @pytest.fixture
@@ -103,10 +107,46 @@ def test_partial_acceptance_and_all_invalid(ingest, aws_stack):
     assert len(got["applovin"]) == 1 and len(got["adroll"]) == 1 and got["appsflyer"] == []
 
 
-def test_event_no_vendor_takes_is_accepted_and_not_published(ingest, aws_stack):
-    status, result = ingest({"events": [web_event(name="level_up")]})
+def test_an_event_name_no_destination_takes_is_refused_with_the_nearest_names(ingest, aws_stack):
+    """A 202 for an event nobody receives would tell the client it worked."""
+    status, result = ingest({"events": [web_event(name="purchse")]})
+    assert status == 400 and result["accepted"] == []
+    (rejected,) = result["rejected"]
+    (error,) = rejected["errors"]
+    assert error["field"] == "name" and "did you mean 'purchase'?" in error["message"]
+    assert set(rejected["skipped"]) == {"applovin", "appsflyer", "adroll"}  # each vendor's reason
+    status, result = ingest({"events": [web_event(event_id="lvl", name="level_up")]})  # nothing close: no guess
+    assert status == 400 and "did you mean" not in result["rejected"][0]["errors"][0]["message"]
+    assert all(not msgs for msgs in queues(aws_stack).values())
+
+
+def test_a_custom_name_that_reaches_appsflyer_is_accepted_with_a_hint_when_it_looks_like_a_typo(ingest, aws_stack):
+    status, result = ingest(
+        {"events": [app_event("ios", name="purchse"), app_event("ios", event_id="app-2", name="level_up")]}
+    )
     assert status == 202
-    assert result["accepted"][0]["destinations"] == []
+    typo, custom = result["accepted"]
+    assert typo["destinations"] == ["appsflyer"] and "did you mean 'purchase'?" in typo["hints"]["name"]
+    assert custom["destinations"] == ["appsflyer"] and "hints" not in custom
+    assert len(queues(aws_stack)["appsflyer"]) == 1  # one bundle of both
+
+
+def test_an_event_every_vendor_found_invalid_or_skipped_is_refused_with_each_vendors_reasons(ingest, aws_stack):
+    data = web_event(vendor_ids={}, user={"ip": "203.0.113.7", "user_agent": "t"})  # no identifier, no AdRoll cookie
+    status, result = ingest({"events": [data]})
+    assert status == 400
+    (rejected,) = result["rejected"]
+    fields = {(e["field"], e["message"].split(":", 1)[0]) for e in rejected["errors"]}
+    assert ("user", "applovin") in fields and ("vendor_ids.adroll.first_party_cookie", "adroll") in fields
+    assert set(rejected["invalid"]) == {"applovin", "adroll"} and "appsflyer" in rejected["skipped"]
+    assert all(not msgs for msgs in queues(aws_stack).values())
+
+
+def test_an_event_every_vendor_skips_for_consent_is_accepted_with_the_reasons(ingest, aws_stack):
+    status, result = ingest({"events": [web_event(consent={"ad_storage": False})]})
+    assert status == 202
+    (entry,) = result["accepted"]
+    assert entry["destinations"] == [] and entry["skipped"]["applovin"] == "consent.ad_storage is false"
     assert all(not msgs for msgs in queues(aws_stack).values())
 
 
@@ -145,7 +185,7 @@ def test_consent_and_destinations_shape_the_attribute(ingest, aws_stack):
     ("kwargs", "status", "error"),
     [
         ({"secret": None}, 401, "missing X-Relay-Signature header"),
-        ({"secret": "wrong-secret"}, 401, "signature does not match the body"),
+        ({"secret": "wrong-secret"}, 401, MISMATCH),
         ({"signed_at": NOW_S - 301}, 401, "signature timestamp is outside the 300 s tolerance"),
         (
             {"headers": {"X-Relay-Signature": "t=1,v1=zz"}},
@@ -168,7 +208,7 @@ def test_signature_covers_the_exact_body(ingest, aws_stack):
     other = json.dumps({"events": [web_event(event_id="forged")]}).encode()
     header = sign(raw, SECRETS["signing"], timestamp=int(NOW_S))
     status, result = ingest(other, secret=None, headers={"X-Relay-Signature": header})
-    assert status == 401 and result == {"error": "signature does not match the body"}
+    assert status == 401 and result == {"error": MISMATCH}
 
 
 @pytest.mark.parametrize(
@@ -333,7 +373,10 @@ def test_a_secret_that_cannot_be_read_again_leaves_a_bad_signature_a_401(aws_sta
     boto3.client("secretsmanager").delete_secret(
         SecretId=env["RELAY_INGEST_SECRET_ARN"], ForceDeleteWithoutRecovery=True
     )
-    assert post("forged") == (401, {"error": "signature does not match the body"})  # the re-read failed: still 401
+    assert post("forged") == (
+        401,
+        {"error": MISMATCH},
+    )  # the re-read failed: still 401
 
 
 def test_a_resent_event_is_answered_as_a_duplicate_and_not_queued_again(ingest, aws_stack, output):

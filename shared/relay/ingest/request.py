@@ -22,7 +22,7 @@ from relay.ingest import jsonbody
 from relay.ingest.signing import HEADER, SignatureError, SignatureMismatch, verify
 from relay.models.config import RelayConfig
 from relay.models.errors import FieldError, join_path
-from relay.models.event import MAX_EVENTS_PER_REQUEST, EventParseError, event_id_of, parse_event
+from relay.models.event import MAX_EVENTS_PER_REQUEST, Event, EventParseError, event_id_of, parse_event
 from relay.queued.message import EVENTS_PER_MESSAGE, bundle_body, bundle_id, bundle_size, queued_body
 from relay.queued.routing import Router
 from relay.vendors import Invalid, Skipped
@@ -171,7 +171,8 @@ class Ingest:
         for index, raw_event in enumerate(raw_events):
             entry, message, errors = self._read(index, raw_event, now, uncarried, seen)
             if errors:
-                rejected.append(self._rejection(index, entry["event_id"], errors))
+                why = {k: entry[k] for k in ("invalid", "skipped") if k in entry}  # each vendor's, when routed
+                rejected.append({**self._rejection(index, entry["event_id"], errors), **why})
                 continue
             accepted.append(entry)
             if message is not None:
@@ -232,13 +233,45 @@ class Ingest:
             entry["skipped"] = skipped
         if invalid:
             entry["invalid"] = invalid
-        if not destinations:
-            return entry, None, []
+        errors = self._undeliverable(event, outcomes, destinations, entry)
+        if errors or not destinations:
+            return entry, None, errors
         message = Message(str(index), queued_body(event, outcomes), destinations)
         if message.size > MAX_EVENT_MESSAGE_BYTES:
             reason = f"is {message.size} bytes once serialized; at most {MAX_EVENT_MESSAGE_BYTES}"
             return {"event_id": event.event_id}, None, [FieldError("(event)", reason)]
         return entry, message, []
+
+    def _undeliverable(
+        self, event: Event, outcomes: dict[str, Any], destinations: list[str], entry: dict[str, Any]
+    ) -> list[FieldError]:
+        """Why an event that no vendor will receive is refused (a 202 would say it worked): a name no vendor
+        maps, or a vendor that found it invalid. An event every vendor skips for consent or configuration,
+        none finding it invalid, is accepted with its reasons. A known name close to an unknown one that
+        still reaches a vendor (as a custom event) is a hint in the 202."""
+        unknown = event.name not in self.router.known_names
+        near = self.router.near_names(event.name) if unknown else []
+        if destinations:
+            if near:
+                entry["hints"] = {
+                    "name": f"'{event.name}' reaches {', '.join(destinations)} as a custom event: "
+                    f"did you mean '{near[0]}'?"
+                }
+            return []
+        errors = []
+        if unknown:
+            suggestion = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+            errors.append(
+                FieldError(
+                    "name",
+                    f"'{event.name}' is not an event name any destination takes (not in the event-name table or the "
+                    f"[events] overrides, and no destination takes it as a custom event){suggestion}",
+                )
+            )
+        for vendor, outcome in outcomes.items():
+            if isinstance(outcome, Invalid):
+                errors += [FieldError(e.field, f"{vendor}: {e.message}") for e in outcome.errors]
+        return errors
 
     def _publish(self, fresh: list[tuple[str, Message]], remaining_ms: Callable[[], int]) -> list[str]:
         """Publish the claimed events, bundled; returns the event_ids that were not published."""

@@ -52,8 +52,10 @@ def parse(header: str) -> tuple[int, list[str]]:
             raise SignatureError(f"malformed {HEADER} header: expected t=<unix seconds>,v1=<hex>")
         if key == "t":
             if timestamp is not None or not _SECONDS.fullmatch(value):
+                millis = value.isascii() and value.isdigit() and len(value) == 13
+                hint = "; this t looks like milliseconds" if millis else ""
                 raise SignatureError(
-                    f"malformed {HEADER} header: t must appear once, as unix seconds (1 to 12 ASCII digits)"
+                    f"malformed {HEADER} header: t must appear once, as unix seconds (1 to 12 ASCII digits){hint}"
                 )
             timestamp = int(value)
         elif key == "v1":
@@ -84,12 +86,18 @@ def verify(
     timestamp, sigs = parse(header)
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance_seconds:
-        raise SignatureError(f"signature timestamp is outside the {tolerance_seconds} s tolerance")
+        hint = ""
+        if abs(current - timestamp / 1000) <= tolerance_seconds:
+            hint = ": t looks like milliseconds; send unix seconds"
+        raise SignatureError(f"signature timestamp is outside the {tolerance_seconds} s tolerance{hint}")
     matched = False
     for key in keys:  # no early exit: the time taken does not tell which secret matched
         expected = _digest(key, timestamp, body)
         for sig in sigs:
             matched |= hmac.compare_digest(expected, sig)
     if not matched:
-        raise SignatureMismatch("signature does not match the body")
+        raise SignatureMismatch(
+            "no active signing secret made this signature over this body: sign the raw bytes you send, "
+            "keyed with the secret's UTF-8 bytes, as lower-case hex"
+        )
     return timestamp

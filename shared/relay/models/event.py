@@ -375,7 +375,10 @@ class Event(Strict):
             if self.timestamp > now + MAX_FUTURE_SKEW:
                 raise rule_error("timestamp", "is more than 5 minutes in the future")
             if self.timestamp < now - max_age:
-                raise rule_error("timestamp", f"is older than max_event_age_days ({max_age.days} days)")
+                hint = ""
+                if self.timestamp < EPOCH + timedelta(days=365) and EPOCH + timedelta(days=10_000) < now:
+                    hint = ": it looks like epoch seconds; send epoch milliseconds or ISO-8601"
+                raise rule_error("timestamp", f"is older than max_event_age_days ({max_age.days} days){hint}")
         if self.source == "web" and self.page_url is None:
             raise rule_error("page_url", "is required when source is 'web'")
         if self.value is not None and self.currency is None:

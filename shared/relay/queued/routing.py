@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
+
 from relay.models.config import RelayConfig
 from relay.models.event import VENDORS, Event
-from relay.models.event_names import vendor_event_name
+from relay.models.event_names import DEFAULT_EVENT_NAMES, vendor_event_name
 from relay.vendors import ADAPTERS, Mapped, MappingResult, Skipped, VendorAdapter
 
 # Vendors whose data use needs device storage consent (cookies/ids): skipped on ad_storage=false.
@@ -19,6 +21,7 @@ class Router:
             name: ADAPTERS[name](config.vendor(name)) for name in config.enabled_vendors
         }
         self._overrides = config.event_overrides
+        self.known_names = frozenset(DEFAULT_EVENT_NAMES) | frozenset(self._overrides)
 
     def route(self, event: Event) -> dict[str, MappingResult]:
         return {vendor: self.route_one(event, vendor) for vendor in VENDORS}
@@ -35,6 +38,10 @@ class Router:
         if vendor in AD_STORAGE_VENDORS and event.consent.ad_storage is False:
             return Skipped("consent.ad_storage is false")
         return adapter.map_event(event, name)
+
+    def near_names(self, name: str) -> list[str]:
+        """Known canonical names close to `name` (a misspelling), nearest first."""
+        return difflib.get_close_matches(name, sorted(self.known_names), n=3, cutoff=0.75)
 
     @staticmethod
     def destinations(outcomes: dict[str, MappingResult]) -> list[str]:
