@@ -62,8 +62,9 @@ sam-env: install    ## regenerate env.local.json (sam local --env-vars, pointing
 dev: install        ## the whole relay on your machine until Ctrl-C (CONFIG=relay.toml by default if present)
 	$(BIN)/relay dev --config $(CONFIG)
 
-demo: install       ## start the local stack, send every sample, print event -> vendor -> outcome, stop
+demo: install       ## start the local stack, send every sample, print event -> vendor -> outcome, stop; then restricted mode
 	$(BIN)/relay demo --config $(CONFIG)
+	$(BIN)/relay demo --config relay.restricted.example.toml --sample events/samples/restricted_lead.json
 
 bench: install      ## benchmarks: bench/results.json, bench/results.png and a table (LATENCY_MS=50 REPEAT=5)
 	$(BIN)/python bench/run.py --latency-ms $${LATENCY_MS:-50} --repeat $${REPEAT:-5}

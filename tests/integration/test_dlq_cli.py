@@ -168,7 +168,23 @@ def test_deployed_stack_outputs_locate_the_queues():
         assert code == 2 and "cannot reach adroll's queues in stack missing" in err
 
 
-def test_stack_or_config_is_required():
-    with pytest.raises(SystemExit) as exc:
-        main(["dlq", "list", "--vendor", "adroll"], io.StringIO(), io.StringIO())
-    assert exc.value.code == 2
+def test_list_covers_every_vendor_by_default_and_shows_the_vendors_answer(local):
+    stack, config, sqs = local
+    dead_letter(sqs, stack, ["all-1"])
+    code, out, _ = run("dlq", "list", "--config", config, "--json")
+    assert code == 0
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    assert row["vendor"] == "applovin" and row["event_id"] == "all-1" and row["vendor_response"] == "Invalid event"
+    code, out, _ = run("dlq", "list", "--config", config)
+    assert code == 0
+    assert "1 message(s) in the applovin dead-letter queue" in out and "0 message(s) in the adroll" in out
+    assert "    applovin answered: Invalid event" in out
+    run("dlq", "purge", "--vendor", "applovin", "--config", config, "--yes")
+
+
+def test_redrive_and_purge_need_a_vendor(local, capsys):
+    _, config, _ = local
+    for action in (["redrive"], ["purge", "--yes"]):
+        with pytest.raises(SystemExit) as exc:
+            run("dlq", *action, "--config", config)
+        assert exc.value.code == 2 and "--vendor" in capsys.readouterr().err

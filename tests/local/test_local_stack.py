@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 import time
 
@@ -246,3 +247,84 @@ def test_the_readmes_first_signed_event_works_with_curl_and_openssl(dev):
     for vendor in ("applovin", "adroll"):  # the order id reaches both (transaction_id, order_id)
         sent = lambda v=vendor: [r for r in sandbox_requests(config, v) if "readme-order-1" in json.dumps(r["body"])]  # noqa: E731
         assert wait_for(sent)[0]["status"] == 200, vendor
+
+
+def test_send_new_id_resends_a_sample_as_a_new_event(dev):
+    _, config, _ = dev
+    sample = str(SAMPLES / "page_view.json")
+    answers = []
+    for _ in range(2):
+        code, out, _ = run("send", sample, "--config", config, "--new-id")
+        assert code == 0 and out.startswith("HTTP 202")
+        answers.append(json.loads(out.split("\n", 1)[1])["accepted"][0])
+    first, second = answers
+    assert first["event_id"] != second["event_id"] and first["event_id"].startswith("web-pv-0001-")
+    assert "duplicate" not in second  # without --new-id the second send would be answered duplicate
+
+
+def _dev_config(tmp_path, ports: dict[str, int]) -> str:
+    example = (ROOT / "relay.example.toml").read_text().split("[local]")[0]
+    path = tmp_path / "relay.toml"
+    path.write_text(
+        example + f'[local]\naws_endpoint = "http://127.0.0.1:{ports["aws"]}"\nstack_name = "sig"\n'
+        f"ingest_port = {ports['ingest']}\nsandbox_port = {ports['sandbox']}\n"
+    )
+    return str(path)
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGHUP"])
+def test_relay_dev_stops_its_children_on_sigterm_and_sighup(tmp_path, signal_name):
+    import signal
+    import subprocess
+    import sys
+
+    ports = {"aws": free_port(), "ingest": free_port(), "sandbox": free_port()}
+    config = _dev_config(tmp_path, ports)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relay_tools.cli", "dev", "--config", config],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in proc.stdout:
+            if "Ctrl-C stops" in line:
+                break
+        assert _listening(ports["aws"]) and _listening(ports["ingest"])
+        proc.send_signal(getattr(signal, signal_name))
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+    assert not _listening(ports["aws"]), "moto's server outlived relay dev"
+    assert not _listening(ports["ingest"]) and not _listening(ports["sandbox"])
+
+
+def test_relay_dev_refuses_a_port_another_process_holds_and_names_it(tmp_path):
+    ports = {"aws": free_port(), "ingest": free_port(), "sandbox": free_port()}
+    config = _dev_config(tmp_path, ports)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", ports["aws"]))
+        holder.listen()
+        code, _, err = run("dev", "--config", config)
+    assert code == 2
+    assert f"port {ports['aws']} ([local] aws_endpoint) is in use by another process" in err
+
+
+def test_the_restricted_example_config_delivers_the_restricted_lead_sample():
+    """`make demo`'s second run: restricted_lead.json through relay.restricted.example.toml."""
+    lines: list[str] = []
+    config = load_config(ROOT / "relay.restricted.example.toml")
+    assert config.applovin.mode == "restricted_lead_gen"
+    config = config.model_copy(update={"local": config.local.model_copy(update={"stack_name": "demo-restricted"})})
+    assert run_demo(config, out=lines.append, paths=[SAMPLES / "restricted_lead.json"]) == 0
+    text = "\n".join(lines)
+    assert re.search(r"restricted-lead-0001 +applovin +delivered \(HTTP 200\)", text), text
+    assert "web_purchase.json" not in text

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tomllib
+import uuid
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -188,41 +190,54 @@ def lambda_event_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def dlq_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from relay.delivery import deadletter
+    """`relay dlq list|redrive|purge`: every vendor unless --vendor; the local stack unless --stack."""
     from relay_tools.queues import vendor_queues
 
     if args.action == "purge" and not args.yes:
         raise UsageError("purge deletes every message of the DLQ: add --yes to confirm")
-    config = load_config(args.config) if args.config else None
-    queues = vendor_queues(
-        args.vendor, stack=args.stack, config=config, region=args.region, endpoint_url=args.endpoint_url
-    )
+    if args.action != "list" and not args.vendor:
+        raise UsageError(f"{args.action} needs --vendor (one of {', '.join(VENDORS)})")
+    config = None if args.stack else resolve_config(args.config, err)
+    codes = []
+    for vendor in [args.vendor] if args.vendor else list(VENDORS):
+        queues = vendor_queues(
+            vendor, stack=args.stack, config=config, region=args.region, endpoint_url=args.endpoint_url
+        )
+        codes.append(_dlq_action(args, vendor, queues, out, err))
+    return max(codes)
+
+
+def _dlq_action(args: argparse.Namespace, vendor: str, queues: Any, out: TextIO, err: TextIO) -> int:
+    from relay.delivery import deadletter
+
     client = queues.client
     if args.action == "purge":
         client.purge_queue(QueueUrl=queues.dlq_url)
-        print(f"purged the {args.vendor} dead-letter queue", file=out)
+        print(f"purged the {vendor} dead-letter queue", file=out)
         return EXIT_OK
     letters = list(deadletter.read_all(client, queues.dlq_url))
     if args.action == "list":
         deadletter.release(client, queues.dlq_url, letters)
         if args.json:
             for letter in letters:
-                print(json.dumps(letter.summary()), file=out)
-        else:
-            print(f"{len(letters)} message(s) in the {args.vendor} dead-letter queue", file=out)
-            for letter in letters:
-                s = letter.summary()
-                print(
-                    f"  {s['event_id']}  status={s['status']}  attempts={s['attempts']}  when={s['when']}\n"
-                    f"    {s['outcome']}: {s['reason']}",
-                    file=out,
-                )
+                print(json.dumps({"vendor": vendor, **letter.summary()}), file=out)
+            return EXIT_OK
+        print(f"{len(letters)} message(s) in the {vendor} dead-letter queue", file=out)
+        for letter in letters:
+            s = letter.summary()
+            print(
+                f"  {s['event_id']}  status={s['status']}  attempts={s['attempts']}  when={s['when']}\n"
+                f"    {s['outcome']}: {s['reason']}",
+                file=out,
+            )
+            if s["vendor_response"]:
+                print(f"    {vendor} answered: {s['vendor_response']}", file=out)
         return EXIT_OK
     wanted = set(args.event_id or [])
     chosen = [letter for letter in letters if not wanted or wanted & set(letter.event_ids)]
     deadletter.release(client, queues.dlq_url, [letter for letter in letters if letter not in chosen])
     moved = deadletter.redrive(client, queues.dlq_url, queues.source_url, chosen)
-    print(f"moved {moved} message(s) back to the {args.vendor} queue", file=out)
+    print(f"moved {moved} message(s) back to the {vendor} queue", file=out)
     missing = wanted - {event_id for letter in chosen for event_id in letter.event_ids}
     if missing:
         print(f"relay: not in the DLQ: {', '.join(sorted(missing))}", file=err)
@@ -237,10 +252,24 @@ def dev_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     config = resolve_config(args.config, err)
     stack = LocalStack(config, ingest_port=args.port, log=lambda line: print(line, file=out, flush=True))
+    stopping = threading.Event()
+    signals = (signal.SIGTERM, signal.SIGHUP)  # as Ctrl-C: moto's server and the sandboxes stop with it
+    previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in signals}
     try:
-        stack.start()
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot start the local stack: {exc}") from None
+        try:
+            stack.start()
+        except (OSError, ValueError, RuntimeError) as exc:
+            stack.stop()
+            raise UsageError(f"cannot start the local stack: {exc}") from None
+        _serve(stack, config, stopping, out)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return EXIT_OK
+
+
+def _serve(stack: Any, config: RelayConfig, stopping: Any, out: TextIO) -> None:
+    """Print where the local stack serves, then run it until Ctrl-C, SIGTERM or SIGHUP."""
     secret = config.ingest.secrets[0].get_secret_value()
     print(f"ingest:         {stack.ingest_url}", file=out)
     print(f"signing secret: {secret}   (from [ingest] secrets of your config)", file=out)
@@ -249,13 +278,13 @@ def dev_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"sandboxes:      {stack.sandboxes.url}   (relay sandbox requests)", file=out)
     print("Ctrl-C stops.", file=out, flush=True)
     try:
-        threading.Event().wait()
+        while not stopping.wait(0.5):
+            pass
     except KeyboardInterrupt:
         pass
     finally:
         stack.stop()
         print("stopped.", file=out, flush=True)
-    return EXIT_OK
 
 
 def send_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -273,6 +302,11 @@ def send_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except jsonbody.JsonBodyError as exc:
         raise UsageError(f"{args.file}: {exc}") from None
     body = data if isinstance(data, dict) and "events" in data else {"events": [data]}
+    if args.new_id:  # a sample sent again is otherwise a duplicate, and nothing happens
+        stamp = uuid.uuid4().hex[:8]
+        for event in body.get("events") or []:
+            if isinstance(event, dict):
+                event["event_id"] = f"{event.get('event_id', 'event')}-{stamp}"[:128]
     raw = json.dumps(body).encode("utf-8")
     url = args.url or f"http://127.0.0.1:{config.local.ingest_port}/v1/events"
     headers = {"Content-Type": "application/json", HEADER: sign(raw, config.ingest.secrets[0].get_secret_value())}
@@ -386,7 +420,11 @@ def demo_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from relay_tools.demo import run_demo
 
     config = resolve_config(args.config, err)
-    return run_demo(config, out=lambda line: print(line, file=out, flush=True))
+    paths = [Path(p) for p in args.sample or []]
+    for path in paths:
+        if not path.is_file():
+            raise UsageError(f"--sample {path}: no such file")
+    return run_demo(config, out=lambda line: print(line, file=out, flush=True), paths=paths or None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -417,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     sd = sub.add_parser("send", help="sign a file of canonical events and POST it to the ingest")
     sd.add_argument("file", metavar="FILE.json")
     sd.add_argument("--url", help="ingest URL (default: the local stack's)")
+    sd.add_argument("--new-id", action="store_true", help="give every event a fresh event_id (resend a sample)")
     sd.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")
     sd.set_defaults(func=send_cmd)
     sb = sub.add_parser("sandbox", help="what the local vendor sandboxes received")
@@ -437,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     co.set_defaults(func=cost_cmd)
     dm = sub.add_parser("demo", help="start the local stack, send every sample, print the outcomes, stop")
     dm.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")
+    dm.add_argument("--sample", action="append", metavar="EVENT.json", help="only this sample (repeatable)")
     dm.set_defaults(func=demo_cmd)
     ld = sub.add_parser("load", help="sustained signed requests at an ingest URL; requests/s, latency, errors")
     ld.add_argument("--url", help="ingest URL (default: the local stack's)")
@@ -463,10 +503,15 @@ def build_parser() -> argparse.ArgumentParser:
         ("purge", "delete every message of the DLQ"),
     ):
         a = d_sub.add_parser(action, help=text)
-        a.add_argument("--vendor", required=True, choices=VENDORS)
-        where = a.add_mutually_exclusive_group(required=True)
+        a.add_argument(
+            "--vendor", required=action != "list", choices=VENDORS, help="the vendor (list: default every vendor)"
+        )
+        where = a.add_mutually_exclusive_group()
         where.add_argument("--stack", help="a deployed stack's name (queues from its Outputs)")
-        where.add_argument("--config", help="the relay.toml `relay dev` runs with (the local stack)")
+        where.add_argument(
+            "--config",
+            help=f"the local stack's relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)",
+        )
         a.add_argument("--region", help="AWS region of --stack (default: your AWS configuration)")
         a.add_argument("--endpoint-url", help=argparse.SUPPRESS)
         if action == "list":

@@ -41,8 +41,13 @@ def _dead_letters(stack: LocalStack) -> dict[tuple[str, str], str]:
 
 
 def run_demo(
-    config: RelayConfig, out: Callable[[str], None] = print, timeout_s: float = 90.0, samples: Path = SAMPLES
+    config: RelayConfig,
+    out: Callable[[str], None] = print,
+    timeout_s: float = 90.0,
+    samples: Path = SAMPLES,
+    paths: list[Path] | None = None,
 ) -> int:
+    """Send every sample of `samples` (or only `paths`) through a local stack; print each outcome."""
     requests_log: list[str] = []
     stack = LocalStack(config, ingest_port=0, aws_port=0, sandbox_port=0, log=requests_log.append).start()
     try:
@@ -51,7 +56,7 @@ def run_demo(
         rows: list[tuple[str, str, str, str]] = []
         pending: dict[tuple[str, str], str] = {}
         with httpx.Client(timeout=30) as client:
-            for path in sorted(samples.glob("*.json")):
+            for path in paths or sorted(samples.glob("*.json")):
                 event = json.loads(path.read_text())
                 raw = json.dumps({"events": [event]}).encode()
                 response = client.post(

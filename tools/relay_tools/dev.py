@@ -256,7 +256,25 @@ class LocalStack:
                 time.sleep(0.1)
         self.aws_endpoint = f"http://127.0.0.1:{port}"
 
+    def _require_free_ports(self) -> None:
+        """Refuse to start on a port another process holds (an earlier `relay dev`'s moto, say): the stack
+        would otherwise talk to a server it did not start."""
+        names = {"aws": "[local] aws_endpoint", "ingest": "[local] ingest_port", "sandbox": "[local] sandbox_port"}
+        for key, what in names.items():
+            port = self.ports[key]
+            if not port:
+                continue
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    raise RuntimeError(
+                        f"port {port} ({what}) is in use by another process: stop it (an earlier relay dev?) "
+                        "or choose another port"
+                    ) from None
+
     def start(self) -> LocalStack:
+        self._require_free_ports()
         self._environment()
         self._start_moto()
         endpoints: dict[str, str] = {}
@@ -297,12 +315,14 @@ class LocalStack:
             thread.join(timeout=30)  # a vendor batch in progress finishes first
         if self.sandboxes:
             self.sandboxes.stop()
-        self.moto.terminate()
-        try:
-            self.moto.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.moto.kill()
-            self.moto.wait()
+        moto = getattr(self, "moto", None)  # None when the stack refused to start
+        if moto is not None:
+            moto.terminate()
+            try:
+                moto.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                moto.kill()
+                moto.wait()
         self._restore_environment()
 
     @property

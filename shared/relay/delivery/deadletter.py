@@ -169,6 +169,7 @@ class Letter:
             "status": self.status,
             "when": self.failed_at,
             "attempts": self.attempts,
+            "vendor_response": self.response or None,
         }
 
 
