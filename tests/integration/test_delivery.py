@@ -294,3 +294,17 @@ def test_batch_response_lists_each_message_to_retry_once_in_order():
 
     assert batch_response([]) == {"batchItemFailures": []}
     assert batch_response(["b", "a", "b"]) == {"batchItemFailures": [{"itemIdentifier": "b"}, {"itemIdentifier": "a"}]}
+
+
+def test_match_quality_counts_the_identifiers_of_forwarded_events_only(aws_stack, monkeypatch, output):
+    """`Match<Kind>` / `EventsForwarded` is the share of delivered events a vendor can match on each kind."""
+    mock = Recording(lambda r: httpx.Response(200))
+    h = Harness(aws_stack, monkeypatch, "applovin", mock)
+    with_email = web_event(event_id="m1", user={**web_event()["user"], "email": "a@example.com"})
+    publish(aws_stack, "applovin", [with_email, web_event(event_id="m2")])
+    assert h.invoke(receive(aws_stack, "applovin", 2)) == []
+    text = output.text()
+    assert metric(text, "EventsForwarded") == 2
+    assert metric(text, "MatchEmail") == 1 and metric(text, "MatchCookie") == 2 and metric(text, "MatchIp") == 2
+    assert metric(text, "MatchPhone") == 0 and metric(text, "MatchDeviceId") == 0
+    assert "a@example.com" not in text

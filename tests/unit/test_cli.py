@@ -65,8 +65,9 @@ def test_human_output_shows_exact_requests_with_secrets_masked(cfg):
     code, out, err = run("preview", str(SAMPLES / "web_purchase.json"), "--config", cfg)
     assert code == 0, err
     assert "event 1/1: purchase (event_id web-purchase-0001)" in out
-    assert "  applovin: ok\n    POST https://b.applovin.com/v1/event?pixel_id=PIXEL123\n    Authorization: ***\n" in out
-    assert "  adroll: ok\n    POST https://srv.adroll.com/api?advertisable=ADV_EID\n    Authorization: ***\n" in out
+    applovin = "  applovin: ok (identifiers: email, phone, click_id, cookie, ip, user_agent)\n"
+    assert applovin + "    POST https://b.applovin.com/v1/event?pixel_id=PIXEL123\n    Authorization: ***\n" in out
+    assert "  adroll: ok (identifiers: email, cookie, ip, user_agent)\n    POST https://srv.adroll.com/api?advertisable=ADV_EID\n    Authorization: ***\n" in out
     assert "  appsflyer: skipped: AppsFlyer's S2S in-app events API takes app events only" in out
     assert '"dedupe_id": "web-purchase-0001"' in out
     for secret in SECRETS.values():
@@ -228,3 +229,11 @@ def test_lambda_event_refuses_an_event_the_vendor_does_not_get(cfg):
     code, out, err = run("lambda-event", "appsflyer", str(SAMPLES / "page_view.json"), "--config", cfg)
     assert (code, out) == (2, "")
     assert "does not go to appsflyer: no appsflyer event is mapped to 'page_view'" in err
+
+
+def test_preview_shows_which_identifiers_each_vendor_can_match_on(capsys):
+    code = main(["preview", str(ROOT / "events" / "samples" / "web_purchase.json"), "--json"])
+    assert code == 0
+    vendors = json.loads(capsys.readouterr().out)["vendors"]
+    assert vendors["applovin"]["identifiers"] == ["email", "phone", "click_id", "cookie", "ip", "user_agent"]
+    assert vendors["adroll"]["identifiers"] == ["email", "cookie", "ip", "user_agent"]

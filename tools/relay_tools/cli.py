@@ -41,7 +41,12 @@ def resolve_config(path: str | None, err: TextIO) -> RelayConfig:
 
 def _outcome_json(outcome: MappingResult, router: Router, vendor: str) -> dict[str, Any]:
     if isinstance(outcome, Mapped):
-        return {"status": "ok", "request": router.adapters[vendor].request_for(outcome).describe()}
+        adapter = router.adapters[vendor]
+        return {
+            "status": "ok",
+            "identifiers": adapter.identifiers(outcome.payload),  # what the vendor can match the event on
+            "request": adapter.request_for(outcome).describe(),
+        }
     if isinstance(outcome, Skipped):
         return {"status": "skipped", "reason": outcome.reason}
     return {"status": "invalid", "errors": [e.as_dict() for e in outcome.errors]}
@@ -57,7 +62,7 @@ def _print_human(index: int, total: int, event_id: str | None, name: str, result
     for vendor, v in result["vendors"].items():
         if v["status"] == "ok":
             req = v["request"]
-            print(f"  {vendor}: ok", file=out)
+            print(f"  {vendor}: ok (identifiers: {', '.join(v['identifiers']) or 'none'})", file=out)
             print(f"    {req['method']} {req['url']}", file=out)
             for key, value in req["headers"].items():
                 print(f"    {key}: {value}", file=out)

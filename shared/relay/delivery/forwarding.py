@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -73,6 +74,7 @@ class Stats:
     retries: int = 0
     bisect_requests: int = 0
     deferred_requests: int = 0  # requests not started: the invocation's deadline was too near
+    identifiers: Counter[str] = field(default_factory=Counter)  # kind -> forwarded events carrying it
     ledger_errors: int = 0
     lock: Lock = field(default_factory=Lock)
 
@@ -175,6 +177,10 @@ class Forwarder:
         batch = DeliveryLedger.new_batch()
         groups, claimed = self._claim(mapped, bundles or {}, redelivered, remaining_ms, batch, results)
         results.update(self._send_groups(groups, remaining_ms))
+        for items in groups.values():  # match quality: the identifiers of what the vendor took
+            for key, payload in items:
+                if results[key].outcome == Outcome.FORWARDED:
+                    self.stats.identifiers.update(self.adapter.identifiers(payload))
         self._unsettled = (batch, claimed)
         if settle:
             self.settle(results)

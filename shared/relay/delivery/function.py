@@ -22,6 +22,7 @@ from relay.models.config import ConfigError, RelayConfig
 from relay.models.environment import VendorEnvironment, get_environment, read_environment
 from relay.observability import MetricUnit, logger, metrics
 from relay.queued.message import QueuedEvent, parse_message
+from relay.vendors.base import IDENTIFIER_KINDS
 
 if TYPE_CHECKING:  # imported when a batch has something to dead-letter: most never do (cold start)
     from relay.delivery.deadletter import DeadLetter, DeadLetterQueue
@@ -209,6 +210,13 @@ def record_requests(forwarder: Forwarder) -> None:
     metrics.add_metric("VendorRequests", MetricUnit.Count, len(stats.requests))
     metrics.add_metric("VendorRetries", MetricUnit.Count, stats.retries)
     metrics.add_metric("BisectRequests", MetricUnit.Count, stats.bisect_requests)
+    for kind in IDENTIFIER_KINDS:  # share of EventsForwarded carrying each kind of identifier (match quality)
+        metrics.add_metric(match_metric(kind), MetricUnit.Count, stats.identifiers[kind])
+
+
+def match_metric(kind: str) -> str:
+    """`email` -> `MatchEmail`, `click_id` -> `MatchClickId`."""
+    return "Match" + "".join(part.capitalize() for part in kind.split("_"))
 
 
 def dead_letter(

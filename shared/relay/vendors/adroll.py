@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 from relay.models import pii
@@ -61,6 +61,14 @@ class AdRoll(VendorAdapter[AdRollConfig]):
     name = "adroll"
     max_batch = MAX_BATCH
     secret_headers = frozenset({"Authorization"})
+    identifier_fields: ClassVar[dict[str, tuple[str, ...]]] = {
+        "email": ("identifiers.email_sha256", "identifiers.email_md5"),
+        "click_id": ("identifiers.adct",),
+        "cookie": ("identifiers.first_party_cookie",),
+        "device_id": ("identifiers.device_id",),
+        "ip": ("ip",),
+        "user_agent": ("user_agent",),
+    }
 
     def map_event(self, event: Event, vendor_name: str) -> MappingResult:
         app_fields: dict[str, Any] = {}

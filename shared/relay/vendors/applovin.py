@@ -6,7 +6,7 @@ https://support.axon.ai/en/growth/promoting-your-websites/api/conversion-api-for
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlencode, urlsplit
 
 from relay.models import pii
@@ -88,6 +88,15 @@ class AppLovin(VendorAdapter[AppLovinConfig]):
     name = "applovin"
     max_batch = MAX_BATCH
     secret_headers = frozenset({"Authorization"})
+    identifier_fields: ClassVar[dict[str, tuple[str, ...]]] = {
+        "email": ("user_data.email",),
+        "phone": ("user_data.phone",),
+        "click_id": ("user_data.aleid", "user_data.alart", "user_data.axwrt"),
+        "cookie": ("user_data.client_id",),
+        "device_id": ("user_data.ifa", "user_data.idfv"),
+        "ip": ("user_data.client_ip_address",),
+        "user_agent": ("user_data.client_user_agent",),
+    }
 
     @property
     def restricted(self) -> bool:

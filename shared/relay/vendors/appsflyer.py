@@ -9,7 +9,7 @@ import ipaddress
 import json
 import re
 from datetime import UTC
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 from relay.models import pii
@@ -73,6 +73,13 @@ class AppsFlyer(VendorAdapter[AppsFlyerConfig]):
     name = "appsflyer"
     max_batch = 1  # one event per request
     secret_headers = frozenset({"authentication"})
+    identifier_fields: ClassVar[dict[str, tuple[str, ...]]] = {
+        "email": ("email_hashed",),
+        "phone": ("phone_number_hashed", "phone_number_e164_hashed"),
+        "device_id": ("appsflyer_id", "idfa", "idfv", "advertising_id", "oaid", "amazon_aid", "imei"),
+        "ip": ("ip",),
+        "user_agent": ("ua",),
+    }
 
     def map_event(self, event: Event, vendor_name: str) -> MappingResult:
         if event.source != "app":

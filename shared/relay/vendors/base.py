@@ -97,12 +97,23 @@ MappingResult = Mapped | Skipped | Invalid
 C = TypeVar("C")
 
 
+# The kinds of identifier a vendor matches events on; the relay counts, per vendor, how many events it
+# sends carry each (match quality: the `Match<Kind>` metrics, `relay preview`).
+IDENTIFIER_KINDS = ("email", "phone", "click_id", "cookie", "device_id", "ip", "user_agent")
+
+
 class VendorAdapter(ABC, Generic[C]):
     """Maps canonical events to one vendor's payloads and builds its HTTP requests."""
 
     name: ClassVar[str]
     max_batch: ClassVar[int]
     secret_headers: ClassVar[frozenset[str]]
+    # kind (IDENTIFIER_KINDS) -> the payload fields holding it, as dotted paths
+    identifier_fields: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    def identifiers(self, payload: dict[str, Any]) -> list[str]:
+        """The kinds of identifier `payload` carries, in IDENTIFIER_KINDS order."""
+        return [k for k in IDENTIFIER_KINDS if any(_field(payload, f) for f in self.identifier_fields.get(k, ()))]
 
     def __init__(self, config: C):
         self.config = config
@@ -117,6 +128,13 @@ class VendorAdapter(ABC, Generic[C]):
 
     def request_for(self, outcome: Mapped) -> VendorRequest:
         return self.build_request(outcome.target, [outcome.payload])
+
+
+def _field(payload: dict[str, Any], path: str) -> Any:
+    value: Any = payload
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 class Errors:
