@@ -67,7 +67,8 @@ def test_human_output_shows_exact_requests_with_secrets_masked(cfg):
     assert "event 1/1: purchase (event_id web-purchase-0001)" in out
     applovin = "  applovin: ok (identifiers: email, phone, click_id, cookie, ip, user_agent)\n"
     assert applovin + "    POST https://b.applovin.com/v1/event?pixel_id=PIXEL123\n    Authorization: ***\n" in out
-    assert "  adroll: ok (identifiers: email, cookie, ip, user_agent)\n    POST https://srv.adroll.com/api?advertisable=ADV_EID\n    Authorization: ***\n" in out
+    adroll = "  adroll: ok (identifiers: email, cookie, ip, user_agent)\n"
+    assert adroll + "    POST https://srv.adroll.com/api?advertisable=ADV_EID\n    Authorization: ***\n" in out
     assert "  appsflyer: skipped: AppsFlyer's S2S in-app events API takes app events only" in out
     assert '"dedupe_id": "web-purchase-0001"' in out
     for secret in SECRETS.values():
