@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from relay.models import pii
-from relay.models.codes import CALLING_CODES
+from relay.models.codes import CALLING_CODES  # the countries to draw from
 
 
 def sha(s: str) -> str:
@@ -105,9 +105,32 @@ def test_phone_normaliser_never_crashes(raw):
         out = pii.phone_digits("+" + raw)
     except pii.PhoneError:
         return
-    assert out.isdigit() and out == "".join(c for c in raw if c.isdigit())
+    assert out.isdigit() and 7 <= len(out) <= 15
+    assert pii.phone_digits("+" + out) == out  # normalised once and for all
 
 
-@given(st.text(alphabet="0123456789", min_size=10, max_size=10).filter(lambda d: d[0] != "0"))
-def test_us_numbers_get_country_code_1(digits):
+@given(st.text(alphabet="0123456789", min_size=10, max_size=10).filter(lambda d: d[0] not in "01"))
+def test_us_numbers_get_country_code_1(digits):  # North American numbers never start with 0 or 1
     assert pii.phone_digits(digits, "US") == "1" + digits
+
+
+@pytest.mark.parametrize(
+    ("national", "country", "international"),
+    [
+        ("06 1234 5678", "IT", "+39 06 1234 5678"),  # Italy keeps its leading 0
+        ("030 123456", "DE", "+49 30 123456"),  # Germany's trunk prefix 0 goes
+        ("(11) 91234-5678", "BR", "+55 11 91234-5678"),
+        ("020 7946 0958", "GB", "+44 20 7946 0958"),
+        ("(650) 555-1212", "US", "+1 650 555 1212"),
+    ],
+)
+def test_a_national_number_hashes_as_its_international_form(national, country, international):
+    assert pii.phone_e164(national, country) == pii.phone_e164(international)
+    assert pii.hash_phone_digits(national, country) == pii.hash_phone_digits(international, None)
+    assert pii.hash_phone_e164(national, country) == pii.hash_phone_e164(international, None)
+
+
+@pytest.mark.parametrize("phone", ["٠٦١٢٣٤٥٦٧٨", "+３９０６１２３４５６７８", "06 1234 ５６７８"])
+def test_digits_outside_ascii_are_an_input_error(phone):
+    with pytest.raises(pii.PhoneError, match="ASCII digits"):
+        pii.phone_e164(phone, "IT")

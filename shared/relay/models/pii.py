@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import re
 
-from relay.models.codes import CALLING_CODES
-
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _NON_DIGITS = re.compile(r"\D")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
@@ -45,29 +43,40 @@ def normalize_name(value: str) -> str:
 
 
 def phone_e164(value: str, country: str | None = None) -> str:
-    """Normalise a phone number to E.164 (`+16505551212`).
+    """Normalise a phone number to E.164 (`+16505551212`) with libphonenumber's rules (the `phonenumbers`
+    package), as AppsFlyer's documentation recommends.
 
-    - `+…` or `00…`: international, the digits are kept as they are.
-    - otherwise, with `country` set: a national number; leading zeros (trunk prefix) are removed
-      and the country's calling code is prepended, unless the digits already start with it and
-      are at least 11 long (`16505551212` with US stays as it is).
-    - otherwise: AppsFlyer's literal rule, remove symbols, letters and leading zeros; the number
-      must then already hold its country code.
+    - `+…` or `00…`: international.
+    - otherwise, with `country` set: a national number of that country, its trunk prefix handled by the
+      country's own rule (Italy keeps its leading 0: `06 1234 5678` is `+390612345678`; Germany's `030 …`
+      is `+4930…`).
+    - otherwise: AppsFlyer's literal rule, remove symbols, letters and leading zeros; the number must then
+      already hold its country code.
+
+    Only ASCII digits count: a number written with other digits is an error, never silently converted.
     """
+    import phonenumbers  # on the first phone only: most events carry none (cold start)
+
     text = value.strip()
+    if any(ch.isdigit() and not ch.isascii() for ch in text):
+        raise PhoneError("must be written with the ASCII digits 0-9")
     digits = _NON_DIGITS.sub("", text)
     if text.startswith("+"):
-        pass
+        candidate, region = "+" + digits, None
     elif digits.startswith("00"):
-        digits = digits[2:]
+        candidate, region = "+" + digits[2:], None
+    elif country:
+        candidate, region = digits, country
     else:
-        digits = digits.lstrip("0")
-        code = CALLING_CODES.get(country or "")
-        if code and not (digits.startswith(code) and len(digits) >= 11):
-            digits = code + digits
-    if not 7 <= len(digits) <= 15 or digits.startswith("0"):
+        candidate, region = "+" + digits.lstrip("0"), None
+    try:
+        e164 = phonenumbers.format_number(phonenumbers.parse(candidate, region), phonenumbers.PhoneNumberFormat.E164)
+    except phonenumbers.NumberParseException:
+        e164 = ""
+    # E.164's own bounds, not the country's plan: a number the plan does not know is still the client's
+    if not 8 <= len(e164) <= 16 or e164[1] == "0":
         raise PhoneError("must be a phone number of 7 to 15 digits including the country code (E.164)")
-    return "+" + digits
+    return e164
 
 
 def phone_digits(value: str, country: str | None = None) -> str:
