@@ -464,3 +464,21 @@ def test_the_idempotency_table_unavailable_is_a_503_not_a_500(aws_stack, monkeyp
     response = handler(http_api_event("POST", "/v1/events", headers, raw), FakeLambdaContext())
     assert (response["statusCode"], json.loads(response_body(response))["not_enqueued"]) == (503, ["d1", "d2"])
     assert queues(aws_stack)["applovin"] == []
+
+
+def test_a_resend_fixed_for_a_vendor_reaches_that_vendor_and_only_it(ingest, aws_stack):
+    """Accepted for AppLovin, invalid for AdRoll (no first-party cookie); the client adds the cookie and resends
+    the same event_id: AdRoll gets it, AppLovin does not get it twice; a third send is a plain duplicate."""
+    first = web_event(event_id="fix-1", vendor_ids={})
+    status, result = ingest({"events": [first]})
+    assert status == 202 and result["accepted"][0]["destinations"] == ["applovin"]
+    fixed = web_event(event_id="fix-1")  # now with AdRoll's cookie
+    status, result = ingest({"events": [fixed]})
+    assert status == 202
+    (entry,) = result["accepted"]
+    assert entry["duplicate"] is True and entry["queued_now"] == ["adroll"]
+    status, result = ingest({"events": [{**fixed, "properties": {"again": 1}}]})  # another body: not a replay
+    assert result["accepted"][0]["duplicate"] is True and "queued_now" not in result["accepted"][0]
+    got = queues(aws_stack)
+    assert [json.loads(m["Body"])["event_id"] for m in got["applovin"]] == ["fix-1"]  # once
+    assert [json.loads(m["Body"])["event_id"] for m in got["adroll"]] == ["fix-1"]  # once, alone

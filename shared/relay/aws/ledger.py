@@ -76,6 +76,7 @@ LEGACY_COMPLETED, LEGACY_IN_PROGRESS = "COMPLETED", "INPROGRESS"  # Powertools I
 # failures one batch record lists (its DynamoDB item stays under 400 KB; an SQS batch is at most 100 events)
 MAX_LISTED_FAILURES = 1000
 TRANSACTION_MAX_ITEMS = 100  # DynamoDB TransactWriteItems
+QUEUED_FOR = "to"  # the ingest's claim: the vendors the event is queued for (a string set)
 INGEST = "ingest"  # the ledger's "vendor" for the ingest's claims (one per event, for every vendor)
 
 
@@ -158,12 +159,20 @@ class DeliveryLedger:
 
     # -- claims ------------------------------------------------------------------------------------
 
-    def claim(self, event_id: str, remaining_ms: int, batch: str, message_id: str | None = None) -> Claim:
+    def claim(
+        self,
+        event_id: str,
+        remaining_ms: int,
+        batch: str,
+        message_id: str | None = None,
+        queued_for: Sequence[str] = (),
+    ) -> Claim:
         """Before sending. `batch`: this invocation's (new_batch); `message_id`: the SQS message the event
-        came in (see `dead_lettered`)."""
+        came in (see `dead_lettered`); `queued_for`: the ingest's, the vendors the event is queued for."""
         now = self.clock()
         lease = _lease(now, remaining_ms)
-        item = self._event_record(event_id, CLAIMED, now, batch={"S": batch}, lease=lease)
+        extra = {QUEUED_FOR: {"SS": sorted(queued_for)}} if queued_for else {}
+        item = self._event_record(event_id, CLAIMED, now, batch={"S": batch}, lease=lease, **extra)
         old = self._put(item, "attribute_not_exists(id) OR expiration < :now", {":now": {"N": str(int(now))}})
         if old is None:
             return Claim.CLAIMED
@@ -181,23 +190,30 @@ class DeliveryLedger:
         condition, values = self._unchanged(old)
         return Claim.CLAIMED if self._put(item, condition, values) is None else Claim.IN_FLIGHT
 
-    def claim_many(self, event_ids: Sequence[str], remaining_ms: int, batch: str) -> dict[str, Claim]:
+    def claim_many(
+        self,
+        event_ids: Sequence[str],
+        remaining_ms: int,
+        batch: str,
+        queued_for: Mapping[str, Sequence[str]] | None = None,
+    ) -> dict[str, Claim]:
         """Claims for several distinct events at once (the ingest: every event of a request): one
         TransactWriteItems of up to 100 conditional puts — one call, two write units per event. When
         DynamoDB refuses some (a record exists: a resend; or a concurrent transaction), nothing was
         written: the others are claimed together again and the refused ones one by one (`claim`)."""
         out: dict[str, Claim] = {}
         for start in range(0, len(event_ids), TRANSACTION_MAX_ITEMS):
-            out.update(
-                self._claim_together(list(event_ids[start : start + TRANSACTION_MAX_ITEMS]), remaining_ms, batch)
-            )
+            part = list(event_ids[start : start + TRANSACTION_MAX_ITEMS])
+            out.update(self._claim_together(part, remaining_ms, batch, queued_for or {}))
         return out
 
-    def _claim_together(self, event_ids: list[str], remaining_ms: int, batch: str) -> dict[str, Claim]:
+    def _claim_together(
+        self, event_ids: list[str], remaining_ms: int, batch: str, queued_for: Mapping[str, Sequence[str]]
+    ) -> dict[str, Claim]:
         from botocore.exceptions import ClientError
 
         if len(event_ids) <= 1:
-            return {e: self.claim(e, remaining_ms, batch) for e in event_ids}
+            return {e: self.claim(e, remaining_ms, batch, queued_for=queued_for.get(e, ())) for e in event_ids}
         now = self.clock()
         lease = _lease(now, remaining_ms)
         batch_value, expiration = {"S": batch}, {"N": str(int(now) + self.horizon_seconds)}
@@ -213,6 +229,7 @@ class DeliveryLedger:
                         "batch": batch_value,
                         "lease": lease,
                         "expiration": expiration,
+                        **({QUEUED_FOR: {"SS": sorted(queued_for[e])}} if queued_for.get(e) else {}),
                     },
                     # a record whose TTL passed but that DynamoDB has not deleted yet is refused here and
                     # taken over by `claim`, which knows expiry (rare: 15 days, older than any event accepted)
@@ -231,9 +248,26 @@ class DeliveryLedger:
         refused = [e for e, r in zip(event_ids, reasons, strict=False) if r.get("Code") not in (None, "None")]
         if not refused:  # no reason per event: settle each one by one
             refused = event_ids
-        out = self._claim_together([e for e in event_ids if e not in refused], remaining_ms, batch)
-        out.update({e: self.claim(e, remaining_ms, batch) for e in refused})
+        out = self._claim_together([e for e in event_ids if e not in refused], remaining_ms, batch, queued_for)
+        out.update({e: self.claim(e, remaining_ms, batch, queued_for=queued_for.get(e, ())) for e in refused})
         return out
+
+    def queued_for(self, event_id: str) -> frozenset[str] | None:
+        """The vendors the ingest queued an event for; None for a record older than this list (it then counts
+        as queued for every vendor: never a second delivery)."""
+        key = {"id": {"S": claim_key(self.vendor, event_id)}}
+        old = self.client.get_item(TableName=self.table_name, Key=key, ConsistentRead=True).get("Item") or {}
+        return frozenset(old[QUEUED_FOR]["SS"]) if QUEUED_FOR in old else None
+
+    def add_queued_for(self, event_id: str, vendors: Sequence[str]) -> None:
+        """Record that the event is now queued for `vendors` too (a set union: repeating it changes nothing)."""
+        self.client.update_item(
+            TableName=self.table_name,
+            Key={"id": {"S": claim_key(self.vendor, event_id)}},
+            UpdateExpression="ADD #q :new",
+            ExpressionAttributeNames={"#q": QUEUED_FOR},
+            ExpressionAttributeValues={":new": {"SS": sorted(vendors)}},
+        )
 
     def claim_bundle(
         self,

@@ -181,17 +181,21 @@ class Ingest:
         if singles and remaining_ms() < AWS_CALL_MAX_MS:  # each call below must fit in what is left
             return _unavailable("too little time left to queue the events", ids)
         batch = DeliveryLedger.new_batch() if self.ledger else ""
+        vendors = {event_id: list(m.destinations) for event_id, m in singles}
         try:
-            claims = self.ledger.claim_many(ids, remaining_ms(), batch) if self.ledger and singles else {}
+            claims = self.ledger.claim_many(ids, remaining_ms(), batch, vendors) if self.ledger and singles else {}
         except Exception:  # noqa: BLE001 - DynamoDB unavailable: nothing was queued, the client resends
             return _unavailable("could not record the events", ids)
         duplicates = {event_id for event_id, claim in claims.items() if claim is Claim.DUPLICATE}
+        requeued, failed = self._queue_for_more([(e, m) for e, m in singles if e in duplicates], remaining_ms)
         for entry in accepted:
             if entry["event_id"] in duplicates:
                 entry["duplicate"] = True
+                if entry["event_id"] in requeued:
+                    entry["queued_now"] = requeued[entry["event_id"]]
         fresh = [(event_id, m) for event_id, m in singles if claims.get(event_id, Claim.CLAIMED) is Claim.CLAIMED]
-        failed = self._publish(fresh, remaining_ms)
-        ledger_error = self._settle(batch, fresh, failed)
+        failed += self._publish(fresh, remaining_ms)
+        ledger_error = self._settle(batch, fresh, [e for e in failed if e not in duplicates])
         # anything but queued now or before: another request holds the claim (never dropped in silence)
         settled = (Claim.CLAIMED, Claim.DUPLICATE)
         in_flight = [event_id for event_id in ids if claims.get(event_id, Claim.CLAIMED) not in settled]
@@ -272,6 +276,40 @@ class Ingest:
             if isinstance(outcome, Invalid):
                 errors += [FieldError(e.field, f"{vendor}: {e.message}") for e in outcome.errors]
         return errors
+
+    def _queue_for_more(
+        self, resent: list[tuple[str, Message]], remaining_ms: Callable[[], int]
+    ) -> tuple[dict[str, list[str]], list[str]]:
+        """Publish resent events to the vendors they now reach and were not queued for (a client fixed what
+        a vendor found invalid); returns those vendors per event_id, and the event_ids that could not be.
+
+        Each goes as a message of its own, published before it is recorded: the vendor function claims it
+        by event_id, so a concurrent resend doing the same, or a record that failed to be written (the next
+        resend publishes again), still reaches the vendor once."""
+        if not (self.ledger and resent) or remaining_ms() < AWS_CALL_MAX_MS:
+            return {}, []
+        more: dict[str, list[str]] = {}
+        messages: list[Message] = []
+        ids: dict[str, str] = {}  # PublishBatch entry id -> event_id (an entry id is [A-Za-z0-9_-]{1,80})
+        for event_id, message in resent:
+            try:
+                before = self.ledger.queued_for(event_id)
+            except Exception:  # noqa: BLE001, S112 - it stays a duplicate; the client may send it again
+                continue
+            new = sorted(set(message.destinations) - before) if before is not None else []
+            if new:
+                more[event_id] = new
+                ids[f"r{len(ids)}"] = event_id
+                messages.append(Message(f"r{len(ids) - 1}", message.body, new))
+        failed = [ids[i] for i in self.publisher.publish(messages)] if messages else []
+        for event_id in failed:
+            more.pop(event_id, None)
+        for event_id, vendors in more.items():
+            try:
+                self.ledger.add_queued_for(event_id, vendors)
+            except Exception:  # noqa: BLE001, S112 - the next resend publishes again; the vendor claims it once
+                continue
+        return more, failed
 
     def _publish(self, fresh: list[tuple[str, Message]], remaining_ms: Callable[[], int]) -> list[str]:
         """Publish the claimed events, bundled; returns the event_ids that were not published."""
