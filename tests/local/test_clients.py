@@ -10,6 +10,7 @@ import sys
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -25,16 +26,44 @@ CLIENTS = {
     "python": [sys.executable, str(ROOT / "clients" / "python" / "relay_client.py")],
     "node": ["node", str(ROOT / "clients" / "node" / "relay-client.mjs")],
     "shell": ["bash", str(ROOT / "clients" / "shell" / "relay-send.sh")],
+    "go": [],  # built once per run (go_binary)
+    "php": ["php", str(ROOT / "clients" / "php" / "relay-send.php")],
 }
-NEEDS = {"python": [], "node": ["node"], "shell": ["bash", "curl", "openssl"]}
+NEEDS = {"python": [], "node": ["node"], "shell": ["bash", "curl", "openssl"], "go": ["go"], "php": ["php"]}
 SECRET = "client-test-secret"
 
 
 def client(name: str) -> list[str]:
     missing = [tool for tool in NEEDS[name] if not shutil.which(tool)]
     if missing:
-        pytest.fail(f"the {name} client needs {missing} on PATH")
+        pytest.fail(f"the {name} client needs {missing} on PATH (.ci/run installs golang-go and php-cli)")
+    if name == "go" and not CLIENTS["go"]:
+        CLIENTS["go"] = [go_binary()]
     return CLIENTS[name]
+
+
+def go_binary() -> str:
+    """`go build` of clients/go/cmd/relay-send into a temporary directory, once."""
+    import os
+    import tempfile
+
+    out = Path(tempfile.mkdtemp(prefix="relay-send-go-")) / "relay-send"
+    env = {
+        **os.environ,
+        "GOCACHE": str(out.parent / "cache"),
+        "GOPATH": str(out.parent / "path"),
+        "GOFLAGS": "-mod=mod",
+    }
+    proc = subprocess.run(
+        ["go", "build", "-o", str(out), "./cmd/relay-send"],
+        cwd=ROOT / "clients" / "go",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return str(out)
 
 
 def run(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -69,8 +69,12 @@ def phone_e164(value: str, country: str | None = None) -> str:
         candidate, region = digits, country
     else:
         candidate, region = "+" + digits.lstrip("0"), None
+    fmt = phonenumbers.PhoneNumberFormat.E164
     try:
-        e164 = phonenumbers.format_number(phonenumbers.parse(candidate, region), phonenumbers.PhoneNumberFormat.E164)
+        once = phonenumbers.format_number(phonenumbers.parse(candidate, region), fmt)
+        # read once more as international: a national prefix a country's plan left in is dropped now, so that
+        # normalising the result again gives the result (and every form of a number hashes the same)
+        e164 = phonenumbers.format_number(phonenumbers.parse(once, None), fmt)
     except phonenumbers.NumberParseException:
         e164 = ""
     # E.164's own bounds, not the country's plan: a number the plan does not know is still the client's

@@ -1,0 +1,66 @@
+// relay-send signs FILE.json and POSTs it to the S2S Relay ingest.
+//
+//	relay-send --url URL --secret SECRET FILE.json      (or RELAY_URL / RELAY_SECRET)
+//	relay-send --secret SECRET --timestamp T --print-signature FILE.json
+//
+// FILE.json is an ingest body, {"events": [...]}, sent byte for byte as it is. Prints the relay's JSON answer,
+// lists on stderr every event that was rejected or found invalid, and exits 0 on 2xx, 1 on 4xx, 2 when the
+// relay cannot be reached or still answers 5xx after the retries.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/s2s-relay/clients/go/relayclient"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	url := flag.String("url", os.Getenv("RELAY_URL"), "the ingest URL (RELAY_URL)")
+	secret := flag.String("secret", os.Getenv("RELAY_SECRET"), "the signing secret (RELAY_SECRET)")
+	printSignature := flag.Bool("print-signature", false, "print the header value, send nothing")
+	timestamp := flag.Int64("timestamp", 0, "sign with this unix time (with --print-signature)")
+	flag.Parse()
+	if flag.NArg() != 1 || *secret == "" || (*url == "" && !*printSignature) {
+		fmt.Fprintln(os.Stderr, "usage: relay-send --url URL --secret SECRET FILE.json")
+		fmt.Fprintln(os.Stderr, "--url and --secret (or RELAY_URL and RELAY_SECRET) and FILE.json are required")
+		return 2
+	}
+	body, err := os.ReadFile(flag.Arg(0))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cannot read %s: %v\n", flag.Arg(0), err)
+		return 2
+	}
+	if *printSignature {
+		t := *timestamp
+		if t == 0 {
+			t = time.Now().Unix()
+		}
+		fmt.Println(relayclient.Sign(body, *secret, t))
+		return 0
+	}
+	status, answer, err := relayclient.Send(*url, *secret, body)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cannot reach %s: %v\n", *url, err)
+		return 2
+	}
+	out, _ := json.Marshal(answer)
+	fmt.Println(string(out))
+	for _, line := range relayclient.Problems(answer) {
+		fmt.Fprintln(os.Stderr, line)
+	}
+	switch {
+	case status >= 200 && status < 300:
+		return 0
+	case status >= 400 && status < 500:
+		return 1
+	}
+	return 2
+}

@@ -1,0 +1,3 @@
+module github.com/s2s-relay/clients/go
+
+go 1.19

@@ -1,0 +1,79 @@
+<?php
+// S2S Relay client: sign a request body and POST it to the relay's ingest (PHP 8.1+, curl extension or
+// streams; no packages).
+//
+//   require 'RelayClient.php';
+//   [$status, $answer] = RelayClient::send($url, $secret, $body);
+//
+// A 503 is sent again, freshly signed, after its Retry-After (at most MAX_ATTEMPTS sends).
+declare(strict_types=1);
+
+final class RelayClient
+{
+    public const HEADER = 'X-Relay-Signature';
+    public const MAX_ATTEMPTS = 5;
+    public const MAX_RETRY_AFTER_SECONDS = 30;
+
+    /** t=<unix seconds>,v1=<lower-case hex HMAC-SHA256 of "<t>.<body>">, keyed with the secret's UTF-8 bytes. */
+    public static function sign(string $body, string $secret, ?int $timestamp = null): string
+    {
+        $t = $timestamp ?? time();
+        return sprintf('t=%d,v1=%s', $t, hash_hmac('sha256', $t . '.' . $body, $secret));
+    }
+
+    /**
+     * POST $body, signed anew for every send. Returns [status, answer]; throws RuntimeException when the relay
+     * cannot be reached.
+     */
+    public static function send(string $url, string $secret, string $body): array
+    {
+        for ($attempt = 1; ; $attempt++) {
+            $context = stream_context_create(['http' => [
+                'method' => 'POST',
+                'header' => "Content-Type: application/json\r\n" . self::HEADER . ': ' . self::sign($body, $secret) . "\r\n",
+                'content' => $body,
+                'ignore_errors' => true,
+                'timeout' => 30,
+            ]]);
+            $raw = @file_get_contents($url, false, $context);
+            if ($raw === false || !isset($http_response_header[0])) {
+                throw new RuntimeException("cannot reach $url");
+            }
+            preg_match('#^HTTP/\S+\s+(\d{3})#', $http_response_header[0], $m);
+            $status = (int) $m[1];
+            $answer = json_decode($raw, true);
+            if (!is_array($answer)) {
+                $answer = ['error' => $raw];
+            }
+            if ($status !== 503 || $attempt >= self::MAX_ATTEMPTS) {
+                return [$status, $answer];
+            }
+            $wait = 1;
+            foreach ($http_response_header as $line) {
+                if (preg_match('/^Retry-After:\s*(\d+)\s*$/i', $line, $r)) {
+                    $wait = (int) $r[1];
+                }
+            }
+            sleep(min($wait, self::MAX_RETRY_AFTER_SECONDS));
+        }
+    }
+
+    /** One line per event the relay rejected, and per vendor that found an accepted event invalid. */
+    public static function problems(array $answer): array
+    {
+        $fields = fn (array $errors): string => implode('; ', array_map(
+            fn (array $e): string => "{$e['field']}: {$e['message']}",
+            $errors
+        ));
+        $lines = [];
+        foreach ($answer['rejected'] ?? [] as $r) {
+            $lines[] = "rejected events[{$r['index']}] {$r['event_id']}: " . $fields($r['errors'] ?? []);
+        }
+        foreach ($answer['accepted'] ?? [] as $a) {
+            foreach ($a['invalid'] ?? [] as $vendor => $errors) {
+                $lines[] = "invalid for $vendor: events[{$a['index']}] {$a['event_id']}: " . $fields($errors);
+            }
+        }
+        return $lines;
+    }
+}

@@ -1,0 +1,50 @@
+<?php
+// relay-send.php --url URL --secret SECRET FILE.json      (or RELAY_URL / RELAY_SECRET)
+// relay-send.php --secret SECRET --timestamp T --print-signature FILE.json
+//
+// FILE.json is an ingest body, {"events": [...]}, sent byte for byte as it is. Prints the relay's JSON answer,
+// lists on stderr every event that was rejected or found invalid, and exits 0 on 2xx, 1 on 4xx, 2 when the
+// relay cannot be reached or still answers 5xx after the retries.
+declare(strict_types=1);
+require __DIR__ . '/RelayClient.php';
+
+$url = getenv('RELAY_URL') ?: null;
+$secret = getenv('RELAY_SECRET') ?: null;
+$file = null;
+$timestamp = null;
+$printSignature = false;
+$args = array_slice($argv, 1);
+for ($i = 0; $i < count($args); $i++) {
+    switch ($args[$i]) {
+        case '--url': $url = $args[++$i] ?? null; break;
+        case '--secret': $secret = $args[++$i] ?? null; break;
+        case '--timestamp': $timestamp = (int) ($args[++$i] ?? 0); break;
+        case '--print-signature': $printSignature = true; break;
+        default: $file = $args[$i];
+    }
+}
+if ($file === null || !$secret || (!$url && !$printSignature)) {
+    fwrite(STDERR, "usage: relay-send.php --url URL --secret SECRET FILE.json\n");
+    fwrite(STDERR, "--url and --secret (or RELAY_URL and RELAY_SECRET) and FILE.json are required\n");
+    exit(2);
+}
+$body = @file_get_contents($file);
+if ($body === false) {
+    fwrite(STDERR, "cannot read $file\n");
+    exit(2);
+}
+if ($printSignature) {
+    echo RelayClient::sign($body, $secret, $timestamp), "\n";
+    exit(0);
+}
+try {
+    [$status, $answer] = RelayClient::send($url, $secret, $body);
+} catch (RuntimeException $e) {
+    fwrite(STDERR, $e->getMessage() . "\n");
+    exit(2);
+}
+echo json_encode($answer, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE), "\n";
+foreach (RelayClient::problems($answer) as $line) {
+    fwrite(STDERR, $line . "\n");
+}
+exit($status >= 200 && $status < 300 ? 0 : ($status >= 400 && $status < 500 ? 1 : 2));
