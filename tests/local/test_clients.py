@@ -19,7 +19,7 @@ from relay_tools.config_file import load_config
 from relay_tools.dev import LocalStack
 
 from ..conftest import ROOT
-from .test_local_stack import free_port, sandbox_requests, wait_for
+from .test_local_stack import free_port, local_config, sandbox_requests, wait_for
 
 VECTORS = json.loads((ROOT / "clients" / "test-vectors.json").read_text(encoding="utf-8"))["vectors"]
 CLIENTS = {
@@ -173,16 +173,10 @@ def test_an_unreachable_relay_exits_2_and_missing_arguments_are_named(name, body
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    ports = {"aws": free_port(), "ingest": free_port(), "sandbox": free_port()}
-    config_path = tmp_path_factory.mktemp("clients") / "relay.toml"
-    example = (ROOT / "relay.example.toml").read_text().split("[local]")[0]
-    config_path.write_text(
-        example + f'[local]\naws_endpoint = "http://127.0.0.1:{ports["aws"]}"\nstack_name = "clients"\n'
-        f"ingest_port = {ports['ingest']}\nsandbox_port = {ports['sandbox']}\n"
-    )
+    config_path = local_config(tmp_path_factory.mktemp("clients"), "clients")
     config = load_config(config_path)
     local = LocalStack(config, log=lambda line: None).start()
-    yield local, str(config_path), config.ingest.secrets[0].get_secret_value()
+    yield local, config_path, config.ingest.secrets[0].get_secret_value()
     local.stop()
 
 

@@ -37,18 +37,25 @@ def run(*argv: str) -> tuple[int, str, str]:
     return main(list(argv), out, err), out.getvalue(), err.getvalue()
 
 
-@pytest.fixture(scope="module")
-def dev(tmp_path_factory):
-    ports = {"aws": free_port(), "ingest": free_port(), "sandbox": free_port()}
-    config_path = tmp_path_factory.mktemp("dev") / "relay.toml"
+def local_config(folder, stack_name: str = "s2s-relay-local", ports: dict[str, int] | None = None) -> str:
+    """The example configuration with its local stack on `ports` (default: free ones) and its own name
+    (moto's state is per process)."""
+    ports = ports or {"aws": free_port(), "ingest": free_port(), "sandbox": free_port()}
     example = (ROOT / "relay.example.toml").read_text().split("[local]")[0]
-    config_path.write_text(
-        example + f'[local]\naws_endpoint = "http://127.0.0.1:{ports["aws"]}"\n'
+    path = folder / "relay.toml"
+    path.write_text(
+        example + f'[local]\naws_endpoint = "http://127.0.0.1:{ports["aws"]}"\nstack_name = "{stack_name}"\n'
         f"ingest_port = {ports['ingest']}\nsandbox_port = {ports['sandbox']}\n"
     )
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory):
+    config_path = local_config(tmp_path_factory.mktemp("dev"))
     lines: list[str] = []
     stack = LocalStack(load_config(config_path), log=lines.append).start()
-    yield stack, str(config_path), lines
+    yield stack, config_path, lines
     stack.stop()
 
 
@@ -262,16 +269,6 @@ def test_send_new_id_resends_a_sample_as_a_new_event(dev):
     assert "duplicate" not in second  # without --new-id the second send would be answered duplicate
 
 
-def _dev_config(tmp_path, ports: dict[str, int]) -> str:
-    example = (ROOT / "relay.example.toml").read_text().split("[local]")[0]
-    path = tmp_path / "relay.toml"
-    path.write_text(
-        example + f'[local]\naws_endpoint = "http://127.0.0.1:{ports["aws"]}"\nstack_name = "sig"\n'
-        f"ingest_port = {ports['ingest']}\nsandbox_port = {ports['sandbox']}\n"
-    )
-    return str(path)
-
-
 def _listening(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
@@ -287,7 +284,7 @@ def test_relay_dev_stops_its_children_on_sigterm_and_sighup(tmp_path, signal_nam
     import sys
 
     ports = {"aws": free_port(), "ingest": free_port(), "sandbox": free_port()}
-    config = _dev_config(tmp_path, ports)
+    config = local_config(tmp_path, "sig", ports)
     proc = subprocess.Popen(
         [sys.executable, "-m", "relay_tools.cli", "dev", "--config", config],
         stdout=subprocess.PIPE,
@@ -309,7 +306,7 @@ def test_relay_dev_stops_its_children_on_sigterm_and_sighup(tmp_path, signal_nam
 
 def test_relay_dev_refuses_a_port_another_process_holds_and_names_it(tmp_path):
     ports = {"aws": free_port(), "ingest": free_port(), "sandbox": free_port()}
-    config = _dev_config(tmp_path, ports)
+    config = local_config(tmp_path, "sig", ports)
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", ports["aws"]))
         holder.listen()
