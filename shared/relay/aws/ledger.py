@@ -76,7 +76,7 @@ LEGACY_COMPLETED, LEGACY_IN_PROGRESS = "COMPLETED", "INPROGRESS"  # Powertools I
 # failures one batch record lists (its DynamoDB item stays under 400 KB; an SQS batch is at most 100 events)
 MAX_LISTED_FAILURES = 1000
 TRANSACTION_MAX_ITEMS = 100  # DynamoDB TransactWriteItems
-QUEUED_FOR = "to"  # the ingest's claim: the vendors the event is queued for (a string set)
+QUEUED_FOR = "to"  # the ingest's claim: the vendors the event is queued for, comma-separated
 INGEST = "ingest"  # the ledger's "vendor" for the ingest's claims (one per event, for every vendor)
 
 
@@ -171,7 +171,7 @@ class DeliveryLedger:
         came in (see `dead_lettered`); `queued_for`: the ingest's, the vendors the event is queued for."""
         now = self.clock()
         lease = _lease(now, remaining_ms)
-        extra = {QUEUED_FOR: {"SS": sorted(queued_for)}} if queued_for else {}
+        extra = {QUEUED_FOR: {"S": ",".join(sorted(queued_for))}} if queued_for else {}
         item = self._event_record(event_id, CLAIMED, now, batch={"S": batch}, lease=lease, **extra)
         old = self._put(item, "attribute_not_exists(id) OR expiration < :now", {":now": {"N": str(int(now))}})
         if old is None:
@@ -229,7 +229,7 @@ class DeliveryLedger:
                         "batch": batch_value,
                         "lease": lease,
                         "expiration": expiration,
-                        **({QUEUED_FOR: {"SS": sorted(queued_for[e])}} if queued_for.get(e) else {}),
+                        **({QUEUED_FOR: {"S": ",".join(sorted(queued_for[e]))}} if queued_for.get(e) else {}),
                     },
                     # a record whose TTL passed but that DynamoDB has not deleted yet is refused here and
                     # taken over by `claim`, which knows expiry (rare: 15 days, older than any event accepted)
@@ -257,16 +257,18 @@ class DeliveryLedger:
         as queued for every vendor: never a second delivery)."""
         key = {"id": {"S": claim_key(self.vendor, event_id)}}
         old = self.client.get_item(TableName=self.table_name, Key=key, ConsistentRead=True).get("Item") or {}
-        return frozenset(old[QUEUED_FOR]["SS"]) if QUEUED_FOR in old else None
+        return frozenset(old[QUEUED_FOR]["S"].split(",")) if QUEUED_FOR in old else None
 
-    def add_queued_for(self, event_id: str, vendors: Sequence[str]) -> None:
-        """Record that the event is now queued for `vendors` too (a set union: repeating it changes nothing)."""
+    def add_queued_for(self, event_id: str, before: Iterable[str], vendors: Iterable[str]) -> None:
+        """Record that the event, queued for `before`, is now queued for `vendors` too. A concurrent resend
+        that recorded another vendor may be overwritten: the next resend then publishes to it again, and
+        the vendor function, which claims such messages by event_id, sends it once."""
         self.client.update_item(
             TableName=self.table_name,
             Key={"id": {"S": claim_key(self.vendor, event_id)}},
-            UpdateExpression="ADD #q :new",
+            UpdateExpression="SET #q = :all",
             ExpressionAttributeNames={"#q": QUEUED_FOR},
-            ExpressionAttributeValues={":new": {"SS": sorted(vendors)}},
+            ExpressionAttributeValues={":all": {"S": ",".join(sorted({*before, *vendors}))}},
         )
 
     def claim_bundle(

@@ -289,6 +289,7 @@ class Ingest:
         if not (self.ledger and resent) or remaining_ms() < AWS_CALL_MAX_MS:
             return {}, []
         more: dict[str, list[str]] = {}
+        earlier: dict[str, frozenset[str]] = {}
         messages: list[Message] = []
         ids: dict[str, str] = {}  # PublishBatch entry id -> event_id (an entry id is [A-Za-z0-9_-]{1,80})
         for event_id, message in resent:
@@ -297,8 +298,8 @@ class Ingest:
             except Exception:  # noqa: BLE001, S112 - it stays a duplicate; the client may send it again
                 continue
             new = sorted(set(message.destinations) - before) if before is not None else []
-            if new:
-                more[event_id] = new
+            if new and before is not None:
+                more[event_id], earlier[event_id] = new, before
                 ids[f"r{len(ids)}"] = event_id
                 messages.append(Message(f"r{len(ids) - 1}", message.body, new))
         failed = [ids[i] for i in self.publisher.publish(messages)] if messages else []
@@ -306,7 +307,7 @@ class Ingest:
             more.pop(event_id, None)
         for event_id, vendors in more.items():
             try:
-                self.ledger.add_queued_for(event_id, vendors)
+                self.ledger.add_queued_for(event_id, earlier[event_id], vendors)
             except Exception:  # noqa: BLE001, S112 - the next resend publishes again; the vendor claims it once
                 continue
         return more, failed
