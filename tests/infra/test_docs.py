@@ -42,6 +42,7 @@ def test_no_development_history_in_the_docs(page):
         r"this session",
         r"this machine",
         r"this VM",
+        r"build machine",
         r"found and fixed",
         r"\(was \$",
         r"\bVENDORS\.md\b",

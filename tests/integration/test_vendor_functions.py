@@ -261,15 +261,11 @@ def test_end_to_end_ingest_to_vendor(aws_stack, monkeypatch, output):
 
 
 def load_function(name: str):
-    """functions/<name>/app.py as Lambda loads it (its module-level handler, built from the environment)."""
-    import importlib.util
+    """functions/<name>/app.py's module-level handler as Lambda calls it: no injected function, so it builds
+    its dependencies from the environment (the autouse fixture starts each test as a new container)."""
+    from relay_tools.functions import app_module
 
-    from ..conftest import ROOT
-
-    spec = importlib.util.spec_from_file_location(f"fn_{name}", ROOT / "functions" / name / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.lambda_handler
+    return app_module(name).lambda_handler
 
 
 def test_the_ingest_function_module_runs_on_the_template_environment(aws_stack, monkeypatch):

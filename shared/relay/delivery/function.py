@@ -83,6 +83,11 @@ class VendorFunction:
         return self._ledger
 
     @property
+    def made_ledger(self) -> DeliveryLedger | None:
+        """The ledger if this container made (or was given) one: a function that never claimed has none."""
+        return self._ledger
+
+    @property
     def dead_letters(self) -> DeadLetterQueue:
         if self._dlq is None:
             from relay.delivery.deadletter import DeadLetterQueue
@@ -290,7 +295,7 @@ def letters_for(
 
 def remember_dead_letters(function: VendorFunction, letters: list[DeadLetter]) -> None:
     """Record the moved events in the ledger: a redelivered copy is then not moved twice."""
-    ledger = function._ledger  # noqa: SLF001 - only an existing ledger: a function that never claimed has none
+    ledger = function.made_ledger
     for letter in letters:
         if ledger is None or not letter.event_id:
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -40,10 +41,18 @@ def drop_none(data: dict[str, Any]) -> dict[str, Any]:
 def query_value(url: str | None, name: str) -> str | None:
     """The first non-empty value of query parameter `name` in `url` (a click id the vendor appends to the
     landing URL, read server-side as the vendors tell advertisers to)."""
-    if not url:
-        return None
-    values = [v.strip() for v in parse_qs(urlsplit(url).query).get(name, []) if v.strip()]
-    return values[0] if values else None
+    return _query(url).get(name) if url else None
+
+
+@functools.lru_cache(maxsize=256)
+def _query(url: str) -> dict[str, str]:
+    """`url`'s query parameters, first non-empty value each: parsed once for every vendor that reads it."""
+    out: dict[str, str] = {}
+    for key, values in parse_qs(urlsplit(url).query).items():
+        value = next((v.strip() for v in values if v.strip()), None)
+        if value is not None:
+            out[key] = value
+    return out
 
 
 @dataclass(frozen=True, slots=True)
