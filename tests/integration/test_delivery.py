@@ -209,7 +209,7 @@ def test_last_receive_moves_to_the_dlq_with_the_reason(aws_stack, monkeypatch):
     (letter,) = drain(h.dlq)
     attrs = {k: v["StringValue"] for k, v in letter["MessageAttributes"].items()}
     assert attrs["relay_outcome"] == "retries_exhausted"
-    assert attrs["relay_reason"] == "gave up after 2 receives: adroll answered 500"
+    assert attrs["relay_reason"] == "gave up after 2 receives (MaxReceiveCount): adroll answered 500"
     assert attrs["relay_status"] == "500" and attrs["relay_attempts"] == "2"
     assert attrs["relay_vendor_response"] == "upstream down"
     assert drain(h.queue) == []

@@ -80,11 +80,12 @@ def test_load_against_an_unreachable_url_reports_errors_and_exits_1(tmp_path, ca
 
 
 def test_invocations_that_always_fail_after_their_work_deliver_once_and_sqs_parks_the_messages():
-    """Every invocation crashes after delivering: SQS redelivers each batch until MaxReceiveCount (5, from
-    the template), then moves it to the DLQ itself. The ledger makes every redelivery a duplicate, so each
+    """Every invocation crashes after delivering: SQS redelivers each batch until MaxReceiveCount (5 here;
+    the template's default, a safety net above the retry window, would take minutes), then moves it to the
+    DLQ itself. The ledger makes every redelivery a duplicate, so each
     event reached its vendor exactly once; the DLQ holds the messages SQS moved, all of them delivered."""
     plan = FaultPlan(server_error=0, throttled=0, timeout=0, reset=0, crash=1.0)
-    report = run_soak(events=12, per_request=12, plan=plan, invalid_rate=0)
+    report = run_soak(events=12, per_request=12, plan=plan, invalid_rate=0, parameters={"MaxReceiveCount": "5"})
     print("\n".join(report.lines()))
     assert report.drained and report.faults["crash"] >= 5
     for vendor in VENDORS:

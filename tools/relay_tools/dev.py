@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -47,6 +47,7 @@ from relay.aws.secrets import load_vendor_config
 from relay.aws.sns import SnsPublisher
 from relay.delivery.deadletter import DeadLetterQueue
 from relay.delivery.forwarding import RetryPolicy, new_http_client
+from relay.delivery.retry import SourceQueue
 from relay.models.config import SECRET_KEYS, RelayConfig
 from relay.models.environment import IngestEnvironment, VendorEnvironment, read_environment
 from relay_tools.apigw import http_api_event, response_body
@@ -165,9 +166,12 @@ class LocalStack:
         redelivery_seconds: int | None = None,
         vendor_timeout_seconds: float | None = None,
         function_timeout_seconds: int | None = None,
+        parameters: dict[str, str] | None = None,
     ):
         """`vendor_timeout_seconds`: each vendor request's total deadline (the relay's default unless set);
-        `function_timeout_seconds`: every vendor function's timeout (the template's unless set)."""
+        `function_timeout_seconds`: every vendor function's timeout (the template's unless set);
+        `parameters`: template parameters over those the config gives (MaxReceiveCount, say)."""
+        self.parameters = parameters or {}
         self.verbose = verbose
         self.faults = faults
         self.redelivery_seconds = redelivery_seconds
@@ -295,7 +299,7 @@ class LocalStack:
             self.template,
             session,
             name=self.config.local.stack_name,
-            parameters=parameters_for(self.template, self.config, endpoints),
+            parameters={**parameters_for(self.template, self.config, endpoints), **self.parameters},
             secrets=secrets_for(self.template, self.config),
             endpoint_url=self.aws_endpoint,
         )
@@ -425,6 +429,7 @@ class LocalStack:
         sqs, sm, ddb = self.clients["sqs"], self.clients["secretsmanager"], self.clients["dynamodb"]
         timeout_s = self.vendor_timeout_seconds
         policy = None if timeout_s is None else RetryPolicy(request_seconds=timeout_s)
+        queue = DelayedMessages(queue_url, sqs)
         handler = vendor_handler(
             vendor,
             environment=environment,
@@ -434,6 +439,7 @@ class LocalStack:
             ledger=DeliveryLedger.for_function(vendor, environment, ddb),
             dead_letters=DeadLetterQueue(environment.dlq_url, sqs),
             policy=policy,
+            queue=queue,
         )
         timeout = self.function_timeout_seconds or self.stack.function_timeout(logical)
 
@@ -473,7 +479,12 @@ class LocalStack:
                 self.log(f"{vendor:<9} handler error: {type(exc).__name__}")
                 self._redeliver_soon(sqs, queue_url, batch)
                 return
-            self._redeliver_soon(sqs, queue_url, [m for m in batch if m["MessageId"] in failed])
+            # the function set the retry delay of what failed for the vendor's sake; the rest (in flight
+            # elsewhere, no time left) would wait for the queue's visibility timeout
+            delayed = queue.take()
+            self._redeliver_soon(
+                sqs, queue_url, [m for m in batch if m["MessageId"] in failed and m["ReceiptHandle"] not in delayed]
+            )
             done = [m for m in batch if m["MessageId"] not in failed]
             for start in range(0, len(done), 10):
                 sqs.delete_message_batch(
@@ -487,6 +498,8 @@ class LocalStack:
         self._spawn(poll, f"poller-{vendor}")
 
     def _redeliver_soon(self, sqs: Any, url: str, messages: list[dict[str, Any]]) -> None:
+        """Messages a crashed or partly failed invocation left without a retry delay of its own: visible again
+        after `redelivery_seconds` (when set)."""
         if self.redelivery_seconds is None:
             return  # as on AWS: visible again after the queue's VisibilityTimeout
         for start in range(0, len(messages), 10):
@@ -524,6 +537,26 @@ class LocalStack:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+
+class DelayedMessages(SourceQueue):
+    """A vendor function's queue that remembers which messages the function gave a retry delay."""
+
+    def __init__(self, queue_url: str, client: Any):
+        super().__init__(queue_url, client)
+        self._delayed: set[str] = set()
+        self._lock = threading.Lock()
+
+    def delay(self, delays: Mapping[str, int]) -> int:
+        with self._lock:
+            self._delayed.update(delays)
+        return super().delay(delays)
+
+    def take(self) -> set[str]:
+        """The receipt handles delayed since the last call."""
+        with self._lock:
+            out, self._delayed = self._delayed, set()
+        return out
 
 
 ACCOUNT = "123456789012"  # moto's default account

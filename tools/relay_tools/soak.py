@@ -50,6 +50,8 @@ def soak_config(stack_name: str) -> RelayConfig:
     return config_from_mapping(
         {
             "ingest": {"secrets": [SECRET]},
+            # retries a second or two apart, and a window no run reaches (the outage runs test the window)
+            "delivery": {"retry_window_hours": 1, "max_retry_delay_seconds": 2, "probe_interval_seconds": 1},
             "applovin": {"pixel_id": "soak-pixel", "api_key": "soak-applovin-key"},
             "appsflyer": {
                 "key": "soak-appsflyer-key",
@@ -200,6 +202,7 @@ def run_soak(
     disabled_seconds: float = 20.0,
     log: Callable[[str], None] = lambda line: None,
     verbose: bool = False,
+    parameters: dict[str, str] | None = None,
 ) -> SoakReport:
     """`max_backlog`: the next ingest request waits while a vendor queue holds more messages than this.
     moto's SQS rescans the whole queue for every message it sends or receives, so a deep backlog slows
@@ -229,6 +232,7 @@ def run_soak(
         vendor_timeout_seconds=vendor_timeout_seconds,
         function_timeout_seconds=function_timeout_seconds,
         verbose=verbose,
+        parameters=parameters,
     ).start()
     switch = _Switch(stack, disable, disabled_seconds)
     report.disabled = disable or ""

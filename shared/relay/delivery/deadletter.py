@@ -19,6 +19,7 @@ from relay.queued.message import is_bundle
 ATTR = "relay_"
 REASON, OUTCOME, STATUS, RESPONSE = f"{ATTR}reason", f"{ATTR}outcome", f"{ATTR}status", f"{ATTR}vendor_response"
 EVENT_ID, VENDOR, FAILED_AT, ATTEMPTS = f"{ATTR}event_id", f"{ATTR}vendor", f"{ATTR}failed_at", f"{ATTR}attempts"
+REDRIVES = f"{ATTR}redrives"  # how often the automatic redrive moved the message back (relay.delivery.redrive)
 # a message without the relay's attributes: SQS moved it itself after maxReceiveCount, or SNS could not deliver it
 # to the vendor queue (the subscription's RedrivePolicy)
 NO_REASON = "no reason recorded: moved by SQS after maxReceiveCount, or by SNS when it could not deliver to the queue"
@@ -31,7 +32,7 @@ SQS_BATCH_MAX_BYTES = 262_144
 # bytes the relay_* attributes of a dead letter can add to the event's message (names, types, values of up to
 # MAX_ATTRIBUTE_TEXT characters, 4 bytes each at worst); the ingest keeps this much below SNS's limit, so a
 # dead letter always fits in a message
-DEAD_LETTER_ATTRIBUTE_BYTES = 8 * (len(ATTR) + 16 + len("String")) + 8 * 4 * MAX_ATTRIBUTE_TEXT
+DEAD_LETTER_ATTRIBUTE_BYTES = 9 * (len(ATTR) + 16 + len("String")) + 9 * 4 * MAX_ATTRIBUTE_TEXT
 # characters SQS refuses in a message or attribute (it takes #x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD
 # #x10000-#x10FFFF): a vendor's answer may hold them, and one such character would keep the letter unmoved
 _NOT_SQS_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -52,11 +53,12 @@ def message_bytes(body: str, attributes: dict[str, dict[str, str]]) -> int:
 
 
 def from_lambda_attributes(attributes: dict[str, Any]) -> dict[str, dict[str, str]]:
-    """Lambda's record messageAttributes back into SendMessage form (string attributes)."""
+    """Lambda's record messageAttributes back into SendMessage form (string attributes): the original ones,
+    and the automatic redrive's count, not the relay_* attributes of an earlier dead letter."""
     return {
         name: {"DataType": a["dataType"], "StringValue": a["stringValue"]}
         for name, a in attributes.items()
-        if "stringValue" in a and not name.startswith(ATTR)
+        if "stringValue" in a and (not name.startswith(ATTR) or name == REDRIVES)
     }
 
 

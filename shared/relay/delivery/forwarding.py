@@ -35,6 +35,7 @@ import httpx
 
 from relay.aws.clients import AWS_CALL_MAX_MS
 from relay.aws.ledger import Claim, DeliveryLedger
+from relay.delivery.circuit import OPEN_AFTER
 from relay.delivery.deadline import DeadlineExceeded, InvocationDeadline, send_within
 from relay.delivery.outcomes import Delivery, Outcome
 from relay.models.config import RelayConfig
@@ -55,6 +56,7 @@ BOOKKEEPING_MS = AWS_CALL_MAX_MS + 500
 SEND_WORKERS = 20
 DEFAULT_TIMEOUT = httpx.Timeout(REQUEST_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS)
 AUTH_STATUSES = frozenset({401, 403})
+CIRCUIT_FAILURES = frozenset({Outcome.TRANSIENT, Outcome.AUTH})  # what counts towards opening the circuit
 TRANSIENT_STATUSES = frozenset({408, 429})
 
 
@@ -76,7 +78,21 @@ class Stats:
     deferred_requests: int = 0  # requests not started: the invocation's deadline was too near
     identifiers: Counter[str] = field(default_factory=Counter)  # kind -> forwarded events carrying it
     ledger_errors: int = 0
+    answered: int = 0  # requests the vendor answered (2xx, or a 4xx about the events): it is up
+    failed: int = 0  # requests that failed for the vendor's sake (401/403, 408, 429, 5xx, no answer)
+    streak: int = 0  # failed requests since the last answered one
+    held: int = 0  # requests not sent: the circuit opened (relay.delivery.circuit)
     lock: Lock = field(default_factory=Lock)
+
+    def note(self, delivery: Delivery) -> None:
+        """Count one vendor request's result for the circuit breaker."""
+        with self.lock:
+            if delivery.outcome in CIRCUIT_FAILURES:
+                self.failed += 1
+                self.streak += 1
+            else:
+                self.answered += 1
+                self.streak = 0
 
     def add(self, **counts: int) -> None:
         with self.lock:
@@ -133,6 +149,8 @@ class Forwarder:
         self.stats = Stats()
         self._pool: ThreadPoolExecutor | None = None
         self._unsettled: tuple[str, dict[str, str]] = ("", {})  # the last deliver's batch and claimed events
+        self.failures_left = OPEN_AFTER  # failed requests this invocation may make before it stops sending
+        self.probing = False  # the circuit is open and this invocation sends its one probe request
 
     @property
     def pool(self) -> ThreadPoolExecutor:
@@ -163,6 +181,8 @@ class Forwarder:
         bundles: Mapping[str, str] | None = None,
         settle: bool = True,
         redelivered: frozenset[str] = frozenset(),
+        failures_left: int = OPEN_AFTER,
+        probe: bool = False,
     ) -> dict[str, Delivery]:
         """A Delivery for every key of `events`.
 
@@ -171,8 +191,11 @@ class Forwarder:
         the key of each event that came in a bundle to the bundle's id: those share one claim per bundle
         (`DeliveryLedger.claim_bundle`), the others have one each. `settle=False` leaves the batch record to
         `settle()` (the handler first moves what it dead-letters); `redelivered`: the bundles whose SQS
-        message was received before."""
+        message was received before. `failures_left`: the failed requests after which it stops sending (the
+        circuit breaker's); `probe`: the circuit is open and this call sends one request first, the rest only
+        if the vendor answers it."""
         self.stats = Stats()
+        self.failures_left, self.probing = failures_left, probe
         results, mapped = self._map(events)
         batch = DeliveryLedger.new_batch()
         groups, claimed = self._claim(mapped, bundles or {}, redelivered, remaining_ms, batch, results)
@@ -185,6 +208,24 @@ class Forwarder:
         if settle:
             self.settle(results)
         return results
+
+    def hold(self, events: Mapping[str, Queued | Event]) -> dict[str, Delivery]:
+        """A Delivery for every key of `events` without sending (the circuit is open): what the vendor would
+        get is `held`, what it would not (skipped, invalid) gets its outcome."""
+        self.stats = Stats()
+        self._unsettled = ("", {})
+        results, mapped = self._map(events)
+        for key, _, _ in mapped:
+            results[key] = self.held()
+        return results
+
+    def held(self) -> Delivery:
+        return Delivery(False, Outcome.HELD, f"not sent: the circuit to {self.vendor} is open after repeated failures")
+
+    @property
+    def tripped(self) -> bool:
+        """Whether this invocation has seen enough failed requests to stop sending."""
+        return self.stats.streak >= self.failures_left
 
     def _map(self, events: Mapping[str, Queued | Event]) -> tuple[dict[str, Delivery], list[Claimable]]:
         """The events to send, and a Delivery for those that will not be sent (skipped, invalid, repeated)."""
@@ -268,6 +309,13 @@ class Forwarder:
             for i in range(0, len(items), self.adapter.max_batch)
         ]
         results: dict[str, Delivery] = {}
+        if self.probing and chunks:  # one request first; the rest at full speed once the vendor answered it
+            target, items = chunks.pop(0)
+            results.update(self._deliver_chunk(target, items, remaining_ms))
+            self.probing = False
+            if self.tripped:
+                return results | {key: self.held() for _, items in chunks for key, _ in items}
+            self.failures_left = OPEN_AFTER
         if len(chunks) > 1:
             for part in self.pool.map(lambda c: self._deliver_chunk(c[0], c[1], remaining_ms), chunks):
                 results.update(part)
@@ -324,6 +372,9 @@ class Forwarder:
         attempt = 0
         delivery: Delivery | None = None
         while True:
+            if self.tripped:  # the vendor keeps failing: the circuit opens, the rest waits for its probe
+                self.stats.add(held=1)
+                return delivery if delivery is not None else self.held()
             if not deadline.allows(request_ms):
                 self.stats.add(deferred_requests=1)
                 if delivery is not None:
@@ -338,7 +389,7 @@ class Forwarder:
             if delivery.outcome != Outcome.TRANSIENT or delivery.timed_out:
                 return delivery
             attempt += 1
-            if attempt >= self.policy.max_attempts:
+            if attempt >= self.policy.max_attempts or self.probing:  # a probe is one request
                 return delivery
             backoff = min(self.policy.max_delay, self.policy.base_delay * 2 ** (attempt - 1)) * (0.5 + self.rng() / 2)
             delay = max(backoff, delivery.retry_after or 0.0)
@@ -348,6 +399,11 @@ class Forwarder:
             self.sleep(delay)
 
     def _send(self, request: VendorRequest, events: int) -> Delivery:
+        delivery = self._request(request, events)
+        self.stats.note(delivery)
+        return delivery
+
+    def _request(self, request: VendorRequest, events: int) -> Delivery:
         started = self.clock()
         try:
             response = send_within(

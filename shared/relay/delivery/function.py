@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from relay.aws.ledger import DeliveryLedger
 from relay.aws.secrets import SecretRefresh, load_vendor_config
+from relay.delivery import recovery
+from relay.delivery.circuit import Circuit, CircuitState
 from relay.delivery.forwarding import SEND_WORKERS, Forwarder, RetryPolicy, new_http_client
 from relay.delivery.outcomes import Delivery, Outcome
 from relay.delivery.response import batch_response
-from relay.models.config import ConfigError, RelayConfig
-from relay.models.environment import VendorEnvironment, get_environment, read_environment
+from relay.delivery.retry import RetrySchedule, SourceQueue
+from relay.models.config import ConfigError, DeliveryConfig, RelayConfig, delivery_from_env
+from relay.models.environment import InvalidEnvironment, VendorEnvironment, get_environment, read_environment
 from relay.observability import MetricUnit, logger, metrics
 from relay.queued.message import QueuedEvent, parse_message
 from relay.vendors.base import IDENTIFIER_KINDS
@@ -39,9 +42,10 @@ class VendorFunction:
     """What a vendor function's invocations share: its environment, configuration, clients and ledger.
 
     Each dependency is made on first use unless injected (`load_config` replaces the environment and
-    Secrets Manager; `secrets_client`: the Secrets Manager client). `policy`: the retries and deadlines. When the
-    vendor refuses the credentials, the next invocation re-reads the secret (`secret_refresh`: a rotated
-    key takes effect at once, not when the cache expires)."""
+    Secrets Manager; `secrets_client`: the Secrets Manager client; `queue`: the function's own queue, for the
+    retry delays). `policy`: the retries and deadlines within an invocation. When the vendor refuses the
+    credentials, the next invocation re-reads the secret (`secret_refresh`: a rotated key takes effect at
+    once, not when the cache expires)."""
 
     def __init__(
         self,
@@ -55,8 +59,8 @@ class VendorFunction:
         sleep: Callable[[float], None] = time.sleep,
         secret_refresh: SecretRefresh | None = None,
         policy: RetryPolicy | None = None,
-        max_receive_count: int | None = None,
         secrets_client: Any = None,
+        queue: SourceQueue | None = None,
     ):
         self.vendor = vendor
         self._environment = environment
@@ -67,8 +71,13 @@ class VendorFunction:
         self.max_workers, self.sleep, self.policy = max_workers, sleep, policy
         self.refresh = secret_refresh or SecretRefresh()
         self._forwarders: dict[tuple[str, ...], Forwarder] = {}
-        self._max_receive_count = max_receive_count
         self._secrets_client = secrets_client
+        # the vendor's circuit uses the ledger's DynamoDB client, the function's queue the DLQ's SQS client
+        self._circuit: Circuit | None = None
+        self._queue = queue
+        self.clock: Callable[[], float] = time.time  # ages of messages, how long a circuit is open
+        self.rng: Callable[[], float] | None = None  # the retry delays' jitter (random.random)
+        self._delivery: DeliveryConfig | None = None
 
     @property
     def environment(self) -> VendorEnvironment:
@@ -98,7 +107,45 @@ class VendorFunction:
     @property
     def max_receive_count(self) -> int:
         """The receives SQS allows a message (the queue's maxReceiveCount): the last one dead-letters."""
-        return self._max_receive_count or self.environment.max_receive_count
+        return self.environment.max_receive_count
+
+    @property
+    def delivery(self) -> DeliveryConfig:
+        """The [delivery] settings (retry window, delays, probe interval, automatic redrive): read apart from
+        the rest of the configuration, which may be unusable while its messages still need their schedule."""
+        if self._delivery is None:
+            try:
+                self._delivery = delivery_from_env(self.environment.settings)
+            except ConfigError as exc:
+                raise InvalidEnvironment(str(exc)) from None
+        return self._delivery
+
+    @property
+    def schedule(self) -> RetrySchedule:
+        schedule = RetrySchedule.of(self.delivery)
+        return (
+            schedule
+            if self.rng is None
+            else RetrySchedule(schedule.window_seconds, schedule.max_delay_seconds, self.rng)
+        )
+
+    @property
+    def circuit(self) -> Circuit:
+        if self._circuit is None:
+            self._circuit = Circuit(
+                self.vendor,
+                self.environment.idempotency_table,
+                self.delivery.probe_interval_seconds,
+                self.ledger.client,
+            )
+        return self._circuit
+
+    def source_queue(self, record: Mapping[str, Any]) -> SourceQueue:
+        """The function's queue: RELAY_QUEUE_URL, else the URL of the queue the record came from."""
+        if self._queue is None:
+            url = self.environment.queue_url or queue_url_of(record["eventSourceARN"])
+            self._queue = SourceQueue(url, self.dead_letters.client)
+        return self._queue
 
     def config(self) -> RelayConfig:
         """The relay's configuration, its secret re-read when it stopped working; raises VendorDisabled."""
@@ -144,17 +191,35 @@ def vendor_function() -> VendorFunction:
 
 def deliver_batch(event: dict[str, Any], context: Any, function: VendorFunction) -> dict[str, Any]:
     """Deliver an SQS batch (Lambda's SQS event); returns the partial batch response: the SQS messages to
-    receive again (a bundle is received again while any of its events needs it)."""
+    receive again (a bundle is received again while any of its events needs it), each with its retry delay
+    set."""
     metrics.add_dimension("vendor", function.vendor)
     records = event.get("Records", [])
-    results, events, forwarder = deliver(function, records, context.get_remaining_time_in_millis)
-    moved = dead_letter(function, records, results, events, whole=forwarder is None)
-    if forwarder is not None:
+    remaining_ms = context.get_remaining_time_in_millis
+    state = recovery.read_circuit(function) if records else CircuitState()
+    results, events, forwarder = deliver(function, records, remaining_ms, state)
+    moved, outcomes = dead_letter(function, records, results, events, whole=forwarder is None)
+    stats = forwarder.stats if forwarder is not None else None
+    if forwarder is not None and stats is not None:
         forwarder.settle(results, moved)
-        if forwarder.stats.ledger_errors:
-            metrics.add_metric("LedgerErrors", MetricUnit.Count, forwarder.stats.ledger_errors)
+        if stats.ledger_errors:
+            metrics.add_metric("LedgerErrors", MetricUnit.Count, stats.ledger_errors)
             logger.error("could not record deliveries in the idempotency table")
-    return batch_response(report(function.vendor, records, results, events, moved))
+        state = recovery.update_circuit(function, state, stats)
+    state = recovery.after_dead_letters(function, state, outcomes)
+    recovery.report_circuit(function, state, sum(d.outcome == Outcome.HELD for d in results.values()))
+    retry = report(function.vendor, records, results, events, moved)
+    if records:
+        recovery.delay_retries(function, records, results, events, retry)
+        recovery.redrive_if_healthy(function, state, stats, remaining_ms, records[0])
+    return batch_response(retry)
+
+
+def queue_url_of(arn: str) -> str:
+    """An SQS queue's URL from its ARN (arn:aws:sqs:<region>:<account>:<name>)."""
+    _, partition, _, region, account, name = arn.split(":", 5)
+    suffix = "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"
+    return f"https://sqs.{region}.{suffix}/{account}/{name}"
 
 
 def read_records(records: list[dict[str, Any]], vendor: str) -> Events:
@@ -166,7 +231,10 @@ def read_records(records: list[dict[str, Any]], vendor: str) -> Events:
 
 
 def deliver(
-    function: VendorFunction, records: list[dict[str, Any]], remaining_ms: Callable[[], int]
+    function: VendorFunction,
+    records: list[dict[str, Any]],
+    remaining_ms: Callable[[], int],
+    state: CircuitState | None = None,
 ) -> tuple[Results, Events, Forwarder | None]:
     """A Delivery for every event of the batch, the events read, and the Forwarder (None: the function
     itself cannot deliver: its vendor disabled or its configuration unusable)."""
@@ -190,9 +258,23 @@ def deliver(
     readable = {key: e.event for key, e in events.items() if e.event is not None}
     bundles = {key: e.bundle for key, e in events.items() if e.bundle and e.event is not None}
     # the batch record is settled once the dead letters are moved (those are done with, not to retry)
-    again = {r["messageId"] for r in records if receives(r) > 1}
+    again = {r["messageId"] for r in records if recovery.receives(r) > 1}
     redelivered = frozenset(e.bundle for e in events.values() if e.bundle and e.message_id in again)
-    results.update(forwarder.deliver(readable, remaining_ms, bundles, settle=False, redelivered=redelivered))
+    state = state or CircuitState()
+    if state.is_open and not take_probe(function, state):  # the vendor keeps failing: wait for the probe
+        results.update(forwarder.hold(readable))
+        return results, events, forwarder
+    results.update(
+        forwarder.deliver(
+            readable,
+            remaining_ms,
+            bundles,
+            settle=False,
+            redelivered=redelivered,
+            failures_left=state.failures_left(),
+            probe=state.is_open,
+        )
+    )
     record_requests(forwarder)
     auth = sorted({d.status for d in results.values() if d.outcome == Outcome.AUTH})
     if auth:
@@ -202,9 +284,12 @@ def deliver(
     return results, events, forwarder
 
 
-def receives(record: dict[str, Any]) -> int:
-    """How many times SQS has handed this record out (1 on its first receive)."""
-    return int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+def take_probe(function: VendorFunction, state: CircuitState) -> bool:
+    try:
+        return function.circuit.take_probe(state)
+    except Exception:  # noqa: BLE001 - another invocation probes when this one cannot tell
+        metrics.add_metric("CircuitErrors", MetricUnit.Count, 1)
+        return False
 
 
 def record_requests(forwarder: Forwarder) -> None:
@@ -226,9 +311,9 @@ def match_metric(kind: str) -> str:
 
 def dead_letter(
     function: VendorFunction, records: list[dict[str, Any]], results: Results, events: Events, whole: bool
-) -> set[str]:
-    """Move permanent failures, and failures on their last allowed receive, to the DLQ with their reasons;
-    returns the keys of the events moved.
+) -> tuple[set[str], list[str]]:
+    """Move permanent failures, and failures past their retry window or on their last allowed receive, to
+    the DLQ with their reasons; returns the keys of the events moved and the letters' outcomes.
 
     One dead letter per event (an event of a bundle gets its own), unless `whole`: the failure is the
     function's (its vendor disabled, its configuration unusable) and no claim was taken, so each SQS message
@@ -236,7 +321,7 @@ def dead_letter(
     lone copy of an event of a bundle that a redelivery of the bundle might also send."""
     letters, keys_of = letters_for(function, records, results, events, whole)
     if not letters:
-        return set()
+        return set(), []
     failed = function.dead_letters.send(letters)
     moved_letters = [letter for letter in letters if letter.key not in failed]
     for letter in moved_letters:
@@ -252,7 +337,7 @@ def dead_letter(
     moved = {key for letter in moved_letters for key in keys_of[letter.key]}
     metrics.add_metric("EventsDeadLettered", MetricUnit.Count, len(moved))
     remember_dead_letters(function, moved_letters)
-    return moved
+    return moved, [letter.outcome for letter in moved_letters]
 
 
 def letters_for(
@@ -267,9 +352,10 @@ def letters_for(
     for key, queued in events.items():
         delivery = results[key]
         record = by_id[queued.message_id]
-        count = receives(record)
-        last_try = count >= function.max_receive_count if not delivery.ok and not delivery.permanent else False
-        if delivery.ok or not (delivery.permanent or last_try):
+        if delivery.ok:
+            continue
+        given_up = None if delivery.permanent else recovery.gave_up(function, record, delivery)
+        if not delivery.permanent and given_up is None:
             continue
         letter_key = queued.message_id if whole else key
         keys_of.setdefault(letter_key, []).append(key)
@@ -283,7 +369,7 @@ def letters_for(
                 function.vendor,
                 event_id,
                 delivery.outcome if delivery.permanent else Outcome.RETRIES_EXHAUSTED,
-                delivery.reason if delivery.permanent else f"gave up after {count} receives: {delivery.reason}",
+                delivery.reason if delivery.permanent else f"{given_up}: {delivery.reason}",
                 delivery.status,
                 delivery.response,
                 key=letter_key,

@@ -20,7 +20,8 @@ class Outcome(StrEnum):
     IN_FLIGHT = "in_flight"  # retried later: another invocation is sending the same event_id
     CONFIG = "config"  # retried later: the vendor's configuration cannot be used
     DEFERRED = "deferred"  # retried later: too little of the invocation was left to send it
-    RETRIES_EXHAUSTED = "retries_exhausted"  # dead-lettered: failed on its last allowed receive
+    HELD = "held"  # retried later: the vendor's circuit is open (it kept failing), so it was not sent
+    RETRIES_EXHAUSTED = "retries_exhausted"  # dead-lettered: still failing at the end of the retry window
     REDRIVEN = "redriven"  # dead-lettered by SQS itself (maxReceiveCount), without the relay's reason
 
     @property
@@ -29,6 +30,9 @@ class Outcome(StrEnum):
 
 
 PERMANENT = frozenset({Outcome.INVALID, Outcome.REJECTED, Outcome.DISABLED})
+# failures of the vendor or of the relay's access to it: retried on the growing schedule (relay.delivery.retry);
+# the others (another invocation has the event, too little time was left) come back after the queue's timeout
+BACKOFF = frozenset({Outcome.TRANSIENT, Outcome.AUTH, Outcome.CONFIG, Outcome.HELD})
 
 
 @dataclass(frozen=True, slots=True)

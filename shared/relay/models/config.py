@@ -173,6 +173,37 @@ class EventOverride(_Section):
         return self
 
 
+# SQS's limits the retry window must fit (template.yaml's parameters hold the same bounds; a test ties them)
+SQS_MAX_VISIBILITY_SECONDS = 43_200  # a message's visibility, counted from its receive: 12 hours
+LAMBDA_MAX_TIMEOUT_SECONDS = 900
+# a delay is set at the end of an invocation, and the 12 hours count from the receive
+MAX_RETRY_DELAY_SECONDS = SQS_MAX_VISIBILITY_SECONDS - LAMBDA_MAX_TIMEOUT_SECONDS
+QUEUE_RETENTION_SECONDS = 345_600  # the vendor queues' (template.yaml Mappings.Retention.Seconds.Queue): 4 days
+# the window plus its last delay stays within the queues' retention, so SQS never deletes a message first
+MAX_RETRY_WINDOW_HOURS = 72
+MIN_RETRY_WINDOW_HOURS = 0.01
+
+
+class DeliveryConfig(_Section):
+    """How long a vendor function keeps retrying an event it could not deliver, and how it rides out an
+    outage (docs/reliability.md, "Vendor outages").
+
+    `retry_window_hours`: a transient failure is retried until its message is this old, then dead-lettered
+    as `retries_exhausted`; `max_retry_delay_seconds`: the longest wait between two receives (the delays
+    double up to it); `probe_interval_seconds`: while a vendor's circuit is open, one request per interval
+    tests whether it is back; `auto_redrive`: once it is, what the DLQ holds for transient reasons goes
+    back to the queue."""
+
+    retry_window_hours: float = Field(default=24, ge=MIN_RETRY_WINDOW_HOURS, le=MAX_RETRY_WINDOW_HOURS)
+    max_retry_delay_seconds: int = Field(default=3600, ge=1, le=MAX_RETRY_DELAY_SECONDS)
+    probe_interval_seconds: int = Field(default=60, ge=1, le=3600)
+    auto_redrive: bool = True
+
+    @property
+    def retry_window_seconds(self) -> float:
+        return self.retry_window_hours * 3600
+
+
 class LocalConfig(_Section):
     """Where the local stack (`relay dev`) serves the AWS APIs, and the name its resources carry."""
 
@@ -186,6 +217,7 @@ class LocalConfig(_Section):
 class RelayConfig(_Section):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     local: LocalConfig = Field(default_factory=LocalConfig)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     applovin: AppLovinConfig | None = None
     appsflyer: AppsFlyerConfig | None = None
     adroll: AdRollConfig | None = None
@@ -234,6 +266,22 @@ def config_from_mapping(
         raise ConfigError(from_validation_error(exc), source) from None
 
 
+def delivery_from_env(environ: Mapping[str, str]) -> DeliveryConfig:
+    """The [delivery] section from its ``RELAY_DELIVERY_<KEY>`` variables (a vendor function reads it apart
+    from the rest, which may be unusable while its messages still need their retry schedule)."""
+    data = {
+        key: environ[var]
+        for key in DeliveryConfig.model_fields
+        if (var := f"{ENV_PREFIX}DELIVERY_{key}".upper()) in environ and environ[var]
+    }
+    try:
+        return DeliveryConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            [FieldError(f"delivery.{e.field}", e.message) for e in from_validation_error(exc)], "environment"
+        ) from None
+
+
 def config_from_env(
     environ: Mapping[str, str],
     secrets: Mapping[str, Mapping[str, Any]] | None = None,
@@ -247,6 +295,7 @@ def config_from_env(
     data: dict[str, dict[str, Any]] = {}
     fields = {
         "ingest": IngestConfig.model_fields,
+        "delivery": DeliveryConfig.model_fields,
         "applovin": AppLovinConfig.model_fields,
         "appsflyer": AppsFlyerConfig.model_fields,
         "adroll": AdRollConfig.model_fields,
@@ -257,7 +306,7 @@ def config_from_env(
             var = f"{ENV_PREFIX}{section}_{key}".upper()
             if not environ.get(var):  # unset or "" (an empty template parameter) = default
                 continue
-            if key in SECRET_KEYS[section]:
+            if key in SECRET_KEYS.get(section, ()):
                 errors.append(FieldError(f"{section}.{key}", f"is a secret: set it in Secrets Manager, not in {var}"))
                 continue
             data.setdefault(section, {})[key] = environ[var]

@@ -61,6 +61,8 @@ class VendorEnvironment(FunctionEnvironment):
     dlq_url: str = Field(alias="RELAY_DLQ_URL", min_length=1)
     max_receive_count: int = Field(alias="RELAY_MAX_RECEIVE_COUNT", ge=1)
     secret_arn: str = Field(alias="RELAY_VENDOR_SECRET_ARN", min_length=1)
+    # the function's own queue (retry delays, automatic redrive); else derived from the records' queue ARN
+    queue_url: str | None = Field(None, alias="RELAY_QUEUE_URL")
 
 
 class TracingEnvironment(BaseModel):

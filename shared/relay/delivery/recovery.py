@@ -1,0 +1,156 @@
+"""What a vendor function does around a batch so that an outage needs no human: it reads the vendor's
+circuit before sending (relay.delivery.circuit), updates it with what the vendor answered, sets when each
+failed message comes back (relay.delivery.retry), and moves transient dead letters back once the vendor
+is healthy (relay.delivery.redrive). Every step is best effort: when DynamoDB or SQS fails it, the batch is
+still delivered or kept, only less economically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from relay.aws.clients import AWS_CALL_MAX_MS
+from relay.delivery.circuit import CircuitState
+from relay.delivery.outcomes import BACKOFF, Delivery, Outcome
+from relay.delivery.retry import age_seconds
+from relay.observability import MetricUnit, logger, metrics
+
+if TYPE_CHECKING:
+    from relay.delivery.forwarding import Stats
+    from relay.delivery.function import VendorFunction
+    from relay.queued.message import QueuedEvent
+
+# an automatic redrive pass starts only with this much of the invocation left, and stops with this much
+REDRIVE_RESERVE_MS = 4 * AWS_CALL_MAX_MS
+
+
+def read_circuit(function: VendorFunction) -> CircuitState:
+    """The vendor's circuit; closed when it cannot be read (an outage of the table costs requests, not events)."""
+    try:
+        return function.circuit.read()
+    except Exception:  # noqa: BLE001
+        metrics.add_metric("CircuitErrors", MetricUnit.Count, 1)
+        logger.error("could not read the vendor's circuit state: sending as if it were closed")
+        return CircuitState()
+
+
+def update_circuit(function: VendorFunction, state: CircuitState, stats: Stats) -> CircuitState:
+    """Record what the vendor answered in this invocation; returns the circuit as it is now."""
+    now = function.clock()
+    try:
+        if stats.answered:
+            if function.circuit.answered(state):
+                logger.warning(
+                    f"{function.vendor} answered again: circuit closed",
+                    extra={"open_seconds": round(state.open_seconds(now))},
+                )
+                metrics.add_metric("CircuitClosed", MetricUnit.Count, 1)
+            state = CircuitState(redrive=state.redrive or state.is_open)
+        elif stats.failed and function.circuit.failed(stats.failed):
+            logger.warning(f"{function.vendor} keeps failing: circuit opened", extra={"failed_requests": stats.failed})
+            metrics.add_metric("CircuitOpened", MetricUnit.Count, 1)
+            state = CircuitState(is_open=True, opened_at=now, redrive=state.redrive)
+    except Exception:  # noqa: BLE001
+        metrics.add_metric("CircuitErrors", MetricUnit.Count, 1)
+        logger.error("could not update the vendor's circuit state")
+    return state
+
+
+def report_circuit(function: VendorFunction, state: CircuitState, held: int) -> None:
+    metrics.add_metric("CircuitOpenSeconds", MetricUnit.Seconds, round(state.open_seconds(function.clock())))
+    metrics.add_metric("EventsHeld", MetricUnit.Count, held)
+
+
+def delay_retries(
+    function: VendorFunction,
+    records: list[dict[str, Any]],
+    results: Mapping[str, Delivery],
+    events: Mapping[str, QueuedEvent],
+    retry: Iterable[str],
+) -> None:
+    """Set when each message kept for a retry comes back: on the growing schedule when it failed for the
+    vendor's sake (BACKOFF), after the queue's own visibility timeout otherwise."""
+    retry = set(retry)
+    backoff = {e.message_id for key, e in events.items() if e.message_id in retry and results[key].outcome in BACKOFF}
+    now = function.clock()
+    delays: dict[str, int] = {}
+    oldest = 0.0
+    for record in records:
+        if record["messageId"] not in retry:
+            continue
+        age = age_seconds(record, now)
+        oldest = max(oldest, age)
+        if record["messageId"] in backoff:
+            delays[record["receiptHandle"]] = function.schedule.delay(receives(record), age)
+    metrics.add_metric("OldestRetryAgeSeconds", MetricUnit.Seconds, round(oldest))
+    if not delays:
+        return
+    failed = function.source_queue(records[0]).delay(delays)
+    metrics.add_metric("RetryDelays", MetricUnit.Count, len(delays) - failed)
+    if failed:
+        logger.warning("could not set the retry delay of some messages", extra={"messages": failed})
+
+
+def receives(record: Mapping[str, Any]) -> int:
+    """How many times SQS has handed this record out (1 on its first receive)."""
+    return int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+
+
+def gave_up(function: VendorFunction, record: Mapping[str, Any], delivery: Delivery) -> str | None:
+    """Why a failed event is dead-lettered as retries_exhausted now (None: it is kept for a retry): its
+    message is older than the retry window, or on its last receive the queue allows."""
+    count = receives(record)
+    age = age_seconds(record, function.clock())
+    if delivery.outcome in BACKOFF and function.schedule.expired(age):
+        window = function.delivery.retry_window_hours
+        return f"gave up after {age / 3600:.2f} h ({count} receives; retry window {window:g} h)"
+    if count >= function.max_receive_count:
+        return f"gave up after {count} receives (MaxReceiveCount)"
+    return None
+
+
+def after_dead_letters(function: VendorFunction, state: CircuitState, outcomes: Iterable[str]) -> CircuitState:
+    """Mark the DLQ for the automatic redrive when events were just given up for transient reasons."""
+    if state.redrive or Outcome.RETRIES_EXHAUSTED.value not in set(outcomes) or not function.delivery.auto_redrive:
+        return state
+    try:
+        function.circuit.mark_redrive(True)
+    except Exception:  # noqa: BLE001 - the next closing of the circuit marks it again
+        metrics.add_metric("CircuitErrors", MetricUnit.Count, 1)
+        return state
+    return CircuitState(state.is_open, state.failures, state.opened_at, state.probe_at, redrive=True)
+
+
+def redrive_if_healthy(
+    function: VendorFunction,
+    state: CircuitState,
+    stats: Stats | None,
+    remaining_ms: Callable[[], int],
+    record: Mapping[str, Any],
+) -> int:
+    """Move the DLQ's transient letters back to the queue when the vendor just answered, its circuit is
+    closed and a redrive is due; returns how many were moved."""
+    if not (function.delivery.auto_redrive and state.redrive and not state.is_open and stats and stats.answered):
+        return 0
+    from relay.delivery.redrive import redrive_transient
+
+    source = function.source_queue(record)
+    done = redrive_transient(
+        function.dead_letters.client,
+        function.dead_letters.queue_url,
+        source.queue_url,
+        lambda: remaining_ms() > REDRIVE_RESERVE_MS,
+    )
+    if done.moved:
+        logger.warning(
+            f"moved {done.moved} dead letters back to the {function.vendor} queue",
+            extra={"event_ids": done.event_ids[:50]},
+        )
+    metrics.add_metric("EventsRedriven", MetricUnit.Count, done.moved)
+    if done.complete:
+        try:
+            function.circuit.mark_redrive(False)
+        except Exception:  # noqa: BLE001 - the next healthy invocation makes another (short) pass
+            metrics.add_metric("CircuitErrors", MetricUnit.Count, 1)
+    return done.moved
