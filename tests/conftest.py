@@ -242,10 +242,12 @@ class FakeLambdaContext:
 class Output:
     def __init__(self, capsys, buffer):
         self.capsys, self.buffer = capsys, buffer
+        self.out = ""
 
     def text(self) -> str:
         """Every log line (Powertools JSON) and every EMF metric blob printed so far."""
-        return self.buffer.getvalue() + self.capsys.readouterr().out
+        self.out += self.capsys.readouterr().out
+        return self.buffer.getvalue() + self.out
 
 
 @pytest.fixture

@@ -82,7 +82,12 @@ def test_resources_come_from_the_template(dev):
         "Attributes"
     ]
     assert attrs["VisibilityTimeout"] == "360"  # 6 x AppsFlyerFunction's 60 s timeout, as in template.yaml
-    assert json.loads(attrs["RedrivePolicy"])["maxReceiveCount"] == 5
+    template = stack.template["Parameters"]["MaxReceiveCount"]["Default"]
+    assert json.loads(attrs["RedrivePolicy"])["maxReceiveCount"] == template == 100
+    # the vendor functions get their queue, and the [delivery] settings, from the template's wiring
+    env = stack.function_env["AppsFlyerFunction"]
+    assert env["RELAY_QUEUE_URL"] == stack.stack.physical["AppsFlyerQueue"]
+    assert env["RELAY_DELIVERY_RETRY_WINDOW_HOURS"] == str(stack.config.delivery.retry_window_hours)
     subs = stack.clients["sns"].list_subscriptions()["Subscriptions"]
     policies = sorted(
         json.loads(

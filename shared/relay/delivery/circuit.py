@@ -126,14 +126,15 @@ class Circuit(LazyClient):
         )
         return opened is not None
 
-    def answered(self, state: CircuitState) -> bool:
-        """The vendor answered a request: failures back to 0, the circuit closed. Returns whether it was open
-        (then the DLQ is marked for a redrive). No write when there was nothing to reset."""
-        if not state.is_open and not state.failures:
+    def answered(self, state: CircuitState, trailing: int = 0) -> bool:
+        """The vendor answered a request: the circuit closed, its count of failures set to the `trailing`
+        failed requests that followed the last answer (none: back to 0). Returns whether it was open (then
+        the DLQ is marked for a redrive). No write when there is nothing to change."""
+        if not state.is_open and state.failures == trailing:
             return False
         self._update(
-            "SET is_open = :f, failures = :zero, redrive = :redrive",
-            {":f": {"BOOL": False}, ":zero": {"N": "0"}, ":redrive": {"BOOL": state.is_open or state.redrive}},
+            "SET is_open = :f, failures = :n, redrive = :redrive",
+            {":f": {"BOOL": False}, ":n": {"N": str(trailing)}, ":redrive": {"BOOL": state.is_open or state.redrive}},
         )
         return state.is_open
 

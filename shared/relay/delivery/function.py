@@ -137,6 +137,7 @@ class VendorFunction:
                 self.environment.idempotency_table,
                 self.delivery.probe_interval_seconds,
                 self.ledger.client,
+                clock=lambda: self.clock(),
             )
         return self._circuit
 

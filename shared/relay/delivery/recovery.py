@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from relay.aws.clients import AWS_CALL_MAX_MS
-from relay.delivery.circuit import CircuitState
+from relay.delivery.circuit import OPEN_AFTER, CircuitState
 from relay.delivery.outcomes import BACKOFF, Delivery, Outcome
 from relay.delivery.retry import age_seconds
 from relay.observability import MetricUnit, logger, metrics
@@ -40,14 +40,16 @@ def update_circuit(function: VendorFunction, state: CircuitState, stats: Stats) 
     now = function.clock()
     try:
         if stats.answered:
-            if function.circuit.answered(state):
+            if function.circuit.answered(state, stats.streak):
                 logger.warning(
                     f"{function.vendor} answered again: circuit closed",
                     extra={"open_seconds": round(state.open_seconds(now))},
                 )
                 metrics.add_metric("CircuitClosed", MetricUnit.Count, 1)
-            state = CircuitState(redrive=state.redrive or state.is_open)
-        elif stats.failed and function.circuit.failed(stats.failed):
+            state = CircuitState(failures=stats.streak, redrive=state.redrive or state.is_open)
+        # failures after the last answer (all of them when none came) count towards opening the circuit
+        trips = stats.streak >= OPEN_AFTER if stats.answered else stats.failed > 0
+        if trips and function.circuit.failed(0 if stats.answered else stats.failed):
             logger.warning(f"{function.vendor} keeps failing: circuit opened", extra={"failed_requests": stats.failed})
             metrics.add_metric("CircuitOpened", MetricUnit.Count, 1)
             state = CircuitState(is_open=True, opened_at=now, redrive=state.redrive)

@@ -1,0 +1,327 @@
+"""Vendor outages (docs/reliability.md, "Vendor outages"): the retry window in time, the circuit breaker and
+the automatic redrive, with moto's SQS and DynamoDB from template.yaml and a mocked vendor. Time is the
+function's clock and the messages' SentTimestamp: nothing waits."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import boto3
+import httpx
+import pytest
+
+from relay.delivery.circuit import OPEN_AFTER
+from relay.delivery.retry import SourceQueue
+from relay_tools.functions import vendor_handler
+
+from ..conftest import FakeClock, FakeLambdaContext, app_event, drain, use_function_env, visible, web_event
+from .test_delivery import metric
+from .test_vendor_functions import PREFIX, Vendor, publish, receive
+
+HOUR = 3600
+
+
+class Delays(SourceQueue):
+    """The function's queue, remembering the delays it set (they are set on moto's queue as well)."""
+
+    def __init__(self, url: str):
+        super().__init__(url, boto3.client("sqs"))
+        self.calls: list[dict[str, int]] = []
+
+    def delay(self, delays):
+        self.calls.append(dict(delays))
+        return super().delay(delays)
+
+
+class Outage:
+    """One vendor function against a mocked vendor; the function's clock is `now` (seconds)."""
+
+    def __init__(self, stack, monkeypatch, vendor: str, answer, workers: int = 1, **env: str):
+        self.stack, self.vendor = stack, vendor
+        use_function_env(monkeypatch, stack, f"{PREFIX[vendor]}Function")
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        self.mock = Vendor(answer)
+        self.queue_url = stack.physical[f"{PREFIX[vendor]}Queue"]
+        self.dlq = stack.physical[f"{PREFIX[vendor]}DeadLetterQueue"]
+        self.delays = Delays(self.queue_url)
+        self.clock = FakeClock()
+        self.handler = vendor_handler(
+            vendor, http_client=self.mock.client(), sleep=self.clock.sleep, max_workers=workers, queue=self.delays
+        )
+        self.function = self.handler.keywords["function"]
+        self.now = time.time()
+        self.function.clock = lambda: self.now
+        self.function.rng = lambda: 1.0  # the longest delay of each step: exact figures
+
+    def invoke(self, event: dict, age: float | None = None) -> list[str]:
+        """Run one invocation; messages it did not report failed are deleted, as the event source does.
+        `age`: the messages' SentTimestamp this many seconds before now. Returns the failed event_ids."""
+        if age is not None:
+            for record in event["Records"]:
+                record["attributes"]["SentTimestamp"] = str(int((self.now - age) * 1000))
+        self.clock = FakeClock()
+        response = self.handler(event, FakeLambdaContext(self.clock))
+        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+        sqs = boto3.client("sqs")
+        for record in event["Records"]:
+            if record["messageId"] not in failed:
+                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=record["receiptHandle"])
+        return sorted(json.loads(r["body"])["event_id"] for r in event["Records"] if r["messageId"] in failed)
+
+    def again(self, event: dict) -> dict:
+        """The same messages received again (their visibility ends now), with their receive counts."""
+        sqs = boto3.client("sqs")
+        for record in event["Records"]:
+            sqs.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=record["receiptHandle"], VisibilityTimeout=0
+            )
+        return receive(self.stack, self.vendor, len(event["Records"]))
+
+    def circuit(self):
+        return self.function.circuit.read()
+
+
+def peek(url: str) -> list[dict]:
+    """The messages of a queue, left visible (a plain receive would hide them for the visibility timeout)."""
+    sqs = boto3.client("sqs")
+    messages = visible(url)
+    for m in messages:
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+    return messages
+
+
+def answering(status: int):
+    return lambda request: httpx.Response(status, text=f"status {status}")
+
+
+def test_a_failed_message_comes_back_after_a_delay_that_doubles_with_each_receive(aws_stack, monkeypatch, output):
+    o = Outage(aws_stack, monkeypatch, "adroll", answering(503))
+    publish(aws_stack, "adroll", [web_event(event_id="e1")])
+    event = receive(aws_stack, "adroll", 1)
+    assert o.invoke(event) == ["e1"]
+    ((handle, first),) = o.delays.calls[-1].items()
+    assert handle == event["Records"][0]["receiptHandle"]
+    assert first == 29  # 3600 s / 2**7, rounded up: the defaults' first delay
+    assert visible(o.queue_url) == []  # SQS hides it for that long (the partial batch response keeps it)
+    delays = [first]
+    for _ in range(8):
+        event = o.again(event)
+        assert o.invoke(event) == ["e1"]
+        delays.append(next(iter(o.delays.calls[-1].values())))
+    assert delays == [29, 57, 113, 225, 450, 900, 1800, 3600, 3600]  # doubling up to max_retry_delay_seconds
+    assert drain(o.dlq) == []
+    assert metric(output.text(), "RetryDelays") == 9
+
+
+def test_jitter_keeps_each_delay_between_half_and_all_of_its_step(aws_stack, monkeypatch):
+    o = Outage(aws_stack, monkeypatch, "adroll", answering(500))
+    o.function.rng = lambda: 0.0
+    publish(aws_stack, "adroll", [web_event(event_id="e1")])
+    assert o.invoke(receive(aws_stack, "adroll", 1)) == ["e1"]
+    assert list(o.delays.calls[-1].values()) == [15]  # half of 28.1 s, rounded up
+
+
+def test_a_message_older_than_the_window_is_dead_lettered_with_its_last_error(aws_stack, monkeypatch):
+    o = Outage(aws_stack, monkeypatch, "adroll", answering(503))
+    publish(aws_stack, "adroll", [web_event(event_id="old"), web_event(event_id="young")])
+    event = receive(aws_stack, "adroll", 2)
+    ages = {"old": 24 * HOUR + 60, "young": 24 * HOUR - 20}
+    for record in event["Records"]:
+        age = ages[json.loads(record["body"])["event_id"]]
+        record["attributes"]["SentTimestamp"] = str(int((o.now - age) * 1000))
+    assert o.invoke(event) == ["young"]
+    (letter,) = drain(o.dlq)
+    attrs = {k: v["StringValue"] for k, v in letter["MessageAttributes"].items()}
+    assert attrs["relay_event_id"] == "old" and attrs["relay_outcome"] == "retries_exhausted"
+    assert attrs["relay_reason"] == "gave up after 24.02 h (1 receives; retry window 24 h): adroll answered 503"
+    assert attrs["relay_status"] == "503" and attrs["relay_vendor_response"] == "status 503"
+    assert list(o.delays.calls[-1].values()) == [20]  # the young one's last try falls at the window's end
+
+
+def test_the_window_and_delays_come_from_the_delivery_settings(aws_stack, monkeypatch):
+    o = Outage(
+        aws_stack,
+        monkeypatch,
+        "appsflyer",
+        answering(502),
+        RELAY_DELIVERY_RETRY_WINDOW_HOURS="0.5",
+        RELAY_DELIVERY_MAX_RETRY_DELAY_SECONDS="128",
+    )
+    publish(aws_stack, "appsflyer", [app_event("android", event_id="e1")])
+    event = receive(aws_stack, "appsflyer", 1)
+    assert o.invoke(event, age=10) == ["e1"]
+    assert list(o.delays.calls[-1].values()) == [1]  # 128 / 2**7
+    assert o.invoke(o.again(event), age=1801) == []  # past half an hour: given up
+    (letter,) = drain(o.dlq)
+    assert letter["MessageAttributes"]["relay_reason"]["StringValue"].startswith("gave up after 0.50 h")
+
+
+def test_a_permanent_failure_is_dead_lettered_at_once_and_no_delay_is_set(aws_stack, monkeypatch):
+    o = Outage(aws_stack, monkeypatch, "adroll", answering(400))
+    publish(aws_stack, "adroll", [web_event(event_id="bad")])
+    assert o.invoke(receive(aws_stack, "adroll", 1)) == []
+    (letter,) = drain(o.dlq)
+    assert letter["MessageAttributes"]["relay_outcome"]["StringValue"] == "rejected"
+    assert o.delays.calls == []
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [answering(503), answering(401), answering(403), lambda request: (_ for _ in ()).throw(httpx.ReadTimeout("slow"))],
+    ids=["503", "401", "403", "timeout"],
+)
+def test_the_circuit_opens_after_consecutive_failures_and_then_nothing_is_sent(aws_stack, monkeypatch, output, failure):
+    o = Outage(aws_stack, monkeypatch, "appsflyer", failure)
+    events = [app_event("android", event_id=f"e{i:02d}") for i in range(40)]
+    publish(aws_stack, "appsflyer", events)
+    batch = receive(aws_stack, "appsflyer", 40)
+    assert len(o.invoke(batch)) == 40
+    assert len(o.mock.requests) == OPEN_AFTER  # then it stopped sending: the rest is held
+    state = o.circuit()
+    assert state.is_open and state.failures >= OPEN_AFTER
+    assert metric(output.text(), "CircuitOpened") == 1
+    assert len(o.delays.calls[-1]) == 40  # every message comes back on the retry schedule
+    # the next invocations send nothing until the probe is due
+    batch = o.again(batch)
+    assert len(o.invoke(batch)) == 40
+    assert len(o.mock.requests) == OPEN_AFTER
+    assert metric(output.text(), "EventsHeld") >= 40 + 40 - OPEN_AFTER
+
+
+def test_one_probe_per_interval_then_full_speed_once_the_vendor_answers(aws_stack, monkeypatch, output):
+    status = {"now": 503}
+    o = Outage(aws_stack, monkeypatch, "appsflyer", lambda request: httpx.Response(status["now"]), workers=4)
+    events = [app_event("android", event_id=f"e{i:02d}") for i in range(30)]
+    publish(aws_stack, "appsflyer", events)
+    batch = receive(aws_stack, "appsflyer", 30)
+    o.invoke(batch)
+    assert o.circuit().is_open
+    sent = len(o.mock.requests)
+    o.now += 61  # the probe is due (CircuitProbeSeconds 60)
+    batch = o.again(batch)
+    assert len(o.invoke(batch)) == 30  # the probe failed: one request, everything kept
+    assert len(o.mock.requests) == sent + 1
+    batch = o.again(batch)
+    assert len(o.invoke(batch)) == 30  # the next probe is a whole interval later
+    assert len(o.mock.requests) == sent + 1
+    status["now"] = 200
+    o.now += 61
+    batch = o.again(batch)
+    assert o.invoke(batch) == []  # the probe succeeded: the rest of the batch at once
+    assert len(o.mock.requests) == sent + 1 + 30
+    assert not o.circuit().is_open and o.circuit().failures == 0
+    assert metric(output.text(), "CircuitClosed") == 1
+
+
+def test_a_rejected_event_is_an_answer_and_keeps_the_circuit_closed(aws_stack, monkeypatch):
+    answers = iter([503] * 9 + [400] + [503] * 6)  # the 10th request is refused for its event: the vendor is up
+    o = Outage(aws_stack, monkeypatch, "appsflyer", lambda request: httpx.Response(next(answers)))
+    events = [app_event("android", event_id=f"e{i}") for i in range(3)]
+    publish(aws_stack, "appsflyer", events)
+    o.invoke(receive(aws_stack, "appsflyer", 3))
+    assert len(o.mock.requests) == 16  # 6 tries, 3 tries and the 400, 6 tries: never held
+    state = o.circuit()
+    assert not state.is_open and state.failures == 6  # the failures since the last answer
+
+
+def letter_for(o: Outage, event_id: str, outcome: str, redrives: int = 0) -> None:
+    """A dead letter as the function writes it, for `event_id`."""
+    attrs = {
+        "destinations": {"DataType": "String.Array", "StringValue": json.dumps([o.vendor])},
+        "relay_outcome": {"DataType": "String", "StringValue": outcome},
+        "relay_reason": {"DataType": "String", "StringValue": "test"},
+        "relay_event_id": {"DataType": "String", "StringValue": event_id},
+    }
+    if redrives:
+        attrs["relay_redrives"] = {"DataType": "Number", "StringValue": str(redrives)}
+    publish(o.stack, o.vendor, [web_event(event_id=event_id)])
+    (message,) = drain(o.queue_url)
+    boto3.client("sqs").send_message(QueueUrl=o.dlq, MessageBody=message["Body"], MessageAttributes=attrs)
+
+
+def test_after_recovery_transient_dead_letters_go_back_and_are_delivered_once(aws_stack, monkeypatch, output):
+    status = {"now": 503}
+    o = Outage(aws_stack, monkeypatch, "adroll", lambda request: httpx.Response(status["now"]))
+    letter_for(o, "exhausted", "retries_exhausted")
+    letter_for(o, "cycled", "retries_exhausted", redrives=3)  # moved back three times already: a human's
+    letter_for(o, "refused", "rejected")
+    # an outage: the circuit opens on the live traffic, and the probe fails
+    publish(aws_stack, "adroll", [web_event(event_id=f"live{i}") for i in range(4)])
+    batch = receive(aws_stack, "adroll", 4)
+    for _ in range(3):
+        o.invoke(batch)
+        batch = o.again(batch)
+    assert o.circuit().is_open
+    assert len(peek(o.dlq)) == 3  # nothing moved while the vendor is down
+    status["now"] = 200
+    o.now += 61
+    assert o.invoke(batch) == []  # the probe succeeds: live events delivered, the DLQ's transient letters back
+    assert metric(output.text(), "EventsRedriven") == 1
+    left = {m["MessageAttributes"]["relay_event_id"]["StringValue"] for m in drain(o.dlq)}
+    assert left == {"cycled", "refused"}
+    (back,) = peek(o.queue_url)
+    assert back["MessageAttributes"]["relay_redrives"]["StringValue"] == "1"
+    assert o.circuit().redrive is False  # the pass saw the whole DLQ
+    requests = len(o.mock.requests)
+    assert o.invoke(receive(aws_stack, "adroll", 1)) == []  # the redriven event: delivered
+    assert len(o.mock.requests) == requests + 1
+    # a second copy of it (a letter sent back but deleted too late, say) is a duplicate: not sent again
+    letter_for(o, "exhausted", "retries_exhausted")
+    assert o.invoke(_redrive_now(o)) == []
+    assert len(o.mock.requests) == requests + 1
+    assert metric(output.text(), "DuplicateEvents") == 1
+
+
+def _redrive_now(o: Outage) -> dict:
+    """Run a redrive pass as a healthy invocation would, and receive what it moved."""
+    from relay.delivery.redrive import redrive_transient
+
+    moved = redrive_transient(boto3.client("sqs"), o.dlq, o.queue_url, lambda: True)
+    assert moved.moved == 1
+    return receive(o.stack, o.vendor, 1)
+
+
+def test_without_auto_redrive_the_dead_letters_stay(aws_stack, monkeypatch):
+    status = {"now": 503}
+    o = Outage(
+        aws_stack,
+        monkeypatch,
+        "adroll",
+        lambda request: httpx.Response(status["now"]),
+        RELAY_DELIVERY_AUTO_REDRIVE="false",
+    )
+    letter_for(o, "exhausted", "retries_exhausted")
+    publish(aws_stack, "adroll", [web_event(event_id=f"live{i}") for i in range(2)])
+    batch = receive(aws_stack, "adroll", 2)
+    for _ in range(6):
+        o.invoke(batch)
+        batch = o.again(batch)
+    assert o.circuit().is_open
+    status["now"] = 200
+    o.now += 61
+    assert o.invoke(batch) == []
+    assert len(drain(o.dlq)) == 1
+
+
+def test_an_outage_longer_than_the_window_dead_letters_then_redrives_on_recovery(aws_stack, monkeypatch):
+    status = {"now": 503}
+    o = Outage(aws_stack, monkeypatch, "adroll", lambda request: httpx.Response(status["now"]))
+    publish(aws_stack, "adroll", [web_event(event_id=f"e{i}") for i in range(3)])
+    batch = receive(aws_stack, "adroll", 3)
+    for _ in range(4):
+        o.invoke(batch, age=HOUR)
+        batch = o.again(batch)
+    assert o.circuit().is_open
+    assert o.invoke(batch, age=25 * HOUR) == []  # held past the window: dead-lettered, not sent
+    assert {m["MessageAttributes"]["relay_outcome"]["StringValue"] for m in peek(o.dlq)} == {"retries_exhausted"}
+    assert o.circuit().redrive is True
+    status["now"] = 200
+    o.now += 61
+    publish(aws_stack, "adroll", [web_event(event_id="new")])
+    sent = len(o.mock.requests)
+    assert o.invoke(receive(aws_stack, "adroll", 1)) == []  # the probe: delivered, and the DLQ moved back
+    assert peek(o.dlq) == []
+    assert o.invoke(receive(aws_stack, "adroll", 3)) == []
+    assert len(o.mock.requests) == sent + 2  # the probe, then the three redriven events in one request
