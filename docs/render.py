@@ -270,7 +270,10 @@ def alarms() -> str:
         props = resource["Properties"]
         if "Metrics" in props:  # metric math: the metrics it combines
             stats = [m["MetricStat"]["Metric"] for m in props["Metrics"] if "MetricStat" in m]
-            metric = f"`{stats[0]['Namespace']}` / `{stats[0]['MetricName']}` of {len(stats)} functions"
+            names = list(dict.fromkeys((s["Namespace"], s["MetricName"]) for s in stats))
+            metric = " and ".join(f"`{ns}` / `{name}`" for ns, name in names)
+            if len(names) < len(stats):  # one metric of several resources
+                metric += f" of {len(stats)} functions"
         else:
             metric = f"`{props.get('Namespace', 'S2SRelay')}` / `{props['MetricName']}`"
         rows.append(f"| `{name}` | {metric} | {props['AlarmDescription']} |")

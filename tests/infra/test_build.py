@@ -83,7 +83,19 @@ LAYER_MODULES = {
     *(f"relay/queued/{m}.py" for m in ("__init__", "message", "routing")),
     *(
         f"relay/delivery/{m}.py"
-        for m in ("__init__", "deadletter", "deadline", "forwarding", "function", "outcomes", "response")
+        for m in (
+            "__init__",
+            "circuit",
+            "deadletter",
+            "deadline",
+            "forwarding",
+            "function",
+            "outcomes",
+            "recovery",
+            "redrive",
+            "response",
+            "retry",
+        )
     ),
     *(f"relay/vendors/{m}.py" for m in ("__init__", "adroll", "applovin", "appsflyer", "base")),
     *(f"relay/aws/{m}.py" for m in ("__init__", "clients", "ledger", "replay", "secrets", "sns")),

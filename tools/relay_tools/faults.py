@@ -73,8 +73,9 @@ class FaultPlan:
         with self._lock:
             self.injected[kind] += n
 
-    def pick(self) -> Fault | None:
-        """The fault for one vendor request, or None to let the sandbox answer."""
+    def pick(self, vendor: str | None = None) -> Fault | None:
+        """The fault for one request to `vendor`, or None to let the sandbox answer (the same odds for
+        every vendor)."""
         x = self._draw()
         for kind, rate, fault in (
             ("5xx", self.server_error, Fault("5xx", status=(500, 502, 503)[int(x * 1000) % 3])),

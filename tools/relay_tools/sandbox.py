@@ -183,7 +183,8 @@ class Sandboxes:
 
             def do_POST(self) -> None:  # noqa: N802
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                fault = sandbox.faults.pick() if sandbox.faults else None
+                vendor = urlsplit(self.path).path.strip("/").split("/")[0]
+                fault = sandbox.faults.pick(vendor) if sandbox.faults else None
                 if fault is not None and fault.processed:
                     time.sleep(fault.hold_seconds)  # then the vendor's own answer
                 elif fault is not None:

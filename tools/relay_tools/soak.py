@@ -45,13 +45,16 @@ QUEUES = {"applovin": "AppLovinQueue", "appsflyer": "AppsFlyerQueue", "adroll": 
 INGEST_ATTEMPTS = 5  # a request answered 503 is resent up to this many times in all
 
 
-def soak_config(stack_name: str) -> RelayConfig:
+# retries a second or two apart, and a window no soak reaches (relay.outage runs test the window)
+SOAK_DELIVERY = {"retry_window_hours": 1, "max_retry_delay_seconds": 2, "probe_interval_seconds": 1}
+
+
+def soak_config(stack_name: str, delivery: dict[str, Any] | None = None) -> RelayConfig:
     """All three vendors on, endpoints left to the local stack's sandboxes (the double)."""
     return config_from_mapping(
         {
             "ingest": {"secrets": [SECRET]},
-            # retries a second or two apart, and a window no run reaches (the outage runs test the window)
-            "delivery": {"retry_window_hours": 1, "max_retry_delay_seconds": 2, "probe_interval_seconds": 1},
+            "delivery": delivery or SOAK_DELIVERY,
             "applovin": {"pixel_id": "soak-pixel", "api_key": "soak-applovin-key"},
             "appsflyer": {
                 "key": "soak-appsflyer-key",

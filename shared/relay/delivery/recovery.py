@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from relay.delivery.function import VendorFunction
     from relay.queued.message import QueuedEvent
 
-# an automatic redrive pass starts only with this much of the invocation left, and stops with this much
-REDRIVE_RESERVE_MS = 4 * AWS_CALL_MAX_MS
+# a redrive step (receive, send back, delete) starts only when its three AWS calls, at their longest, and the
+# long poll's second fit in what is left of the invocation
+REDRIVE_RESERVE_MS = 3 * AWS_CALL_MAX_MS + 1000
 
 
 def read_circuit(function: VendorFunction) -> CircuitState:

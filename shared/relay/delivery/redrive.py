@@ -21,6 +21,7 @@ from relay.delivery.outcomes import Outcome
 
 MAX_AUTO_REDRIVES = 3
 HOLD_SECONDS = 30  # the letters a pass reads are hidden this long (the permanent ones are released at its end)
+PASS_MESSAGES = 500  # letters one pass reads at most: the next healthy invocation goes on
 
 
 @dataclass
@@ -104,7 +105,7 @@ def redrive_transient(
     seen: set[str] = set()
     kept: list[dict[str, Any]] = []
     try:
-        while has_time():
+        while has_time() and len(seen) < PASS_MESSAGES:
             messages = client.receive_message(
                 QueueUrl=dlq_url,
                 MaxNumberOfMessages=SQS_BATCH,

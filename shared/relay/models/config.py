@@ -181,7 +181,7 @@ MAX_RETRY_DELAY_SECONDS = SQS_MAX_VISIBILITY_SECONDS - LAMBDA_MAX_TIMEOUT_SECOND
 QUEUE_RETENTION_SECONDS = 345_600  # the vendor queues' (template.yaml Mappings.Retention.Seconds.Queue): 4 days
 # the window plus its last delay stays within the queues' retention, so SQS never deletes a message first
 MAX_RETRY_WINDOW_HOURS = 72
-MIN_RETRY_WINDOW_HOURS = 0.01
+MIN_RETRY_WINDOW_HOURS = 0.001
 
 
 class DeliveryConfig(_Section):
