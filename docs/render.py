@@ -258,6 +258,35 @@ def outcomes() -> str:
     return "\n".join(rows)
 
 
+OUTAGE_KINDS = {"503": "503", "401": "401", "timeout": "every request timing out"}
+
+
+def outage(runs: list[dict[str, Any]]) -> str:
+    """`relay outage` runs: per vendor, what waited, what was delivered, the requests made while it was down."""
+    rows = [
+        "| run | vendor | outage | events expected | delivered | duplicates | lost | left in the DLQ |"
+        " events sent while down | vendor requests while down | share | dead-lettered, then redriven |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    notes = []
+    for n, run in enumerate(runs, 1):
+        for vendor, o in run["outages"].items():
+            waited = run["waited"][vendor]
+            share = run["requests_while_down"][vendor] / max(waited, 1)
+            rows.append(
+                f"| {n} | {VENDORS[vendor]} | {OUTAGE_KINDS[o['kind']]} for {o['hours']:g} h |"
+                f" {_n(run['expected'][vendor])} | {_n(run['delivered'][vendor])} | {_n(run['duplicates'][vendor])} |"
+                f" {_n(run['lost'][vendor])} | {_n(run['dlq_left'][vendor])} | {_n(waited)} |"
+                f" {_n(run['requests_while_down'][vendor])} | {share:.1%} | {_n(run['exhausted'].get(vendor, 0))} |"
+            )
+        verdict = "**passed**" if run["passed"] else "**failed**"
+        notes.append(
+            f"- Run {n}: 1 h = {run['hour_seconds']:g} s, retry window {run['window_hours']:g} h, a probe every"
+            f" {run['probe_seconds']} s; drained in {run['seconds']:.0f} s; {verdict}."
+        )
+    return "\n".join(rows + [""] + notes)
+
+
 def alarms() -> str:
     """The template's CloudWatch alarms: what each watches and what it means."""
     from relay_tools.stack import load_template
@@ -295,6 +324,7 @@ def blocks() -> dict[str, dict[str, str]]:
         "reliability.md": {
             "soak": soak(read("reliability/soak.json")),
             "load": load([read("reliability/load-1.json"), read("reliability/load-100.json")]),
+            "outage": outage([read("reliability/outage.json"), read("reliability/outage-window.json")]),
         },
         "cli.md": {"cli": cli_reference()},
         "operations.md": {"alarms": alarms(), "outcomes": outcomes(), "reasons": reasons()},

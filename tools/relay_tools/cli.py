@@ -421,6 +421,47 @@ def soak_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK if report.passed else EXIT_INVALID
 
 
+def parse_outages(values: list[str] | None) -> dict[str, tuple[str, float]] | None:
+    """`--outage adroll=401:2` -> {"adroll": ("401", 2.0)}; None: the default outages."""
+    from relay_tools.outage import KINDS
+
+    if not values:
+        return None
+    out: dict[str, tuple[str, float]] = {}
+    for value in values:
+        vendor, _, rest = value.partition("=")
+        kind, _, hours = rest.partition(":")
+        try:
+            length = float(hours)
+        except ValueError:
+            length = -1.0
+        if vendor not in VENDORS or kind not in KINDS or not 0 < length <= 72:
+            raise UsageError(
+                f"--outage {value!r}: expected VENDOR=KIND:HOURS with VENDOR one of {', '.join(VENDORS)}, "
+                f"KIND one of {', '.join(KINDS)} and 0 < HOURS <= 72"
+            )
+        out[vendor] = (kind, length)
+    return out
+
+
+def outage_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from relay_tools.outage import run_outage
+
+    if not 0 < args.hour_seconds <= 60 or not 0 < args.window_hours <= 72 or not 1 <= args.probe_seconds <= 3600:
+        raise UsageError("--hour-seconds must be 0 to 60, --window-hours 0 to 72, --probe-seconds 1 to 3600")
+    report = run_outage(
+        hour_seconds=args.hour_seconds,
+        window_hours=args.window_hours,
+        outages=parse_outages(args.outage),
+        probe_seconds=args.probe_seconds,
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    for line in report.lines():
+        print(line, file=out)
+    return EXIT_OK if report.passed else EXIT_INVALID
+
+
 def demo_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from relay_tools.demo import run_demo
 
@@ -499,6 +540,22 @@ def build_parser() -> argparse.ArgumentParser:
     sk.add_argument("--seed", type=int, default=7, help="seed of the fault mix and of which events are invalid")
     sk.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     sk.set_defaults(func=soak_cmd)
+
+    og = sub.add_parser(
+        "outage", help="vendor outages through the local stack, time compressed: retries, circuit, redrive"
+    )
+    og.add_argument("--hour-seconds", type=float, default=3.0, help="real seconds that stand for one hour")
+    og.add_argument("--window-hours", type=float, default=24.0, help="the retry window, in compressed hours")
+    og.add_argument(
+        "--outage",
+        action="append",
+        metavar="VENDOR=KIND:HOURS",
+        help="a vendor's outage (KIND 503, 401 or timeout); repeat for several. "
+        "Default: appsflyer=503:6, adroll=401:2, applovin=timeout:1",
+    )
+    og.add_argument("--probe-seconds", type=int, default=2, help="the circuit's probe interval, in real seconds")
+    og.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
+    og.set_defaults(func=outage_cmd)
 
     d = sub.add_parser("dlq", help="list, redrive or purge a vendor's dead-letter queue")
     d_sub = d.add_subparsers(dest="action", required=True)

@@ -27,7 +27,17 @@ from relay.ingest.signing import sign
 from relay.models.config import MIN_RETRY_WINDOW_HOURS, RelayConfig
 from relay_tools.dev import LocalStack
 from relay_tools.faults import Fault, FaultPlan
-from relay_tools.soak import DLQ, EMAIL_DOMAIN, SECRET, VENDORS, _accepted, soak_config, soak_event, soak_id
+from relay_tools.soak import (
+    DLQ,
+    EMAIL_DOMAIN,
+    INGEST_ATTEMPTS,
+    SECRET,
+    VENDORS,
+    _accepted,
+    soak_config,
+    soak_event,
+    soak_id,
+)
 
 KINDS = {"503": Fault("5xx", status=503), "401": Fault("auth", status=401), "timeout": Fault("timeout")}
 DEFAULT_OUTAGES = {"appsflyer": ("503", 6.0), "adroll": ("401", 2.0), "applovin": ("timeout", 1.0)}
@@ -84,6 +94,7 @@ class OutageReport:
     requests_while_down: dict[str, int] = field(default_factory=dict)
     exhausted: dict[str, int] = field(default_factory=dict)  # events seen in the DLQ as retries_exhausted
     ingest_errors: list[str] = field(default_factory=list)
+    ingest_resends: int = 0  # requests resent after a 503 (moto's transactions slow down as the table grows)
     clear_text_emails: int = 0
     drained: bool = False
     seconds: float = 0.0
@@ -212,11 +223,19 @@ def _traffic(stack, run, seconds, per_request, rate, windows, started, expected,
             batch = range(i, i + per_request)
             i += per_request
             body = json.dumps({"events": [soak_event(event_index(n), run) for n in batch]}).encode()
-            response = client.post(
-                stack.ingest_url,
-                content=body,
-                headers={"Content-Type": "application/json", "X-Relay-Signature": sign(body, SECRET)},
-            )
+            wait = 0.0
+            for attempt in range(INGEST_ATTEMPTS):  # a 503 is resent, as the API tells clients to
+                if attempt:
+                    report.ingest_resends += 1
+                    time.sleep(wait)
+                response = client.post(
+                    stack.ingest_url,
+                    content=body,
+                    headers={"Content-Type": "application/json", "X-Relay-Signature": sign(body, SECRET)},
+                )
+                if response.status_code != 503:
+                    break
+                wait = float(response.headers.get("Retry-After", "1"))
             answer = response.json()
             if response.status_code != 202 or answer.get("rejected"):
                 report.ingest_errors.append(f"{response.status_code}: {json.dumps(answer)[:200]}")

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from threading import Barrier, Lock
+from threading import Barrier, BoundedSemaphore, Lock
 from typing import Any
 
 import httpx
@@ -151,6 +151,7 @@ class Forwarder:
         self._unsettled: tuple[str, dict[str, str]] = ("", {})  # the last deliver's batch and claimed events
         self.failures_left = OPEN_AFTER  # failed requests this invocation may make before it stops sending
         self.probing = False  # the circuit is open and this invocation sends its one probe request
+        self._gate = BoundedSemaphore(OPEN_AFTER)  # requests in flight before the vendor's first answer
 
     @property
     def pool(self) -> ThreadPoolExecutor:
@@ -196,6 +197,7 @@ class Forwarder:
         if the vendor answers it."""
         self.stats = Stats()
         self.failures_left, self.probing = failures_left, probe
+        self._gate = BoundedSemaphore(max(1, failures_left))
         results, mapped = self._map(events)
         batch = DeliveryLedger.new_batch()
         groups, claimed = self._claim(mapped, bundles or {}, redelivered, remaining_ms, batch, results)
@@ -385,7 +387,10 @@ class Forwarder:
                     f"not sent to {self.vendor}: {max(remaining_ms(), 0)} ms of the invocation were left, "
                     f"a request may take {self.policy.request_seconds:g} s",
                 )
-            delivery = self._send(request, events)
+            sent = self._send(request, events)
+            if sent is None:  # the circuit tripped while this request waited for its turn
+                continue
+            delivery = sent
             if delivery.outcome != Outcome.TRANSIENT or delivery.timed_out:
                 return delivery
             attempt += 1
@@ -398,8 +403,17 @@ class Forwarder:
             self.stats.add(retries=1)
             self.sleep(delay)
 
-    def _send(self, request: VendorRequest, events: int) -> Delivery:
-        delivery = self._request(request, events)
+    def _send(self, request: VendorRequest, events: int) -> Delivery | None:
+        """One request, counted for the circuit breaker. Until the vendor has answered one request of this
+        invocation, no more are in flight than the failures the circuit allows (`failures_left`), so that a
+        vendor that is down costs that many requests, not a fan-out; None: it tripped meanwhile, not sent."""
+        if self.stats.answered:
+            delivery = self._request(request, events)
+        else:
+            with self._gate:
+                if self.tripped:
+                    return None
+                delivery = self._request(request, events)
         self.stats.note(delivery)
         return delivery
 
