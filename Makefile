@@ -76,7 +76,7 @@ reliability: install  ## long form of the reliability suite (make test runs the 
 	$(BIN)/relay soak --events $${SOAK_EVENTS:-1500} --json reliability/soak.json
 	$(BIN)/relay load --local --seconds $${LOAD_SECONDS:-60} --per-request 1 --json reliability/load-1.json
 	$(BIN)/relay load --local --seconds $${LOAD_SECONDS:-60} --per-request 100 --concurrency 1 --json reliability/load-100.json
-	$(BIN)/relay outage --hour-seconds $${OUTAGE_HOUR_SECONDS:-10} --json reliability/outage.json
+	$(BIN)/relay outage --hour-seconds $${OUTAGE_HOUR_SECONDS:-5} --json reliability/outage.json
 	$(BIN)/relay outage --hour-seconds 3 --window-hours 3 --outage adroll=401:6 --json reliability/outage-window.json
 	$(BIN)/python docs/render.py
 

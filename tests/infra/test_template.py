@@ -372,3 +372,88 @@ def test_a_5xx_from_the_ingest_and_a_failed_invocation_raise_alarms():
         m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"] for m in errors["Metrics"] if "MetricStat" in m
     }
     assert functions == {"IngestFunction", "AppLovinFunction", "AppsFlyerFunction", "AdRollFunction"}
+
+
+def test_the_retry_window_fits_what_sqs_and_lambda_allow():
+    """RetryWindowHours and MaxRetryDelaySeconds take what relay.toml's [delivery] takes, and no more than
+    the queues allow: the window plus its longest delay within the queues' retention (else SQS deletes a
+    message before the relay gives it up), a delay plus the longest invocation within the 12 hours SQS
+    lets a message stay invisible after a receive."""
+    from relay.delivery.retry import RetrySchedule
+    from relay.models.config import (
+        LAMBDA_MAX_TIMEOUT_SECONDS,
+        MAX_RETRY_DELAY_SECONDS,
+        MAX_RETRY_WINDOW_HOURS,
+        MIN_RETRY_WINDOW_HOURS,
+        QUEUE_RETENTION_SECONDS,
+        SQS_MAX_VISIBILITY_SECONDS,
+        DeliveryConfig,
+    )
+
+    template = _template()
+    params = template["Parameters"]
+    window, delay = params["RetryWindowHours"], params["MaxRetryDelaySeconds"]
+    assert (window["MinValue"], window["MaxValue"]) == (MIN_RETRY_WINDOW_HOURS, MAX_RETRY_WINDOW_HOURS)
+    assert (delay["MinValue"], delay["MaxValue"]) == (1, MAX_RETRY_DELAY_SECONDS)
+    assert template["Mappings"]["Retention"]["Seconds"]["Queue"] == QUEUE_RETENTION_SECONDS
+    assert MAX_RETRY_WINDOW_HOURS * 3600 + MAX_RETRY_DELAY_SECONDS < QUEUE_RETENTION_SECONDS
+    assert MAX_RETRY_DELAY_SECONDS + LAMBDA_MAX_TIMEOUT_SECONDS <= SQS_MAX_VISIBILITY_SECONDS == 43_200
+    defaults = DeliveryConfig()
+    assert float(window["Default"]) == defaults.retry_window_hours
+    assert int(delay["Default"]) == defaults.max_retry_delay_seconds
+    assert int(params["CircuitProbeSeconds"]["Default"]) == defaults.probe_interval_seconds
+    assert params["AutoRedrive"]["Default"] == str(defaults.auto_redrive).lower()
+    # MaxReceiveCount is a safety net: well above the receives the default window can take
+    assert int(params["MaxReceiveCount"]["Default"]) >= 1.5 * RetrySchedule.of(defaults).receives_needed()
+    # every function reads the four settings (relay.models.config.delivery_from_env)
+    refs = {
+        k: v.get("Ref")
+        for k, v in template["Globals"]["Function"]["Environment"]["Variables"].items()
+        if k.startswith("RELAY_DELIVERY_")
+    }
+    assert refs == {
+        "RELAY_DELIVERY_RETRY_WINDOW_HOURS": "RetryWindowHours",
+        "RELAY_DELIVERY_MAX_RETRY_DELAY_SECONDS": "MaxRetryDelaySeconds",
+        "RELAY_DELIVERY_PROBE_INTERVAL_SECONDS": "CircuitProbeSeconds",
+        "RELAY_DELIVERY_AUTO_REDRIVE": "AutoRedrive",
+    }
+
+
+@pytest.mark.parametrize("vendor", ["AppLovin", "AppsFlyer", "AdRoll"])
+def test_a_vendor_function_may_delay_its_messages_and_redrive_its_dlq_and_nothing_more(vendor):
+    resources = _template()["Resources"]
+    fn = resources[f"{vendor}Function"]["Properties"]
+    assert fn["Environment"]["Variables"]["RELAY_QUEUE_URL"] == {"Ref": f"{vendor}Queue"}
+    grants: dict[str, set[str]] = {}
+    for policy in fn["Policies"]:
+        for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+            resource = statement["Resource"]["Fn::GetAtt"][0]
+            grants.setdefault(resource, set()).update(statement["Action"])
+    assert grants[f"{vendor}Queue"] == {"sqs:ChangeMessageVisibility", "sqs:SendMessage"}
+    assert grants[f"{vendor}DeadLetterQueue"] == {
+        "sqs:SendMessage",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+    }
+    assert grants["IdempotencyTable"] == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+
+
+@pytest.mark.parametrize(
+    ("vendor", "name"), [("AppLovin", "applovin"), ("AppsFlyer", "appsflyer"), ("AdRoll", "adroll")]
+)
+def test_an_open_circuit_and_an_ageing_queue_raise_alarms(vendor, name):
+    resources = _template()["Resources"]
+    circuit = resources[f"{vendor}CircuitOpenAlarm"]["Properties"]
+    assert circuit["MetricName"] == "CircuitOpenSeconds" and circuit["Threshold"] == {"Ref": "CircuitOpenAlarmSeconds"}
+    assert {"Name": "vendor", "Value": name} in circuit["Dimensions"]
+    assert circuit["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    age = resources[f"{vendor}RetryWindowAlarm"]["Properties"]
+    metrics = {m["Id"]: m for m in age["Metrics"]}
+    assert metrics["queue"]["MetricStat"]["Metric"]["MetricName"] == "ApproximateAgeOfOldestMessage"
+    assert metrics["queue"]["MetricStat"]["Metric"]["Dimensions"][0]["Value"] == {
+        "Fn::GetAtt": [f"{vendor}Queue", "QueueName"]
+    }
+    assert metrics["retried"]["MetricStat"]["Metric"]["MetricName"] == "OldestRetryAgeSeconds"
+    assert "RetryWindowHours" in json.dumps(metrics["used"]["Expression"]) and age["Threshold"] == 75
+    assert age["AlarmActions"] == [{"Ref": "AlarmTopic"}]

@@ -35,9 +35,11 @@ def test_per_event_requests_are_priced_from_named_constants():
     assert line(cost.cost_per_million(1), "SQS applovin") == pytest.approx(1.2 * cost.SQS_PER_MILLION_REQUESTS)
     # relay.ledger at the vendors: one claim per message (a bundle of 10) and one record per invocation of
     # 10 messages; one event per request: one claim per event
-    assert line(lines, "DynamoDB adroll") == pytest.approx(0.11 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS)
+    # 10 messages, plus the circuit's state read once per invocation (half a read unit)
+    read = cost.CIRCUIT_READ_UNITS * cost.DYNAMODB_PER_MILLION_READ_UNITS
+    assert line(lines, "DynamoDB adroll") == pytest.approx(0.11 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS + 0.01 * read)
     assert line(cost.cost_per_million(1), "DynamoDB adroll") == pytest.approx(
-        1.1 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS
+        1.1 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS + 0.1 * read
     )
     # the ingest: each event claimed once for all vendors, in a transaction (2 units each) when the request
     # holds several, by a PutItem (1 unit) when alone; per request the replay guard and the settling record
@@ -99,3 +101,18 @@ def test_cli_prints_the_model_and_refuses_nonsense():
     err = io.StringIO()
     assert main(["cost", "--events-per-month", "0"], io.StringIO(), err) == 2
     assert "must be at least 1" in err.getvalue()
+
+
+def test_an_outage_costs_the_receives_of_what_waits_on_the_retry_schedule():
+    # the waits double from 21 s (on average) to 45 min: 8 receives in the first hour, 39 in a day
+    assert cost.receives_in(1) == 8 and cost.receives_in(24) == 39
+    hour = cost.outage_cost("applovin", 1)
+    assert hour["receives_per_message"] == 8
+    # a million events in messages of 10: 800,000 receives, 80,000 invocations of 10 messages
+    sqs = (800_000 / 10 * 4 + 80_000) / 1e6 * cost.SQS_PER_MILLION_REQUESTS  # a receive of 200 KB bills as 4
+    lam = 80_000 / 1e6 * cost.LAMBDA_PER_MILLION_REQUESTS + 80_000 * 0.05 * 0.5 * cost.LAMBDA_ARM_PER_GB_SECOND
+    ddb = 80_000 * cost.CIRCUIT_READ_UNITS / 1e6 * cost.DYNAMODB_PER_MILLION_READ_UNITS
+    assert hour["usd"] == pytest.approx(sqs + lam + ddb)
+    day = cost.outage_cost("appsflyer", 24)
+    assert day["usd"] > cost.outage_cost("applovin", 24)["usd"] > hour["usd"]  # AppsFlyer: batches of 5 messages
+    assert day["usd"] < 2.0  # a day of outage costs less per million waiting events than delivering them

@@ -367,6 +367,8 @@ def cost_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     if args.events_per_month < 1 or args.events_per_request < 1:
         raise UsageError("--events-per-month and --events-per-request must be at least 1")
+    if args.outage_hours is not None and not 0 < args.outage_hours <= 72:
+        raise UsageError("--outage-hours must be more than 0 and at most 72 (the longest retry window)")
     result = report(args.events_per_month, args.events_per_request)
     if args.json:
         print(json.dumps(result, indent=2), file=out)
@@ -380,6 +382,15 @@ def cost_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"  {line['item']:<22} ${line['usd_per_million']:>8.4f} per million   ({line['basis']})", file=out)
     print(f"  {'total':<22} ${result['usd_per_million_events']:>8.4f} per million events", file=out)
     print(f"  {args.events_per_month:,} events per month: ${result['usd_per_month']:,.2f}", file=out)
+    if args.outage_hours:
+        from relay_tools.cost import outage_cost
+
+        print(f"A vendor outage of {args.outage_hours:g} h, per million events waiting for the vendor:", file=out)
+        for vendor in VENDORS:
+            o = outage_cost(vendor, args.outage_hours, events_per_request=args.events_per_request)
+            print(
+                f"  {vendor:<22} ${o['usd']:>8.4f}   ({o['receives_per_message']:.0f} receives per message)", file=out
+            )
     return EXIT_OK
 
 
@@ -519,6 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--events-per-month", type=int, required=True)
     co.add_argument("--events-per-request", type=int, default=100)
     co.add_argument("--json", action="store_true")
+    co.add_argument(
+        "--outage-hours", type=float, help="also what a vendor outage this long adds, per million events waiting"
+    )
     co.set_defaults(func=cost_cmd)
     dm = sub.add_parser("demo", help="start the local stack, send every sample, print the outcomes, stop")
     dm.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")
@@ -553,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a vendor's outage (KIND 503, 401 or timeout); repeat for several. "
         "Default: appsflyer=503:6, adroll=401:2, applovin=timeout:1",
     )
-    og.add_argument("--probe-seconds", type=int, default=2, help="the circuit's probe interval, in real seconds")
+    og.add_argument("--probe-seconds", type=int, default=3, help="the circuit's probe interval, in real seconds")
     og.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     og.set_defaults(func=outage_cmd)
 

@@ -1,9 +1,10 @@
 """What running the relay costs on AWS, per million events (docs/performance.md).
 
 Every price is a named constant with its source page: AWS's public us-east-1 price list as it stood on
-PRICES_AS_OF (after the November 2024 DynamoDB on-demand price cut). They were not re-read when this was
-written (the build machine has no web access): check the pages before relying on a figure. Durations default to the last
-`make bench` (bench/results.json) when it exists, else to the conservative defaults below.
+PRICES_AS_OF (after the November 2024 DynamoDB on-demand price cut). Nothing re-reads them: check the pages
+before relying on a figure. Durations default to the last `make bench` (bench/results.json) when it
+exists, else to the conservative defaults below. `outage_cost` prices what a vendor outage adds: the
+receives, visibility changes and short invocations of the events waiting for the vendor.
 """
 
 from __future__ import annotations
@@ -29,8 +30,12 @@ LAMBDA_PER_MILLION_REQUESTS = 0.20
 SNS_PER_MILLION_PUBLISH_REQUESTS = 0.50
 # https://aws.amazon.com/sqs/pricing/ : standard queue, per million requests (each 64 KB chunk)
 SQS_PER_MILLION_REQUESTS = 0.40
-# https://aws.amazon.com/dynamodb/pricing/on-demand/ : per million write request units (the ledger only writes)
+# https://aws.amazon.com/dynamodb/pricing/on-demand/ : per million write request units, and read request units
+# (the vendor functions read their circuit's state once per invocation: an eventually consistent GetItem of
+# under 4 KB, half a read unit)
 DYNAMODB_PER_MILLION_WRITE_UNITS = 0.625
+DYNAMODB_PER_MILLION_READ_UNITS = 0.125
+CIRCUIT_READ_UNITS = 0.5
 # SNS and SQS bill each 64 KB chunk of a request's payload as one request (same pages)
 BILLED_CHUNK_BYTES = 65_536
 # https://aws.amazon.com/secrets-manager/pricing/ : per 10,000 API calls (secret storage, $0.40 per
@@ -188,8 +193,10 @@ def cost_per_million(
         lines.append(
             CostLine(
                 f"DynamoDB {vendor}",
-                (messages + invocations) / 1e6 * DYNAMODB_PER_MILLION_WRITE_UNITS,
-                f"1 write per message of {per_message} event(s) (claim) + 1 per invocation of {per_invocation}",
+                (messages + invocations) / 1e6 * DYNAMODB_PER_MILLION_WRITE_UNITS
+                + invocations * CIRCUIT_READ_UNITS / 1e6 * DYNAMODB_PER_MILLION_READ_UNITS,
+                f"1 write per message of {per_message} event(s) (claim) + 1 write and a circuit read per"
+                f" invocation of {per_invocation}",
             )
         )
     calls = (1 + len(vendors)) * SECRET_CALLS_PER_FUNCTION_PER_MONTH * (n / max(events_per_month, 1))
@@ -201,6 +208,70 @@ def cost_per_million(
         )
     )
     return lines
+
+
+# a vendor-function invocation that sends nothing (the circuit is open): its circuit read, a visibility
+# change for its batch, the partial batch response (relay.delivery.recovery); an upper bound
+HELD_INVOCATION_MS = 50.0
+
+
+def receives_in(hours: float, max_delay_seconds: int = 3600) -> float:
+    """The receives a message waiting through an outage of `hours` gets, on the retry schedule with the
+    jitter's average (three quarters of each step)."""
+    from relay.delivery.retry import RetrySchedule
+
+    schedule = RetrySchedule(hours * 3600, max_delay_seconds)
+    receives, waited = 1, 0.0
+    while True:
+        waited += max(1.0, schedule.base_delay(receives) * 0.75)
+        if waited > hours * 3600:
+            return float(receives)
+        receives += 1
+
+
+def outage_cost(
+    vendor: str,
+    hours: float,
+    events_waiting: int = 1_000_000,
+    events_per_request: int = 100,
+    max_delay_seconds: int = 3600,
+) -> dict[str, Any]:
+    """What `events_waiting` events waiting `hours` for `vendor` cost beyond their delivery: each receive
+    of their messages is an SQS ReceiveMessage share, a ChangeMessageVisibilityBatch share and a Lambda
+    invocation share that sends nothing (the circuit's probes, one request a minute, are left out)."""
+    memory, batches = _template_facts()
+    per_message = min(max(1, events_per_request), EVENTS_PER_MESSAGE)
+    messages = events_waiting / per_message
+    receives = receives_in(hours, max_delay_seconds) * messages
+    invocations = receives / batches[vendor]
+    per_poll = min(10, batches[vendor])
+    sqs_requests = receives / per_poll * _chunks(per_poll * per_message * QUEUED_BYTES_PER_EVENT) + invocations
+    lambda_usd = invocations / 1e6 * LAMBDA_PER_MILLION_REQUESTS + (
+        invocations * HELD_INVOCATION_MS / 1000 * memory[vendor] / 1024 * LAMBDA_ARM_PER_GB_SECOND
+    )
+    lines = [
+        CostLine(
+            "SQS receives and visibility changes",
+            sqs_requests / 1e6 * SQS_PER_MILLION_REQUESTS,
+            f"{sqs_requests:,.0f} requests",
+        ),
+        CostLine(
+            "Lambda invocations that send nothing", lambda_usd, f"{invocations:,.0f} x {HELD_INVOCATION_MS:.0f} ms"
+        ),
+        CostLine(
+            "DynamoDB circuit reads",
+            invocations * CIRCUIT_READ_UNITS / 1e6 * DYNAMODB_PER_MILLION_READ_UNITS,
+            f"{invocations:,.0f} reads",
+        ),
+    ]
+    return {
+        "vendor": vendor,
+        "hours": hours,
+        "events_waiting": events_waiting,
+        "receives_per_message": receives / messages,
+        "lines": [asdict(line) for line in lines],
+        "usd": sum(line.usd_per_million for line in lines),
+    }
 
 
 def report(events_per_month: int, events_per_request: int = 100) -> dict[str, Any]:

@@ -159,7 +159,7 @@ def run_outage(
     traffic_hours: float | None = None,
     per_request: int = 50,
     requests_per_second: float = 4.0,
-    probe_seconds: int = 2,
+    probe_seconds: int = 3,
     timeout_s: float = 600.0,
     log: Callable[[str], None] = lambda line: None,
 ) -> OutageReport:

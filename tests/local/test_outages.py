@@ -1,0 +1,56 @@
+"""Vendor outages through the whole local stack, time compressed (relay_tools.outage), short form.
+`make reliability` runs the long form (1 h = 5 s) and renders both runs in docs/reliability.md."""
+
+from __future__ import annotations
+
+from relay_tools.cli import main
+from relay_tools.outage import run_outage
+from relay_tools.soak import EMAIL_DOMAIN, SECRET
+
+
+def _no_secrets(text: str) -> None:
+    for secret in (EMAIL_DOMAIN, SECRET, "soak-applovin-key", "soak-appsflyer-key", "soak-adroll-token"):
+        assert secret not in text, secret
+
+
+def test_a_day_of_vendor_outages_costs_no_event_and_few_requests(output):
+    """AppsFlyer 503 for 6 h, AdRoll 401 for 2 h, AppLovin timing out for 1 h, traffic arriving throughout
+    (1 h = 3 s): each valid event delivered exactly once, nothing left in the DLQs, and the requests made to
+    a vendor while it was down under 10 % of the events that waited for it."""
+    report = run_outage(hour_seconds=3.0)
+    print("\n".join(report.lines()))
+    assert report.drained and report.ingest_errors == []
+    assert set(report.outages) == {"appsflyer", "adroll", "applovin"}
+    for vendor in report.outages:
+        assert report.expected[vendor] > 0 and report.waited[vendor] > 0, vendor
+        assert report.delivered[vendor] == report.expected[vendor], vendor
+        assert report.duplicates[vendor] == 0 and report.lost[vendor] == 0, vendor
+        assert report.dlq_left[vendor] == 0 and report.exhausted[vendor] == 0, vendor  # the window held
+        assert 0 < report.requests_while_down[vendor] < 0.10 * report.waited[vendor], vendor
+    assert report.passed
+    _no_secrets(output.text())
+
+
+def test_an_outage_longer_than_the_window_is_redriven_automatically_and_delivered_once(output):
+    """AdRoll refuses the credentials for 6 h with a 3 h window: the events that waited longest are
+    dead-lettered as retries_exhausted, then moved back by the function once AdRoll answers, and delivered
+    once; the DLQ ends empty without anyone touching it."""
+    report = run_outage(hour_seconds=2.0, window_hours=3.0, outages={"adroll": ("401", 6.0)})
+    print("\n".join(report.lines()))
+    assert report.drained and report.ingest_errors == []
+    assert report.exhausted["adroll"] > 0  # given up at the end of the window...
+    assert report.delivered["adroll"] == report.expected["adroll"]  # ...and delivered after all
+    assert report.duplicates["adroll"] == 0 and report.lost["adroll"] == 0 and report.dlq_left["adroll"] == 0
+    assert report.passed
+    text = output.text()
+    assert "dead letters back to the adroll queue" in text
+    _no_secrets(text)
+
+
+def test_the_outage_cli_refuses_bad_arguments(capsys):
+    assert main(["outage", "--outage", "adroll=500:2"]) == 2
+    assert "KIND one of 503, 401, timeout" in capsys.readouterr().err
+    assert main(["outage", "--outage", "acme=503:2"]) == 2
+    assert main(["outage", "--outage", "adroll=503:0"]) == 2
+    assert main(["outage", "--hour-seconds", "0"]) == 2
+    assert "--hour-seconds must be 0 to 60" in capsys.readouterr().err
