@@ -287,6 +287,22 @@ def outage(runs: list[dict[str, Any]]) -> str:
     return "\n".join(rows + [""] + notes)
 
 
+def outage_cost() -> str:
+    """What a vendor outage adds, per million events waiting, from the cost model."""
+    from relay_tools.cost import outage_cost as model
+
+    hours = (1, 6, 24)
+    rows = [
+        "| vendor | " + " | ".join(f"{h} h" for h in hours) + " |",
+        "|---|" + "---|" * len(hours),
+    ]
+    for vendor, name in VENDORS.items():
+        rows.append(f"| {name} | " + " | ".join(f"${model(vendor, h)['usd']:.2f}" for h in hours) + " |")
+    receives = " / ".join(f"{model('applovin', h)['receives_per_message']:.0f}" for h in hours)
+    rows += ["", f"Receives per waiting message: {receives}. USD per million events waiting, us-east-1 prices."]
+    return "\n".join(rows)
+
+
 def alarms() -> str:
     """The template's CloudWatch alarms: what each watches and what it means."""
     from relay_tools.stack import load_template
@@ -325,6 +341,7 @@ def blocks() -> dict[str, dict[str, str]]:
             "soak": soak(read("reliability/soak.json")),
             "load": load([read("reliability/load-1.json"), read("reliability/load-100.json")]),
             "outage": outage([read("reliability/outage.json"), read("reliability/outage-window.json")]),
+            "outage-cost": outage_cost(),
         },
         "cli.md": {"cli": cli_reference()},
         "operations.md": {"alarms": alarms(), "outcomes": outcomes(), "reasons": reasons()},
