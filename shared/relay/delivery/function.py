@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import functools
+import random
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -76,7 +77,7 @@ class VendorFunction:
         self._circuit: Circuit | None = None
         self._queue = queue
         self.clock: Callable[[], float] = time.time  # ages of messages, how long a circuit is open
-        self.rng: Callable[[], float] | None = None  # the retry delays' jitter (random.random)
+        self.rng: Callable[[], float] = random.random  # the retry delays' jitter
         self._delivery: DeliveryConfig | None = None
 
     @property
@@ -122,12 +123,7 @@ class VendorFunction:
 
     @property
     def schedule(self) -> RetrySchedule:
-        schedule = RetrySchedule.of(self.delivery)
-        return (
-            schedule
-            if self.rng is None
-            else RetrySchedule(schedule.window_seconds, schedule.max_delay_seconds, self.rng)
-        )
+        return RetrySchedule(self.delivery.retry_window_seconds, self.delivery.max_retry_delay_seconds, self.rng)
 
     @property
     def circuit(self) -> Circuit:
@@ -200,8 +196,9 @@ def deliver_batch(event: dict[str, Any], context: Any, function: VendorFunction)
     state = recovery.read_circuit(function) if records else CircuitState()
     results, events, forwarder = deliver(function, records, remaining_ms, state)
     moved, outcomes = dead_letter(function, records, results, events, whole=forwarder is None)
-    stats = forwarder.stats if forwarder is not None else None
-    if forwarder is not None and stats is not None:
+    stats = None
+    if forwarder is not None:
+        stats = forwarder.stats
         forwarder.settle(results, moved)
         if stats.ledger_errors:
             metrics.add_metric("LedgerErrors", MetricUnit.Count, stats.ledger_errors)
