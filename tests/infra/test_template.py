@@ -435,6 +435,7 @@ def test_a_vendor_function_may_delay_its_messages_and_redrive_its_dlq_and_nothin
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",
         "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
     }
     assert grants["IdempotencyTable"] == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
 

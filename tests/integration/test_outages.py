@@ -263,10 +263,11 @@ def test_after_recovery_transient_dead_letters_go_back_and_are_delivered_once(aw
     assert left == {"cycled", "refused"}
     (back,) = peek(o.queue_url)
     assert back["MessageAttributes"]["relay_redrives"]["StringValue"] == "1"
-    assert o.circuit().redrive is False  # the pass saw the whole DLQ
+    assert o.circuit().redrive is True  # it moved letters: the next healthy invocation looks once more
     requests = len(o.mock.requests)
     assert o.invoke(receive(aws_stack, "adroll", 1)) == []  # the redriven event: delivered
     assert len(o.mock.requests) == requests + 1
+    assert o.circuit().redrive is False  # that pass found nothing to move, and nothing hidden from it
     # a second copy of it (a letter sent back but deleted too late, say) is a duplicate: not sent again
     letter_for(o, "exhausted", "retries_exhausted")
     assert o.invoke(_redrive_now(o)) == []
@@ -325,3 +326,21 @@ def test_an_outage_longer_than_the_window_dead_letters_then_redrives_on_recovery
     assert peek(o.dlq) == []
     assert o.invoke(receive(aws_stack, "adroll", 3)) == []
     assert len(o.mock.requests) == sent + 2  # the probe, then the three redriven events in one request
+
+
+def test_a_letter_hidden_from_the_pass_is_moved_by_a_later_one(aws_stack, monkeypatch):
+    """`relay dlq list` holds the letters it reads for a while: a pass meanwhile does not see them, so the
+    DLQ stays marked until a pass finds nothing hidden."""
+    o = Outage(aws_stack, monkeypatch, "adroll", answering(200))
+    letter_for(o, "exhausted", "retries_exhausted")
+    o.function.circuit.mark_redrive(True)
+    sqs = boto3.client("sqs")
+    (held,) = sqs.receive_message(QueueUrl=o.dlq, VisibilityTimeout=300)["Messages"]  # someone lists the DLQ
+    publish(aws_stack, "adroll", [web_event(event_id="live")])
+    assert o.invoke(receive(aws_stack, "adroll", 1)) == []
+    assert o.circuit().redrive is True and len(peek(o.queue_url)) == 0  # nothing moved, the mark stays
+    sqs.change_message_visibility(QueueUrl=o.dlq, ReceiptHandle=held["ReceiptHandle"], VisibilityTimeout=0)
+    publish(aws_stack, "adroll", [web_event(event_id="live2")])
+    assert o.invoke(receive(aws_stack, "adroll", 1)) == []
+    (back,) = peek(o.queue_url)
+    assert json.loads(back["Body"])["event_id"] == "exhausted"

@@ -179,6 +179,7 @@ class LocalStack:
         self.function_timeout_seconds = function_timeout_seconds
         self.function_env: dict[str, dict[str, str]] = {}  # logical id -> the environment its handler reads
         self.killed: dict[str, int] = {}  # vendor -> invocations ended at their deadline
+        self.dead_lettered: dict[str, list[tuple[str | None, str]]] = {}  # vendor -> (event_id, outcome) moved
         self._deadlines: dict[str, float] = {}  # vendor -> monotonic deadline of its running invocation
         if not config.ingest.secrets:
             raise ValueError("[ingest] secrets: the local stack needs at least one signing secret")
@@ -437,7 +438,7 @@ class LocalStack:
             load_config=lambda: load_vendor_config(read_environment(VendorEnvironment, env), sm),
             http_client=self._http_client(vendor),
             ledger=DeliveryLedger.for_function(vendor, environment, ddb),
-            dead_letters=DeadLetterQueue(environment.dlq_url, sqs),
+            dead_letters=RecordedDeadLetters(environment.dlq_url, sqs, self.dead_lettered.setdefault(vendor, [])),
             policy=policy,
             queue=queue,
         )
@@ -537,6 +538,19 @@ class LocalStack:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+
+class RecordedDeadLetters(DeadLetterQueue):
+    """A vendor function's DLQ that notes (event_id, outcome) of every letter it moved."""
+
+    def __init__(self, queue_url: str, client: Any, record: list[tuple[str | None, str]]):
+        super().__init__(queue_url, client)
+        self.record = record
+
+    def send(self, letters: list[Any], now: Any = None) -> set[str]:
+        failed = super().send(letters, now)
+        self.record.extend((letter.event_id, letter.outcome) for letter in letters if letter.key not in failed)
+        return failed
 
 
 class DelayedMessages(SourceQueue):

@@ -22,7 +22,6 @@ from typing import Any
 
 import httpx
 
-from relay.delivery import deadletter
 from relay.ingest.signing import sign
 from relay.models.config import MIN_RETRY_WINDOW_HOURS, RelayConfig
 from relay_tools.dev import LocalStack
@@ -92,7 +91,7 @@ class OutageReport:
     dlq_left: dict[str, int] = field(default_factory=dict)
     waited: dict[str, int] = field(default_factory=dict)  # events sent while the vendor was down
     requests_while_down: dict[str, int] = field(default_factory=dict)
-    exhausted: dict[str, int] = field(default_factory=dict)  # events seen in the DLQ as retries_exhausted
+    exhausted: dict[str, int] = field(default_factory=dict)  # events the function dead-lettered as retries_exhausted
     ingest_errors: list[str] = field(default_factory=list)
     ingest_resends: int = 0  # requests resent after a 503 (moto's transactions slow down as the table grows)
     clear_text_emails: int = 0
@@ -189,37 +188,27 @@ def run_outage(
     plan.started = started = time.monotonic()
     expected: dict[str, set[str]] = {v: set() for v in VENDORS}
     waited: Counter[str] = Counter()
-    exhausted: dict[str, set[str]] = {v: set() for v in VENDORS}
     try:
-        watch = lambda: _watch_dlqs(stack, exhausted)  # noqa: E731
-        _traffic(
-            stack, run, traffic_s, per_request, requests_per_second, windows, started, expected, waited, report, watch
-        )
+        _traffic(stack, run, traffic_s, per_request, requests_per_second, windows, started, expected, waited, report)
         deadline = started + timeout_s
         while time.monotonic() < deadline:
             time.sleep(1.0)
-            _watch_dlqs(stack, exhausted)
             got = _accepted(stack)
             if all(expected[v] <= set(got[v]) for v in VENDORS) and _depth(stack) == 0:
                 report.drained = True
                 break
         report.seconds = time.monotonic() - started
-        _count(stack, report, expected, waited, exhausted, windows, started)
+        _count(stack, report, expected, waited, windows, started)
         return report
     finally:
         stack.stop()
 
 
-def _traffic(stack, run, seconds, per_request, rate, windows, started, expected, waited, report, watch) -> None:  # noqa: PLR0913
-    """Signed requests at `rate` per second for `seconds`; notes which events arrived during an outage, and
-    calls `watch` about once a second."""
+def _traffic(stack, run, seconds, per_request, rate, windows, started, expected, waited, report) -> None:  # noqa: PLR0913
+    """Signed requests at `rate` per second for `seconds`; notes which events arrived during an outage."""
     i = 0
-    watched = 0.0
     with httpx.Client(timeout=60) as client:
         while (now := time.monotonic()) - started < seconds:
-            if now - watched >= 1.0:
-                watch()
-                watched = now
             batch = range(i, i + per_request)
             i += per_request
             body = json.dumps({"events": [soak_event(event_index(n), run) for n in batch]}).encode()
@@ -268,17 +257,7 @@ def _depth(stack: LocalStack) -> int:
     return total
 
 
-def _watch_dlqs(stack: LocalStack, exhausted: dict[str, set[str]]) -> None:
-    """Note the events each DLQ holds as retries_exhausted (read and released at once)."""
-    sqs = stack.clients["sqs"]
-    for vendor, logical in DLQ.items():
-        url = stack.stack.physical[logical]  # type: ignore[union-attr]
-        letters = list(deadletter.read_all(sqs, url, hold_seconds=5))
-        deadletter.release(sqs, url, letters)
-        exhausted[vendor] |= {x.event_id for x in letters if x.outcome == "retries_exhausted" and x.event_id}
-
-
-def _count(stack, report, expected, waited, exhausted, windows, started) -> None:  # noqa: PLR0913
+def _count(stack, report, expected, waited, windows, started) -> None:  # noqa: PLR0913
     got = _accepted(stack)
     sqs = stack.clients["sqs"]
     down: Counter[str] = Counter()
@@ -298,7 +277,9 @@ def _count(stack, report, expected, waited, exhausted, windows, started) -> None
         report.dlq_left[v] = int(attrs["ApproximateNumberOfMessages"])
         report.waited[v] = waited[v]
         report.requests_while_down[v] = down[v]
-        report.exhausted[v] = len(exhausted[v])
+        report.exhausted[v] = len(
+            {e for e, outcome in stack.dead_lettered.get(v, []) if outcome == "retries_exhausted"}
+        )
 
 
 __all__ = ["DEFAULT_OUTAGES", "OutageReport", "run_outage", "soak_id"]

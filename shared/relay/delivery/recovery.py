@@ -151,9 +151,23 @@ def redrive_if_healthy(
             extra={"event_ids": done.event_ids[:50]},
         )
     metrics.add_metric("EventsRedriven", MetricUnit.Count, done.moved)
-    if done.complete:
+    # done once a whole pass found nothing to move and no letter was hidden from it (`relay dlq list` holds
+    # the letters it reads for a while): the next healthy invocation looks again until then
+    if done.complete and not done.moved and not hidden_letters(function):
         try:
             function.circuit.mark_redrive(False)
         except Exception:  # noqa: BLE001 - the next healthy invocation makes another (short) pass
             metrics.add_metric("CircuitErrors", MetricUnit.Count, 1)
     return done.moved
+
+
+def hidden_letters(function: VendorFunction) -> bool:
+    """Whether some dead letters are invisible right now (being read elsewhere); True when it cannot tell."""
+    dlq = function.dead_letters
+    try:
+        attrs = dlq.client.get_queue_attributes(
+            QueueUrl=dlq.queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]
+        return int(attrs.get("ApproximateNumberOfMessagesNotVisible", "0")) > 0
+    except Exception:  # noqa: BLE001
+        return True
