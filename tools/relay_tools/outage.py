@@ -22,20 +22,17 @@ from typing import Any
 
 import httpx
 
-from relay.ingest.signing import sign
 from relay.models.config import MIN_RETRY_WINDOW_HOURS, RelayConfig
 from relay_tools.dev import LocalStack
 from relay_tools.faults import Fault, FaultPlan
 from relay_tools.soak import (
     DLQ,
     EMAIL_DOMAIN,
-    INGEST_ATTEMPTS,
-    SECRET,
     VENDORS,
     _accepted,
+    post_signed,
     soak_config,
     soak_event,
-    soak_id,
 )
 
 KINDS = {"503": Fault("5xx", status=503), "401": Fault("auth", status=401), "timeout": Fault("timeout")}
@@ -212,19 +209,8 @@ def _traffic(stack, run, seconds, per_request, rate, windows, started, expected,
             batch = range(i, i + per_request)
             i += per_request
             body = json.dumps({"events": [soak_event(event_index(n), run) for n in batch]}).encode()
-            wait = 0.0
-            for attempt in range(INGEST_ATTEMPTS):  # a 503 is resent, as the API tells clients to
-                if attempt:
-                    report.ingest_resends += 1
-                    time.sleep(wait)
-                response = client.post(
-                    stack.ingest_url,
-                    content=body,
-                    headers={"Content-Type": "application/json", "X-Relay-Signature": sign(body, SECRET)},
-                )
-                if response.status_code != 503:
-                    break
-                wait = float(response.headers.get("Retry-After", "1"))
+            response, resends = post_signed(client, stack.ingest_url, body)
+            report.ingest_resends += resends
             answer = response.json()
             if response.status_code != 202 or answer.get("rejected"):
                 report.ingest_errors.append(f"{response.status_code}: {json.dumps(answer)[:200]}")
@@ -282,4 +268,4 @@ def _count(stack, report, expected, waited, windows, started) -> None:  # noqa: 
         )
 
 
-__all__ = ["DEFAULT_OUTAGES", "OutageReport", "run_outage", "soak_id"]
+__all__ = ["DEFAULT_OUTAGES", "OutageReport", "run_outage"]

@@ -175,6 +175,22 @@ class SoakReport:
         return out
 
 
+def post_signed(client: httpx.Client, url: str, body: bytes) -> tuple[httpx.Response, int]:
+    """POST a signed body; a 503 is resent after its Retry-After, as the API tells clients to, up to
+    INGEST_ATTEMPTS times in all. Returns the last answer and how many resends it took."""
+    wait = 0.0
+    for attempt in range(INGEST_ATTEMPTS):
+        if attempt:
+            time.sleep(wait)
+        response = client.post(
+            url, content=body, headers={"Content-Type": "application/json", "X-Relay-Signature": sign(body, SECRET)}
+        )
+        if response.status_code != 503:
+            return response, attempt
+        wait = float(response.headers.get("Retry-After", "1"))
+    return response, INGEST_ATTEMPTS - 1
+
+
 def _backlog(stack: LocalStack) -> int:
     """The messages in the vendor queues, visible or not (the deepest queue)."""
     sqs = stack.clients["sqs"]
@@ -254,19 +270,8 @@ def run_soak(
                 report.big_events += sum(is_big(i, big_every) for i in batch)
                 raw = json.dumps({"events": [soak_event(i, run, is_big(i, big_every)) for i in batch]})
                 body = raw.encode()
-                wait = 0.0
-                for attempt in range(INGEST_ATTEMPTS):  # a 503 is resent, as the API tells clients to
-                    if attempt:
-                        report.ingest_resends += 1
-                        time.sleep(wait)
-                    response = client.post(
-                        stack.ingest_url,
-                        content=body,
-                        headers={"Content-Type": "application/json", "X-Relay-Signature": sign(body, SECRET)},
-                    )
-                    if response.status_code != 503:
-                        break
-                    wait = float(response.headers.get("Retry-After", "1"))
+                response, resends = post_signed(client, stack.ingest_url, body)
+                report.ingest_resends += resends
                 report.ingest_requests += 1
                 answer = response.json()
                 if response.status_code != 202 or answer.get("rejected"):
