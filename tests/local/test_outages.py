@@ -15,9 +15,9 @@ def _no_secrets(text: str) -> None:
 
 def test_a_day_of_vendor_outages_costs_no_event_and_few_requests(output):
     """AppsFlyer 503 for 6 h, AdRoll 401 for 2 h, AppLovin timing out for 1 h, traffic arriving throughout
-    (1 h = 3 s): each valid event delivered exactly once, nothing left in the DLQs, and the requests made to
+    (1 h = 4 s): each valid event delivered exactly once, nothing left in the DLQs, and the requests made to
     a vendor while it was down under 10 % of the events that waited for it."""
-    report = run_outage(hour_seconds=3.0)
+    report = run_outage(hour_seconds=4.0)
     print("\n".join(report.lines()))
     assert report.drained and report.ingest_errors == []
     assert set(report.outages) == {"appsflyer", "adroll", "applovin"}

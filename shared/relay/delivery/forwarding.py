@@ -151,7 +151,7 @@ class Forwarder:
         self._unsettled: tuple[str, dict[str, str]] = ("", {})  # the last deliver's batch and claimed events
         self.failures_left = OPEN_AFTER  # failed requests this invocation may make before it stops sending
         self.probing = False  # the circuit is open and this invocation sends its one probe request
-        self._gate = BoundedSemaphore(OPEN_AFTER)  # requests in flight before the vendor's first answer
+        self._gate = BoundedSemaphore(max_workers)  # requests in flight before the vendor's first answer
 
     @property
     def pool(self) -> ThreadPoolExecutor:
@@ -197,7 +197,9 @@ class Forwarder:
         if the vendor answers it."""
         self.stats = Stats()
         self.failures_left, self.probing = failures_left, probe
-        self._gate = BoundedSemaphore(max(1, failures_left))
+        # a vendor that failed lately (the circuit counts failures) gets no more requests at once than it may
+        # still fail before the circuit opens, until it answers one; a healthy one gets the whole pool
+        self._gate = BoundedSemaphore(self.max_workers if failures_left >= OPEN_AFTER else max(1, failures_left))
         results, mapped = self._map(events)
         batch = DeliveryLedger.new_batch()
         groups, claimed = self._claim(mapped, bundles or {}, redelivered, remaining_ms, batch, results)
@@ -405,8 +407,9 @@ class Forwarder:
 
     def _send(self, request: VendorRequest, events: int) -> Delivery | None:
         """One request, counted for the circuit breaker. Until the vendor has answered one request of this
-        invocation, no more are in flight than the failures the circuit allows (`failures_left`), so that a
-        vendor that is down costs that many requests, not a fan-out; None: it tripped meanwhile, not sent."""
+        invocation, at most the gate's width are in flight (after recent failures: the failures the circuit
+        still allows, so that a vendor that is down costs that many requests, not a fan-out); None: it
+        tripped meanwhile, not sent."""
         if self.stats.answered:
             delivery = self._request(request, events)
         else:
