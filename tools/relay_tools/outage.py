@@ -224,10 +224,10 @@ def _traffic(stack, run, seconds, per_request, rate, windows, started, expected,
 
 
 def event_index(n: int) -> int:
-    """The n-th event's soak index: every other event an app event (AppsFlyer), the rest web events (AppLovin
-    and AdRoll), so that each vendor has events waiting through its outage (soak_event's own mix has a
-    third of app events)."""
-    return n // 2 * 3 + (2 if n % 2 else 0)
+    """The n-th event's soak index: two in three are app events (AppsFlyer, which takes one request per
+    event, so that the most events wait for the vendor whose outage costs the most requests), one in three
+    a web event (AppLovin and AdRoll); soak_event's own mix has a third of app events."""
+    return 6 * (n // 3) + (0, 2, 5)[n % 3]
 
 
 def _depth(stack: LocalStack) -> int:
