@@ -11,7 +11,7 @@ import boto3
 import httpx
 import pytest
 
-from relay.delivery.circuit import OPEN_AFTER
+from relay.delivery.circuit import OPEN_AFTER, CircuitState
 from relay.delivery.retry import SourceQueue
 from relay_tools.functions import vendor_handler
 
@@ -344,3 +344,16 @@ def test_a_letter_hidden_from_the_pass_is_moved_by_a_later_one(aws_stack, monkey
     assert o.invoke(receive(aws_stack, "adroll", 1)) == []
     (back,) = peek(o.queue_url)
     assert json.loads(back["Body"])["event_id"] == "exhausted"
+
+
+def test_a_circuit_item_past_its_time_to_live_starts_over(aws_stack, monkeypatch):
+    """DynamoDB deletes expired items late: an old open circuit with its counts reads as closed, and the
+    next failures count from zero."""
+    o = Outage(aws_stack, monkeypatch, "adroll", answering(503))
+    circuit = o.function.circuit
+    assert circuit.failed(OPEN_AFTER) and circuit.read().is_open
+    o.now += 15 * 86_400  # past the item's 14-day time to live
+    assert circuit.read() == CircuitState()  # closed, no failures
+    assert circuit.failed(3) is False
+    state = circuit.read()
+    assert not state.is_open and state.failures == 3

@@ -74,7 +74,7 @@ def test_human_output_shows_exact_requests_with_secrets_masked(cfg):
     for secret in SECRETS.values():
         assert secret not in out and secret not in err
     # the sample's clear-text email and phone never appear in what would be sent
-    assert "jane.doe" not in out.lower() and "555" not in out
+    assert "jane.doe" not in out.lower() and "555-1212" not in out and "6505551212" not in out
 
 
 def test_json_output_one_object_per_event(cfg, tmp_path):

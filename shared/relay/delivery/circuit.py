@@ -108,9 +108,13 @@ class Circuit(LazyClient):
 
     def failed(self, count: int) -> bool:
         """Add `count` failed requests; opens the circuit at OPEN_AFTER. Returns whether this call opened it."""
+        values = {":n": {"N": str(count)}, ":vendor": {"S": self.vendor}}
+        now = {":now": {"N": str(int(self.clock()))}}
         new = self._update(
-            "ADD failures :n SET vendor = :vendor", {":n": {"N": str(count)}, ":vendor": {"S": self.vendor}}
+            "ADD failures :n SET vendor = :vendor", {**values, **now}, "attribute_not_exists(id) OR expiration >= :now"
         )
+        if new is None:  # an item past its time to live, not deleted yet: its counts are stale, start over
+            new = self._update("SET failures = :n, is_open = :f, vendor = :vendor", {**values, ":f": {"BOOL": False}})
         if new is None or int(new.get("failures", {}).get("N", "0")) < OPEN_AFTER or new.get("is_open", {}).get("BOOL"):
             return False
         now = self.clock()

@@ -81,7 +81,6 @@ class Stats:
     answered: int = 0  # requests the vendor answered (2xx, or a 4xx about the events): it is up
     failed: int = 0  # requests that failed for the vendor's sake (401/403, 408, 429, 5xx, no answer)
     streak: int = 0  # failed requests since the last answered one
-    held: int = 0  # requests not sent: the circuit opened (relay.delivery.circuit)
     lock: Lock = field(default_factory=Lock)
 
     def note(self, delivery: Delivery) -> None:
@@ -377,7 +376,6 @@ class Forwarder:
         delivery: Delivery | None = None
         while True:
             if self.tripped:  # the vendor keeps failing: the circuit opens, the rest waits for its probe
-                self.stats.add(held=1)
                 return delivery if delivery is not None else self.held()
             if not deadline.allows(request_ms):
                 self.stats.add(deferred_requests=1)
