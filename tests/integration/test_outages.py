@@ -357,3 +357,19 @@ def test_a_circuit_item_past_its_time_to_live_starts_over(aws_stack, monkeypatch
     assert circuit.failed(3) is False
     state = circuit.read()
     assert not state.is_open and state.failures == 3
+
+
+def test_when_sqs_fails_a_redrive_pass_the_batch_stays_delivered_and_the_dlq_marked(aws_stack, monkeypatch, output):
+    o = Outage(aws_stack, monkeypatch, "adroll", answering(200))
+    letter_for(o, "exhausted", "retries_exhausted")
+    o.function.circuit.mark_redrive(True)
+    client = o.function.dead_letters.client
+
+    def refuse(**kwargs):
+        raise client.exceptions.QueueDoesNotExist({"Error": {"Code": "QueueDoesNotExist"}}, "ReceiveMessage")
+
+    monkeypatch.setattr(client, "receive_message", refuse)
+    publish(aws_stack, "adroll", [web_event(event_id="live")])
+    assert o.invoke(receive(aws_stack, "adroll", 1)) == []  # delivered, not failed by the redrive
+    assert len(o.mock.requests) == 1
+    assert o.circuit().redrive is True and metric(output.text(), "RedriveErrors") == 1

@@ -139,12 +139,17 @@ def redrive_if_healthy(
     from relay.delivery.redrive import redrive_transient
 
     source = function.source_queue(record)
-    done = redrive_transient(
-        function.dead_letters.client,
-        function.dead_letters.queue_url,
-        source.queue_url,
-        lambda: remaining_ms() > REDRIVE_RESERVE_MS,
-    )
+    try:
+        done = redrive_transient(
+            function.dead_letters.client,
+            function.dead_letters.queue_url,
+            source.queue_url,
+            lambda: remaining_ms() > REDRIVE_RESERVE_MS,
+        )
+    except Exception:  # noqa: BLE001 - SQS failed the pass: the batch's answer stands, the next pass goes on
+        metrics.add_metric("RedriveErrors", MetricUnit.Count, 1)
+        logger.error(f"could not move dead letters back to the {function.vendor} queue")
+        return 0
     if done.moved:
         logger.warning(
             f"moved {done.moved} dead letters back to the {function.vendor} queue",
