@@ -26,7 +26,10 @@ def test_a_day_of_vendor_outages_costs_no_event_and_few_requests(output):
         assert report.delivered[vendor] == report.expected[vendor], vendor
         assert report.duplicates[vendor] == 0 and report.lost[vendor] == 0, vendor
         assert report.dlq_left[vendor] == 0 and report.exhausted[vendor] == 0, vendor  # the window held
-        assert 0 < report.requests_while_down[vendor] < 0.10 * report.waited[vendor], vendor
+        assert report.requests_while_down[vendor] < 0.10 * report.waited[vendor], vendor
+    # AppsFlyer (a request per event) and AdRoll met their outages for sure; AppLovin's hour (4 s) may fall
+    # between two of its invocations (they gather messages for up to 5 s)
+    assert report.requests_while_down["appsflyer"] > 0 and report.requests_while_down["adroll"] > 0
     assert report.passed
     _no_secrets(output.text())
 
