@@ -79,6 +79,16 @@ class Outage:
             )
         return receive(self.stack, self.vendor, len(event["Records"]))
 
+    def fail_until_open(self, batch: dict, age: float | None = None) -> dict:
+        """Invoke on `batch` until the vendor's circuit is open (at most 10 times); returns the batch as it is
+        received next."""
+        for _ in range(10):
+            self.invoke(batch, age)
+            batch = self.again(batch)
+            if self.circuit().is_open:
+                return batch
+        raise AssertionError("the circuit did not open")
+
     def circuit(self):
         return self.function.circuit.read()
 
@@ -247,13 +257,10 @@ def test_after_recovery_transient_dead_letters_go_back_and_are_delivered_once(aw
     letter_for(o, "exhausted", "retries_exhausted")
     letter_for(o, "cycled", "retries_exhausted", redrives=3)  # moved back three times already: a human's
     letter_for(o, "refused", "rejected")
-    # an outage: the circuit opens on the live traffic, and the probe fails
+    # an outage: the circuit opens on the live traffic
     publish(aws_stack, "adroll", [web_event(event_id=f"live{i}") for i in range(4)])
     batch = receive(aws_stack, "adroll", 4)
-    for _ in range(3):
-        o.invoke(batch)
-        batch = o.again(batch)
-    assert o.circuit().is_open
+    batch = o.fail_until_open(batch)
     assert len(peek(o.dlq)) == 3  # nothing moved while the vendor is down
     status["now"] = 200
     o.now += 61
@@ -296,10 +303,7 @@ def test_without_auto_redrive_the_dead_letters_stay(aws_stack, monkeypatch):
     letter_for(o, "exhausted", "retries_exhausted")
     publish(aws_stack, "adroll", [web_event(event_id=f"live{i}") for i in range(2)])
     batch = receive(aws_stack, "adroll", 2)
-    for _ in range(6):
-        o.invoke(batch)
-        batch = o.again(batch)
-    assert o.circuit().is_open
+    batch = o.fail_until_open(batch)
     status["now"] = 200
     o.now += 61
     assert o.invoke(batch) == []
@@ -311,10 +315,7 @@ def test_an_outage_longer_than_the_window_dead_letters_then_redrives_on_recovery
     o = Outage(aws_stack, monkeypatch, "adroll", lambda request: httpx.Response(status["now"]))
     publish(aws_stack, "adroll", [web_event(event_id=f"e{i}") for i in range(3)])
     batch = receive(aws_stack, "adroll", 3)
-    for _ in range(4):
-        o.invoke(batch, age=HOUR)
-        batch = o.again(batch)
-    assert o.circuit().is_open
+    batch = o.fail_until_open(batch, age=HOUR)
     assert o.invoke(batch, age=25 * HOUR) == []  # held past the window: dead-lettered, not sent
     assert {m["MessageAttributes"]["relay_outcome"]["StringValue"] for m in peek(o.dlq)} == {"retries_exhausted"}
     assert o.circuit().redrive is True

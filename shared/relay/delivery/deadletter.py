@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from relay.aws.clients import LazyClient
 from relay.models.event import event_id_of
@@ -133,16 +133,25 @@ class DeadLetterQueue(LazyClient):
         entries: list[tuple[DeadLetter, dict[str, dict[str, str]]]],
     ) -> list[list[tuple[DeadLetter, dict[str, dict[str, str]]]]]:
         """SendMessageBatch calls of at most SQS_BATCH entries and SQS_BATCH_MAX_BYTES."""
-        out: list[list[tuple[DeadLetter, dict[str, dict[str, str]]]]] = []
-        size = 0
-        for entry in entries:
-            entry_size = message_bytes(entry[0].message_body, entry[1])
-            if not out or len(out[-1]) == SQS_BATCH or size + entry_size > SQS_BATCH_MAX_BYTES:
-                out.append([])
-                size = 0
-            out[-1].append(entry)
-            size += entry_size
-        return out
+        return send_batches(entries, lambda entry: message_bytes(entry[0].message_body, entry[1]))
+
+
+T = TypeVar("T")
+
+
+def send_batches(entries: Iterable[T], size_of: Callable[[T], int]) -> list[list[T]]:
+    """`entries` in SendMessageBatch calls of at most SQS_BATCH entries and SQS_BATCH_MAX_BYTES in all
+    (`size_of`: what SQS counts of one entry, `message_bytes`)."""
+    out: list[list[T]] = []
+    size = 0
+    for entry in entries:
+        entry_size = size_of(entry)
+        if not out or len(out[-1]) == SQS_BATCH or size + entry_size > SQS_BATCH_MAX_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(entry)
+        size += entry_size
+    return out
 
 
 # -- reading DLQs back (relay dlq …) ---------------------------------------------------------------

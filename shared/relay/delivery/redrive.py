@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from relay.delivery.deadletter import ATTR, OUTCOME, REDRIVES, SQS_BATCH, SQS_BATCH_MAX_BYTES, message_bytes
+from relay.delivery.deadletter import ATTR, OUTCOME, REDRIVES, SQS_BATCH, message_bytes, send_batches
 from relay.delivery.outcomes import Outcome
 
 MAX_AUTO_REDRIVES = 3
@@ -52,23 +52,9 @@ def back_to_queue(message: dict[str, Any]) -> tuple[str, dict[str, dict[str, str
     return message["Body"], attrs
 
 
-def _chunks(messages: list[dict[str, Any]]) -> list[list[tuple[dict[str, Any], str, dict[str, Any]]]]:
-    """SendMessageBatch calls of at most SQS_BATCH entries and SQS_BATCH_MAX_BYTES."""
-    out: list[list[tuple[dict[str, Any], str, dict[str, Any]]]] = []
-    size = 0
-    for message in messages:
-        body, attrs = back_to_queue(message)
-        n = message_bytes(body, attrs)
-        if not out or len(out[-1]) == SQS_BATCH or size + n > SQS_BATCH_MAX_BYTES:
-            out.append([])
-            size = 0
-        out[-1].append((message, body, attrs))
-        size += n
-    return out
-
-
 def _move(client: Any, dlq_url: str, queue_url: str, messages: list[dict[str, Any]], result: RedrivePass) -> None:
-    for chunk in _chunks(messages):
+    outgoing = [(message, *back_to_queue(message)) for message in messages]
+    for chunk in send_batches(outgoing, lambda entry: message_bytes(entry[1], entry[2])):
         try:
             sent = client.send_message_batch(
                 QueueUrl=queue_url,
