@@ -79,7 +79,8 @@ LAYER_MODULES = {
         f"relay/models/{m}.py"
         for m in ("__init__", "codes", "config", "environment", "errors", "event", "event_names", "pii")
     ),
-    *(f"relay/ingest/{m}.py" for m in ("__init__", "function", "jsonbody", "request", "signing")),
+    *(f"relay/ingest/{m}.py" for m in ("__init__", "function", "jsonbody", "request", "signing", "status")),
+    *(f"relay/journey/{m}.py" for m in ("__init__", "record", "trace")),
     *(f"relay/queued/{m}.py" for m in ("__init__", "message", "routing")),
     *(
         f"relay/delivery/{m}.py"

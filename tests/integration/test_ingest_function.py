@@ -328,7 +328,7 @@ def test_only_post_v1_events_is_served_also_behind_a_named_stage(ingest, aws_sta
     for method, path in (("GET", "/v1/events"), ("POST", "/v1/events/x"), ("POST", "/v2/events")):
         response = handler(http_api_event(method, path, headers, raw), FakeLambdaContext())
         assert response["statusCode"] == 404
-        assert json.loads(response["body"]) == {"error": "not found: POST /v1/events"}
+        assert json.loads(response["body"]) == {"error": "not found: POST /v1/events or GET /v1/events/{event_id}"}
 
 
 def test_a_client_signing_with_a_rotated_secret_is_accepted_at_once(aws_stack, monkeypatch):

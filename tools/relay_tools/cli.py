@@ -250,6 +250,29 @@ def _dlq_action(args: argparse.Namespace, vendor: str, queues: Any, out: TextIO,
     return EXIT_OK
 
 
+def trace_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """`relay trace EVENT_ID`: the event's journey; exit 1 when the relay does not know it."""
+    from relay.journey.trace import trace_event
+    from relay_tools.journeys import journey_table, print_journey
+
+    config = None if args.stack else resolve_config(args.config, err)
+    table = journey_table(stack=args.stack, config=config, region=args.region, endpoint_url=args.endpoint_url)
+    try:
+        journey = trace_event(table, args.event_id)
+    except Exception as exc:  # noqa: BLE001 - botocore's errors: said in one line, not a traceback
+        raise UsageError(f"cannot read the journey of {args.event_id!r}: {type(exc).__name__}") from None
+    if journey is None:
+        print(
+            f"relay: no event {args.event_id!r} is known (never accepted, or older than the ledger's horizon)", file=err
+        )
+        return EXIT_INVALID
+    if args.json:
+        print(json.dumps(journey, indent=2), file=out)
+    else:
+        print_journey(journey, out)
+    return EXIT_OK
+
+
 def dev_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import threading
 
@@ -571,6 +594,12 @@ def build_parser() -> argparse.ArgumentParser:
     og.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     og.set_defaults(func=outage_cmd)
 
+    tr = sub.add_parser("trace", help="what happened to one event: each vendor's requests, answers and outcome")
+    tr.add_argument("event_id", help="the event's event_id")
+    _stack_or_config(tr)
+    tr.add_argument("--json", action="store_true", help="the journey as JSON")
+    tr.set_defaults(func=trace_cmd)
+
     d = sub.add_parser("dlq", help="list, redrive or purge a vendor's dead-letter queue")
     d_sub = d.add_subparsers(dest="action", required=True)
     for action, text in (
@@ -582,14 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument(
             "--vendor", required=action != "list", choices=VENDORS, help="the vendor (list: default every vendor)"
         )
-        where = a.add_mutually_exclusive_group()
-        where.add_argument("--stack", help="a deployed stack's name (queues from its Outputs)")
-        where.add_argument(
-            "--config",
-            help=f"the local stack's relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)",
-        )
-        a.add_argument("--region", help="AWS region of --stack (default: your AWS configuration)")
-        a.add_argument("--endpoint-url", help=argparse.SUPPRESS)
+        _stack_or_config(a)
         if action == "list":
             a.add_argument("--json", action="store_true", help="one JSON object per message")
         if action == "redrive":
@@ -598,6 +620,18 @@ def build_parser() -> argparse.ArgumentParser:
             a.add_argument("--yes", action="store_true", help="confirm")
         a.set_defaults(func=dlq_cmd)
     return parser
+
+
+def _stack_or_config(p: argparse.ArgumentParser) -> None:
+    """--stack NAME (a deployed stack, your AWS credentials) or --config (the local stack), and --region."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--stack", help="a deployed stack's name (resources from its Outputs)")
+    where.add_argument(
+        "--config",
+        help=f"the local stack's relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)",
+    )
+    p.add_argument("--region", help="AWS region of --stack (default: your AWS configuration)")
+    p.add_argument("--endpoint-url", help=argparse.SUPPRESS)
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:

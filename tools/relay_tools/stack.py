@@ -165,8 +165,7 @@ def create_stack(
     region = session.region_name or "us-east-1"
     stack = Stack(name, region, template, {**parameter_defaults(template), **(parameters or {})})
     sns, sqs, ddb, sm, kms = (
-        session.client(name, endpoint_url=endpoint_url)
-        for name in ("sns", "sqs", "dynamodb", "secretsmanager", "kms")
+        session.client(name, endpoint_url=endpoint_url) for name in ("sns", "sqs", "dynamodb", "secretsmanager", "kms")
     )
     resources = {k: v for k, v in template["Resources"].items() if v["Type"] in CREATED_TYPES and "Condition" not in v}
     by_type = lambda t: [(k, v.get("Properties", {})) for k, v in resources.items() if v["Type"] == t]  # noqa: E731
@@ -209,6 +208,9 @@ def create_stack(
             BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
             AttributeDefinitions=props["AttributeDefinitions"],
             KeySchema=props["KeySchema"],
+            **(
+                {"GlobalSecondaryIndexes": props["GlobalSecondaryIndexes"]} if "GlobalSecondaryIndexes" in props else {}
+            ),
         )
         if ttl := props.get("TimeToLiveSpecification"):
             ddb.update_time_to_live(TableName=table, TimeToLiveSpecification=ttl)

@@ -78,6 +78,7 @@ MAX_LISTED_FAILURES = 1000
 TRANSACTION_MAX_ITEMS = 100  # DynamoDB TransactWriteItems
 QUEUED_FOR = "to"  # the ingest's claim: the vendors the event is queued for, comma-separated
 INGEST = "ingest"  # the ledger's "vendor" for the ingest's claims (one per event, for every vendor)
+MAX_TRAIL = 24  # the earlier batches a claim taken over names (relay.journey: its earlier attempts)
 
 
 class Claim(Enum):
@@ -119,6 +120,8 @@ class DeliveryLedger:
         self._client = client
         self.clock = clock
         self.horizon_seconds = horizon_seconds  # every record's time to live (dedupe_horizon_seconds)
+        # claim key -> the batches that held it, this one last (relay.journey: an event's attempts)
+        self.trails: dict[str, list[str]] = {}
 
     @classmethod
     def for_function(
@@ -173,6 +176,7 @@ class DeliveryLedger:
         lease = _lease(now, remaining_ms)
         extra = {QUEUED_FOR: {"S": ",".join(sorted(queued_for))}} if queued_for else {}
         item = self._event_record(event_id, CLAIMED, now, batch={"S": batch}, lease=lease, **extra)
+        self.trails[item["id"]["S"]] = [batch]
         old = self._put(item, "attribute_not_exists(id) OR expiration < :now", {":now": {"N": str(int(now))}})
         if old is None:
             return Claim.CLAIMED
@@ -187,6 +191,7 @@ class DeliveryLedger:
             return verdict
         # the old holder is gone (lease over, or its batch failed it, or it was dead-lettered from another
         # message): take the record over, unless someone else just did
+        self._follow(item, old, batch)
         condition, values = self._unchanged(old)
         return Claim.CLAIMED if self._put(item, condition, values) is None else Claim.IN_FLIGHT
 
@@ -293,6 +298,7 @@ class DeliveryLedger:
         item = self._record(
             self.bundle_key(bundle), CLAIMED, now, bundle={"S": bundle}, batch={"S": batch}, lease=lease, events=events
         )
+        self.trails[item["id"]["S"]] = [batch]
         old = self._put(item, "attribute_not_exists(id) OR expiration < :now", {":now": {"N": str(int(now))}})
         everything = frozenset(event_ids)
         if old is None:
@@ -319,9 +325,26 @@ class DeliveryLedger:
             pending -= self._moved_from(pending, message_id)
         if pending != everything:
             item["pending"] = {"L": [{"S": e} for e in sorted(pending)]}
+        self._follow(item, old, batch)
         condition, values = self._unchanged(old)
         return (
             (Claim.CLAIMED, pending) if self._put(item, condition, values) is None else (Claim.IN_FLIGHT, frozenset())
+        )
+
+    def _follow(self, item: dict[str, Any], old: Mapping[str, Any], batch: str) -> None:
+        """A claim that takes `old` over names the batches before it (`trail`, the last MAX_TRAIL)."""
+        trail = [v["S"] for v in old.get("trail", {}).get("L", [])]
+        if "batch" in old:
+            trail.append(old["batch"]["S"])
+        trail = trail[-MAX_TRAIL:]
+        if trail:
+            item["trail"] = {"L": [{"S": b} for b in trail]}
+        self.trails[item["id"]["S"]] = [*trail, batch]
+
+    def trail(self, event_id: str, bundle: str | None = None) -> list[str]:
+        """The batches that held this event's claim (or its bundle's) in this container, the last one last."""
+        return self.trails.get(claim_key(self.vendor, event_id)) or (
+            self.trails.get(self.bundle_key(bundle), []) if bundle else []
         )
 
     def _legacy_bundle_claim(self, bundle: str, now: float) -> dict[str, Any] | None:
@@ -340,9 +363,12 @@ class DeliveryLedger:
             return set()
         moved = set()
         for event_id in event_ids:
-            item = self.client.get_item(
-                TableName=self.table_name, Key={"id": {"S": claim_key(self.vendor, event_id)}}, ConsistentRead=True
-            ).get("Item") or {}
+            item = (
+                self.client.get_item(
+                    TableName=self.table_name, Key={"id": {"S": claim_key(self.vendor, event_id)}}, ConsistentRead=True
+                ).get("Item")
+                or {}
+            )
             source = item.get("message_id", {}).get("S", "")
             if item.get("status", {}).get("S") == DEAD_LETTERED_STATE and source.split("#", 1)[0] == message_id:
                 moved.add(event_id)
@@ -471,10 +497,12 @@ class DeliveryLedger:
                 continue
             self.client.transact_write_items(TransactItems=deletes)
 
-    def dead_lettered(self, event_id: str, message_id: str, outcome: str) -> None:
-        """After the move to the DLQ: a redelivery of this message is then dropped, not moved twice."""
+    def dead_lettered(self, event_id: str, message_id: str, outcome: str, trail: Sequence[str] = ()) -> None:
+        """After the move to the DLQ: a redelivery of this message is then dropped, not moved twice. `trail`:
+        the batches that tried it (its journey)."""
+        extra = {"trail": {"L": [{"S": b} for b in trail[-MAX_TRAIL - 1 :]]}} if trail else {}
         item = self._event_record(
-            event_id, DEAD_LETTERED_STATE, self.clock(), message_id={"S": message_id}, why={"S": outcome}
+            event_id, DEAD_LETTERED_STATE, self.clock(), message_id={"S": message_id}, why={"S": outcome}, **extra
         )
         self.client.put_item(TableName=self.table_name, Item=item)
 

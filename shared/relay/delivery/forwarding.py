@@ -38,6 +38,8 @@ from relay.aws.ledger import Claim, DeliveryLedger
 from relay.delivery.circuit import OPEN_AFTER
 from relay.delivery.deadline import DeadlineExceeded, InvocationDeadline, send_within
 from relay.delivery.outcomes import Delivery, Outcome
+from relay.journey import MAX_RESPONSE_BYTES
+from relay.journey.record import Call
 from relay.models.config import RelayConfig
 from relay.models.event import Event
 from relay.queued.message import Queued
@@ -81,6 +83,7 @@ class Stats:
     answered: int = 0  # requests the vendor answered (2xx, or a 4xx about the events): it is up
     failed: int = 0  # requests that failed for the vendor's sake (401/403, 408, 429, 5xx, no answer)
     streak: int = 0  # failed requests since the last answered one
+    calls: list[Call] = field(default_factory=list)  # every request made, for the events' journeys
     lock: Lock = field(default_factory=Lock)
 
     def note(self, delivery: Delivery) -> None:
@@ -148,6 +151,7 @@ class Forwarder:
         self.stats = Stats()
         self._pool: ThreadPoolExecutor | None = None
         self._unsettled: tuple[str, dict[str, str]] = ("", {})  # the last deliver's batch and claimed events
+        self.last: tuple[str, dict[str, str]] = ("", {})  # the same, kept after settling (the journey's)
         self.failures_left = OPEN_AFTER  # failed requests this invocation may make before it stops sending
         self.probing = False  # the circuit is open and this invocation sends its one probe request
         self._gate = BoundedSemaphore(max_workers)  # requests in flight before the vendor's first answer
@@ -201,13 +205,15 @@ class Forwarder:
         self._gate = BoundedSemaphore(self.max_workers if failures_left >= OPEN_AFTER else max(1, failures_left))
         results, mapped = self._map(events)
         batch = DeliveryLedger.new_batch()
+        if self.ledger is not None:
+            self.ledger.trails.clear()
         groups, claimed = self._claim(mapped, bundles or {}, redelivered, remaining_ms, batch, results)
         results.update(self._send_groups(groups, remaining_ms))
         for items in groups.values():  # match quality: the identifiers of what the vendor took
             for key, payload in items:
                 if results[key].outcome == Outcome.FORWARDED:
                     self.stats.identifiers.update(self.adapter.identifiers(payload))
-        self._unsettled = (batch, claimed)
+        self._unsettled = self.last = (batch, claimed)
         if settle:
             self.settle(results)
         return results
@@ -216,7 +222,7 @@ class Forwarder:
         """A Delivery for every key of `events` without sending (the circuit is open): what the vendor would
         get is `held`, what it would not (skipped, invalid) gets its outcome."""
         self.stats = Stats()
-        self._unsettled = ("", {})
+        self._unsettled = self.last = ("", {})
         results, mapped = self._map(events)
         for key, _, _ in mapped:
             results[key] = self.held()
@@ -356,7 +362,7 @@ class Forwarder:
         self, target: str, items: list[tuple[str, dict[str, Any]]], remaining_ms: Callable[[], int]
     ) -> dict[str, Delivery]:
         request = self.adapter.build_request(target, [payload for _, payload in items])
-        delivery = self._send_with_retries(request, len(items), remaining_ms)
+        delivery = self._send_with_retries(request, tuple(key for key, _ in items), remaining_ms)
         if delivery.outcome == Outcome.REJECTED and delivery.status == 400 and len(items) > 1:
             # the vendor dropped the whole batch for some invalid event(s): isolate them
             middle = len(items) // 2
@@ -369,7 +375,9 @@ class Forwarder:
 
     # -- one request -------------------------------------------------------------------------------
 
-    def _send_with_retries(self, request: VendorRequest, events: int, remaining_ms: Callable[[], int]) -> Delivery:
+    def _send_with_retries(
+        self, request: VendorRequest, keys: tuple[str, ...], remaining_ms: Callable[[], int]
+    ) -> Delivery:
         deadline = InvocationDeadline(remaining_ms, self.policy.reserve_ms)
         request_ms = self.policy.request_seconds * 1000
         attempt = 0
@@ -387,7 +395,7 @@ class Forwarder:
                     f"not sent to {self.vendor}: {max(remaining_ms(), 0)} ms of the invocation were left, "
                     f"a request may take {self.policy.request_seconds:g} s",
                 )
-            sent = self._send(request, events)
+            sent = self._send(request, keys, attempt + 1)
             if sent is None:  # the circuit tripped while this request waited for its turn
                 continue
             delivery = sent
@@ -403,23 +411,23 @@ class Forwarder:
             self.stats.add(retries=1)
             self.sleep(delay)
 
-    def _send(self, request: VendorRequest, events: int) -> Delivery | None:
+    def _send(self, request: VendorRequest, keys: tuple[str, ...], attempt: int) -> Delivery | None:
         """One request, counted for the circuit breaker. Until the vendor has answered one request of this
         invocation, at most the gate's width are in flight (after recent failures: the failures the circuit
         still allows, so that a vendor that is down costs that many requests, not a fan-out); None: it
         tripped meanwhile, not sent."""
         if self.stats.answered:
-            delivery = self._request(request, events)
+            delivery = self._request(request, keys, attempt)
         else:
             with self._gate:
                 if self.tripped:
                     return None
-                delivery = self._request(request, events)
+                delivery = self._request(request, keys, attempt)
         self.stats.note(delivery)
         return delivery
 
-    def _request(self, request: VendorRequest, events: int) -> Delivery:
-        started = self.clock()
+    def _request(self, request: VendorRequest, keys: tuple[str, ...], attempt: int) -> Delivery:
+        started, at = self.clock(), self.wall_clock()
         try:
             response = send_within(
                 self.client,
@@ -431,21 +439,25 @@ class Forwarder:
                 self.policy.connect_seconds,
             )
         except (httpx.HTTPError, DeadlineExceeded) as exc:
-            with self.stats.lock:
-                self.stats.requests.append((None, events, (self.clock() - started) * 1000))
             what = str(exc) if isinstance(exc, DeadlineExceeded) else type(exc).__name__
+            self._count(Call(at, attempt, None, (self.clock() - started) * 1000, what, request, keys))
             # the vendor has the request and is slow to answer (not a refused or slow connection: that is retried)
             timed_out = isinstance(exc, DeadlineExceeded | httpx.ReadTimeout | httpx.WriteTimeout)
             return Delivery(False, Outcome.TRANSIENT, f"{what} calling {self.vendor}", timed_out=timed_out)
-        with self.stats.lock:
-            self.stats.requests.append((response.status_code, events, (self.clock() - started) * 1000))
         status = response.status_code
+        answer = response.text[:MAX_RESPONSE_BYTES]
+        self._count(Call(at, attempt, status, (self.clock() - started) * 1000, answer, request, keys))
         if response.is_success:
             return Delivery(True, Outcome.FORWARDED, status=status)
-        text = response.text[:MAX_RESPONSE_TEXT]
+        text = answer[:MAX_RESPONSE_TEXT]
         if status in AUTH_STATUSES:
             return Delivery(False, Outcome.AUTH, f"{self.vendor} refused the credentials ({status})", status, text)
         if status in TRANSIENT_STATUSES or status >= 500:
             wait = retry_after_seconds(response.headers.get("retry-after"), self.wall_clock())
             return Delivery(False, Outcome.TRANSIENT, f"{self.vendor} answered {status}", status, text, wait)
         return Delivery(False, Outcome.REJECTED, f"{self.vendor} rejected the request ({status})", status, text)
+
+    def _count(self, call: Call) -> None:
+        with self.stats.lock:
+            self.stats.requests.append((call.status, len(call.keys), call.latency_ms))
+            self.stats.calls.append(call)

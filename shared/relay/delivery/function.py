@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from relay.aws.clients import AWS_CALL_MAX_MS
 from relay.aws.ledger import DeliveryLedger
 from relay.aws.secrets import SecretRefresh, load_vendor_config
 from relay.delivery import recovery
@@ -22,6 +23,8 @@ from relay.delivery.forwarding import SEND_WORKERS, Forwarder, RetryPolicy, new_
 from relay.delivery.outcomes import Delivery, Outcome
 from relay.delivery.response import batch_response
 from relay.delivery.retry import RetrySchedule, SourceQueue
+from relay.journey import JourneyTable
+from relay.journey.record import event_outcome, vendor_journey
 from relay.models.config import ConfigError, DeliveryConfig, RelayConfig, delivery_from_env
 from relay.models.environment import InvalidEnvironment, VendorEnvironment, get_environment, read_environment
 from relay.observability import MetricUnit, logger, metrics
@@ -79,6 +82,7 @@ class VendorFunction:
         self.clock: Callable[[], float] = time.time  # ages of messages, how long a circuit is open
         self.rng: Callable[[], float] = random.random  # the retry delays' jitter
         self._delivery: DeliveryConfig | None = None
+        self._journeys: JourneyTable | None = None
 
     @property
     def environment(self) -> VendorEnvironment:
@@ -96,6 +100,16 @@ class VendorFunction:
     def made_ledger(self) -> DeliveryLedger | None:
         """The ledger if this container made (or was given) one: a function that never claimed has none."""
         return self._ledger
+
+    @property
+    def journeys(self) -> JourneyTable:
+        """Where the events' journeys go: the ledger's table, client and horizon."""
+        if self._journeys is None:
+            ledger = self.ledger
+            self._journeys = JourneyTable(
+                ledger.table_name, ledger.client, clock=lambda: self.clock(), horizon_seconds=ledger.horizon_seconds
+            )
+        return self._journeys
 
     @property
     def dead_letters(self) -> DeadLetterQueue:
@@ -207,10 +221,47 @@ def deliver_batch(event: dict[str, Any], context: Any, function: VendorFunction)
     state = recovery.after_dead_letters(function, state, outcomes)
     recovery.report_circuit(function, state, sum(d.outcome == Outcome.HELD for d in results.values()))
     retry = report(function.vendor, records, results, events, moved)
+    delays: dict[str, int] = {}
     if records:
-        recovery.delay_retries(function, records, results, events, retry)
+        delays = recovery.delay_retries(function, records, results, events, retry)
+    record_journey(function, forwarder, (results, events, moved), delays, remaining_ms)
+    if records:
         recovery.redrive_if_healthy(function, state, stats, remaining_ms, records[0])
     return batch_response(retry)
+
+
+def record_journey(
+    function: VendorFunction,
+    forwarder: Forwarder | None,
+    batch: tuple[Results, Events, set[str]],
+    delays: Mapping[str, int],
+    remaining_ms: Callable[[], int],
+) -> None:
+    """Write the invocation's journey item (relay.journey): its vendor requests and each claimed event's
+    outcome, `delays` the seconds until each message kept for a retry comes back. Best effort."""
+    if forwarder is None or not function.delivery.journey:
+        return
+    batch_id, claimed = forwarder.last
+    if not batch_id or not claimed:  # nothing was claimed: no request was made, no outcome is new
+        return
+    if remaining_ms() < AWS_CALL_MAX_MS:
+        metrics.add_metric("JourneyErrors", MetricUnit.Count, 1)
+        return
+    results, events, moved = batch
+    now = function.clock()
+    outcomes = {}
+    for key, event_id in claimed.items():
+        delay = delays.get(events[key].message_id)
+        outcome = event_outcome(results[key], key in moved, now + delay if delay is not None else None)
+        if outcome is not None:
+            outcomes[event_id] = outcome
+    stats = forwarder.stats
+    forwarded = sum(results[key].outcome == Outcome.FORWARDED for key in claimed)
+    match = {"forwarded": forwarded, "identifiers": dict(stats.identifiers)}
+    data = vendor_journey(function.vendor, now, stats.calls, outcomes, claimed, match)
+    if not function.journeys.put(function.vendor, batch_id, data):
+        metrics.add_metric("JourneyErrors", MetricUnit.Count, 1)
+        logger.warning("could not write the journey of a batch")
 
 
 def queue_url_of(arn: str) -> str:
@@ -334,7 +385,7 @@ def dead_letter(
         )
     moved = {key for letter in moved_letters for key in keys_of[letter.key]}
     metrics.add_metric("EventsDeadLettered", MetricUnit.Count, len(moved))
-    remember_dead_letters(function, moved_letters)
+    remember_dead_letters(function, moved_letters, events)
     return moved, [letter.outcome for letter in moved_letters]
 
 
@@ -377,14 +428,17 @@ def letters_for(
     return letters, keys_of
 
 
-def remember_dead_letters(function: VendorFunction, letters: list[DeadLetter]) -> None:
-    """Record the moved events in the ledger: a redelivered copy is then not moved twice."""
+def remember_dead_letters(function: VendorFunction, letters: list[DeadLetter], events: Events) -> None:
+    """Record the moved events in the ledger (with the batches that tried them, their journey): a redelivered
+    copy is then not moved twice."""
     ledger = function.made_ledger
     for letter in letters:
         if ledger is None or not letter.event_id:
             continue
+        queued = events.get(letter.key)
+        trail = ledger.trail(letter.event_id, queued.bundle if queued else None)
         try:
-            ledger.dead_lettered(letter.event_id, letter.key, letter.outcome)
+            ledger.dead_lettered(letter.event_id, letter.key, letter.outcome, trail)
         except Exception:  # noqa: BLE001 - at worst a second DLQ copy, never a lost event
             metrics.add_metric("LedgerErrors", MetricUnit.Count, 1)
             logger.error("could not record a dead-lettered event", extra={"event_id": letter.event_id})

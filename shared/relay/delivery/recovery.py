@@ -71,13 +71,15 @@ def delay_retries(
     results: Mapping[str, Delivery],
     events: Mapping[str, QueuedEvent],
     retry: Iterable[str],
-) -> None:
+) -> dict[str, int]:
     """Set when each message kept for a retry comes back: on the growing schedule when it failed for the
-    vendor's sake (BACKOFF), after the queue's own visibility timeout otherwise."""
+    vendor's sake (BACKOFF), after the queue's own visibility timeout otherwise. Returns the seconds set
+    per message id."""
     retry = set(retry)
     backoff = {e.message_id for key, e in events.items() if e.message_id in retry and results[key].outcome in BACKOFF}
     now = function.clock()
     delays: dict[str, int] = {}
+    by_message: dict[str, int] = {}
     oldest = 0.0
     for record in records:
         if record["messageId"] not in retry:
@@ -85,14 +87,17 @@ def delay_retries(
         age = age_seconds(record, now)
         oldest = max(oldest, age)
         if record["messageId"] in backoff:
-            delays[record["receiptHandle"]] = function.schedule.delay(receives(record), age)
+            delays[record["receiptHandle"]] = by_message[record["messageId"]] = function.schedule.delay(
+                receives(record), age
+            )
     metrics.add_metric("OldestRetryAgeSeconds", MetricUnit.Seconds, round(oldest))
     if not delays:
-        return
+        return by_message
     failed = function.source_queue(records[0]).delay(delays)
     metrics.add_metric("RetryDelays", MetricUnit.Count, len(delays) - failed)
     if failed:
         logger.warning("could not set the retry delay of some messages", extra={"messages": failed})
+    return by_message
 
 
 def receives(record: Mapping[str, Any]) -> int:

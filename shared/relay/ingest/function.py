@@ -3,9 +3,9 @@
 `functions/ingest/app.py` decorates a `lambda_handler` that calls `handle_request` with the container's
 `IngestFunction` (`ingest_function()`, made once); tests and the local stack pass their own.
 
-The function has one route (POST /v1/events, the only one API Gateway sends it) and reads the raw body
-(the signature covers the exact bytes), so it routes by hand: Powertools' APIGatewayHttpResolver would
-import every event handler of the package at each cold start for a single route.
+The function has two routes (POST /v1/events, GET /v1/events/{event_id}: the only ones API Gateway sends
+it) and reads the raw body (the signature covers the exact bytes), so it routes by hand: Powertools'
+APIGatewayHttpResolver would import every event handler of the package at each cold start for two routes.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from relay.aws.replay import ReplayGuard
 from relay.aws.secrets import SecretRefresh, load_ingest_config
 from relay.aws.sns import SnsPublisher
 from relay.ingest.request import Ingest, IngestResult
+from relay.ingest.status import STATUS_PREFIX, event_status
+from relay.journey import JourneyTable
 from relay.models.config import ConfigError, RelayConfig
 from relay.models.environment import IngestEnvironment, get_environment, read_environment
 from relay.models.event import build_validators
@@ -80,12 +82,23 @@ class IngestFunction:
         self.clock = clock
         self.refresh = secret_refresh or SecretRefresh()
         self._ingests: dict[tuple[str, ...], Ingest] = {}
+        self._journeys: JourneyTable | None = None
 
     @property
     def environment(self) -> IngestEnvironment:
         if self._environment is None:
             self._environment = read_environment(IngestEnvironment)
         return self._environment
+
+    @property
+    def journeys(self) -> JourneyTable:
+        """The events' journeys: the ledger's table, client and horizon (relay.journey)."""
+        if self._journeys is None:
+            ledger = self._parts()[2]
+            self._journeys = JourneyTable(
+                ledger.table_name, ledger.client, clock=self.clock, horizon_seconds=ledger.horizon_seconds
+            )
+        return self._journeys
 
     def _parts(self) -> tuple[SnsPublisher, ReplayGuard | None, DeliveryLedger]:
         if self._publisher is None:
@@ -106,7 +119,7 @@ class IngestFunction:
         if key not in self._ingests:  # the secret changed (rotation): rebuild once
             self._ingests.clear()
             publisher, guard, ledger = self._parts()
-            self._ingests[key] = Ingest(config, publisher, self.clock, guard, ledger=ledger)
+            self._ingests[key] = Ingest(config, publisher, self.clock, guard, ledger=ledger, journeys=self.journeys)
         return self._ingests[key]
 
 
@@ -118,8 +131,11 @@ def ingest_function() -> IngestFunction:
 
 def handle_request(event: dict[str, Any], context: Any, function: IngestFunction) -> dict[str, Any]:
     """An HTTP API (payload format 2.0) request in, its response out."""
-    if _route(event) != ROUTE:
-        return _json_response(404, {"error": "not found: POST /v1/events"})
+    method, path = _route(event)
+    if method == "GET" and path.startswith(STATUS_PREFIX):
+        return get_event(event, path, function)
+    if (method, path) != ROUTE:
+        return _json_response(404, {"error": "not found: POST /v1/events or GET /v1/events/{event_id}"})
     try:
         result = post_events(event, context.get_remaining_time_in_millis, function)
     except ConfigError as exc:
@@ -136,7 +152,9 @@ def post_events(event: dict[str, Any], remaining_ms: Callable[[], int], function
     raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     ingest = function.ingest()
-    result = ingest.handle(raw, headers, remaining_ms)
+    context = event.get("requestContext") or {}
+    origin = {"request_id": context.get("requestId"), "source_ip": (context.get("http") or {}).get("sourceIp")}
+    result = ingest.handle(raw, headers, remaining_ms, origin)
     if not result.secret_mismatch:
         return result
     function.refresh.due()
@@ -148,7 +166,27 @@ def post_events(event: dict[str, Any], remaining_ms: Callable[[], int], function
         logger.warning("could not read the signing secret again after a signature mismatch")
         return result
     # the secret was rotated: check the signature against the new one
-    return fresh.handle(raw, headers, remaining_ms) if fresh is not ingest else result
+    return fresh.handle(raw, headers, remaining_ms, origin) if fresh is not ingest else result
+
+
+def get_event(event: dict[str, Any], path: str, function: IngestFunction) -> dict[str, Any]:
+    """GET /v1/events/{event_id}: the event's journey, signed like a POST over "<t>.GET <path>"."""
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    try:
+        ingest = function.ingest()
+        status, body = event_status(path, headers, ingest.config, function.journeys, function.clock())
+        if status == 401 and function.refresh.take():  # a rotated secret: read it once more
+            fresh = function.ingest(force=True)
+            status, body = event_status(path, headers, fresh.config, function.journeys, function.clock())
+    except ConfigError as exc:
+        logger.error("relay configuration unusable", extra={"errors": [str(e) for e in exc.errors]})
+        metrics.add_metric(SERVER_ERRORS, MetricUnit.Count, 1)
+        return _json_response(500, {"error": MISCONFIGURED})
+    if status >= 500:
+        metrics.add_metric(SERVER_ERRORS, MetricUnit.Count, 1)
+    logger.info("event status request", extra={"status": status})
+    headers_out = {"Retry-After": "1"} if status == 503 else None
+    return _json_response(status, body, headers_out)
 
 
 def record(result: IngestResult) -> None:
@@ -159,6 +197,8 @@ def record(result: IngestResult) -> None:
     metrics.add_metric("EventsRejected", MetricUnit.Count, result.rejected)
     if result.duplicates:
         metrics.add_metric("DuplicateEvents", MetricUnit.Count, result.duplicates)
+    if result.journey_error:
+        metrics.add_metric("JourneyErrors", MetricUnit.Count, 1)
     if result.ledger_error:
         metrics.add_metric("LedgerErrors", MetricUnit.Count, 1)
         logger.error("could not record published events in the idempotency table")

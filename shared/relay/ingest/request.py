@@ -14,12 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from relay.aws.clients import AWS_CALL_MAX_MS
-from relay.aws.ledger import Claim, DeliveryLedger
+from relay.aws.ledger import INGEST, Claim, DeliveryLedger
 from relay.aws.replay import ReplayGuard
 from relay.aws.sns import SNS_MAX_BYTES, Message, SnsPublisher
 from relay.delivery.deadletter import DEAD_LETTER_ATTRIBUTE_BYTES
 from relay.ingest import jsonbody
 from relay.ingest.signing import HEADER, SignatureError, SignatureMismatch, verify
+from relay.journey import JourneyTable
+from relay.journey.record import ingest_journey
 from relay.models.config import RelayConfig
 from relay.models.errors import FieldError, join_path
 from relay.models.event import MAX_EVENTS_PER_REQUEST, Event, EventParseError, event_id_of, parse_event
@@ -44,6 +46,7 @@ class IngestResult:
     published: int = 0
     duplicates: int = 0  # accepted events the relay had queued before (a client's resend): not queued again
     ledger_error: bool = False  # the events were published but their claims could not be settled
+    journey_error: bool = False  # the request's journey item could not be written
     headers: dict[str, str] = field(default_factory=dict)
     secret_mismatch: bool = False  # refused because no configured secret made the signature
 
@@ -82,8 +85,11 @@ class Ingest:
         replay_guard: ReplayGuard | None = None,
         events_per_message: int = EVENTS_PER_MESSAGE,
         ledger: DeliveryLedger | None = None,
+        journeys: JourneyTable | None = None,
     ):
         self.config = config
+        # each request's journey item (relay.journey), unless [delivery] journey is off
+        self.journeys = journeys if config.delivery.journey else None
         self.events_per_message = events_per_message
         self.ledger = ledger  # vendor "ingest": each event is queued once, whatever the client resends
         self.router = Router(config)
@@ -96,11 +102,12 @@ class Ingest:
         raw: bytes,
         headers: Mapping[str, str],
         remaining_ms: int | Callable[[], int] = DEFAULT_REMAINING_MS,
+        origin: Mapping[str, str | None] | None = None,
     ) -> IngestResult:
         """`headers` with lower-case names (as API Gateway HTTP APIs deliver them); `remaining_ms` the
         invocation's time left (Lambda's `get_remaining_time_in_millis`, or a number of ms from now): the
         claims of its events last that long if it dies, and no AWS call starts that could outlast it — the
-        request is answered 503 instead."""
+        request is answered 503 instead. `origin`: the request's id and the caller's address (the journey's)."""
         if not callable(remaining_ms):
             started, budget = time.monotonic(), remaining_ms
             remaining_ms = lambda: int(budget - (time.monotonic() - started) * 1000)  # noqa: E731
@@ -127,7 +134,7 @@ class Ingest:
                 return _unavailable("could not check the request against replays", None)
             if not first:
                 return _error(401, "signature already used: sign every request anew (replayed requests are refused)")
-        result = self._checked(raw, headers, now, remaining_ms)
+        result = self._checked(raw, headers, now, remaining_ms, origin or {})
         if result.status == 503 and self.replay_guard:
             try:  # the client resends as told: let the same request through
                 self.replay_guard.release(replay_key)
@@ -136,7 +143,12 @@ class Ingest:
         return result
 
     def _checked(
-        self, raw: bytes, headers: Mapping[str, str], now: float, remaining_ms: Callable[[], int]
+        self,
+        raw: bytes,
+        headers: Mapping[str, str],
+        now: float,
+        remaining_ms: Callable[[], int],
+        origin: Mapping[str, str | None],
     ) -> IngestResult:
         if not _json_content_type(headers.get("content-type")):
             return _error(415, "Content-Type must be application/json (UTF-8)")
@@ -152,7 +164,7 @@ class Ingest:
         if not raw_events:
             return _error(400, "events: must hold at least one event")
         uncarried = jsonbody.may_hold_uncarried(raw)
-        return self._accept(raw_events, datetime.fromtimestamp(now, UTC), remaining_ms, uncarried)
+        return self._accept(raw_events, datetime.fromtimestamp(now, UTC), remaining_ms, uncarried, origin)
 
     def _accept(
         self,
@@ -160,6 +172,7 @@ class Ingest:
         now: datetime,
         remaining_ms: Callable[[], int] = lambda: DEFAULT_REMAINING_MS,
         uncarried: bool = True,
+        origin: Mapping[str, str | None] | None = None,
     ) -> IngestResult:
         """Validate, claim and publish the request's events. `uncarried`: the body may hold characters SQS
         cannot carry (`jsonbody.may_hold_uncarried`): each event's strings are then looked at, and an event
@@ -194,8 +207,10 @@ class Ingest:
                 if entry["event_id"] in requeued:
                     entry["queued_now"] = requeued[entry["event_id"]]
         fresh = [(event_id, m) for event_id, m in singles if claims.get(event_id, Claim.CLAIMED) is Claim.CLAIMED]
-        failed += self._publish(fresh, remaining_ms)
+        not_published, bundle_of = self._publish(fresh, remaining_ms)
+        failed += not_published
         ledger_error = self._settle(batch, fresh, [e for e in failed if e not in duplicates])
+        journey_error = self._journey(batch, now, origin or {}, accepted, fresh, set(failed), bundle_of, remaining_ms)
         # anything but queued now or before: another request holds the claim (never dropped in silence)
         settled = (Claim.CLAIMED, Claim.DUPLICATE)
         in_flight = [event_id for event_id in ids if claims.get(event_id, Claim.CLAIMED) not in settled]
@@ -209,6 +224,7 @@ class Ingest:
             published=len(fresh),
             duplicates=len(duplicates),
             ledger_error=ledger_error,
+            journey_error=journey_error,
         )
 
     def _read(
@@ -312,12 +328,41 @@ class Ingest:
                 continue
         return more, failed
 
-    def _publish(self, fresh: list[tuple[str, Message]], remaining_ms: Callable[[], int]) -> list[str]:
-        """Publish the claimed events, bundled; returns the event_ids that were not published."""
+    def _publish(
+        self, fresh: list[tuple[str, Message]], remaining_ms: Callable[[], int]
+    ) -> tuple[list[str], dict[str, str]]:
+        """Publish the claimed events, bundled; returns the event_ids that were not published, and the bundle
+        of each event published in one."""
         messages, members = bundles(fresh, self.events_per_message)
         if messages and remaining_ms() < AWS_CALL_MAX_MS:  # the claims took long: publish nothing, settle them
-            return [event_id for event_id, _ in fresh]
-        return [event_id for message_id in self.publisher.publish(messages) for event_id in members[message_id]]
+            return [event_id for event_id, _ in fresh], {}
+        failed = [event_id for message_id in self.publisher.publish(messages) for event_id in members[message_id]]
+        bundle_of = {}
+        if self.journeys is not None:
+            for ids in members.values():
+                if len(ids) > 1:
+                    bundle_of.update(dict.fromkeys(ids, bundle_id(ids)))
+        return failed, bundle_of
+
+    def _journey(
+        self,
+        batch: str,
+        now: datetime,
+        origin: Mapping[str, str | None],
+        accepted: list[dict[str, Any]],
+        fresh: list[tuple[str, Message]],
+        failed: set[str],
+        bundle_of: Mapping[str, str],
+        remaining_ms: Callable[[], int],
+    ) -> bool:
+        """Write the request's journey item (the events queued now); True when it could not be written."""
+        queued = {event_id for event_id, _ in fresh} - failed
+        if self.journeys is None or not queued or not batch:
+            return False
+        if remaining_ms() < AWS_CALL_MAX_MS:
+            return True
+        entries = [entry for entry in accepted if entry["event_id"] in queued]
+        return not self.journeys.put(INGEST, batch, ingest_journey(now.timestamp(), origin, entries, bundle_of))
 
     def _settle(self, batch: str, fresh: list[tuple[str, Message]], failed: list[str]) -> bool:
         """Record what was published and release what was not; True when the ledger could not be written."""

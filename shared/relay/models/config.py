@@ -192,12 +192,14 @@ class DeliveryConfig(_Section):
     as `retries_exhausted`; `max_retry_delay_seconds`: the longest wait between two receives (the delays
     double up to it); `probe_interval_seconds`: while a vendor's circuit is open, one request per interval
     tests whether it is back; `auto_redrive`: once it is, what the DLQ holds for transient reasons goes
-    back to the queue."""
+    back to the queue; `journey`: every event's journey (its requests, the vendors' answers, its outcome) is
+    kept in the idempotency table for `relay trace`, GET /v1/events/{event_id} and the debugger page."""
 
     retry_window_hours: float = Field(default=24, ge=MIN_RETRY_WINDOW_HOURS, le=MAX_RETRY_WINDOW_HOURS)
     max_retry_delay_seconds: int = Field(default=3600, ge=1, le=MAX_RETRY_DELAY_SECONDS)
     probe_interval_seconds: int = Field(default=60, ge=1, le=3600)
     auto_redrive: bool = True
+    journey: bool = True
 
     @property
     def retry_window_seconds(self) -> float:

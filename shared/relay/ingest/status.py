@@ -1,0 +1,59 @@
+"""GET /v1/events/{event_id}: a backend checks what became of an event (docs/ingest-api.md, "Event status").
+
+Signed with the same header as a POST, the HMAC taken over ``"<t>.GET <path>"``, the path exactly as in the
+request line (``/v1/events/`` and the event_id, percent-encoded where it must be). The timestamp tolerance
+applies; the replay guard does not (reading twice changes nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from relay.ingest.signing import HEADER, SignatureError, verify
+from relay.models.event import MAX_EVENT_ID_LENGTH, is_event_id
+
+if TYPE_CHECKING:
+    from relay.journey import JourneyTable
+    from relay.models.config import RelayConfig
+
+STATUS_PREFIX = "/v1/events/"
+
+
+def signed_message(path: str) -> bytes:
+    """What a GET's signature is taken over, after ``"<t>."``: ``GET <path>``."""
+    return f"GET {path}".encode()
+
+
+def event_status(
+    path: str, headers: Mapping[str, str], config: RelayConfig, journeys: JourneyTable, now: float
+) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body) for a GET of `path`."""
+    try:
+        verify(
+            signed_message(path),
+            headers.get(HEADER.lower()),
+            [s.get_secret_value() for s in config.ingest.secrets],
+            config.ingest.tolerance_seconds,
+            now=now,
+        )
+    except SignatureError as exc:
+        return 401, {"error": f'{exc} (a GET is signed over "<t>.GET {STATUS_PREFIX}<event_id>")'}
+    raw_id = path[len(STATUS_PREFIX) :]
+    try:
+        event_id = unquote(raw_id, errors="strict")
+    except UnicodeDecodeError:
+        return 400, {"error": "event_id: the path's percent-encoding is not UTF-8"}
+    if "/" in raw_id or not is_event_id(event_id):
+        why = f"must be 1 to {MAX_EVENT_ID_LENGTH} printable characters, percent-encoded in the path"
+        return 400, {"error": f"event_id: {why}"}
+    from relay.journey.trace import trace_event
+
+    try:
+        journey = trace_event(journeys, event_id)
+    except Exception:  # noqa: BLE001 - DynamoDB throttled or unavailable: the client asks again
+        return 503, {"error": "could not read the event's journey; try again"}
+    if journey is None:
+        return 404, {"error": f"the relay knows no event {event_id!r} (never accepted, or older than its horizon)"}
+    return 200, journey

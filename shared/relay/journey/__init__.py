@@ -1,0 +1,179 @@
+"""Each event's journey, kept beside the ledger in the idempotency table (docs/troubleshooting.md).
+
+One item per ingest request and one per vendor-function invocation (never one per event and attempt):
+
+- ``s2s-relay.ingest.journey#<batch>``: when the request was accepted, its request id, the caller's address
+  (truncated), and per event its destinations, what each vendor skipped or found invalid, and its bundle;
+- ``s2s-relay.<vendor>.journey#<batch>``: every vendor request of the invocation (when, attempt, HTTP
+  status, latency, the vendor's answer up to 1 KB, the request as sent: secret headers masked, IP addresses
+  truncated) and each event's outcome.
+
+The ledger's claims name their batch (and, once taken over, the batches before: ``trail``), which is how
+`relay.journey.trace` finds an event's journey items from its event_id. The items' payload is zlib-compressed
+JSON (``data``), so that a request of 100 events costs a few write units; the items live as long as the
+claims (the ledger's horizon) and carry ``journey_minute``/``at`` for the table's ``journeys`` index,
+which the debugger page reads the latest items from.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+import zlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from relay.aws.ledger import COMPLETED_TTL_SECONDS, KEY_PREFIX
+
+JOURNEY = "JOURNEY"  # the items' status
+INDEX = "journeys"  # the table's global secondary index of journey items (template.yaml)
+MINUTE, AT = "journey_minute", "at"  # its hash key (minute#shard) and range key (ms since the epoch)
+SHARDS = 8  # the index's hash keys per minute: a busy minute's writes spread over several partitions
+MAX_RESPONSE_BYTES = 1024  # of each vendor answer
+# the compressed payload of one item: DynamoDB allows 400 KB an item, attributes and key included
+MAX_DATA_BYTES = 350_000
+NOT_KEPT = "not kept: the journey item would exceed DynamoDB's 400 KB item size"
+
+
+def journey_key(vendor: str, batch: str) -> str:
+    return f"{KEY_PREFIX}.{vendor}.journey#{batch}"
+
+
+def iso(at: float) -> str:
+    """A time as ISO 8601 UTC with milliseconds."""
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def minute_key(at: float, batch: str) -> str:
+    """The index's hash key of an item written at `at`: its minute and one of SHARDS shards."""
+    shard = sum(batch.encode()) % SHARDS
+    return f"{datetime.fromtimestamp(at, UTC):%Y-%m-%dT%H:%M}#{shard}"
+
+
+def truncate_ip(value: str) -> str | None:
+    """An IP address truncated to its network (IPv4 /24, IPv6 /48); None when `value` is not one."""
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
+def mask_ips(value: Any) -> Any:
+    """`value` with every string that is an IP address truncated (truncate_ip), at any depth."""
+    if isinstance(value, str):
+        if len(value) <= 45 and (":" in value or value.count(".") == 3):
+            truncated = truncate_ip(value)
+            return truncated if truncated is not None else value
+        return value
+    if isinstance(value, dict):
+        return {k: mask_ips(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_ips(v) for v in value]
+    return value
+
+
+def encode(data: dict[str, Any]) -> bytes:
+    return zlib.compress(json.dumps(data, separators=(",", ":"), default=str).encode(), 6)
+
+
+def decode(blob: bytes) -> dict[str, Any]:
+    return json.loads(zlib.decompress(blob))
+
+
+def fitted(data: dict[str, Any]) -> bytes:
+    """The encoded payload, within MAX_DATA_BYTES: the requests' bodies, then the vendors' answers, are
+    left out (saying so) until it fits; outcomes are always kept."""
+    blob = encode(data)
+    for part in ("body", "response"):
+        if len(blob) <= MAX_DATA_BYTES:
+            break
+        for request in data.get("requests", []):
+            request[part] = NOT_KEPT
+        blob = encode(data)
+    return blob
+
+
+class JourneyTable:
+    """Writes and reads journey items; every write is best effort (a journey never fails a delivery)."""
+
+    def __init__(
+        self,
+        table_name: str,
+        client: Any = None,
+        clock: Callable[[], float] = time.time,
+        horizon_seconds: int = COMPLETED_TTL_SECONDS,
+    ):
+        self.table_name = table_name
+        self._client = client
+        self.clock = clock
+        self.horizon_seconds = horizon_seconds
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            from relay.aws.clients import AWS_CALLS
+
+            self._client = boto3.client("dynamodb", config=AWS_CALLS)
+        return self._client
+
+    def item(self, vendor: str, batch: str, data: dict[str, Any]) -> dict[str, Any]:
+        now = self.clock()
+        return {
+            "id": {"S": journey_key(vendor, batch)},
+            "status": {"S": JOURNEY},
+            "vendor": {"S": vendor},
+            MINUTE: {"S": minute_key(now, batch)},
+            AT: {"N": str(int(now * 1000))},
+            "data": {"B": fitted(data)},
+            "expiration": {"N": str(int(now) + self.horizon_seconds)},
+        }
+
+    def put(self, vendor: str, batch: str, data: dict[str, Any]) -> bool:
+        """Write one journey item; False when DynamoDB refused it (the caller counts JourneyErrors)."""
+        try:
+            self.client.put_item(TableName=self.table_name, Item=self.item(vendor, batch, data))
+        except Exception:  # noqa: BLE001 - the journey is for people; the delivery stands without it
+            return False
+        return True
+
+    def get(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The decoded journey items of `keys` (BatchGetItem, 100 a call), by key; missing ones are left out."""
+        found: dict[str, dict[str, Any]] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 100):
+            request = {self.table_name: {"Keys": [{"id": {"S": k}} for k in unique[start : start + 100]]}}
+            for _ in range(5):  # unprocessed keys (throttling) are asked for again
+                response = self.client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table_name, []):
+                    found[item["id"]["S"]] = decode(item["data"]["B"]) | {"written_at": int(item[AT]["N"])}
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+        return found
+
+    def recent(self, minutes: int = 10, limit: int = 200) -> list[str]:
+        """The keys of the latest journey items (ingest and vendors), newest first, from the `journeys` index."""
+        now = self.clock()
+        keys: list[tuple[int, str]] = []
+        for back in range(minutes):
+            minute = f"{datetime.fromtimestamp(now - back * 60, UTC):%Y-%m-%dT%H:%M}"
+            for shard in range(SHARDS):
+                response = self.client.query(
+                    TableName=self.table_name,
+                    IndexName=INDEX,
+                    KeyConditionExpression="#m = :m",
+                    ExpressionAttributeNames={"#m": MINUTE},
+                    ExpressionAttributeValues={":m": {"S": f"{minute}#{shard}"}},
+                    ScanIndexForward=False,
+                    Limit=limit,
+                )
+                keys += [(int(i[AT]["N"]), i["id"]["S"]) for i in response.get("Items", [])]
+            if len(keys) >= limit:
+                break
+        return [key for _, key in sorted(keys, reverse=True)[:limit]]

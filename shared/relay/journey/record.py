@@ -1,0 +1,106 @@
+"""What the ingest and the vendor functions write of each event's journey (relay.journey)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from relay.journey import MAX_RESPONSE_BYTES, iso, mask_ips, truncate_ip
+
+if TYPE_CHECKING:
+    from relay.delivery.outcomes import Delivery
+    from relay.vendors import VendorRequest
+
+DELIVERED, SKIPPED, INVALID, DEAD_LETTERED, PENDING = "delivered", "skipped", "invalid", "dead_lettered", "pending"
+OUTCOMES = (DELIVERED, SKIPPED, INVALID, DEAD_LETTERED, PENDING)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One vendor request as made: when, which try of it, the vendor's answer, and the events it carried."""
+
+    at: float  # seconds since the epoch
+    attempt: int
+    status: int | None  # None: no answer (a timeout, a connection error)
+    latency_ms: float
+    response: str
+    request: VendorRequest
+    keys: tuple[str, ...]  # the events' keys in the batch (QueuedEvent.key)
+
+    def as_dict(self, event_ids: Mapping[str, str]) -> dict[str, Any]:
+        described = self.request.describe()
+        return {
+            "at": iso(self.at),
+            "attempt": self.attempt,
+            "status": self.status,
+            "latency_ms": round(self.latency_ms, 1),
+            "response": self.response[:MAX_RESPONSE_BYTES],
+            "method": described["method"],
+            "url": described["url"],
+            "headers": described["headers"],
+            "body": mask_ips(described["json"]),
+            "events": [event_ids[k] for k in self.keys if k in event_ids],
+        }
+
+
+def ingest_journey(
+    at: float, origin: Mapping[str, str | None], entries: Iterable[Mapping[str, Any]], bundle_of: Mapping[str, str]
+) -> dict[str, Any]:
+    """An ingest request's journey: `origin` its request id and the caller's address, `entries` the
+    accepted entries of the events it queued (their destinations, skipped and invalid reasons)."""
+    source = origin.get("source_ip")
+    events = {}
+    for entry in entries:
+        event_id = entry["event_id"]
+        events[event_id] = {
+            "destinations": list(entry.get("destinations", [])),
+            **{k: entry[k] for k in ("skipped", "invalid") if k in entry},
+            **({"bundle": bundle_of[event_id]} if event_id in bundle_of else {}),
+        }
+    return {
+        "kind": "ingest",
+        "accepted_at": iso(at),
+        "request_id": origin.get("request_id"),
+        "source_ip": truncate_ip(source) if source else None,
+        "events": events,
+    }
+
+
+def event_outcome(delivery: Delivery, moved: bool, next_attempt: float | None) -> dict[str, Any] | None:
+    """One event's outcome at the vendor after an invocation; None when the invocation says nothing new
+    (a duplicate: an earlier journey item has its outcome)."""
+    from relay.delivery.outcomes import Outcome
+
+    if delivery.outcome == Outcome.DUPLICATE:
+        return None
+    if delivery.ok:
+        if delivery.outcome == Outcome.SKIPPED:
+            return {"outcome": SKIPPED, "reason": delivery.reason}
+        return {"outcome": DELIVERED, "status": delivery.status}
+    if moved:
+        return {"outcome": DEAD_LETTERED, "reason": f"{delivery.outcome.value}: {delivery.reason}"}
+    out: dict[str, Any] = {"outcome": PENDING, "reason": f"{delivery.outcome.value}: {delivery.reason}"}
+    if next_attempt is not None:
+        out["next_attempt_at"] = iso(next_attempt)
+    return out
+
+
+def vendor_journey(
+    vendor: str,
+    at: float,
+    calls: Iterable[Call],
+    outcomes: Mapping[str, dict[str, Any]],
+    event_ids: Mapping[str, str],
+    match: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A vendor-function invocation's journey: its requests (`event_ids`: event key -> event_id), each
+    event's outcome by event_id, and what identifiers the delivered events carried (`match`)."""
+    return {
+        "kind": "vendor",
+        "vendor": vendor,
+        "at": iso(at),
+        "requests": [call.as_dict(event_ids) for call in sorted(calls, key=lambda c: c.at)],
+        "events": dict(outcomes),
+        "match": dict(match),
+    }

@@ -1,0 +1,141 @@
+"""An event's journey from its event_id: `relay trace`, GET /v1/events/{event_id} and the debugger page.
+
+The ingest's claim (``s2s-relay.ingest#<digest>``) names the request's batch, so its journey item; each
+vendor's claim of the event, or of its bundle, names the batch that holds it and the batches before
+(``trail``); a dead-lettered event's record names the batches that tried it. One GetItem per claim and one
+BatchGetItem for every journey item they name.
+
+The answer (`trace_event`)::
+
+    {"event_id", "accepted_at", "request_id", "vendors": {"<vendor>": {"outcome", "reason"?, "errors"?,
+     "next_attempt_at"?, "attempts": [{"at", "attempt", "status", "latency_ms", "response"}], "request"}}}
+
+`outcome` is one of delivered, skipped, invalid, dead_lettered, pending; `request` is the last request that
+carried the event (method, URL, headers with secrets masked, the body as sent with IP addresses truncated).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from relay.aws.ledger import CLAIMED, DEAD_LETTERED_STATE, INGEST, KEY_PREFIX, QUEUED_FOR, claim_key
+from relay.journey import JourneyTable, journey_key
+from relay.journey.record import DEAD_LETTERED, DELIVERED, INVALID, PENDING, SKIPPED
+from relay.models.event import VENDORS
+
+QUEUED = "queued for this vendor; no invocation has received it yet"
+IN_FLIGHT = "an invocation is sending it now"
+
+
+def _get(table: JourneyTable, key: str) -> dict[str, Any] | None:
+    return table.client.get_item(TableName=table.table_name, Key={"id": {"S": key}}, ConsistentRead=True).get("Item")
+
+
+def _batches(*items: dict[str, Any] | None) -> list[str]:
+    """The batches named by claims and dead-letter records: each's trail, then its own batch."""
+    out: list[str] = []
+    for item in items:
+        if not item:
+            continue
+        out += [v["S"] for v in item.get("trail", {}).get("L", [])]
+        if "batch" in item:
+            out.append(item["batch"]["S"])
+    return list(dict.fromkeys(out))
+
+
+def trace_event(table: JourneyTable, event_id: str) -> dict[str, Any] | None:
+    """The journey of `event_id`; None when the relay holds no record of it (never accepted, or older than
+    the ledger's horizon)."""
+    ingest = _get(table, claim_key(INGEST, event_id))
+    accepted: dict[str, Any] = {}
+    head: dict[str, Any] = {}
+    if ingest and "batch" in ingest:
+        journey = table.get([journey_key(INGEST, ingest["batch"]["S"])]).get(journey_key(INGEST, ingest["batch"]["S"]))
+        if journey:
+            accepted = journey["events"].get(event_id, {})
+            head = {k: journey.get(k) for k in ("accepted_at", "request_id")}
+    queued_for = set(ingest[QUEUED_FOR]["S"].split(",")) if ingest and QUEUED_FOR in ingest else set()
+    vendors = {
+        v: _vendor_claims(table, v, event_id, accepted.get("bundle"))
+        for v in VENDORS
+        if v in queued_for
+        or v in accepted.get("destinations", [])
+        or v in accepted.get("skipped", {})
+        or v in accepted.get("invalid", {})
+        or not ingest
+    }
+    if not ingest and not any(any(claims) for claims in vendors.values()):
+        return None
+    keys = [journey_key(v, b) for v, claims in vendors.items() for b in _batches(*claims)]
+    journeys = table.get(keys) if keys else {}
+    out = {
+        "event_id": event_id,
+        "accepted_at": head.get("accepted_at"),
+        "request_id": head.get("request_id"),
+        "vendors": {},
+    }
+    for vendor, claims in vendors.items():
+        if not ingest and not any(claims):
+            continue
+        runs = [journeys[k] for b in _batches(*claims) if (k := journey_key(vendor, b)) in journeys]
+        out["vendors"][vendor] = vendor_trace(table, event_id, vendor, accepted, claims, runs)
+    return out
+
+
+def _vendor_claims(
+    table: JourneyTable, vendor: str, event_id: str, bundle: str | None
+) -> tuple[dict[str, Any] | None, ...]:
+    """The vendor's record of the event (a claim or a dead letter), and of its bundle's claim."""
+    own = _get(table, claim_key(vendor, event_id))
+    shared = _get(table, f"{KEY_PREFIX}.{vendor}.bundle#{bundle}") if bundle else None
+    return own, shared
+
+
+def vendor_trace(
+    table: JourneyTable,
+    event_id: str,
+    vendor: str,
+    accepted: dict[str, Any],
+    claims: tuple[dict[str, Any] | None, ...],
+    runs: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """One vendor's part of the journey: its outcome from the latest invocation that said one, every request
+    that carried the event, and the last of them."""
+    if vendor in accepted.get("skipped", {}):
+        return {"outcome": SKIPPED, "reason": accepted["skipped"][vendor], "attempts": [], "request": None}
+    if vendor in accepted.get("invalid", {}):
+        return {"outcome": INVALID, "errors": accepted["invalid"][vendor], "attempts": [], "request": None}
+    attempts, request = [], None
+    latest: dict[str, Any] | None = None
+    for run in sorted(runs, key=lambda r: r["written_at"]):
+        for call in run.get("requests", []):
+            if event_id in call.get("events", []):
+                attempts.append({k: call[k] for k in ("at", "attempt", "status", "latency_ms", "response")})
+                request = {k: call[k] for k in ("method", "url", "headers", "body")}
+        if event_id in run.get("events", {}):
+            latest = run["events"][event_id]
+    own = claims[0] or {}
+    if own.get("status", {}).get("S") == DEAD_LETTERED_STATE and (latest or {}).get("outcome") != DEAD_LETTERED:
+        latest = {"outcome": DEAD_LETTERED, "reason": own.get("why", {}).get("S", "")}
+    if latest is None:
+        latest = _from_ledger(table, vendor, event_id, claims)
+    return {**latest, "attempts": attempts, "request": request}
+
+
+def _from_ledger(
+    table: JourneyTable, vendor: str, event_id: str, claims: tuple[dict[str, Any] | None, ...]
+) -> dict[str, Any]:
+    """The outcome the ledger alone tells (no journey item names it: the journey is off, or was not written):
+    the batch record of the claim's batch lists what it did not deliver."""
+    holder = next((c for c in claims if c and c.get("status", {}).get("S") == CLAIMED), None)
+    if holder is None:
+        return {"outcome": PENDING, "reason": QUEUED}
+    record = _get(table, f"{KEY_PREFIX}.{vendor}.batch#{holder['batch']['S']}")
+    if record is None:
+        return {"outcome": PENDING, "reason": IN_FLIGHT}
+    listed = {name: {v["S"] for v in record.get(name, {}).get("L", [])} for name in ("failed", "moved")}
+    if event_id in listed["moved"]:
+        return {"outcome": DEAD_LETTERED, "reason": "moved to the dead-letter queue"}
+    if event_id in listed["failed"]:
+        return {"outcome": PENDING, "reason": "not delivered yet; kept for a retry"}
+    return {"outcome": DELIVERED, "reason": "the ledger records it delivered (no journey item was kept)"}

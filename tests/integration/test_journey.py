@@ -1,0 +1,235 @@
+"""Every event's journey (relay.journey): written by the real ingest and vendor handlers into moto's table
+from template.yaml, read back by `trace_event` and GET /v1/events/{event_id}."""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import boto3
+import httpx
+import pytest
+
+from relay.aws.ledger import claim_key
+from relay.ingest.signing import sign
+from relay.journey import MAX_DATA_BYTES, NOT_KEPT, JourneyTable, fitted, mask_ips, truncate_ip
+from relay.journey.trace import trace_event
+from relay_tools.apigw import http_api_event
+from relay_tools.functions import ingest_handler, vendor_handler
+
+from ..conftest import NOW_MS, SECRETS, FakeClock, FakeLambdaContext, app_event, use_function_env, web_event
+from .test_vendor_functions import Vendor, receive
+
+NOW = NOW_MS / 1000
+
+
+def post(stack, monkeypatch, events: list[dict], source_ip: str = "198.51.100.77", **env: str) -> dict:
+    use_function_env(monkeypatch, stack, "IngestFunction")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    raw = json.dumps({"events": events}).encode()
+    headers = {"content-type": "application/json", "x-relay-signature": sign(raw, SECRETS["signing"], int(NOW))}
+    event = http_api_event("POST", "/v1/events", headers, raw, source_ip=source_ip)
+    response = ingest_handler(clock=lambda: NOW)(event, FakeLambdaContext())
+    assert response["statusCode"] == 202, response["body"]
+    return json.loads(response["body"])
+
+
+def deliver(stack, monkeypatch, vendor: str, n: int, mock: Vendor, records: dict | None = None, **env: str) -> dict:
+    """One invocation of the vendor's function on `n` messages received now (or on `records`)."""
+    logical = {"applovin": "AppLovinFunction", "appsflyer": "AppsFlyerFunction", "adroll": "AdRollFunction"}
+    use_function_env(monkeypatch, stack, logical[vendor])
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    clock = FakeClock()
+    handler = vendor_handler(vendor, http_client=mock.client(), sleep=clock.sleep)
+    return handler(records or receive(stack, vendor, n), FakeLambdaContext(clock))
+
+
+def table(stack) -> JourneyTable:
+    return JourneyTable(stack.physical["IdempotencyTable"], boto3.client("dynamodb"))
+
+
+def items(stack, kind: str) -> list[dict]:
+    scanned = boto3.client("dynamodb").scan(TableName=stack.physical["IdempotencyTable"])["Items"]
+    return [i for i in scanned if f".{kind}.journey#" in i["id"]["S"]]
+
+
+def lead(event_id: str) -> dict:
+    return web_event(
+        event_id=event_id,
+        name="generate_lead",
+        value=30,
+        currency="USD",
+        user={"ip": "203.0.113.7", "user_agent": "UA", "email": "Lead@Example.com", "cookie_id": "c1"},
+    )
+
+
+def test_a_delivered_event_has_its_request_answer_and_outcome(aws_stack, monkeypatch):
+    post(aws_stack, monkeypatch, [lead("order-1001")])
+    mock = Vendor(lambda request: httpx.Response(200, json={"status": "accepted"}))
+    assert deliver(aws_stack, monkeypatch, "applovin", 1, mock) == {"batchItemFailures": []}
+    journey = trace_event(table(aws_stack), "order-1001")
+    assert journey["event_id"] == "order-1001"
+    assert journey["accepted_at"] == "2026-01-15T12:00:00.000Z" or journey["accepted_at"].endswith("Z")
+    applovin = journey["vendors"]["applovin"]
+    assert applovin["outcome"] == "delivered" and applovin["status"] == 200
+    (attempt,) = applovin["attempts"]
+    assert attempt["status"] == 200 and attempt["attempt"] == 1
+    assert json.loads(attempt["response"]) == {"status": "accepted"}
+    request = applovin["request"]
+    assert request["method"] == "POST" and request["url"] == "https://b.applovin.com/v1/event?pixel_id=PIXEL123"
+    assert request["headers"]["Authorization"] != SECRETS["applovin"]  # masked
+    sent = json.loads(mock.requests[0].content)
+    # the body as sent, but for the client's IP address, truncated to its /24
+    assert sent["events"][0]["user_data"]["client_ip_address"] == "203.0.113.7"
+    kept = request["body"]["events"][0]
+    assert kept["user_data"]["client_ip_address"] == "203.0.113.0"
+    assert {k: v for k, v in kept.items() if k != "user_data"} == {
+        k: v for k, v in sent["events"][0].items() if k != "user_data"
+    }
+    # queued for the others, not received yet
+    assert journey["vendors"]["adroll"]["outcome"] == "pending"
+
+
+def test_journey_items_hold_no_clear_text_pii(aws_stack, monkeypatch):
+    post(aws_stack, monkeypatch, [lead("order-1002")], source_ip="198.51.100.77")
+    deliver(aws_stack, monkeypatch, "applovin", 1, Vendor())
+    scanned = boto3.client("dynamodb").scan(TableName=aws_stack.physical["IdempotencyTable"])["Items"]
+    text = json.dumps(
+        [{k: zlib.decompress(v["B"]).decode() if "B" in v else v for k, v in item.items()} for item in scanned]
+    )
+    for secret in ("203.0.113.7", "198.51.100.77", "Lead@Example.com", "lead@example.com", SECRETS["applovin"]):
+        assert secret not in text
+    ingest = json.loads(zlib.decompress(items(aws_stack, "ingest")[0]["data"]["B"]))
+    assert ingest["source_ip"] == "198.51.100.0"
+
+
+def test_one_item_per_request_and_per_invocation_not_per_event(aws_stack, monkeypatch):
+    post(aws_stack, monkeypatch, [lead(f"e{i:03d}") for i in range(100)])
+    mock = Vendor()
+    deliver(aws_stack, monkeypatch, "applovin", 10, mock)  # ten bundles of ten
+    assert len(mock.requests) == 1
+    assert len(items(aws_stack, "ingest")) == 1
+    (vendor_item,) = items(aws_stack, "applovin")
+    assert vendor_item["journey_minute"]["S"][-2] == "#"  # on the journeys index
+    journey = trace_event(table(aws_stack), "e042")
+    assert journey["vendors"]["applovin"]["outcome"] == "delivered"
+    assert len(journey["vendors"]["applovin"]["request"]["body"]["events"]) == 100
+    # the page's recent list, from the journeys index (the ingest ran at NOW, the vendor function now)
+    name, client = aws_stack.physical["IdempotencyTable"], boto3.client("dynamodb")
+    assert JourneyTable(name, client, clock=lambda: NOW + 1).recent(minutes=3) == [
+        items(aws_stack, "ingest")[0]["id"]["S"]
+    ]
+    assert JourneyTable(name, client).recent(minutes=3) == [vendor_item["id"]["S"]]
+
+
+def test_retries_and_dead_letters_keep_every_attempt(aws_stack, monkeypatch):
+    post(aws_stack, monkeypatch, [app_event("ios", event_id="ios-1")])
+    down = Vendor(lambda request: httpx.Response(503, text="maintenance"))
+    first = receive(aws_stack, "appsflyer", 1)
+    result = deliver(aws_stack, monkeypatch, "appsflyer", 1, down, first)
+    assert len(result["batchItemFailures"]) == 1
+    journey = trace_event(table(aws_stack), "ios-1")["vendors"]["appsflyer"]
+    assert journey["outcome"] == "pending" and "503" in journey["reason"]
+    assert "next_attempt_at" in journey
+    assert [a["status"] for a in journey["attempts"]] == [503] * len(down.requests)
+    url = aws_stack.physical["AppsFlyerQueue"]
+    handle = first["Records"][0]["receiptHandle"]
+    boto3.client("sqs").change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
+    refused = Vendor(lambda request: httpx.Response(400, text="bad app id"))
+    assert deliver(aws_stack, monkeypatch, "appsflyer", 1, refused) == {"batchItemFailures": []}
+    journey = trace_event(table(aws_stack), "ios-1")["vendors"]["appsflyer"]
+    assert journey["outcome"] == "dead_lettered" and "400" in journey["reason"]
+    assert [a["status"] for a in journey["attempts"]] == [503] * len(down.requests) + [400]
+    assert journey["attempts"][-1]["response"] == "bad app id"
+
+
+def test_skipped_and_invalid_vendors_say_why(aws_stack, monkeypatch):
+    ios = app_event("ios", event_id="ios-2")  # no page_url: AppLovin skips app events without one
+    post(aws_stack, monkeypatch, [ios])
+    journey = trace_event(table(aws_stack), "ios-2")
+    assert journey["vendors"]["applovin"]["outcome"] == "skipped"
+    assert "page_url" in journey["vendors"]["applovin"]["reason"]
+    assert journey["vendors"]["appsflyer"]["outcome"] == "pending"
+
+
+def test_an_unknown_event_is_none(aws_stack):
+    assert trace_event(table(aws_stack), "never-sent") is None
+
+
+def test_with_the_journey_off_the_ledger_still_tells_the_outcome(aws_stack, monkeypatch):
+    off = {"RELAY_DELIVERY_JOURNEY": "false"}
+    post(aws_stack, monkeypatch, [lead("quiet-1")], **off)
+    deliver(aws_stack, monkeypatch, "applovin", 1, Vendor(), **off)
+    assert items(aws_stack, "ingest") == [] and items(aws_stack, "applovin") == []
+    journey = trace_event(table(aws_stack), "quiet-1")
+    assert journey["vendors"]["applovin"]["outcome"] == "delivered"
+    assert journey["vendors"]["applovin"]["attempts"] == []
+
+
+def signed_get(path: str, secret: str = SECRETS["signing"], t: int | None = None) -> dict:
+    t = int(NOW) if t is None else t
+    return {"x-relay-signature": sign(f"GET {path}".encode(), secret, t)}
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "status"),
+    [
+        ("/v1/events/order-1003", None, 200),
+        ("/v1/events/unknown-id", None, 404),
+        ("/v1/events/order-1003", {"x-relay-signature": "t=1,v1=" + "0" * 64}, 401),
+        ("/v1/events/order-1003", {}, 401),
+        ("/v1/events/%FF", None, 400),
+        ("/v1/events/" + "x" * 129, None, 400),
+    ],
+)
+def test_get_event_status(aws_stack, monkeypatch, path, headers, status):
+    post(aws_stack, monkeypatch, [lead("order-1003")])
+    use_function_env(monkeypatch, aws_stack, "IngestFunction")
+    handler = ingest_handler(clock=lambda: NOW)
+    headers = signed_get(path) if headers is None else headers
+    response = handler(http_api_event("GET", path, headers, b""), FakeLambdaContext())
+    assert response["statusCode"] == status, response["body"]
+    body = json.loads(response["body"])
+    if status == 200:
+        assert body["event_id"] == "order-1003" and set(body["vendors"]) == {"applovin", "appsflyer", "adroll"}
+        assert body["vendors"]["appsflyer"]["outcome"] == "skipped"  # a web event
+    else:
+        assert body["error"]
+
+
+def test_get_is_signed_over_the_path_not_a_body(aws_stack, monkeypatch):
+    post(aws_stack, monkeypatch, [lead("order-1004")])
+    handler = ingest_handler(clock=lambda: NOW)
+    other = signed_get("/v1/events/order-9999")
+    response = handler(http_api_event("GET", "/v1/events/order-1004", other, b""), FakeLambdaContext())
+    assert response["statusCode"] == 401
+    late = signed_get("/v1/events/order-1004", t=int(NOW) - 301)
+    response = handler(http_api_event("GET", "/v1/events/order-1004", late, b""), FakeLambdaContext())
+    assert response["statusCode"] == 401 and "tolerance" in json.loads(response["body"])["error"]
+    # no replay guard: the same signature reads twice
+    same = signed_get("/v1/events/order-1004")
+    for _ in range(2):
+        response = handler(http_api_event("GET", "/v1/events/order-1004", same, b""), FakeLambdaContext())
+        assert response["statusCode"] == 200
+
+
+def test_ip_truncation():
+    assert truncate_ip("203.0.113.7") == "203.0.113.0"
+    assert truncate_ip("2001:db8:abcd:12:1:2:3:4") == "2001:db8:abcd::"
+    assert truncate_ip("not an ip") is None
+    assert mask_ips({"a": ["10.1.2.3", "x"], "b": {"ip": "::1"}}) == {"a": ["10.1.2.0", "x"], "b": {"ip": "::"}}
+
+
+def test_an_oversized_journey_drops_bodies_not_outcomes():
+    noise = __import__("os").urandom(400_000).hex()  # compresses to about 400 KB
+    data = {"requests": [{"body": noise, "response": "ok"}], "events": {"e1": {"outcome": "delivered"}}}
+    blob = fitted(data)
+    assert len(blob) <= MAX_DATA_BYTES
+    kept = json.loads(zlib.decompress(blob))
+    assert kept["requests"][0]["body"] == NOT_KEPT and kept["events"]["e1"]["outcome"] == "delivered"
+
+
+def test_claim_key_is_the_ledgers():
+    assert claim_key("ingest", "x").startswith("s2s-relay.ingest#")
