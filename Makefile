@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: install test lint unit integration local infra docs docs-serve validate build openapi events sam-env dev demo bench reliability clean
+.PHONY: install test lint unit integration local infra docs docs-serve validate build openapi events sam-env dev demo bench reliability screenshots clean
 CONFIG ?= $(if $(wildcard relay.toml),relay.toml,relay.example.toml)
 
 $(STAMP): pyproject.toml shared/requirements.txt
@@ -79,6 +79,9 @@ reliability: install  ## long form of the reliability suite (make test runs the 
 	$(BIN)/relay outage --hour-seconds $${OUTAGE_HOUR_SECONDS:-5} --json reliability/outage.json
 	$(BIN)/relay outage --hour-seconds 3 --window-hours 3 --outage adroll=401:6 --json reliability/outage-window.json
 	$(BIN)/python docs/render.py
+
+screenshots: install  ## the debugger page's screenshots in docs/images (a real headless Chromium against the local stack)
+	RELAY_SCREENSHOTS=docs/images $(BIN)/pytest tests/local/test_debugger.py -k events_appear -p no:cacheprovider -q
 
 BUILD_DIR ?= .aws-sam/build
 build: install      ## sam build (python3.13, arm64 layer) + bytecode; needs python3.13 on PATH (docs/development.md)

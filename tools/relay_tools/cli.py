@@ -214,14 +214,15 @@ def dlq_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _dlq_action(args: argparse.Namespace, vendor: str, queues: Any, out: TextIO, err: TextIO) -> int:
     from relay.delivery import deadletter
+    from relay_tools.queues import redrive_letters
 
     client = queues.client
     if args.action == "purge":
         client.purge_queue(QueueUrl=queues.dlq_url)
         print(f"purged the {vendor} dead-letter queue", file=out)
         return EXIT_OK
-    letters = list(deadletter.read_all(client, queues.dlq_url))
     if args.action == "list":
+        letters = list(deadletter.read_all(client, queues.dlq_url))
         deadletter.release(client, queues.dlq_url, letters)
         if args.json:
             for letter in letters:
@@ -239,11 +240,9 @@ def _dlq_action(args: argparse.Namespace, vendor: str, queues: Any, out: TextIO,
                 print(f"    {vendor} answered: {s['vendor_response']}", file=out)
         return EXIT_OK
     wanted = set(args.event_id or [])
-    chosen = [letter for letter in letters if not wanted or wanted & set(letter.event_ids)]
-    deadletter.release(client, queues.dlq_url, [letter for letter in letters if letter not in chosen])
-    moved = deadletter.redrive(client, queues.dlq_url, queues.source_url, chosen)
+    moved, found = redrive_letters(queues, wanted)
     print(f"moved {moved} message(s) back to the {vendor} queue", file=out)
-    missing = wanted - {event_id for letter in chosen for event_id in letter.event_ids}
+    missing = wanted - found
     if missing:
         print(f"relay: not in the DLQ: {', '.join(sorted(missing))}", file=err)
         return EXIT_INVALID
@@ -270,6 +269,39 @@ def trace_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(json.dumps(journey, indent=2), file=out)
     else:
         print_journey(journey, out)
+    return EXIT_OK
+
+
+def ui_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """`relay ui`: the debugger page on 127.0.0.1 against a deployed stack (or the local one)."""
+    import threading
+
+    from relay_tools.journeys import journey_table
+    from relay_tools.queues import vendor_queues
+    from relay_tools.ui import Debugger, serve
+
+    config = None if args.stack else resolve_config(args.config, err)
+    where = {"stack": args.stack, "region": args.region, "endpoint_url": args.endpoint_url}
+    table = journey_table(config=config, **where)
+    queues = {vendor: vendor_queues(vendor, config=config, **where) for vendor in VENDORS}
+    try:
+        server = serve(Debugger(table, queues.__getitem__), args.port)
+    except OSError as exc:
+        raise UsageError(f"cannot serve on 127.0.0.1:{args.port}: {exc.strerror}") from None
+    print(f"debugger: http://127.0.0.1:{server.server_address[1]}/   Ctrl-C stops.", file=out, flush=True)
+    stopping = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    thread = threading.Thread(target=server.serve_forever, name="ui", daemon=True)
+    thread.start()
+    try:
+        while not stopping.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.shutdown()
+        server.server_close()
     return EXIT_OK
 
 
@@ -300,6 +332,7 @@ def _serve(stack: Any, config: RelayConfig, stopping: Any, out: TextIO) -> None:
     """Print where the local stack serves, then run it until Ctrl-C, SIGTERM or SIGHUP."""
     secret = config.ingest.secrets[0].get_secret_value()
     print(f"ingest:         {stack.ingest_url}", file=out)
+    print(f"debugger:       {stack.debugger_url}   (events, journeys, DLQs)", file=out)
     print(f"signing secret: {secret}   (from [ingest] secrets of your config)", file=out)
     print(f"AWS endpoint:   {stack.aws_endpoint}   (moto; any credentials)", file=out)
     if stack.sandboxes:
@@ -599,6 +632,11 @@ def build_parser() -> argparse.ArgumentParser:
     _stack_or_config(tr)
     tr.add_argument("--json", action="store_true", help="the journey as JSON")
     tr.set_defaults(func=trace_cmd)
+
+    ui = sub.add_parser("ui", help="the debugger page on 127.0.0.1, against a deployed stack (--stack)")
+    _stack_or_config(ui)
+    ui.add_argument("--port", type=int, default=8765, help="the local port (default 8765; 0: any free one)")
+    ui.set_defaults(func=ui_cmd)
 
     d = sub.add_parser("dlq", help="list, redrive or purge a vendor's dead-letter queue")
     d_sub = d.add_subparsers(dest="action", required=True)

@@ -48,14 +48,16 @@ from relay.aws.sns import SnsPublisher
 from relay.delivery.deadletter import DeadLetterQueue
 from relay.delivery.forwarding import RetryPolicy, new_http_client
 from relay.delivery.retry import SourceQueue
+from relay.journey import JourneyTable
 from relay.models.config import SECRET_KEYS, RelayConfig
 from relay.models.environment import IngestEnvironment, VendorEnvironment, read_environment
 from relay_tools.apigw import http_api_event, response_body
 from relay_tools.faults import FaultPlan
-from relay_tools.queues import LOCAL_CREDENTIALS
+from relay_tools.queues import LOCAL_CREDENTIALS, VENDOR_LOGICAL, VendorQueues
 from relay_tools.sandbox import Sandboxes
 from relay_tools.sqs_events import lambda_records
 from relay_tools.stack import Stack, create_stack, load_template, parameter_defaults
+from relay_tools.ui import Debugger, respond
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -353,12 +355,16 @@ class LocalStack:
         timeout = self.stack.function_timeout("IngestFunction")
         local = self
         lock = threading.Lock()  # one invocation at a time, as one Lambda container
+        debugger = self.debugger = self._debugger()
 
         class Ingest(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
                 pass
 
             def _invoke(self) -> None:
+                if debugger.serves(urlsplit(self.path).path):  # the debugger page (only the local stack's)
+                    respond(self, debugger)
+                    return
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 event = http_api_event(
@@ -384,6 +390,22 @@ class LocalStack:
         server = ThreadingHTTPServer(("127.0.0.1", self.ports["ingest"]), Ingest)
         self._servers.append(server)
         self._spawn(server.serve_forever, "ingest")
+
+    def _debugger(self) -> Debugger:
+        """The debugger page over this stack's journeys and DLQs (relay_tools.ui)."""
+        assert self.stack is not None
+        physical, sqs = self.stack.physical, self.clients["sqs"]
+
+        def queues(vendor: str) -> VendorQueues:
+            logical = VENDOR_LOGICAL[vendor]
+            return VendorQueues(sqs, physical[f"{logical}Queue"], physical[f"{logical}DeadLetterQueue"])
+
+        return Debugger(JourneyTable(physical["IdempotencyTable"], self.clients["dynamodb"]), queues)
+
+    @property
+    def debugger_url(self) -> str:
+        host, port = self._servers[0].server_address[:2]
+        return f"http://{host}:{port}/"
 
     # -- vendor functions ---------------------------------------------------------------------------
 

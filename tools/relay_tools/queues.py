@@ -64,3 +64,15 @@ def vendor_queues(
         raise ConfigError(
             [FieldError("queues", f"cannot reach {vendor}'s queues in {where}: {type(exc).__name__}")], "AWS"
         ) from None
+
+
+def redrive_letters(queues: VendorQueues, wanted: set[str]) -> tuple[int, set[str]]:
+    """Move a vendor's dead letters back to its queue: those carrying any of `wanted` event_ids, or all when
+    it is empty (the others are released at once). Returns how many moved and the event_ids they carried."""
+    from relay.delivery import deadletter
+
+    letters = list(deadletter.read_all(queues.client, queues.dlq_url))
+    chosen = [letter for letter in letters if not wanted or wanted & set(letter.event_ids)]
+    deadletter.release(queues.client, queues.dlq_url, [letter for letter in letters if letter not in chosen])
+    moved = deadletter.redrive(queues.client, queues.dlq_url, queues.source_url, chosen)
+    return moved, {event_id for letter in chosen for event_id in letter.event_ids}

@@ -1,0 +1,165 @@
+"""The debugger page in a real headless Chromium (Debian's `chromium`, driven by Playwright), against the
+local stack: events appear with their outcome per vendor, one opens to its exact request and the vendor's
+answer, the filters narrow the list, and a dead letter is redriven from the page and then delivered.
+
+With RELAY_SCREENSHOTS=<folder> (`make screenshots`) the test saves the screenshots the docs show."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from relay.ingest.signing import sign
+from relay_tools.config_file import load_config
+from relay_tools.dev import LocalStack
+from relay_tools.faults import FaultPlan
+from relay_tools.ui import Debugger
+
+from ..conftest import FakeLambdaContext, web_event
+from .test_local_stack import local_config
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+WAIT_MS = 30_000
+REJECTED = "web-2002"
+
+
+def now_event(event_id: str, **fields) -> dict:
+    return web_event(event_id=event_id, timestamp=int(time.time() * 1000) - 1000, **fields)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    config = load_config(local_config(tmp_path_factory.mktemp("ui"), stack_name="ui-test"))
+    quiet = FaultPlan(
+        server_error=0, throttled=0, timeout=0, reset=0, drip=0, slow=0, crash=0, reject_ids=frozenset({REJECTED})
+    )
+    local = LocalStack(config, log=lambda line: None, faults=quiet).start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    if not shutil.which("chromium") and not Path(CHROMIUM).exists():
+        pytest.fail("the debugger's browser tests need Debian's chromium: apt-get install chromium")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 900},
+        )
+        yield context
+        context.close()
+
+
+def post(stack: LocalStack, events: list[dict]) -> None:
+    body = json.dumps({"events": events}).encode()
+    secret = stack.config.ingest.secrets[0].get_secret_value()
+    headers = {"Content-Type": "application/json", "X-Relay-Signature": sign(body, secret)}
+    response = httpx.post(stack.ingest_url, content=body, headers=headers, timeout=30)
+    assert response.status_code == 202, response.text
+
+
+def shoot(page, name: str, tmp_path: Path) -> None:
+    folder = Path(os.environ.get("RELAY_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+def test_events_appear_open_filter_and_a_dead_letter_is_redriven(stack, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    requests_from_elsewhere: list[str] = []
+    page = browser.new_page()
+    page.on(
+        "request", lambda r: None if r.url.startswith(stack.debugger_url) else requests_from_elsewhere.append(r.url)
+    )
+    page.goto(stack.debugger_url)
+    expect(page.locator("#status")).to_contain_text("updated", timeout=WAIT_MS)
+
+    post(stack, [now_event("web-2001", name="generate_lead", value=30, currency="USD"), now_event(REJECTED)])
+    delivered = page.locator('tr[data-event-id="web-2001"] td[data-vendor="applovin"] .badge')
+    expect(delivered).to_have_text("delivered", timeout=WAIT_MS)
+    expect(page.locator('tr[data-event-id="web-2001"] td[data-vendor="appsflyer"] .badge')).to_have_text("skipped")
+    dead = page.locator(f'tr[data-event-id="{REJECTED}"] td[data-vendor="applovin"] .badge')
+    expect(dead).to_have_text("dead_lettered", timeout=WAIT_MS)
+    expect(page.locator('#coverage tr[data-vendor="applovin"]')).to_contain_text("100 %")
+    shoot(page, "debugger-events", tmp_path)
+
+    # one event: the exact request, and the vendor's answer
+    page.locator('tr[data-event-id="web-2001"]').click()
+    part = page.locator('.vendor-part[data-vendor="applovin"]')
+    expect(part.locator("h3 .badge")).to_have_text("delivered", timeout=WAIT_MS)
+    request = part.locator("pre.request")
+    expect(request).to_contain_text("POST http://127.0.0.1:")
+    expect(request).to_contain_text('"dedupe_id": "web-2001"')
+    expect(request).to_contain_text('"client_ip_address": "203.0.113.0"')  # truncated to its /24
+    expect(request).to_contain_text("Authorization: ***")
+    expect(part.locator("pre.response").first).not_to_be_empty()
+    shoot(page, "debugger-event", tmp_path)
+
+    # filters: AppLovin's dead letters only
+    page.select_option("#vendor", "applovin")
+    page.select_option("#outcome", "dead_lettered")
+    expect(page.locator("#events tbody tr")).to_have_count(1, timeout=WAIT_MS)
+    expect(page.locator("#events tbody tr")).to_have_attribute("data-event-id", REJECTED)
+    page.select_option("#vendor", "")
+    page.select_option("#outcome", "")
+
+    # the dead letter: listed with its reason, redriven from the page once the vendor takes it
+    dlq = page.locator('.vendor-dlq[data-vendor="applovin"]')
+    expect(dlq.locator(".count")).to_have_text("1 message(s)", timeout=WAIT_MS)
+    expect(dlq.locator(".letter")).to_contain_text(REJECTED)
+    expect(dlq.locator(".letter")).to_contain_text("rejected")
+    shoot(page, "debugger-dlq", tmp_path)
+    stack.faults.reject_ids = frozenset()
+    dlq.locator("button.redrive").click()
+    expect(dlq.locator(".count")).to_have_text("0 message(s)", timeout=WAIT_MS)
+    expect(dead).to_have_text("delivered", timeout=WAIT_MS)
+    page.locator(f'tr[data-event-id="{REJECTED}"]').click()
+    attempts = page.locator('.vendor-part[data-vendor="applovin"] table.attempts tbody tr')
+    expect(attempts.last).to_contain_text("200", timeout=WAIT_MS)
+    assert attempts.count() >= 2  # the 400 it was dead-lettered for, and the delivery after the redrive
+    assert requests_from_elsewhere == []  # every asset from the relay: no CDN, no network
+
+
+def test_the_page_api_refuses_other_hosts_and_requests_without_its_token(stack):
+    base = stack.debugger_url
+    assert httpx.get(base + "ui/api/events").status_code == 403  # no token
+    page = httpx.get(base)
+    token = page.text.split('name="relay-token" content="', 1)[1].split('"', 1)[0]
+    assert httpx.get(base + "ui/api/events", headers={"X-Relay-UI": token}).status_code == 200
+    rebound = httpx.get(base, headers={"Host": f"attacker.example:{base.rsplit(':', 1)[1].rstrip('/')}"})
+    assert rebound.status_code == 403 and token not in rebound.text
+    posted = httpx.post(base + "ui/api/dlq/applovin/purge", headers={"X-Relay-UI": "wrong"})
+    assert posted.status_code == 403
+    assert httpx.get(base + "ui/static/../../dev.py").status_code == 404
+
+
+def test_the_deployed_api_does_not_serve_the_page(stack):
+    """The ingest function itself answers / with a 404: only `relay dev` and `relay ui` serve the page."""
+    from relay_tools.apigw import http_api_event
+    from relay_tools.functions import ingest_handler
+
+    assert Debugger.serves("/") and not Debugger.serves("/v1/events")
+    response = ingest_handler()(http_api_event("GET", "/", {}, b""), FakeLambdaContext())
+    assert response["statusCode"] == 404

@@ -1,0 +1,189 @@
+"""The debugger page (docs/debugger.md): events as they arrive with their outcome per vendor, each event's
+requests and the vendors' answers, the DLQs with redrive and purge, and the identifier coverage per vendor.
+
+`relay dev` serves it on its ingest port (at ``/``, the deployed API does not) and `relay ui --stack NAME`
+serves it on 127.0.0.1 against a deployed stack with your AWS credentials. Every asset comes from
+`static/`: the page loads nothing from elsewhere.
+
+It reads the journeys (relay.journey) and the vendors' DLQs, and changes only the DLQs. The page's API
+(``/ui/api/...``) answers only requests whose Host is the loopback address it serves on and that carry
+the token the page was served with (``X-Relay-UI``), so that no other site open in the browser can read
+events or redrive a DLQ through it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from relay.delivery import deadletter
+from relay.journey import JourneyTable
+from relay.journey.record import OUTCOMES, PENDING
+from relay.journey.trace import trace_event
+from relay.models.event import VENDORS
+from relay.vendors.base import IDENTIFIER_KINDS
+from relay_tools.queues import VendorQueues, redrive_letters
+
+STATIC = Path(__file__).parent / "static"
+TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css"}
+TOKEN_HEADER = "X-Relay-UI"
+WINDOW_MINUTES = 30  # how far back the page lists events
+MAX_EVENTS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+
+def _json(status: int, data: Any) -> Reply:
+    return Reply(status, json.dumps(data).encode())
+
+
+class Debugger:
+    """The page's API over a stack's journeys and DLQs. `queues(vendor)`: that vendor's queue and DLQ."""
+
+    def __init__(self, journeys: JourneyTable, queues: Callable[[str], VendorQueues]):
+        self.journeys = journeys
+        self.queues = queues
+        self.token = secrets.token_urlsafe(24)
+
+    # -- routing -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def serves(path: str) -> bool:
+        return path == "/" or path.startswith("/ui/")
+
+    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes, port: int) -> Reply:
+        """One HTTP request to the page or its API."""
+        lower = {k.lower(): v for k, v in headers.items()}
+        if lower.get("host") not in (f"127.0.0.1:{port}", f"localhost:{port}"):
+            return _json(403, {"error": "the debugger answers only on its loopback address"})
+        parts = urlsplit(target)
+        path, query = parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()}
+        if method == "GET" and path == "/":
+            page = (STATIC / "index.html").read_text().replace("{{TOKEN}}", self.token)
+            return Reply(200, page.encode(), TYPES[".html"])
+        if method == "GET" and path.startswith("/ui/static/"):
+            return self._asset(path.removeprefix("/ui/static/"))
+        if not path.startswith("/ui/api/"):
+            return _json(404, {"error": "not found"})
+        if not secrets.compare_digest(lower.get(TOKEN_HEADER.lower(), ""), self.token):
+            return _json(403, {"error": f"missing or wrong {TOKEN_HEADER} header: reload the page"})
+        try:
+            return self._api(method, path.removeprefix("/ui/api/"), query, body)
+        except Exception as exc:  # noqa: BLE001 - AWS unreachable or refusing: said on the page
+            return _json(502, {"error": f"{type(exc).__name__}: {exc}"})
+
+    def _asset(self, name: str) -> Reply:
+        path = (STATIC / name).resolve()
+        if path.parent != STATIC.resolve() or not path.is_file() or path.suffix not in TYPES:
+            return _json(404, {"error": "not found"})
+        return Reply(200, path.read_bytes(), TYPES[path.suffix])
+
+    def _api(self, method: str, path: str, query: Mapping[str, str], body: bytes) -> Reply:
+        parts = path.split("/")
+        if method == "GET" and path == "events":
+            return _json(200, self.events(query.get("vendor") or None, query.get("outcome") or None))
+        if method == "GET" and parts[0] == "events" and len(parts) == 2:
+            journey = trace_event(self.journeys, unquote(parts[1]))
+            return _json(200, journey) if journey else _json(404, {"error": "the relay knows no such event"})
+        if method == "GET" and path == "dlq":
+            return _json(200, {vendor: self.letters(vendor) for vendor in VENDORS})
+        if method == "POST" and parts[0] == "dlq" and len(parts) == 3 and parts[1] in VENDORS:
+            wanted = json.loads(body or b"{}").get("event_ids") or []
+            if parts[2] == "redrive":
+                return _json(200, {"moved": self.redrive(parts[1], set(wanted))})
+            if parts[2] == "purge":
+                self.queues(parts[1]).client.purge_queue(QueueUrl=self.queues(parts[1]).dlq_url)
+                return _json(200, {"purged": True})
+        return _json(404, {"error": "not found"})
+
+    # -- what the page shows -----------------------------------------------------------------------
+
+    def events(self, vendor: str | None = None, outcome: str | None = None) -> dict[str, Any]:
+        """The events of the latest journeys, newest first, with their outcome per vendor; and the identifier
+        coverage of what each vendor took (the match quality)."""
+        items = self.journeys.get(self.journeys.recent(WINDOW_MINUTES, limit=500))
+        runs = sorted((j for j in items.values() if j.get("kind") == "vendor"), key=lambda j: j["written_at"])
+        latest: dict[tuple[str, str], str] = {}
+        for run in runs:
+            for event_id, result in run.get("events", {}).items():
+                latest[(event_id, run["vendor"])] = result["outcome"]
+        rows = []
+        accepted = sorted((j for j in items.values() if j.get("kind") == "ingest"), key=lambda j: -j["written_at"])
+        for journey in accepted:
+            for event_id, entry in journey["events"].items():
+                outcomes = {v: latest.get((event_id, v), PENDING) for v in entry.get("destinations", [])}
+                outcomes |= dict.fromkeys(entry.get("skipped", {}), "skipped")
+                outcomes |= dict.fromkeys(entry.get("invalid", {}), "invalid")
+                rows.append({"event_id": event_id, "accepted_at": journey["accepted_at"], "vendors": outcomes})
+        if vendor:
+            rows = [r for r in rows if vendor in r["vendors"] and (not outcome or r["vendors"][vendor] == outcome)]
+        elif outcome:
+            rows = [r for r in rows if outcome in r["vendors"].values()]
+        return {"events": rows[:MAX_EVENTS], "match": match_quality(runs), "outcomes": list(OUTCOMES)}
+
+    def letters(self, vendor: str) -> dict[str, Any]:
+        queues = self.queues(vendor)
+        letters = list(deadletter.read_all(queues.client, queues.dlq_url, hold_seconds=5))
+        deadletter.release(queues.client, queues.dlq_url, letters)
+        return {"count": len(letters), "letters": [letter.summary() for letter in letters]}
+
+    def redrive(self, vendor: str, wanted: set[str]) -> int:
+        """Move the vendor's dead letters (those carrying `wanted` event_ids; all when empty) back to its queue."""
+        return redrive_letters(self.queues(vendor), wanted)[0]
+
+
+def match_quality(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per vendor: the events it took, and the share of them carrying each kind of identifier."""
+    out: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        match = run.get("match") or {}
+        entry = out.setdefault(run["vendor"], {"forwarded": 0, "counts": dict.fromkeys(IDENTIFIER_KINDS, 0)})
+        entry["forwarded"] += match.get("forwarded", 0)
+        for kind, n in (match.get("identifiers") or {}).items():
+            entry["counts"][kind] = entry["counts"].get(kind, 0) + n
+    for entry in out.values():
+        total = entry["forwarded"]
+        entry["coverage"] = {k: (n / total if total else 0.0) for k, n in entry.pop("counts").items()}
+    return out
+
+
+def respond(request: BaseHTTPRequestHandler, debugger: Debugger) -> None:
+    """Answer `request` (an http.server handler whose path the debugger serves)."""
+    length = int(request.headers.get("Content-Length") or 0)
+    body = request.rfile.read(length) if length else b""
+    port = request.server.server_address[1]
+    reply = debugger.handle(request.command, request.path, dict(request.headers.items()), body, port)
+    request.send_response(reply.status)
+    request.send_header("Content-Type", reply.content_type)
+    request.send_header("Content-Length", str(len(reply.body)))
+    request.send_header("Cache-Control", "no-store")
+    request.send_header("X-Content-Type-Options", "nosniff")
+    request.send_header("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
+    request.end_headers()
+    request.wfile.write(reply.body)
+
+
+def serve(debugger: Debugger, port: int = 0) -> ThreadingHTTPServer:
+    """A server for the page alone on 127.0.0.1:`port` (0: any free port); the caller runs serve_forever."""
+
+    class Page(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _any(self) -> None:
+            respond(self, debugger)
+
+        do_GET = do_POST = _any  # noqa: N815
+
+    return ThreadingHTTPServer(("127.0.0.1", port), Page)
