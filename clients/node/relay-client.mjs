@@ -3,8 +3,13 @@
 //
 //   import { send } from "./relay-client.mjs";
 //   const { status, answer } = await send("https://…/v1/events", secret, bodyBuffer);
+//   const { status, answer } = await eventStatus("https://…/v1/events", secret, "order-1001");
 //
 //   node relay-client.mjs --url URL --secret SECRET FILE.json      # or RELAY_URL / RELAY_SECRET
+//   node relay-client.mjs --url URL --secret SECRET --status EVENT_ID
+//
+// --status asks what became of one event (GET /v1/events/{event_id}) and prints its journey: exit 0 when the
+// relay knows it, 1 when it does not (404) or refuses the request, 2 when it cannot be reached.
 //
 // FILE.json is an ingest body, {"events": [...]}, sent byte for byte as it is. The command prints the
 // relay's JSON answer, lists on stderr every event that was rejected or that a vendor found invalid, and
@@ -24,6 +29,29 @@ export function sign(body, secret, timestamp) {
   const mac = createHmac("sha256", Buffer.from(secret, "utf8"));
   mac.update(Buffer.concat([Buffer.from(`${t}.`, "ascii"), Buffer.from(body)]));
   return `t=${t},v1=${mac.digest("hex")}`;
+}
+
+// "/v1/events/" and the event_id percent-encoded: every UTF-8 byte but A-Z a-z 0-9 - . _ ~ as %XX.
+export function statusPath(eventId) {
+  const encoded = encodeURIComponent(eventId).replace(/[!'()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
+  return "/v1/events/" + encoded;
+}
+
+// The X-Relay-Signature of GET /v1/events/{event_id}: the HMAC of "<t>.GET <statusPath(eventId)>".
+export function signStatus(eventId, secret, timestamp) {
+  return sign(Buffer.from(`GET ${statusPath(eventId)}`, "utf8"), secret, timestamp);
+}
+
+// GET what became of eventId; url is the ingest URL (ending in /v1/events). 200: the journey; 404: unknown id.
+export async function eventStatus(url, secret, eventId) {
+  const target = url.replace(/\/+$/, "") + statusPath(eventId).slice("/v1/events".length);
+  const response = await fetch(target, { headers: { [HEADER]: signStatus(eventId, secret) }, signal: AbortSignal.timeout(30000) });
+  const text = await response.text();
+  try {
+    return { status: response.status, answer: JSON.parse(text || "{}") };
+  } catch {
+    return { status: response.status, answer: { error: text } };
+  }
 }
 
 // POST body, signed anew for every send; a 503 is resent after its Retry-After. Throws when unreachable.
@@ -68,9 +96,11 @@ async function main(argv) {
     else if (a === "--secret") args.secret = argv[++i];
     else if (a === "--timestamp") args.timestamp = Number(argv[++i]);
     else if (a === "--print-signature") args.printSignature = true;
+    else if (a === "--status") args.status = argv[++i];
     else if (!args.file) args.file = a;
     else return usage(`unexpected argument ${a}`);
   }
+  if (args.status !== undefined && args.secret && (args.url || args.printSignature)) return status(args);
   if (!args.file || !args.secret || !(args.url || args.printSignature)) {
     return usage("--url and --secret (or RELAY_URL and RELAY_SECRET) and FILE.json are required");
   }
@@ -96,6 +126,24 @@ async function main(argv) {
   for (const line of problems(result.answer)) console.error(line);
   const s = result.status;
   return s >= 200 && s < 300 ? 0 : s >= 400 && s < 500 ? 1 : 2;
+}
+
+async function status(args) {
+  if (args.printSignature) {
+    console.log(signStatus(args.status, args.secret, args.timestamp));
+    return 0;
+  }
+  let result;
+  try {
+    result = await eventStatus(args.url, args.secret, args.status);
+  } catch (e) {
+    console.error(`cannot reach ${args.url}: ${e.cause?.code ?? e.name}`);
+    return 2;
+  }
+  console.log(JSON.stringify(result.answer));
+  const s = result.status;
+  if (s !== 200) console.error(`${s}: ${result.answer.error ?? ""}`);
+  return s === 200 ? 0 : s >= 400 && s < 500 ? 1 : 2;
 }
 
 function usage(message) {

@@ -4,6 +4,7 @@
 //
 //   require 'RelayClient.php';
 //   [$status, $answer] = RelayClient::send($url, $secret, $body);
+//   [$status, $journey] = RelayClient::eventStatus($url, $secret, 'order-1001');
 //
 // A 503 is sent again, freshly signed, after its Retry-After (at most MAX_ATTEMPTS sends).
 declare(strict_types=1);
@@ -19,6 +20,40 @@ final class RelayClient
     {
         $t = $timestamp ?? time();
         return sprintf('t=%d,v1=%s', $t, hash_hmac('sha256', $t . '.' . $body, $secret));
+    }
+
+    /** "/v1/events/" and the event_id percent-encoded: every UTF-8 byte but A-Z a-z 0-9 - . _ ~ as %XX. */
+    public static function statusPath(string $eventId): string
+    {
+        return '/v1/events/' . rawurlencode($eventId);
+    }
+
+    /** The X-Relay-Signature of GET /v1/events/{event_id}: the HMAC of "<t>.GET <statusPath>". */
+    public static function signStatus(string $eventId, string $secret, ?int $timestamp = null): string
+    {
+        return self::sign('GET ' . self::statusPath($eventId), $secret, $timestamp);
+    }
+
+    /**
+     * GET what became of $eventId; $url is the ingest URL (ending in /v1/events). Returns [status, answer]: 200
+     * with the journey, 404 for an id the relay does not know; throws RuntimeException when unreachable.
+     */
+    public static function eventStatus(string $url, string $secret, string $eventId): array
+    {
+        $target = rtrim($url, '/') . substr(self::statusPath($eventId), strlen('/v1/events'));
+        $context = stream_context_create(['http' => [
+            'method' => 'GET',
+            'header' => self::HEADER . ': ' . self::signStatus($eventId, $secret) . "\r\n",
+            'ignore_errors' => true,
+            'timeout' => 30,
+        ]]);
+        $raw = @file_get_contents($target, false, $context);
+        if ($raw === false || !isset($http_response_header[0])) {
+            throw new RuntimeException("cannot reach $url");
+        }
+        preg_match('#^HTTP/\S+\s+(\d{3})#', $http_response_header[0], $m);
+        $answer = json_decode($raw, true);
+        return [(int) $m[1], is_array($answer) ? $answer : ['error' => $raw]];
     }
 
     /**

@@ -1,10 +1,13 @@
 <?php
 // relay-send.php --url URL --secret SECRET FILE.json      (or RELAY_URL / RELAY_SECRET)
 // relay-send.php --secret SECRET --timestamp T --print-signature FILE.json
+// relay-send.php --url URL --secret SECRET --status EVENT_ID
 //
 // FILE.json is an ingest body, {"events": [...]}, sent byte for byte as it is. Prints the relay's JSON answer,
 // lists on stderr every event that was rejected or found invalid, and exits 0 on 2xx, 1 on 4xx, 2 when the
-// relay cannot be reached or still answers 5xx after the retries.
+// relay cannot be reached or still answers 5xx after the retries. --status asks what became of one event
+// (GET /v1/events/{event_id}) and prints its journey: exit 0 when the relay knows it, 1 when it does not (404)
+// or refuses the request, 2 when it cannot be reached.
 declare(strict_types=1);
 require __DIR__ . '/RelayClient.php';
 
@@ -13,6 +16,7 @@ $secret = getenv('RELAY_SECRET') ?: null;
 $file = null;
 $timestamp = null;
 $printSignature = false;
+$eventId = null;
 $args = array_slice($argv, 1);
 for ($i = 0; $i < count($args); $i++) {
     switch ($args[$i]) {
@@ -20,8 +24,26 @@ for ($i = 0; $i < count($args); $i++) {
         case '--secret': $secret = $args[++$i] ?? null; break;
         case '--timestamp': $timestamp = (int) ($args[++$i] ?? 0); break;
         case '--print-signature': $printSignature = true; break;
+        case '--status': $eventId = $args[++$i] ?? null; break;
         default: $file = $args[$i];
     }
+}
+if ($eventId !== null && $secret && ($url || $printSignature)) {
+    if ($printSignature) {
+        echo RelayClient::signStatus($eventId, $secret, $timestamp), "\n";
+        exit(0);
+    }
+    try {
+        [$status, $answer] = RelayClient::eventStatus($url, $secret, $eventId);
+    } catch (RuntimeException $e) {
+        fwrite(STDERR, $e->getMessage() . "\n");
+        exit(2);
+    }
+    echo json_encode($answer, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE), "\n";
+    if ($status !== 200) {
+        fwrite(STDERR, "$status: " . ($answer['error'] ?? '') . "\n");
+    }
+    exit($status === 200 ? 0 : ($status >= 400 && $status < 500 ? 1 : 2));
 }
 if ($file === null || !$secret || (!$url && !$printSignature)) {
     fwrite(STDERR, "usage: relay-send.php --url URL --secret SECRET FILE.json\n");

@@ -5,10 +5,15 @@ As a library::
 
     from relay_client import send
     status, answer = send("https://…/v1/events", secret, body_bytes)
+    status, journey = event_status("https://…/v1/events", secret, "order-1001")
 
 As a command::
 
     relay_client.py --url URL --secret SECRET FILE.json      # or RELAY_URL / RELAY_SECRET
+    relay_client.py --url URL --secret SECRET --status EVENT_ID
+
+``--status`` asks what became of one event (GET /v1/events/{event_id}) and prints its journey: exit 0 when
+the relay knows it, 1 when it does not (404) or refuses the request, 2 when it cannot be reached.
 
 FILE.json is an ingest body, ``{"events": [...]}``, sent byte for byte as it is. The command prints the
 relay's JSON answer, lists on stderr every event that was rejected or that a vendor found invalid, and
@@ -26,6 +31,7 @@ import os
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 HEADER = "X-Relay-Signature"
@@ -39,6 +45,28 @@ def sign(body: bytes, secret: str, timestamp: int | None = None) -> str:
     t = int(time.time()) if timestamp is None else int(timestamp)
     digest = hmac.new(secret.encode("utf-8"), str(t).encode("ascii") + b"." + body, hashlib.sha256).hexdigest()
     return f"t={t},v1={digest}"
+
+
+def status_path(event_id: str) -> str:
+    """``/v1/events/`` and the event_id percent-encoded: every UTF-8 byte but ``A-Z a-z 0-9 - . _ ~``."""
+    return "/v1/events/" + urllib.parse.quote(event_id, safe="")
+
+
+def sign_status(event_id: str, secret: str, timestamp: int | None = None) -> str:
+    """The X-Relay-Signature of GET /v1/events/{event_id}: the HMAC of ``<t>.GET <status_path(event_id)>``."""
+    return sign(f"GET {status_path(event_id)}".encode(), secret, timestamp)
+
+
+def event_status(url: str, secret: str, event_id: str, timeout: float = 30.0) -> tuple[int, dict]:
+    """GET what became of `event_id`; `url` is the ingest URL (ending in /v1/events). Returns (status, JSON
+    answer): 200 with the journey, 404 for an id the relay does not know. Raises OSError when unreachable."""
+    target = url.rstrip("/") + status_path(event_id)[len("/v1/events") :]
+    request = urllib.request.Request(target, method="GET", headers={HEADER: sign_status(event_id, secret)})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, _json(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, _json(error.read())
 
 
 def send(url: str, secret: str, body: bytes, timeout: float = 30.0, sleep=time.sleep) -> tuple[int, dict]:
@@ -82,7 +110,8 @@ def _json(raw: bytes) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Sign FILE.json and POST it to the S2S Relay ingest.")
-    parser.add_argument("file", metavar="FILE.json", help='an ingest body {"events": [...]}')
+    parser.add_argument("file", metavar="FILE.json", nargs="?", help='an ingest body {"events": [...]}')
+    parser.add_argument("--status", metavar="EVENT_ID", help="print what became of this event instead of sending")
     parser.add_argument("--url", default=os.environ.get("RELAY_URL"), help="the ingest URL (RELAY_URL)")
     parser.add_argument("--secret", default=os.environ.get("RELAY_SECRET"), help="the signing secret (RELAY_SECRET)")
     parser.add_argument("--print-signature", action="store_true", help="print the header value, send nothing")
@@ -90,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.secret or not (args.url or args.print_signature):
         parser.error("--url and --secret (or RELAY_URL and RELAY_SECRET) are required")
+    if args.status is not None:
+        return _status(args)
+    if not args.file:
+        parser.error("FILE.json (or --status EVENT_ID) is required")
     try:
         with open(args.file, "rb") as f:
             body = f.read()
@@ -108,6 +141,21 @@ def main(argv: list[str] | None = None) -> int:
     for line in problems(answer):
         print(line, file=sys.stderr)
     return 0 if 200 <= status < 300 else 1 if 400 <= status < 500 else 2
+
+
+def _status(args: argparse.Namespace) -> int:
+    if args.print_signature:
+        print(sign_status(args.status, args.secret, args.timestamp))
+        return 0
+    try:
+        status, answer = event_status(args.url, args.secret, args.status)
+    except OSError as exc:
+        print(f"cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(answer))
+    if status != 200:
+        print(f"{status}: {answer.get('error', '')}", file=sys.stderr)
+    return 0 if status == 200 else 1 if 400 <= status < 500 else 2
 
 
 if __name__ == "__main__":

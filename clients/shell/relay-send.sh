@@ -3,16 +3,19 @@
 #
 #   relay-send.sh --url URL --secret SECRET FILE.json      # or RELAY_URL / RELAY_SECRET
 #   relay-send.sh --secret SECRET --timestamp T --print-signature FILE.json
+#   relay-send.sh --url URL --secret SECRET --status EVENT_ID
 #
 # FILE.json is an ingest body, {"events": [...]}, sent byte for byte as it is. Prints the relay's JSON
 # answer; says on stderr when events were rejected or found invalid (the answer's "rejected" and
 # "invalid" hold the fields). Exits 0 on 2xx, 1 on 4xx, 2 when the relay cannot be reached or still
 # answers 5xx after the retries. A 503 is sent again, freshly signed, after its Retry-After (5 sends at most).
+# --status asks what became of one event (GET /v1/events/{event_id}) and prints its journey: exit 0 when the
+# relay knows it, 1 when it does not (404) or refuses the request, 2 when it cannot be reached.
 set -euo pipefail
 
 MAX_ATTEMPTS=5
 MAX_RETRY_AFTER_SECONDS=30
-url="${RELAY_URL:-}" secret="${RELAY_SECRET:-}" file="" timestamp="" print_signature=""
+url="${RELAY_URL:-}" secret="${RELAY_SECRET:-}" file="" timestamp="" print_signature="" event_id="" status_mode=""
 
 usage() { echo "usage: relay-send.sh --url URL --secret SECRET FILE.json" >&2; echo "$1" >&2; exit 2; }
 
@@ -22,10 +25,33 @@ while [ $# -gt 0 ]; do
     --secret) secret="$2"; shift 2 ;;
     --timestamp) timestamp="$2"; shift 2 ;;
     --print-signature) print_signature=1; shift ;;
+    --status) event_id="$2"; status_mode=1; shift 2 ;;
     -*) usage "unknown option $1" ;;
     *) [ -z "$file" ] || usage "unexpected argument $1"; file="$1"; shift ;;
   esac
 done
+# "/v1/events/" and the event_id percent-encoded: every UTF-8 byte but A-Z a-z 0-9 - . _ ~ as %XX
+status_path() {
+  local LC_ALL=C id="$1" out="" c i
+  for (( i = 0; i < ${#id}; i++ )); do
+    c="${id:i:1}"
+    case "$c" in [A-Za-z0-9._~-]) out+="$c" ;; *) out+=$(printf '%%%02X' "'$c") ;; esac
+  done
+  printf '/v1/events/%s' "$out"
+}
+
+if [ -n "$status_mode" ] && [ -n "$secret" ] && { [ -n "$url" ] || [ -n "$print_signature" ]; }; then
+  path=$(status_path "$event_id")
+  sign_status() { printf 't=%s,v1=%s' "$1" "$(printf 'GET %s' "$path" | { printf '%s.' "$1"; cat; } | openssl dgst -sha256 -hmac "$secret" -hex | sed 's/^.* //')"; }
+  if [ -n "$print_signature" ]; then sign_status "${timestamp:-$(date +%s)}"; echo; exit 0; fi
+  tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+  if ! status=$(curl -sS -o "$tmp/body" -w '%{http_code}' --max-time 30 \
+      -H "X-Relay-Signature: $(sign_status "$(date +%s)")" "${url%/}${path#/v1/events}"); then
+    echo "cannot reach $url" >&2; exit 2
+  fi
+  cat "$tmp/body"; echo
+  case "$status" in 200) exit 0 ;; 4??) echo "$status: see \"error\" in the answer" >&2; exit 1 ;; *) exit 2 ;; esac
+fi
 [ -n "$file" ] && [ -n "$secret" ] && { [ -n "$url" ] || [ -n "$print_signature" ]; } \
   || usage "--url and --secret (or RELAY_URL and RELAY_SECRET) and FILE.json are required"
 [ -r "$file" ] || { echo "cannot read $file" >&2; exit 2; }

@@ -104,6 +104,21 @@ def test_event_shaped_garbage_is_accepted_or_refused_field_by_field(ingest, even
             assert all(e["field"] and e["message"] for e in rejected["errors"])
 
 
+@FIXTURE_OK
+@given(event_id=st.text(max_size=200), raw=st.booleans())
+def test_any_event_status_path_gets_a_4xx_or_its_journey_never_a_5xx(ingest, event_id, raw):
+    """GET /v1/events/{event_id}, signed as a client signs it, or with the id pasted into the path unencoded."""
+    from urllib.parse import quote
+
+    from relay.ingest.status import signed_message
+
+    path = "/v1/events/" + (event_id if raw else quote(event_id, safe=""))
+    headers = {"x-relay-signature": sign(signed_message(event_id), SECRETS["signing"], NOW_S)}
+    response = ingest.handler(http_api_event("GET", path, headers, b""), FakeLambdaContext())
+    assert response["statusCode"] in (400, 401, 404), response
+    assert json.loads(response_body(response))["error"]
+
+
 def nested(depth: int) -> bytes:
     return b'{"events": [' + b"[" * depth + b"]" * depth + b"]}"
 

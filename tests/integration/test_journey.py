@@ -16,6 +16,7 @@ from relay.journey import MAX_DATA_BYTES, NOT_KEPT, JourneyTable, fitted, mask_i
 from relay.journey.trace import trace_event
 from relay_tools.apigw import http_api_event
 from relay_tools.functions import ingest_handler, vendor_handler
+from relay_tools.openapi import EventJourney
 
 from ..conftest import NOW_MS, SECRETS, FakeClock, FakeLambdaContext, app_event, use_function_env, web_event
 from .test_vendor_functions import Vendor, receive
@@ -139,7 +140,9 @@ def test_retries_and_dead_letters_keep_every_attempt(aws_stack, monkeypatch):
     boto3.client("sqs").change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
     refused = Vendor(lambda request: httpx.Response(400, text="bad app id"))
     assert deliver(aws_stack, monkeypatch, "appsflyer", 1, refused) == {"batchItemFailures": []}
-    journey = trace_event(table(aws_stack), "ios-1")["vendors"]["appsflyer"]
+    traced = trace_event(table(aws_stack), "ios-1")
+    EventJourney.model_validate(traced)
+    journey = traced["vendors"]["appsflyer"]
     assert journey["outcome"] == "dead_lettered" and "400" in journey["reason"]
     assert [a["status"] for a in journey["attempts"]] == [503] * len(down.requests) + [400]
     assert journey["attempts"][-1]["response"] == "bad app id"
@@ -173,6 +176,16 @@ def signed_get(path: str, secret: str = SECRETS["signing"], t: int | None = None
     return {"x-relay-signature": sign(f"GET {path}".encode(), secret, t)}
 
 
+def test_an_id_is_signed_percent_encoded_whatever_encoding_the_path_arrived_in(aws_stack, monkeypatch):
+    post(aws_stack, monkeypatch, [lead("order 1005/ü")])
+    handler = ingest_handler(clock=lambda: NOW)
+    headers = signed_get("/v1/events/order%201005%2F%C3%BC")  # RFC 3986: only A-Z a-z 0-9 - . _ ~ stay
+    for sent in ("/v1/events/order%201005%2F%C3%BC", "/v1/events/order%201005%2f%c3%bc"):
+        response = handler(http_api_event("GET", sent, headers, b""), FakeLambdaContext())
+        assert response["statusCode"] == 200, response["body"]
+        assert json.loads(response["body"])["event_id"] == "order 1005/ü"
+
+
 @pytest.mark.parametrize(
     ("path", "headers", "status"),
     [
@@ -195,6 +208,7 @@ def test_get_event_status(aws_stack, monkeypatch, path, headers, status):
     if status == 200:
         assert body["event_id"] == "order-1003" and set(body["vendors"]) == {"applovin", "appsflyer", "adroll"}
         assert body["vendors"]["appsflyer"]["outcome"] == "skipped"  # a web event
+        EventJourney.model_validate(body)  # what openapi.json says a 200 holds
     else:
         assert body["error"]
 

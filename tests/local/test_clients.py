@@ -21,7 +21,8 @@ from relay_tools.dev import LocalStack
 from ..conftest import ROOT
 from .test_local_stack import free_port, local_config, sandbox_requests, wait_for
 
-VECTORS = json.loads((ROOT / "clients" / "test-vectors.json").read_text(encoding="utf-8"))["vectors"]
+VECTOR_FILE = json.loads((ROOT / "clients" / "test-vectors.json").read_text(encoding="utf-8"))
+VECTORS, GET_VECTORS = VECTOR_FILE["vectors"], VECTOR_FILE["get_vectors"]
 CLIENTS = {
     "python": [sys.executable, str(ROOT / "clients" / "python" / "relay_client.py")],
     "node": ["node", str(ROOT / "clients" / "node" / "relay-client.mjs")],
@@ -86,6 +87,24 @@ def test_every_client_signs_the_test_vectors(name, vector, tmp_path):
     proc = run(
         name, "--secret", vector["secret"], "--timestamp", str(vector["timestamp"]), "--print-signature", str(body)
     )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == vector["header"]
+
+
+def test_the_get_vectors_are_the_relays_own_signatures():
+    from relay.ingest.status import signed_message
+
+    for v in GET_VECTORS:
+        assert signed_message(v["event_id"]).decode() == v["signed"], v["name"]
+        assert sign(v["signed"].encode(), v["secret"], v["timestamp"]) == v["header"], v["name"]
+    assert any(not v["event_id"].isascii() for v in GET_VECTORS)
+
+
+@pytest.mark.parametrize("name", CLIENTS)
+@pytest.mark.parametrize("vector", GET_VECTORS, ids=[v["name"] for v in GET_VECTORS])
+def test_every_client_signs_the_get_vectors(name, vector):
+    args = ["--secret", vector["secret"], "--timestamp", str(vector["timestamp"]), "--print-signature"]
+    proc = run(name, *args, "--status", vector["event_id"])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == vector["header"]
 
@@ -197,3 +216,11 @@ def test_every_client_delivers_an_event_through_the_local_stack(name, stack, tmp
         r for r in sandbox_requests(config, "applovin") if any(e["dedupe_id"] == event_id for e in r["body"]["events"])
     ]
     assert wait_for(sent)[0]["status"] == 200
+    # what became of it: GET /v1/events/{event_id}, signed by the client; then an id the relay never saw
+    proc = run(name, "--status", event_id, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["event_id"] == event_id
+    outcome = lambda: json.loads(run(name, "--status", event_id, env=env).stdout)["vendors"]["applovin"]["outcome"]  # noqa: E731
+    wait_for(lambda: outcome() == "delivered")
+    unknown = run(name, "--status", f"never-{event_id}", env=env)
+    assert unknown.returncode == 1 and "404" in unknown.stderr

@@ -4,7 +4,7 @@ a test fails when the file drifts from the models: run `make openapi`)."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
@@ -13,7 +13,7 @@ from relay import __version__
 from relay.aws.sns import SNS_MAX_BYTES
 from relay.ingest.request import MAX_BODY_BYTES
 from relay.ingest.signing import HEADER
-from relay.models.event import MAX_EVENTS_PER_REQUEST, Event
+from relay.models.event import MAX_EVENT_ID_LENGTH, MAX_EVENTS_PER_REQUEST, Event
 
 
 class FieldErrorModel(BaseModel):
@@ -55,6 +55,39 @@ class ErrorResponse(BaseModel):
     not_enqueued: list[str] | None = Field(default=None, description="503 only: event_ids to resend")
 
 
+class Attempt(BaseModel):
+    at: str = Field(description="when the request was made (ISO 8601, UTC)")
+    attempt: int = Field(description="which try of this request within its invocation (1 = the first)")
+    status: int | None = Field(description="the vendor's HTTP status; null when it did not answer")
+    latency_ms: float
+    response: str = Field(description="the vendor's answer, at most 1 KB")
+
+
+class VendorRequestModel(BaseModel):
+    model_config = ConfigDict(title="VendorRequest")
+    method: str
+    url: str
+    headers: dict[str, str] = Field(description="secret headers masked as ***")
+    body: Any = Field(description="the body as sent (hashed identifiers), IP addresses truncated to /24 or /48")
+
+
+class VendorJourney(BaseModel):
+    outcome: Literal["delivered", "skipped", "invalid", "dead_lettered", "pending"]
+    reason: str | None = Field(default=None, description="why it was skipped, dead-lettered or is pending")
+    errors: list[FieldErrorModel] | None = Field(default=None, description="invalid: the vendor rules it breaks")
+    status: int | None = Field(default=None, description="delivered: the vendor's HTTP status")
+    next_attempt_at: str | None = Field(default=None, description="pending: when it is tried again")
+    attempts: list[Attempt] = Field(description="every vendor request that carried the event, oldest first")
+    request: VendorRequestModel | None = Field(description="the last request that carried it")
+
+
+class EventJourney(BaseModel):
+    event_id: str
+    accepted_at: str | None = Field(description="when the ingest queued it (ISO 8601, UTC)")
+    request_id: str | None = Field(description="the API Gateway request id of that POST")
+    vendors: dict[str, VendorJourney] = Field(description="vendor -> what became of the event there")
+
+
 def _response(description: str, *refs: str) -> dict[str, Any]:
     schemas = [{"$ref": f"#/components/schemas/{r}"} for r in refs]
     schema = schemas[0] if len(schemas) == 1 else {"oneOf": schemas}
@@ -63,7 +96,12 @@ def _response(description: str, *refs: str) -> dict[str, Any]:
 
 def openapi() -> dict[str, Any]:
     _, defs = models_json_schema(
-        [(IngestRequest, "validation"), (IngestResponse, "serialization"), (ErrorResponse, "serialization")],
+        [
+            (IngestRequest, "validation"),
+            (IngestResponse, "serialization"),
+            (ErrorResponse, "serialization"),
+            (EventJourney, "serialization"),
+        ],
         ref_template="#/components/schemas/{model}",
     )
     return {
@@ -106,9 +144,41 @@ def openapi() -> dict[str, Any]:
                         ),
                     },
                 }
-            }
+            },
+            "/v1/events/{event_id}": {"get": _get_event()},
         },
         "components": {"schemas": defs["$defs"]},
+    }
+
+
+def _get_event() -> dict[str, Any]:
+    return {
+        "operationId": "getEvent",
+        "summary": "What became of one event at each vendor: its journey",
+        "parameters": [
+            {
+                "name": "event_id",
+                "in": "path",
+                "required": True,
+                "description": "the event's event_id, percent-encoded (every UTF-8 byte but A-Z a-z 0-9 - . _ ~)",
+                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_EVENT_ID_LENGTH},
+            },
+            {
+                "name": HEADER,
+                "in": "header",
+                "required": True,
+                "description": 't=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.GET /v1/events/<event_id>")>, '
+                "the event_id percent-encoded as in the path",
+                "schema": {"type": "string"},
+            },
+        ],
+        "responses": {
+            "200": _response("the event's journey", "EventJourney"),
+            "400": _response("the event_id is not one (empty, too long, not printable)", "ErrorResponse"),
+            "401": _response("signature missing, malformed, stale or not matching", "ErrorResponse"),
+            "404": _response("the relay knows no such event (never accepted, or past its horizon)", "ErrorResponse"),
+            "503": _response("the journey could not be read; ask again", "ErrorResponse"),
+        },
     }
 
 

@@ -1,6 +1,7 @@
 // Package relayclient signs a request body and POSTs it to the S2S Relay ingest (standard library only).
 //
 //	status, answer, err := relayclient.Send(url, secret, body)
+//	status, journey, err := relayclient.EventStatus(url, secret, "order-1001")
 //
 // A 503 is sent again, freshly signed, after its Retry-After (at most MaxAttempts sends).
 package relayclient
@@ -32,6 +33,48 @@ func Sign(body []byte, secret string, timestamp int64) string {
 	mac.Write([]byte(strconv.FormatInt(timestamp, 10) + "."))
 	mac.Write(body)
 	return fmt.Sprintf("t=%d,v1=%s", timestamp, hex.EncodeToString(mac.Sum(nil)))
+}
+
+// StatusPath is "/v1/events/" and the event_id percent-encoded: every UTF-8 byte but A-Z a-z 0-9 - . _ ~ as %XX.
+func StatusPath(eventID string) string {
+	var b strings.Builder
+	b.WriteString("/v1/events/")
+	for _, c := range []byte(eventID) {
+		unreserved := c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte("-._~", c) >= 0
+		if unreserved {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+// SignStatus returns the X-Relay-Signature of GET /v1/events/{event_id}: the HMAC of "<t>.GET <StatusPath>".
+func SignStatus(eventID, secret string, timestamp int64) string {
+	return Sign([]byte("GET "+StatusPath(eventID)), secret, timestamp)
+}
+
+// EventStatus GETs what became of eventID; url is the ingest URL (ending in /v1/events). It returns 200 with
+// the journey, 404 for an id the relay does not know, or an error when the relay cannot be reached.
+func EventStatus(url, secret, eventID string) (int, map[string]any, error) {
+	target := strings.TrimRight(url, "/") + strings.TrimPrefix(StatusPath(eventID), "/v1/events")
+	request, err := http.NewRequest(http.MethodGet, target, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	request.Header.Set(Header, SignStatus(eventID, secret, time.Now().Unix()))
+	response, err := (&http.Client{Timeout: 30 * time.Second}).Do(request)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer response.Body.Close()
+	raw, _ := io.ReadAll(response.Body)
+	answer := map[string]any{}
+	if json.Unmarshal(raw, &answer) != nil {
+		answer = map[string]any{"error": string(raw)}
+	}
+	return response.StatusCode, answer, nil
 }
 
 // Send POSTs body, signed anew for every send; it returns the last status and JSON answer, or an error when

@@ -1,15 +1,17 @@
 """GET /v1/events/{event_id}: a backend checks what became of an event (docs/ingest-api.md, "Event status").
 
-Signed with the same header as a POST, the HMAC taken over ``"<t>.GET <path>"``, the path exactly as in the
-request line (``/v1/events/`` and the event_id, percent-encoded where it must be). The timestamp tolerance
-applies; the replay guard does not (reading twice changes nothing).
+Signed with the same header as a POST, the HMAC taken over ``"<t>.GET /v1/events/<event_id>"``, the event_id
+percent-encoded as in the URL: every byte of its UTF-8 but ``A-Z a-z 0-9 - . _ ~`` as ``%XX`` (upper-case hex),
+so an id of those characters alone is signed as it is. The relay takes that form from the decoded id, so how a
+proxy re-encodes the path does not matter. The timestamp tolerance applies; the replay guard does not
+(reading twice changes nothing).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from relay.ingest.signing import HEADER, SignatureError, verify
 from relay.models.event import MAX_EVENT_ID_LENGTH, is_event_id
@@ -21,25 +23,20 @@ if TYPE_CHECKING:
 STATUS_PREFIX = "/v1/events/"
 
 
-def signed_message(path: str) -> bytes:
-    """What a GET's signature is taken over, after ``"<t>."``: ``GET <path>``."""
-    return f"GET {path}".encode()
+def event_path(event_id: str) -> str:
+    """The path of an event's status: ``/v1/events/`` and the id, percent-encoded (RFC 3986 unreserved kept)."""
+    return STATUS_PREFIX + quote(event_id, safe="")
+
+
+def signed_message(event_id: str) -> bytes:
+    """What a GET's signature is taken over, after ``"<t>."``: ``GET /v1/events/<encoded event_id>``."""
+    return f"GET {event_path(event_id)}".encode()
 
 
 def event_status(
     path: str, headers: Mapping[str, str], config: RelayConfig, journeys: JourneyTable, now: float
 ) -> tuple[int, dict[str, Any]]:
     """(HTTP status, body) for a GET of `path`."""
-    try:
-        verify(
-            signed_message(path),
-            headers.get(HEADER.lower()),
-            [s.get_secret_value() for s in config.ingest.secrets],
-            config.ingest.tolerance_seconds,
-            now=now,
-        )
-    except SignatureError as exc:
-        return 401, {"error": f'{exc} (a GET is signed over "<t>.GET {STATUS_PREFIX}<event_id>")'}
     raw_id = path[len(STATUS_PREFIX) :]
     try:
         event_id = unquote(raw_id, errors="strict")
@@ -48,6 +45,16 @@ def event_status(
     if "/" in raw_id or not is_event_id(event_id):
         why = f"must be 1 to {MAX_EVENT_ID_LENGTH} printable characters, percent-encoded in the path"
         return 400, {"error": f"event_id: {why}"}
+    try:
+        verify(
+            signed_message(event_id),
+            headers.get(HEADER.lower()),
+            [s.get_secret_value() for s in config.ingest.secrets],
+            config.ingest.tolerance_seconds,
+            now=now,
+        )
+    except SignatureError as exc:
+        return 401, {"error": f'{exc} (a GET is signed over "<t>.GET {STATUS_PREFIX}<percent-encoded event_id>")'}
     from relay.journey.trace import trace_event
 
     try:

@@ -2,10 +2,13 @@
 //
 //	relay-send --url URL --secret SECRET FILE.json      (or RELAY_URL / RELAY_SECRET)
 //	relay-send --secret SECRET --timestamp T --print-signature FILE.json
+//	relay-send --url URL --secret SECRET --status EVENT_ID
 //
 // FILE.json is an ingest body, {"events": [...]}, sent byte for byte as it is. Prints the relay's JSON answer,
 // lists on stderr every event that was rejected or found invalid, and exits 0 on 2xx, 1 on 4xx, 2 when the
-// relay cannot be reached or still answers 5xx after the retries.
+// relay cannot be reached or still answers 5xx after the retries. --status asks what became of one event
+// (GET /v1/events/{event_id}) and prints its journey: exit 0 when the relay knows it, 1 when it does not (404)
+// or refuses the request, 2 when it cannot be reached.
 package main
 
 import (
@@ -27,7 +30,11 @@ func run() int {
 	secret := flag.String("secret", os.Getenv("RELAY_SECRET"), "the signing secret (RELAY_SECRET)")
 	printSignature := flag.Bool("print-signature", false, "print the header value, send nothing")
 	timestamp := flag.Int64("timestamp", 0, "sign with this unix time (with --print-signature)")
+	eventID := flag.String("status", "", "print what became of this event instead of sending")
 	flag.Parse()
+	if *eventID != "" && *secret != "" && (*url != "" || *printSignature) {
+		return status(*url, *secret, *eventID, *printSignature, *timestamp)
+	}
 	if flag.NArg() != 1 || *secret == "" || (*url == "" && !*printSignature) {
 		fmt.Fprintln(os.Stderr, "usage: relay-send --url URL --secret SECRET FILE.json")
 		fmt.Fprintln(os.Stderr, "--url and --secret (or RELAY_URL and RELAY_SECRET) and FILE.json are required")
@@ -60,6 +67,31 @@ func run() int {
 	case status >= 200 && status < 300:
 		return 0
 	case status >= 400 && status < 500:
+		return 1
+	}
+	return 2
+}
+
+func status(url, secret, eventID string, printSignature bool, timestamp int64) int {
+	if printSignature {
+		if timestamp == 0 {
+			timestamp = time.Now().Unix()
+		}
+		fmt.Println(relayclient.SignStatus(eventID, secret, timestamp))
+		return 0
+	}
+	code, answer, err := relayclient.EventStatus(url, secret, eventID)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cannot reach %s: %v\n", url, err)
+		return 2
+	}
+	out, _ := json.Marshal(answer)
+	fmt.Println(string(out))
+	switch {
+	case code == 200:
+		return 0
+	case code >= 400 && code < 500:
+		fmt.Fprintf(os.Stderr, "%d: %v\n", code, answer["error"])
 		return 1
 	}
 	return 2
