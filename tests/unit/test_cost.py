@@ -116,3 +116,23 @@ def test_an_outage_costs_the_receives_of_what_waits_on_the_retry_schedule():
     day = cost.outage_cost("appsflyer", 24)
     assert day["usd"] > cost.outage_cost("applovin", 24)["usd"] > hour["usd"]  # AppsFlyer: batches of 5 messages
     assert day["usd"] < 2.0  # a day of outage costs less per million waiting events than delivering them
+
+
+def test_the_journey_keeps_100_events_per_request_within_two_dollars_per_million():
+    with_journey, without = cost.report(10_000_000, 100), cost.report(10_000_000, 100, journey=False)
+    journeys = line(cost.cost_per_million(100), "DynamoDB journeys")
+    assert with_journey["usd_per_million_events"] == pytest.approx(without["usd_per_million_events"] + journeys)
+    assert 0 < journeys and with_journey["usd_per_million_events"] <= 2.00
+    assert not any(x["item"] == "DynamoDB journeys" for x in without["lines"])
+
+
+def test_journey_units_are_measured_on_the_relays_own_items():
+    from relay_tools.journey_cost import ingest_journey_units, vendor_journey_units
+
+    # one item per request or invocation, not per event: 100 events cost far fewer than 100 units
+    assert 2 <= vendor_journey_units("applovin", 100) < 25
+    assert vendor_journey_units("applovin", 100) > vendor_journey_units("applovin", 10)
+    assert 2 <= ingest_journey_units(100) < 10
+    out = io.StringIO()
+    assert main(["cost", "--events-per-month", "1000000", "--no-journey"], out, io.StringIO()) == 0
+    assert "journeys off" in out.getvalue() and "DynamoDB journeys" not in out.getvalue()

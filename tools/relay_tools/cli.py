@@ -425,13 +425,13 @@ def cost_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError("--events-per-month and --events-per-request must be at least 1")
     if args.outage_hours is not None and not 0 < args.outage_hours <= 72:
         raise UsageError("--outage-hours must be more than 0 and at most 72 (the longest retry window)")
-    result = report(args.events_per_month, args.events_per_request)
+    result = report(args.events_per_month, args.events_per_request, journey=not args.no_journey)
     if args.json:
         print(json.dumps(result, indent=2), file=out)
         return EXIT_OK
     print(
         f"AWS cost, us-east-1 prices as of {result['prices_as_of']}, {args.events_per_request} event(s) per "
-        f"ingest request, every event to all three vendors:",
+        f"ingest request, every event to all three vendors, journeys {'off' if args.no_journey else 'kept'}:",
         file=out,
     )
     for line in result["lines"]:
@@ -589,6 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument(
         "--outage-hours", type=float, help="also what a vendor outage this long adds, per million events waiting"
     )
+    co.add_argument("--no-journey", action="store_true", help="without the events' journeys (Journey=false)")
     co.set_defaults(func=cost_cmd)
     dm = sub.add_parser("demo", help="start the local stack, send every sample, print the outcomes, stop")
     dm.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")

@@ -118,11 +118,15 @@ def _chunks(nbytes: float) -> int:
 
 
 def cost_per_million(
-    events_per_request: int = 100, vendors: tuple[str, ...] = VENDORS, events_per_month: int = 1_000_000
+    events_per_request: int = 100,
+    vendors: tuple[str, ...] = VENDORS,
+    events_per_month: int = 1_000_000,
+    journey: bool = True,
 ) -> list[CostLine]:
     """Dollars per million events, each event forwarded to every vendor in `vendors`. The ingest puts up to
     EVENTS_PER_MESSAGE events of a request in one message (relay.queued); every event of a request is
-    assumed to go to the same vendors."""
+    assumed to go to the same vendors. `journey`: the events' journeys are kept ([delivery] journey, the
+    Journey parameter): one item per ingest request and per vendor invocation (relay_tools.journey_cost)."""
     k = max(1, events_per_request)
     n = 1_000_000
     ingest_fixed, ingest_per_event, walls = _durations()
@@ -199,6 +203,8 @@ def cost_per_million(
                 f" invocation of {per_invocation}",
             )
         )
+    if journey:
+        lines.append(_journey_line(requests, k, messages, batches, vendors))
     calls = (1 + len(vendors)) * SECRET_CALLS_PER_FUNCTION_PER_MONTH * (n / max(events_per_month, 1))
     lines.append(
         CostLine(
@@ -208,6 +214,27 @@ def cost_per_million(
         )
     )
     return lines
+
+
+def _journey_line(
+    requests: float, k: int, messages: float, batches: dict[str, int], vendors: tuple[str, ...]
+) -> CostLine:
+    """The journeys' write units: an item per ingest request of `k` events and per vendor invocation."""
+    from relay_tools.journey_cost import ingest_journey_units, vendor_journey_units
+
+    per_message = min(k, EVENTS_PER_MESSAGE)
+    units = requests * ingest_journey_units(k)
+    parts = [f"ingest {ingest_journey_units(k)} per request"]
+    for vendor in vendors:
+        per_invocation = batches[vendor] * per_message
+        vendor_units = vendor_journey_units(vendor, per_invocation)
+        units += messages / batches[vendor] * vendor_units
+        parts.append(f"{vendor} {vendor_units} per {per_invocation} events")
+    return CostLine(
+        "DynamoDB journeys",
+        units / 1e6 * DYNAMODB_PER_MILLION_WRITE_UNITS,
+        f"write units, index copy included: {', '.join(parts)}",
+    )
 
 
 # a vendor-function invocation that sends nothing (the circuit is open): its circuit read, a visibility
@@ -274,13 +301,14 @@ def outage_cost(
     }
 
 
-def report(events_per_month: int, events_per_request: int = 100) -> dict[str, Any]:
-    lines = cost_per_million(events_per_request, events_per_month=events_per_month)
+def report(events_per_month: int, events_per_request: int = 100, journey: bool = True) -> dict[str, Any]:
+    lines = cost_per_million(events_per_request, events_per_month=events_per_month, journey=journey)
     per_million = sum(line.usd_per_million for line in lines)
     return {
         "prices_as_of": PRICES_AS_OF,
         "events_per_request": events_per_request,
         "events_per_month": events_per_month,
+        "journey": journey,
         "lines": [asdict(line) for line in lines],
         "usd_per_million_events": per_million,
         "usd_per_month": per_million * events_per_month / 1e6,
