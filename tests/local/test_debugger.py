@@ -43,11 +43,13 @@ def now_event(event_id: str, **fields) -> dict:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    config = load_config(local_config(tmp_path_factory.mktemp("ui"), stack_name="ui-test"))
+    path = local_config(tmp_path_factory.mktemp("ui"), stack_name="ui-test")
+    config = load_config(path)
     quiet = FaultPlan(
         server_error=0, throttled=0, timeout=0, reset=0, drip=0, slow=0, crash=0, reject_ids=frozenset({REJECTED})
     )
     local = LocalStack(config, log=lambda line: None, faults=quiet).start()
+    local.config_path = path
     yield local
     local.stop()
 
@@ -163,3 +165,32 @@ def test_the_deployed_api_does_not_serve_the_page(stack):
     assert Debugger.serves("/") and not Debugger.serves("/v1/events")
     response = ingest_handler()(http_api_event("GET", "/", {}, b""), FakeLambdaContext())
     assert response["statusCode"] == 404
+
+
+def test_relay_ui_serves_the_same_page_on_its_own_port(stack):
+    """`relay ui` (here with --config: the local stack; --stack NAME reads a deployed one's Outputs)."""
+    import signal
+    import subprocess
+    import sys
+
+    post(stack, [now_event("web-2003")])
+    command = [sys.executable, "-m", "relay_tools.cli", "ui", "--config", stack.config_path, "--port", "0"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("debugger: http://127.0.0.1:"), first + proc.stderr.read()
+        url = first.split()[1]
+        page = httpx.get(url)
+        assert page.status_code == 200 and "S2S Relay debugger" in page.text
+        token = page.text.split('name="relay-token" content="', 1)[1].split('"', 1)[0]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            events = httpx.get(url + "ui/api/events", headers={"X-Relay-UI": token}).json()["events"]
+            if any(e["event_id"] == "web-2003" for e in events):
+                break
+            time.sleep(0.5)
+        assert any(e["event_id"] == "web-2003" for e in events)
+        assert httpx.get(url + "ui/static/app.js").headers["content-type"].startswith("text/javascript")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0

@@ -20,24 +20,31 @@ def journey_table(
     """The idempotency table of a deployed stack (its IdempotencyTableName output, with your AWS
     credentials) or of the local stack `relay dev` runs with `config`. Raises ConfigError."""
     import boto3
+    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
+    # a person waits: a stack that does not answer is said at once, not after botocore's five attempts
+    quick = Config(connect_timeout=3, read_timeout=20, retries={"mode": "standard", "total_max_attempts": 2})
     try:
         if stack:
             session = boto3.Session(region_name=region)
-            cfn = session.client("cloudformation", endpoint_url=endpoint_url)
+            cfn = session.client("cloudformation", endpoint_url=endpoint_url, config=quick)
             outputs = {
                 o["OutputKey"]: o["OutputValue"]
                 for o in cfn.describe_stacks(StackName=stack)["Stacks"][0].get("Outputs", [])
             }
             if "IdempotencyTableName" not in outputs:
                 raise ConfigError([FieldError("--stack", f"stack {stack} has no output IdempotencyTableName")], "stack")
-            return JourneyTable(outputs["IdempotencyTableName"], session.client("dynamodb", endpoint_url=endpoint_url))
+            client = session.client("dynamodb", endpoint_url=endpoint_url, config=quick)
+            return JourneyTable(outputs["IdempotencyTableName"], client)
         if config is None:
             raise ConfigError([FieldError("--stack/--config", "say which stack: --stack NAME or --config relay.toml")])
         local = config.local
         client = boto3.Session(region_name=local.region).client(
-            "dynamodb", endpoint_url=endpoint_url or str(local.aws_endpoint).rstrip("/"), **LOCAL_CREDENTIALS
+            "dynamodb",
+            endpoint_url=endpoint_url or str(local.aws_endpoint).rstrip("/"),
+            config=quick,
+            **LOCAL_CREDENTIALS,
         )
         return JourneyTable(f"{local.stack_name}-IdempotencyTable", client)
     except (ClientError, BotoCoreError) as exc:
