@@ -405,7 +405,8 @@ def test_the_retry_window_fits_what_sqs_and_lambda_allow():
     assert params["AutoRedrive"]["Default"] == str(defaults.auto_redrive).lower()
     # MaxReceiveCount is a safety net: well above the receives the default window can take
     assert int(params["MaxReceiveCount"]["Default"]) >= 1.5 * RetrySchedule.of(defaults).receives_needed()
-    # every function reads the four settings (relay.models.config.delivery_from_env)
+    assert params["Journey"]["Default"] == str(defaults.journey).lower()
+    # every function reads the [delivery] settings (relay.models.config.delivery_from_env)
     refs = {
         k: v.get("Ref")
         for k, v in template["Globals"]["Function"]["Environment"]["Variables"].items()
@@ -416,7 +417,24 @@ def test_the_retry_window_fits_what_sqs_and_lambda_allow():
         "RELAY_DELIVERY_MAX_RETRY_DELAY_SECONDS": "MaxRetryDelaySeconds",
         "RELAY_DELIVERY_PROBE_INTERVAL_SECONDS": "CircuitProbeSeconds",
         "RELAY_DELIVERY_AUTO_REDRIVE": "AutoRedrive",
+        "RELAY_DELIVERY_JOURNEY": "Journey",
     }
+
+
+def test_the_journeys_index_and_the_status_route():
+    """relay.journey's index (its name and keys are the code's) and GET /v1/events/{event_id} on the ingest."""
+    from relay.journey import AT, INDEX, MINUTE
+
+    resources = _template()["Resources"]
+    table = resources["IdempotencyTable"]["Properties"]
+    (index,) = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == INDEX and index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    assert [k["AttributeName"] for k in index["KeySchema"]] == [MINUTE, AT]
+    types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
+    assert types == {"id": "S", MINUTE: "S", AT: "N"}
+    events = resources["IngestFunction"]["Properties"]["Events"]
+    routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events.values()}
+    assert routes == {("POST", "/v1/events"), ("GET", "/v1/events/{event_id}")}
 
 
 @pytest.mark.parametrize("vendor", ["AppLovin", "AppsFlyer", "AdRoll"])
