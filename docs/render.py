@@ -258,6 +258,36 @@ def outcomes() -> str:
     return "\n".join(rows)
 
 
+def journey_outcomes() -> str:
+    """An event's outcomes at a vendor as its journey says them (relay.journey.record.OUTCOMES)."""
+    from relay.journey.record import OUTCOMES
+
+    rows = ["| outcome | meaning |", "|---|---|"]
+    rows += [f"| `{name}` | {meaning} |" for name, meaning in OUTCOMES.items()]
+    return "\n".join(rows)
+
+
+def journey_cost() -> str:
+    """What keeping the journeys costs, from the cost model (relay_tools.cost, relay_tools.journey_cost)."""
+    from relay_tools.cost import cost_per_million
+
+    rows = ["| events per request | journeys | total with journeys | total without |", "|---|---|---|---|"]
+    basis = {}
+    for k in (100, 10, 1):
+        on = cost_per_million(k)
+        journeys = next(line for line in on if line.item == "DynamoDB journeys")
+        basis.setdefault("first", journeys.basis)
+        total_on = sum(line.usd_per_million for line in on)
+        total_off = sum(line.usd_per_million for line in cost_per_million(k, journey=False))
+        rows.append(f"| {k} | ${journeys.usd_per_million:.3f} | ${total_on:.2f} | ${total_off:.2f} |")
+    rows += [
+        "",
+        "USD per million events, every event to all three vendors, us-east-1 prices, 1 million events a month "
+        f"(`relay cost --events-per-month N [--no-journey]` for yours). At 100 per request, {basis['first']}.",
+    ]
+    return "\n".join(rows)
+
+
 OUTAGE_KINDS = {"503": "503", "401": "401", "timeout": "every request timing out"}
 
 
@@ -345,6 +375,8 @@ def blocks() -> dict[str, dict[str, str]]:
         },
         "cli.md": {"cli": cli_reference()},
         "operations.md": {"alarms": alarms(), "outcomes": outcomes(), "reasons": reasons()},
+        "troubleshooting.md": {"journey-outcomes": journey_outcomes()},
+        "debugger.md": {"journey-cost": journey_cost()},
     }
 
 

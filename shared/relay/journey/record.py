@@ -13,7 +13,14 @@ if TYPE_CHECKING:
     from relay.vendors import VendorRequest
 
 DELIVERED, SKIPPED, INVALID, DEAD_LETTERED, PENDING = "delivered", "skipped", "invalid", "dead_lettered", "pending"
-OUTCOMES = (DELIVERED, SKIPPED, INVALID, DEAD_LETTERED, PENDING)
+# an event's outcome at a vendor, as `relay trace`, GET /v1/events/{event_id} and the debugger page say it
+OUTCOMES = {
+    DELIVERED: "the vendor answered 2xx to a request that carried it (`status`); never sent again",
+    SKIPPED: "the relay does not send it to this vendor (`reason`: consent, configuration, the vendor's rules)",
+    INVALID: "it breaks this vendor's rules (`errors`: field and rule); not queued for this vendor",
+    DEAD_LETTERED: "in the vendor's DLQ (`reason`: the vendor refused it, or it kept failing for the retry window)",
+    PENDING: "not delivered yet: queued, in flight, or waiting for a retry (`reason`, `next_attempt_at`)",
+}
 
 
 @dataclass(frozen=True, slots=True)
