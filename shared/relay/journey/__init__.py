@@ -156,24 +156,3 @@ class JourneyTable:
                 if not request:
                     break
         return found
-
-    def recent(self, minutes: int = 10, limit: int = 200) -> list[str]:
-        """The keys of the latest journey items (ingest and vendors), newest first, from the `journeys` index."""
-        now = self.clock()
-        keys: list[tuple[int, str]] = []
-        for back in range(minutes):
-            minute = f"{datetime.fromtimestamp(now - back * 60, UTC):%Y-%m-%dT%H:%M}"
-            for shard in range(SHARDS):
-                response = self.client.query(
-                    TableName=self.table_name,
-                    IndexName=INDEX,
-                    KeyConditionExpression="#m = :m",
-                    ExpressionAttributeNames={"#m": MINUTE},
-                    ExpressionAttributeValues={":m": {"S": f"{minute}#{shard}"}},
-                    ScanIndexForward=False,
-                    Limit=limit,
-                )
-                keys += [(int(i[AT]["N"]), i["id"]["S"]) for i in response.get("Items", [])]
-            if len(keys) >= limit:
-                break
-        return [key for _, key in sorted(keys, reverse=True)[:limit]]

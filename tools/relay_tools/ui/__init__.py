@@ -16,14 +16,16 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from relay.delivery import deadletter
-from relay.journey import JourneyTable
+from relay.journey import AT, INDEX, MINUTE, SHARDS, JourneyTable
 from relay.journey.record import OUTCOMES, PENDING
 from relay.journey.trace import trace_event
 from relay.models.event import VENDORS
@@ -35,6 +37,7 @@ TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=u
 TOKEN_HEADER = "X-Relay-UI"  # noqa: S105 - a header name, not a secret
 WINDOW_MINUTES = 30  # how far back the page lists events
 MAX_EVENTS = 200
+MAX_ITEMS = 500  # journey items read for the list (ingest requests and vendor invocations)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +51,63 @@ def _json(status: int, data: Any) -> Reply:
     return Reply(status, json.dumps(data).encode())
 
 
+class RecentJourneys:
+    """The latest journey items, read through the table's `journeys` index (relay.journey: hash key
+    "<minute>#<shard>", range key `at`). A journey item is written once and never changed, so what was read
+    is kept: each refresh queries only the minutes that may still grow, and fetches only new items."""
+
+    SETTLED_MINUTES = 2  # a minute this far back gets no new items (clock skew, invocations that end late)
+
+    def __init__(self, journeys: JourneyTable, minutes: int = WINDOW_MINUTES):
+        self.journeys, self.minutes = journeys, minutes
+        self._keys: dict[str, list[tuple[int, str]]] = {}  # settled minute -> its items' (at, key)
+        self._items: dict[str, dict[str, Any]] = {}  # key -> decoded item
+        self._pool = ThreadPoolExecutor(max_workers=SHARDS, thread_name_prefix="journeys")
+
+    def _minute(self, minute: str) -> list[tuple[int, str]]:
+        def shard(n: int) -> list[tuple[int, str]]:
+            keys, start = [], None
+            while True:
+                response = self.journeys.client.query(
+                    TableName=self.journeys.table_name,
+                    IndexName=INDEX,
+                    KeyConditionExpression="#m = :m",
+                    ExpressionAttributeNames={"#m": MINUTE},
+                    ExpressionAttributeValues={":m": {"S": f"{minute}#{n}"}},
+                    **({"ExclusiveStartKey": start} if start else {}),
+                )
+                keys += [(int(i[AT]["N"]), i["id"]["S"]) for i in response.get("Items", [])]
+                start = response.get("LastEvaluatedKey")
+                if not start:
+                    return keys
+
+        return [key for part in self._pool.map(shard, range(SHARDS)) for key in part]
+
+    def items(self, limit: int = MAX_ITEMS) -> dict[str, dict[str, Any]]:
+        """The decoded items of the window, at most `limit`, the newest."""
+        now = self.journeys.clock()
+        keys: list[tuple[int, str]] = []
+        for back in range(self.minutes):
+            minute = f"{datetime.fromtimestamp(now - back * 60, UTC):%Y-%m-%dT%H:%M}"
+            if back >= self.SETTLED_MINUTES and minute in self._keys:
+                found = self._keys[minute]
+            else:
+                found = self._minute(minute)
+                if back >= self.SETTLED_MINUTES:
+                    self._keys[minute] = found
+            keys += found
+        newest = [key for _, key in sorted(keys, reverse=True)[:limit]]
+        missing = [key for key in newest if key not in self._items]
+        self._items.update(self.journeys.get(missing) if missing else {})
+        return {key: self._items[key] for key in newest if key in self._items}
+
+
 class Debugger:
     """The page's API over a stack's journeys and DLQs. `queues(vendor)`: that vendor's queue and DLQ."""
 
     def __init__(self, journeys: JourneyTable, queues: Callable[[str], VendorQueues]):
         self.journeys = journeys
+        self.recent = RecentJourneys(journeys)
         self.queues = queues
         self.token = secrets.token_urlsafe(24)
 
@@ -112,7 +167,7 @@ class Debugger:
     def events(self, vendor: str | None = None, outcome: str | None = None) -> dict[str, Any]:
         """The events of the latest journeys, newest first, with their outcome per vendor; and the identifier
         coverage of what each vendor took (the match quality)."""
-        items = self.journeys.get(self.journeys.recent(WINDOW_MINUTES, limit=500))
+        items = self.recent.items()
         runs = sorted((j for j in items.values() if j.get("kind") == "vendor"), key=lambda j: j["written_at"])
         latest: dict[tuple[str, str], str] = {}
         for run in runs:
