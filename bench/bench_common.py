@@ -20,6 +20,8 @@ from relay.delivery.forwarding import Forwarder, new_http_client
 from relay.delivery.function import read_records
 from relay.ingest.request import Ingest
 from relay.ingest.signing import sign
+from relay.journey import JourneyTable, fitted
+from relay.journey.record import event_outcome, vendor_journey
 from relay.models.config import config_from_mapping
 from relay.models.event import parse_event
 from relay.queued.message import EVENTS_PER_MESSAGE, QueuedEvent, queued_body
@@ -113,8 +115,9 @@ def items(event: dict[str, Any], vendor: str) -> list[QueuedEvent]:
 def vendor_batch_once(
     vendor: str, n: int, port: int, client: httpx.Client | None = None, event: dict[str, Any] | None = None
 ) -> tuple[float, float]:
-    """One vendor-function batch the way the handler runs it (parse records, map, send): (wall s, CPU s).
-    No ledger and no DLQ: their DynamoDB/SQS round trips are costed in the cost model, not timed here."""
+    """One vendor-function batch the way the handler runs it (parse records, map, send, build and compress
+    its journey item): (wall s, CPU s). No ledger and no DLQ: their DynamoDB/SQS round trips are costed in
+    the cost model, not timed here."""
     event = event or records(vendor, n)
     key = (vendor, port, id(client))
     if key not in _FORWARDERS:  # one per container, as the handler keeps it
@@ -123,6 +126,10 @@ def vendor_batch_once(
     wall, cpu = time.perf_counter(), time.process_time()
     events = {item.key: item.event for item in items(event, vendor)}
     results = forwarder.deliver(events, lambda: 60_000)
+    ids = {key: event.event_id for key, event in events.items()}
+    outcomes = {ids[key]: event_outcome(d, False, None) for key, d in results.items()}
+    match = {"forwarded": len(results), "identifiers": dict(forwarder.stats.identifiers)}
+    fitted(vendor_journey(vendor, time.time(), forwarder.stats.calls, outcomes, ids, match))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert all(d.ok for d in results.values()), {d.outcome for d in results.values()}
     return wall, cpu
@@ -199,10 +206,11 @@ def stubbed_sns(calls: int) -> Any:
 
 
 def stubbed_dynamodb(repeat: int, n: int) -> Any:
-    """The ingest's claims: per request one TransactWriteItems (one PutItem for a single event) and the
-    PutItem that settles them; configured as the deployed ledger's client."""
+    """The ingest's claims: per request one TransactWriteItems (one PutItem for a single event), the
+    PutItem that settles them and the request's journey item; configured as the deployed ledger's client."""
     claim = ("transact_write_items" if n > 1 else "put_item", {})
-    return stubbed("dynamodb", [claim, ("put_item", {})] * repeat, config=Config(parameter_validation=False))
+    calls = [claim, ("put_item", {}), ("put_item", {})] * repeat
+    return stubbed("dynamodb", calls, config=Config(parameter_validation=False))
 
 
 def ingest_once(n: int, repeat: int = 1) -> tuple[float, float]:
@@ -214,7 +222,7 @@ def ingest_once(n: int, repeat: int = 1) -> tuple[float, float]:
     calls = math.ceil(math.ceil(n / EVENTS_PER_MESSAGE) / SNS_MAX_BATCH)  # PublishBatch calls of bundles
     publisher = SnsPublisher("arn:aws:sns:us-east-1:123456789012:t", stubbed_sns(repeat * calls))
     ledger = DeliveryLedger(INGEST, "t", stubbed_dynamodb(repeat, n))
-    ingest = Ingest(cfg, publisher, ledger=ledger)
+    ingest = Ingest(cfg, publisher, ledger=ledger, journeys=JourneyTable("t", ledger.client))
     headers = {"content-type": "application/json"}
     cpu, wall = time.process_time(), time.perf_counter()
     for _ in range(repeat):

@@ -194,3 +194,19 @@ def test_relay_ui_serves_the_same_page_on_its_own_port(stack):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_purge_through_the_page_api_empties_that_dlq_only(stack):
+    base = stack.debugger_url
+    token = httpx.get(base).text.split('name="relay-token" content="', 1)[1].split('"', 1)[0]
+    headers = {"X-Relay-UI": token}
+    sqs = stack.clients["sqs"]
+    for logical in ("AdRollDeadLetterQueue", "AppsFlyerDeadLetterQueue"):
+        sqs.send_message(QueueUrl=stack.stack.physical[logical], MessageBody='{"event_id": "left-over"}')
+    assert httpx.get(base + "ui/api/dlq", headers=headers).json()["adroll"]["count"] == 1
+    answer = httpx.post(base + "ui/api/dlq/adroll/purge", headers=headers, content=b"{}")
+    assert answer.status_code == 200 and answer.json() == {"purged": True}
+    dlq = httpx.get(base + "ui/api/dlq", headers=headers).json()
+    assert dlq["adroll"]["count"] == 0 and dlq["appsflyer"]["count"] == 1
+    assert dlq["appsflyer"]["letters"][0]["event_id"] == "left-over"
+    assert httpx.post(base + "ui/api/dlq/nobody/purge", headers=headers).status_code == 404
