@@ -250,3 +250,20 @@ def test_an_oversized_journey_drops_bodies_not_outcomes():
 
 def test_claim_key_is_the_ledgers():
     assert claim_key("ingest", "x").startswith("s2s-relay.ingest#")
+
+
+def test_a_get_signed_with_a_rotated_secret_reads_the_secret_again(aws_stack, monkeypatch):
+    from relay.aws.secrets import SecretRefresh
+
+    post(aws_stack, monkeypatch, [lead("order-1006")])
+    env = use_function_env(monkeypatch, aws_stack, "IngestFunction")
+    handler = ingest_handler(clock=lambda: NOW, secret_refresh=SecretRefresh(clock=lambda: 1000.0))
+    path = "/v1/events/order-1006"
+    assert handler(http_api_event("GET", path, signed_get(path), b""), FakeLambdaContext())["statusCode"] == 200
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=env["RELAY_INGEST_SECRET_ARN"], SecretString=json.dumps({"secret": "rotated-3"})
+    )
+    rotated = signed_get(path, secret="rotated-3")
+    assert handler(http_api_event("GET", path, rotated, b""), FakeLambdaContext())["statusCode"] == 200
+    stale = signed_get(path, secret="not-a-secret")
+    assert handler(http_api_event("GET", path, stale, b""), FakeLambdaContext())["statusCode"] == 401

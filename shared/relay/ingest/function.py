@@ -170,23 +170,27 @@ def post_events(event: dict[str, Any], remaining_ms: Callable[[], int], function
 
 
 def get_event(event: dict[str, Any], path: str, function: IngestFunction) -> dict[str, Any]:
-    """GET /v1/events/{event_id}: the event's journey, signed like a POST over "<t>.GET <path>"."""
+    """GET /v1/events/{event_id}: the event's journey, signed like a POST over "<t>.GET <path>". A signature
+    no cached secret made re-reads the signing secret once, as for a POST."""
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     try:
-        ingest = function.ingest()
-        status, body = event_status(path, headers, ingest.config, function.journeys, function.clock())
-        if status == 401 and function.refresh.take():  # a rotated secret: read it once more
-            fresh = function.ingest(force=True)
-            status, body = event_status(path, headers, fresh.config, function.journeys, function.clock())
+        result = event_status(path, headers, function.ingest().config, function.journeys, function.clock())
     except ConfigError as exc:
         logger.error("relay configuration unusable", extra={"errors": [str(e) for e in exc.errors]})
         metrics.add_metric(SERVER_ERRORS, MetricUnit.Count, 1)
         return _json_response(500, {"error": MISCONFIGURED})
-    if status >= 500:
+    if result.secret_mismatch:
+        function.refresh.due()
+        if function.refresh.take():
+            try:
+                config = function.ingest(force=True).config
+                result = event_status(path, headers, config, function.journeys, function.clock())
+            except ConfigError:  # the secret cannot be read right now: the refusal stands (a 401, not a 500)
+                logger.warning("could not read the signing secret again after a signature mismatch")
+    if result.status >= 500:
         metrics.add_metric(SERVER_ERRORS, MetricUnit.Count, 1)
-    logger.info("event status request", extra={"status": status})
-    headers_out = {"Retry-After": "1"} if status == 503 else None
-    return _json_response(status, body, headers_out)
+    logger.info("event status request", extra={"status": result.status})
+    return _json_response(result.status, result.body, {"Retry-After": "1"} if result.status == 503 else None)
 
 
 def record(result: IngestResult) -> None:

@@ -10,10 +10,10 @@ proxy re-encodes the path does not matter. The timestamp tolerance applies; the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote, unquote
 
-from relay.ingest.signing import HEADER, SignatureError, verify
+from relay.ingest.signing import HEADER, SignatureError, SignatureMismatch, verify
 from relay.models.event import MAX_EVENT_ID_LENGTH, is_event_id
 
 if TYPE_CHECKING:
@@ -33,18 +33,24 @@ def signed_message(event_id: str) -> bytes:
     return f"GET {event_path(event_id)}".encode()
 
 
+class StatusResult(NamedTuple):
+    status: int
+    body: dict[str, Any]
+    secret_mismatch: bool = False  # refused because no configured secret made the signature (a rotation?)
+
+
 def event_status(
     path: str, headers: Mapping[str, str], config: RelayConfig, journeys: JourneyTable, now: float
-) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, body) for a GET of `path`."""
+) -> StatusResult:
+    """The answer to a GET of `path`."""
     raw_id = path[len(STATUS_PREFIX) :]
     try:
         event_id = unquote(raw_id, errors="strict")
     except UnicodeDecodeError:
-        return 400, {"error": "event_id: the path's percent-encoding is not UTF-8"}
+        return StatusResult(400, {"error": "event_id: the path's percent-encoding is not UTF-8"})
     if "/" in raw_id or not is_event_id(event_id):
         why = f"must be 1 to {MAX_EVENT_ID_LENGTH} printable characters, percent-encoded in the path"
-        return 400, {"error": f"event_id: {why}"}
+        return StatusResult(400, {"error": f"event_id: {why}"})
     try:
         verify(
             signed_message(event_id),
@@ -54,13 +60,15 @@ def event_status(
             now=now,
         )
     except SignatureError as exc:
-        return 401, {"error": f'{exc} (a GET is signed over "<t>.GET {STATUS_PREFIX}<percent-encoded event_id>")'}
+        why = f'{exc} (a GET is signed over "<t>.GET {STATUS_PREFIX}<percent-encoded event_id>")'
+        return StatusResult(401, {"error": why}, isinstance(exc, SignatureMismatch))
     from relay.journey.trace import trace_event
 
     try:
         journey = trace_event(journeys, event_id)
     except Exception:  # noqa: BLE001 - DynamoDB throttled or unavailable: the client asks again
-        return 503, {"error": "could not read the event's journey; try again"}
+        return StatusResult(503, {"error": "could not read the event's journey; try again"})
     if journey is None:
-        return 404, {"error": f"the relay knows no event {event_id!r} (never accepted, or older than its horizon)"}
-    return 200, journey
+        why = f"the relay knows no event {event_id!r} (never accepted, or older than its horizon)"
+        return StatusResult(404, {"error": why})
+    return StatusResult(200, journey)
