@@ -41,19 +41,8 @@ final class RelayClient
     public static function eventStatus(string $url, string $secret, string $eventId): array
     {
         $target = rtrim($url, '/') . substr(self::statusPath($eventId), strlen('/v1/events'));
-        $context = stream_context_create(['http' => [
-            'method' => 'GET',
-            'header' => self::HEADER . ': ' . self::signStatus($eventId, $secret) . "\r\n",
-            'ignore_errors' => true,
-            'timeout' => 30,
-        ]]);
-        $raw = @file_get_contents($target, false, $context);
-        if ($raw === false || !isset($http_response_header[0])) {
-            throw new RuntimeException("cannot reach $url");
-        }
-        preg_match('#^HTTP/\S+\s+(\d{3})#', $http_response_header[0], $m);
-        $answer = json_decode($raw, true);
-        return [(int) $m[1], is_array($answer) ? $answer : ['error' => $raw]];
+        [$status, $answer] = self::request('GET', $target, self::HEADER . ': ' . self::signStatus($eventId, $secret), null);
+        return [$status, $answer];
     }
 
     /**
@@ -63,34 +52,35 @@ final class RelayClient
     public static function send(string $url, string $secret, string $body): array
     {
         for ($attempt = 1; ; $attempt++) {
-            $context = stream_context_create(['http' => [
-                'method' => 'POST',
-                'header' => "Content-Type: application/json\r\n" . self::HEADER . ': ' . self::sign($body, $secret) . "\r\n",
-                'content' => $body,
-                'ignore_errors' => true,
-                'timeout' => 30,
-            ]]);
-            $raw = @file_get_contents($url, false, $context);
-            if ($raw === false || !isset($http_response_header[0])) {
-                throw new RuntimeException("cannot reach $url");
-            }
-            preg_match('#^HTTP/\S+\s+(\d{3})#', $http_response_header[0], $m);
-            $status = (int) $m[1];
-            $answer = json_decode($raw, true);
-            if (!is_array($answer)) {
-                $answer = ['error' => $raw];
-            }
+            $headers = "Content-Type: application/json\r\n" . self::HEADER . ': ' . self::sign($body, $secret);
+            [$status, $answer, $responseHeaders] = self::request('POST', $url, $headers, $body);
             if ($status !== 503 || $attempt >= self::MAX_ATTEMPTS) {
                 return [$status, $answer];
             }
             $wait = 1;
-            foreach ($http_response_header as $line) {
+            foreach ($responseHeaders as $line) {
                 if (preg_match('/^Retry-After:\s*(\d+)\s*$/i', $line, $r)) {
                     $wait = (int) $r[1];
                 }
             }
             sleep(min($wait, self::MAX_RETRY_AFTER_SECONDS));
         }
+    }
+
+    /** One HTTP request: [status, JSON answer, response header lines]; RuntimeException when unreachable. */
+    private static function request(string $method, string $url, string $headers, ?string $body): array
+    {
+        $http = ['method' => $method, 'header' => $headers . "\r\n", 'ignore_errors' => true, 'timeout' => 30];
+        if ($body !== null) {
+            $http['content'] = $body;
+        }
+        $raw = @file_get_contents($url, false, stream_context_create(['http' => $http]));
+        if ($raw === false || !isset($http_response_header[0])) {
+            throw new RuntimeException("cannot reach $url");
+        }
+        preg_match('#^HTTP/\S+\s+(\d{3})#', $http_response_header[0], $m);
+        $answer = json_decode($raw, true);
+        return [(int) $m[1], is_array($answer) ? $answer : ['error' => $raw], $http_response_header];
     }
 
     /** One line per event the relay rejected, and per vendor that found an accepted event invalid. */

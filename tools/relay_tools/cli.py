@@ -21,6 +21,7 @@ from relay.vendors import Invalid, Mapped, MappingResult, Skipped
 from relay_tools.config_file import load_config
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # as Ctrl-C: `relay dev` and `relay ui` stop cleanly
 DEFAULT_CONFIG = "relay.toml"
 
 
@@ -290,19 +291,30 @@ def ui_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"cannot serve on 127.0.0.1:{args.port}: {exc.strerror}") from None
     print(f"debugger: http://127.0.0.1:{server.server_address[1]}/   Ctrl-C stops.", file=out, flush=True)
     stopping = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    thread = threading.Thread(target=server.serve_forever, name="ui", daemon=True)
-    thread.start()
+    previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in STOP_SIGNALS}
+    threading.Thread(target=server.serve_forever, name="ui", daemon=True).start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+
+    try:
+        _run_until(stopping, stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return EXIT_OK
+
+
+def _run_until(stopping: Any, stop: Any) -> None:
+    """Wait for `stopping` (a signal) or Ctrl-C, then `stop()`."""
     try:
         while not stopping.wait(0.5):
             pass
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        server.shutdown()
-        server.server_close()
-    return EXIT_OK
+        stop()
 
 
 def dev_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -313,8 +325,7 @@ def dev_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     config = resolve_config(args.config, err)
     stack = LocalStack(config, ingest_port=args.port, log=lambda line: print(line, file=out, flush=True))
     stopping = threading.Event()
-    signals = (signal.SIGTERM, signal.SIGHUP)  # as Ctrl-C: moto's server and the sandboxes stop with it
-    previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in signals}
+    previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in STOP_SIGNALS}
     try:
         try:
             stack.start()
@@ -338,14 +349,12 @@ def _serve(stack: Any, config: RelayConfig, stopping: Any, out: TextIO) -> None:
     if stack.sandboxes:
         print(f"sandboxes:      {stack.sandboxes.url}   (relay sandbox requests)", file=out)
     print("Ctrl-C stops.", file=out, flush=True)
-    try:
-        while not stopping.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
+
+    def stop() -> None:
         stack.stop()
         print("stopped.", file=out, flush=True)
+
+    _run_until(stopping, stop)
 
 
 def send_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from relay.aws.clients import LazyClient
 from relay.aws.ledger import COMPLETED_TTL_SECONDS, KEY_PREFIX
 
 JOURNEY = "JOURNEY"  # the items' status
@@ -97,8 +98,11 @@ def fitted(data: dict[str, Any]) -> bytes:
     return blob
 
 
-class JourneyTable:
-    """Writes and reads journey items; every write is best effort (a journey never fails a delivery)."""
+class JourneyTable(LazyClient):
+    """Writes and reads journey items; every write is best effort (a journey never fails a delivery). The
+    functions pass the ledger's client and horizon: the items live as long as the claims."""
+
+    service = "dynamodb"
 
     def __init__(
         self,
@@ -107,20 +111,10 @@ class JourneyTable:
         clock: Callable[[], float] = time.time,
         horizon_seconds: int = COMPLETED_TTL_SECONDS,
     ):
+        super().__init__(client)
         self.table_name = table_name
-        self._client = client
         self.clock = clock
         self.horizon_seconds = horizon_seconds
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import boto3
-
-            from relay.aws.clients import AWS_CALLS
-
-            self._client = boto3.client("dynamodb", config=AWS_CALLS)
-        return self._client
 
     def item(self, vendor: str, batch: str, data: dict[str, Any]) -> dict[str, Any]:
         now = self.clock()
