@@ -6,7 +6,7 @@ call that breaks a limit gets the error AWS would answer (a ClientError with AWS
 fails at teardown — unless it is marked ``aws_limit_errors_expected`` (it tests how the relay handles that
 refusal). Sources: the API references of SNS (Publish, PublishBatch), SQS (SendMessage, SendMessageBatch,
 ReceiveMessage, ChangeMessageVisibility, DeleteMessageBatch; "Amazon SQS message quotas") and DynamoDB
-(PutItem, TransactWriteItems, BatchWriteItem; "Item sizes").
+(PutItem, TransactWriteItems, BatchWriteItem, BatchGetItem; "Item sizes").
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ MAX_ATTRIBUTES = 10  # message attributes per SNS or SQS message
 SQS_MAX_VISIBILITY = 43_200  # 12 hours
 SQS_MAX_WAIT = 20
 DYNAMODB_ITEM_BYTES = 409_600  # 400 KB
+DYNAMODB_BATCH_GET = 100  # keys per BatchGetItem
 DYNAMODB_TRANSACTION_ITEMS = 100
 DYNAMODB_TRANSACTION_BYTES = 4_194_304  # 4 MB
 DYNAMODB_BATCH_WRITE = 25
@@ -191,6 +192,10 @@ def _dynamodb(op: str, params: dict[str, Any]) -> list[tuple[str, str]]:
             out.append(("ValidationException", f"{op}: two actions on one item"))
         if total > DYNAMODB_TRANSACTION_BYTES:
             out.append(("ValidationException", f"{op}: {total} bytes in all; at most {DYNAMODB_TRANSACTION_BYTES}"))
+    elif op == "BatchGetItem":
+        n = sum(len(v.get("Keys", [])) for v in params.get("RequestItems", {}).values())
+        if not 1 <= n <= DYNAMODB_BATCH_GET:
+            out.append(("ValidationException", f"{op}: {n} keys; 1 to {DYNAMODB_BATCH_GET}"))
     elif op == "BatchWriteItem":
         n = sum(len(v) for v in params.get("RequestItems", {}).values())
         if n > DYNAMODB_BATCH_WRITE:
