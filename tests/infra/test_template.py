@@ -434,7 +434,7 @@ def test_the_journeys_index_and_the_status_route():
     assert types == {"id": "S", MINUTE: "S", AT: "N"}
     events = resources["IngestFunction"]["Properties"]["Events"]
     routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events.values()}
-    assert routes == {("POST", "/v1/events"), ("GET", "/v1/events/{event_id}")}
+    assert routes == {("POST", "/v1/events"), ("GET", "/v1/events/{event_id+}")}
 
 
 @pytest.mark.parametrize("vendor", ["AppLovin", "AppsFlyer", "AdRoll"])

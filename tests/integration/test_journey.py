@@ -187,6 +187,11 @@ def test_an_id_is_signed_percent_encoded_whatever_encoding_the_path_arrived_in(a
         response = handler(http_api_event("GET", sent, headers, b""), FakeLambdaContext())
         assert response["statusCode"] == 200, response["body"]
         assert json.loads(response["body"])["event_id"] == "order 1005/ü"
+    # behind API Gateway the route's path parameter holds the id decoded, whatever rawPath holds
+    deployed = http_api_event("GET", "/v1/events/order%201005/%C3%BC", headers, b"")
+    deployed["pathParameters"] = {"event_id": "order 1005/ü"}
+    response = handler(deployed, FakeLambdaContext())
+    assert response["statusCode"] == 200 and json.loads(response["body"])["event_id"] == "order 1005/ü"
 
 
 @pytest.mark.parametrize(

@@ -173,8 +173,10 @@ def get_event(event: dict[str, Any], path: str, function: IngestFunction) -> dic
     """GET /v1/events/{event_id}: the event's journey, signed like a POST over "<t>.GET <path>". A signature
     no cached secret made re-reads the signing secret once, as for a POST."""
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    params = event.get("pathParameters")
     try:
-        result = event_status(path, headers, function.ingest().config, function.journeys, function.clock())
+        config = function.ingest().config
+        result = event_status(path, headers, config, function.journeys, function.clock(), params)
     except ConfigError as exc:
         logger.error("relay configuration unusable", extra={"errors": [str(e) for e in exc.errors]})
         metrics.add_metric(SERVER_ERRORS, MetricUnit.Count, 1)
@@ -184,7 +186,7 @@ def get_event(event: dict[str, Any], path: str, function: IngestFunction) -> dic
         if function.refresh.take():
             try:
                 config = function.ingest(force=True).config
-                result = event_status(path, headers, config, function.journeys, function.clock())
+                result = event_status(path, headers, config, function.journeys, function.clock(), params)
             except ConfigError:  # the secret cannot be read right now: the refusal stands (a 401, not a 500)
                 logger.warning("could not read the signing secret again after a signature mismatch")
     if result.status >= 500:

@@ -40,15 +40,24 @@ class StatusResult(NamedTuple):
 
 
 def event_status(
-    path: str, headers: Mapping[str, str], config: RelayConfig, journeys: JourneyTable, now: float
+    path: str,
+    headers: Mapping[str, str],
+    config: RelayConfig,
+    journeys: JourneyTable,
+    now: float,
+    path_parameters: Mapping[str, str] | None = None,
 ) -> StatusResult:
-    """The answer to a GET of `path`."""
-    raw_id = path[len(STATUS_PREFIX) :]
-    try:
-        event_id = unquote(raw_id, errors="strict")
-    except UnicodeDecodeError:
-        return StatusResult(400, {"error": "event_id: the path's percent-encoding is not UTF-8"})
-    if "/" in raw_id or not is_event_id(event_id):
+    """The answer to a GET of `path`. `path_parameters`: API Gateway's, which hold the event_id decoded (the
+    route is ``/v1/events/{event_id+}``, so that an id holding a slash reaches it); without them (the local
+    stack) the id is decoded from the path."""
+    if path_parameters and "event_id" in path_parameters:
+        event_id = path_parameters["event_id"]
+    else:
+        try:
+            event_id = unquote(path[len(STATUS_PREFIX) :], errors="strict")
+        except UnicodeDecodeError:
+            return StatusResult(400, {"error": "event_id: the path's percent-encoding is not UTF-8"})
+    if not is_event_id(event_id):
         why = f"must be 1 to {MAX_EVENT_ID_LENGTH} printable characters, percent-encoded in the path"
         return StatusResult(400, {"error": f"event_id: {why}"})
     try:
