@@ -126,6 +126,7 @@ def test_events_appear_open_filter_and_a_dead_letter_is_redriven(stack, browser,
     expect(page.locator("#events tbody tr")).to_have_attribute("data-event-id", REJECTED)
     page.select_option("#vendor", "")
     page.select_option("#outcome", "")
+    expect(page.locator("#events tbody tr")).to_have_count(2, timeout=WAIT_MS)
 
     # the dead letter: listed with its reason, redriven from the page once the vendor takes it
     dlq = page.locator('.vendor-dlq[data-vendor="applovin"]')

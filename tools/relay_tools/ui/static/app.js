@@ -67,7 +67,7 @@ async function refreshEvents() {
 function renderMatch(match) {
   const kinds = Object.keys(Object.values(match)[0]?.coverage || {});
   const head = document.querySelector("#coverage thead");
-  head.replaceChildren(el("tr", {}, el("th", {}, "vendor"), el("th", {}, "events"), ...kinds.map((k) => el("th", {}, k))));
+  head.replaceChildren(el("tr", {}, el("th", {}, "vendor"), el("th", {}, "events"), ...kinds.map((k) => el("th", {}, k.replace("_", " ")))));
   const body = document.querySelector("#coverage tbody");
   body.replaceChildren(
     ...Object.entries(match).map(([vendor, m]) =>
