@@ -12,7 +12,7 @@ import pytest
 
 from relay.aws.ledger import claim_key
 from relay.ingest.signing import sign
-from relay.journey import MAX_DATA_BYTES, NOT_KEPT, JourneyTable, fitted, mask_ips, truncate_ip
+from relay.journey import MAX_DATA_BYTES, NOT_KEPT, JourneyTable, fitted, mask_ips_text, truncate_ip
 from relay.journey.trace import trace_event
 from relay_tools.apigw import http_api_event
 from relay_tools.functions import ingest_handler, vendor_handler
@@ -94,14 +94,26 @@ def test_a_delivered_event_has_its_request_answer_and_outcome(aws_stack, monkeyp
 
 
 def test_journey_items_hold_no_clear_text_pii(aws_stack, monkeypatch):
-    post(aws_stack, monkeypatch, [lead("order-1002")], source_ip="198.51.100.77")
-    deliver(aws_stack, monkeypatch, "applovin", 1, Vendor())
+    user = {"ip": "203.0.113.7", "email": "Lead@Example.com", "phone": "+1 650 555 0100"}
+    web = lead("order-1002") | {"user": {**lead("x")["user"], **user}}
+    ios = app_event("ios", event_id="order-1002-ios")
+    ios["user"] = {**ios.get("user", {}), **user, "ip": "2001:db8:abcd:12::7"}
+    post(aws_stack, monkeypatch, [web, ios], source_ip="198.51.100.77")
+    echo = Vendor(lambda request: httpx.Response(200, content=request.content))  # an answer echoing the body
+    for vendor in ("applovin", "adroll", "appsflyer"):
+        deliver(aws_stack, monkeypatch, vendor, 1, echo)
+    sent = b" ".join(r.content for r in echo.requests)
+    assert b"203.0.113.7" in sent and b"2001:db8:abcd:12::7" in sent  # the vendors got the addresses
     scanned = boto3.client("dynamodb").scan(TableName=aws_stack.physical["IdempotencyTable"])["Items"]
     text = json.dumps(
         [{k: zlib.decompress(v["B"]).decode() if "B" in v else v for k, v in item.items()} for item in scanned]
     )
-    for secret in ("203.0.113.7", "198.51.100.77", "Lead@Example.com", "lead@example.com", SECRETS["applovin"]):
+    assert len(items(aws_stack, "applovin") + items(aws_stack, "adroll") + items(aws_stack, "appsflyer")) == 3
+    clear = ("203.0.113.7", "2001:db8:abcd:12::7", "198.51.100.77", "Lead@Example.com", "lead@example.com")
+    clear += ("+1 650 555 0100", "16505550100", "6505550100")  # the phone, as given and normalised
+    for secret in (*clear, SECRETS["applovin"], SECRETS["adroll"], SECRETS["appsflyer"]):
         assert secret not in text
+    assert "203.0.113.0" in text and "2001:db8:abcd::" in text
     ingest = json.loads(zlib.decompress(items(aws_stack, "ingest")[0]["data"]["B"]))
     assert ingest["source_ip"] == "198.51.100.0"
 
@@ -241,7 +253,14 @@ def test_ip_truncation():
     assert truncate_ip("203.0.113.7") == "203.0.113.0"
     assert truncate_ip("2001:db8:abcd:12:1:2:3:4") == "2001:db8:abcd::"
     assert truncate_ip("not an ip") is None
-    assert mask_ips({"a": ["10.1.2.3", "x"], "b": {"ip": "::1"}}) == {"a": ["10.1.2.0", "x"], "b": {"ip": "::"}}
+    text = json.dumps({"a": ["10.1.2.3", "x", "1.2.3"], "b": {"ip": "::1", "t": "10:30:00"}, "c": "2001:db8::7"})
+    assert json.loads(mask_ips_text(text)) == {
+        "a": ["10.1.2.0", "x", "1.2.3"],
+        "b": {"ip": "::", "t": "10:30:00"},
+        "c": "2001:db8::",
+    }
+    unchanged = '{"v": "a 10.1.2.3 b", "w": "999.1.1.1"}'  # whole string values only, real addresses only
+    assert mask_ips_text(unchanged) == unchanged
 
 
 def test_an_oversized_journey_drops_bodies_not_outcomes():

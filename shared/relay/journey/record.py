@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from relay.journey import MAX_RESPONSE_BYTES, iso, mask_ips, truncate_ip
+from relay.journey import MAX_RESPONSE_BYTES, iso, mask_ips_text, truncate_ip
 
 if TYPE_CHECKING:
     from relay.delivery.outcomes import Delivery
@@ -36,17 +36,19 @@ class Call:
     keys: tuple[str, ...]  # the events' keys in the batch (QueuedEvent.key)
 
     def as_dict(self, event_ids: Mapping[str, str]) -> dict[str, Any]:
-        described = self.request.describe()
+        """The request for the journey: the body as sent (its serialized text, IP addresses truncated),
+        secret headers masked, and the event_ids it carried."""
+        request = self.request
         return {
             "at": iso(self.at),
             "attempt": self.attempt,
             "status": self.status,
             "latency_ms": round(self.latency_ms, 1),
-            "response": self.response[:MAX_RESPONSE_BYTES],
-            "method": described["method"],
-            "url": described["url"],
-            "headers": described["headers"],
-            "body": mask_ips(described["json"]),
+            "response": mask_ips_text(self.response[:MAX_RESPONSE_BYTES]),
+            "method": request.method,
+            "url": request.url,
+            "headers": request.masked_headers(),
+            "body": mask_ips_text(request.content.decode("utf-8", "replace")),
             "events": [event_ids[k] for k in self.keys if k in event_ids],
         }
 

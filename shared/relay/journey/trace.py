@@ -16,6 +16,7 @@ carried the event (method, URL, headers with secrets masked, the body as sent wi
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from relay.aws.ledger import CLAIMED, DEAD_LETTERED_STATE, INGEST, KEY_PREFIX, QUEUED_FOR, claim_key
@@ -111,7 +112,7 @@ def vendor_trace(
         for call in run.get("requests", []):
             if event_id in call.get("events", []):
                 attempts.append({k: call[k] for k in ("at", "attempt", "status", "latency_ms", "response")})
-                request = {k: call[k] for k in ("method", "url", "headers", "body")}
+                request = {k: call[k] for k in ("method", "url", "headers")} | {"body": _body(call["body"])}
         if event_id in run.get("events", {}):
             latest = run["events"][event_id]
     own = claims[0] or {}
@@ -120,6 +121,16 @@ def vendor_trace(
     if latest is None:
         latest = _from_ledger(table, vendor, event_id, claims)
     return {**latest, "attempts": attempts, "request": request}
+
+
+def _body(text: Any) -> Any:
+    """A request body as the journey keeps it (its serialized text) as JSON again, when it is JSON."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _from_ledger(
