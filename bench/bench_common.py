@@ -206,11 +206,10 @@ def stubbed_sns(calls: int) -> Any:
 
 
 def stubbed_dynamodb(repeat: int, n: int) -> Any:
-    """The ingest's claims: per request one TransactWriteItems (one PutItem for a single event), the
-    PutItem that settles them and the request's journey item; configured as the deployed ledger's client."""
+    """The ingest's claims: per request one TransactWriteItems (one PutItem for a single event) and the
+    PutItem that settles them, with the request's journey; configured as the deployed ledger's client."""
     claim = ("transact_write_items" if n > 1 else "put_item", {})
-    calls = [claim, ("put_item", {}), ("put_item", {})] * repeat
-    return stubbed("dynamodb", calls, config=Config(parameter_validation=False))
+    return stubbed("dynamodb", [claim, ("put_item", {})] * repeat, config=Config(parameter_validation=False))
 
 
 def ingest_once(n: int, repeat: int = 1) -> tuple[float, float]:

@@ -52,8 +52,10 @@ def table(stack) -> JourneyTable:
 
 
 def items(stack, kind: str) -> list[dict]:
+    """The journey items of `kind` (a vendor's own items; the ingest's batch records, which carry its journeys)."""
     scanned = boto3.client("dynamodb").scan(TableName=stack.physical["IdempotencyTable"])["Items"]
-    return [i for i in scanned if f".{kind}.journey#" in i["id"]["S"]]
+    marker = ".ingest.batch#" if kind == "ingest" else f".{kind}.journey#"
+    return [i for i in scanned if marker in i["id"]["S"] and "data" in i]
 
 
 def lead(event_id: str) -> dict:

@@ -132,7 +132,7 @@ def test_journey_units_are_measured_on_the_relays_own_items():
     # one item per request or invocation, not per event: 100 events cost far fewer than 100 units
     assert 2 <= vendor_journey_units("applovin", 100) < 25
     assert vendor_journey_units("applovin", 100) > vendor_journey_units("applovin", 10)
-    assert 2 <= ingest_journey_units(100) < 10
+    assert 1 <= ingest_journey_units(100) < 10  # it rides on the batch record the ingest writes anyway
     out = io.StringIO()
     assert main(["cost", "--events-per-month", "1000000", "--no-journey"], out, io.StringIO()) == 0
     assert "journeys off" in out.getvalue() and "DynamoDB journeys" not in out.getvalue()

@@ -126,7 +126,8 @@ def cost_per_million(
     """Dollars per million events, each event forwarded to every vendor in `vendors`. The ingest puts up to
     EVENTS_PER_MESSAGE events of a request in one message (relay.queued); every event of a request is
     assumed to go to the same vendors. `journey`: the events' journeys are kept ([delivery] journey, the
-    Journey parameter): one item per ingest request and per vendor invocation (relay_tools.journey_cost)."""
+    Journey parameter): on each ingest request's batch record and one item per vendor invocation
+    (relay_tools.journey_cost)."""
     k = max(1, events_per_request)
     n = 1_000_000
     ingest_fixed, ingest_per_event, walls = _durations()
@@ -219,7 +220,7 @@ def cost_per_million(
 def _journey_line(
     requests: float, k: int, messages: float, batches: dict[str, int], vendors: tuple[str, ...]
 ) -> CostLine:
-    """The journeys' write units: an item per ingest request of `k` events and per vendor invocation."""
+    """The journeys' write units: what each ingest request of `k` events adds, and an item per vendor invocation."""
     from relay_tools.journey_cost import ingest_journey_units, vendor_journey_units
 
     per_message = min(k, EVENTS_PER_MESSAGE)

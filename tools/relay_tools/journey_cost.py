@@ -12,7 +12,6 @@ import json
 import math
 from pathlib import Path
 
-from relay.aws.ledger import INGEST
 from relay.journey import JourneyTable
 from relay.journey.record import Call, event_outcome, ingest_journey, vendor_journey
 from relay.models.event import parse_event
@@ -23,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = {"applovin": "web_purchase.json", "adroll": "web_purchase.json", "appsflyer": "ios_app_purchase.json"}
 ITEM_OVERHEAD_BYTES = 160  # the key, status, vendor, index keys, expiration and attribute names of an item
 INDEX_UNITS = 1  # the item's copy in the journeys index: keys only, under 1 KB
+SETTLE_RECORD_BYTES = 200  # the ingest's batch record without a journey (key, status, counts, expiration)
 VENDOR_ANSWER = '{"status":"ok"}'
 
 
@@ -82,11 +82,14 @@ def vendor_journey_units(vendor: str, events: int) -> int:
 
 @functools.cache
 def ingest_journey_units(events: int) -> int:
-    """Write units of one ingest request's journey item for `events` queued events."""
+    """Write units one ingest request's journey adds for `events` queued events: it rides on the request's
+    batch record (relay.aws.ledger.settle), so what it adds to that item, and its copy in the index."""
     router = _router()
     entries = []
     for e in _events(SAMPLES["applovin"], events):
         outcomes = router.route(e)
         entries.append({"event_id": e.event_id, "destinations": Router.destinations(outcomes)})
     data = ingest_journey(0.0, {"request_id": "x" * 36, "source_ip": "198.51.100.7"}, entries, {})
-    return _units(len(JourneyTable("t").item(INGEST, "0" * 32, data)["data"]["B"]))
+    blob = len(JourneyTable("t").attributes("0" * 32, data)["data"]["B"])
+    alone = math.ceil(SETTLE_RECORD_BYTES / 1024)
+    return math.ceil((SETTLE_RECORD_BYTES + ITEM_OVERHEAD_BYTES + blob) / 1024) - alone + INDEX_UNITS

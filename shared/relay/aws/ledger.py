@@ -106,6 +106,11 @@ def claim_key(vendor: str, event_id: str) -> str:
     return f"{KEY_PREFIX}.{vendor}#{digest.hexdigest()}"
 
 
+def batch_key(vendor: str, batch: str) -> str:
+    """The key of a batch's record (one ingest request, or one vendor-function invocation)."""
+    return f"{KEY_PREFIX}.{vendor}.batch#{batch}"
+
+
 class DeliveryLedger:
     def __init__(
         self,
@@ -153,7 +158,7 @@ class DeliveryLedger:
         return uuid.uuid4().hex
 
     def batch_key(self, batch: str) -> str:
-        return f"{KEY_PREFIX}.{self.vendor}.batch#{batch}"
+        return batch_key(self.vendor, batch)
 
     def bundle_key(self, bundle: str) -> str:
         """A bundle's claim: its own namespace, which no event's claim (`claim_key`, a digest after "#")
@@ -442,12 +447,18 @@ class DeliveryLedger:
     # -- settling ----------------------------------------------------------------------------------
 
     def settle(
-        self, batch: str, delivered: Mapping[str, int | None], failed: Iterable[str], moved: Iterable[str] = ()
+        self,
+        batch: str,
+        delivered: Mapping[str, int | None],
+        failed: Iterable[str],
+        moved: Iterable[str] = (),
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         """After sending, one write: `delivered` event_id -> HTTP status, `failed` the claimed event_ids that
         were not delivered (listed, so a retry can take their claims over), `moved` those dead-lettered
-        instead (done with, not delivered). Raises if the record cannot be written: the batch's claims then
-        run out with their lease."""
+        instead (done with, not delivered); `extra`: more attributes for the record (the ingest's journey of
+        the request, relay.journey). Raises if the record cannot be written: the batch's claims then run out
+        with their lease."""
         failed = list(dict.fromkeys(failed))
         moved = list(dict.fromkeys(moved))
         if len(failed) > MAX_LISTED_FAILURES:
@@ -463,6 +474,7 @@ class DeliveryLedger:
                 "http": {"L": [{"S": s} for s in statuses]},
                 "failed": {"L": [{"S": e} for e in failed]},
                 **({"moved": {"L": [{"S": e} for e in moved]}} if moved else {}),
+                **(extra or {}),
                 "expiration": {"N": str(int(self.clock()) + self.horizon_seconds)},
             },
         )

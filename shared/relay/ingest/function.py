@@ -203,8 +203,6 @@ def record(result: IngestResult) -> None:
     metrics.add_metric("EventsRejected", MetricUnit.Count, result.rejected)
     if result.duplicates:
         metrics.add_metric("DuplicateEvents", MetricUnit.Count, result.duplicates)
-    if result.journey_error:
-        metrics.add_metric("JourneyErrors", MetricUnit.Count, 1)
     if result.ledger_error:
         metrics.add_metric("LedgerErrors", MetricUnit.Count, 1)
         logger.error("could not record published events in the idempotency table")

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from relay.aws.clients import AWS_CALL_MAX_MS
-from relay.aws.ledger import INGEST, Claim, DeliveryLedger
+from relay.aws.ledger import Claim, DeliveryLedger
 from relay.aws.replay import ReplayGuard
 from relay.aws.sns import SNS_MAX_BYTES, Message, SnsPublisher
 from relay.delivery.deadletter import DEAD_LETTER_ATTRIBUTE_BYTES
@@ -46,7 +46,6 @@ class IngestResult:
     published: int = 0
     duplicates: int = 0  # accepted events the relay had queued before (a client's resend): not queued again
     ledger_error: bool = False  # the events were published but their claims could not be settled
-    journey_error: bool = False  # the request's journey item could not be written
     headers: dict[str, str] = field(default_factory=dict)
     secret_mismatch: bool = False  # refused because no configured secret made the signature
 
@@ -209,8 +208,8 @@ class Ingest:
         fresh = [(event_id, m) for event_id, m in singles if claims.get(event_id, Claim.CLAIMED) is Claim.CLAIMED]
         not_published, bundle_of = self._publish(fresh, remaining_ms)
         failed += not_published
-        ledger_error = self._settle(batch, fresh, [e for e in failed if e not in duplicates])
-        journey_error = self._journey(batch, now, origin or {}, accepted, fresh, set(failed), bundle_of, remaining_ms)
+        journey = self._journey(batch, now, origin or {}, accepted, fresh, set(failed), bundle_of)
+        ledger_error = self._settle(batch, fresh, [e for e in failed if e not in duplicates], journey)
         # anything but queued now or before: another request holds the claim (never dropped in silence)
         settled = (Claim.CLAIMED, Claim.DUPLICATE)
         in_flight = [event_id for event_id in ids if claims.get(event_id, Claim.CLAIMED) not in settled]
@@ -224,7 +223,6 @@ class Ingest:
             published=len(fresh),
             duplicates=len(duplicates),
             ledger_error=ledger_error,
-            journey_error=journey_error,
         )
 
     def _read(
@@ -353,19 +351,19 @@ class Ingest:
         fresh: list[tuple[str, Message]],
         failed: set[str],
         bundle_of: Mapping[str, str],
-        remaining_ms: Callable[[], int],
-    ) -> bool:
-        """Write the request's journey item (the events queued now); True when it could not be written."""
+    ) -> dict[str, Any] | None:
+        """The request's journey (the events queued now), as attributes of its batch record; None when off."""
         queued = {event_id for event_id, _ in fresh} - failed
         if self.journeys is None or not queued or not batch:
-            return False
-        if remaining_ms() < AWS_CALL_MAX_MS:
-            return True
+            return None
         entries = [entry for entry in accepted if entry["event_id"] in queued]
-        return not self.journeys.put(INGEST, batch, ingest_journey(now.timestamp(), origin, entries, bundle_of))
+        return self.journeys.attributes(batch, ingest_journey(now.timestamp(), origin, entries, bundle_of))
 
-    def _settle(self, batch: str, fresh: list[tuple[str, Message]], failed: list[str]) -> bool:
-        """Record what was published and release what was not; True when the ledger could not be written."""
+    def _settle(
+        self, batch: str, fresh: list[tuple[str, Message]], failed: list[str], journey: dict[str, Any] | None = None
+    ) -> bool:
+        """Record what was published (with the request's `journey`) and release what was not; True when the
+        ledger could not be written."""
         if not (self.ledger and fresh):
             return False
         not_published = set(failed)
@@ -376,7 +374,7 @@ class Ingest:
         except Exception:  # noqa: BLE001 - listed as failed instead: the resend takes those claims over
             failed_listed = failed
         try:
-            self.ledger.settle(batch, published, failed_listed)
+            self.ledger.settle(batch, published, failed_listed, extra=journey)
         except Exception:  # noqa: BLE001 - published all the same; the claims run out with their lease
             return True
         return False

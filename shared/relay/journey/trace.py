@@ -1,9 +1,9 @@
 """An event's journey from its event_id: `relay trace`, GET /v1/events/{event_id} and the debugger page.
 
-The ingest's claim (``s2s-relay.ingest#<digest>``) names the request's batch, so its journey item; each
-vendor's claim of the event, or of its bundle, names the batch that holds it and the batches before
-(``trail``); a dead-lettered event's record names the batches that tried it. One GetItem per claim and one
-BatchGetItem for every journey item they name.
+The ingest's claim (``s2s-relay.ingest#<digest>``) names the request's batch, whose record carries its
+journey; each vendor's claim of the event, or of its bundle, names the batch that holds it and the batches
+before (``trail``); a dead-lettered event's record names the batches that tried it. One GetItem per claim
+and one BatchGetItem for every journey item they name.
 
 The answer (`trace_event`)::
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from relay.aws.ledger import CLAIMED, DEAD_LETTERED_STATE, INGEST, KEY_PREFIX, QUEUED_FOR, claim_key
+from relay.aws.ledger import CLAIMED, DEAD_LETTERED_STATE, INGEST, KEY_PREFIX, QUEUED_FOR, batch_key, claim_key
 from relay.journey import JourneyTable, journey_key
 from relay.journey.record import DEAD_LETTERED, DELIVERED, INVALID, PENDING, SKIPPED
 from relay.models.event import VENDORS
@@ -51,7 +51,8 @@ def trace_event(table: JourneyTable, event_id: str) -> dict[str, Any] | None:
     accepted: dict[str, Any] = {}
     head: dict[str, Any] = {}
     if ingest and "batch" in ingest:
-        journey = table.get([journey_key(INGEST, ingest["batch"]["S"])]).get(journey_key(INGEST, ingest["batch"]["S"]))
+        key = batch_key(INGEST, ingest["batch"]["S"])  # the request's batch record carries its journey
+        journey = table.get([key]).get(key)
         if journey:
             accepted = journey["events"].get(event_id, {})
             head = {k: journey.get(k) for k in ("accepted_at", "request_id")}
@@ -141,7 +142,7 @@ def _from_ledger(
     holder = next((c for c in claims if c and c.get("status", {}).get("S") == CLAIMED), None)
     if holder is None:
         return {"outcome": PENDING, "reason": QUEUED}
-    record = _get(table, f"{KEY_PREFIX}.{vendor}.batch#{holder['batch']['S']}")
+    record = _get(table, batch_key(vendor, holder["batch"]["S"]))
     if record is None:
         return {"outcome": PENDING, "reason": IN_FLIGHT}
     listed = {name: {v["S"] for v in record.get(name, {}).get("L", [])} for name in ("failed", "moved")}
