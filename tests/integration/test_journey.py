@@ -251,6 +251,39 @@ def test_get_is_signed_over_the_path_not_a_body(aws_stack, monkeypatch):
         assert response["statusCode"] == 200
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "203.0.113.7",
+        "0.0.0.0",
+        "255.255.255.255",
+        "256.1.1.1",
+        "01.2.3.4",
+        "1.2.3",
+        "1.2.3.4.5",
+        " 10.0.0.1 ",
+        "\u0661.2.3.4",
+        "2001:db8::1",
+        "::1",
+        "::ffff:1.2.3.4",
+        "10:30:00",
+        "1.2.3.04",
+        "",
+    ],
+)
+def test_ip_truncation_agrees_with_the_standard_library(value):
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        expected = None
+    else:
+        prefix = 24 if address.version == 4 else 48
+        expected = str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+    assert truncate_ip(value) == expected
+
+
 def test_ip_truncation():
     assert truncate_ip("203.0.113.7") == "203.0.113.0"
     assert truncate_ip("2001:db8:abcd:12:1:2:3:4") == "2001:db8:abcd::"
