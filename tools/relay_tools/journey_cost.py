@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from datetime import UTC, datetime
 from pathlib import Path
 
 from relay.journey import JourneyTable
@@ -24,6 +25,8 @@ ITEM_OVERHEAD_BYTES = 160  # the key, status, vendor, index keys, expiration and
 INDEX_UNITS = 1  # the item's copy in the journeys index: keys only, under 1 KB
 SETTLE_RECORD_BYTES = 200  # the ingest's batch record without a journey (key, status, counts, expiration)
 VENDOR_ANSWER = '{"status":"ok"}'
+FIXED_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: the events' time, so that the figures do not change
+FIXED_NOW = datetime.fromtimestamp(FIXED_MS / 1000 + 60, UTC)
 
 
 def _events(sample: str, n: int) -> list:
@@ -39,7 +42,8 @@ def _events(sample: str, n: int) -> list:
             user["phone"] = f"+1650555{i:04d}"
         if "ip" in user:
             user["ip"] = f"203.0.{i % 250}.{i % 200 + 1}"
-        events.append(parse_event(one, now=None, max_event_age_days=36500))
+        one["timestamp"] = FIXED_MS - i * 1000  # fixed: the same figures on every run
+        events.append(parse_event(one, now=FIXED_NOW, max_event_age_days=36500))
     return events
 
 
