@@ -326,3 +326,21 @@ def test_a_get_signed_with_a_rotated_secret_reads_the_secret_again(aws_stack, mo
     assert handler(http_api_event("GET", path, rotated, b""), FakeLambdaContext())["statusCode"] == 200
     stale = signed_get(path, secret="not-a-secret")
     assert handler(http_api_event("GET", path, stale, b""), FakeLambdaContext())["statusCode"] == 401
+
+
+def test_the_pages_recent_list_reads_settled_minutes_once_and_forgets_what_left_the_window(aws_stack, monkeypatch):
+    from relay_tools.ui import RecentJourneys
+
+    post(aws_stack, monkeypatch, [lead("order-1007")])
+    client = boto3.client("dynamodb")
+    queries: list[str] = []
+    client.meta.events.register("before-call.dynamodb.Query", lambda **kw: queries.append("q"))
+    now = {"t": NOW + 5 * 60}  # the ingest's item is five minutes old: its minute is settled
+    recent = RecentJourneys(JourneyTable(aws_stack.physical["IdempotencyTable"], client, clock=lambda: now["t"]))
+    first = recent.items()
+    assert [j["kind"] for j in first.values()] == ["ingest"] and len(queries) == recent.minutes * 8
+    queries.clear()
+    assert recent.items() == first
+    assert len(queries) == recent.SETTLED_MINUTES * 8  # only the minutes that may still grow
+    now["t"] = NOW + (recent.minutes + 1) * 60  # the item has left the window
+    assert recent.items() == {}

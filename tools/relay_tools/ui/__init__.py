@@ -87,8 +87,8 @@ class RecentJourneys:
         """The decoded items of the window, at most `limit`, the newest."""
         now = self.journeys.clock()
         keys: list[tuple[int, str]] = []
-        for back in range(self.minutes):
-            minute = f"{datetime.fromtimestamp(now - back * 60, UTC):%Y-%m-%dT%H:%M}"
+        window = [f"{datetime.fromtimestamp(now - back * 60, UTC):%Y-%m-%dT%H:%M}" for back in range(self.minutes)]
+        for back, minute in enumerate(window):
             if back >= self.SETTLED_MINUTES and minute in self._keys:
                 found = self._keys[minute]
             else:
@@ -98,8 +98,13 @@ class RecentJourneys:
             keys += found
         newest = [key for _, key in sorted(keys, reverse=True)[:limit]]
         missing = [key for key in newest if key not in self._items]
-        self._items.update(self.journeys.get(missing) if missing else {})
-        return {key: self._items[key] for key in newest if key in self._items}
+        fetched = self.journeys.get(missing) if missing else {}
+        # what left the window is forgotten: a page left open for days holds one window's worth
+        self._keys = {minute: found for minute, found in self._keys.items() if minute in window}
+        self._items = {
+            key: self._items.get(key) or fetched[key] for key in newest if key in self._items or key in fetched
+        }
+        return dict(self._items)
 
 
 class Debugger:
