@@ -9,6 +9,8 @@ import zlib
 import boto3
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from relay.aws.ledger import claim_key
 from relay.ingest.signing import sign
@@ -344,3 +346,24 @@ def test_the_pages_recent_list_reads_settled_minutes_once_and_forgets_what_left_
     assert len(queries) == recent.SETTLED_MINUTES * 8  # only the minutes that may still grow
     now["t"] = NOW + (recent.minutes + 1) * 60  # the item has left the window
     assert recent.items() == {}
+
+
+@given(
+    values=st.lists(
+        st.one_of(
+            st.ip_addresses().map(str), st.text(max_size=20), st.from_regex(r"\d{1,4}(\.\d{1,4}){3}", fullmatch=True)
+        ),
+        max_size=8,
+    ),
+    nested=st.booleans(),
+)
+def test_mask_ips_text_truncates_exactly_the_values_that_are_addresses(values, nested):
+    """The one-pass text substitution agrees with truncate_ip value by value, also inside JSON held in a string."""
+    expected = [truncate_ip(v) if truncate_ip(v) is not None else v for v in values]
+    text = json.dumps({"v": values})
+    if nested:
+        text = json.dumps({"eventValue": text})
+        masked = json.loads(json.loads(mask_ips_text(text))["eventValue"])["v"]
+    else:
+        masked = json.loads(mask_ips_text(text))["v"]
+    assert masked == expected

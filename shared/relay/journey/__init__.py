@@ -73,10 +73,13 @@ def truncate_ip(value: str) -> str | None:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
 
 
-# a JSON string that may be an IP address: four dotted numbers, or hex groups with a colon early (checked
-# by truncate_ip, so "10:30:00" stays as it is); its closing quote may be escaped, as in a JSON string that
-# holds JSON (AppsFlyer's eventValue). The opening quote comes first: the scan is one pass in C.
-_IP_STRING = re.compile(r'"(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:.]{1,44})(\\?")')
+# JSON string values that are IP addresses; the closing quote may be escaped, as in a JSON string that holds
+# JSON (AppsFlyer's eventValue). IPv4 is matched exactly (octets 0-255, no leading zeros) and truncated by
+# the substitution itself (surrounding blanks dropped); an IPv6 candidate (hex groups with a colon early) is checked by truncate_ip, so
+# "10:30:00" stays as it is. Each pattern starts with the quote: one pass in C per pattern.
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4_STRING = re.compile(rf'"\s*({_OCTET}\.{_OCTET}\.{_OCTET})\.{_OCTET}\s*(\\?")')
+_IPV6_STRING = re.compile(r'"\s*([0-9A-Fa-f]{0,4}:[0-9A-Fa-f:.]{1,44})\s*(\\?")')
 
 
 def _masked(match: re.Match[str]) -> str:
@@ -86,7 +89,7 @@ def _masked(match: re.Match[str]) -> str:
 
 def mask_ips_text(text: str) -> str:
     """`text` (serialized JSON) with every string value that is an IP address truncated (truncate_ip)."""
-    return _IP_STRING.sub(_masked, text)
+    return _IPV6_STRING.sub(_masked, _IPV4_STRING.sub(r'"\1.0\2', text))
 
 
 def encode(data: dict[str, Any]) -> bytes:
