@@ -75,8 +75,9 @@ def truncate_ip(value: str) -> str | None:
 
 # JSON string values that are IP addresses; the closing quote may be escaped, as in a JSON string that holds
 # JSON (AppsFlyer's eventValue). IPv4 is matched exactly (octets 0-255, no leading zeros) and truncated by
-# the substitution itself (surrounding blanks dropped); an IPv6 candidate (hex groups with a colon early) is checked by truncate_ip, so
-# "10:30:00" stays as it is. Each pattern starts with the quote: one pass in C per pattern.
+# the substitution itself (surrounding blanks dropped); an IPv6 candidate (hex groups with a colon early)
+# is checked by truncate_ip, so "10:30:00" stays as it is. Each pattern starts with the quote: one pass in
+# C per pattern.
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4_STRING = re.compile(rf'"\s*({_OCTET}\.{_OCTET}\.{_OCTET})\.{_OCTET}\s*(\\?")')
 _IPV6_STRING = re.compile(r'"\s*([0-9A-Fa-f]{0,4}:[0-9A-Fa-f:.]{1,44})\s*(\\?")')
