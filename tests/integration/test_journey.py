@@ -367,3 +367,19 @@ def test_mask_ips_text_truncates_exactly_the_values_that_are_addresses(values, n
     else:
         masked = json.loads(mask_ips_text(text))["v"]
     assert masked == expected
+
+
+def test_when_the_last_invocation_left_no_journey_the_ledger_tells_the_outcome(aws_stack, monkeypatch):
+    """A retry delivers the event but its journey item cannot be written (JourneyErrors): the trace does not
+    keep saying "pending" from the first attempt's item; the ledger's batch record says delivered."""
+    post(aws_stack, monkeypatch, [app_event("ios", event_id="ios-3")])
+    first = receive(aws_stack, "appsflyer", 1)
+    deliver(aws_stack, monkeypatch, "appsflyer", 1, Vendor(lambda r: httpx.Response(503)), first)
+    assert trace_event(table(aws_stack), "ios-3")["vendors"]["appsflyer"]["outcome"] == "pending"
+    url, handle = aws_stack.physical["AppsFlyerQueue"], first["Records"][0]["receiptHandle"]
+    boto3.client("sqs").change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
+    monkeypatch.setattr(JourneyTable, "put", lambda self, vendor, batch, data: False)
+    assert deliver(aws_stack, monkeypatch, "appsflyer", 1, Vendor()) == {"batchItemFailures": []}
+    journey = trace_event(table(aws_stack), "ios-3")["vendors"]["appsflyer"]
+    assert journey["outcome"] == "delivered"
+    assert [a["status"] for a in journey["attempts"]] == [503] * len(journey["attempts"])  # what was kept

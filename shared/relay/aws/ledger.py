@@ -111,6 +111,12 @@ def batch_key(vendor: str, batch: str) -> str:
     return f"{KEY_PREFIX}.{vendor}.batch#{batch}"
 
 
+def bundle_key(vendor: str, bundle: str) -> str:
+    """A bundle's claim: its own namespace, which no event's claim (`claim_key`, a digest after "#") or batch
+    record can share, whatever the event_id."""
+    return f"{KEY_PREFIX}.{vendor}.bundle#{bundle}"
+
+
 class DeliveryLedger:
     def __init__(
         self,
@@ -161,9 +167,7 @@ class DeliveryLedger:
         return batch_key(self.vendor, batch)
 
     def bundle_key(self, bundle: str) -> str:
-        """A bundle's claim: its own namespace, which no event's claim (`claim_key`, a digest after "#")
-        or batch record can share, whatever the event_id."""
-        return f"{KEY_PREFIX}.{self.vendor}.bundle#{bundle}"
+        return bundle_key(self.vendor, bundle)
 
     # -- claims ------------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from relay.aws.ledger import CLAIMED, DEAD_LETTERED_STATE, INGEST, KEY_PREFIX, QUEUED_FOR, batch_key, claim_key
+from relay.aws.ledger import CLAIMED, DEAD_LETTERED_STATE, INGEST, QUEUED_FOR, batch_key, bundle_key, claim_key
 from relay.journey import JourneyTable, journey_key
 from relay.journey.record import DEAD_LETTERED, DELIVERED, INVALID, PENDING, SKIPPED
 from relay.models.event import VENDORS
@@ -79,7 +79,7 @@ def trace_event(table: JourneyTable, event_id: str) -> dict[str, Any] | None:
     for vendor, claims in vendors.items():
         if not ingest and not any(claims):
             continue
-        runs = [journeys[k] for b in _batches(*claims) if (k := journey_key(vendor, b)) in journeys]
+        runs = {b: journeys[k] for b in _batches(*claims) if (k := journey_key(vendor, b)) in journeys}
         out["vendors"][vendor] = vendor_trace(table, event_id, vendor, accepted, claims, runs)
     return out
 
@@ -89,7 +89,7 @@ def _vendor_claims(
 ) -> tuple[dict[str, Any] | None, ...]:
     """The vendor's record of the event (a claim or a dead letter), and of its bundle's claim."""
     own = _get(table, claim_key(vendor, event_id))
-    shared = _get(table, f"{KEY_PREFIX}.{vendor}.bundle#{bundle}") if bundle else None
+    shared = _get(table, bundle_key(vendor, bundle)) if bundle else None
     return own, shared
 
 
@@ -99,17 +99,19 @@ def vendor_trace(
     vendor: str,
     accepted: dict[str, Any],
     claims: tuple[dict[str, Any] | None, ...],
-    runs: list[dict[str, Any]],
+    runs: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     """One vendor's part of the journey: its outcome from the latest invocation that said one, every request
-    that carried the event, and the last of them."""
+    that carried the event, and the last of them. `runs`: the journey items of the batches that held its
+    claim, by batch; when the batch that holds it now left none (in flight, or its journey not written), the
+    ledger says how it stands."""
     if vendor in accepted.get("skipped", {}):
         return {"outcome": SKIPPED, "reason": accepted["skipped"][vendor], "attempts": [], "request": None}
     if vendor in accepted.get("invalid", {}):
         return {"outcome": INVALID, "errors": accepted["invalid"][vendor], "attempts": [], "request": None}
     attempts, request = [], None
     latest: dict[str, Any] | None = None
-    for run in sorted(runs, key=lambda r: r["written_at"]):
+    for run in sorted(runs.values(), key=lambda r: r["written_at"]):
         for call in run.get("requests", []):
             if event_id in call.get("events", []):
                 attempts.append({k: call[k] for k in ("at", "attempt", "status", "latency_ms", "response")})
@@ -117,10 +119,11 @@ def vendor_trace(
         if event_id in run.get("events", {}):
             latest = run["events"][event_id]
     own = claims[0] or {}
-    if own.get("status", {}).get("S") == DEAD_LETTERED_STATE and (latest or {}).get("outcome") != DEAD_LETTERED:
+    holder = next((c for c in claims if c and c.get("status", {}).get("S") == CLAIMED), None)
+    if latest is None or (holder is not None and holder["batch"]["S"] not in runs):
+        latest = _from_ledger(table, vendor, event_id, holder)
+    if own.get("status", {}).get("S") == DEAD_LETTERED_STATE and latest.get("outcome") != DEAD_LETTERED:
         latest = {"outcome": DEAD_LETTERED, "reason": own.get("why", {}).get("S", "")}
-    if latest is None:
-        latest = _from_ledger(table, vendor, event_id, claims)
     return {**latest, "attempts": attempts, "request": request}
 
 
@@ -134,12 +137,9 @@ def _body(text: Any) -> Any:
         return text
 
 
-def _from_ledger(
-    table: JourneyTable, vendor: str, event_id: str, claims: tuple[dict[str, Any] | None, ...]
-) -> dict[str, Any]:
+def _from_ledger(table: JourneyTable, vendor: str, event_id: str, holder: dict[str, Any] | None) -> dict[str, Any]:
     """The outcome the ledger alone tells (no journey item names it: the journey is off, or was not written):
-    the batch record of the claim's batch lists what it did not deliver."""
-    holder = next((c for c in claims if c and c.get("status", {}).get("S") == CLAIMED), None)
+    the batch record of the claim's batch (`holder`) lists what it did not deliver."""
     if holder is None:
         return {"outcome": PENDING, "reason": QUEUED}
     record = _get(table, batch_key(vendor, holder["batch"]["S"]))
