@@ -211,3 +211,4 @@ def test_purge_through_the_page_api_empties_that_dlq_only(stack):
     assert dlq["adroll"]["count"] == 0 and dlq["appsflyer"]["count"] == 1
     assert dlq["appsflyer"]["letters"][0]["event_id"] == "left-over"
     assert httpx.post(base + "ui/api/dlq/nobody/purge", headers=headers).status_code == 404
+    assert httpx.post(base + "ui/api/dlq/adroll/redrive", headers=headers, content=b"{not json").status_code == 400

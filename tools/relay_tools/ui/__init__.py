@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from threading import Lock
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -63,6 +64,7 @@ class RecentJourneys:
         self._keys: dict[str, list[tuple[int, str]]] = {}  # settled minute -> its items' (at, key)
         self._items: dict[str, dict[str, Any]] = {}  # key -> decoded item
         self._pool = ThreadPoolExecutor(max_workers=SHARDS, thread_name_prefix="journeys")
+        self._lock = Lock()
 
     def _minute(self, minute: str) -> list[tuple[int, str]]:
         def shard(n: int) -> list[tuple[int, str]]:
@@ -84,7 +86,12 @@ class RecentJourneys:
         return [key for part in self._pool.map(shard, range(SHARDS)) for key in part]
 
     def items(self, limit: int = MAX_ITEMS) -> dict[str, dict[str, Any]]:
-        """The decoded items of the window, at most `limit`, the newest."""
+        """The decoded items of the window, at most `limit`, the newest (one refresh at a time: the page
+        asks from several requests at once)."""
+        with self._lock:
+            return self._refresh(limit)
+
+    def _refresh(self, limit: int) -> dict[str, dict[str, Any]]:
         now = self.journeys.clock()
         keys: list[tuple[int, str]] = []
         window = [f"{datetime.fromtimestamp(now - back * 60, UTC):%Y-%m-%dT%H:%M}" for back in range(self.minutes)]
@@ -159,7 +166,10 @@ class Debugger:
         if method == "GET" and path == "dlq":
             return _json(200, {vendor: self.letters(vendor) for vendor in VENDORS})
         if method == "POST" and parts[0] == "dlq" and len(parts) == 3 and parts[1] in VENDORS:
-            wanted = json.loads(body or b"{}").get("event_ids") or []
+            try:
+                wanted = json.loads(body or b"{}").get("event_ids") or []
+            except (ValueError, AttributeError):
+                return _json(400, {"error": 'the body must be JSON: {"event_ids": [...]} or {}'})
             if parts[2] == "redrive":
                 return _json(200, {"moved": self.redrive(parts[1], set(wanted))})
             if parts[2] == "purge":
