@@ -194,7 +194,7 @@ def test_a_deferred_request_says_why():
     results = forwarder.deliver({"m1": event(web_event(event_id="d1"))}, clock.remaining_ms)
     assert results["m1"].outcome == Outcome.DEFERRED and not results["m1"].ok
     assert results["m1"].reason == "not sent to adroll: 10000 ms of the invocation were left, a request may take 10 s"
-    assert forwarder.stats.deferred_requests == 1 and forwarder.stats.requests == []
+    assert forwarder.stats.deferred_requests == 1 and forwarder.stats.calls == []
 
 
 # -- one total deadline per request, against a real socket -----------------------------------------

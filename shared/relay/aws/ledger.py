@@ -372,12 +372,9 @@ class DeliveryLedger:
             return set()
         moved = set()
         for event_id in event_ids:
-            item = (
-                self.client.get_item(
-                    TableName=self.table_name, Key={"id": {"S": claim_key(self.vendor, event_id)}}, ConsistentRead=True
-                ).get("Item")
-                or {}
-            )
+            item = self.client.get_item(
+                TableName=self.table_name, Key={"id": {"S": claim_key(self.vendor, event_id)}}, ConsistentRead=True
+            ).get("Item") or {}
             source = item.get("message_id", {}).get("S", "")
             if item.get("status", {}).get("S") == DEAD_LETTERED_STATE and source.split("#", 1)[0] == message_id:
                 moved.add(event_id)

@@ -74,7 +74,6 @@ class RetryPolicy:
 
 @dataclass
 class Stats:
-    requests: list[tuple[int | None, int, float]] = field(default_factory=list)  # (status, events, ms)
     retries: int = 0
     bisect_requests: int = 0
     deferred_requests: int = 0  # requests not started: the invocation's deadline was too near
@@ -83,7 +82,7 @@ class Stats:
     answered: int = 0  # requests the vendor answered (2xx, or a 4xx about the events): it is up
     failed: int = 0  # requests that failed for the vendor's sake (401/403, 408, 429, 5xx, no answer)
     streak: int = 0  # failed requests since the last answered one
-    calls: list[Call] = field(default_factory=list)  # every request made, for the events' journeys
+    calls: list[Call] = field(default_factory=list)  # every request made: the metrics', the journeys'
     lock: Lock = field(default_factory=Lock)
 
     def note(self, delivery: Delivery) -> None:
@@ -459,5 +458,4 @@ class Forwarder:
 
     def _count(self, call: Call) -> None:
         with self.stats.lock:
-            self.stats.requests.append((call.status, len(call.keys), call.latency_ms))
             self.stats.calls.append(call)

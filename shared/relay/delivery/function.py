@@ -24,7 +24,7 @@ from relay.delivery.outcomes import Delivery, Outcome
 from relay.delivery.response import batch_response
 from relay.delivery.retry import RetrySchedule, SourceQueue
 from relay.journey import JourneyTable
-from relay.journey.record import event_outcome, vendor_journey
+from relay.journey.record import invocation_journey
 from relay.models.config import ConfigError, DeliveryConfig, RelayConfig, delivery_from_env
 from relay.models.environment import InvalidEnvironment, VendorEnvironment, get_environment, read_environment
 from relay.observability import MetricUnit, logger, metrics
@@ -249,16 +249,8 @@ def record_journey(
         return
     results, events, moved = batch
     now = function.clock()
-    outcomes = {}
-    for key, event_id in claimed.items():
-        delay = delays.get(events[key].message_id)
-        outcome = event_outcome(results[key], key in moved, now + delay if delay is not None else None)
-        if outcome is not None:
-            outcomes[event_id] = outcome
-    stats = forwarder.stats
-    forwarded = sum(results[key].outcome == Outcome.FORWARDED for key in claimed)
-    match = {"forwarded": forwarded, "identifiers": dict(stats.identifiers)}
-    data = vendor_journey(function.vendor, now, stats.calls, outcomes, claimed, match)
+    next_attempts = {key: now + delays[e.message_id] for key, e in events.items() if e.message_id in delays}
+    data = invocation_journey(function.vendor, now, forwarder.stats, claimed, results, moved, next_attempts)
     if not function.journeys.put(function.vendor, batch_id, data):
         metrics.add_metric("JourneyErrors", MetricUnit.Count, 1)
         logger.warning("could not write the journey of a batch")
@@ -344,9 +336,9 @@ def take_probe(function: VendorFunction, state: CircuitState) -> bool:
 def record_requests(forwarder: Forwarder) -> None:
     """The metrics of the vendor requests of the last batch."""
     stats = forwarder.stats
-    for _status, _n, latency in stats.requests:
-        metrics.add_metric("VendorLatency", MetricUnit.Milliseconds, latency)
-    metrics.add_metric("VendorRequests", MetricUnit.Count, len(stats.requests))
+    for call in stats.calls:
+        metrics.add_metric("VendorLatency", MetricUnit.Milliseconds, call.latency_ms)
+    metrics.add_metric("VendorRequests", MetricUnit.Count, len(stats.calls))
     metrics.add_metric("VendorRetries", MetricUnit.Count, stats.retries)
     metrics.add_metric("BisectRequests", MetricUnit.Count, stats.bisect_requests)
     for kind in IDENTIFIER_KINDS:  # share of EventsForwarded carrying each kind of identifier (match quality)

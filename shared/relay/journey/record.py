@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from relay.delivery.outcomes import Delivery, Outcome
 from relay.journey import MAX_RESPONSE_BYTES, iso, mask_ips_text, truncate_ip
 
 if TYPE_CHECKING:
-    from relay.delivery.outcomes import Delivery
+    from relay.delivery.forwarding import Stats
     from relay.vendors import VendorRequest
 
 DELIVERED, SKIPPED, INVALID, DEAD_LETTERED, PENDING = "delivered", "skipped", "invalid", "dead_lettered", "pending"
@@ -79,8 +80,6 @@ def ingest_journey(
 def event_outcome(delivery: Delivery, moved: bool, next_attempt: float | None) -> dict[str, Any] | None:
     """One event's outcome at the vendor after an invocation; None when the invocation says nothing new
     (a duplicate: an earlier journey item has its outcome)."""
-    from relay.delivery.outcomes import Outcome
-
     if delivery.outcome == Outcome.DUPLICATE:
         return None
     if delivery.ok:
@@ -95,21 +94,31 @@ def event_outcome(delivery: Delivery, moved: bool, next_attempt: float | None) -
     return out
 
 
-def vendor_journey(
+def invocation_journey(
     vendor: str,
     at: float,
-    calls: Iterable[Call],
-    outcomes: Mapping[str, dict[str, Any]],
-    event_ids: Mapping[str, str],
-    match: Mapping[str, Any],
+    stats: Stats,
+    claimed: Mapping[str, str],
+    results: Mapping[str, Delivery],
+    moved: Collection[str] = (),
+    next_attempts: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """A vendor-function invocation's journey: its requests (`event_ids`: event key -> event_id), each
-    event's outcome by event_id, and what identifiers the delivered events carried (`match`)."""
+    """A vendor-function invocation's journey: every request it made (`stats.calls`), each event it claimed
+    (`claimed`: event key -> event_id) with its outcome (`moved`: the keys dead-lettered; `next_attempts`:
+    when each key kept for a retry comes back), and the identifiers of what the vendor took (the match
+    quality)."""
+    next_attempts = next_attempts or {}
+    outcomes = {}
+    for key, event_id in claimed.items():
+        outcome = event_outcome(results[key], key in moved, next_attempts.get(key))
+        if outcome is not None:
+            outcomes[event_id] = outcome
+    forwarded = sum(results[key].outcome == Outcome.FORWARDED for key in claimed)
     return {
         "kind": "vendor",
         "vendor": vendor,
         "at": iso(at),
-        "requests": [call.as_dict(event_ids) for call in sorted(calls, key=lambda c: c.at)],
-        "events": dict(outcomes),
-        "match": dict(match),
+        "requests": [call.as_dict(claimed) for call in sorted(stats.calls, key=lambda c: c.at)],
+        "events": outcomes,
+        "match": {"forwarded": forwarded, "identifiers": dict(stats.identifiers)},
     }
