@@ -155,18 +155,23 @@ def post_events(event: dict[str, Any], remaining_ms: Callable[[], int], function
     context = event.get("requestContext") or {}
     origin = {"request_id": context.get("requestId"), "source_ip": (context.get("http") or {}).get("sourceIp")}
     result = ingest.handle(raw, headers, remaining_ms, origin)
-    if not result.secret_mismatch:
-        return result
+    fresh = refreshed(function, ingest) if result.secret_mismatch else None
+    # the secret was rotated: check the signature against the new one
+    return fresh.handle(raw, headers, remaining_ms, origin) if fresh is not None else result
+
+
+def refreshed(function: IngestFunction, ingest: Ingest) -> Ingest | None:
+    """After a signature no cached secret made: the Ingest for the signing secret read anew (at most once a
+    minute per container, SecretRefresh), when it changed; None when it did not or cannot be read now."""
     function.refresh.due()
     if not function.refresh.take():
-        return result
+        return None
     try:
         fresh = function.ingest(force=True)
     except ConfigError:  # the secret cannot be read right now: the refusal stands (a 401, not a 500)
         logger.warning("could not read the signing secret again after a signature mismatch")
-        return result
-    # the secret was rotated: check the signature against the new one
-    return fresh.handle(raw, headers, remaining_ms, origin) if fresh is not ingest else result
+        return None
+    return fresh if fresh is not ingest else None
 
 
 def get_event(event: dict[str, Any], path: str, function: IngestFunction) -> dict[str, Any]:
@@ -175,20 +180,15 @@ def get_event(event: dict[str, Any], path: str, function: IngestFunction) -> dic
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     params = event.get("pathParameters")
     try:
-        config = function.ingest().config
-        result = event_status(path, headers, config, function.journeys, function.clock(), params)
+        ingest = function.ingest()
     except ConfigError as exc:
         logger.error("relay configuration unusable", extra={"errors": [str(e) for e in exc.errors]})
         metrics.add_metric(SERVER_ERRORS, MetricUnit.Count, 1)
         return _json_response(500, {"error": MISCONFIGURED})
-    if result.secret_mismatch:
-        function.refresh.due()
-        if function.refresh.take():
-            try:
-                config = function.ingest(force=True).config
-                result = event_status(path, headers, config, function.journeys, function.clock(), params)
-            except ConfigError:  # the secret cannot be read right now: the refusal stands (a 401, not a 500)
-                logger.warning("could not read the signing secret again after a signature mismatch")
+    result = event_status(path, headers, ingest.config, function.journeys, function.clock(), params)
+    fresh = refreshed(function, ingest) if result.secret_mismatch else None
+    if fresh is not None:
+        result = event_status(path, headers, fresh.config, function.journeys, function.clock(), params)
     if result.status >= 500:
         metrics.add_metric(SERVER_ERRORS, MetricUnit.Count, 1)
     logger.info("event status request", extra={"status": result.status})
