@@ -21,7 +21,7 @@ from relay.delivery.function import read_records
 from relay.ingest.request import Ingest
 from relay.ingest.signing import sign
 from relay.journey import JourneyTable, fitted
-from relay.journey.record import event_outcome, vendor_journey
+from relay.journey.record import invocation_journey
 from relay.models.config import config_from_mapping
 from relay.models.event import parse_event
 from relay.queued.message import EVENTS_PER_MESSAGE, QueuedEvent, queued_body
@@ -126,10 +126,7 @@ def vendor_batch_once(
     wall, cpu = time.perf_counter(), time.process_time()
     events = {item.key: item.event for item in items(event, vendor)}
     results = forwarder.deliver(events, lambda: 60_000)
-    ids = {key: event.event_id for key, event in events.items()}
-    outcomes = {ids[key]: event_outcome(d, False, None) for key, d in results.items()}
-    match = {"forwarded": len(results), "identifiers": dict(forwarder.stats.identifiers)}
-    fitted(vendor_journey(vendor, time.time(), forwarder.stats.calls, outcomes, ids, match))
+    fitted(invocation_journey(vendor, time.time(), forwarder.stats, forwarder.last[1], results))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert all(d.ok for d in results.values()), {d.outcome for d in results.values()}
     return wall, cpu

@@ -13,11 +13,14 @@ import math
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+
+from relay.delivery.forwarding import Forwarder
+from relay.delivery.outcomes import Outcome
 from relay.journey import JourneyTable
-from relay.journey.record import Call, event_outcome, ingest_journey, vendor_journey
+from relay.journey.record import ingest_journey, invocation_journey
 from relay.models.event import parse_event
 from relay.queued.routing import Router
-from relay.vendors import Mapped
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = {"applovin": "web_purchase.json", "adroll": "web_purchase.json", "appsflyer": "ios_app_purchase.json"}
@@ -60,28 +63,28 @@ def _units(blob_bytes: int) -> int:
 
 @functools.cache
 def vendor_journey_units(vendor: str, events: int) -> int:
-    """Write units of one vendor-function invocation's journey item for `events` delivered events."""
-    router = _router()
-    adapter = router.adapters[vendor]
-    parsed = _events(SAMPLES[vendor], events)
-    mapped = [(f"m{i}", e, router.route_one(e, vendor)) for i, e in enumerate(parsed)]
-    by_target: dict[str, list[tuple[str, Mapped]]] = {}
-    for key, _, outcome in mapped:
-        assert isinstance(outcome, Mapped), outcome
-        by_target.setdefault(outcome.target, []).append((key, outcome))
-    calls = []
-    for items in by_target.values():
-        for start in range(0, len(items), adapter.max_batch):
-            chunk = items[start : start + adapter.max_batch]
-            request = adapter.build_request(chunk[0][1].target, [o.payload for _, o in chunk])
-            calls.append(Call(0.0, 1, 200, 50.0, VENDOR_ANSWER, request, tuple(k for k, _ in chunk)))
-    from relay.delivery.outcomes import Delivery, Outcome
-
-    ids = {key: e.event_id for key, e, _ in mapped}
-    delivered = event_outcome(Delivery(True, Outcome.FORWARDED, status=200), False, None)
-    outcomes = dict.fromkeys(ids.values(), delivered)
-    data = vendor_journey(vendor, 0.0, calls, outcomes, ids, {"forwarded": events, "identifiers": {}})
+    """Write units of one vendor-function invocation's journey item for `events` delivered events: the
+    relay's own Forwarder delivers them to a vendor answering 200 (httpx.MockTransport), one request at a
+    time and at a fixed clock (the same item on every run), and its requests make the item."""
+    forwarder = Forwarder(
+        vendor,
+        _router().config,
+        httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200, text=VENDOR_ANSWER))),
+        max_workers=1,
+        clock=lambda: 0.0,
+        wall_clock=lambda: 0.0,
+    )
+    try:
+        results = forwarder.deliver({f"m{i}": e for i, e in enumerate(_events(SAMPLES[vendor], events))}, _ample)
+    finally:
+        forwarder.close()
+    assert all(d.outcome == Outcome.FORWARDED for d in results.values()), results
+    data = invocation_journey(vendor, 0.0, forwarder.stats, forwarder.last[1], results)
     return _units(len(JourneyTable("t").item(vendor, "0" * 32, data)["data"]["B"]))
+
+
+def _ample() -> int:
+    return 60_000  # ms left: every request may start
 
 
 @functools.cache
