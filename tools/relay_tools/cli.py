@@ -214,8 +214,7 @@ def dlq_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _dlq_action(args: argparse.Namespace, vendor: str, queues: Any, out: TextIO, err: TextIO) -> int:
-    from relay.delivery import deadletter
-    from relay_tools.queues import redrive_letters
+    from relay_tools.queues import peek_letters, redrive_letters
 
     client = queues.client
     if args.action == "purge":
@@ -223,8 +222,7 @@ def _dlq_action(args: argparse.Namespace, vendor: str, queues: Any, out: TextIO,
         print(f"purged the {vendor} dead-letter queue", file=out)
         return EXIT_OK
     if args.action == "list":
-        letters = list(deadletter.read_all(client, queues.dlq_url))
-        deadletter.release(client, queues.dlq_url, letters)
+        letters = peek_letters(queues)
         if args.json:
             for letter in letters:
                 print(json.dumps({"vendor": vendor, **letter.summary()}), file=out)

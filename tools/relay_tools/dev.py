@@ -355,7 +355,7 @@ class LocalStack:
         timeout = self.stack.function_timeout("IngestFunction")
         local = self
         lock = threading.Lock()  # one invocation at a time, as one Lambda container
-        debugger = self.debugger = self._debugger()
+        debugger = self._debugger()
 
         class Ingest(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:

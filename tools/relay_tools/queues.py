@@ -66,6 +66,24 @@ def vendor_queues(
         ) from None
 
 
+def peek_letters(queues: VendorQueues, limit: int | None = None, hold_seconds: int = 30) -> list[Any]:
+    """A vendor's dead letters (the first `limit`), read and released at once: nothing moved or deleted."""
+    from itertools import islice
+
+    from relay.delivery import deadletter
+
+    letters = list(islice(deadletter.read_all(queues.client, queues.dlq_url, hold_seconds), limit))
+    deadletter.release(queues.client, queues.dlq_url, letters)
+    return letters
+
+
+def dead_letter_count(queues: VendorQueues) -> int:
+    """How many messages a vendor's DLQ holds, visible or not (GetQueueAttributes: nothing is received)."""
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attrs = queues.client.get_queue_attributes(QueueUrl=queues.dlq_url, AttributeNames=names)["Attributes"]
+    return sum(int(attrs.get(name, "0")) for name in names)
+
+
 def redrive_letters(queues: VendorQueues, wanted: set[str]) -> tuple[int, set[str]]:
     """Move a vendor's dead letters back to its queue: those carrying any of `wanted` event_ids, or all when
     it is empty (the others are released at once). Returns how many moved and the event_ids they carried."""

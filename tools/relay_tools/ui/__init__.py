@@ -25,13 +25,12 @@ from threading import Lock
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from relay.delivery import deadletter
 from relay.journey import AT, INDEX, MINUTE, SHARDS, JourneyTable
 from relay.journey.record import OUTCOMES, PENDING
 from relay.journey.trace import trace_event
 from relay.models.event import VENDORS
 from relay.vendors.base import IDENTIFIER_KINDS
-from relay_tools.queues import VendorQueues, redrive_letters
+from relay_tools.queues import VendorQueues, dead_letter_count, peek_letters, redrive_letters
 
 STATIC = Path(__file__).parent / "static"
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css"}
@@ -39,6 +38,7 @@ TOKEN_HEADER = "X-Relay-UI"  # noqa: S105 - a header name, not a secret
 WINDOW_MINUTES = 30  # how far back the page lists events
 MAX_EVENTS = 200
 MAX_ITEMS = 500  # journey items read for the list (ingest requests and vendor invocations)
+PAGE_LETTERS = 20  # dead letters listed per vendor (the count is the DLQ's own)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,10 +203,13 @@ class Debugger:
         return {"events": rows[:MAX_EVENTS], "match": match_quality(runs), "outcomes": list(OUTCOMES)}
 
     def letters(self, vendor: str) -> dict[str, Any]:
+        """How many letters the vendor's DLQ holds (its attributes: nothing received), and the first
+        PAGE_LETTERS of them, read and released at once (none when it is empty: a DLQ polled every two
+        seconds is not received from while there is nothing to show)."""
         queues = self.queues(vendor)
-        letters = list(deadletter.read_all(queues.client, queues.dlq_url, hold_seconds=5))
-        deadletter.release(queues.client, queues.dlq_url, letters)
-        return {"count": len(letters), "letters": [letter.summary() for letter in letters]}
+        count = dead_letter_count(queues)
+        letters = peek_letters(queues, PAGE_LETTERS, hold_seconds=5) if count else []
+        return {"count": count, "letters": [letter.summary() for letter in letters]}
 
     def redrive(self, vendor: str, wanted: set[str]) -> int:
         """Move the vendor's dead letters (those carrying `wanted` event_ids; all when empty) back to its queue."""
