@@ -294,16 +294,30 @@ def aws_limits(request, monkeypatch):
     documents (moto does not enforce them): a call over one fails as AWS would, and so does the test."""
     import botocore.client
 
+    from .aws_faults import AwsFaults
     from .aws_limits import Violations, check
 
     violations = Violations()
     make_api_call = botocore.client.BaseClient._make_api_call
+    faults = AwsFaults.current = AwsFaults()
 
     def checked(client, operation_name, api_params):
         check(client.meta.service_model.service_name, operation_name, api_params, violations)
-        return make_api_call(client, operation_name, api_params)
+        faults.before(operation_name, api_params)
+        answer = make_api_call(client, operation_name, api_params)
+        faults.after(operation_name, api_params)
+        return answer
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", checked)
     yield violations
     if violations and request.node.get_closest_marker("aws_limit_errors_expected") is None:
         pytest.fail(f"AWS would refuse these calls: {violations}", pytrace=False)
+
+
+@pytest.fixture
+def aws_faults(aws_limits):
+    """AWS calls made to fail on purpose (tests/aws_faults.py)."""
+    from .aws_faults import AwsFaults
+
+    assert AwsFaults.current is not None
+    return AwsFaults.current

@@ -308,3 +308,27 @@ def test_match_quality_counts_the_identifiers_of_forwarded_events_only(aws_stack
     assert metric(text, "MatchEmail") == 1 and metric(text, "MatchCookie") == 2 and metric(text, "MatchIp") == 2
     assert metric(text, "MatchPhone") == 0 and metric(text, "MatchDeviceId") == 0
     assert "a@example.com" not in text
+
+
+def test_a_batch_refused_for_its_size_is_split_not_dead_lettered(aws_stack, monkeypatch):
+    """Issue #24, item 3: a 413 for a batch the relay built says nothing about its events: the batch is
+    split until the vendor takes each part; only an event refused on its own is dead-lettered."""
+    ids = [f"e{i:03d}" for i in range(100)] + ["huge"]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        events = json.loads(request.content)["events"]
+        if len(events) > 30 or any(e["dedupe_id"] == "huge" for e in events):
+            return httpx.Response(413, text="Request Entity Too Large")
+        return httpx.Response(200)
+
+    mock = Recording(answer)
+    h = Harness(aws_stack, monkeypatch, "applovin", mock)
+    publish(aws_stack, "applovin", [web_event(event_id=i) for i in ids])
+    records = receive(aws_stack, "applovin", 100)
+    records["Records"] += receive(aws_stack, "applovin", 1)["Records"]
+    assert h.invoke(records) == []
+    assert h.delivered() == sorted(ids[:-1])  # each valid event exactly once
+    (letter,) = drain(h.dlq)
+    attrs = {k: v["StringValue"] for k, v in letter["MessageAttributes"].items()}
+    assert attrs["relay_event_id"] == "huge" and attrs["relay_status"] == "413"
+    assert attrs["relay_outcome"] == "rejected"

@@ -115,7 +115,7 @@ def test_four_minutes_ahead_is_accepted():
             "user.phone",
             "must be a phone number of 7 to 15 digits including the country code (E.164)",
         ),
-        ({"user": {"fb_login_id": "abc"}}, "user.fb_login_id", "String should match pattern '^\\d{1,32}$'"),
+        ({"user": {"fb_login_id": "abc"}}, "user.fb_login_id", "String should match pattern '^[0-9]{1,32}$'"),
         ({"user": {"nickname": "x"}}, "user.nickname", "is not a known field (unknown fields are rejected)"),
         (
             {"device": {"os": "symbian"}},

@@ -263,8 +263,18 @@ class DeliveryLedger:
         if not refused:  # no reason per event: settle each one by one
             refused = event_ids
         out = self._claim_together([e for e in event_ids if e not in refused], remaining_ms, batch, queued_for)
-        out.update({e: self.claim(e, remaining_ms, batch, queued_for=queued_for.get(e, ())) for e in refused})
+        for event_id in refused:  # the others are claimed now: a failure here must not lose them
+            out[event_id] = self._claim_or_in_flight(event_id, remaining_ms, batch, queued_for.get(event_id, ()))
         return out
+
+    def _claim_or_in_flight(self, event_id: str, remaining_ms: int, batch: str, queued_for: Sequence[str]) -> Claim:
+        """`claim`, or IN_FLIGHT when DynamoDB refuses the call (throttled, the item in another transaction):
+        the caller then asks for a resend of that event alone, and lists it as not delivered in its batch
+        record, in case the write happened and only its answer was lost (a resend then takes it over)."""
+        try:
+            return self.claim(event_id, remaining_ms, batch, queued_for=queued_for)
+        except Exception:  # noqa: BLE001 - see above
+            return Claim.IN_FLIGHT
 
     def queued_for(self, event_id: str) -> frozenset[str] | None:
         """The vendors the ingest queued an event for; None for a record older than this list (it then counts

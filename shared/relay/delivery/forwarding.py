@@ -60,6 +60,10 @@ DEFAULT_TIMEOUT = httpx.Timeout(REQUEST_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT
 AUTH_STATUSES = frozenset({401, 403})
 CIRCUIT_FAILURES = frozenset({Outcome.TRANSIENT, Outcome.AUTH})  # what counts towards opening the circuit
 TRANSIENT_STATUSES = frozenset({408, 429})
+# a refusal of a batch of several events that says nothing of any one of them: the batch is split until each
+# part is taken or an event is refused on its own (400: one invalid event fails AppLovin's and AdRoll's whole
+# batch; 413 Content Too Large, 414 and 431: the request's size, RFC 9110 15.5.14-15 and RFC 6585 5)
+SPLIT_STATUSES = frozenset({400, 413, 414, 431})
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +115,7 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         return max(0.0, parsedate_to_datetime(value).timestamp() - now)
@@ -362,8 +366,8 @@ class Forwarder:
     ) -> dict[str, Delivery]:
         request = self.adapter.build_request(target, [payload for _, payload in items])
         delivery = self._send_with_retries(request, tuple(key for key, _ in items), remaining_ms)
-        if delivery.outcome == Outcome.REJECTED and delivery.status == 400 and len(items) > 1:
-            # the vendor dropped the whole batch for some invalid event(s): isolate them
+        if delivery.outcome == Outcome.REJECTED and delivery.status in SPLIT_STATUSES and len(items) > 1:
+            # the vendor dropped the whole batch for some invalid event(s), or for its size: isolate them
             middle = len(items) // 2
             self.stats.add(bisect_requests=2)
             return {

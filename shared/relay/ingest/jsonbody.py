@@ -4,9 +4,10 @@ bounded nesting. Errors are short and never echo the input."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 MAX_DEPTH = 32
@@ -60,13 +61,34 @@ def _depth(value: Any, limit: int, level: int = 1) -> int:
     return deepest
 
 
-def loads(raw: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
+NON_FINITE = "must be a finite number (within ±1.8e308): it overflows a double"
+
+
+def _finite_or_flagged(found: list[bool]) -> Callable[[str], float]:
+    """json's `parse_float`: a number such as 1e400 reads as inf, which no JSON writer may write back (RFC 8259
+    has no Infinity): it is flagged, and `non_finite` then tells where it is."""
+
+    def parse(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            found.append(True)
+        return value
+
+    return parse
+
+
+def loads(raw: bytes | str, max_depth: int = MAX_DEPTH, non_finite: list[bool] | None = None) -> Any:
+    """Decode a client's body. `non_finite`: a list that gets an entry when a number overflows a double (the
+    caller then refuses the events holding one, naming the field: `non_finite`)."""
+    parse_float = _finite_or_flagged(non_finite if non_finite is not None else [])
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError:
         raise JsonBodyError("body is not valid UTF-8") from None
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        value = json.loads(
+            text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants, parse_float=parse_float
+        )
     except JsonBodyError:
         raise
     except RecursionError:
@@ -92,6 +114,18 @@ def uncarried(value: Any, path: tuple[Any, ...] = ()) -> tuple[tuple[Any, ...], 
         found = UNCARRIED.search(text)
         if found:
             return where, found.group()
+    return None
+
+
+def non_finite(value: Any, path: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+    """The path of the first number in `value` that is not finite; None when there is none."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in children:
+        found = non_finite(child, (*path, key))
+        if found is not None:
+            return found
     return None
 
 

@@ -65,6 +65,25 @@ def _unavailable(what: str, event_ids: list[str] | None) -> IngestResult:
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class Suspect:
+    """What a body may hold that no event may, told by a quick look at the whole body: a character SQS cannot
+    carry (`jsonbody.may_hold_uncarried`), a number that overflowed a double (`jsonbody.loads`). Only then is
+    each event walked, to refuse the one holding it and name the field."""
+
+    uncarried: bool = True
+    non_finite: bool = True
+
+    def refusal(self, raw_event: Any) -> FieldError | None:
+        if self.uncarried and (found := jsonbody.uncarried(raw_event)):
+            path, char = found
+            reason = f"holds U+{ord(char):04X}, a character SQS cannot carry (lone surrogates, U+FFFE and U+FFFF)"
+            return FieldError(join_path(path), reason)
+        if self.non_finite and (where := jsonbody.non_finite(raw_event)) is not None:
+            return FieldError(join_path(where), jsonbody.NON_FINITE)
+        return None
+
+
 def _json_content_type(value: str | None) -> bool:
     if not value:
         return False
@@ -151,8 +170,9 @@ class Ingest:
     ) -> IngestResult:
         if not _json_content_type(headers.get("content-type")):
             return _error(415, "Content-Type must be application/json (UTF-8)")
+        overflowed: list[bool] = []
         try:
-            data = jsonbody.loads(raw)
+            data = jsonbody.loads(raw, non_finite=overflowed)
         except jsonbody.JsonBodyError as exc:
             return _error(400, str(exc))
         if not isinstance(data, dict) or not isinstance(data.get("events"), list) or set(data) != {"events"}:
@@ -162,26 +182,25 @@ class Ingest:
             return _error(413, f"{len(raw_events)} events; at most {MAX_EVENTS_PER_REQUEST} per request")
         if not raw_events:
             return _error(400, "events: must hold at least one event")
-        uncarried = jsonbody.may_hold_uncarried(raw)
-        return self._accept(raw_events, datetime.fromtimestamp(now, UTC), remaining_ms, uncarried, origin)
+        suspect = Suspect(jsonbody.may_hold_uncarried(raw), bool(overflowed))
+        return self._accept(raw_events, datetime.fromtimestamp(now, UTC), remaining_ms, suspect, origin)
 
     def _accept(
         self,
         raw_events: list[Any],
         now: datetime,
         remaining_ms: Callable[[], int] = lambda: DEFAULT_REMAINING_MS,
-        uncarried: bool = True,
+        suspect: Suspect | None = None,
         origin: Mapping[str, str | None] | None = None,
     ) -> IngestResult:
-        """Validate, claim and publish the request's events. `uncarried`: the body may hold characters SQS
-        cannot carry (`jsonbody.may_hold_uncarried`): each event's strings are then looked at, and an event
-        holding one is refused, naming the field."""
+        """Validate, claim and publish the request's events. `suspect`: what the body may hold that no event
+        may (`Suspect`): each event is then looked at, and one holding it is refused, naming the field."""
         accepted: list[dict[str, Any]] = []
         rejected: list[dict[str, Any]] = []
         singles: list[tuple[str, Message]] = []  # (event_id, the event's own message)
         seen: dict[str, int] = {}
         for index, raw_event in enumerate(raw_events):
-            entry, message, errors = self._read(index, raw_event, now, uncarried, seen)
+            entry, message, errors = self._read(index, raw_event, now, suspect or Suspect(), seen)
             if errors:
                 why = {k: entry[k] for k in ("invalid", "skipped") if k in entry}  # each vendor's, when routed
                 rejected.append({**self._rejection(index, entry["event_id"], errors), **why})
@@ -209,10 +228,10 @@ class Ingest:
         not_published, bundle_of = self._publish(fresh, remaining_ms)
         failed += not_published
         journey = self._journey(batch, now, origin or {}, accepted, fresh, set(failed), bundle_of)
-        ledger_error = self._settle(batch, fresh, [e for e in failed if e not in duplicates], journey)
         # anything but queued now or before: another request holds the claim (never dropped in silence)
         settled = (Claim.CLAIMED, Claim.DUPLICATE)
         in_flight = [event_id for event_id in ids if claims.get(event_id, Claim.CLAIMED) not in settled]
+        ledger_error = self._settle(batch, fresh, [e for e in failed if e not in duplicates], journey, in_flight)
         if failed or in_flight:
             return _unavailable("could not enqueue every event", failed + in_flight)
         return IngestResult(
@@ -226,14 +245,13 @@ class Ingest:
         )
 
     def _read(
-        self, index: int, raw_event: Any, now: datetime, uncarried: bool, seen: dict[str, int]
+        self, index: int, raw_event: Any, now: datetime, suspect: Suspect, seen: dict[str, int]
     ) -> tuple[dict[str, Any], Message | None, list[FieldError]]:
         """One event: its `accepted` entry, its queued message (None: no vendor gets it) and the errors
         that refuse it (then the entry holds only its event_id)."""
-        if uncarried and (found := jsonbody.uncarried(raw_event)):
-            path, char = found
-            reason = f"holds U+{ord(char):04X}, a character SQS cannot carry (lone surrogates, U+FFFE and U+FFFF)"
-            return {"event_id": event_id_of(raw_event)}, None, [FieldError(join_path(path), reason)]
+        refused = suspect.refusal(raw_event)
+        if refused is not None:
+            return {"event_id": event_id_of(raw_event)}, None, [refused]
         try:
             event = parse_event(raw_event, now=now, max_event_age_days=self.config.ingest.max_event_age_days)
         except EventParseError as exc:
@@ -360,11 +378,18 @@ class Ingest:
         return self.journeys.attributes(batch, ingest_journey(now.timestamp(), origin, entries, bundle_of))
 
     def _settle(
-        self, batch: str, fresh: list[tuple[str, Message]], failed: list[str], journey: dict[str, Any] | None = None
+        self,
+        batch: str,
+        fresh: list[tuple[str, Message]],
+        failed: list[str],
+        journey: dict[str, Any] | None = None,
+        in_flight: list[str] | None = None,
     ) -> bool:
         """Record what was published (with the request's `journey`) and release what was not; True when the
-        ledger could not be written."""
-        if not (self.ledger and fresh):
+        ledger could not be written. `in_flight`: the events this request did not claim, listed as not
+        delivered by this batch (a claim whose write happened though DynamoDB's answer was lost names this
+        batch: the resend takes it over)."""
+        if not (self.ledger and (fresh or in_flight)):
             return False
         not_published = set(failed)
         published = {e: None for e, _ in fresh if e not in not_published}
@@ -374,7 +399,7 @@ class Ingest:
         except Exception:  # noqa: BLE001 - listed as failed instead: the resend takes those claims over
             failed_listed = failed
         try:
-            self.ledger.settle(batch, published, failed_listed, extra=journey)
+            self.ledger.settle(batch, published, failed_listed + (in_flight or []), extra=journey)
         except Exception:  # noqa: BLE001 - published all the same; the claims run out with their lease
             return True
         return False

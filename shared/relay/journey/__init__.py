@@ -78,7 +78,7 @@ def truncate_ip(value: str) -> str | None:
 # the substitution itself (surrounding blanks dropped); an IPv6 candidate (hex groups with a colon early)
 # is checked by truncate_ip, so "10:30:00" stays as it is. Each pattern starts with the quote: one pass in
 # C per pattern.
-_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4_STRING = re.compile(rf'"\s*({_OCTET}\.{_OCTET}\.{_OCTET})\.{_OCTET}\s*(\\?")')
 _IPV6_STRING = re.compile(r'"\s*([0-9A-Fa-f]{0,4}:[0-9A-Fa-f:.]{1,44})\s*(\\?")')
 

@@ -110,7 +110,7 @@ class AppsFlyerConfig(_Vendor):
     enabled: bool = True
     api: Literal["v3", "v2"] = "v3"
     key: SecretStr | None = None
-    ios_app_id: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^id\d+$")] | None = None
+    ios_app_id: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^id[0-9]+$")] | None = None
     android_app_id: (
         Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z][\w]*(\.[A-Za-z_][\w]*)+$")] | None
     ) = None
@@ -211,7 +211,7 @@ class LocalConfig(_Section):
 
     aws_endpoint: HttpUrl = "http://127.0.0.1:5000"
     stack_name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,100}$")] = "s2s-relay-local"
-    region: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}-[a-z]+-\d$")] = "us-east-1"
+    region: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}-[a-z]+-[0-9]$")] = "us-east-1"
     ingest_port: int = Field(default=3000, ge=0, le=65535)
     sandbox_port: int = Field(default=3001, ge=0, le=65535)
 

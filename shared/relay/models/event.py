@@ -83,6 +83,8 @@ MAX_DECIMAL_PLACES = 20  # floats such as 0.1 + 0.2 = 0.30000000000000004 still 
 def _money(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         raise ValueError("must be a decimal number such as 12.34 (a JSON number or a string)")
+    if isinstance(value, str) and not value.isascii():  # Decimal() also reads other scripts' digits
+        raise ValueError("must be written with the ASCII digits 0-9")
     try:  # Decimal() itself ignores surrounding whitespace in a string
         number = Decimal(value if isinstance(value, str | int) else str(value))
     except ArithmeticError:
@@ -101,7 +103,7 @@ def _money(value: Any) -> Any:
 Money = Annotated[
     Decimal,
     BeforeValidator(_money),
-    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "pattern": r"^-?\d+(\.\d+)?$"}]}),
+    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}]}),
 ]
 
 
@@ -130,7 +132,7 @@ def _country(value: Any) -> Any:
     return value
 
 
-_IPV4 = re.compile(r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}")
+_IPV4 = re.compile(r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}")
 
 
 def _ip(value: Any) -> Any:
@@ -233,7 +235,7 @@ class User(Strict):
     country: Country | None = None
     zip: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=16)] | None = None
     cookie_id: Text | None = None
-    fb_login_id: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\d{1,32}$")] | None = None
+    fb_login_id: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9]{1,32}$")] | None = None
 
     @field_validator("email")
     @classmethod
@@ -270,7 +272,7 @@ class Device(Strict):
     advertising_id: Uuid | None = None
     oaid: Text | None = None
     amazon_aid: Uuid | None = None
-    imei: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\d{14,16}$")] | None = None
+    imei: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9]{14,16}$")] | None = None
     app_set_id: AppSetId | None = None
     att: int | None = Field(default=None, ge=0, le=3)
     ad_tracking_enabled: bool | None = None

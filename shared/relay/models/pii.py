@@ -10,7 +10,7 @@ import hashlib
 import re
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_NON_DIGITS = re.compile(r"\D")
+_NON_DIGITS = re.compile(r"[^0-9]")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 
 
@@ -53,13 +53,18 @@ def phone_e164(value: str, country: str | None = None) -> str:
     - otherwise: AppsFlyer's literal rule, remove symbols, letters and leading zeros; the number must then
       already hold its country code.
 
+    An extension ("ext. 12", "x12", "#12", ";ext=12") is found by libphonenumber's own rule and is not part
+    of the number: the same line hashes the same with or without it.
+
     Only ASCII digits count: a number written with other digits is an error, never silently converted.
     """
     import phonenumbers  # on the first phone only: most events carry none (cold start)
+    from phonenumbers.phonenumberutil import _maybe_strip_extension  # libphonenumber's maybeStripExtension
 
     text = value.strip()
     if any(ch.isdigit() and not ch.isascii() for ch in text):
         raise PhoneError("must be written with the ASCII digits 0-9")
+    _extension, text = _maybe_strip_extension(text)
     digits = _NON_DIGITS.sub("", text)
     if text.startswith("+"):
         candidate, region = "+" + digits, None

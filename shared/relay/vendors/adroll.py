@@ -5,7 +5,6 @@ https://apidocs.nextroll.com/server-to-server-api/reference.html
 
 from __future__ import annotations
 
-import json
 import re
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -22,13 +21,14 @@ from relay.vendors.base import (
     VendorAdapter,
     VendorRequest,
     drop_none,
+    json_text,
     plain_decimal,
     query_value,
 )
 
 ENDPOINT = "https://srv.adroll.com/api"
 MAX_BATCH = 100
-FIRST_PARTY_COOKIE = re.compile(r"[0-9a-fA-F]{32}-\d{13}")
+FIRST_PARTY_COOKIE = re.compile(r"[0-9a-fA-F]{32}-[0-9]{13}")
 DEVICE_OS = {
     "ios": "iOS",
     "android": "Android",
@@ -114,7 +114,7 @@ class AdRoll(VendorAdapter[AdRollConfig]):
                 "currency": event.currency,
                 "timestamp": timestamp_seconds(event),
                 "event_attributes": attributes or None,
-                "external_data": json.dumps(event.properties, ensure_ascii=False)  # AdRoll example: ", " and ": "
+                "external_data": json_text(event.properties, compact=False)  # AdRoll example: ", " and ": "
                 if event.properties
                 else None,
                 **app_fields,

@@ -145,7 +145,7 @@ class AppLovin(VendorAdapter[AppLovinConfig]):
             "user_id": user.id,
         }
         if self.restricted:
-            if user.id is not None and not user.id.isdigit():
+            if user.id is not None and not (user.id.isascii() and user.id.isdigit()):
                 errors.add("user.id", "must be numeric in AppLovin restricted lead-gen mode (user_id)")
             ud = drop_none({k: ud.get(k) for k in RESTRICTED_USER_FIELDS})
             if not any(k in ud for k in RESTRICTED_IDENTIFIERS):

@@ -24,13 +24,14 @@ from relay.vendors.base import (
     VendorRequest,
     body_bytes,
     drop_none,
+    json_text,
     plain_decimal,
 )
 
 ENDPOINTS = {"v3": "https://api3.appsflyer.com", "v2": "https://api2.appsflyer.com"}
 MAX_BODY_BYTES = 1024
 MAX_IP_CHARS = 16
-APPSFLYER_ID = re.compile(r"\d{13}-\d+")
+APPSFLYER_ID = re.compile(r"[0-9]{13}-[0-9]+")
 # Events whose value is revenue (af_revenue); others carry the value as af_price, as AppsFlyer's
 # recommended event structures do, so that an add-to-cart does not count as revenue.
 REVENUE_EVENTS = frozenset({"af_purchase", "af_subscribe"})
@@ -51,8 +52,8 @@ def stringify(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, int | float):
-        return json.dumps(value)
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        return json.dumps(value, allow_nan=False)
+    return json_text(value)
 
 
 def _one_or_list(values: list[str]) -> str | list[str]:
@@ -66,7 +67,7 @@ def _takes_aie(os_name: str | None, os_version: str | None) -> bool:
     if os_name != "ios" or not os_version:
         return False
     major = os_version.split(".", 1)[0]
-    return major.isdigit() and int(major) < 14
+    return major.isascii() and major.isdigit() and int(major) < 14
 
 
 class AppsFlyer(VendorAdapter[AppsFlyerConfig]):
@@ -105,7 +106,7 @@ class AppsFlyer(VendorAdapter[AppsFlyerConfig]):
         body: dict[str, Any] = {
             "appsflyer_id": af_id,
             "eventName": vendor_name,
-            "eventValue": json.dumps(event_value, separators=(",", ":"), ensure_ascii=False) if event_value else "",
+            "eventValue": json_text(event_value) if event_value else "",
             "eventTime": event_time(event),
             "eventCurrency": event.currency,
             **self._identity(event),
@@ -169,7 +170,7 @@ class AppsFlyer(VendorAdapter[AppsFlyerConfig]):
             "imei": device.imei,
             "app_set_id": device.app_set_id.model_dump() if device.app_set_id else None,
             "fb_login_id": user.fb_login_id,
-            "custom_data": json.dumps(app.custom_data, separators=(",", ":"), ensure_ascii=False)
+            "custom_data": json_text(app.custom_data)
             if app.custom_data
             else None,
             "app_type": "app_clip" if app.app_clip and ios else None,
