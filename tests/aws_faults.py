@@ -37,6 +37,7 @@ class Fault:
 class AwsFaults:
     current: ClassVar[AwsFaults | None] = None
     planned: list[Fault] = field(default_factory=list)
+    killer: Any = None  # an object with hook(when, service): raises to kill the invocation (test_state_machine)
     injected: list[tuple[str, str]] = field(default_factory=list)
 
     def fail(
@@ -62,11 +63,15 @@ class AwsFaults:
         return None
 
     def before(self, operation: str, params: dict[str, Any]) -> None:
+        if self.killer is not None:
+            self.killer.hook("before", operation)
         fault = self._take(operation, params, lost=False)
         if fault is not None:
             raise _error(fault, operation)
 
     def after(self, operation: str, params: dict[str, Any]) -> None:
+        if self.killer is not None:
+            self.killer.hook("after", operation)
         fault = self._take(operation, params, lost=True)
         if fault is not None:
             raise _error(fault, operation)

@@ -378,3 +378,20 @@ def test_when_the_last_invocation_left_no_journey_the_ledger_tells_the_outcome(a
     journey = trace_event(table(aws_stack), "ios-3")["vendors"]["appsflyer"]
     assert journey["outcome"] == "delivered"
     assert [a["status"] for a in journey["attempts"]] == [503] * len(journey["attempts"])  # what was kept
+
+
+def test_a_fixed_resend_reaching_the_vendor_that_found_it_invalid_is_its_journey(aws_stack, monkeypatch):
+    """Issue #24, item 8: the event first reached AppLovin only (AdRoll found it invalid), then the client sent
+    it again with the missing field: AdRoll's part of the journey is its delivery, with when it was queued
+    again and what AdRoll had found wrong before."""
+    first = post(aws_stack, monkeypatch, [web_event(event_id="fix-1", vendor_ids={})])
+    (entry,) = first["accepted"]
+    assert entry["destinations"] == ["applovin"] and "adroll" in entry["invalid"]
+    again = post(aws_stack, monkeypatch, [web_event(event_id="fix-1")])
+    assert again["accepted"][0]["queued_now"] == ["adroll"]
+    assert deliver(aws_stack, monkeypatch, "adroll", 1, Vendor()) == {"batchItemFailures": []}
+    adroll = trace_event(table(aws_stack), "fix-1")["vendors"]["adroll"]
+    assert adroll["outcome"] == "delivered" and adroll["status"] == 200
+    assert adroll["requeued"] == {"at": iso(NOW), "earlier_errors": entry["invalid"]["adroll"]}
+    assert [a["status"] for a in adroll["attempts"]] == [200]
+    EventJourney.model_validate(trace_event(table(aws_stack), "fix-1"))  # what GET /v1/events/{id} documents

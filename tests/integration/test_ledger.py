@@ -182,24 +182,21 @@ def test_claim_keys_are_powertools_keys_whatever_the_event_id(event_id):
     assert claim_key("applovin", event_id) == "s2s-relay.applovin#" + hashlib.md5(text).hexdigest()
 
 
-def test_a_bundle_claimed_before_the_bundle_key_namespace_is_still_known_on_redelivery(writes, table, clock):
-    """Relays before this version kept a bundle's claim under the event-claim key [vendor, "bundle:<id>"]:
-    a bundle redelivered across the upgrade is judged by that claim, not sent again whole."""
+def test_a_bundle_id_is_one_identity_whatever_events_each_message_carries(writes, table, clock):
+    """Messages with one bundle id may carry different events (a resend regrouped at the ingest, a dead letter
+    redriven as a bundle of one): the claim remembers every event of the id and what is still owed."""
     a = ledger(writes, table, clock)
-    batch = a.new_batch()
-    old_claim = a._event_record("bundle:b1", "CLAIMED", clock.now, batch={"S": batch}, lease={"N": "0"})
-    old_claim["events"] = {"L": [{"S": e} for e in ("e1", "e2", "e3")]}
-    writes[0].put_item(TableName=table, Item=old_claim)
-    a.settle(batch, {"e1": 200, "e3": 200}, ["e2"])  # e2 failed: only it is still to send
-    assert a.claim_bundle("b1", ["e1", "e2", "e3"], 30_000, a.new_batch(), "m1", redelivered=True) == (
-        Claim.CLAIMED,
-        frozenset({"e2"}),
-    )
-    # a first receive never looks for an old claim (no read: a fresh bundle cannot have one)
-    reads: list[str] = []
-    writes[0].meta.events.register("before-call.dynamodb.GetItem", lambda model, **_: reads.append(model.name))
-    assert a.claim_bundle("b2", ["e4"], 30_000, a.new_batch(), "m2") == (Claim.CLAIMED, frozenset({"e4"}))
-    assert reads == []
+    first = a.new_batch()
+    assert a.claim_bundle("b1", ["e1", "e2", "e3"], 30_000, first, "m1") == (Claim.CLAIMED, {"e1", "e2", "e3"})
+    a.settle(first, {"e1": 200, "e3": 200}, ["e2"])  # e2 failed: owed
+    second = a.new_batch()
+    assert a.claim_bundle("b1", ["e4"], 30_000, second, "m2") == (Claim.CLAIMED, {"e4"})  # new to the id
+    a.settle(second, {"e4": 200}, [])
+    assert a.claim_bundle("b1", ["e3"], 30_000, a.new_batch(), "m3") == (Claim.DUPLICATE, frozenset())
+    third = a.new_batch()  # the first message again: only e2, still owed, is sent
+    assert a.claim_bundle("b1", ["e1", "e2", "e3"], 30_000, third, "m1") == (Claim.CLAIMED, {"e2"})
+    a.settle(third, {"e2": 200}, [])
+    assert a.claim_bundle("b1", ["e4", "e2", "e1"], 30_000, a.new_batch(), "m4") == (Claim.DUPLICATE, frozenset())
 
 
 def test_released_claims_are_claimed_again_in_one_transaction(writes, table, clock):

@@ -71,12 +71,18 @@ class VendorRequestModel(BaseModel):
     body: Any = Field(description="the body as sent (hashed identifiers), IP addresses truncated to /24 or /48")
 
 
+class Requeued(BaseModel):
+    at: str = Field(description="when a fixed resend queued the event for this vendor (ISO 8601, UTC)")
+    earlier_errors: list[FieldErrorModel] = Field(description="what the vendor had found invalid before")
+
+
 class VendorJourney(BaseModel):
     outcome: Literal["delivered", "skipped", "invalid", "dead_lettered", "pending"]
     reason: str | None = Field(default=None, description="why it was skipped, dead-lettered or is pending")
     errors: list[FieldErrorModel] | None = Field(default=None, description="invalid: the vendor rules it breaks")
     status: int | None = Field(default=None, description="delivered: the vendor's HTTP status")
     next_attempt_at: str | None = Field(default=None, description="pending: when it is tried again")
+    requeued: Requeued | None = Field(default=None, description="a fixed resend reached a vendor that found it invalid")
     attempts: list[Attempt] = Field(description="every vendor request that carried the event, oldest first")
     request: VendorRequestModel | None = Field(description="the last request that carried it")
 

@@ -77,8 +77,18 @@ LEGACY_COMPLETED, LEGACY_IN_PROGRESS = "COMPLETED", "INPROGRESS"  # Powertools I
 MAX_LISTED_FAILURES = 1000
 TRANSACTION_MAX_ITEMS = 100  # DynamoDB TransactWriteItems
 QUEUED_FOR = "to"  # the ingest's claim: the vendors the event is queued for, comma-separated
+REQUEUED = "requeued_"  # the ingest's claim: when a fixed resend queued the event for this vendor too
 INGEST = "ingest"  # the ledger's "vendor" for the ingest's claims (one per event, for every vendor)
 MAX_TRAIL = 24  # the earlier batches a claim taken over names (relay.journey: its earlier attempts)
+
+
+def _strings(values: Iterable[str]) -> dict[str, Any]:
+    """A DynamoDB list of strings, sorted (the same set writes the same item)."""
+    return {"L": [{"S": v} for v in sorted(values)]}
+
+
+def _set(item: Mapping[str, Any], name: str) -> set[str]:
+    return {v["S"] for v in item.get(name, {}).get("L", [])}
 
 
 class Claim(Enum):
@@ -133,6 +143,8 @@ class DeliveryLedger:
         self.horizon_seconds = horizon_seconds  # every record's time to live (dedupe_horizon_seconds)
         # claim key -> the batches that held it, this one last (relay.journey: an event's attempts)
         self.trails: dict[str, list[str]] = {}
+        # the ingest's: event_id -> the bundle its claim records (the one to publish it in), for the last claims
+        self.bundle_of: dict[str, str] = {}
 
     @classmethod
     def for_function(
@@ -178,13 +190,19 @@ class DeliveryLedger:
         batch: str,
         message_id: str | None = None,
         queued_for: Sequence[str] = (),
+        bundle: str | None = None,
     ) -> Claim:
         """Before sending. `batch`: this invocation's (new_batch); `message_id`: the SQS message the event
-        came in (see `dead_lettered`); `queued_for`: the ingest's, the vendors the event is queued for."""
+        came in (see `dead_lettered`); `queued_for`, `bundle`: the ingest's, the vendors the event is queued
+        for and the bundle it is to be published in (a claim taken over keeps the bundle it recorded:
+        `bundle_of` tells which the claim holds)."""
         now = self.clock()
         lease = _lease(now, remaining_ms)
         extra = {QUEUED_FOR: {"S": ",".join(sorted(queued_for))}} if queued_for else {}
+        if bundle:
+            extra["bundle"] = {"S": bundle}
         item = self._event_record(event_id, CLAIMED, now, batch={"S": batch}, lease=lease, **extra)
+        self._note_bundle(event_id, item)
         self.trails[item["id"]["S"]] = [batch]
         old = self._put(item, "attribute_not_exists(id) OR expiration < :now", {":now": {"N": str(int(now))}})
         if old is None:
@@ -199,10 +217,20 @@ class DeliveryLedger:
         if verdict is not None:
             return verdict
         # the old holder is gone (lease over, or its batch failed it, or it was dead-lettered from another
-        # message): take the record over, unless someone else just did
+        # message): take the record over, unless someone else just did. An event keeps the bundle it was
+        # first to be published in: its earlier holder may have published it there (docs/decisions/0008).
+        if "bundle" in old:
+            item["bundle"] = old["bundle"]
+        self._note_bundle(event_id, item)
         self._follow(item, old, batch)
         condition, values = self._unchanged(old)
         return Claim.CLAIMED if self._put(item, condition, values) is None else Claim.IN_FLIGHT
+
+    def _note_bundle(self, event_id: str, item: Mapping[str, Any]) -> None:
+        if "bundle" in item:
+            self.bundle_of[event_id] = item["bundle"]["S"]
+        else:
+            self.bundle_of.pop(event_id, None)
 
     def claim_many(
         self,
@@ -210,24 +238,33 @@ class DeliveryLedger:
         remaining_ms: int,
         batch: str,
         queued_for: Mapping[str, Sequence[str]] | None = None,
+        bundles: Mapping[str, str] | None = None,
     ) -> dict[str, Claim]:
         """Claims for several distinct events at once (the ingest: every event of a request): one
         TransactWriteItems of up to 100 conditional puts — one call, two write units per event. When
         DynamoDB refuses some (a record exists: a resend; or a concurrent transaction), nothing was
-        written: the others are claimed together again and the refused ones one by one (`claim`)."""
+        written: the others are claimed together again and the refused ones one by one (`claim`). `bundles`:
+        the bundle each event is to be published in (none: its own message); `bundle_of` then holds, for
+        each claimed event, the bundle its claim records."""
         out: dict[str, Claim] = {}
+        self.bundle_of = {}
         for start in range(0, len(event_ids), TRANSACTION_MAX_ITEMS):
             part = list(event_ids[start : start + TRANSACTION_MAX_ITEMS])
-            out.update(self._claim_together(part, remaining_ms, batch, queued_for or {}))
+            out.update(self._claim_together(part, remaining_ms, batch, queued_for or {}, bundles or {}))
         return out
 
     def _claim_together(
-        self, event_ids: list[str], remaining_ms: int, batch: str, queued_for: Mapping[str, Sequence[str]]
+        self,
+        event_ids: list[str],
+        remaining_ms: int,
+        batch: str,
+        queued_for: Mapping[str, Sequence[str]],
+        bundles: Mapping[str, str],
     ) -> dict[str, Claim]:
         from botocore.exceptions import ClientError
 
         if len(event_ids) <= 1:
-            return {e: self.claim(e, remaining_ms, batch, queued_for=queued_for.get(e, ())) for e in event_ids}
+            return {e: self._claim_or_in_flight(e, remaining_ms, batch, queued_for, bundles) for e in event_ids}
         now = self.clock()
         lease = _lease(now, remaining_ms)
         batch_value, expiration = {"S": batch}, {"N": str(int(now) + self.horizon_seconds)}
@@ -244,6 +281,7 @@ class DeliveryLedger:
                         "lease": lease,
                         "expiration": expiration,
                         **({QUEUED_FOR: {"S": ",".join(sorted(queued_for[e]))}} if queued_for.get(e) else {}),
+                        **({"bundle": {"S": bundles[e]}} if bundles.get(e) else {}),
                     },
                     # a record whose TTL passed but that DynamoDB has not deleted yet is refused here and
                     # taken over by `claim`, which knows expiry (rare: 15 days, older than any event accepted)
@@ -254,6 +292,7 @@ class DeliveryLedger:
         ]
         try:
             self.client.transact_write_items(TransactItems=puts)
+            self.bundle_of.update({e: bundles[e] for e in event_ids if bundles.get(e)})
             return dict.fromkeys(event_ids, Claim.CLAIMED)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
@@ -262,37 +301,56 @@ class DeliveryLedger:
         refused = [e for e, r in zip(event_ids, reasons, strict=False) if r.get("Code") not in (None, "None")]
         if not refused:  # no reason per event: settle each one by one
             refused = event_ids
-        out = self._claim_together([e for e in event_ids if e not in refused], remaining_ms, batch, queued_for)
+        others = [e for e in event_ids if e not in refused]
+        out = self._claim_together(others, remaining_ms, batch, queued_for, bundles)
         for event_id in refused:  # the others are claimed now: a failure here must not lose them
-            out[event_id] = self._claim_or_in_flight(event_id, remaining_ms, batch, queued_for.get(event_id, ()))
+            out[event_id] = self._claim_or_in_flight(event_id, remaining_ms, batch, queued_for, bundles)
         return out
 
-    def _claim_or_in_flight(self, event_id: str, remaining_ms: int, batch: str, queued_for: Sequence[str]) -> Claim:
+    def _claim_or_in_flight(
+        self,
+        event_id: str,
+        remaining_ms: int,
+        batch: str,
+        queued_for: Mapping[str, Sequence[str]],
+        bundles: Mapping[str, str],
+    ) -> Claim:
         """`claim`, or IN_FLIGHT when DynamoDB refuses the call (throttled, the item in another transaction):
         the caller then asks for a resend of that event alone, and lists it as not delivered in its batch
         record, in case the write happened and only its answer was lost (a resend then takes it over)."""
         try:
-            return self.claim(event_id, remaining_ms, batch, queued_for=queued_for)
+            return self.claim(
+                event_id, remaining_ms, batch, queued_for=queued_for.get(event_id, ()), bundle=bundles.get(event_id)
+            )
         except Exception:  # noqa: BLE001 - see above
             return Claim.IN_FLIGHT
 
     def queued_for(self, event_id: str) -> frozenset[str] | None:
-        """The vendors the ingest queued an event for; None for a record older than this list (it then counts
-        as queued for every vendor: never a second delivery)."""
+        """The vendors the ingest queued an event for (None: a record without the list, which counts as queued
+        for every vendor: never a second delivery); `bundle_of` then holds the bundle its claim records."""
         key = {"id": {"S": claim_key(self.vendor, event_id)}}
         old = self.client.get_item(TableName=self.table_name, Key=key, ConsistentRead=True).get("Item") or {}
+        self._note_bundle(event_id, old)
         return frozenset(old[QUEUED_FOR]["S"].split(",")) if QUEUED_FOR in old else None
 
-    def add_queued_for(self, event_id: str, before: Iterable[str], vendors: Iterable[str]) -> None:
-        """Record that the event, queued for `before`, is now queued for `vendors` too. A concurrent resend
-        that recorded another vendor may be overwritten: the next resend then publishes to it again, and
-        the vendor function, which claims such messages by event_id, sends it once."""
+    def add_queued_for(self, event_id: str, before: Iterable[str], vendors: Iterable[str], at: float) -> None:
+        """Record that the event, queued for `before`, is now queued for `vendors` too, at `at` (a client fixed
+        what those vendors found invalid: its journey says so, `requeued_<vendor>`). Conditional on the list
+        still being `before`: when a concurrent resend recorded another vendor first, this raises, and the next
+        resend publishes again (the vendor function claims the event under its one identity: sent once)."""
+        vendors = sorted(set(vendors))
+        names = {"#q": QUEUED_FOR, **{f"#r{i}": f"{REQUEUED}{v}" for i, v in enumerate(vendors)}}
         self.client.update_item(
             TableName=self.table_name,
             Key={"id": {"S": claim_key(self.vendor, event_id)}},
-            UpdateExpression="SET #q = :all",
-            ExpressionAttributeNames={"#q": QUEUED_FOR},
-            ExpressionAttributeValues={":all": {"S": ",".join(sorted({*before, *vendors}))}},
+            UpdateExpression="SET #q = :all, " + ", ".join(f"#r{i} = :at" for i in range(len(vendors))),
+            ConditionExpression="#q = :before",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={
+                ":all": {"S": ",".join(sorted({*before, *vendors}))},
+                ":before": {"S": ",".join(sorted(before))},
+                ":at": {"N": str(round(at, 3))},
+            },
         )
 
     def claim_bundle(
@@ -302,52 +360,54 @@ class DeliveryLedger:
         remaining_ms: int,
         batch: str,
         message_id: str | None = None,
-        redelivered: bool = False,
     ) -> tuple[Claim, frozenset[str]]:
         """One claim for the events of a bundle (relay.queued.message) — one write, where `claim` costs one per
-        event. Returns the claim and the event_ids this invocation is to send: all of them the first time;
-        on a redelivery, those the last batch record listed as not delivered (or, when the last holder
-        died before settling, those it was sending). The ingest claimed every event once already
-        (`claim_many`), so a bundle is the unit a vendor function can receive twice. `message_id`: the SQS
-        message it came in; `redelivered`: SQS delivered that message before (then a claim that an earlier
-        version of the relay kept under the event-claim key ``[vendor, "bundle:<id>"]`` is honoured too)."""
+        event. Returns the claim and the event_ids this invocation is to send.
+
+        A bundle's id is the identity of its events at this vendor: the ingest publishes an event under the
+        bundle its first claim recorded, whatever the order or grouping of a resend (docs/decisions/0008), and
+        a dead letter of a bundle's event is itself a bundle of one with that id. So messages with the same
+        bundle id may carry different events. The claim keeps `events` (every event published under the id),
+        `pending` (what its batch is sending; absent: all of `events`) and `owed` (events not delivered yet
+        that its batch is not sending). An event is still to send when it is new to the bundle, owed, or
+        pending and not delivered by the last batch (its record lists it failed; or it died before settling:
+        in doubt, sent again, unless it moved the event to the DLQ from this very message)."""
         now = self.clock()
         lease = _lease(now, remaining_ms)
-        events = {"L": [{"S": e} for e in event_ids]}  # for people and `delivered_events`
+        everything = frozenset(event_ids)
         item = self._record(
-            self.bundle_key(bundle), CLAIMED, now, bundle={"S": bundle}, batch={"S": batch}, lease=lease, events=events
+            self.bundle_key(bundle), CLAIMED, now, bundle={"S": bundle}, batch={"S": batch}, lease=lease
         )
+        item["events"] = _strings(everything)
         self.trails[item["id"]["S"]] = [batch]
         old = self._put(item, "attribute_not_exists(id) OR expiration < :now", {":now": {"N": str(int(now))}})
-        everything = frozenset(event_ids)
         if old is None:
-            legacy = self._legacy_bundle_claim(bundle, now) if redelivered else None
-            if legacy is None:
-                return Claim.CLAIMED, everything
-            # the bundle was claimed before the upgrade: that claim replaces ours, and is judged below
-            old = {**legacy, "id": item["id"]}
-            if self._put(old, "#s = :s AND #b = :b", {":s": item["status"], ":b": item["batch"]}) is not None:
-                return Claim.IN_FLIGHT, frozenset()
+            return Claim.CLAIMED, everything
         if not old or old.get("status", {}).get("S") != CLAIMED:
             return Claim.IN_FLIGHT, frozenset()
+        known = _set(old, "events")
+        pending = _set(old, "pending") if "pending" in old else known
         settled = self._batch_record(old["batch"]["S"])
         if settled is not None:
-            pending = everything & {v["S"] for v in settled.get("failed", {}).get("L", [])}
-            if not pending:
-                return Claim.DUPLICATE, frozenset()
+            undone = _set(old, "owed") | (pending & _set(settled, "failed"))
         elif int(old["lease"]["N"]) > now * 1000:
             return Claim.IN_FLIGHT, frozenset()
         else:  # its holder died before settling: what it was sending is in doubt, the rest was delivered
-            was = old.get("pending")
-            pending = everything & {v["S"] for v in was["L"]} if was else everything
-            # but what it moved to the DLQ from this very message is done with: not sent, not moved again
-            pending -= self._moved_from(pending, message_id)
-        if pending != everything:
-            item["pending"] = {"L": [{"S": e} for e in sorted(pending)]}
+            undone = _set(old, "owed") | (pending - self._moved_from(pending & everything, message_id))
+        to_send = (everything - known) | (everything & undone)
+        if not to_send:
+            return Claim.DUPLICATE, frozenset()
+        item["events"] = _strings(known | everything)
+        if to_send != known | everything:
+            item["pending"] = _strings(to_send)
+        if undone - everything:
+            item["owed"] = _strings(undone - everything)
         self._follow(item, old, batch)
         condition, values = self._unchanged(old)
         return (
-            (Claim.CLAIMED, pending) if self._put(item, condition, values) is None else (Claim.IN_FLIGHT, frozenset())
+            (Claim.CLAIMED, frozenset(to_send))
+            if self._put(item, condition, values) is None
+            else (Claim.IN_FLIGHT, frozenset())
         )
 
     def _follow(self, item: dict[str, Any], old: Mapping[str, Any], batch: str) -> None:
@@ -366,14 +426,6 @@ class DeliveryLedger:
             self.trails.get(self.bundle_key(bundle), []) if bundle else []
         )
 
-    def _legacy_bundle_claim(self, bundle: str, now: float) -> dict[str, Any] | None:
-        """A bundle's claim as relays before the bundle key namespace wrote it, if one is still live."""
-        key = {"id": {"S": claim_key(self.vendor, f"bundle:{bundle}")}}
-        old = self.client.get_item(TableName=self.table_name, Key=key, ConsistentRead=True).get("Item")
-        if not old or old.get("status", {}).get("S") != CLAIMED or int(old["expiration"]["N"]) < now:
-            return None
-        return old
-
     def _moved_from(self, event_ids: Iterable[str], message_id: str | None) -> set[str]:
         """Those of `event_ids` that `dead_lettered` recorded as moved from SQS message `message_id` (an
         event of a bundle is moved with the key "<message id>#<index>"). One read per event: only after an
@@ -382,9 +434,12 @@ class DeliveryLedger:
             return set()
         moved = set()
         for event_id in event_ids:
-            item = self.client.get_item(
-                TableName=self.table_name, Key={"id": {"S": claim_key(self.vendor, event_id)}}, ConsistentRead=True
-            ).get("Item") or {}
+            item = (
+                self.client.get_item(
+                    TableName=self.table_name, Key={"id": {"S": claim_key(self.vendor, event_id)}}, ConsistentRead=True
+                ).get("Item")
+                or {}
+            )
             source = item.get("message_id", {}).get("S", "")
             if item.get("status", {}).get("S") == DEAD_LETTERED_STATE and source.split("#", 1)[0] == message_id:
                 moved.add(event_id)

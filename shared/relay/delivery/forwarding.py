@@ -187,7 +187,6 @@ class Forwarder:
         remaining_ms: Callable[[], int],
         bundles: Mapping[str, str] | None = None,
         settle: bool = True,
-        redelivered: frozenset[str] = frozenset(),
         failures_left: int = OPEN_AFTER,
         probe: bool = False,
     ) -> dict[str, Delivery]:
@@ -197,21 +196,26 @@ class Forwarder:
         part of a queued message (mapped at the ingest), or a canonical event (mapped here). `bundles` maps
         the key of each event that came in a bundle to the bundle's id: those share one claim per bundle
         (`DeliveryLedger.claim_bundle`), the others have one each. `settle=False` leaves the batch record to
-        `settle()` (the handler first moves what it dead-letters); `redelivered`: the bundles whose SQS
-        message was received before. `failures_left`: the failed requests after which it stops sending (the
-        circuit breaker's); `probe`: the circuit is open and this call sends one request first, the rest only
-        if the vendor answers it."""
+        `settle()` (the handler first moves what it dead-letters). `failures_left`: the failed requests after
+        which it stops sending (the circuit breaker's); `probe`: the circuit is open and this call sends one
+        request first, the rest only if the vendor answers it."""
         self.stats = Stats()
         self.failures_left, self.probing = failures_left, probe
         # a vendor that failed lately (the circuit counts failures) gets no more requests at once than it may
         # still fail before the circuit opens, until it answers one; a healthy one gets the whole pool
         self._gate = BoundedSemaphore(self.max_workers if failures_left >= OPEN_AFTER else max(1, failures_left))
         results, mapped = self._map(events)
+        copies = self._copies(events, mapped, results)
         batch = DeliveryLedger.new_batch()
         if self.ledger is not None:
             self.ledger.trails.clear()
-        groups, claimed = self._claim(mapped, bundles or {}, redelivered, remaining_ms, batch, results)
+        groups, claimed = self._claim(mapped, bundles or {}, remaining_ms, batch, results)
         results.update(self._send_groups(groups, remaining_ms))
+        for copy, first in copies.items():  # a second copy of an event shares the first one's fate
+            if results[first].ok:
+                results[copy] = Delivery(
+                    True, Outcome.DUPLICATE, f"delivered to {self.vendor} by another copy in this batch"
+                )
         for items in groups.values():  # match quality: the identifiers of what the vendor took
             for key, payload in items:
                 if results[key].outcome == Outcome.FORWARDED:
@@ -257,11 +261,22 @@ class Forwarder:
                 mapped.append((key, event, outcome))
         return results, mapped
 
+    @staticmethod
+    def _copies(
+        events: Mapping[str, Queued | Event], mapped: list[Claimable], results: Mapping[str, Delivery]
+    ) -> dict[str, str]:
+        """The keys of events that are a second copy of an event earlier in the batch, and that event's key."""
+        first = {event.event_id: key for key, event, _ in mapped}
+        return {
+            key: first[events[key].event_id]
+            for key, delivery in results.items()
+            if delivery.outcome == Outcome.IN_FLIGHT and events[key].event_id in first
+        }
+
     def _claim(
         self,
         mapped: list[Claimable],
         bundles: Mapping[str, str],
-        redelivered: frozenset[str],
         remaining_ms: Callable[[], int],
         batch: str,
         results: dict[str, Delivery],
@@ -281,8 +296,7 @@ class Forwarder:
             if kind == "event":
                 return self.ledger.claim(ids[0], remaining_ms(), batch, message_id=name), frozenset(ids)
             message_id = mapped[indexes[0]][0].split("#", 1)[0]  # QueuedEvent.key: "<SQS message id>#<index>"
-            again = name in redelivered
-            return self.ledger.claim_bundle(name, ids, remaining_ms(), batch, message_id=message_id, redelivered=again)
+            return self.ledger.claim_bundle(name, ids, remaining_ms(), batch, message_id=message_id)
 
         # one ledger round trip per event or bundle: run them side by side (boto3 clients are thread-safe)
         pairs = list(units.items())

@@ -299,8 +299,6 @@ def deliver(
     readable = {key: e.event for key, e in events.items() if e.event is not None}
     bundles = {key: e.bundle for key, e in events.items() if e.bundle and e.event is not None}
     # the batch record is settled once the dead letters are moved (those are done with, not to retry)
-    again = {r["messageId"] for r in records if recovery.receives(r) > 1}
-    redelivered = frozenset(e.bundle for e in events.values() if e.bundle and e.message_id in again)
     state = state or CircuitState()
     if state.is_open and not take_probe(function, state):  # the vendor keeps failing: wait for the probe
         results.update(forwarder.hold(readable))
@@ -311,7 +309,6 @@ def deliver(
             remaining_ms,
             bundles,
             settle=False,
-            redelivered=redelivered,
             failures_left=state.failures_left(),
             probe=state.is_open,
         )
@@ -414,10 +411,20 @@ def letters_for(
                 delivery.status,
                 delivery.response,
                 key=letter_key,
-                body=queued.body if not whole else record.get("body") or "",
+                body=letter_body(queued) if not whole else record.get("body") or "",
             )
         )
     return letters, keys_of
+
+
+def letter_body(queued: QueuedEvent) -> str:
+    """A dead letter's body for one event: its own message, in a bundle of one when it came in a bundle, so that
+    a redrive brings it back under the identity the vendor knows it by (docs/decisions/0008)."""
+    if queued.bundle is None:
+        return queued.body
+    from relay.queued.message import bundle_body
+
+    return bundle_body(queued.bundle, [queued.body])
 
 
 def remember_dead_letters(function: VendorFunction, letters: list[DeadLetter], events: Events) -> None:

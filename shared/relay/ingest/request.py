@@ -212,20 +212,20 @@ class Ingest:
         if singles and remaining_ms() < AWS_CALL_MAX_MS:  # each call below must fit in what is left
             return _unavailable("too little time left to queue the events", ids)
         batch = DeliveryLedger.new_batch() if self.ledger else ""
-        vendors = {event_id: list(m.destinations) for event_id, m in singles}
         try:
-            claims = self.ledger.claim_many(ids, remaining_ms(), batch, vendors) if self.ledger and singles else {}
+            claims, recorded = self._claim(singles, remaining_ms, batch)
         except Exception:  # noqa: BLE001 - DynamoDB unavailable: nothing was queued, the client resends
             return _unavailable("could not record the events", ids)
         duplicates = {event_id for event_id, claim in claims.items() if claim is Claim.DUPLICATE}
-        requeued, failed = self._queue_for_more([(e, m) for e, m in singles if e in duplicates], remaining_ms)
+        resent = [(e, m) for e, m in singles if e in duplicates]
+        requeued, failed = self._queue_for_more(resent, remaining_ms, now.timestamp())
         for entry in accepted:
             if entry["event_id"] in duplicates:
                 entry["duplicate"] = True
                 if entry["event_id"] in requeued:
                     entry["queued_now"] = requeued[entry["event_id"]]
         fresh = [(event_id, m) for event_id, m in singles if claims.get(event_id, Claim.CLAIMED) is Claim.CLAIMED]
-        not_published, bundle_of = self._publish(fresh, remaining_ms)
+        not_published, bundle_of = self._publish(fresh, remaining_ms, recorded)
         failed += not_published
         journey = self._journey(batch, now, origin or {}, accepted, fresh, set(failed), bundle_of)
         # anything but queued now or before: another request holds the claim (never dropped in silence)
@@ -243,6 +243,19 @@ class Ingest:
             duplicates=len(duplicates),
             ledger_error=ledger_error,
         )
+
+    def _claim(
+        self, singles: list[tuple[str, Message]], remaining_ms: Callable[[], int], batch: str
+    ) -> tuple[dict[str, Claim], Mapping[str, str]]:
+        """Claim the events in the ledger, each with the bundle it is to be published in (planned now, before
+        anything is published: a resend publishes it in the same one, docs/decisions/0008); returns the claims
+        and the bundle each claim records. Raises when DynamoDB refuses the transaction (nothing written)."""
+        planned = plan_bundles(singles, self.events_per_message)
+        if not (self.ledger and singles):
+            return {}, planned
+        vendors = {event_id: list(m.destinations) for event_id, m in singles}
+        claims = self.ledger.claim_many([e for e, _ in singles], remaining_ms(), batch, vendors, planned)
+        return claims, self.ledger.bundle_of
 
     def _read(
         self, index: int, raw_event: Any, now: datetime, suspect: Suspect, seen: dict[str, int]
@@ -310,7 +323,7 @@ class Ingest:
         return errors
 
     def _queue_for_more(
-        self, resent: list[tuple[str, Message]], remaining_ms: Callable[[], int]
+        self, resent: list[tuple[str, Message]], remaining_ms: Callable[[], int], now: float
     ) -> tuple[dict[str, list[str]], list[str]]:
         """Publish resent events to the vendors they now reach and were not queued for (a client fixed what
         a vendor found invalid); returns those vendors per event_id, and the event_ids that could not be.
@@ -333,31 +346,29 @@ class Ingest:
             if new and before is not None:
                 more[event_id], earlier[event_id] = new, before
                 ids[f"r{len(ids)}"] = event_id
-                messages.append(Message(f"r{len(ids) - 1}", message.body, new))
+                bundle = self.ledger.bundle_of.get(event_id)  # the event's one identity at every vendor
+                body = bundle_body(bundle, [message.body]) if bundle else message.body
+                messages.append(Message(f"r{len(ids) - 1}", body, new))
         failed = [ids[i] for i in self.publisher.publish(messages)] if messages else []
         for event_id in failed:
             more.pop(event_id, None)
         for event_id, vendors in more.items():
             try:
-                self.ledger.add_queued_for(event_id, earlier[event_id], vendors)
+                self.ledger.add_queued_for(event_id, earlier[event_id], vendors, now)
             except Exception:  # noqa: BLE001, S112 - the next resend publishes again; the vendor claims it once
                 continue
         return more, failed
 
     def _publish(
-        self, fresh: list[tuple[str, Message]], remaining_ms: Callable[[], int]
+        self, fresh: list[tuple[str, Message]], remaining_ms: Callable[[], int], recorded: Mapping[str, str]
     ) -> tuple[list[str], dict[str, str]]:
-        """Publish the claimed events, bundled; returns the event_ids that were not published, and the bundle
-        of each event published in one."""
-        messages, members = bundles(fresh, self.events_per_message)
+        """Publish the claimed events, each in the bundle its claim records (`recorded`); returns the event_ids
+        that were not published, and the bundle of each event published in one."""
+        messages, members = bundles(fresh, self.events_per_message, recorded)
         if messages and remaining_ms() < AWS_CALL_MAX_MS:  # the claims took long: publish nothing, settle them
             return [event_id for event_id, _ in fresh], {}
         failed = [event_id for message_id in self.publisher.publish(messages) for event_id in members[message_id]]
-        bundle_of = {}
-        if self.journeys is not None:
-            for ids in members.values():
-                if len(ids) > 1:
-                    bundle_of.update(dict.fromkeys(ids, bundle_id(ids)))
+        bundle_of = {e: recorded[e] for e, _ in fresh if e in recorded} if self.journeys is not None else {}
         return failed, bundle_of
 
     def _journey(
@@ -409,36 +420,56 @@ class Ingest:
         return {"index": index, "event_id": event_id, "errors": [e.as_dict() for e in errors]}
 
 
-def bundles(singles: list[tuple[str, Message]], per_message: int) -> tuple[list[Message], dict[str, list[str]]]:
+def plan_bundles(singles: list[tuple[str, Message]], per_message: int) -> dict[str, str]:
+    """The bundle each event is to be published in (events alone in their message have none)."""
+    messages, members = bundles(singles, per_message)
+    return {e: bundle_id(ids) for ids in members.values() if len(ids) > 1 for e in ids}
+
+
+def bundles(
+    singles: list[tuple[str, Message]], per_message: int, recorded: Mapping[str, str] | None = None
+) -> tuple[list[Message], dict[str, list[str]]]:
     """Put events that go to the same vendors together, up to `per_message` and MAX_EVENT_MESSAGE_BYTES per
     message (a bundle a vendor function moves whole to its DLQ keeps room for the dead letter's attributes)
     (relay.queued.message); returns the messages and the event_ids each carries. A message of one event is that
-    event's own message."""
-    groups: dict[str, list[tuple[str, Message]]] = {}  # by destinations
+    event's own message.
+
+    `recorded`: the bundle each event's claim records (`plan_bundles` when it was claimed first): events are
+    then published in that bundle and no other, whatever the order or grouping of the request — the events of
+    one bundle id, in one message or several, are one identity at the vendor (`DeliveryLedger.claim_bundle`);
+    an event without one goes alone."""
+    groups: dict[tuple[str, str | None], list[tuple[str, Message]]] = {}  # by destinations (and bundle)
     for single in singles:
-        groups.setdefault(single[1].attribute, []).append(single)
+        bundle = recorded.get(single[0]) if recorded is not None else None
+        if recorded is not None and bundle is None:
+            groups[(single[0], None)] = [single]  # alone in its own message
+            continue
+        groups.setdefault((single[1].attribute, bundle), []).append(single)
     messages: list[Message] = []
     members: dict[str, list[str]] = {}
 
-    def close(part: list[tuple[str, Message]]) -> None:
+    def close(part: list[tuple[str, Message]], bundle: str | None) -> None:
         first = part[0][1]
-        if len(part) == 1:
+        if len(part) == 1 and bundle is None:
             message = first
         else:
-            bundle = bundle_id([event_id for event_id, _ in part])
+            bundle = bundle or bundle_id([event_id for event_id, _ in part])
             message = Message(first.id, bundle_body(bundle, [m.body for _, m in part]), first.destinations)
         messages.append(message)
         members[message.id] = [event_id for event_id, _ in part]
 
-    for group in groups.values():
+    for (_, bundle), group in groups.items():
+        if recorded is not None and bundle is None:
+            close(group, None)
+            continue
         part: list[tuple[str, Message]] = []
         for single in group:
             overhead = single[1].size - single[1].body_size
             sizes = [m.body_size for _, m in part] + [single[1].body_size]
             if part and (len(part) == per_message or bundle_size(sizes) + overhead > MAX_EVENT_MESSAGE_BYTES):
-                close(part)
+                close(part, bundle)
                 part = []
             part.append(single)
         if part:
-            close(part)
+            close(part, bundle)
     return messages, members

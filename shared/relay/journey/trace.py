@@ -19,8 +19,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from relay.aws.ledger import CLAIMED, DEAD_LETTERED_STATE, INGEST, QUEUED_FOR, batch_key, bundle_key, claim_key
-from relay.journey import JourneyTable, journey_key
+from relay.aws.ledger import (
+    CLAIMED,
+    DEAD_LETTERED_STATE,
+    INGEST,
+    QUEUED_FOR,
+    REQUEUED,
+    batch_key,
+    bundle_key,
+    claim_key,
+)
+from relay.journey import JourneyTable, iso, journey_key
 from relay.journey.record import DEAD_LETTERED, DELIVERED, INVALID, PENDING, SKIPPED
 from relay.models.event import VENDORS
 
@@ -80,7 +89,9 @@ def trace_event(table: JourneyTable, event_id: str) -> dict[str, Any] | None:
         if not ingest and not any(claims):
             continue
         runs = {b: journeys[k] for b in _batches(*claims) if (k := journey_key(vendor, b)) in journeys}
-        out["vendors"][vendor] = vendor_trace(table, event_id, vendor, accepted, claims, runs)
+        requeued = (ingest or {}).get(f"{REQUEUED}{vendor}")
+        at = float(requeued["N"]) if requeued else None
+        out["vendors"][vendor] = vendor_trace(table, event_id, vendor, accepted, claims, runs, at)
     return out
 
 
@@ -100,14 +111,19 @@ def vendor_trace(
     accepted: dict[str, Any],
     claims: tuple[dict[str, Any] | None, ...],
     runs: dict[str, dict[str, Any]],
+    requeued_at: float | None = None,
 ) -> dict[str, Any]:
     """One vendor's part of the journey: its outcome from the latest invocation that said one, every request
     that carried the event, and the last of them. `runs`: the journey items of the batches that held its
     claim, by batch; when the batch that holds it now left none (in flight, or its journey not written), the
-    ledger says how it stands."""
-    if vendor in accepted.get("skipped", {}):
+    ledger says how it stands. `requeued_at`: when a fixed resend queued the event for a vendor that had found
+    it invalid (its journey goes on from there, with the errors found before)."""
+    fixed = {}
+    if requeued_at is not None:
+        fixed = {"requeued": {"at": iso(requeued_at), "earlier_errors": accepted.get("invalid", {}).get(vendor, [])}}
+    elif vendor in accepted.get("skipped", {}):
         return {"outcome": SKIPPED, "reason": accepted["skipped"][vendor], "attempts": [], "request": None}
-    if vendor in accepted.get("invalid", {}):
+    elif vendor in accepted.get("invalid", {}):
         return {"outcome": INVALID, "errors": accepted["invalid"][vendor], "attempts": [], "request": None}
     attempts, request = [], None
     latest: dict[str, Any] | None = None
@@ -124,7 +140,7 @@ def vendor_trace(
         latest = _from_ledger(table, vendor, event_id, holder)
     if own.get("status", {}).get("S") == DEAD_LETTERED_STATE and latest.get("outcome") != DEAD_LETTERED:
         latest = {"outcome": DEAD_LETTERED, "reason": own.get("why", {}).get("S", "")}
-    return {**latest, "attempts": attempts, "request": request}
+    return {**latest, **fixed, "attempts": attempts, "request": request}
 
 
 def _body(text: Any) -> Any:

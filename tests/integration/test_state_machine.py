@@ -1,0 +1,381 @@
+"""The delivery machine under every interleaving Hypothesis finds (docs/decisions/0008): a stateful test of the
+real IngestFunction and AppLovinFunction handlers against moto (SNS, SQS with its redrive policy, DynamoDB)
+and a scripted vendor behind httpx.MockTransport.
+
+The rules are what production interleaves: a client's send, an identical resend, a resend reordered or
+regrouped; the ingest or a vendor invocation killed at any AWS call (before it or after it, its answer lost)
+or after the vendor processed a request; SQS handing out any visible message, and a second copy of one in
+flight (at-least-once); visibility timeouts and leases running out; the vendor up, down (5xx) or refusing the
+credentials; MaxReceiveCount running out (3 receives) and the automatic redrive; DynamoDB failing a call.
+
+Invariants, after every step: no event reaches the vendor twice (2xx). At quiescence (teardown: the vendor
+healthy, nothing killed, the client resending every request until answered 202, SQS's timeouts run out):
+every event the relay accepted is delivered exactly once or is in the DLQ with its reason.
+
+`make test` runs a short form; `make reliability` the long one (HYPOTHESIS_PROFILE=long)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from dataclasses import dataclass, field
+
+import boto3
+import httpx
+import pytest
+from botocore.exceptions import ClientError
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
+from moto import mock_aws
+
+from relay.aws.ledger import INGEST, DeliveryLedger
+from relay.aws.sns import SnsPublisher
+from relay.delivery.deadletter import body_event_ids
+from relay.delivery.function import VendorFunction
+from relay.ingest.function import IngestFunction
+from relay.ingest.signing import sign
+from relay_tools.apigw import http_api_event, response_body
+from relay_tools.functions import app_module
+from relay_tools.sqs_events import lambda_records
+
+from ..aws_faults import AwsFaults
+from ..conftest import ROOT, SECRETS, STACK_PARAMETERS, STACK_SECRETS, FakeLambdaContext, web_event
+
+MAX_RECEIVES = 3
+VENDOR = "applovin"
+LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
+
+
+class Killed(BaseException):  # noqa: N818 - Lambda stopping the process: no `except Exception` catches it
+    """The invocation dies here (its timeout, an out-of-memory, the host lost)."""
+
+
+@dataclass
+class Kill:
+    """Kill the next invocation at its `at`-th AWS call (`after`: once the call is made, its answer lost), or
+    right after the vendor processed its first request (`at` = 0)."""
+
+    at: int
+    after: bool
+    calls: int = 0
+
+    def hook(self, when: str, operation: str) -> None:
+        if self.at <= 0:
+            return
+        if when == "before":
+            self.calls += 1
+        if self.calls == self.at and (when == "after") == self.after:
+            self.at = -1
+            raise Killed(f"killed {when} AWS call {self.calls} ({operation})")
+
+
+@dataclass
+class Scripted:
+    """The vendor: answers as the machine says; records every request it processed and what it accepted."""
+
+    status: int = 200
+    kill: Kill | None = None
+    accepted: dict[str, int] = field(default_factory=dict)  # event_id -> 2xx answers that carried it
+    requests: int = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        ids = [e["dedupe_id"] for e in json.loads(request.content)["events"]]
+        if 200 <= self.status < 300:
+            for event_id in ids:
+                self.accepted[event_id] = self.accepted.get(event_id, 0) + 1
+        if self.kill is not None and self.kill.at == 0:
+            self.kill.at = -1
+            raise Killed("killed after the vendor processed the request")
+        return httpx.Response(self.status, text="OK" if self.status < 300 else "down")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class DeliveryMachine(RuleBasedStateMachine):
+    stack = None  # set by the test: template.yaml's resources in moto
+
+    requests = Bundle("requests")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = Clock()
+        self.vendor = Scripted()
+        self.kill: Kill | None = None
+        self.sent_ids = 0
+        self.example = f"x{time.monotonic_ns() % 10**12}-"
+        self.answered: dict[int, int] = {}  # request number -> last status
+        self.bodies: list[list[dict]] = []
+        self.accepted: set[str] = set()  # event_ids the ingest answered 202 for
+        self.pool: list[dict] = []  # SQS messages received and not yet deleted or visible again
+        self.doubts: dict[str, int] = {}  # event_id -> invocations that died after the vendor took it
+        self.sqs = boto3.client("sqs")
+        stack = self.stack
+        self.queue = stack.physical["AppLovinQueue"]
+        self.dlq = stack.physical["AppLovinDeadLetterQueue"]
+        self.arn = stack.arns["AppLovinQueue"]
+        for url in (self.queue, self.dlq):  # an earlier example's leftovers (PurgeQueue: once a minute)
+            while got := self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+                for message in got:
+                    self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        table = stack.physical["IdempotencyTable"]
+        ddb = boto3.client("dynamodb")
+        # a fresh table for each example (moto copies the whole table on every transaction: keep it small)
+        for page in ddb.get_paginator("scan").paginate(TableName=table, ProjectionExpression="id"):
+            for item in page["Items"]:
+                ddb.delete_item(TableName=table, Key={"id": item["id"]})
+        ingest_env = stack.function_environment("IngestFunction")
+        self.ingest = functools.partial(
+            app_module("ingest").lambda_handler,
+            function=IngestFunction(
+                clock=self.clock,
+                publisher=SnsPublisher(ingest_env["RELAY_TOPIC_ARN"], boto3.client("sns")),
+                ledger=DeliveryLedger(INGEST, table, clock=self.clock),
+            ),
+        )
+        from relay.models.environment import VendorEnvironment, read_environment
+
+        env = read_environment(VendorEnvironment, stack.function_environment("AppLovinFunction"))
+        function = VendorFunction(
+            VENDOR,
+            env,
+            http_client=httpx.Client(transport=httpx.MockTransport(self.vendor)),
+            ledger=DeliveryLedger.for_function(VENDOR, env, clock=self.clock),
+            sleep=lambda s: None,
+        )
+        function.clock = self.clock
+        function.rng = lambda: 0.0
+        self.function = function
+        self.vendor_handler = functools.partial(app_module(VENDOR).lambda_handler, function=function)
+        AwsFaults.current.clear()
+        AwsFaults.current.killer = None
+
+    # -- the client --------------------------------------------------------------------------------
+
+    def _post(self, events: list[dict], kill: Kill | None) -> int:
+        raw = json.dumps({"events": events}).encode()
+        self.clock.now += 1  # every request is signed anew (a replayed signature is refused)
+        headers = {
+            "content-type": "application/json",
+            "x-relay-signature": sign(raw, SECRETS["signing"], int(self.clock.now)),
+        }
+        AwsFaults.current.killer = kill
+        try:
+            response = self.ingest(http_api_event("POST", "/v1/events", headers, raw), FakeLambdaContext())
+        except Killed:
+            return 0
+        finally:
+            AwsFaults.current.killer = None
+        status = response["statusCode"]
+        assert status in (202, 503), (status, response_body(response))
+        if status == 202:
+            body = json.loads(response_body(response))
+            self.accepted.update(e["event_id"] for e in body["accepted"])
+        return status
+
+    @rule(target=requests, n=st.integers(1, 12), kill=st.none() | st.builds(Kill, st.integers(1, 6), st.booleans()))
+    def send(self, n: int, kill: Kill | None) -> int:
+        events = [
+            web_event(event_id=f"{self.example}{self.sent_ids + i}", timestamp=int(self.clock.now * 1000) - 5000)
+            for i in range(n)
+        ]
+        self.sent_ids += n
+        self.bodies.append(events)
+        number = len(self.bodies) - 1
+        self.answered[number] = self._post(events, kill)
+        return number
+
+    @rule(
+        request=requests,
+        order=st.randoms(use_true_random=False),
+        split=st.booleans(),
+        kill=st.none() | st.builds(Kill, st.integers(1, 6), st.booleans()),
+    )
+    def resend(self, request: int, order, split: bool, kill: Kill | None) -> None:
+        """The same events again: as they were, reordered, or regrouped into two requests."""
+        events = list(self.bodies[request])
+        order.shuffle(events)
+        parts = [events[: len(events) // 2], events[len(events) // 2 :]] if split and len(events) > 1 else [events]
+        statuses = [self._post(part, kill) for part in parts if part]
+        if all(s == 202 for s in statuses):
+            self.answered[request] = 202
+
+    # -- SQS and the vendor function -----------------------------------------------------------------
+
+    @rule()
+    def receive(self) -> None:
+        got = self.sqs.receive_message(
+            QueueUrl=self.queue,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=3600,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        self.pool += got
+
+    @precondition(lambda self: self.pool)
+    @rule(data=st.data())
+    def second_copy(self, data) -> None:
+        """At-least-once: SQS hands out a message that is in flight once more."""
+        self.pool.append(dict(data.draw(st.sampled_from(self.pool))))
+
+    @precondition(lambda self: self.pool)
+    @rule(
+        data=st.data(),
+        status=st.sampled_from([200, 200, 200, 500, 401]),
+        kill=st.none() | st.builds(Kill, st.integers(0, 6), st.booleans()),
+    )
+    def invoke(self, data, status: int, kill: Kill | None) -> None:
+        picked = data.draw(st.lists(st.sampled_from(range(len(self.pool))), min_size=1, max_size=10, unique=True))
+        messages = [self.pool[i] for i in picked]
+        self.vendor.status, self.vendor.kill = status, kill
+        AwsFaults.current.killer = kill if kill is not None and kill.at > 0 else None
+        event = lambda_records(messages, self.arn, "us-east-1")
+        before, faults = dict(self.vendor.accepted), len(AwsFaults.current.injected)
+        try:
+            response = self.vendor_handler(event, FakeLambdaContext())
+        except (Killed, ClientError):  # killed, or failed on an AWS error it did not handle: Lambda retries
+            self._in_doubt(before)
+            return  # the batch comes back when its visibility timeout ends
+        finally:
+            AwsFaults.current.killer = None
+            self.vendor.kill = None
+        if len(AwsFaults.current.injected) > faults:  # a ledger write may have failed after the vendor took them
+            self._in_doubt(before)
+        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+        for message in messages:
+            if message["MessageId"] not in failed:
+                self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
+        done = {m["MessageId"] for m in messages if m["MessageId"] not in failed}
+        self.pool = [m for m in self.pool if m["MessageId"] not in done]
+
+    def _in_doubt(self, before: dict[str, int]) -> None:
+        """The vendor took these events in an invocation that died, or whose ledger write failed, before its
+        batch record: no protocol can know whether the vendor has them (docs/decisions/0008); they may be sent
+        once more (AppLovin's dedupe_id absorbs that)."""
+        for event_id, count in self.vendor.accepted.items():
+            if count > before.get(event_id, 0):
+                self.doubts[event_id] = self.doubts.get(event_id, 0) + 1
+
+    @rule(seconds=st.sampled_from([1, 60, 3600]))
+    def time_passes(self, seconds: int) -> None:
+        """Leases and visibility timeouts run out: what was in flight is visible again."""
+        self.clock.now += seconds
+        for message in self.pool:
+            try:
+                self.sqs.change_message_visibility(
+                    QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+            except self.sqs.exceptions.ClientError:
+                pass  # deleted meanwhile by another copy's invocation
+        self.pool.clear()
+
+    @rule(operation=st.sampled_from(["PutItem", "GetItem", "TransactWriteItems", "SendMessageBatch", "PublishBatch"]))
+    def aws_fails_once(self, operation: str) -> None:
+        AwsFaults.current.fail(operation, "InternalServerError" if operation != "PublishBatch" else "InternalError")
+
+    # -- invariants ---------------------------------------------------------------------------------
+
+    @invariant()
+    def never_twice(self) -> None:
+        twice = {e: n for e, n in self.vendor.accepted.items() if n > 1 + self.doubts.get(e, 0)}
+        assert not twice, f"delivered more than once: {twice}"
+
+    def teardown(self) -> None:
+        """Quiescence: the vendor healthy, nothing killed or failing; the client resends what was not
+        answered 202; SQS's timeouts run out until the queue is empty. Then every accepted event is at the
+        vendor once, or in the DLQ with its reason."""
+        AwsFaults.current.clear()
+        AwsFaults.current.killer = None
+        for number, events in enumerate(self.bodies):
+            for _ in range(3):
+                if self.answered.get(number) == 202:
+                    break
+                self.clock.now += 60  # the lease of a killed ingest runs out
+                self.answered[number] = self._post(events, None)
+            assert self.answered[number] == 202, f"request {number} never accepted"
+        for _ in range(40):
+            self.time_passes(3600)
+            self.receive()
+            if not self.pool:
+                break
+            while self.pool:
+                self.invoke_all()
+        self.never_twice()
+        letters = self._letters()
+        for event_id in sorted(self.accepted):
+            if not self.vendor.accepted.get(event_id):
+                assert event_id in letters, f"{event_id} neither delivered nor dead-lettered"
+                assert letters[event_id], f"{event_id} dead-lettered without a reason"
+
+    def invoke_all(self) -> None:
+        batch, self.pool = self.pool[:10], self.pool[10:]
+        self.vendor.status = 200
+        response = self.vendor_handler(lambda_records(batch, self.arn, "us-east-1"), FakeLambdaContext())
+        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+        for message in batch:
+            if message["MessageId"] not in failed:
+                self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
+            else:
+                self.sqs.change_message_visibility(
+                    QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+
+    def _letters(self) -> dict[str, str]:
+        out = {}
+        while True:
+            got = self.sqs.receive_message(
+                QueueUrl=self.dlq, MaxNumberOfMessages=10, VisibilityTimeout=3600, MessageAttributeNames=["All"]
+            ).get("Messages", [])
+            if not got:
+                return out
+            for m in got:
+                attrs = m.get("MessageAttributes", {})
+                # a letter SQS moved itself (received MaxReceiveCount times without an invocation that
+                # finished) has no relay_reason: `relay dlq list` says so, and it holds a whole bundle
+                reason = attrs.get("relay_reason", {}).get("StringValue") or "moved by SQS after MaxReceiveCount"
+                for event_id in body_event_ids(m["Body"]):
+                    out[event_id] = reason
+
+
+@pytest.fixture
+def machine_stack(monkeypatch):
+    from aws_lambda_powertools.utilities import parameters
+
+    from relay_tools.stack import create_stack, load_template
+
+    parameters.clear_caches()
+    with mock_aws():
+        stack = create_stack(
+            load_template(ROOT / "template.yaml"),
+            boto3.Session(region_name="us-east-1"),
+            parameters={**STACK_PARAMETERS, "MaxReceiveCount": str(MAX_RECEIVES)},
+            secrets=STACK_SECRETS,
+        )
+        for logical in ("IngestFunction", "AppLovinFunction"):
+            for key, value in stack.function_environment(logical).items():
+                monkeypatch.setenv(key, value)
+        yield stack
+    parameters.clear_caches()
+
+
+def test_the_delivery_machine_keeps_its_promises_under_every_interleaving(machine_stack):
+    DeliveryMachine.stack = machine_stack
+    DeliveryMachine.TestCase.settings = settings(
+        max_examples=300 if LONG else int(os.environ.get("MACHINE_EXAMPLES", 20)),
+        stateful_step_count=40 if LONG else 20,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    from hypothesis.stateful import run_state_machine_as_test
+
+    run_state_machine_as_test(DeliveryMachine, settings=DeliveryMachine.TestCase.settings)
