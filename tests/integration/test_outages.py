@@ -329,6 +329,51 @@ def test_an_outage_longer_than_the_window_dead_letters_then_redrives_on_recovery
     assert len(o.mock.requests) == sent + 2  # the probe, then the three redriven events in one request
 
 
+def test_an_outage_longer_than_the_window_then_silence_recovers_on_the_schedule(aws_stack, monkeypatch, output):
+    """Issue #24, item 7: no event arrives after the outage. The scheduled run (template.yaml: every five
+    minutes) sends one letter back as the probe while the vendor is down, the circuit holds it; once the
+    vendor answers, that message's invocation delivers it and redrives the others. Each event reaches the
+    vendor once."""
+    from relay.delivery.recovery import RECOVERY_EVENT
+
+    status = {"now": 503}
+    o = Outage(aws_stack, monkeypatch, "adroll", lambda request: httpx.Response(status["now"]))
+    publish(aws_stack, "adroll", [web_event(event_id=f"e{i}") for i in range(3)])
+    batch = o.fail_until_open(receive(aws_stack, "adroll", 3), age=HOUR)
+    assert o.invoke(batch, age=25 * HOUR) == []  # held past the window: dead-lettered, not sent
+    assert len(peek(o.dlq)) == 3 and o.circuit().redrive is True
+
+    def scheduled() -> dict:
+        return o.handler(dict(RECOVERY_EVENT), FakeLambdaContext(FakeClock()))
+
+    assert scheduled() == {"moved": 1}  # the vendor is still down: one letter back, as the probe
+    assert scheduled() == {"moved": 0}  # it is queued: it probes the vendor itself, nothing more moves
+    probe = receive(aws_stack, "adroll", 1)
+    sent = len(o.mock.requests)
+    assert len(o.invoke(probe)) == 1  # the circuit is open and its probe is not due: held, not sent
+    assert len(o.mock.requests) == sent
+    status["now"] = 200
+    o.now += 61
+    assert o.invoke(o.again(probe)) == []  # the probe: delivered, and the two other letters moved back
+    assert peek(o.dlq) == []
+    assert o.invoke(receive(aws_stack, "adroll", 2)) == []
+    assert scheduled() == {"moved": 0} and o.circuit().redrive is False  # nothing left to recover
+    # the probe's event, then the two redriven ones in one request: three events, each once
+    assert [len(json.loads(r.content)) for r in o.mock.requests[sent:]] == [1, 2]
+
+
+def test_the_schedule_moves_nothing_without_auto_redrive_or_a_marked_dlq(aws_stack, monkeypatch):
+    from relay.delivery.recovery import RECOVERY_EVENT
+
+    o = Outage(aws_stack, monkeypatch, "adroll", lambda request: httpx.Response(200))
+    letter_for(o, "exhausted", "retries_exhausted")
+    assert o.handler(dict(RECOVERY_EVENT), FakeLambdaContext(FakeClock())) == {"moved": 0}  # not marked
+    o.function.circuit.mark_redrive(True)
+    off = Outage(aws_stack, monkeypatch, "adroll", lambda r: httpx.Response(200), RELAY_DELIVERY_AUTO_REDRIVE="false")
+    assert off.handler(dict(RECOVERY_EVENT), FakeLambdaContext(FakeClock())) == {"moved": 0}
+    assert len(peek(o.dlq)) == 1
+
+
 def test_a_letter_hidden_from_the_pass_is_moved_by_a_later_one(aws_stack, monkeypatch):
     """`relay dlq list` holds the letters it reads for a while: a pass meanwhile does not see them, so the
     DLQ stays marked until a pass finds nothing hidden."""

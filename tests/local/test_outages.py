@@ -52,10 +52,24 @@ def test_an_outage_longer_than_the_window_is_redriven_automatically_and_delivere
     _no_secrets(text)
 
 
+def test_an_outage_longer_than_the_window_followed_by_silence_recovers_on_the_schedule(output):
+    """Issue #24, item 7: traffic stops an hour into a 6 h AdRoll outage (1 h window): no event arrives after
+    AdRoll answers again. The scheduled run sends one dead letter back as the probe; its invocation redrives the
+    rest; every event is delivered once and the DLQ ends empty."""
+    report = run_outage(hour_seconds=2.0, window_hours=1.0, outages={"adroll": ("401", 6.0)}, traffic_hours=2.0)
+    print("\n".join(report.lines()))
+    assert report.drained and report.ingest_errors == []
+    assert report.exhausted["adroll"] > 0
+    assert report.delivered["adroll"] == report.expected["adroll"] > 0
+    assert report.duplicates["adroll"] == 0 and report.lost["adroll"] == 0 and report.dlq_left["adroll"] == 0
+    assert "scheduled recovery" in output.text()
+
+
 def test_the_outage_cli_refuses_bad_arguments(capsys):
     assert main(["outage", "--outage", "adroll=500:2"]) == 2
     assert "KIND one of 503, 401, timeout" in capsys.readouterr().err
     assert main(["outage", "--outage", "acme=503:2"]) == 2
     assert main(["outage", "--outage", "adroll=503:0"]) == 2
     assert main(["outage", "--hour-seconds", "0"]) == 2
+    assert main(["outage", "--traffic-hours", "0"]) == 2
     assert "--hour-seconds must be 0 to 60" in capsys.readouterr().err

@@ -523,11 +523,14 @@ def outage_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     if not 0 < args.hour_seconds <= 60 or not 0 < args.window_hours <= 72 or not 1 <= args.probe_seconds <= 3600:
         raise UsageError("--hour-seconds must be 0 to 60, --window-hours 0 to 72, --probe-seconds 1 to 3600")
+    if args.traffic_hours is not None and not 0 < args.traffic_hours <= 240:
+        raise UsageError("--traffic-hours must be more than 0 and at most 240")
     report = run_outage(
         hour_seconds=args.hour_seconds,
         window_hours=args.window_hours,
         outages=parse_outages(args.outage),
         probe_seconds=args.probe_seconds,
+        traffic_hours=args.traffic_hours,
     )
     if args.json:
         Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
@@ -632,6 +635,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Default: appsflyer=503:6, adroll=401:2, applovin=timeout:1",
     )
     og.add_argument("--probe-seconds", type=int, default=3, help="the circuit's probe interval, in real seconds")
+    og.add_argument(
+        "--traffic-hours",
+        type=float,
+        help="how long signed traffic lasts, in compressed hours (default: until an hour after the longest "
+        "outage); shorter than the outages leaves the relay in silence after them (the scheduled recovery)",
+    )
     og.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     og.set_defaults(func=outage_cmd)
 

@@ -169,11 +169,14 @@ class LocalStack:
         vendor_timeout_seconds: float | None = None,
         function_timeout_seconds: int | None = None,
         parameters: dict[str, str] | None = None,
+        schedule_seconds: float | None = None,
     ):
         """`vendor_timeout_seconds`: each vendor request's total deadline (the relay's default unless set);
         `function_timeout_seconds`: every vendor function's timeout (the template's unless set);
-        `parameters`: template parameters over those the config gives (MaxReceiveCount, say)."""
+        `parameters`: template parameters over those the config gives (MaxReceiveCount, say);
+        `schedule_seconds`: how often the template's schedules run (their own rate unless set)."""
         self.parameters = parameters or {}
+        self.schedule_seconds = schedule_seconds
         self.verbose = verbose
         self.faults = faults
         self.redelivery_seconds = redelivery_seconds
@@ -519,6 +522,29 @@ class LocalStack:
                 )
 
         self._spawn(poll, f"poller-{vendor}")
+        for schedule in self.stack.schedules(logical):
+            every = self.schedule_seconds or schedule.every_seconds
+            self._start_schedule(vendor, logical, handler, schedule.input, every)
+
+    def _start_schedule(
+        self, vendor: str, logical: str, handler: Callable[..., Any], event: dict[str, Any], every: float
+    ) -> None:
+        """The template's schedule for a function (EventBridge invoking it with a fixed input), every `every`
+        seconds."""
+        assert self.stack is not None
+        timeout = self.function_timeout_seconds or self.stack.function_timeout(logical)
+
+        def run() -> None:
+            while not self._stop.wait(every):
+                try:
+                    result = handler(dict(event), LocalContext(logical, timeout))
+                    self.after_invocation()
+                    if result.get("moved"):
+                        self.log(f"{vendor:<9} scheduled recovery: {result['moved']} dead letter back as the probe")
+                except Exception as exc:  # noqa: BLE001 - as EventBridge would, the next run tries again
+                    self.log(f"{vendor:<9} scheduled run error: {type(exc).__name__}")
+
+        self._spawn(run, f"schedule-{vendor}")
 
     def _redeliver_soon(self, sqs: Any, url: str, messages: list[dict[str, Any]]) -> None:
         """Messages a crashed or partly failed invocation left without a retry delay of its own: visible again

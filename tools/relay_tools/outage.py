@@ -7,7 +7,9 @@ and AppLovin lets every request time out for 1. Then it counts, per vendor and e
 accepted and what is left in the DLQs: every valid event delivered exactly once, nothing left, and the
 vendor requests made while the vendor was down against the events that waited for it. `window_hours`
 shorter than an outage shows the other path: events dead-lettered as `retries_exhausted`, moved back by the
-automatic redrive once the vendor answers, and delivered once.
+automatic redrive once the vendor answers, and delivered once. `traffic_hours` shorter than the outages
+leaves the relay in silence after them: no event arrives to find the vendor healthy again, and the
+template's schedule (every 5 minutes, compressed with the hour) recovers the dead letters by itself.
 """
 
 from __future__ import annotations
@@ -157,6 +159,9 @@ def outage_config(run: str, hour_seconds: float, window_hours: float, probe_seco
     return soak_config(f"outage-{run}", delivery)
 
 
+SCHEDULE_MINUTES = 5  # template.yaml's Recovery schedule: rate(5 minutes)
+
+
 def run_outage(
     hour_seconds: float = 2.0,
     window_hours: float = 24.0,
@@ -191,6 +196,8 @@ def run_outage(
         faults=plan,
         redelivery_seconds=1,
         vendor_timeout_seconds=VENDOR_TIMEOUT_SECONDS,
+        # the template's schedule (every 5 minutes), compressed with the hour
+        schedule_seconds=max(0.5, hour_seconds * SCHEDULE_MINUTES / 60),
     ).start()
     plan.started = started = time.monotonic()
     expected: dict[str, set[str]] = {v: set() for v in VENDORS}

@@ -9,6 +9,7 @@ Also resolves each function's environment and SQS event source settings from the
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from secrets import token_urlsafe
@@ -35,6 +36,21 @@ class EventSource:
     queue: str  # logical id of the queue
     batch_size: int
     window_seconds: int
+
+
+@dataclass
+class Schedule:
+    every_seconds: int
+    input: dict[str, Any]
+
+
+def rate_seconds(expression: str) -> int:
+    """`rate(5 minutes)` -> 300 (EventBridge's rate expressions; the local stack runs no cron expressions)."""
+    match = re.fullmatch(r"rate\(([0-9]+) (minute|minutes|hour|hours|day|days)\)", expression.strip())
+    if not match:
+        raise ValueError(f"the local stack runs rate(...) schedules only, not {expression!r}")
+    unit = {"minute": 60, "hour": 3600, "day": 86400}[match.group(2).rstrip("s")]
+    return int(match.group(1)) * unit
 
 
 @dataclass
@@ -142,6 +158,18 @@ class Stack:
                     window_seconds=int(props.get("MaximumBatchingWindowInSeconds", 0)),
                 )
         raise KeyError(f"{logical} has no SQS event source")
+
+    def schedules(self, logical: str) -> list[Schedule]:
+        """The function's enabled `Schedule` events (EventBridge rules), as the local stack runs them."""
+        out = []
+        for ev in self.resources[logical]["Properties"].get("Events", {}).values():
+            if ev["Type"] != "Schedule":
+                continue
+            props = ev["Properties"]
+            if str(self.resolve(props.get("State", "ENABLED"))) != "ENABLED" or props.get("Enabled") is False:
+                continue
+            out.append(Schedule(rate_seconds(str(props["Schedule"])), json.loads(props.get("Input") or "{}")))
+        return out
 
     def function_timeout(self, logical: str) -> int:
         glob = self.template.get("Globals", {}).get("Function", {})

@@ -28,9 +28,12 @@ The key is a hash of ``[vendor, event_id]`` only: a resend of the same event_id 
 a duplicate. A delivered event is remembered for the dedupe horizon (`dedupe_horizon_seconds`); so is an
 event the relay moved to the DLQ, with the SQS message id it moved: a redelivery of that very message (an
 invocation that failed after the move) is neither sent nor dead-lettered again, while any other message
-with the event (`relay dlq redrive`, a client's resend) takes the record over and is sent anew. Records
-that Powertools Idempotency wrote (COMPLETED, INPROGRESS, same ids) are read the same way, so an upgrade
-in place neither loses nor resends anything.
+with the event (`relay dlq redrive`, a client's resend) takes the record over and is sent anew.
+
+Every write is conditional on the state it expects (docs/decisions/0008): a claim on the record's absence
+or on the record it takes over being unchanged, a batch record on its absence, a release on the batch it
+deletes, a dead letter on the claim being this batch's (or absent), the ingest's queued-for list on its
+earlier value. No write overwrites a delivered record or a claim it does not hold.
 """
 
 from __future__ import annotations
@@ -72,7 +75,6 @@ def dedupe_horizon_seconds(
 COMPLETED_TTL_SECONDS = dedupe_horizon_seconds(7)
 KEY_PREFIX = "s2s-relay"
 CLAIMED, DEAD_LETTERED_STATE, SETTLED = "CLAIMED", "DEAD_LETTERED", "SETTLED"
-LEGACY_COMPLETED, LEGACY_IN_PROGRESS = "COMPLETED", "INPROGRESS"  # Powertools Idempotency's records
 # failures one batch record lists (its DynamoDB item stays under 400 KB; an SQS batch is at most 100 events)
 MAX_LISTED_FAILURES = 1000
 TRANSACTION_MAX_ITEMS = 100  # DynamoDB TransactWriteItems
@@ -98,16 +100,13 @@ class Claim(Enum):
     DEAD_LETTERED = "dead_lettered"  # already moved to the DLQ: do not send or move it again
 
 
-LEGACY_DEAD_LETTERED = "dead_lettered"  # the `outcome` of a dead-lettered event in Powertools-era records
-
-
 def _lease(now: float, remaining_ms: int) -> dict[str, str]:
     """Until when (ms since the epoch) a claim is in flight: the claiming invocation's remaining time."""
     return {"N": str(int((now + max(remaining_ms, 1) / 1000) * 1000))}
 
 
 def claim_key(vendor: str, event_id: str) -> str:
-    """Powertools Idempotency's key for ``event_key_jmespath="[vendor, event_id]"``, kept for upgrades."""
+    """The key of `vendor`'s record of an event: a digest of ``[vendor, event_id]`` (any event_id fits a key)."""
     if event_id.isascii() and event_id.isprintable() and '"' not in event_id and "\\" not in event_id:
         text = f'["{vendor}", "{event_id}"]'  # what json.dumps writes for it, at a fifth of the CPU (the ingest)
     else:
@@ -368,10 +367,11 @@ class DeliveryLedger:
         bundle its first claim recorded, whatever the order or grouping of a resend (docs/decisions/0008), and
         a dead letter of a bundle's event is itself a bundle of one with that id. So messages with the same
         bundle id may carry different events. The claim keeps `events` (every event published under the id),
-        `pending` (what its batch is sending; absent: all of `events`) and `owed` (events not delivered yet
-        that its batch is not sending). An event is still to send when it is new to the bundle, owed, or
-        pending and not delivered by the last batch (its record lists it failed; or it died before settling:
-        in doubt, sent again, unless it moved the event to the DLQ from this very message)."""
+        `pending` (what its batch is sending; absent: all of `events`), `owed` (events not delivered yet that
+        its batch is not sending) and `moved` (events moved to the DLQ, not delivered). An event is still to
+        send when it is new to the bundle, owed, pending and not delivered by the last batch (its record lists
+        it failed; or it died before settling: in doubt, sent again), or moved to the DLQ from another message
+        than this one (a redrive); a redelivery of the very message it was moved from sends it no more."""
         now = self.clock()
         lease = _lease(now, remaining_ms)
         everything = frozenset(event_ids)
@@ -387,14 +387,18 @@ class DeliveryLedger:
             return Claim.IN_FLIGHT, frozenset()
         known = _set(old, "events")
         pending = _set(old, "pending") if "pending" in old else known
+        moved = _set(old, "moved")
         settled = self._batch_record(old["batch"]["S"])
         if settled is not None:
             undone = _set(old, "owed") | (pending & _set(settled, "failed"))
+            moved |= pending & _set(settled, "moved")
         elif int(old["lease"]["N"]) > now * 1000:
             return Claim.IN_FLIGHT, frozenset()
         else:  # its holder died before settling: what it was sending is in doubt, the rest was delivered
-            undone = _set(old, "owed") | (pending - self._moved_from(pending & everything, message_id))
-        to_send = (everything - known) | (everything & undone)
+            undone = _set(old, "owed") | pending
+        back = everything & (moved | undone)  # a moved or in-doubt event from the message it was moved from stays
+        here = self._moved_from(back, message_id) if back else set()
+        to_send = (everything - known) | ((everything & (undone | moved)) - here)
         if not to_send:
             return Claim.DUPLICATE, frozenset()
         item["events"] = _strings(known | everything)
@@ -402,6 +406,8 @@ class DeliveryLedger:
             item["pending"] = _strings(to_send)
         if undone - everything:
             item["owed"] = _strings(undone - everything)
+        if moved - to_send:
+            item["moved"] = _strings(moved - to_send)
         self._follow(item, old, batch)
         condition, values = self._unchanged(old)
         return (
@@ -459,19 +465,10 @@ class DeliveryLedger:
                 failed = {v["S"] for v in settled.get("failed", {}).get("L", [])}
                 return None if event_id in failed else Claim.DUPLICATE
             return Claim.IN_FLIGHT if int(old["lease"]["N"]) > now * 1000 else None
-        if status in (DEAD_LETTERED_STATE, LEGACY_COMPLETED):
-            if status == DEAD_LETTERED_STATE:
-                moved_from = old.get("message_id", {}).get("S")
-            else:
-                result = json.loads(old.get("data", {}).get("S") or "{}") or {}
-                if result.get("outcome") != LEGACY_DEAD_LETTERED:
-                    return Claim.DUPLICATE
-                moved_from = result.get("message_id")
+        if status == DEAD_LETTERED_STATE:
+            moved_from = old.get("message_id", {}).get("S")
             # only a redelivery of the message it was moved from is dropped
             return Claim.DEAD_LETTERED if message_id is not None and moved_from == message_id else None
-        if status == LEGACY_IN_PROGRESS:
-            until = int(old.get("in_progress_expiration", {}).get("N", "0"))
-            return Claim.IN_FLIGHT if until > now * 1000 else None
         return None
 
     @staticmethod
@@ -532,6 +529,7 @@ class DeliveryLedger:
         statuses = sorted({str(s) for s in delivered.values() if s is not None})
         self.client.put_item(
             TableName=self.table_name,
+            ConditionExpression="attribute_not_exists(id)",  # a batch is settled once
             Item={
                 "id": {"S": self.batch_key(batch)},
                 "status": {"S": SETTLED},
@@ -575,14 +573,33 @@ class DeliveryLedger:
                 continue
             self.client.transact_write_items(TransactItems=deletes)
 
-    def dead_lettered(self, event_id: str, message_id: str, outcome: str, trail: Sequence[str] = ()) -> None:
+    def dead_lettered(
+        self, event_id: str, message_id: str, outcome: str, trail: Sequence[str] = (), batch: str | None = None
+    ) -> bool:
         """After the move to the DLQ: a redelivery of this message is then dropped, not moved twice. `trail`:
-        the batches that tried it (its journey)."""
+        the batches that tried it (its journey); `batch`: the invocation's, whose claim the record replaces.
+        Written only over no record, this batch's own claim or an earlier dead letter: False when another
+        claim holds the event (it was delivered, or is in flight, from another message; the letter's
+        redrive then finds it a duplicate)."""
+        from botocore.exceptions import ClientError
+
         extra = {"trail": {"L": [{"S": b} for b in trail[-MAX_TRAIL - 1 :]]}} if trail else {}
         item = self._event_record(
             event_id, DEAD_LETTERED_STATE, self.clock(), message_id={"S": message_id}, why={"S": outcome}, **extra
         )
-        self.client.put_item(TableName=self.table_name, Item=item)
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=item,
+                ConditionExpression="attribute_not_exists(id) OR #s = :dead OR #b = :batch",
+                ExpressionAttributeNames={"#s": "status", "#b": "batch"},
+                ExpressionAttributeValues={":dead": {"S": DEAD_LETTERED_STATE}, ":batch": {"S": batch or "-"}},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     def _event_record(self, event_id: str, status: str, now: float, **attributes: dict[str, Any]) -> dict[str, Any]:
         """The item of one vendor's record of an event (a claim or a dead letter)."""

@@ -205,11 +205,14 @@ def deliver_batch(event: dict[str, Any], context: Any, function: VendorFunction)
     receive again (a bundle is received again while any of its events needs it), each with its retry delay
     set."""
     metrics.add_dimension("vendor", function.vendor)
+    if recovery.is_recovery(event):  # the schedule: no batch, a redrive that waits for traffic may start
+        return recovery.recover(function, context.get_remaining_time_in_millis)
     records = event.get("Records", [])
     remaining_ms = context.get_remaining_time_in_millis
     state = recovery.read_circuit(function) if records else CircuitState()
     results, events, forwarder = deliver(function, records, remaining_ms, state)
-    moved, outcomes = dead_letter(function, records, results, events, whole=forwarder is None)
+    batch = forwarder.last[0] if forwarder is not None else None  # the batch whose claims a dead letter replaces
+    moved, outcomes = dead_letter(function, records, results, events, whole=forwarder is None, batch=batch)
     stats = None
     if forwarder is not None:
         stats = forwarder.stats
@@ -348,7 +351,12 @@ def match_metric(kind: str) -> str:
 
 
 def dead_letter(
-    function: VendorFunction, records: list[dict[str, Any]], results: Results, events: Events, whole: bool
+    function: VendorFunction,
+    records: list[dict[str, Any]],
+    results: Results,
+    events: Events,
+    whole: bool,
+    batch: str | None = None,
 ) -> tuple[set[str], list[str]]:
     """Move permanent failures, and failures past their retry window or on their last allowed receive, to
     the DLQ with their reasons; returns the keys of the events moved and the letters' outcomes.
@@ -374,7 +382,7 @@ def dead_letter(
         )
     moved = {key for letter in moved_letters for key in keys_of[letter.key]}
     metrics.add_metric("EventsDeadLettered", MetricUnit.Count, len(moved))
-    remember_dead_letters(function, moved_letters, events)
+    remember_dead_letters(function, moved_letters, events, batch)
     return moved, [letter.outcome for letter in moved_letters]
 
 
@@ -427,7 +435,9 @@ def letter_body(queued: QueuedEvent) -> str:
     return bundle_body(queued.bundle, [queued.body])
 
 
-def remember_dead_letters(function: VendorFunction, letters: list[DeadLetter], events: Events) -> None:
+def remember_dead_letters(
+    function: VendorFunction, letters: list[DeadLetter], events: Events, batch: str | None
+) -> None:
     """Record the moved events in the ledger (with the batches that tried them, their journey): a redelivered
     copy is then not moved twice."""
     ledger = function.made_ledger
@@ -437,7 +447,7 @@ def remember_dead_letters(function: VendorFunction, letters: list[DeadLetter], e
         queued = events.get(letter.key)
         trail = ledger.trail(letter.event_id, queued.bundle if queued else None)
         try:
-            ledger.dead_lettered(letter.event_id, letter.key, letter.outcome, trail)
+            ledger.dead_lettered(letter.event_id, letter.key, letter.outcome, trail, batch)
         except Exception:  # noqa: BLE001 - at worst a second DLQ copy, never a lost event
             metrics.add_metric("LedgerErrors", MetricUnit.Count, 1)
             logger.error("could not record a dead-lettered event", extra={"event_id": letter.event_id})

@@ -181,3 +181,62 @@ def hidden_letters(function: VendorFunction) -> bool:
         return int(attrs.get("ApproximateNumberOfMessagesNotVisible", "0")) > 0
     except Exception:  # noqa: BLE001
         return True
+
+
+RECOVERY_EVENT = {"relay": "recover"}  # what template.yaml's schedule sends each vendor function
+
+
+def is_recovery(event: Mapping[str, Any]) -> bool:
+    return "Records" not in event and event.get("relay") == RECOVERY_EVENT["relay"]
+
+
+def recover(function: VendorFunction, remaining_ms: Callable[[], int]) -> dict[str, int]:
+    """The scheduled recovery (template.yaml, every five minutes; off with AutoRedrive): when the DLQ waits for
+    a redrive (marked) and nothing is queued that would invoke the function, one transient letter goes back to
+    the queue. Its invocation is the probe: the circuit decides whether it is sent, and once the vendor
+    answers, that invocation redrives the rest (`redrive_if_healthy`). Returns how many letters it moved."""
+    if not function.delivery.auto_redrive:
+        return {"moved": 0}
+    state = read_circuit(function)
+    if not state.redrive or still_queued(function):
+        return {"moved": 0}
+    from relay.delivery.redrive import redrive_transient
+
+    dlq = function.dead_letters
+    try:
+        done = redrive_transient(
+            dlq.client,
+            dlq.queue_url,
+            function.environment.queue_url or "",
+            lambda: remaining_ms() > REDRIVE_RESERVE_MS,
+            limit=1,
+        )
+    except Exception:  # noqa: BLE001 - the next scheduled run tries again
+        metrics.add_metric("RedriveErrors", MetricUnit.Count, 1)
+        return {"moved": 0}
+    metrics.add_metric("EventsRedriven", MetricUnit.Count, done.moved)
+    if done.moved:
+        logger.warning(f"scheduled recovery: one dead letter back to the {function.vendor} queue as the probe")
+    elif done.complete and not hidden_letters(function):  # nothing transient left: the redrive is done
+        try:
+            function.circuit.mark_redrive(False)
+        except Exception:  # noqa: BLE001 - the next run looks again
+            metrics.add_metric("CircuitErrors", MetricUnit.Count, 1)
+    return {"moved": done.moved}
+
+
+def still_queued(function: VendorFunction) -> bool:
+    """Whether the function's queue holds messages (visible, in flight or delayed): those invoke it anyway, and
+    probe the vendor themselves. True when it cannot tell."""
+    try:
+        attrs = function.dead_letters.client.get_queue_attributes(
+            QueueUrl=function.environment.queue_url or "",
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+    except Exception:  # noqa: BLE001
+        return True
+    return any(int(value) > 0 for value in attrs.values())

@@ -83,10 +83,15 @@ def _move(client: Any, dlq_url: str, queue_url: str, messages: list[dict[str, An
 
 
 def redrive_transient(
-    client: Any, dlq_url: str, queue_url: str, has_time: Callable[[], bool], hold_seconds: int = HOLD_SECONDS
+    client: Any,
+    dlq_url: str,
+    queue_url: str,
+    has_time: Callable[[], bool],
+    hold_seconds: int = HOLD_SECONDS,
+    limit: int = PASS_MESSAGES,
 ) -> RedrivePass:
-    """One pass over the DLQ while `has_time()`: the transient letters moved back to the queue, the others
-    left where they are (hidden during the pass, visible again at its end)."""
+    """One pass over the DLQ while `has_time()`: the transient letters moved back to the queue (at most
+    `limit`), the others left where they are (hidden during the pass, visible again at its end)."""
     result = RedrivePass()
     seen: set[str] = set()
     kept: list[dict[str, Any]] = []
@@ -104,8 +109,11 @@ def redrive_transient(
                 result.complete = result.failed == 0
                 break
             seen.update(m["MessageId"] for m in fresh)
-            kept += [m for m in fresh if not transient(m)]
-            _move(client, dlq_url, queue_url, [m for m in fresh if transient(m)], result)
+            movable = [m for m in fresh if transient(m)][: max(limit - result.moved - result.failed, 0)]
+            kept += [m for m in fresh if m not in movable]
+            _move(client, dlq_url, queue_url, movable, result)
+            if result.moved + result.failed >= limit:
+                break
     finally:
         result.kept = len(kept)
         for start in range(0, len(kept), SQS_BATCH):
