@@ -370,7 +370,13 @@ def blocks() -> dict[str, dict[str, str]]:
         "reliability.md": {
             "soak": soak(read("reliability/soak.json")),
             "load": load([read("reliability/load-1.json"), read("reliability/load-100.json")]),
-            "outage": outage([read("reliability/outage.json"), read("reliability/outage-window.json")]),
+            "outage": outage(
+                [
+                    read("reliability/outage.json"),
+                    read("reliability/outage-window.json"),
+                    read("reliability/outage-silence.json"),
+                ]
+            ),
             "outage-cost": outage_cost(),
         },
         "cli.md": {"cli": cli_reference()},

@@ -385,17 +385,10 @@ class DeliveryLedger:
             return Claim.CLAIMED, everything
         if not old or old.get("status", {}).get("S") != CLAIMED:
             return Claim.IN_FLIGHT, frozenset()
-        known = _set(old, "events")
-        pending = _set(old, "pending") if "pending" in old else known
-        moved = _set(old, "moved")
-        settled = self._batch_record(old["batch"]["S"])
-        if settled is not None:
-            undone = _set(old, "owed") | (pending & _set(settled, "failed"))
-            moved |= pending & _set(settled, "moved")
-        elif int(old["lease"]["N"]) > now * 1000:
+        state = self._bundle_state(old, now)
+        if state is None:
             return Claim.IN_FLIGHT, frozenset()
-        else:  # its holder died before settling: what it was sending is in doubt, the rest was delivered
-            undone = _set(old, "owed") | pending
+        known, undone, moved = state
         back = everything & (moved | undone)  # a moved or in-doubt event from the message it was moved from stays
         here = self._moved_from(back, message_id) if back else set()
         to_send = (everything - known) | ((everything & (undone | moved)) - here)
@@ -415,6 +408,24 @@ class DeliveryLedger:
             if self._put(item, condition, values) is None
             else (Claim.IN_FLIGHT, frozenset())
         )
+
+    def _bundle_state(self, old: Mapping[str, Any], now: float) -> tuple[set[str], set[str], set[str]] | None:
+        """A bundle claim about to be taken over: its events, those not delivered (owed, or its batch's failed),
+        and those moved to the DLQ; None while its holder may still be sending."""
+        known = _set(old, "events")
+        pending = _set(old, "pending") if "pending" in old else known
+        moved = _set(old, "moved")
+        settled = self._batch_record(old["batch"]["S"])
+        if settled is not None:
+            return (
+                known,
+                _set(old, "owed") | (pending & _set(settled, "failed")),
+                moved | (pending & _set(settled, "moved")),
+            )
+        if int(old["lease"]["N"]) > now * 1000:
+            return None
+        # its holder died before settling: what it was sending is in doubt (sent again), the rest was delivered
+        return known, _set(old, "owed") | pending, moved
 
     def _follow(self, item: dict[str, Any], old: Mapping[str, Any], batch: str) -> None:
         """A claim that takes `old` over names the batches before it (`trail`, the last MAX_TRAIL)."""
