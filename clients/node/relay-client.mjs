@@ -14,7 +14,9 @@
 // FILE.json is an ingest body, {"events": [...]}, sent byte for byte as it is. The command prints the
 // relay's JSON answer, lists on stderr every event that was rejected or that a vendor found invalid, and
 // exits 0 on 2xx, 1 on 4xx, 2 when the relay cannot be reached or still answers 5xx after the retries.
-// A 503 is sent again, freshly signed, after its Retry-After (at most MAX_ATTEMPTS sends).
+// A 503 is sent again, freshly signed, after its Retry-After (at most MAX_ATTEMPTS sends): delay-seconds or an
+// HTTP-date (RFC 9110), 1 s when missing or malformed, at most --max-retry-wait (30 s). --retry-wait VALUE
+// prints the wait a Retry-After of VALUE makes (at --timestamp, default now), sending nothing.
 import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
@@ -22,6 +24,49 @@ import { pathToFileURL } from "node:url";
 export const HEADER = "X-Relay-Signature";
 export const MAX_ATTEMPTS = 5;
 export const MAX_RETRY_AFTER_SECONDS = 30;
+export const DEFAULT_RETRY_SECONDS = 1; // a 503 without a usable Retry-After
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const HTTP_DATES = [
+  // RFC 9110 5.6.7: IMF-fixdate, then the obsolete RFC 850 and asctime forms
+  /^[A-Z][a-z]{2}, ([0-9]{2}) ([A-Z][a-z]{2}) ([0-9]{4}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) GMT$/,
+  /^[A-Z][a-z]+, ([0-9]{2})-([A-Z][a-z]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) GMT$/,
+  /^[A-Z][a-z]{2} ([A-Z][a-z]{2}) ([ 0-9][0-9]) ([0-9]{2}):([0-9]{2}):([0-9]{2}) ([0-9]{4})$/,
+];
+
+// Unix seconds of an HTTP-date, or null. A two-digit year more than 50 years ahead of now is the most recent
+// past year with those digits (RFC 9110 5.6.7).
+export function httpDate(text, now) {
+  for (let index = 0; index < HTTP_DATES.length; index++) {
+    const m = HTTP_DATES[index].exec(text);
+    if (!m) continue;
+    let [day, month, year, hh, mm, ss] = index === 2 ? [m[2], m[1], m[6], m[3], m[4], m[5]] : m.slice(1);
+    if (!MONTHS.includes(month)) return null;
+    let y = Number(year);
+    if (index === 1) {
+      const thisYear = new Date(now * 1000).getUTCFullYear();
+      y += Math.floor(thisYear / 100) * 100;
+      if (y > thisYear + 50) y -= 100;
+    }
+    const [d, h, mi, s] = [Number(day), Number(hh), Number(mm), Number(ss)];
+    if (d < 1 || d > 31 || h > 23 || mi > 59 || s > 60) return null;
+    return Date.UTC(y, MONTHS.indexOf(month), d, h, mi, s) / 1000;
+  }
+  return null;
+}
+
+// Seconds to wait before resending a 503 answered with "Retry-After: value" (null: no such header).
+export function retryWait(value, now = Date.now() / 1000, cap = MAX_RETRY_AFTER_SECONDS) {
+  const text = (value ?? "").replace(/^[ \t]+|[ \t]+$/g, "");
+  let wait;
+  if (/^[0-9]+$/.test(text)) {
+    const digits = text.replace(/^0+/, "") || "0"; // leading zeros allowed; more than 9 digits is the cap
+    wait = digits.length <= 9 ? Number(digits) : cap;
+  } else {
+    const at = httpDate(text, now);
+    wait = at === null ? DEFAULT_RETRY_SECONDS : Math.max(0, at - now);
+  }
+  return Math.min(wait, cap);
+}
 
 // t=<unix seconds>,v1=<lower-case hex HMAC-SHA256 of "<t>.<body>">, keyed with the secret's UTF-8 bytes.
 export function sign(body, secret, timestamp) {
@@ -55,7 +100,12 @@ export async function eventStatus(url, secret, eventId) {
 }
 
 // POST body, signed anew for every send; a 503 is resent after its Retry-After. Throws when unreachable.
-export async function send(url, secret, body, { sleep = (s) => new Promise((r) => setTimeout(r, s * 1000)) } = {}) {
+export async function send(
+  url,
+  secret,
+  body,
+  { sleep = (s) => new Promise((r) => setTimeout(r, s * 1000)), maxWait = MAX_RETRY_AFTER_SECONDS, log = () => {} } = {},
+) {
   for (let attempt = 1; ; attempt++) {
     const response = await fetch(url, {
       method: "POST",
@@ -72,7 +122,9 @@ export async function send(url, secret, body, { sleep = (s) => new Promise((r) =
     }
     if (response.status !== 503 || attempt >= MAX_ATTEMPTS) return { status: response.status, answer };
     const wait = response.headers.get("retry-after");
-    await sleep(Math.min(/^\d+$/.test(wait ?? "") ? Number(wait) : 1, MAX_RETRY_AFTER_SECONDS));
+    const seconds = retryWait(wait, Date.now() / 1000, maxWait);
+    log(`503: sending again in ${seconds} s (Retry-After: ${wait ?? "none"})`);
+    await sleep(seconds);
   }
 }
 
@@ -97,8 +149,14 @@ async function main(argv) {
     else if (a === "--timestamp") args.timestamp = Number(argv[++i]);
     else if (a === "--print-signature") args.printSignature = true;
     else if (a === "--status") args.status = argv[++i];
+    else if (a === "--max-retry-wait") args.maxWait = Number(argv[++i]);
+    else if (a === "--retry-wait") args.retryWait = argv[++i];
     else if (!args.file) args.file = a;
     else return usage(`unexpected argument ${a}`);
+  }
+  if (args.retryWait !== undefined) {
+    console.log(String(retryWait(args.retryWait, args.timestamp ?? Date.now() / 1000, args.maxWait ?? MAX_RETRY_AFTER_SECONDS)));
+    return 0;
   }
   if (args.status !== undefined && args.secret && (args.url || args.printSignature)) return status(args);
   if (!args.file || !args.secret || !(args.url || args.printSignature)) {
@@ -117,7 +175,7 @@ async function main(argv) {
   }
   let result;
   try {
-    result = await send(args.url, args.secret, body);
+    result = await send(args.url, args.secret, body, { maxWait: args.maxWait ?? MAX_RETRY_AFTER_SECONDS, log: (l) => console.error(l) });
   } catch (e) {
     console.error(`cannot reach ${args.url}: ${e.cause?.code ?? e.name}`);
     return 2;

@@ -6,7 +6,8 @@
 //   [$status, $answer] = RelayClient::send($url, $secret, $body);
 //   [$status, $journey] = RelayClient::eventStatus($url, $secret, 'order-1001');
 //
-// A 503 is sent again, freshly signed, after its Retry-After (at most MAX_ATTEMPTS sends).
+// A 503 is sent again, freshly signed, after its Retry-After (at most MAX_ATTEMPTS sends): delay-seconds or an
+// HTTP-date (RFC 9110), 1 s when missing or malformed, at most MAX_RETRY_AFTER_SECONDS (retryWait).
 declare(strict_types=1);
 
 final class RelayClient
@@ -14,6 +15,64 @@ final class RelayClient
     public const HEADER = 'X-Relay-Signature';
     public const MAX_ATTEMPTS = 5;
     public const MAX_RETRY_AFTER_SECONDS = 30;
+    public const DEFAULT_RETRY_SECONDS = 1; // a 503 without a usable Retry-After
+    private const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+    // RFC 9110 5.6.7: IMF-fixdate, then the obsolete RFC 850 and asctime forms
+    private const HTTP_DATES = [
+        '/^[A-Z][a-z]{2}, ([0-9]{2}) ([A-Z][a-z]{2}) ([0-9]{4}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) GMT$/D',
+        '/^[A-Z][a-z]+, ([0-9]{2})-([A-Z][a-z]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) GMT$/D',
+        '/^[A-Z][a-z]{2} ([A-Z][a-z]{2}) ([ 0-9][0-9]) ([0-9]{2}):([0-9]{2}):([0-9]{2}) ([0-9]{4})$/D',
+    ];
+
+    /**
+     * Unix seconds of an HTTP-date, or null. A two-digit year more than 50 years ahead of $now is the most recent
+     * past year with those digits (RFC 9110 5.6.7).
+     */
+    public static function httpDate(string $text, float $now): ?int
+    {
+        foreach (self::HTTP_DATES as $index => $pattern) {
+            if (!preg_match($pattern, $text, $m)) {
+                continue;
+            }
+            [$day, $month, $year, $hh, $mm, $ss] = $index === 2
+                ? [$m[2], $m[1], $m[6], $m[3], $m[4], $m[5]]
+                : [$m[1], $m[2], $m[3], $m[4], $m[5], $m[6]];
+            $monthIndex = array_search($month, self::MONTHS, true);
+            if ($monthIndex === false) {
+                return null;
+            }
+            $y = (int) $year;
+            if ($index === 1) {
+                $thisYear = (int) gmdate('Y', (int) $now);
+                $y += intdiv($thisYear, 100) * 100;
+                if ($y > $thisYear + 50) {
+                    $y -= 100;
+                }
+            }
+            [$d, $h, $mi, $s] = [(int) trim($day), (int) $hh, (int) $mm, (int) $ss];
+            if ($d < 1 || $d > 31 || $h > 23 || $mi > 59 || $s > 60) {
+                return null;
+            }
+            return gmmktime($h, $mi, $s, $monthIndex + 1, $d, $y);
+        }
+        return null;
+    }
+
+    /** Seconds to wait before resending a 503 answered with "Retry-After: $value" (null: no such header). */
+    public static function retryWait(?string $value, ?float $now = null, float $cap = self::MAX_RETRY_AFTER_SECONDS): float
+    {
+        $text = trim($value ?? '', " \t");
+        $now ??= microtime(true);
+        if (preg_match('/^[0-9]+$/D', $text)) {
+            $digits = ltrim($text, '0') ?: '0'; // leading zeros allowed; more than 9 digits is the cap
+            $wait = strlen($digits) <= 9 ? (float) $digits : $cap;
+        } elseif (($at = self::httpDate($text, $now)) !== null) {
+            $wait = max(0.0, $at - $now);
+        } else {
+            $wait = (float) self::DEFAULT_RETRY_SECONDS;
+        }
+        return min($wait, $cap);
+    }
 
     /** t=<unix seconds>,v1=<lower-case hex HMAC-SHA256 of "<t>.<body>">, keyed with the secret's UTF-8 bytes. */
     public static function sign(string $body, string $secret, ?int $timestamp = null): string
@@ -49,21 +108,30 @@ final class RelayClient
      * POST $body, signed anew for every send. Returns [status, answer]; throws RuntimeException when the relay
      * cannot be reached.
      */
-    public static function send(string $url, string $secret, string $body): array
-    {
+    public static function send(
+        string $url,
+        string $secret,
+        string $body,
+        float $maxWait = self::MAX_RETRY_AFTER_SECONDS,
+        ?callable $log = null,
+    ): array {
         for ($attempt = 1; ; $attempt++) {
             $headers = "Content-Type: application/json\r\n" . self::HEADER . ': ' . self::sign($body, $secret);
             [$status, $answer, $responseHeaders] = self::request('POST', $url, $headers, $body);
             if ($status !== 503 || $attempt >= self::MAX_ATTEMPTS) {
                 return [$status, $answer];
             }
-            $wait = 1;
+            $value = null;
             foreach ($responseHeaders as $line) {
-                if (preg_match('/^Retry-After:\s*(\d+)\s*$/i', $line, $r)) {
-                    $wait = (int) $r[1];
+                if (preg_match('/^Retry-After:(.*)$/i', rtrim($line, "\r\n"), $r)) {
+                    $value = $r[1];
                 }
             }
-            sleep(min($wait, self::MAX_RETRY_AFTER_SECONDS));
+            $wait = self::retryWait($value, null, $maxWait);
+            if ($log !== null) {
+                $log(sprintf('503: sending again in %s s (Retry-After: %s)', $wait, $value === null ? 'none' : trim($value)));
+            }
+            usleep((int) round($wait * 1e6));
         }
     }
 

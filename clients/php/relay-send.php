@@ -7,7 +7,8 @@
 // lists on stderr every event that was rejected or found invalid, and exits 0 on 2xx, 1 on 4xx, 2 when the
 // relay cannot be reached or still answers 5xx after the retries. --status asks what became of one event
 // (GET /v1/events/{event_id}) and prints its journey: exit 0 when the relay knows it, 1 when it does not (404)
-// or refuses the request, 2 when it cannot be reached.
+// or refuses the request, 2 when it cannot be reached. --max-retry-wait caps the wait a 503's Retry-After asks
+// (30 s); --retry-wait VALUE prints that wait for VALUE (at --timestamp, default now), sending nothing.
 declare(strict_types=1);
 require __DIR__ . '/RelayClient.php';
 
@@ -17,6 +18,8 @@ $file = null;
 $timestamp = null;
 $printSignature = false;
 $eventId = null;
+$maxWait = (float) RelayClient::MAX_RETRY_AFTER_SECONDS;
+$retryWait = null;
 $args = array_slice($argv, 1);
 for ($i = 0; $i < count($args); $i++) {
     switch ($args[$i]) {
@@ -25,8 +28,14 @@ for ($i = 0; $i < count($args); $i++) {
         case '--timestamp': $timestamp = (int) ($args[++$i] ?? 0); break;
         case '--print-signature': $printSignature = true; break;
         case '--status': $eventId = $args[++$i] ?? null; break;
+        case '--max-retry-wait': $maxWait = (float) ($args[++$i] ?? RelayClient::MAX_RETRY_AFTER_SECONDS); break;
+        case '--retry-wait': $retryWait = $args[++$i] ?? ''; break;
         default: $file = $args[$i];
     }
+}
+if ($retryWait !== null) {
+    echo RelayClient::retryWait($retryWait, $timestamp !== null ? (float) $timestamp : null, $maxWait), "\n";
+    exit(0);
 }
 if ($eventId !== null && $secret && ($url || $printSignature)) {
     if ($printSignature) {
@@ -60,7 +69,8 @@ if ($printSignature) {
     exit(0);
 }
 try {
-    [$status, $answer] = RelayClient::send($url, $secret, $body);
+    $log = static fn (string $line) => fwrite(STDERR, $line . "\n");
+    [$status, $answer] = RelayClient::send($url, $secret, $body, $maxWait, $log);
 } catch (RuntimeException $e) {
     fwrite(STDERR, $e->getMessage() . "\n");
     exit(2);

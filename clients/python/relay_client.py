@@ -18,16 +18,21 @@ the relay knows it, 1 when it does not (404) or refuses the request, 2 when it c
 FILE.json is an ingest body, ``{"events": [...]}``, sent byte for byte as it is. The command prints the
 relay's JSON answer, lists on stderr every event that was rejected or that a vendor found invalid, and
 exits 0 on 2xx, 1 on 4xx, 2 when the relay cannot be reached or still answers 5xx after the retries.
-A 503 is sent again, freshly signed, after its Retry-After (at most MAX_ATTEMPTS sends).
+A 503 is sent again, freshly signed, after its Retry-After (at most MAX_ATTEMPTS sends): delay-seconds
+(ASCII digits, leading zeros allowed) or an HTTP-date (IMF-fixdate, RFC 850 or asctime, RFC 9110 5.6.7);
+1 s when it is missing or malformed; never more than ``--max-retry-wait`` (30 s). ``--retry-wait VALUE``
+prints the seconds a Retry-After of VALUE makes it wait (at ``--timestamp``, default now), sending nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import calendar
 import hashlib
 import hmac
 import json
 import os
+import re
 import sys
 import time
 import urllib.error
@@ -37,6 +42,53 @@ import urllib.request
 HEADER = "X-Relay-Signature"
 MAX_ATTEMPTS = 5
 MAX_RETRY_AFTER_SECONDS = 30
+DEFAULT_RETRY_SECONDS = 1  # a 503 without a usable Retry-After
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_HTTP_DATES = (  # RFC 9110 5.6.7: IMF-fixdate, then the obsolete RFC 850 and asctime forms
+    re.compile(r"[A-Z][a-z]{2}, ([0-9]{2}) ([A-Z][a-z]{2}) ([0-9]{4}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) GMT"),
+    re.compile(r"[A-Z][a-z]+, ([0-9]{2})-([A-Z][a-z]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) GMT"),
+    re.compile(r"[A-Z][a-z]{2} ([A-Z][a-z]{2}) ([ 0-9][0-9]) ([0-9]{2}):([0-9]{2}):([0-9]{2}) ([0-9]{4})"),
+)
+
+
+def http_date(text: str, now: float) -> int | None:
+    """Unix seconds of an HTTP-date; None when `text` is not one. A two-digit year more than 50 years ahead
+    of `now` is the most recent past year with those digits (RFC 9110 5.6.7)."""
+    for index, pattern in enumerate(_HTTP_DATES):
+        m = pattern.fullmatch(text)
+        if not m:
+            continue
+        if index == 2:
+            month, day, hh, mm, ss, year = m.groups()
+        else:
+            day, month, year, hh, mm, ss = m.groups()
+        if month not in MONTHS:
+            return None
+        y = int(year)
+        if index == 1:
+            this_year = time.gmtime(now).tm_year
+            y += this_year // 100 * 100
+            if y > this_year + 50:
+                y -= 100
+        fields = (y, MONTHS.index(month) + 1, int(day), int(hh), int(mm), int(ss))
+        if not (1 <= fields[2] <= 31 and fields[3] < 24 and fields[4] < 60 and fields[5] < 61):
+            return None
+        return calendar.timegm((*fields, 0, 0, 0))
+    return None
+
+
+def retry_wait(value: str | None, now: float | None = None, cap: float = MAX_RETRY_AFTER_SECONDS) -> float:
+    """Seconds to wait before resending a 503 answered with `Retry-After: value` (None: no such header)."""
+    text = (value or "").strip(" \t")
+    now = time.time() if now is None else now
+    if text and text.isascii() and text.isdigit():
+        digits = text.lstrip("0") or "0"  # leading zeros allowed; a number of more than 9 digits is the cap
+        wait = float(int(digits)) if len(digits) <= 9 else cap
+    elif (at := http_date(text, now)) is not None:
+        wait = max(0.0, at - now)
+    else:
+        wait = DEFAULT_RETRY_SECONDS
+    return min(wait, cap)
 
 
 def sign(body: bytes, secret: str, timestamp: int | None = None) -> str:
@@ -69,9 +121,18 @@ def event_status(url: str, secret: str, event_id: str, timeout: float = 30.0) ->
         return error.code, _json(error.read())
 
 
-def send(url: str, secret: str, body: bytes, timeout: float = 30.0, sleep=time.sleep) -> tuple[int, dict]:
-    """POST `body`, signed anew for every send; a 503 is resent after its Retry-After. Returns the last
-    (status, JSON answer). Raises OSError when the relay cannot be reached."""
+def send(
+    url: str,
+    secret: str,
+    body: bytes,
+    timeout: float = 30.0,
+    sleep=time.sleep,
+    max_wait: float = MAX_RETRY_AFTER_SECONDS,
+    log=lambda line: None,
+) -> tuple[int, dict]:
+    """POST `body`, signed anew for every send; a 503 is resent after its Retry-After (`retry_wait`, at most
+    `max_wait` seconds). Returns the last (status, JSON answer). Raises OSError when the relay cannot be
+    reached."""
     for attempt in range(1, MAX_ATTEMPTS + 1):
         request = urllib.request.Request(
             url, data=body, method="POST", headers={"Content-Type": "application/json", HEADER: sign(body, secret)}
@@ -83,7 +144,9 @@ def send(url: str, secret: str, body: bytes, timeout: float = 30.0, sleep=time.s
             status, answer, wait = error.code, _json(error.read()), error.headers.get("Retry-After")
         if status != 503 or attempt == MAX_ATTEMPTS:
             return status, answer
-        sleep(min(float(wait) if wait and wait.strip().isdigit() else 1.0, MAX_RETRY_AFTER_SECONDS))
+        seconds = retry_wait(wait, cap=max_wait)
+        log(f"503: sending again in {seconds:g} s (Retry-After: {wait if wait is not None else 'none'})")
+        sleep(seconds)
     raise AssertionError("unreachable")
 
 
@@ -116,7 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--secret", default=os.environ.get("RELAY_SECRET"), help="the signing secret (RELAY_SECRET)")
     parser.add_argument("--print-signature", action="store_true", help="print the header value, send nothing")
     parser.add_argument("--timestamp", type=int, help="sign with this unix time (with --print-signature)")
+    parser.add_argument("--max-retry-wait", type=float, default=MAX_RETRY_AFTER_SECONDS, metavar="SECONDS")
+    parser.add_argument("--retry-wait", metavar="VALUE", help="print the wait a Retry-After of VALUE makes, send nothing")
     args = parser.parse_args(argv)
+    if args.retry_wait is not None:
+        print(f"{retry_wait(args.retry_wait, args.timestamp, args.max_retry_wait):g}")
+        return 0
     if not args.secret or not (args.url or args.print_signature):
         parser.error("--url and --secret (or RELAY_URL and RELAY_SECRET) are required")
     if args.status is not None:
@@ -133,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         print(sign(body, args.secret, args.timestamp))
         return 0
     try:
-        status, answer = send(args.url, args.secret, body)
+        log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+        status, answer = send(args.url, args.secret, body, max_wait=args.max_retry_wait, log=log)
     except OSError as exc:
         print(f"cannot reach {args.url}: {exc}", file=sys.stderr)
         return 2

@@ -8,14 +8,18 @@
 # FILE.json is an ingest body, {"events": [...]}, sent byte for byte as it is. Prints the relay's JSON
 # answer; says on stderr when events were rejected or found invalid (the answer's "rejected" and
 # "invalid" hold the fields). Exits 0 on 2xx, 1 on 4xx, 2 when the relay cannot be reached or still
-# answers 5xx after the retries. A 503 is sent again, freshly signed, after its Retry-After (5 sends at most).
+# answers 5xx after the retries. A 503 is sent again, freshly signed, after its Retry-After (5 sends at most):
+# delay-seconds or an HTTP-date (RFC 9110), 1 s when missing or malformed, at most --max-retry-wait (30 s,
+# whole seconds). --retry-wait VALUE prints that wait for VALUE (at --timestamp, default now), sending nothing.
 # --status asks what became of one event (GET /v1/events/{event_id}) and prints its journey: exit 0 when the
 # relay knows it, 1 when it does not (404) or refuses the request, 2 when it cannot be reached.
 set -euo pipefail
 
 MAX_ATTEMPTS=5
 MAX_RETRY_AFTER_SECONDS=30
+DEFAULT_RETRY_SECONDS=1
 url="${RELAY_URL:-}" secret="${RELAY_SECRET:-}" file="" timestamp="" print_signature="" event_id="" status_mode=""
+max_wait="$MAX_RETRY_AFTER_SECONDS" retry_value="" retry_mode=""
 
 usage() { echo "usage: relay-send.sh --url URL --secret SECRET FILE.json" >&2; echo "$1" >&2; exit 2; }
 
@@ -26,10 +30,63 @@ while [ $# -gt 0 ]; do
     --timestamp) timestamp="$2"; shift 2 ;;
     --print-signature) print_signature=1; shift ;;
     --status) event_id="$2"; status_mode=1; shift 2 ;;
+    --max-retry-wait) max_wait="$2"; shift 2 ;;
+    --retry-wait) retry_value="$2"; retry_mode=1; shift 2 ;;
     -*) usage "unknown option $1" ;;
     *) [ -z "$file" ] || usage "unexpected argument $1"; file="$1"; shift ;;
   esac
 done
+[[ "$max_wait" =~ ^[0-9]+$ ]] || usage "--max-retry-wait must be a whole number of seconds"
+
+# Unix seconds of an HTTP-date (RFC 9110 5.6.7: IMF-fixdate, RFC 850, asctime); fails when $1 is not one. A
+# two-digit year more than 50 years ahead of $2 (now) is the most recent past year with those digits.
+http_date() {
+  local text="$1" now="$2" day month year hh mm ss this m
+  local imf='^[A-Z][a-z]{2}, ([0-9]{2}) ([A-Z][a-z]{2}) ([0-9]{4}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) GMT$'
+  local rfc850='^[A-Z][a-z]+, ([0-9]{2})-([A-Z][a-z]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) GMT$'
+  local asctime='^[A-Z][a-z]{2} ([A-Z][a-z]{2}) ([ 0-9][0-9]) ([0-9]{2}):([0-9]{2}):([0-9]{2}) ([0-9]{4})$'
+  if [[ $text =~ $imf ]]; then
+    day=${BASH_REMATCH[1]} month=${BASH_REMATCH[2]} year=${BASH_REMATCH[3]}
+    hh=${BASH_REMATCH[4]} mm=${BASH_REMATCH[5]} ss=${BASH_REMATCH[6]}
+  elif [[ $text =~ $rfc850 ]]; then
+    day=${BASH_REMATCH[1]} month=${BASH_REMATCH[2]} year=${BASH_REMATCH[3]}
+    hh=${BASH_REMATCH[4]} mm=${BASH_REMATCH[5]} ss=${BASH_REMATCH[6]}
+    this=$(date -u -d "@$now" +%Y)
+    year=$(( 10#$year + this / 100 * 100 ))
+    (( year > this + 50 )) && year=$(( year - 100 ))
+  elif [[ $text =~ $asctime ]]; then
+    month=${BASH_REMATCH[1]} day=${BASH_REMATCH[2]} hh=${BASH_REMATCH[3]} mm=${BASH_REMATCH[4]}
+    ss=${BASH_REMATCH[5]} year=${BASH_REMATCH[6]}
+  else
+    return 1
+  fi
+  case "$month" in
+    Jan) m=1 ;; Feb) m=2 ;; Mar) m=3 ;; Apr) m=4 ;; May) m=5 ;; Jun) m=6 ;;
+    Jul) m=7 ;; Aug) m=8 ;; Sep) m=9 ;; Oct) m=10 ;; Nov) m=11 ;; Dec) m=12 ;; *) return 1 ;;
+  esac
+  day=$(( 10#${day// /} ))
+  (( day >= 1 && day <= 31 && 10#$hh <= 23 && 10#$mm <= 59 && 10#$ss <= 60 )) || return 1
+  date -u -d "$(printf '%04d-%02d-%02d %s:%s:%s' "$((10#$year))" "$m" "$day" "$hh" "$mm" "$ss")" +%s
+}
+
+# Whole seconds to wait before resending a 503 answered with "Retry-After: $1" (empty: no such header), at
+# most $3; $2 is now.
+retry_wait() {
+  local text="$1" now="$2" cap="$3" digits at wait="$DEFAULT_RETRY_SECONDS"
+  text="${text#"${text%%[! $'\t']*}"}"; text="${text%"${text##*[! $'\t']}"}"
+  if [[ $text =~ ^[0-9]+$ ]]; then
+    digits=$(printf '%s' "$text" | sed 's/^0*//'); digits="${digits:-0}"  # leading zeros allowed
+    if [ "${#digits}" -le 9 ]; then wait=$digits; else wait=$cap; fi
+  elif at=$(http_date "$text" "$now"); then
+    wait=$(( at > now ? at - now : 0 ))
+  fi
+  echo $(( wait < cap ? wait : cap ))
+}
+
+if [ -n "$retry_mode" ]; then
+  retry_wait "$retry_value" "${timestamp:-$(date +%s)}" "$max_wait"; exit 0
+fi
+
 # "/v1/events/" and the event_id percent-encoded: every UTF-8 byte but A-Z a-z 0-9 - . _ ~ as %XX
 status_path() {
   local LC_ALL=C id="$1" out="" c i
@@ -75,8 +132,11 @@ for attempt in $(seq 1 "$MAX_ATTEMPTS"); do
     echo "cannot reach $url" >&2; exit 2
   fi
   [ "$status" = 503 ] && [ "$attempt" -lt "$MAX_ATTEMPTS" ] || break
-  wait=$(tr -d '\r' < "$tmp/headers" | sed -n 's/^[Rr]etry-[Aa]fter: *\([0-9][0-9]*\)$/\1/p' | head -n 1)
-  sleep "$(( ${wait:-1} < MAX_RETRY_AFTER_SECONDS ? ${wait:-1} : MAX_RETRY_AFTER_SECONDS ))"
+  value=$(tr -d '\r' < "$tmp/headers" | sed -n 's/^[Rr][Ee][Tt][Rr][Yy]-[Aa][Ff][Tt][Ee][Rr]:\(.*\)$/\1/p' | head -n 1)
+  seconds=$(retry_wait "$value" "$(date +%s)" "$max_wait")
+  shown="$value"; grep -qi '^retry-after:' "$tmp/headers" || shown=" none"
+  echo "503: sending again in $seconds s (Retry-After:$shown)" >&2
+  sleep "$seconds"
 done
 cat "$tmp/body"; echo
 grep -q '"rejected": *\[ *{' "$tmp/body" && echo "some events were rejected: see \"rejected\" in the answer" >&2

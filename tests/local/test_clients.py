@@ -23,6 +23,7 @@ from .test_local_stack import free_port, local_config, sandbox_requests, wait_fo
 
 VECTOR_FILE = json.loads((ROOT / "clients" / "test-vectors.json").read_text(encoding="utf-8"))
 VECTORS, GET_VECTORS = VECTOR_FILE["vectors"], VECTOR_FILE["get_vectors"]
+RETRY_AFTER, EXCHANGES = VECTOR_FILE["retry_after_vectors"], VECTOR_FILE["retry_after_sends"]
 CLIENTS = {
     "python": [sys.executable, str(ROOT / "clients" / "python" / "relay_client.py")],
     "node": ["node", str(ROOT / "clients" / "node" / "relay-client.mjs")],
@@ -161,6 +162,38 @@ def test_a_503_is_resent_after_its_retry_after_signed_anew(name, body_file):
     assert len(ingest.received) == 2
     for headers, body in ingest.received:  # the exact bytes of the file, each send with a valid signature
         assert body == body_file.read_bytes()
+        verify(body, headers["X-Relay-Signature"], [SECRET])
+
+
+@pytest.mark.parametrize("vector", RETRY_AFTER, ids=[v["name"] for v in RETRY_AFTER])
+@pytest.mark.parametrize("name", CLIENTS)
+def test_every_client_waits_what_each_retry_after_asks(name, vector):
+    """RFC 9110's Retry-After, as every client reads it: `--retry-wait VALUE --timestamp NOW` prints the wait."""
+    value = vector["retry_after"] if vector["retry_after"] is not None else ""
+    proc = run(name, "--secret", SECRET, "--retry-wait", value, "--timestamp", str(vector["now"]))
+    assert proc.returncode == 0, proc.stderr
+    assert float(proc.stdout.strip()) == vector["wait"], (vector, proc.stdout)
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES, ids=[e["name"] for e in EXCHANGES])
+@pytest.mark.parametrize("name", CLIENTS)
+def test_every_client_replays_the_retry_after_exchanges(name, exchange, body_file):
+    """Whole exchanges against a loopback relay (waits capped at 0 s with --max-retry-wait): how many sends,
+    each signed anew, and the exit code; every resend is announced on stderr with the Retry-After it read."""
+    accepted = {"accepted": [{"index": 0, "event_id": "c-1", "destinations": ["applovin"]}], "rejected": []}
+    bodies = {202: accepted, 400: {"accepted": [], "rejected": []}, 503: {"error": "busy", "not_enqueued": ["c-1"]}}
+    answers = [
+        (status, {"Retry-After": value} if value is not None else {}, bodies[status])
+        for status, value in exchange["answers"]
+    ]
+    ingest = Scripted(answers)
+    try:
+        proc = run(name, "--url", ingest.url, "--secret", SECRET, "--max-retry-wait", "0", str(body_file))
+    finally:
+        ingest.close()
+    assert (len(ingest.received), proc.returncode) == (exchange["sends"], exchange["exit"]), proc.stderr
+    assert proc.stderr.count("503: sending again in 0 s") == exchange["sends"] - 1
+    for headers, body in ingest.received:
         verify(body, headers["X-Relay-Signature"], [SECRET])
 
 

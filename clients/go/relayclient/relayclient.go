@@ -3,7 +3,8 @@
 //	status, answer, err := relayclient.Send(url, secret, body)
 //	status, journey, err := relayclient.EventStatus(url, secret, "order-1001")
 //
-// A 503 is sent again, freshly signed, after its Retry-After (at most MaxAttempts sends).
+// A 503 is sent again, freshly signed, after its Retry-After (at most MaxAttempts sends): delay-seconds or an
+// HTTP-date (RFC 9110), 1 s when missing or malformed, at most MaxRetryAfterSeconds (RetryWait).
 package relayclient
 
 import (
@@ -15,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -24,7 +26,95 @@ const (
 	Header               = "X-Relay-Signature"
 	MaxAttempts          = 5
 	MaxRetryAfterSeconds = 30
+	DefaultRetrySeconds  = 1 // a 503 without a usable Retry-After
 )
+
+var months = []string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}
+
+// RFC 9110 5.6.7: IMF-fixdate, then the obsolete RFC 850 and asctime forms
+var httpDates = []*regexp.Regexp{
+	regexp.MustCompile(`^[A-Z][a-z]{2}, ([0-9]{2}) ([A-Z][a-z]{2}) ([0-9]{4}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) GMT$`),
+	regexp.MustCompile(`^[A-Z][a-z]+, ([0-9]{2})-([A-Z][a-z]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) GMT$`),
+	regexp.MustCompile(`^[A-Z][a-z]{2} ([A-Z][a-z]{2}) ([ 0-9][0-9]) ([0-9]{2}):([0-9]{2}):([0-9]{2}) ([0-9]{4})$`),
+}
+
+var delaySeconds = regexp.MustCompile(`^[0-9]+$`)
+
+// HTTPDate returns the unix seconds of an HTTP-date and true, or false when text is not one. A two-digit year
+// more than 50 years ahead of now is the most recent past year with those digits (RFC 9110 5.6.7).
+func HTTPDate(text string, now float64) (float64, bool) {
+	for index, pattern := range httpDates {
+		m := pattern.FindStringSubmatch(text)
+		if m == nil {
+			continue
+		}
+		day, month, year, hh, mm, ss := m[1], m[2], m[3], m[4], m[5], m[6]
+		if index == 2 {
+			day, month, year, hh, mm, ss = m[2], m[1], m[6], m[3], m[4], m[5]
+		}
+		monthIndex := -1
+		for i, name := range months {
+			if name == month {
+				monthIndex = i
+			}
+		}
+		if monthIndex < 0 {
+			return 0, false
+		}
+		y, _ := strconv.Atoi(year)
+		if index == 1 {
+			thisYear := time.Unix(int64(now), 0).UTC().Year()
+			y += thisYear / 100 * 100
+			if y > thisYear+50 {
+				y -= 100
+			}
+		}
+		d, _ := strconv.Atoi(strings.TrimSpace(day))
+		h, _ := strconv.Atoi(hh)
+		mi, _ := strconv.Atoi(mm)
+		s, _ := strconv.Atoi(ss)
+		if d < 1 || d > 31 || h > 23 || mi > 59 || s > 60 {
+			return 0, false
+		}
+		return float64(time.Date(y, time.Month(monthIndex+1), d, h, mi, s, 0, time.UTC).Unix()), true
+	}
+	return 0, false
+}
+
+// RetryWait returns the seconds to wait before resending a 503 answered with "Retry-After: value" ("" when
+// there is no such header), at most limit.
+func RetryWait(value string, now, limit float64) float64 {
+	text := strings.Trim(value, " \t")
+	wait := float64(DefaultRetrySeconds)
+	if delaySeconds.MatchString(text) {
+		digits := strings.TrimLeft(text, "0") // leading zeros allowed; more than 9 digits is the limit
+		if digits == "" {
+			digits = "0"
+		}
+		if len(digits) <= 9 {
+			n, _ := strconv.Atoi(digits)
+			wait = float64(n)
+		} else {
+			wait = limit
+		}
+	} else if at, ok := HTTPDate(text, now); ok {
+		wait = at - now
+		if wait < 0 {
+			wait = 0
+		}
+	}
+	if wait > limit {
+		wait = limit
+	}
+	return wait
+}
+
+// Options of SendWith: the longest wait a Retry-After may ask (Send uses MaxRetryAfterSeconds; 0 resends at
+// once), and where to say that a 503 is sent again.
+type Options struct {
+	MaxWait float64
+	Log     func(string)
+}
 
 // Sign returns the X-Relay-Signature value: t=<unix seconds>,v1=<lower-case hex HMAC-SHA256 of "<t>.<body>">,
 // keyed with the secret's UTF-8 bytes. Sign the exact bytes you send.
@@ -80,6 +170,12 @@ func EventStatus(url, secret, eventID string) (int, map[string]any, error) {
 // Send POSTs body, signed anew for every send; it returns the last status and JSON answer, or an error when
 // the relay cannot be reached.
 func Send(url, secret string, body []byte) (int, map[string]any, error) {
+	return SendWith(url, secret, body, Options{MaxWait: MaxRetryAfterSeconds})
+}
+
+// SendWith is Send with Options.
+func SendWith(url, secret string, body []byte, options Options) (int, map[string]any, error) {
+	limit := options.MaxWait
 	client := &http.Client{Timeout: 30 * time.Second}
 	for attempt := 1; ; attempt++ {
 		request, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
@@ -101,14 +197,16 @@ func Send(url, secret string, body []byte) (int, map[string]any, error) {
 		if response.StatusCode != http.StatusServiceUnavailable || attempt >= MaxAttempts {
 			return response.StatusCode, answer, nil
 		}
-		wait, convErr := strconv.Atoi(strings.TrimSpace(response.Header.Get("Retry-After")))
-		if convErr != nil || wait < 0 {
-			wait = 1
+		value, present := response.Header.Get("Retry-After"), len(response.Header.Values("Retry-After")) > 0
+		wait := RetryWait(value, float64(time.Now().UnixNano())/1e9, limit)
+		if options.Log != nil {
+			shown := value
+			if !present {
+				shown = "none"
+			}
+			options.Log(fmt.Sprintf("503: sending again in %s s (Retry-After: %s)", strconv.FormatFloat(wait, 'f', -1, 64), shown))
 		}
-		if wait > MaxRetryAfterSeconds {
-			wait = MaxRetryAfterSeconds
-		}
-		time.Sleep(time.Duration(wait) * time.Second)
+		time.Sleep(time.Duration(wait * float64(time.Second)))
 	}
 }
 

@@ -8,7 +8,8 @@
 // lists on stderr every event that was rejected or found invalid, and exits 0 on 2xx, 1 on 4xx, 2 when the
 // relay cannot be reached or still answers 5xx after the retries. --status asks what became of one event
 // (GET /v1/events/{event_id}) and prints its journey: exit 0 when the relay knows it, 1 when it does not (404)
-// or refuses the request, 2 when it cannot be reached.
+// or refuses the request, 2 when it cannot be reached. --max-retry-wait caps the wait a 503's Retry-After
+// asks (30 s); --retry-wait VALUE prints that wait for VALUE (at --timestamp, default now), sending nothing.
 package main
 
 import (
@@ -16,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/s2s-relay/clients/go/relayclient"
@@ -31,7 +33,17 @@ func run() int {
 	printSignature := flag.Bool("print-signature", false, "print the header value, send nothing")
 	timestamp := flag.Int64("timestamp", 0, "sign with this unix time (with --print-signature)")
 	eventID := flag.String("status", "", "print what became of this event instead of sending")
+	maxWait := flag.Float64("max-retry-wait", relayclient.MaxRetryAfterSeconds, "the longest wait a Retry-After may ask (s)")
+	retryWait := flag.String("retry-wait", "\x00", "print the wait a Retry-After of VALUE makes, send nothing")
 	flag.Parse()
+	if *retryWait != "\x00" {
+		now := float64(*timestamp)
+		if *timestamp == 0 {
+			now = float64(time.Now().UnixNano()) / 1e9
+		}
+		fmt.Println(strconv.FormatFloat(relayclient.RetryWait(*retryWait, now, *maxWait), 'f', -1, 64))
+		return 0
+	}
 	if *eventID != "" && *secret != "" && (*url != "" || *printSignature) {
 		return status(*url, *secret, *eventID, *printSignature, *timestamp)
 	}
@@ -53,7 +65,8 @@ func run() int {
 		fmt.Println(relayclient.Sign(body, *secret, t))
 		return 0
 	}
-	status, answer, err := relayclient.Send(*url, *secret, body)
+	logLine := func(line string) { fmt.Fprintln(os.Stderr, line) }
+	status, answer, err := relayclient.SendWith(*url, *secret, body, relayclient.Options{MaxWait: *maxWait, Log: logLine})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cannot reach %s: %v\n", *url, err)
 		return 2
