@@ -42,7 +42,7 @@ from relay_tools.functions import app_module
 from relay_tools.sqs_events import lambda_records
 
 from ..aws_faults import AwsFaults
-from ..conftest import ROOT, SECRETS, STACK_PARAMETERS, STACK_SECRETS, FakeLambdaContext, web_event
+from ..conftest import ROOT, SECRETS, STACK_PARAMETERS, STACK_SECRETS, FakeClock, FakeLambdaContext, web_event
 
 MAX_RECEIVES = 3
 VENDOR = "applovin"
@@ -72,11 +72,18 @@ class Kill:
             raise Killed(f"killed {when} AWS call {self.calls} ({operation})")
 
 
+ANSWERS = ["200", "200", "500", "401", "429", "400-some", "413-large", "slow", "silent"]
+INVALID_SUFFIX = "7"  # "400-some": AppLovin refuses a batch holding an event whose id ends so (and that event)
+
+
 @dataclass
 class Scripted:
-    """The vendor: answers as the machine says; records every request it processed and what it accepted."""
+    """The vendor: answers as the machine says; records every request it processed and what it accepted.
+    `answer`: 200, 500, 401, 429 (Retry-After 1), "400-some" (AppLovin's whole batch refused for one invalid
+    event), "413-large" (more than three events refused for size), "slow" (processed, the answer never read:
+    a read timeout), "silent" (not processed: the connection times out)."""
 
-    status: int = 200
+    answer: str = "200"
     kill: Kill | None = None
     accepted: dict[str, int] = field(default_factory=dict)  # event_id -> 2xx answers that carried it
     requests: int = 0
@@ -84,13 +91,23 @@ class Scripted:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests += 1
         ids = [e["dedupe_id"] for e in json.loads(request.content)["events"]]
-        if 200 <= self.status < 300:
+        if self.answer == "silent":
+            raise httpx.ConnectTimeout("connect timed out", request=request)
+        status = {"400-some": 200, "413-large": 200, "slow": 200}.get(self.answer) or int(self.answer)
+        if self.answer == "400-some" and any(i.endswith(INVALID_SUFFIX) for i in ids):
+            status = 400
+        if self.answer == "413-large" and len(ids) > 3:
+            status = 413
+        if 200 <= status < 300:
             for event_id in ids:
                 self.accepted[event_id] = self.accepted.get(event_id, 0) + 1
         if self.kill is not None and self.kill.at == 0:
             self.kill.at = -1
             raise Killed("killed after the vendor processed the request")
-        return httpx.Response(self.status, text="OK" if self.status < 300 else "down")
+        if self.answer == "slow":
+            raise httpx.ReadTimeout("the answer did not come in time", request=request)
+        headers = {"Retry-After": "1"} if status == 429 else {}
+        return httpx.Response(status, text="OK" if status < 300 else "refused", headers=headers)
 
 
 class Clock:
@@ -229,25 +246,30 @@ class DeliveryMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.pool)
     @rule(
         data=st.data(),
-        status=st.sampled_from([200, 200, 500, 500, 401]),
+        answer=st.sampled_from(ANSWERS),
         kill=st.none() | st.builds(Kill, st.integers(0, 6), st.booleans()),
+        budget_ms=st.sampled_from([30_000, 30_000, 6_000, 1_500]),  # the deadline may arrive mid-batch
     )
-    def invoke(self, data, status: int, kill: Kill | None) -> None:
+    def invoke(self, data, answer: str, kill: Kill | None, budget_ms: int) -> None:
         picked = data.draw(st.lists(st.sampled_from(range(len(self.pool))), min_size=1, max_size=10, unique=True))
         messages = [self.pool[i] for i in picked]
-        self.vendor.status, self.vendor.kill = status, kill
+        self.vendor.answer, self.vendor.kill = answer, kill
         AwsFaults.current.killer = kill if kill is not None and kill.at > 0 else None
         event = lambda_records(messages, self.arn, "us-east-1")
         before, faults = dict(self.vendor.accepted), len(AwsFaults.current.injected)
+        clock = FakeClock(budget_ms)
+        self.function.sleep = clock.sleep
         try:
-            response = self.vendor_handler(event, FakeLambdaContext())
+            response = self.vendor_handler(event, FakeLambdaContext(clock))
         except (Killed, ClientError):  # killed, or failed on an AWS error it did not handle: Lambda retries
             self._in_doubt(before)
             return  # the batch comes back when its visibility timeout ends
         finally:
             AwsFaults.current.killer = None
             self.vendor.kill = None
-        if len(AwsFaults.current.injected) > faults:  # a ledger write may have failed after the vendor took them
+        if len(AwsFaults.current.injected) > faults or answer == "slow":
+            # a ledger write may have failed after the vendor took them; or the vendor took them and its answer
+            # never came (a read timeout): the relay cannot know, and sends them again
             self._in_doubt(before)
         failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
         for message in messages:
@@ -264,7 +286,14 @@ class DeliveryMachine(RuleBasedStateMachine):
             if count > before.get(event_id, 0):
                 self.doubts[event_id] = self.doubts.get(event_id, 0) + 1
 
-    @rule(seconds=st.sampled_from([1, 60, 3600]))
+    @rule()
+    def operator_redrives(self) -> None:
+        """`relay dlq redrive`: every letter back to the queue, whatever its reason."""
+        from relay_tools.queues import VendorQueues, redrive_letters
+
+        redrive_letters(VendorQueues(self.sqs, self.queue, self.dlq), set())
+
+    @rule(seconds=st.sampled_from([1, 60, 3600, 25 * 3600]))  # 25 h: past the retry window
     def time_passes(self, seconds: int) -> None:
         """Leases and visibility timeouts run out: what was in flight is visible again."""
         self.clock.now += seconds
@@ -317,7 +346,8 @@ class DeliveryMachine(RuleBasedStateMachine):
 
     def invoke_all(self) -> None:
         batch, self.pool = self.pool[:10], self.pool[10:]
-        self.vendor.status = 200
+        self.vendor.answer = "200"
+        self.function.sleep = lambda s: None
         response = self.vendor_handler(lambda_records(batch, self.arn, "us-east-1"), FakeLambdaContext())
         failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
         for message in batch:
