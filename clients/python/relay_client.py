@@ -180,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--print-signature", action="store_true", help="print the header value, send nothing")
     parser.add_argument("--timestamp", type=int, help="sign with this unix time (with --print-signature)")
     parser.add_argument("--max-retry-wait", type=float, default=MAX_RETRY_AFTER_SECONDS, metavar="SECONDS")
-    parser.add_argument("--retry-wait", metavar="VALUE", help="print the wait a Retry-After of VALUE makes, send nothing")
+    parser.add_argument(
+        "--retry-wait", metavar="VALUE", help="print the wait a Retry-After of VALUE makes, send nothing"
+    )
     args = parser.parse_args(argv)
     if args.retry_wait is not None:
         print(f"{retry_wait(args.retry_wait, args.timestamp, args.max_retry_wait):g}")

@@ -368,7 +368,7 @@ def test_the_schedule_moves_nothing_without_auto_redrive_or_a_marked_dlq(aws_sta
     o = Outage(aws_stack, monkeypatch, "adroll", lambda request: httpx.Response(200))
     letter_for(o, "exhausted", "retries_exhausted")
     assert o.handler(dict(RECOVERY_EVENT), FakeLambdaContext(FakeClock())) == {"moved": 0}  # not marked
-    o.function.circuit.mark_redrive(True)
+    o.function.circuit.mark_redrive()
     off = Outage(aws_stack, monkeypatch, "adroll", lambda r: httpx.Response(200), RELAY_DELIVERY_AUTO_REDRIVE="false")
     assert off.handler(dict(RECOVERY_EVENT), FakeLambdaContext(FakeClock())) == {"moved": 0}
     assert len(peek(o.dlq)) == 1
@@ -379,7 +379,7 @@ def test_a_letter_hidden_from_the_pass_is_moved_by_a_later_one(aws_stack, monkey
     DLQ stays marked until a pass finds nothing hidden."""
     o = Outage(aws_stack, monkeypatch, "adroll", answering(200))
     letter_for(o, "exhausted", "retries_exhausted")
-    o.function.circuit.mark_redrive(True)
+    o.function.circuit.mark_redrive()
     sqs = boto3.client("sqs")
     (held,) = sqs.receive_message(QueueUrl=o.dlq, VisibilityTimeout=300)["Messages"]  # someone lists the DLQ
     publish(aws_stack, "adroll", [web_event(event_id="live")])
@@ -408,7 +408,7 @@ def test_a_circuit_item_past_its_time_to_live_starts_over(aws_stack, monkeypatch
 def test_when_sqs_fails_a_redrive_pass_the_batch_stays_delivered_and_the_dlq_marked(aws_stack, monkeypatch, output):
     o = Outage(aws_stack, monkeypatch, "adroll", answering(200))
     letter_for(o, "exhausted", "retries_exhausted")
-    o.function.circuit.mark_redrive(True)
+    o.function.circuit.mark_redrive()
     client = o.function.dead_letters.client
 
     def refuse(**kwargs):
@@ -419,3 +419,16 @@ def test_when_sqs_fails_a_redrive_pass_the_batch_stays_delivered_and_the_dlq_mar
     assert o.invoke(receive(aws_stack, "adroll", 1)) == []  # delivered, not failed by the redrive
     assert len(o.mock.requests) == 1
     assert o.circuit().redrive is True and metric(output.text(), "RedriveErrors") == 1
+
+
+def test_a_mark_set_while_a_pass_ran_is_not_cleared_by_it(aws_stack, monkeypatch):
+    """A pass that found nothing clears the DLQ's mark only if no invocation marked it again since the pass read
+    the circuit: a letter dead-lettered meanwhile is not left waiting for a mark that never comes."""
+    o = Outage(aws_stack, monkeypatch, "adroll", lambda request: httpx.Response(200))
+    o.function.circuit.mark_redrive()
+    read_before_the_pass = o.circuit()
+    o.function.circuit.mark_redrive()  # another invocation dead-letters a letter meanwhile
+    assert not o.function.circuit.clear_redrive(read_before_the_pass)
+    assert o.circuit().redrive is True
+    assert o.function.circuit.clear_redrive(o.circuit())  # read after the last mark: cleared
+    assert o.circuit().redrive is False

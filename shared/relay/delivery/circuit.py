@@ -36,6 +36,7 @@ class CircuitState:
     opened_at: float = 0.0
     probe_at: float = 0.0
     redrive: bool = False  # the DLQ may hold transient letters to move back once the vendor is healthy
+    marks: int = 0  # how often the DLQ was marked: a pass clears the mark only if none came after it read this
 
     def open_seconds(self, now: float) -> float:
         return max(0.0, now - self.opened_at) if self.is_open else 0.0
@@ -75,10 +76,12 @@ class Circuit(LazyClient):
             opened_at=float(item.get("opened_at", {}).get("N", "0")),
             probe_at=float(item.get("probe_at", {}).get("N", "0")),
             redrive=item.get("redrive", {}).get("BOOL", False),
+            marks=int(item.get("marks", {}).get("N", "0")),
         )
 
     def _update(self, expression: str, values: dict[str, Any], condition: str | None = None) -> dict[str, Any] | None:
-        """UpdateItem (the time to live renewed); None when `condition` did not hold."""
+        """UpdateItem (the time to live renewed: `expression` ends with its SET clause); None when `condition`
+        did not hold."""
         values = {**values, ":exp": {"N": str(int(self.clock() + ITEM_TTL_SECONDS))}}
         kwargs: dict[str, Any] = {"ConditionExpression": condition} if condition else {}
         try:
@@ -137,11 +140,26 @@ class Circuit(LazyClient):
         if not state.is_open and state.failures == trailing:
             return False
         self._update(
-            "SET is_open = :f, failures = :n, redrive = :redrive",
-            {":f": {"BOOL": False}, ":n": {"N": str(trailing)}, ":redrive": {"BOOL": state.is_open or state.redrive}},
+            "ADD marks :one SET is_open = :f, failures = :n, redrive = :redrive",
+            {
+                ":f": {"BOOL": False},
+                ":n": {"N": str(trailing)},
+                ":redrive": {"BOOL": state.is_open or state.redrive},
+                ":one": {"N": "1" if state.is_open else "0"},
+            },
         )
         return state.is_open
 
-    def mark_redrive(self, pending: bool) -> None:
-        """Mark (or, after a complete pass, clear) the DLQ as holding transient letters to move back."""
-        self._update("SET redrive = :r", {":r": {"BOOL": pending}})
+    def mark_redrive(self) -> None:
+        """Mark the DLQ as holding transient letters to move back (counted: see `clear_redrive`)."""
+        self._update("ADD marks :one SET redrive = :r", {":r": {"BOOL": True}, ":one": {"N": "1"}})
+
+    def clear_redrive(self, state: CircuitState) -> bool:
+        """After a pass that found nothing to move: clear the mark, unless it was marked again since `state` was
+        read (a letter dead-lettered meanwhile would otherwise wait for a mark that never comes)."""
+        cleared = self._update(
+            "SET redrive = :r",
+            {":r": {"BOOL": False}, ":marks": {"N": str(state.marks)}},
+            "attribute_not_exists(marks) OR marks = :marks",
+        )
+        return cleared is not None

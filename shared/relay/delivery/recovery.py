@@ -47,13 +47,14 @@ def update_circuit(function: VendorFunction, state: CircuitState, stats: Stats) 
                     extra={"open_seconds": round(state.open_seconds(now))},
                 )
                 metrics.add_metric("CircuitClosed", MetricUnit.Count, 1)
-            state = CircuitState(failures=stats.streak, redrive=state.redrive or state.is_open)
+            marks = state.marks + (1 if state.is_open else 0)  # closing an open circuit marks the DLQ
+            state = CircuitState(failures=stats.streak, redrive=state.redrive or state.is_open, marks=marks)
         # failures after the last answer (all of them when none came) count towards opening the circuit
         trips = stats.streak >= OPEN_AFTER if stats.answered else stats.failed > 0
         if trips and function.circuit.failed(0 if stats.answered else stats.failed):
             logger.warning(f"{function.vendor} keeps failing: circuit opened", extra={"failed_requests": stats.failed})
             metrics.add_metric("CircuitOpened", MetricUnit.Count, 1)
-            state = CircuitState(is_open=True, opened_at=now, redrive=state.redrive)
+            state = CircuitState(is_open=True, opened_at=now, redrive=state.redrive, marks=state.marks)
     except Exception:  # noqa: BLE001
         metrics.add_metric("CircuitErrors", MetricUnit.Count, 1)
         logger.error("could not update the vendor's circuit state")
@@ -123,11 +124,11 @@ def after_dead_letters(function: VendorFunction, state: CircuitState, outcomes: 
     if state.redrive or Outcome.RETRIES_EXHAUSTED.value not in set(outcomes) or not function.delivery.auto_redrive:
         return state
     try:
-        function.circuit.mark_redrive(True)
+        function.circuit.mark_redrive()
     except Exception:  # noqa: BLE001 - the next closing of the circuit marks it again
         metrics.add_metric("CircuitErrors", MetricUnit.Count, 1)
         return state
-    return CircuitState(state.is_open, state.failures, state.opened_at, state.probe_at, redrive=True)
+    return CircuitState(state.is_open, state.failures, state.opened_at, state.probe_at, True, state.marks)
 
 
 def redrive_if_healthy(
@@ -165,7 +166,7 @@ def redrive_if_healthy(
     # the letters it reads for a while): the next healthy invocation looks again until then
     if done.complete and not done.moved and not hidden_letters(function):
         try:
-            function.circuit.mark_redrive(False)
+            function.circuit.clear_redrive(state)
         except Exception:  # noqa: BLE001 - the next healthy invocation makes another (short) pass
             metrics.add_metric("CircuitErrors", MetricUnit.Count, 1)
     return done.moved
@@ -219,7 +220,7 @@ def recover(function: VendorFunction, remaining_ms: Callable[[], int]) -> dict[s
         logger.warning(f"scheduled recovery: one dead letter back to the {function.vendor} queue as the probe")
     elif done.complete and not hidden_letters(function):  # nothing transient left: the redrive is done
         try:
-            function.circuit.mark_redrive(False)
+            function.circuit.clear_redrive(state)
         except Exception:  # noqa: BLE001 - the next run looks again
             metrics.add_metric("CircuitErrors", MetricUnit.Count, 1)
     return {"moved": done.moved}
