@@ -306,9 +306,19 @@ class DeliveryMachine(RuleBasedStateMachine):
                 pass  # deleted meanwhile by another copy's invocation
         self.pool.clear()
 
-    @rule(operation=st.sampled_from(["PutItem", "GetItem", "TransactWriteItems", "SendMessageBatch", "PublishBatch"]))
-    def aws_fails_once(self, operation: str) -> None:
-        AwsFaults.current.fail(operation, "InternalServerError" if operation != "PublishBatch" else "InternalError")
+    @rule(
+        operation=st.sampled_from(
+            ["PutItem", "GetItem", "UpdateItem", "TransactWriteItems", "SendMessageBatch", "PublishBatch"]
+        ),
+        throttled=st.booleans(),
+    )
+    def aws_fails_once(self, operation: str, throttled: bool) -> None:
+        """The next call of `operation` fails: throttled, or an internal error."""
+        if operation in ("SendMessageBatch", "PublishBatch"):
+            code = "ThrottlingException" if throttled else "InternalError"
+        else:
+            code = "ProvisionedThroughputExceededException" if throttled else "InternalServerError"
+        AwsFaults.current.fail(operation, code)
 
     # -- invariants ---------------------------------------------------------------------------------
 
