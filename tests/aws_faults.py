@@ -37,7 +37,8 @@ class Fault:
 class AwsFaults:
     current: ClassVar[AwsFaults | None] = None
     planned: list[Fault] = field(default_factory=list)
-    killer: Any = None  # an object with hook(when, service): raises to kill the invocation (test_state_machine)
+    # an object with hook(when, operation, client): raises to kill the invocation, or pauses it (test_state_machine)
+    killer: Any = None
     injected: list[tuple[str, str]] = field(default_factory=list)
 
     def fail(
@@ -62,16 +63,16 @@ class AwsFaults:
                 return fault
         return None
 
-    def before(self, operation: str, params: dict[str, Any]) -> None:
+    def before(self, operation: str, params: dict[str, Any], client: Any = None) -> None:
         if self.killer is not None:
-            self.killer.hook("before", operation)
+            self.killer.hook("before", operation, client)
         fault = self._take(operation, params, lost=False)
         if fault is not None:
             raise _error(fault, operation)
 
-    def after(self, operation: str, params: dict[str, Any]) -> None:
+    def after(self, operation: str, params: dict[str, Any], client: Any = None) -> None:
         if self.killer is not None:
-            self.killer.hook("after", operation)
+            self.killer.hook("after", operation, client)
         fault = self._take(operation, params, lost=True)
         if fault is not None:
             raise _error(fault, operation)

@@ -303,9 +303,9 @@ def aws_limits(request, monkeypatch):
 
     def checked(client, operation_name, api_params):
         check(client.meta.service_model.service_name, operation_name, api_params, violations)
-        faults.before(operation_name, api_params)
+        faults.before(operation_name, api_params, client)
         answer = make_api_call(client, operation_name, api_params)
-        faults.after(operation_name, api_params)
+        faults.after(operation_name, api_params, client)
         return answer
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", checked)

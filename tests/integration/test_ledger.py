@@ -203,3 +203,17 @@ def test_released_claims_are_claimed_again_in_one_transaction(writes, table, clo
     assert set(ingest.claim_many(["a", "b", "c"], 10_000, ingest.new_batch()).values()) == {Claim.CLAIMED}
     assert writes[1] == ["TransactWriteItems"]
     assert ingest.claim("d", 10_000, ingest.new_batch()) is Claim.IN_FLIGHT
+
+
+def test_a_claim_taken_over_keeps_the_identity_it_was_published_under(writes, table, clock):
+    """An event first claimed (and maybe published) alone stays alone when a resend that plans it into a bundle
+    takes its claim over; one first planned into a bundle keeps that bundle (docs/decisions/0008)."""
+    ingest = ledger(writes, table, clock, vendor="ingest")
+    assert ingest.claim("alone", 1_000, ingest.new_batch()) is Claim.CLAIMED  # its holder dies
+    assert ingest.claim("bundled", 1_000, ingest.new_batch(), bundle="b-first") is Claim.CLAIMED
+    clock.now += 2  # the leases run out
+    claims = ingest.claim_many(
+        ["alone", "bundled"], 10_000, ingest.new_batch(), bundles={"alone": "b2", "bundled": "b2"}
+    )
+    assert claims == {"alone": Claim.CLAIMED, "bundled": Claim.CLAIMED}
+    assert ingest.bundle_of == {"bundled": "b-first"}

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -62,7 +63,7 @@ class Kill:
     after: bool
     calls: int = 0
 
-    def hook(self, when: str, operation: str) -> None:
+    def hook(self, when: str, operation: str, client: object = None) -> None:
         if self.at <= 0:
             return
         if when == "before":
@@ -74,6 +75,23 @@ class Kill:
 
 ANSWERS = ["200", "200", "500", "401", "429", "400-some", "413-large", "slow", "silent"]
 INVALID_SUFFIX = "7"  # "400-some": AppLovin refuses a batch holding an event whose id ends so (and that event)
+
+
+class Pause:
+    """Two vendor-function containers at once: the first stops before its `at`-th AWS call (any of its clients,
+    from any of its threads) until the second has run its whole invocation, then goes on."""
+
+    def __init__(self, at: int, clients: set[int]):
+        self.at, self.clients, self.calls = at, clients, 0
+        self.paused, self.resume = threading.Event(), threading.Event()
+
+    def hook(self, when: str, operation: str, client: object = None) -> None:
+        if when != "before" or id(client) not in self.clients:
+            return
+        self.calls += 1
+        if self.calls == self.at:
+            self.paused.set()
+            self.resume.wait(60)
 
 
 @dataclass
@@ -160,19 +178,34 @@ class DeliveryMachine(RuleBasedStateMachine):
         from relay.models.environment import VendorEnvironment, read_environment
 
         env = read_environment(VendorEnvironment, stack.function_environment("AppLovinFunction"))
+        self.function, self.vendor_handler = self._container(env)
+        # a second container of the same function, for invocations that run at the same time as the first's
+        self.other, self.other_handler = self._container(env)
+        AwsFaults.current.clear()
+        AwsFaults.current.killer = None
+
+    def _container(self, env):
+        """A VendorFunction with clients of its own (as a Lambda container has), one send thread (its AWS calls in
+        a fixed order), the machine's clock and vendor."""
+        from relay.delivery.deadletter import DeadLetterQueue
+        from relay.delivery.retry import SourceQueue
+
+        sqs, ddb = boto3.client("sqs"), boto3.client("dynamodb")
         function = VendorFunction(
             VENDOR,
             env,
             http_client=httpx.Client(transport=httpx.MockTransport(self.vendor)),
-            ledger=DeliveryLedger.for_function(VENDOR, env, clock=self.clock),
+            ledger=DeliveryLedger.for_function(VENDOR, env, client=ddb, clock=self.clock),
+            dead_letters=DeadLetterQueue(env.dlq_url, sqs),
+            queue=SourceQueue(env.queue_url, sqs),
+            secrets_client=boto3.client("secretsmanager"),
             sleep=lambda s: None,
+            max_workers=1,
         )
         function.clock = self.clock
         function.rng = lambda: 0.0
-        self.function = function
-        self.vendor_handler = functools.partial(app_module(VENDOR).lambda_handler, function=function)
-        AwsFaults.current.clear()
-        AwsFaults.current.killer = None
+        function.clients = {id(sqs), id(ddb), id(function._secrets_client)}
+        return function, functools.partial(app_module(VENDOR).lambda_handler, function=function)
 
     # -- the client --------------------------------------------------------------------------------
 
@@ -277,6 +310,55 @@ class DeliveryMachine(RuleBasedStateMachine):
                 self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
         done = {m["MessageId"] for m in messages if m["MessageId"] not in failed}
         self.pool = [m for m in self.pool if m["MessageId"] not in done]
+
+    @precondition(lambda self: len(self.pool) >= 2)
+    @rule(data=st.data(), at=st.integers(1, 12), answer=st.sampled_from(["200", "200", "500", "401"]))
+    def two_at_once(self, data, at: int, answer: str) -> None:
+        """Two invocations at the same time, in two containers sharing the circuit and the ledger: the first
+        stops before its `at`-th AWS call, the second runs whole (probe, open, close, the redrive mark set and
+        cleared), then the first goes on."""
+        picked = data.draw(st.lists(st.sampled_from(range(len(self.pool))), min_size=2, max_size=10, unique=True))
+        split = data.draw(st.integers(1, len(picked) - 1))
+        first, second = [self.pool[i] for i in picked[:split]], [self.pool[i] for i in picked[split:]]
+        self.vendor.answer = answer
+        pause = Pause(at, self.function.clients)
+        AwsFaults.current.killer = pause
+        before, faults = dict(self.vendor.accepted), len(AwsFaults.current.injected)
+        outcome: dict[str, object] = {}
+
+        def run_first() -> None:
+            try:
+                outcome["response"] = self.vendor_handler(
+                    lambda_records(first, self.arn, "us-east-1"), FakeLambdaContext()
+                )
+            except ClientError as exc:  # an AWS error it did not handle: Lambda retries the batch
+                outcome["error"] = exc
+            finally:
+                pause.paused.set()
+
+        thread = threading.Thread(target=run_first, daemon=True)
+        thread.start()
+        pause.paused.wait(60)
+        try:
+            response = self.other_handler(lambda_records(second, self.arn, "us-east-1"), FakeLambdaContext())
+        except ClientError:
+            response = None
+        finally:
+            pause.resume.set()
+            thread.join(60)
+            AwsFaults.current.killer = None
+        assert not thread.is_alive(), "the first invocation did not finish"
+        if len(AwsFaults.current.injected) > faults or response is None or "response" not in outcome:
+            self._in_doubt(before)
+        for batch, answered in ((first, outcome.get("response")), (second, response)):
+            if answered is None:
+                continue  # the batch comes back when its visibility timeout ends
+            failed = {f["itemIdentifier"] for f in answered["batchItemFailures"]}
+            done = {m["MessageId"] for m in batch if m["MessageId"] not in failed}
+            for message in batch:
+                if message["MessageId"] in done:
+                    self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
+            self.pool = [m for m in self.pool if m["MessageId"] not in done]
 
     def _in_doubt(self, before: dict[str, int]) -> None:
         """The vendor took these events in an invocation that died, or whose ledger write failed, before its

@@ -216,10 +216,13 @@ class DeliveryLedger:
         if verdict is not None:
             return verdict
         # the old holder is gone (lease over, or its batch failed it, or it was dead-lettered from another
-        # message): take the record over, unless someone else just did. An event keeps the bundle it was
-        # first to be published in: its earlier holder may have published it there (docs/decisions/0008).
+        # message): take the record over, unless someone else just did. An event keeps the identity its earlier
+        # holder may have published it under, its bundle or none (alone), whatever this request planned
+        # (docs/decisions/0008).
         if "bundle" in old:
             item["bundle"] = old["bundle"]
+        else:
+            item.pop("bundle", None)
         self._note_bundle(event_id, item)
         self._follow(item, old, batch)
         condition, values = self._unchanged(old)
