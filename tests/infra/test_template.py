@@ -265,7 +265,9 @@ def test_the_dedupe_horizon_is_derived_from_what_the_template_sets_once(aws_stac
         assert env["RELAY_DEAD_LETTER_RETENTION_SECONDS"] == str(retention)
         ledger = DeliveryLedger.for_function(vendor, read_environment(FunctionEnvironment, env))
         assert ledger.horizon_seconds == dedupe_horizon_seconds(int(env["RELAY_INGEST_MAX_EVENT_AGE_DAYS"]), retention)
-    max_age = _template()["Parameters"]["MaxEventAgeDays"]["MaxValue"]
+    from .test_parameters import _integer_range
+
+    _, max_age = _integer_range(_template()["Parameters"]["MaxEventAgeDays"]["AllowedPattern"])
     assert dedupe_horizon_seconds(max_age, retention) > max_age * 86_400
 
 
@@ -394,7 +396,9 @@ def test_the_retry_window_fits_what_sqs_and_lambda_allow():
     params = template["Parameters"]
     window, delay = params["RetryWindowHours"], params["MaxRetryDelaySeconds"]
     assert (window["MinValue"], window["MaxValue"]) == (MIN_RETRY_WINDOW_HOURS, MAX_RETRY_WINDOW_HOURS)
-    assert (delay["MinValue"], delay["MaxValue"]) == (1, MAX_RETRY_DELAY_SECONDS)
+    from .test_parameters import _integer_range
+
+    assert _integer_range(delay["AllowedPattern"]) == (1, MAX_RETRY_DELAY_SECONDS)
     assert template["Mappings"]["Retention"]["Seconds"]["Queue"] == QUEUE_RETENTION_SECONDS
     assert MAX_RETRY_WINDOW_HOURS * 3600 + MAX_RETRY_DELAY_SECONDS < QUEUE_RETENTION_SECONDS
     assert MAX_RETRY_DELAY_SECONDS + LAMBDA_MAX_TIMEOUT_SECONDS <= SQS_MAX_VISIBILITY_SECONDS == 43_200
@@ -447,7 +451,11 @@ def test_a_vendor_function_may_delay_its_messages_and_redrive_its_dlq_and_nothin
         for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
             resource = statement["Resource"]["Fn::GetAtt"][0]
             grants.setdefault(resource, set()).update(statement["Action"])
-    assert grants[f"{vendor}Queue"] == {"sqs:ChangeMessageVisibility", "sqs:SendMessage"}
+    # retry delays, the redrive back to it, and (the scheduled recovery) whether anything is still queued
+    assert grants[f"{vendor}Queue"] == {"sqs:ChangeMessageVisibility", "sqs:SendMessage", "sqs:GetQueueAttributes"}
+    (schedule,) = [e for e in fn["Events"].values() if e["Type"] == "Schedule"]
+    assert schedule["Properties"]["Schedule"] == "rate(5 minutes)"
+    assert schedule["Properties"]["State"] == {"Fn::If": ["AutoRedriveOn", "ENABLED", "DISABLED"]}
     assert grants[f"{vendor}DeadLetterQueue"] == {
         "sqs:SendMessage",
         "sqs:ReceiveMessage",
