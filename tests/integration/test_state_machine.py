@@ -153,6 +153,7 @@ class DeliveryMachine(RuleBasedStateMachine):
         self.accepted: set[str] = set()  # event_ids the ingest answered 202 for
         self.pool: list[dict] = []  # SQS messages received and not yet deleted or visible again
         self.doubts: dict[str, int] = {}  # event_id -> invocations that died after the vendor took it
+        self.expired: set[str] = set()  # owed when SQS's retention dropped them (horizon_passes)
         self.sqs = boto3.client("sqs")
         stack = self.stack
         self.queue = stack.physical["AppLovinQueue"]
@@ -224,6 +225,10 @@ class DeliveryMachine(RuleBasedStateMachine):
         finally:
             AwsFaults.current.killer = None
         status = response["statusCode"]
+        if status == 400:  # only for events older than the ingest accepts (after the dedupe horizon passed)
+            rejected = json.loads(response_body(response))["rejected"]
+            assert {e["field"] for r in rejected for e in r["errors"]} == {"timestamp"}, rejected
+            return 400
         assert status in (202, 503), (status, response_body(response))
         if status == 202:  # the events the relay owes AppLovin now (not those only AdRoll takes, until fixed)
             body = json.loads(response_body(response))
@@ -271,8 +276,8 @@ class DeliveryMachine(RuleBasedStateMachine):
         order.shuffle(events)
         parts = [events[: len(events) // 2], events[len(events) // 2 :]] if split and len(events) > 1 else [events]
         statuses = [self._post(part, kill) for part in parts if part]
-        if all(s == 202 for s in statuses):
-            self.answered[request] = 202
+        if all(s == 202 for s in statuses) or 400 in statuses:  # accepted, or too old to be ever again
+            self.answered[request] = 202 if 400 not in statuses else 400
 
     # -- SQS and the vendor function -----------------------------------------------------------------
 
@@ -377,6 +382,19 @@ class DeliveryMachine(RuleBasedStateMachine):
                     self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
             self.pool = [m for m in self.pool if m["MessageId"] not in done]
 
+    @rule()
+    def horizon_passes(self) -> None:
+        """The dedupe horizon passes (16 days): the ledger's records are past their time to live, and SQS has
+        dropped what outlived its retention (4 days in the queue, 14 in the DLQ), events owed included. A
+        client's resend is now older than the ingest accepts: refused, never delivered again."""
+        self.clock.now += 16 * 86_400
+        for url in (self.queue, self.dlq):
+            _empty(url)
+        self.pool.clear()
+        gone = {e for e in self.accepted if not self.vendor.accepted.get(e)}
+        self.expired |= gone
+        self.accepted -= gone
+
     def _in_doubt(self, before: dict[str, int]) -> None:
         """The vendor took these events in an invocation that died, or whose ledger write failed, before its
         batch record: no protocol can know whether the vendor has them (docs/decisions/0008); they may be sent
@@ -434,11 +452,11 @@ class DeliveryMachine(RuleBasedStateMachine):
         AwsFaults.current.killer = None
         for number, events in enumerate(self.bodies):
             for _ in range(3):
-                if self.answered.get(number) == 202:
+                if self.answered.get(number) in (202, 400):  # accepted, or too old for the ingest
                     break
                 self.clock.now += 60  # the lease of a killed ingest runs out
                 self.answered[number] = self._post(events, None)
-            assert self.answered[number] == 202, f"request {number} never accepted"
+            assert self.answered[number] in (202, 400), f"request {number} never answered"
         for _ in range(40):
             self.time_passes(3600)
             self.receive()
