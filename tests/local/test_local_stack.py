@@ -83,7 +83,7 @@ def test_resources_come_from_the_template(dev):
     ]
     assert attrs["VisibilityTimeout"] == "360"  # 6 x AppsFlyerFunction's 60 s timeout, as in template.yaml
     template = stack.template["Parameters"]["MaxReceiveCount"]["Default"]
-    assert json.loads(attrs["RedrivePolicy"])["maxReceiveCount"] == template == 100
+    assert json.loads(attrs["RedrivePolicy"])["maxReceiveCount"] == int(template) == 100
     # the vendor functions get their queue, and the [delivery] settings, from the template's wiring
     env = stack.function_env["AppsFlyerFunction"]
     assert env["RELAY_QUEUE_URL"] == stack.stack.physical["AppsFlyerQueue"]

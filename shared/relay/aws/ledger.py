@@ -373,8 +373,9 @@ class DeliveryLedger:
         `pending` (what its batch is sending; absent: all of `events`), `owed` (events not delivered yet that
         its batch is not sending) and `moved` (events moved to the DLQ, not delivered). An event is still to
         send when it is new to the bundle, owed, pending and not delivered by the last batch (its record lists
-        it failed; or it died before settling: in doubt, sent again), or moved to the DLQ from another message
-        than this one (a redrive); a redelivery of the very message it was moved from sends it no more."""
+        it failed; or it died before settling: in doubt, sent again), or moved to the DLQ and now back in its
+        own letter (a bundle of one, redriven); a redelivery of the very message it was moved from sends it no
+        more."""
         now = self.clock()
         lease = _lease(now, remaining_ms)
         everything = frozenset(event_ids)
@@ -392,9 +393,12 @@ class DeliveryLedger:
         if state is None:
             return Claim.IN_FLIGHT, frozenset()
         known, undone, moved = state
-        back = everything & (moved | undone)  # a moved or in-doubt event from the message it was moved from stays
+        # a moved event is sent again only from its own dead letter, redriven (a bundle of one): another copy of a
+        # message it was in leaves it in the DLQ, with its reason
+        again = everything & moved if len(everything) == 1 else set()
+        back = everything & (undone | again)  # what the message it was moved from does not send again
         here = self._moved_from(back, message_id) if back else set()
-        to_send = (everything - known) | ((everything & (undone | moved)) - here)
+        to_send = (everything - known) | ((everything & (undone | again)) - here)
         if not to_send:
             return Claim.DUPLICATE, frozenset()
         item["events"] = _strings(known | everything)
