@@ -34,6 +34,7 @@ def post(ingest, *events):
         ({"user": {"ip": f"203.0.113.{ARABIC_SEVEN}", "user_agent": "UA"}}, "user.ip"),
         ({"user": {"ip": f"203.0.11{FULLWIDTH_ONE}.7", "user_agent": "UA"}}, "user.ip"),
         ({"user": {"ip": "203.0.113.7", "fb_login_id": f"12{ARABIC_SEVEN}4"}}, "user.fb_login_id"),
+        ({"user": {"ip": "fe80::1%eth0", "user_agent": "UA"}}, "user.ip"),
     ],
 )
 def test_non_ascii_digits_are_refused_by_the_field(ingest, patch, field):

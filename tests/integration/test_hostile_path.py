@@ -140,7 +140,11 @@ def _clear_forms(address: str) -> set[str]:
         parsed = ipaddress.ip_address(text)
     except ValueError:
         return set()
-    forms = {text, str(parsed), parsed.exploded}
+    forms = {text, str(parsed)}
+    try:
+        forms.add(parsed.exploded)
+    except ValueError:  # CPython cannot explode an address with a zone: the model refuses those anyway
+        pass
     if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped:
         forms.add(str(parsed.ipv4_mapped))
     # a truncated address is no longer clear: /24 of IPv4, /48 of IPv6 keep it, and nothing more

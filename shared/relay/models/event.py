@@ -140,6 +140,8 @@ def _ip(value: Any) -> Any:
         text = value.strip()
         if _IPV4.fullmatch(text):  # already canonical dotted IPv4: the common case, without ipaddress
             return text
+        if "%" in text:  # a zone (fe80::1%eth0) names an interface of the client's host: nothing a vendor can use
+            raise ValueError("must be an IPv4 or IPv6 address without a zone (%...)")
         try:
             return str(ipaddress.ip_address(text))
         except ValueError:
