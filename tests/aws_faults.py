@@ -64,16 +64,15 @@ class AwsFaults:
         return None
 
     def before(self, operation: str, params: dict[str, Any], client: Any = None) -> None:
-        if self.killer is not None:
-            self.killer.hook("before", operation, client)
-        fault = self._take(operation, params, lost=False)
-        if fault is not None:
-            raise _error(fault, operation)
+        self._at("before", operation, params, client)
 
     def after(self, operation: str, params: dict[str, Any], client: Any = None) -> None:
+        self._at("after", operation, params, client)
+
+    def _at(self, when: str, operation: str, params: dict[str, Any], client: Any) -> None:
         if self.killer is not None:
-            self.killer.hook("after", operation, client)
-        fault = self._take(operation, params, lost=True)
+            self.killer.hook(when, operation, client)
+        fault = self._take(operation, params, lost=when == "after")
         if fault is not None:
             raise _error(fault, operation)
 
