@@ -130,23 +130,23 @@ def test_a_bundle_has_one_claim_and_a_redelivery_sends_only_what_was_not_deliver
     a, b = ledger(writes, table, clock), ledger(writes, table, clock)
     events = ["e1", "e2", "e3"]
     first = a.new_batch()
-    assert a.claim_bundle("b1", events, 10_000, first) == (Claim.CLAIMED, frozenset(events))
-    assert b.claim_bundle("b1", events, 10_000, b.new_batch()) == (Claim.IN_FLIGHT, frozenset())
+    assert a.claim_bundle("b1", {"m0": events}, 10_000, first) == (Claim.CLAIMED, frozenset(events))
+    assert b.claim_bundle("b1", {"m0": events}, 10_000, b.new_batch()) == (Claim.IN_FLIGHT, frozenset())
     a.dead_lettered("e3", "m1#2", "invalid")  # as the handler records a move to the DLQ, before settling
     a.settle(first, {"e1": 200}, ["e2"], moved=["e3"])  # e3 is done with
     second = b.new_batch()
-    assert b.claim_bundle("b1", events, 10_000, second, "m1") == (Claim.CLAIMED, frozenset({"e2"}))
+    assert b.claim_bundle("b1", {"m1": events}, 10_000, second) == (Claim.CLAIMED, frozenset({"e2"}))
     # the second holder dies without settling: after its lease, what it was sending is sent again, no more
     clock.now += 11
     third = a.new_batch()
-    assert a.claim_bundle("b1", events, 10_000, third, "m1") == (Claim.CLAIMED, frozenset({"e2"}))
+    assert a.claim_bundle("b1", {"m1": events}, 10_000, third) == (Claim.CLAIMED, frozenset({"e2"}))
     a.settle(third, {"e2": 200}, [])
-    assert a.claim_bundle("b1", events, 10_000, a.new_batch(), "m1") == (Claim.DUPLICATE, frozenset())
+    assert a.claim_bundle("b1", {"m1": events}, 10_000, a.new_batch()) == (Claim.DUPLICATE, frozenset())
     # e3's dead letter redriven (a bundle of one under b1, in a new message): it is sent, once
     fourth = a.new_batch()
-    assert a.claim_bundle("b1", ["e3"], 10_000, fourth, "m9") == (Claim.CLAIMED, frozenset({"e3"}))
+    assert a.claim_bundle("b1", {"m9": ["e3"]}, 10_000, fourth) == (Claim.CLAIMED, frozenset({"e3"}))
     a.settle(fourth, {"e3": 200}, [])
-    assert a.claim_bundle("b1", ["e3"], 10_000, a.new_batch(), "m9") == (Claim.DUPLICATE, frozenset())
+    assert a.claim_bundle("b1", {"m9": ["e3"]}, 10_000, a.new_batch()) == (Claim.DUPLICATE, frozenset())
     items = boto3.client("dynamodb").scan(TableName=table)["Items"]
     delivered = DeliveryLedger.delivered_events(items)
     assert {k for k in delivered} >= {("adroll", "e1"), ("adroll", "e2")}
@@ -155,7 +155,7 @@ def test_a_bundle_has_one_claim_and_a_redelivery_sends_only_what_was_not_deliver
 def test_a_bundle_of_ten_costs_one_claim_and_one_batch_record(writes, table, clock):
     a = ledger(writes, table, clock)
     batch = a.new_batch()
-    assert a.claim_bundle("b2", [f"e{i}" for i in range(10)], 10_000, batch)[0] is Claim.CLAIMED
+    assert a.claim_bundle("b2", {"m0": [f"e{i}" for i in range(10)]}, 10_000, batch)[0] is Claim.CLAIMED
     a.settle(batch, {f"e{i}": 200 for i in range(10)}, [])
     assert writes[1] == ["PutItem", "PutItem"]
 
@@ -177,16 +177,16 @@ def test_a_bundle_id_is_one_identity_whatever_events_each_message_carries(writes
     redriven as a bundle of one): the claim remembers every event of the id and what is still owed."""
     a = ledger(writes, table, clock)
     first = a.new_batch()
-    assert a.claim_bundle("b1", ["e1", "e2", "e3"], 30_000, first, "m1") == (Claim.CLAIMED, {"e1", "e2", "e3"})
+    assert a.claim_bundle("b1", {"m1": ["e1", "e2", "e3"]}, 30_000, first) == (Claim.CLAIMED, {"e1", "e2", "e3"})
     a.settle(first, {"e1": 200, "e3": 200}, ["e2"])  # e2 failed: owed
     second = a.new_batch()
-    assert a.claim_bundle("b1", ["e4"], 30_000, second, "m2") == (Claim.CLAIMED, {"e4"})  # new to the id
+    assert a.claim_bundle("b1", {"m2": ["e4"]}, 30_000, second) == (Claim.CLAIMED, {"e4"})  # new to the id
     a.settle(second, {"e4": 200}, [])
-    assert a.claim_bundle("b1", ["e3"], 30_000, a.new_batch(), "m3") == (Claim.DUPLICATE, frozenset())
+    assert a.claim_bundle("b1", {"m3": ["e3"]}, 30_000, a.new_batch()) == (Claim.DUPLICATE, frozenset())
     third = a.new_batch()  # the first message again: only e2, still owed, is sent
-    assert a.claim_bundle("b1", ["e1", "e2", "e3"], 30_000, third, "m1") == (Claim.CLAIMED, {"e2"})
+    assert a.claim_bundle("b1", {"m1": ["e1", "e2", "e3"]}, 30_000, third) == (Claim.CLAIMED, {"e2"})
     a.settle(third, {"e2": 200}, [])
-    assert a.claim_bundle("b1", ["e4", "e2", "e1"], 30_000, a.new_batch(), "m4") == (Claim.DUPLICATE, frozenset())
+    assert a.claim_bundle("b1", {"m4": ["e4", "e2", "e1"]}, 30_000, a.new_batch()) == (Claim.DUPLICATE, frozenset())
 
 
 def test_released_claims_are_claimed_again_in_one_transaction(writes, table, clock):
@@ -217,3 +217,24 @@ def test_a_claim_taken_over_keeps_the_identity_it_was_published_under(writes, ta
     )
     assert claims == {"alone": Claim.CLAIMED, "bundled": Claim.CLAIMED}
     assert ingest.bundle_of == {"bundled": "b-first"}
+
+
+def test_letters_of_one_bundle_redriven_together_are_each_sent_once(writes, table, clock):
+    """Every event of a bundle dead-lettered (one letter each, a bundle of one under the bundle's id), then
+    redriven: a batch holding several of those letters sends each of them, and the original message, received
+    once more, sends none."""
+    a = ledger(writes, table, clock)
+    first = a.new_batch()
+    assert a.claim_bundle("b1", {"m1": ["e1", "e2", "e3"]}, 30_000, first) == (Claim.CLAIMED, {"e1", "e2", "e3"})
+    for i, event_id in enumerate(["e1", "e2", "e3"]):
+        a.dead_lettered(event_id, f"m1#{i}", "retries_exhausted")
+    a.settle(first, {}, [], moved=["e1", "e2", "e3"])
+    assert a.claim_bundle("b1", {"m1": ["e1", "e2", "e3"]}, 30_000, a.new_batch()) == (Claim.DUPLICATE, frozenset())
+    letters = a.new_batch()  # two letters and the original message's last event in one batch
+    assert a.claim_bundle("b1", {"m7": ["e1"], "m8": ["e2"], "m1": ["e3"]}, 30_000, letters) == (
+        Claim.CLAIMED,
+        {"e1", "e2"},
+    )
+    a.settle(letters, {"e1": 200, "e2": 200}, [])
+    assert a.claim_bundle("b1", {"m7": ["e1"], "m8": ["e2"]}, 30_000, a.new_batch()) == (Claim.DUPLICATE, frozenset())
+    assert a.claim_bundle("b1", {"m9": ["e3"]}, 30_000, a.new_batch())[1] == {"e3"}  # its own letter, still owed

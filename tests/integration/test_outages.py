@@ -16,8 +16,9 @@ from relay.delivery.retry import SourceQueue
 from relay_tools.functions import vendor_handler
 
 from ..conftest import FakeClock, FakeLambdaContext, app_event, drain, use_function_env, visible, web_event
+from .test_bundles import publish_bundle
 from .test_delivery import metric
-from .test_vendor_functions import PREFIX, Vendor, publish, receive
+from .test_vendor_functions import PREFIX, Vendor, publish, queued, receive
 
 HOUR = 3600
 
@@ -432,3 +433,50 @@ def test_a_mark_set_while_a_pass_ran_is_not_cleared_by_it(aws_stack, monkeypatch
     assert o.circuit().redrive is True
     assert o.function.circuit.clear_redrive(o.circuit())  # read after the last mark: cleared
     assert o.circuit().redrive is False
+
+    # an invocation read the circuit before the mark and then answers: its write leaves the mark alone
+    o.function.circuit.failed(2)
+    read_before_the_mark = o.circuit()
+    o.function.circuit.mark_redrive()
+    assert not o.function.circuit.answered(read_before_the_mark)
+    assert o.circuit().redrive is True and o.circuit().failures == 0
+
+
+@pytest.mark.parametrize("bundled", [True, False])
+def test_letters_redriven_together_with_the_message_they_left_are_each_delivered_once(aws_stack, monkeypatch, bundled):
+    """An outage past the retry window dead-letters every event (a bundle: one letter each); the vendor
+    recovers and the letters go back. A batch holding the letters together, after a copy of the message they
+    were moved from, loses none: the copy does not stand for them, and the letters of one bundle, claimed
+    together, are each sent once."""
+    status = {"now": 503}
+    o = Outage(aws_stack, monkeypatch, "applovin", lambda request: httpx.Response(status["now"]))
+    ids = ["b0", "b1", "b2"] if bundled else ["solo"]
+    if bundled:
+        publish_bundle(aws_stack, "applovin", [queued(web_event(event_id=e)) for e in ids])
+    else:
+        publish(aws_stack, "applovin", [web_event(event_id="solo")])
+    original = receive(aws_stack, "applovin", 1)
+    response = o.handler(_aged(original, o.now - 25 * HOUR), FakeLambdaContext(FakeClock()))
+    assert response == {"batchItemFailures": []}  # past the window: every event dead-lettered
+    assert {m["MessageAttributes"]["relay_event_id"]["StringValue"] for m in peek(o.dlq)} == set(ids)
+    status["now"] = 200
+    down = len(o.mock.requests)  # the failed requests of the outage
+    from relay.delivery.redrive import redrive_transient
+
+    assert redrive_transient(boto3.client("sqs"), o.dlq, o.queue_url, lambda: True).moved == len(ids)
+    letters = receive(aws_stack, "applovin", len(ids))
+    batch = {"Records": original["Records"] + letters["Records"]}  # the original first: its copy again
+    failed = o.handler(batch, FakeLambdaContext(FakeClock()))["batchItemFailures"]
+    # the original's copy sends nothing (its events are in the DLQ): the letters wait and claim for themselves
+    assert sorted(f["itemIdentifier"] for f in failed) == sorted(r["messageId"] for r in letters["Records"])
+    assert len(o.mock.requests) == down
+    assert o.handler(letters, FakeLambdaContext(FakeClock())) == {"batchItemFailures": []}
+    sent = [e["dedupe_id"] for b in o.mock.bodies()[down:] for e in b["events"]]
+    assert sorted(sent) == sorted(ids)
+    assert peek(o.dlq) == []
+
+
+def _aged(event: dict, sent_at: float) -> dict:
+    for record in event["Records"]:
+        record["attributes"]["SentTimestamp"] = str(int(sent_at * 1000))
+    return event

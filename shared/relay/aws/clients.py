@@ -20,6 +20,7 @@ AWS_CALLS = Config(
 # the longest one AWS call can take: every attempt timing out, and the backoff between them
 AWS_CALL_MAX_MS = int(AWS_ATTEMPTS * (AWS_CONNECT_SECONDS + AWS_READ_SECONDS) * 1000) + 500
 
+
 class LazyClient:
     """Holds a boto3 client: the injected one, else one made on first use (never at import time)."""
 

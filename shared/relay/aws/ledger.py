@@ -358,10 +358,9 @@ class DeliveryLedger:
     def claim_bundle(
         self,
         bundle: str,
-        event_ids: Sequence[str],
+        messages: Mapping[str, Sequence[str]],
         remaining_ms: int,
         batch: str,
-        message_id: str | None = None,
     ) -> tuple[Claim, frozenset[str]]:
         """One claim for the events of a bundle (relay.queued.message) — one write, where `claim` costs one per
         event. Returns the claim and the event_ids this invocation is to send.
@@ -375,10 +374,11 @@ class DeliveryLedger:
         send when it is new to the bundle, owed, pending and not delivered by the last batch (its record lists
         it failed; or it died before settling: in doubt, sent again), or moved to the DLQ and now back in its
         own letter (a bundle of one, redriven); a redelivery of the very message it was moved from sends it no
-        more."""
+        more. `messages`: the event_ids of this bundle in each SQS message of the batch (by message id): letters of
+        one bundle redriven together are claimed together, each still a bundle of one."""
         now = self.clock()
         lease = _lease(now, remaining_ms)
-        everything = frozenset(event_ids)
+        everything = frozenset(e for ids in messages.values() for e in ids)
         item = self._record(
             self.bundle_key(bundle), CLAIMED, now, bundle={"S": bundle}, batch={"S": batch}, lease=lease
         )
@@ -395,9 +395,9 @@ class DeliveryLedger:
         known, undone, moved = state
         # a moved event is sent again only from its own dead letter, redriven (a bundle of one): another copy of a
         # message it was in leaves it in the DLQ, with its reason
-        again = everything & moved if len(everything) == 1 else set()
+        again = moved & {e for ids in messages.values() if len(ids) == 1 for e in ids}
         back = everything & (undone | again)  # what the message it was moved from does not send again
-        here = self._moved_from(back, message_id) if back else set()
+        here = {e for m, ids in messages.items() for e in self._moved_from(back & set(ids), m)} if back else set()
         to_send = (everything - known) | ((everything & (undone | again)) - here)
         if not to_send:
             return Claim.DUPLICATE, frozenset()
@@ -450,12 +450,10 @@ class DeliveryLedger:
             self.trails.get(self.bundle_key(bundle), []) if bundle else []
         )
 
-    def _moved_from(self, event_ids: Iterable[str], message_id: str | None) -> set[str]:
+    def _moved_from(self, event_ids: Iterable[str], message_id: str) -> set[str]:
         """Those of `event_ids` that `dead_lettered` recorded as moved from SQS message `message_id` (an
         event of a bundle is moved with the key "<message id>#<index>"). One read per event: only after an
         invocation died between its DLQ moves and its batch record."""
-        if message_id is None:
-            return set()
         moved = set()
         for event_id in event_ids:
             item = (

@@ -19,6 +19,7 @@ from relay.models.errors import FieldError
 SECRET_MAX_AGE_SECONDS = 3600
 SECRET_REFRESH_MIN_SECONDS = 60
 
+
 class SecretRefresh:
     """When a container may re-read its secret before the cache expires: after `due()` was called (the
     secret stopped working), and no sooner than SECRET_REFRESH_MIN_SECONDS after its last forced read."""

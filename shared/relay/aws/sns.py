@@ -16,6 +16,7 @@ from relay.aws.clients import AWS_CALLS, LazyClient
 SNS_MAX_BATCH = 10
 SNS_MAX_BYTES = 262_144
 
+
 @dataclass(frozen=True, slots=True)
 class Message:
     id: str
@@ -37,6 +38,7 @@ class Message:
 def _attribute(destinations: tuple[str, ...]) -> str:
     """The `destinations` attribute as sent (a handful of vendor sets: made once each)."""
     return json.dumps(list(destinations), separators=(",", ":"))
+
 
 class SnsPublisher(LazyClient):
     """Publishes queued messages (relay.queued.message) with a `destinations` attribute (the filter policies)."""

@@ -139,15 +139,14 @@ class Circuit(LazyClient):
         the DLQ is marked for a redrive). No write when there is nothing to change."""
         if not state.is_open and state.failures == trailing:
             return False
-        self._update(
-            "ADD marks :one SET is_open = :f, failures = :n, redrive = :redrive",
-            {
-                ":f": {"BOOL": False},
-                ":n": {"N": str(trailing)},
-                ":redrive": {"BOOL": state.is_open or state.redrive},
-                ":one": {"N": "1" if state.is_open else "0"},
-            },
-        )
+        values = {":f": {"BOOL": False}, ":n": {"N": str(trailing)}}
+        if state.is_open:  # closing marks the DLQ; otherwise the mark is left as it is (another may set it now)
+            self._update(
+                "ADD marks :one SET is_open = :f, failures = :n, redrive = :t",
+                {**values, ":one": {"N": "1"}, ":t": {"BOOL": True}},
+            )
+        else:
+            self._update("SET is_open = :f, failures = :n", values)
         return state.is_open
 
     def mark_redrive(self) -> None:

@@ -211,8 +211,10 @@ class Forwarder:
             self.ledger.trails.clear()
         groups, claimed = self._claim(mapped, bundles or {}, remaining_ms, batch, results)
         results.update(self._send_groups(groups, remaining_ms))
-        for copy, first in copies.items():  # a second copy of an event shares the first one's fate
-            if results[first].ok:
+        # a second copy of an event shares the first one's delivery; when the first was not sent (moved to the
+        # DLQ, say) the copy may be its dead letter redriven: it waits and claims for itself
+        for copy, first in copies.items():
+            if results[first].outcome is Outcome.FORWARDED:
                 results[copy] = Delivery(
                     True, Outcome.DUPLICATE, f"delivered to {self.vendor} by another copy in this batch"
                 )
@@ -295,8 +297,10 @@ class Forwarder:
                 return Claim.CLAIMED, frozenset(ids)
             if kind == "event":
                 return self.ledger.claim(ids[0], remaining_ms(), batch, message_id=name), frozenset(ids)
-            message_id = mapped[indexes[0]][0].split("#", 1)[0]  # QueuedEvent.key: "<SQS message id>#<index>"
-            return self.ledger.claim_bundle(name, ids, remaining_ms(), batch, message_id=message_id)
+            messages: dict[str, list[str]] = {}  # QueuedEvent.key: "<SQS message id>#<index>"
+            for i in indexes:
+                messages.setdefault(mapped[i][0].split("#", 1)[0], []).append(mapped[i][1].event_id)
+            return self.ledger.claim_bundle(name, messages, remaining_ms(), batch)
 
         # one ledger round trip per event or bundle: run them side by side (boto3 clients are thread-safe)
         pairs = list(units.items())

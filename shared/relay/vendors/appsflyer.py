@@ -170,9 +170,7 @@ class AppsFlyer(VendorAdapter[AppsFlyerConfig]):
             "imei": device.imei,
             "app_set_id": device.app_set_id.model_dump() if device.app_set_id else None,
             "fb_login_id": user.fb_login_id,
-            "custom_data": json_text(app.custom_data)
-            if app.custom_data
-            else None,
+            "custom_data": json_text(app.custom_data) if app.custom_data else None,
             "app_type": "app_clip" if app.app_clip and ios else None,
         }
         if consent.ad_user_data is not False:
