@@ -53,10 +53,11 @@ def test_an_outage_longer_than_the_window_is_redriven_automatically_and_delivere
 
 
 def test_an_outage_longer_than_the_window_followed_by_silence_recovers_on_the_schedule(output):
-    """Issue #24, item 7: traffic stops an hour into a 6 h AdRoll outage (1 h window): no event arrives after
-    AdRoll answers again. The scheduled run sends one dead letter back as the probe; its invocation redrives the
-    rest; every event is delivered once and the DLQ ends empty."""
-    report = run_outage(hour_seconds=2.0, window_hours=1.0, outages={"adroll": ("401", 6.0)}, traffic_hours=2.0)
+    """Issue #24, item 7: traffic stops an hour into a 10 h AdRoll outage (1 h window): every event is
+    dead-lettered hours before AdRoll answers again, and none arrives after. The scheduled run sends one dead
+    letter back as the probe; its invocation redrives the rest; every event is delivered once and the DLQ ends
+    empty."""
+    report = run_outage(hour_seconds=2.0, window_hours=1.0, outages={"adroll": ("401", 10.0)}, traffic_hours=2.0)
     print("\n".join(report.lines()))
     assert report.drained and report.ingest_errors == []
     assert report.exhausted["adroll"] > 0
