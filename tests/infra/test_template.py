@@ -204,7 +204,7 @@ def test_the_ingests_default_lease_is_its_timeout():
 
 def test_appsflyer_requests_in_flight_stay_within_its_rate_cap():
     """AppsFlyer caps an app at 60,000 POSTs a minute (1,000/s): at >= 80 ms a POST, 80 in flight at most."""
-    from relay.delivery.forwarding import SEND_WORKERS
+    from relay.delivery.sending import SEND_WORKERS
 
     t = cfn_yaml.load(str(ROOT / "template.yaml"))
     assert int(t["Parameters"]["AppsFlyerMaxConcurrency"]["Default"]) * SEND_WORKERS <= 80

@@ -19,8 +19,9 @@ import boto3
 import httpx
 import pytest
 
-from relay.delivery.forwarding import Forwarder, RetryPolicy
+from relay.delivery.forwarding import Forwarder
 from relay.delivery.outcomes import Outcome
+from relay.delivery.sending import RetryPolicy
 from relay_tools.faults import SOAK_ID_PROPERTY
 from relay_tools.functions import vendor_handler
 from relay_tools.sqs_events import lambda_records

@@ -10,7 +10,7 @@ import boto3
 import httpx
 import pytest
 
-from relay.delivery.forwarding import BOOKKEEPING_MS, REQUEST_TIMEOUT_SECONDS
+from relay.delivery.sending import BOOKKEEPING_MS, REQUEST_TIMEOUT_SECONDS
 from relay_tools.functions import vendor_handler
 
 from ..conftest import FakeClock, FakeLambdaContext, drain, use_function_env, web_event
@@ -118,7 +118,7 @@ def test_429_with_retry_after_then_200(aws_stack, monkeypatch):
 
 
 def test_retry_after_as_http_date(aws_stack, monkeypatch):
-    from relay.delivery.forwarding import retry_after_seconds
+    from relay.delivery.sending import retry_after_seconds
 
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:10 GMT", 1445412480.0) == 10.0
     assert retry_after_seconds("garbage", 0) is None

@@ -46,8 +46,8 @@ from relay.aws.replay import ReplayGuard
 from relay.aws.secrets import load_vendor_config
 from relay.aws.sns import SnsPublisher
 from relay.delivery.deadletter import DeadLetterQueue
-from relay.delivery.forwarding import RetryPolicy, new_http_client
 from relay.delivery.retry import SourceQueue
+from relay.delivery.sending import RetryPolicy, new_http_client
 from relay.journey import JourneyTable
 from relay.models.config import SECRET_KEYS, RelayConfig
 from relay.models.environment import IngestEnvironment, VendorEnvironment, read_environment

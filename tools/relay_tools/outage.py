@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from relay.delivery.circuit import OPEN_AFTER
-from relay.delivery.forwarding import SEND_WORKERS
+from relay.delivery.sending import SEND_WORKERS
 from relay.models.config import MIN_RETRY_WINDOW_HOURS, RelayConfig
 from relay_tools.dev import LocalStack
 from relay_tools.faults import Fault, FaultPlan

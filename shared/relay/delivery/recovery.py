@@ -8,18 +8,41 @@ still delivered or kept, only less economically.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from relay.aws.clients import AWS_CALL_MAX_MS
-from relay.delivery.circuit import OPEN_AFTER, CircuitState
+from relay.delivery.circuit import OPEN_AFTER, Circuit, CircuitState
 from relay.delivery.outcomes import BACKOFF, Delivery, Outcome
-from relay.delivery.retry import age_seconds
+from relay.delivery.retry import RetrySchedule, SourceQueue, age_seconds
 from relay.observability import MetricUnit, logger, metrics
 
 if TYPE_CHECKING:
-    from relay.delivery.forwarding import Stats
-    from relay.delivery.function import VendorFunction
+    from relay.delivery.deadletter import DeadLetterQueue
+    from relay.delivery.sending import Stats
+    from relay.models.config import DeliveryConfig
+    from relay.models.environment import VendorEnvironment
     from relay.queued.message import QueuedEvent
+
+
+class VendorFunction(Protocol):
+    """What recovery reads of a vendor function (relay.delivery.function.VendorFunction)."""
+
+    vendor: str
+    clock: Callable[[], float]
+    environment: VendorEnvironment
+
+    @property
+    def circuit(self) -> Circuit: ...
+    @property
+    def dead_letters(self) -> DeadLetterQueue: ...
+    @property
+    def delivery(self) -> DeliveryConfig: ...
+    @property
+    def schedule(self) -> RetrySchedule: ...
+    @property
+    def max_receive_count(self) -> int: ...
+    def source_queue(self, record: Mapping[str, Any]) -> SourceQueue: ...
+
 
 # a redrive step (receive, send back, delete) starts only when its three AWS calls, at their longest, and the
 # long poll's second fit in what is left of the invocation
@@ -198,8 +221,12 @@ def recover(function: VendorFunction, remaining_ms: Callable[[], int]) -> dict[s
     answers, that invocation redrives the rest (`redrive_if_healthy`). Returns how many letters it moved."""
     if not function.delivery.auto_redrive:
         return {"moved": 0}
+    queue_url = function.environment.queue_url
+    if not queue_url:  # template.yaml sets it; a function deployed without it is recovered by its traffic only
+        logger.error("RELAY_QUEUE_URL is not set: the scheduled recovery cannot move letters back")
+        return {"moved": 0}
     state = read_circuit(function)
-    if not state.redrive or still_queued(function):
+    if not state.redrive or still_queued(function, queue_url):
         return {"moved": 0}
     from relay.delivery.redrive import redrive_transient
 
@@ -208,7 +235,7 @@ def recover(function: VendorFunction, remaining_ms: Callable[[], int]) -> dict[s
         done = redrive_transient(
             dlq.client,
             dlq.queue_url,
-            function.environment.queue_url or "",
+            queue_url,
             lambda: remaining_ms() > REDRIVE_RESERVE_MS,
             limit=1,
         )
@@ -226,12 +253,12 @@ def recover(function: VendorFunction, remaining_ms: Callable[[], int]) -> dict[s
     return {"moved": done.moved}
 
 
-def still_queued(function: VendorFunction) -> bool:
+def still_queued(function: VendorFunction, queue_url: str) -> bool:
     """Whether the function's queue holds messages (visible, in flight or delayed): those invoke it anyway, and
     probe the vendor themselves. True when it cannot tell."""
     try:
         attrs = function.dead_letters.client.get_queue_attributes(
-            QueueUrl=function.environment.queue_url or "",
+            QueueUrl=queue_url,
             AttributeNames=[
                 "ApproximateNumberOfMessages",
                 "ApproximateNumberOfMessagesNotVisible",

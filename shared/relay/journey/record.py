@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from relay.delivery.outcomes import Delivery, Outcome
 from relay.journey import MAX_RESPONSE_BYTES, iso, mask_ips_text, truncate_ip
 
 if TYPE_CHECKING:
-    from relay.delivery.forwarding import Stats
     from relay.vendors import VendorRequest
 
 DELIVERED, SKIPPED, INVALID, DEAD_LETTERED, PENDING = "delivered", "skipped", "invalid", "dead_lettered", "pending"
@@ -52,6 +51,13 @@ class Call:
             "body": mask_ips_text(request.content.decode("utf-8", "replace")),
             "events": [event_ids[k] for k in self.keys if k in event_ids],
         }
+
+
+class Requests(Protocol):
+    """What an invocation's journey reads of its sending (relay.delivery.sending.Stats)."""
+
+    calls: list[Call]  # every vendor request made
+    identifiers: Mapping[str, int]  # identifier kind -> forwarded events carrying it
 
 
 def ingest_journey(
@@ -97,7 +103,7 @@ def event_outcome(delivery: Delivery, moved: bool, next_attempt: float | None) -
 def invocation_journey(
     vendor: str,
     at: float,
-    stats: Stats,
+    stats: Requests,
     claimed: Mapping[str, str],
     results: Mapping[str, Delivery],
     moved: Collection[str] = (),

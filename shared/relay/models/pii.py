@@ -76,10 +76,15 @@ def phone_e164(value: str, country: str | None = None) -> str:
         candidate, region = "+" + digits.lstrip("0"), None
     fmt = phonenumbers.PhoneNumberFormat.E164
     try:
-        once = phonenumbers.format_number(phonenumbers.parse(candidate, region), fmt)
-        # read once more as international: a national prefix a country's plan left in is dropped now, so that
-        # normalising the result again gives the result (and every form of a number hashes the same)
-        e164 = phonenumbers.format_number(phonenumbers.parse(once, None), fmt)
+        e164 = phonenumbers.format_number(phonenumbers.parse(candidate, region), fmt)
+        # read again as international until nothing changes: a national prefix a country's plan left in is
+        # dropped (each read may drop one: "+2700000000"), so that normalising the result again gives the
+        # result and every form of a number hashes the same; at most one read per digit
+        for _ in range(len(e164)):
+            again = phonenumbers.format_number(phonenumbers.parse(e164, None), fmt)
+            if again == e164:
+                break
+            e164 = again
     except phonenumbers.NumberParseException:
         e164 = ""
     # E.164's own bounds, not the country's plan: a number the plan does not know is still the client's

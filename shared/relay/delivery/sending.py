@@ -1,0 +1,111 @@
+"""How a vendor function sends (relay.delivery.forwarding): the deadlines and retries of one vendor request,
+what each answer means, the HTTP client, and what one invocation counts of its requests.
+
+Deadlines: every vendor request has one total deadline (REQUEST_TIMEOUT_SECONDS for connecting, sending and
+the whole answer: relay.deadline), and no request — first attempt, retry, bisection half, fan-out request —
+starts unless it can finish before the invocation's deadline less BOOKKEEPING_MS, the time the handler keeps
+to move dead letters and write the batch record. What could not start is `deferred`: kept for a later
+receive, while what was delivered is recorded. A slow vendor costs time, never a duplicate.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from threading import Lock
+from typing import Any
+
+import httpx
+
+from relay.aws.clients import AWS_CALL_MAX_MS
+from relay.delivery.outcomes import Delivery, Outcome
+from relay.journey.record import Call
+
+MAX_RESPONSE_TEXT = 256
+REQUEST_TIMEOUT_SECONDS = 10.0  # one vendor request, all of it: connect, send, the whole answer
+CONNECT_TIMEOUT_SECONDS = 3.0
+# kept at the end of an invocation for the dead-letter moves and the batch record: the longest an AWS call
+# may take (relay.aws.clients.AWS_CALLS bounds each), and a margin for the few calls the bookkeeping makes when AWS
+# answers at its usual speed
+BOOKKEEPING_MS = AWS_CALL_MAX_MS + 500
+# requests in flight per container (AppsFlyer: one event each); template.yaml's AppsFlyerMaxConcurrency x
+# this = the requests in flight against AppsFlyer's 60,000 POSTs per minute per app
+SEND_WORKERS = 20
+DEFAULT_TIMEOUT = httpx.Timeout(REQUEST_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS)
+AUTH_STATUSES = frozenset({401, 403})
+CIRCUIT_FAILURES = frozenset({Outcome.TRANSIENT, Outcome.AUTH})  # what counts towards opening the circuit
+TRANSIENT_STATUSES = frozenset({408, 429})
+# a refusal of a batch of several events that says nothing of any one of them: the batch is split until each
+# part is taken or an event is refused on its own (400: one invalid event fails AppLovin's and AdRoll's whole
+# batch; 413 Content Too Large, 414 and 431: the request's size, RFC 9110 15.5.14-15 and RFC 6585 5)
+SPLIT_STATUSES = frozenset({400, 413, 414, 431})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    base_delay: float = 0.25
+    max_delay: float = 8.0
+    max_attempts: int = 6
+    request_seconds: float = REQUEST_TIMEOUT_SECONDS  # a request's total deadline
+    connect_seconds: float = CONNECT_TIMEOUT_SECONDS
+    reserve_ms: int = BOOKKEEPING_MS  # the end of the invocation kept for the handler's bookkeeping
+
+
+@dataclass
+class Stats:
+    retries: int = 0
+    bisect_requests: int = 0
+    deferred_requests: int = 0  # requests not started: the invocation's deadline was too near
+    identifiers: Counter[str] = field(default_factory=Counter)  # kind -> forwarded events carrying it
+    ledger_errors: int = 0
+    answered: int = 0  # requests the vendor answered (2xx, or a 4xx about the events): it is up
+    failed: int = 0  # requests that failed for the vendor's sake (401/403, 408, 429, 5xx, no answer)
+    streak: int = 0  # failed requests since the last answered one
+    calls: list[Call] = field(default_factory=list)  # every request made: the metrics', the journeys'
+    lock: Lock = field(default_factory=Lock)
+
+    def note(self, delivery: Delivery) -> None:
+        """Count one vendor request's result for the circuit breaker."""
+        with self.lock:
+            if delivery.outcome in CIRCUIT_FAILURES:
+                self.failed += 1
+                self.streak += 1
+            else:
+                self.answered += 1
+                self.streak = 0
+
+    def add(self, **counts: int) -> None:
+        with self.lock:
+            for name, n in counts.items():
+                setattr(self, name, getattr(self, name) + n)
+
+
+def new_http_client(**kwargs: Any) -> httpx.Client:
+    """One client per container (connection reuse), explicit timeouts."""
+    kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
+    return httpx.Client(limits=httpx.Limits(max_connections=32), **kwargs)
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def refusal(vendor: str, status: int, answer: str, retry_after: str | None, now: float) -> Delivery:
+    """What a vendor's answer other than 2xx means for the events of its request: 401/403 the credentials
+    (retried later), 408, 429 and 5xx transient (retried, after Retry-After when given), any other refused."""
+    text = answer[:MAX_RESPONSE_TEXT]
+    if status in AUTH_STATUSES:
+        return Delivery(False, Outcome.AUTH, f"{vendor} refused the credentials ({status})", status, text)
+    if status in TRANSIENT_STATUSES or status >= 500:
+        wait = retry_after_seconds(retry_after, now)
+        return Delivery(False, Outcome.TRANSIENT, f"{vendor} answered {status}", status, text, wait)
+    return Delivery(False, Outcome.REJECTED, f"{vendor} rejected the request ({status})", status, text)
