@@ -12,7 +12,7 @@ import pytest
 
 from relay.aws.sns import Message, SnsPublisher
 from relay.delivery.deadletter import body_event_ids
-from relay.ingest.request import bundles
+from relay.ingest.bundling import bundles
 from relay.ingest.signing import sign
 from relay.queued.message import EVENTS_PER_MESSAGE, bundle_body, bundle_id, parse_message
 from relay_tools.apigw import http_api_event

@@ -13,7 +13,8 @@ from relay import __version__
 from relay.aws.sns import SNS_MAX_BYTES
 from relay.ingest.request import MAX_BODY_BYTES
 from relay.ingest.signing import HEADER
-from relay.models.event import MAX_EVENT_ID_LENGTH, MAX_EVENTS_PER_REQUEST, Event
+from relay.models.event import MAX_EVENTS_PER_REQUEST, Event
+from relay.models.fields import MAX_EVENT_ID_LENGTH
 
 
 class FieldErrorModel(BaseModel):

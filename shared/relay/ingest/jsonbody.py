@@ -8,9 +8,13 @@ import math
 import re
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
+from relay.models.errors import FieldError, join_path
+
 MAX_DEPTH = 32
+JSON_TYPES = ("application/json",)
 
 # SQS carries only #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF. Queued messages are JSON,
 # whose writer escapes the control characters, so the characters it would still refuse are lone surrogates
@@ -139,3 +143,33 @@ def _strings(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...
     elif isinstance(value, list):
         for index, child in enumerate(value):
             yield from _strings(child, (*path, index))
+
+
+@dataclass(frozen=True, slots=True)
+class Suspect:
+    """What a body may hold that no event may, told by a quick look at the whole body: a character SQS cannot
+    carry (`may_hold_uncarried`), a number that overflowed a double (`loads`). Only then is
+    each event walked, to refuse the one holding it and name the field."""
+
+    uncarried: bool = True
+    non_finite: bool = True
+
+    def refusal(self, raw_event: Any) -> FieldError | None:
+        if self.uncarried and (found := uncarried(raw_event)):
+            path, char = found
+            reason = f"holds U+{ord(char):04X}, a character SQS cannot carry (lone surrogates, U+FFFE and U+FFFF)"
+            return FieldError(join_path(path), reason)
+        if self.non_finite and (where := non_finite(raw_event)) is not None:
+            return FieldError(join_path(where), NON_FINITE)
+        return None
+
+
+def json_content_type(value: str | None) -> bool:
+    """Whether a Content-Type header says JSON in UTF-8 (no charset, or utf-8)."""
+    if not value:
+        return False
+    media, _, params = value.partition(";")
+    if media.strip().lower() not in JSON_TYPES:
+        return False
+    charset = params.strip().lower()
+    return not charset.startswith("charset=") or charset in ("charset=utf-8", 'charset="utf-8"')

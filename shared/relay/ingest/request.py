@@ -16,25 +16,21 @@ from typing import Any
 from relay.aws.clients import AWS_CALL_MAX_MS
 from relay.aws.ledger import Claim, DeliveryLedger
 from relay.aws.replay import ReplayGuard
-from relay.aws.sns import SNS_MAX_BYTES, Message, SnsPublisher
-from relay.delivery.deadletter import DEAD_LETTER_ATTRIBUTE_BYTES
+from relay.aws.sns import Message, SnsPublisher
 from relay.ingest import jsonbody
+from relay.ingest.bundling import MAX_EVENT_MESSAGE_BYTES, bundles, plan_bundles
 from relay.ingest.signing import HEADER, SignatureError, SignatureMismatch, verify
 from relay.journey import JourneyTable
 from relay.journey.record import ingest_journey
 from relay.models.config import RelayConfig
-from relay.models.errors import FieldError, join_path
+from relay.models.errors import FieldError
 from relay.models.event import MAX_EVENTS_PER_REQUEST, Event, EventParseError, event_id_of, parse_event
-from relay.queued.message import EVENTS_PER_MESSAGE, bundle_body, bundle_id, bundle_size, queued_body
+from relay.queued.message import EVENTS_PER_MESSAGE, bundle_body, queued_body
 from relay.queued.routing import Router
 from relay.vendors import Invalid, Skipped
 
 MAX_BODY_BYTES = 1_048_576
-# an event's own message: within SNS's limit with room for the attributes a dead letter adds, so that the
-# relay can always move it to a DLQ
-MAX_EVENT_MESSAGE_BYTES = SNS_MAX_BYTES - DEAD_LETTER_ATTRIBUTE_BYTES
 DEFAULT_REMAINING_MS = 10_000  # when not called from Lambda (tests, the benchmark): the IngestFunction's Timeout
-JSON_TYPES = ("application/json",)
 
 
 @dataclass(slots=True)
@@ -63,35 +59,6 @@ def _unavailable(what: str, event_ids: list[str] | None) -> IngestResult:
         result = _error(503, f"{what}; resend the request (event_id makes resends safe)", not_enqueued=event_ids)
     result.headers["Retry-After"] = "1"
     return result
-
-
-@dataclass(frozen=True, slots=True)
-class Suspect:
-    """What a body may hold that no event may, told by a quick look at the whole body: a character SQS cannot
-    carry (`jsonbody.may_hold_uncarried`), a number that overflowed a double (`jsonbody.loads`). Only then is
-    each event walked, to refuse the one holding it and name the field."""
-
-    uncarried: bool = True
-    non_finite: bool = True
-
-    def refusal(self, raw_event: Any) -> FieldError | None:
-        if self.uncarried and (found := jsonbody.uncarried(raw_event)):
-            path, char = found
-            reason = f"holds U+{ord(char):04X}, a character SQS cannot carry (lone surrogates, U+FFFE and U+FFFF)"
-            return FieldError(join_path(path), reason)
-        if self.non_finite and (where := jsonbody.non_finite(raw_event)) is not None:
-            return FieldError(join_path(where), jsonbody.NON_FINITE)
-        return None
-
-
-def _json_content_type(value: str | None) -> bool:
-    if not value:
-        return False
-    media, _, params = value.partition(";")
-    if media.strip().lower() not in JSON_TYPES:
-        return False
-    charset = params.strip().lower()
-    return not charset.startswith("charset=") or charset in ("charset=utf-8", 'charset="utf-8"')
 
 
 class Ingest:
@@ -168,7 +135,7 @@ class Ingest:
         remaining_ms: Callable[[], int],
         origin: Mapping[str, str | None],
     ) -> IngestResult:
-        if not _json_content_type(headers.get("content-type")):
+        if not jsonbody.json_content_type(headers.get("content-type")):
             return _error(415, "Content-Type must be application/json (UTF-8)")
         overflowed: list[bool] = []
         try:
@@ -182,7 +149,7 @@ class Ingest:
             return _error(413, f"{len(raw_events)} events; at most {MAX_EVENTS_PER_REQUEST} per request")
         if not raw_events:
             return _error(400, "events: must hold at least one event")
-        suspect = Suspect(jsonbody.may_hold_uncarried(raw), bool(overflowed))
+        suspect = jsonbody.Suspect(jsonbody.may_hold_uncarried(raw), bool(overflowed))
         return self._accept(raw_events, datetime.fromtimestamp(now, UTC), remaining_ms, suspect, origin)
 
     def _accept(
@@ -190,17 +157,17 @@ class Ingest:
         raw_events: list[Any],
         now: datetime,
         remaining_ms: Callable[[], int] = lambda: DEFAULT_REMAINING_MS,
-        suspect: Suspect | None = None,
+        suspect: jsonbody.Suspect | None = None,
         origin: Mapping[str, str | None] | None = None,
     ) -> IngestResult:
         """Validate, claim and publish the request's events. `suspect`: what the body may hold that no event
-        may (`Suspect`): each event is then looked at, and one holding it is refused, naming the field."""
+        may (`jsonbody.Suspect`): each event is then looked at, and one holding it is refused, naming the field."""
         accepted: list[dict[str, Any]] = []
         rejected: list[dict[str, Any]] = []
         singles: list[tuple[str, Message]] = []  # (event_id, the event's own message)
         seen: dict[str, int] = {}
         for index, raw_event in enumerate(raw_events):
-            entry, message, errors = self._read(index, raw_event, now, suspect or Suspect(), seen)
+            entry, message, errors = self._read(index, raw_event, now, suspect or jsonbody.Suspect(), seen)
             if errors:
                 why = {k: entry[k] for k in ("invalid", "skipped") if k in entry}  # each vendor's, when routed
                 rejected.append({**self._rejection(index, entry["event_id"], errors), **why})
@@ -258,7 +225,7 @@ class Ingest:
         return claims, self.ledger.bundle_of
 
     def _read(
-        self, index: int, raw_event: Any, now: datetime, suspect: Suspect, seen: dict[str, int]
+        self, index: int, raw_event: Any, now: datetime, suspect: jsonbody.Suspect, seen: dict[str, int]
     ) -> tuple[dict[str, Any], Message | None, list[FieldError]]:
         """One event: its `accepted` entry, its queued message (None: no vendor gets it) and the errors
         that refuse it (then the entry holds only its event_id)."""
@@ -418,58 +385,3 @@ class Ingest:
     @staticmethod
     def _rejection(index: int, event_id: str | None, errors: list[FieldError]) -> dict[str, Any]:
         return {"index": index, "event_id": event_id, "errors": [e.as_dict() for e in errors]}
-
-
-def plan_bundles(singles: list[tuple[str, Message]], per_message: int) -> dict[str, str]:
-    """The bundle each event is to be published in (events alone in their message have none)."""
-    messages, members = bundles(singles, per_message)
-    return {e: bundle_id(ids) for ids in members.values() if len(ids) > 1 for e in ids}
-
-
-def bundles(
-    singles: list[tuple[str, Message]], per_message: int, recorded: Mapping[str, str] | None = None
-) -> tuple[list[Message], dict[str, list[str]]]:
-    """Put events that go to the same vendors together, up to `per_message` and MAX_EVENT_MESSAGE_BYTES per
-    message (a bundle a vendor function moves whole to its DLQ keeps room for the dead letter's attributes)
-    (relay.queued.message); returns the messages and the event_ids each carries. A message of one event is that
-    event's own message.
-
-    `recorded`: the bundle each event's claim records (`plan_bundles` when it was claimed first): events are
-    then published in that bundle and no other, whatever the order or grouping of the request — the events of
-    one bundle id, in one message or several, are one identity at the vendor (`DeliveryLedger.claim_bundle`);
-    an event without one goes alone."""
-    groups: dict[tuple[str, str | None], list[tuple[str, Message]]] = {}  # by destinations (and bundle)
-    for single in singles:
-        bundle = recorded.get(single[0]) if recorded is not None else None
-        if recorded is not None and bundle is None:
-            groups[(single[0], None)] = [single]  # alone in its own message
-            continue
-        groups.setdefault((single[1].attribute, bundle), []).append(single)
-    messages: list[Message] = []
-    members: dict[str, list[str]] = {}
-
-    def close(part: list[tuple[str, Message]], bundle: str | None) -> None:
-        first = part[0][1]
-        if len(part) == 1 and bundle is None:
-            message = first
-        else:
-            bundle = bundle or bundle_id([event_id for event_id, _ in part])
-            message = Message(first.id, bundle_body(bundle, [m.body for _, m in part]), first.destinations)
-        messages.append(message)
-        members[message.id] = [event_id for event_id, _ in part]
-
-    for (_, bundle), group in groups.items():
-        if recorded is not None and bundle is None:
-            close(group, None)
-            continue
-        part: list[tuple[str, Message]] = []
-        for single in group:
-            overhead = single[1].size - single[1].body_size
-            sizes = [m.body_size for _, m in part] + [single[1].body_size]
-            if part and (len(part) == per_message or bundle_size(sizes) + overhead > MAX_EVENT_MESSAGE_BYTES):
-                close(part, bundle)
-                part = []
-            part.append(single)
-        if part:
-            close(part, bundle)
-    return messages, members

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote, unquote
 
 from relay.ingest.signing import HEADER, SignatureError, SignatureMismatch, verify
-from relay.models.event import MAX_EVENT_ID_LENGTH, is_event_id
+from relay.models.fields import MAX_EVENT_ID_LENGTH, is_event_id
 
 if TYPE_CHECKING:
     from relay.journey import JourneyTable

@@ -29,7 +29,8 @@ from typing import Any
 import pydantic_core
 from pydantic import ValidationError
 
-from relay.models.event import MAX_EVENT_ID_LENGTH, Event, event_id_of
+from relay.models.event import Event, event_id_of
+from relay.models.fields import MAX_EVENT_ID_LENGTH
 from relay.vendors import Mapped, MappingResult
 
 # events per SNS message (bundle); the vendor functions' SQS BatchSize in template.yaml is sized so that an
