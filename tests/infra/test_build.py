@@ -77,9 +77,9 @@ LAYER_MODULES = {
     "relay/observability.py",
     *(
         f"relay/models/{m}.py"
-        for m in ("__init__", "codes", "config", "environment", "errors", "event", "event_names", "pii")
+        for m in ("__init__", "codes", "config", "environment", "errors", "event", "event_names", "fields", "pii")
     ),
-    *(f"relay/ingest/{m}.py" for m in ("__init__", "function", "jsonbody", "request", "signing", "status")),
+    *(f"relay/ingest/{m}.py" for m in ("__init__", "bundling", "function", "jsonbody", "request", "signing", "status")),
     *(f"relay/journey/{m}.py" for m in ("__init__", "record", "trace")),
     *(f"relay/queued/{m}.py" for m in ("__init__", "message", "routing")),
     *(
@@ -91,15 +91,30 @@ LAYER_MODULES = {
             "deadline",
             "forwarding",
             "function",
+            "letters",
             "outcomes",
             "recovery",
             "redrive",
             "response",
             "retry",
+            "sending",
         )
     ),
     *(f"relay/vendors/{m}.py" for m in ("__init__", "adroll", "applovin", "appsflyer", "base")),
-    *(f"relay/aws/{m}.py" for m in ("__init__", "clients", "ledger", "replay", "secrets", "sns")),
+    *(
+        f"relay/aws/{m}.py"
+        for m in (
+            "__init__",
+            "bundle_claims",
+            "clients",
+            "ingest_claims",
+            "ledger",
+            "records",
+            "replay",
+            "secrets",
+            "sns",
+        )
+    ),
 }
 # what must never reach Lambda: the developer tooling, servers, the AWS emulator, test and build tools
 NOT_IN_LAYER = ("relay_tools", "moto", "werkzeug", "flask", "pytest", "hypothesis", "samcli", "cfnlint", "boto3")

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from relay.ingest import jsonbody
 from relay.models.event import EventParseError, event_id_of, events_of, parse_event
@@ -246,3 +248,17 @@ def test_strict_json(raw, message):
 def test_event_time_property_is_utc():
     ev = event(web_event(timestamp="2025-03-12T14:01:25+01:00"))
     assert ev.event_time.utcoffset() == timedelta(0)
+
+
+@given(
+    st.from_regex(r"-?(0|[1-9][0-9]{0,400})(\.[0-9]{1,20})?([eE][+-]?[0-9]{1,5})?", fullmatch=True),
+)
+@example("1" + "0" * 308 + ".5")
+@example("1E+0400")
+def test_every_number_that_overflows_a_double_is_flagged(number):
+    """The body is walked for a non-finite number only when a quick look finds an exponent or a digit run that
+    may make one: no number that overflows a double gets past that look."""
+    found: list[bool] = []
+    value = jsonbody.loads(f'{{"n": {number}}}', non_finite=found)["n"]
+    overflows = isinstance(value, float) and value in (float("inf"), float("-inf"))
+    assert bool(found) == overflows

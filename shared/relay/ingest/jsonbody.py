@@ -66,6 +66,8 @@ def _depth(value: Any, limit: int, level: int = 1) -> int:
 
 
 NON_FINITE = "must be a finite number (within ±1.8e308): it overflows a double"
+# what a number that overflows a double must hold: an exponent of three digits or more, or 309 digits in a row
+_MAYBE_OVERFLOW = re.compile(r"[eE]\+?0*[1-9][0-9]{2}|[0-9]{309}")
 
 
 def _finite_or_flagged(found: list[bool]) -> Callable[[str], float]:
@@ -84,15 +86,16 @@ def _finite_or_flagged(found: list[bool]) -> Callable[[str], float]:
 def loads(raw: bytes | str, max_depth: int = MAX_DEPTH, non_finite: list[bool] | None = None) -> Any:
     """Decode a client's body. `non_finite`: a list that gets an entry when a number overflows a double (the
     caller then refuses the events holding one, naming the field: `non_finite`)."""
-    parse_float = _finite_or_flagged(non_finite if non_finite is not None else [])
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError:
         raise JsonBodyError("body is not valid UTF-8") from None
+    # each float goes through Python only when the body holds a number that may overflow (a quick look)
+    hooks: dict[str, Any] = {}
+    if _MAYBE_OVERFLOW.search(text):
+        hooks["parse_float"] = _finite_or_flagged(non_finite if non_finite is not None else [])
     try:
-        value = json.loads(
-            text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants, parse_float=parse_float
-        )
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants, **hooks)
     except JsonBodyError:
         raise
     except RecursionError:
