@@ -71,15 +71,15 @@ bench: install      ## benchmarks: bench/results.json, bench/results.png and a t
 	$(BIN)/python docs/render.py
 
 reliability: install  ## long form of the reliability suite (make test runs the short form): hostile input, soak, load, outages
-	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/integration/test_hostile.py tests/integration/test_hostile_path.py \
-		tests/integration/test_state_machine.py tests/infra/test_template.py -p no:cacheprovider
 	mkdir -p reliability
+	HYPOTHESIS_PROFILE=long RELAY_MACHINE_RESULTS=reliability/state-machine.json $(BIN)/pytest tests/integration/test_hostile.py tests/integration/test_hostile_path.py \
+		tests/integration/test_state_machine.py tests/infra/test_template.py -p no:cacheprovider
 	$(BIN)/relay soak --events $${SOAK_EVENTS:-1500} --json reliability/soak.json
 	$(BIN)/relay load --local --seconds $${LOAD_SECONDS:-60} --per-request 1 --json reliability/load-1.json
 	$(BIN)/relay load --local --seconds $${LOAD_SECONDS:-60} --per-request 100 --concurrency 1 --json reliability/load-100.json
 	$(BIN)/relay outage --hour-seconds $${OUTAGE_HOUR_SECONDS:-5} --json reliability/outage.json
 	$(BIN)/relay outage --hour-seconds 3 --window-hours 3 --outage adroll=401:6 --json reliability/outage-window.json
-	$(BIN)/relay outage --hour-seconds 3 --window-hours 3 --outage adroll=401:6 --traffic-hours 2 --json reliability/outage-silence.json
+	$(BIN)/relay outage --hour-seconds 3 --window-hours 3 --outage adroll=401:10 --traffic-hours 2 --json reliability/outage-silence.json
 	$(BIN)/python docs/render.py
 
 screenshots: install  ## the debugger page's screenshots in docs/images (a real headless Chromium against the local stack)

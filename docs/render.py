@@ -6,7 +6,8 @@
 A block stands between ``<!-- render:NAME -->`` and ``<!-- /render:NAME -->`` in a page:
 
 - docs/performance.md: `bench/results.json` (`make bench`);
-- docs/reliability.md: `reliability/*.json` (`make reliability`);
+- docs/reliability.md: `reliability/*.json` (`make reliability`; the state machine's in
+  `reliability/state-machine.json`);
 - docs/cli.md: the `relay` command's own argument parser;
 - docs/operations.md: the template's alarms, the delivery outcomes and every skip and invalid reason.
 
@@ -355,6 +356,18 @@ def alarms() -> str:
     return "\n".join(rows)
 
 
+def state_machine(run: dict[str, Any]) -> str:
+    rows = [
+        "| examples run (max_examples) | steps run (most per example) | accepted events | delivered once | in the DLQ with a"
+        " reason | invariants broken | seconds |",
+        "|---|---|---|---|---|---|---|",
+        f"| {_n(run['examples'])} ({_n(run['max_examples'])}) | {_n(run['steps'])} ({run['max_steps']}) |"
+        f" {_n(run['accepted_events'])} | {_n(run['delivered_events'])} | {_n(run['dead_lettered_events'])} |"
+        f" {0 if run['passed'] else 'see the run'} | {run['seconds']:,.0f} |",
+    ]
+    return "\n".join(rows)
+
+
 def blocks() -> dict[str, dict[str, str]]:
     """page -> block name -> its text."""
     read = lambda path: json.loads((ROOT / path).read_text())  # noqa: E731
@@ -378,6 +391,7 @@ def blocks() -> dict[str, dict[str, str]]:
                 ]
             ),
             "outage-cost": outage_cost(),
+            "state-machine": state_machine(read("reliability/state-machine.json")),
         },
         "cli.md": {"cli": cli_reference()},
         "operations.md": {"alarms": alarms(), "outcomes": outcomes(), "reasons": reasons()},

@@ -22,6 +22,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import boto3
 import httpx
@@ -140,9 +141,11 @@ class DeliveryMachine(RuleBasedStateMachine):
     stack = None  # set by the test: template.yaml's resources in moto
 
     requests = Bundle("requests")
+    tally: dict[str, int] = {}  # what a run went through (RELAY_MACHINE_RESULTS: written for the docs)
 
     def __init__(self) -> None:
         super().__init__()
+        self._count("examples")
         self.clock = Clock()
         self.vendor = Scripted()
         self.kill: Kill | None = None
@@ -439,8 +442,12 @@ class DeliveryMachine(RuleBasedStateMachine):
 
     # -- invariants ---------------------------------------------------------------------------------
 
+    def _count(self, name: str, n: int = 1) -> None:
+        type(self).tally[name] = type(self).tally.get(name, 0) + n
+
     @invariant()
     def never_twice(self) -> None:
+        self._count("checks")  # after every step, and once as an example starts
         twice = {e: n for e, n in self.vendor.accepted.items() if n > 1 + self.doubts.get(e, 0)}
         assert not twice, f"delivered more than once: {twice}"
 
@@ -466,6 +473,9 @@ class DeliveryMachine(RuleBasedStateMachine):
                 self.invoke_all()
         self.never_twice()
         letters = self._letters()
+        self._count("accepted_events", len(self.accepted))
+        self._count("delivered_events", sum(1 for e in self.accepted if self.vendor.accepted.get(e)))
+        self._count("dead_lettered_events", sum(1 for e in self.accepted if e in letters))
         for event_id in sorted(self.accepted):
             if not self.vendor.accepted.get(event_id):
                 assert event_id in letters, f"{event_id} neither delivered nor dead-lettered"
@@ -545,4 +555,19 @@ def test_the_delivery_machine_keeps_its_promises_under_every_interleaving(machin
     )
     from hypothesis.stateful import run_state_machine_as_test
 
+    DeliveryMachine.tally = {}
+    started = time.monotonic()
     run_state_machine_as_test(DeliveryMachine, settings=DeliveryMachine.TestCase.settings)
+    results = os.environ.get("RELAY_MACHINE_RESULTS")
+    if results:  # `make reliability`: the figures docs/reliability.md shows (python docs/render.py)
+        tally = DeliveryMachine.tally
+        run = {
+            "max_examples": DeliveryMachine.TestCase.settings.max_examples,
+            "max_steps": DeliveryMachine.TestCase.settings.stateful_step_count,
+            "examples": tally.get("examples", 0),
+            "steps": tally.get("checks", 0) - tally.get("examples", 0),
+            **{k: tally.get(k, 0) for k in ("accepted_events", "delivered_events", "dead_lettered_events")},
+            "seconds": round(time.monotonic() - started, 1),
+            "passed": True,
+        }
+        Path(results).write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
