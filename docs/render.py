@@ -358,8 +358,8 @@ def alarms() -> str:
 
 def state_machine(run: dict[str, Any]) -> str:
     rows = [
-        "| examples run (max_examples) | steps run (most per example) | accepted events | delivered once | in the DLQ with a"
-        " reason | invariants broken | seconds |",
+        "| examples run (max_examples) | steps run (most per example) | accepted events | delivered once"
+        " | in the DLQ with a reason | invariants broken | seconds |",
         "|---|---|---|---|---|---|---|",
         f"| {_n(run['examples'])} ({_n(run['max_examples'])}) | {_n(run['steps'])} ({run['max_steps']}) |"
         f" {_n(run['accepted_events'])} | {_n(run['delivered_events'])} | {_n(run['dead_lettered_events'])} |"
