@@ -413,6 +413,16 @@ class DeliveryMachine(RuleBasedStateMachine):
 
         redrive_letters(VendorQueues(self.sqs, self.queue, self.dlq), set())
 
+    @precondition(lambda self: self.pool)
+    @rule(answer=st.sampled_from(["500", "401"]))
+    def outage_past_the_window(self, answer: str) -> None:
+        """A day-long outage: the retry window runs out while the vendor keeps failing, and every message in
+        flight is dead-lettered (`retries_exhausted`, a letter per event); a later healthy invocation
+        redrives them all at once."""
+        self.clock.now += 25 * 3600
+        while self.pool:
+            self.invoke_all(answer)
+
     @rule(seconds=st.sampled_from([1, 60, 3600, 25 * 3600]))  # 25 h: past the retry window
     def time_passes(self, seconds: int) -> None:
         """Leases and visibility timeouts run out: what was in flight is visible again."""
@@ -481,9 +491,9 @@ class DeliveryMachine(RuleBasedStateMachine):
                 assert event_id in letters, f"{event_id} neither delivered nor dead-lettered"
                 assert letters[event_id], f"{event_id} dead-lettered without a reason"
 
-    def invoke_all(self) -> None:
+    def invoke_all(self, answer: str = "200") -> None:
         batch, self.pool = self.pool[:10], self.pool[10:]
-        self.vendor.answer = "200"
+        self.vendor.answer = answer
         self.function.sleep = lambda s: None
         response = self.vendor_handler(lambda_records(batch, self.arn, "us-east-1"), FakeLambdaContext())
         failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
@@ -548,7 +558,7 @@ def machine_stack(monkeypatch):
 def test_the_delivery_machine_keeps_its_promises_under_every_interleaving(machine_stack):
     DeliveryMachine.stack = machine_stack
     DeliveryMachine.TestCase.settings = settings(
-        max_examples=300 if LONG else int(os.environ.get("MACHINE_EXAMPLES", 40)),
+        max_examples=300 if LONG else int(os.environ.get("MACHINE_EXAMPLES", 100)),
         stateful_step_count=40 if LONG else 20,
         deadline=None,
         suppress_health_check=list(HealthCheck),
