@@ -16,8 +16,9 @@ from botocore.stub import Stubber
 
 from relay.aws.ledger import INGEST, DeliveryLedger
 from relay.aws.sns import SNS_MAX_BATCH, SnsPublisher
-from relay.delivery.forwarding import Forwarder, new_http_client
+from relay.delivery.forwarding import Forwarder
 from relay.delivery.function import read_records
+from relay.delivery.sending import new_http_client
 from relay.ingest.request import Ingest
 from relay.ingest.signing import sign
 from relay.journey import JourneyTable, fitted

@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE))
 
 import bench_common as bc  # noqa: E402
 
-from relay.delivery.forwarding import SEND_WORKERS  # noqa: E402
+from relay.delivery.sending import SEND_WORKERS  # noqa: E402
 from relay_tools.cost import report  # noqa: E402
 from relay_tools.stack import Stack, load_template, parameter_defaults  # noqa: E402
 

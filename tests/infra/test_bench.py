@@ -25,3 +25,10 @@ def test_the_memory_probe_reports_the_child_not_the_process_that_started_it():
     )
     assert out["hwm"] < 100 * 1024  # the child's own peak (a bare interpreter: ~10 MB), whatever it inherited
     del ballast
+
+
+def test_the_benchmark_scripts_load_against_the_code_as_it_is():
+    """`make bench` runs outside the suite: a module the relay moved or renamed breaks it here, not there."""
+    code = "import sys; sys.path.insert(0, 'bench'); import bench_common, probe, run, stub"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
