@@ -29,8 +29,9 @@ class VendorFunction(Protocol):
 
     vendor: str
     clock: Callable[[], float]
-    environment: VendorEnvironment
 
+    @property
+    def environment(self) -> VendorEnvironment: ...
     @property
     def circuit(self) -> Circuit: ...
     @property
