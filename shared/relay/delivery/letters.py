@@ -11,7 +11,7 @@ from relay.delivery.outcomes import Delivery, Outcome
 from relay.observability import MetricUnit, logger, metrics
 from relay.queued.message import QueuedEvent, bundle_body
 
-if TYPE_CHECKING:  # imported when a batch has something to dead-letter: most never do (cold start)
+if TYPE_CHECKING:  # types only: relay.delivery.deadletter is imported when a batch has something to dead-letter
     from relay.aws.ledger import DeliveryLedger
     from relay.delivery.deadletter import DeadLetter
 
