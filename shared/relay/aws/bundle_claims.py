@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from relay.aws.records import CLAIMED, DEAD_LETTERED_STATE, Claim, LedgerTable, _lease, _set, _strings, claim_key
+from relay.queued.message import message_id_of
 
 
 class BundleClaims(LedgerTable):
@@ -102,6 +103,6 @@ class BundleClaims(LedgerTable):
                 or {}
             )
             source = item.get("message_id", {}).get("S", "")
-            if item.get("status", {}).get("S") == DEAD_LETTERED_STATE and source.split("#", 1)[0] == message_id:
+            if item.get("status", {}).get("S") == DEAD_LETTERED_STATE and message_id_of(source) == message_id:
                 moved.add(event_id)
         return moved

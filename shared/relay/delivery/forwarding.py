@@ -41,7 +41,7 @@ from relay.journey import MAX_RESPONSE_BYTES
 from relay.journey.record import Call
 from relay.models.config import RelayConfig
 from relay.models.event import Event
-from relay.queued.message import Queued
+from relay.queued.message import Queued, message_id_of
 from relay.queued.routing import Router
 from relay.vendors import Invalid, Mapped, MappingResult, Skipped, VendorRequest
 
@@ -219,9 +219,9 @@ class Forwarder:
                 return Claim.CLAIMED, frozenset(ids)
             if kind == "event":
                 return self.ledger.claim(ids[0], remaining_ms(), batch, message_id=name), frozenset(ids)
-            messages: dict[str, list[str]] = {}  # QueuedEvent.key: "<SQS message id>#<index>"
+            messages: dict[str, list[str]] = {}
             for i in indexes:
-                messages.setdefault(mapped[i][0].split("#", 1)[0], []).append(mapped[i][1].event_id)
+                messages.setdefault(message_id_of(mapped[i][0]), []).append(mapped[i][1].event_id)
             return self.ledger.claim_bundle(name, messages, remaining_ms(), batch)
 
         # one ledger round trip per event or bundle: run them side by side (boto3 clients are thread-safe)

@@ -125,6 +125,11 @@ def parse_message(message_id: str, body: str, vendor: str) -> list[QueuedEvent]:
     ]
 
 
+def message_id_of(key: str) -> str:
+    """The SQS message id in a QueuedEvent's key ("<message id>", or "<message id>#<index>" in a bundle)."""
+    return key.split("#", 1)[0]
+
+
 def is_bundle(message: Any) -> bool:
     return isinstance(message, dict) and set(message) == {"bundle", "events"} and isinstance(message["events"], list)
 
