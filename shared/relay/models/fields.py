@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
@@ -89,22 +90,22 @@ Money = Annotated[
 ]
 
 
-def _currency(value: Any) -> Any:
-    if isinstance(value, str):
-        code = value.strip().upper()
-        if code not in CURRENCIES:
-            raise ValueError("must be an ISO 4217 currency code such as USD or EUR")
-        return code
-    return value
+def _code_of(codes: frozenset[str], rule: str) -> Callable[[Any], Any]:
+    """A validator of a code from a list (in any case: it is upper-cased)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str):
+            code = value.strip().upper()
+            if code not in codes:
+                raise ValueError(rule)
+            return code
+        return value
+
+    return check
 
 
-def _country(value: Any) -> Any:
-    if isinstance(value, str):
-        code = value.strip().upper()
-        if code not in COUNTRIES:
-            raise ValueError("must be an ISO 3166-1 alpha-2 country code such as US or DE")
-        return code
-    return value
+_currency = _code_of(CURRENCIES, "must be an ISO 4217 currency code such as USD or EUR")
+_country = _code_of(COUNTRIES, "must be an ISO 3166-1 alpha-2 country code such as US or DE")
 
 
 _IPV4 = re.compile(r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}")
