@@ -569,7 +569,7 @@ def test_the_delivery_machine_keeps_its_promises_under_every_interleaving(machin
     started = time.monotonic()
     run_state_machine_as_test(DeliveryMachine, settings=DeliveryMachine.TestCase.settings)
     results = os.environ.get("RELAY_MACHINE_RESULTS")
-    if results:  # `make reliability`: the figures docs/reliability.md shows (python docs/render.py)
+    if results:  # `make reliability`, after a run that broke no invariant: the figures docs/reliability.md shows
         tally = DeliveryMachine.tally
         run = {
             "max_examples": DeliveryMachine.TestCase.settings.max_examples,
@@ -578,6 +578,5 @@ def test_the_delivery_machine_keeps_its_promises_under_every_interleaving(machin
             "steps": tally.get("checks", 0) - tally.get("examples", 0),
             **{k: tally.get(k, 0) for k in ("accepted_events", "delivered_events", "dead_lettered_events")},
             "seconds": round(time.monotonic() - started, 1),
-            "passed": True,
         }
         Path(results).write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
