@@ -125,6 +125,10 @@ class LedgerTable:
         # the ingest's: event_id -> the bundle its claim records (the one to publish it in), for the last claims
         self.bundle_of: dict[str, str] = {}
 
+    def scoped(self, name: str) -> Self:
+        """The ledger of another namespace (relay.models.names.ledger_name) on the same table and client."""
+        return type(self)(name, self.table_name, self._client, clock=self.clock, horizon_seconds=self.horizon_seconds)
+
     @classmethod
     def for_function(
         cls,

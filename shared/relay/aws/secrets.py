@@ -9,6 +9,7 @@ from typing import Any
 from aws_lambda_powertools.utilities import parameters
 
 from relay.models.config import SECRET_KEYS, ConfigError, Credentials, RelayConfig, config_from_env
+from relay.models.connections_file import shipped_connections
 from relay.models.environment import IngestEnvironment, VendorEnvironment
 from relay.models.errors import FieldError
 
@@ -68,20 +69,43 @@ def read_secret(arn: str, section: str, client: Any = None, refresh: bool = Fals
 
 
 def ingest_secrets(secret: Mapping[str, Any]) -> list[str]:
-    """The ingest secret is ``{"secret": current, "previous": optional}`` (rotation keeps both)."""
+    """The ingest secret is ``{"secret": current, "previous": optional}`` (rotation keeps both): the default
+    source's; another source's are under ``"sources": {"<name>": {"secret": ..., "previous": ...}}``."""
     return [s for s in (secret.get("secret"), secret.get("previous")) if isinstance(s, str) and s]
 
 
 def load_ingest_config(environment: IngestEnvironment, client: Any = None, refresh: bool = False) -> RelayConfig:
-    """The ingest's configuration: its settings, and the signing secret from Secrets Manager."""
+    """The ingest's configuration: its settings, the connections file, and the sources' signing secrets."""
     secret = read_secret(environment.secret_arn, "ingest.secrets", client, refresh)
-    return config_from_env(environment.settings, {"ingest": {"secrets": ingest_secrets(secret)}}, credentials=False)
+    values: dict[str, Any] = {"ingest": {"secrets": ingest_secrets(secret)}}
+    sources = secret.get("sources")
+    if isinstance(sources, dict):
+        values["sources"] = {
+            name: {"secrets": ingest_secrets(value)} for name, value in sources.items() if isinstance(value, dict)
+        }
+    shipped = shipped_connections()
+    declared = shipped.get("sources")
+    if "sources" in values:  # a source's secret without the source in the file is not a source
+        values["sources"] = {n: v for n, v in values["sources"].items() if isinstance(declared, dict) and n in declared}
+    return config_from_env(environment.settings, values, credentials=False, shipped=shipped)
 
 
 def load_vendor_config(environment: VendorEnvironment, client: Any = None, refresh: bool = False) -> RelayConfig:
-    """A vendor function's configuration: its settings, and its vendor's keys from Secrets Manager."""
+    """A vendor function's configuration: its settings, the connections file, and its vendor's keys (the
+    default connection's at the top of its secret, another's under ``"connections": {"<name>": {...}}``)."""
     vendor = environment.vendor
     secret = read_secret(environment.secret_arn, vendor, client, refresh)
-    values = {k: secret[k] for k in SECRET_KEYS[vendor] if k in secret}
+    values: dict[str, Any] = {vendor: {k: secret[k] for k in SECRET_KEYS[vendor] if k in secret}}
+    shipped = shipped_connections()
+    declared = (shipped.get("connections") or {}).get(vendor) or {}
+    named = secret.get("connections")
+    if isinstance(named, dict):
+        values["connections"] = {
+            vendor: {
+                name: {k: v[k] for k in SECRET_KEYS[vendor] if k in v}
+                for name, v in named.items()
+                if isinstance(v, dict) and name in declared
+            }
+        }
     credentials: Credentials = frozenset({vendor})
-    return config_from_env(environment.settings, {vendor: values}, credentials=credentials)
+    return config_from_env(environment.settings, values, credentials=credentials, shipped=shipped)

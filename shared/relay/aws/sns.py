@@ -21,10 +21,11 @@ SNS_MAX_BYTES = 262_144
 class Message:
     id: str
     body: str
-    destinations: Sequence[str]
+    destinations: Sequence[str]  # the vendors whose queues take it (the subscriptions' filter policies)
     attribute: str = field(init=False)  # the `destinations` attribute value, as sent
     size: int = field(init=False)  # bytes SNS counts against the 256 KiB limit: body + attribute name, type, value
     body_size: int = field(init=False)  # bytes of the body alone
+    connections: tuple[str, ...] = ()  # the connections it carries payloads for (what the ingest bundles by)
 
     def __post_init__(self) -> None:
         attribute = _attribute(tuple(self.destinations))

@@ -1,5 +1,5 @@
 """How the ingest groups a request's events into SQS messages (relay.queued.message, docs/decisions/0005 and
-0008): events for the same vendors together, up to a message's count and size, each under the bundle its claim
+0008): events for the same connections together, up to a message's count and size, each under the bundle its claim
 records."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def plan_bundles(singles: list[tuple[str, Message]], per_message: int) -> dict[s
 def bundles(
     singles: list[tuple[str, Message]], per_message: int, recorded: Mapping[str, str] | None = None
 ) -> tuple[list[Message], dict[str, list[str]]]:
-    """Put events that go to the same vendors together, up to `per_message` and MAX_EVENT_MESSAGE_BYTES per
+    """Put events that go to the same connections together, up to `per_message` and MAX_EVENT_MESSAGE_BYTES per
     message (a bundle a vendor function moves whole to its DLQ keeps room for the dead letter's attributes)
     (relay.queued.message); returns the messages and the event_ids each carries. A message of one event is that
     event's own message.
@@ -33,13 +33,13 @@ def bundles(
     then published in that bundle and no other, whatever the order or grouping of the request — the events of
     one bundle id, in one message or several, are one identity at the vendor (`DeliveryLedger.claim_bundle`);
     an event without one goes alone."""
-    groups: dict[tuple[str, str | None], list[tuple[str, Message]]] = {}  # by destinations (and bundle)
+    groups: dict[tuple[str, str | None], list[tuple[str, Message]]] = {}  # by connections (and bundle)
     for single in singles:
         bundle = recorded.get(single[0]) if recorded is not None else None
         if recorded is not None and bundle is None:
             groups[(single[0], None)] = [single]  # alone in its own message
             continue
-        groups.setdefault((single[1].attribute, bundle), []).append(single)
+        groups.setdefault((",".join(single[1].connections) or single[1].attribute, bundle), []).append(single)
     messages: list[Message] = []
     members: dict[str, list[str]] = {}
 
@@ -49,7 +49,8 @@ def bundles(
             message = first
         else:
             bundle = bundle or bundle_id([event_id for event_id, _ in part])
-            message = Message(first.id, bundle_body(bundle, [m.body for _, m in part]), first.destinations)
+            body = bundle_body(bundle, [m.body for _, m in part])
+            message = Message(first.id, body, first.destinations, connections=first.connections)
         messages.append(message)
         members[message.id] = [event_id for event_id, _ in part]
 

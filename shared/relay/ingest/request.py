@@ -14,20 +14,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 from relay.aws.clients import AWS_CALL_MAX_MS
-from relay.aws.ledger import Claim, DeliveryLedger
+from relay.aws.ledger import INGEST, Claim, DeliveryLedger
 from relay.aws.replay import ReplayGuard
 from relay.aws.sns import Message, SnsPublisher
 from relay.ingest import jsonbody
-from relay.ingest.bundling import MAX_EVENT_MESSAGE_BYTES, bundles, plan_bundles
+from relay.ingest.bundling import bundles, plan_bundles
+from relay.ingest.reading import EventReader
 from relay.ingest.signing import HEADER, SignatureError, SignatureMismatch, verify
 from relay.journey import JourneyTable
 from relay.journey.record import ingest_journey
 from relay.models.config import RelayConfig
 from relay.models.errors import FieldError
-from relay.models.event import MAX_EVENTS_PER_REQUEST, Event, EventParseError, event_id_of, parse_event
-from relay.queued.message import EVENTS_PER_MESSAGE, bundle_body, queued_body
+from relay.models.event import MAX_EVENTS_PER_REQUEST
+from relay.models.names import DEFAULT, SOURCE_HEADER, ledger_name, vendor_of
+from relay.queued.message import EVENTS_PER_MESSAGE, bundle_body
 from relay.queued.routing import Router
-from relay.vendors import Invalid, Skipped
 
 MAX_BODY_BYTES = 1_048_576
 DEFAULT_REMAINING_MS = 10_000  # when not called from Lambda (tests, the benchmark): the IngestFunction's Timeout
@@ -78,6 +79,10 @@ class Ingest:
         self.events_per_message = events_per_message
         self.ledger = ledger  # vendor "ingest": each event is queued once, whatever the client resends
         self.router = Router(config)
+        self.reader = EventReader(config, self.router)
+        # each source's signing secrets; its claims are the ledger's under its own name (event ids per source)
+        self.secrets = {n: [s.get_secret_value() for s in c.secrets] for n, c in config.source_configs().items()}
+        self._ledgers = {DEFAULT: ledger} if ledger else {}
         self.publisher = publisher
         self.clock = clock
         self.replay_guard = replay_guard
@@ -99,14 +104,12 @@ class Ingest:
         if len(raw) > MAX_BODY_BYTES:
             return _error(413, f"body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
         now = self.clock()
+        source = headers.get(SOURCE_HEADER.lower()) or DEFAULT
+        secrets = self.secrets.get(source)
+        if secrets is None:
+            return _error(401, f"{SOURCE_HEADER}: names no source of this relay")
         try:
-            signed_at = verify(
-                raw,
-                headers.get(HEADER.lower()),
-                [s.get_secret_value() for s in self.config.ingest.secrets],
-                self.config.ingest.tolerance_seconds,
-                now=now,
-            )
+            signed_at = verify(raw, headers.get(HEADER.lower()), secrets, self.config.ingest.tolerance_seconds, now=now)
         except SignatureError as exc:
             result = _error(401, str(exc))
             result.secret_mismatch = isinstance(exc, SignatureMismatch)
@@ -119,7 +122,7 @@ class Ingest:
                 return _unavailable("could not check the request against replays", None)
             if not first:
                 return _error(401, "signature already used: sign every request anew (replayed requests are refused)")
-        result = self._checked(raw, headers, now, remaining_ms, origin or {})
+        result = self._checked(raw, headers, now, remaining_ms, {**(origin or {}), "source": source})
         if result.status == 503 and self.replay_guard:
             try:  # the client resends as told: let the same request through
                 self.replay_guard.release(replay_key)
@@ -161,13 +164,18 @@ class Ingest:
         origin: Mapping[str, str | None] | None = None,
     ) -> IngestResult:
         """Validate, claim and publish the request's events. `suspect`: what the body may hold that no event
-        may (`jsonbody.Suspect`): each event is then looked at, and one holding it is refused, naming the field."""
+        may (`jsonbody.Suspect`): each event is then looked at, and one holding it is refused, naming the field.
+        `origin["source"]`: the source that signed the request (the connections it may reach, its ledger)."""
+        source = (origin or {}).get("source") or DEFAULT
+        self.ledger = self._ledger_of(source)
         accepted: list[dict[str, Any]] = []
         rejected: list[dict[str, Any]] = []
         singles: list[tuple[str, Message]] = []  # (event_id, the event's own message)
         seen: dict[str, int] = {}
         for index, raw_event in enumerate(raw_events):
-            entry, message, errors = self._read(index, raw_event, now, suspect or jsonbody.Suspect(), seen)
+            entry, message, errors = self.reader.read(
+                index, raw_event, now, suspect or jsonbody.Suspect(), seen, source
+            )
             if errors:
                 why = {k: entry[k] for k in ("invalid", "skipped") if k in entry}  # each vendor's, when routed
                 rejected.append({**self._rejection(index, entry["event_id"], errors), **why})
@@ -211,6 +219,15 @@ class Ingest:
             ledger_error=ledger_error,
         )
 
+    def _ledger_of(self, source: str) -> DeliveryLedger | None:
+        """The ledger of `source`'s events: the ingest's claims under the source's name (relay.models.names)."""
+        base = self._ledgers.get(DEFAULT)
+        if base is None:
+            return None
+        if source not in self._ledgers:
+            self._ledgers[source] = base.scoped(ledger_name(INGEST, source))
+        return self._ledgers[source]
+
     def _claim(
         self, singles: list[tuple[str, Message]], remaining_ms: Callable[[], int], batch: str
     ) -> tuple[dict[str, Claim], Mapping[str, str]]:
@@ -220,74 +237,9 @@ class Ingest:
         planned = plan_bundles(singles, self.events_per_message)
         if not (self.ledger and singles):
             return {}, planned
-        vendors = {event_id: list(m.destinations) for event_id, m in singles}
+        vendors = {event_id: list(m.connections) for event_id, m in singles}
         claims = self.ledger.claim_many([e for e, _ in singles], remaining_ms(), batch, vendors, planned)
         return claims, self.ledger.bundle_of
-
-    def _read(
-        self, index: int, raw_event: Any, now: datetime, suspect: jsonbody.Suspect, seen: dict[str, int]
-    ) -> tuple[dict[str, Any], Message | None, list[FieldError]]:
-        """One event: its `accepted` entry, its queued message (None: no vendor gets it) and the errors
-        that refuse it (then the entry holds only its event_id)."""
-        refused = suspect.refusal(raw_event)
-        if refused is not None:
-            return {"event_id": event_id_of(raw_event)}, None, [refused]
-        try:
-            event = parse_event(raw_event, now=now, max_event_age_days=self.config.ingest.max_event_age_days)
-        except EventParseError as exc:
-            return {"event_id": event_id_of(raw_event)}, None, exc.errors
-        if event.event_id in seen:
-            reason = f"repeats the event_id of events[{seen[event.event_id]}] in this request"
-            return {"event_id": event.event_id}, None, [FieldError("event_id", reason)]
-        seen[event.event_id] = index
-        outcomes = self.router.route(event)
-        destinations = Router.destinations(outcomes)
-        entry: dict[str, Any] = {"index": index, "event_id": event.event_id, "destinations": destinations}
-        skipped = {v: o.reason for v, o in outcomes.items() if isinstance(o, Skipped)}
-        invalid = {v: [e.as_dict() for e in o.errors] for v, o in outcomes.items() if isinstance(o, Invalid)}
-        if skipped:
-            entry["skipped"] = skipped
-        if invalid:
-            entry["invalid"] = invalid
-        errors = self._undeliverable(event, outcomes, destinations, entry)
-        if errors or not destinations:
-            return entry, None, errors
-        message = Message(str(index), queued_body(event, outcomes), destinations)
-        if message.size > MAX_EVENT_MESSAGE_BYTES:
-            reason = f"is {message.size} bytes once serialized; at most {MAX_EVENT_MESSAGE_BYTES}"
-            return {"event_id": event.event_id}, None, [FieldError("(event)", reason)]
-        return entry, message, []
-
-    def _undeliverable(
-        self, event: Event, outcomes: dict[str, Any], destinations: list[str], entry: dict[str, Any]
-    ) -> list[FieldError]:
-        """Why an event that no vendor will receive is refused (a 202 would say it worked): a name no vendor
-        maps, or a vendor that found it invalid. An event every vendor skips for consent or configuration,
-        none finding it invalid, is accepted with its reasons. A known name close to an unknown one that
-        still reaches a vendor (as a custom event) is a hint in the 202."""
-        unknown = event.name not in self.router.known_names
-        near = self.router.near_names(event.name) if unknown else []
-        if destinations:
-            if near:
-                entry["hints"] = {
-                    "name": f"'{event.name}' reaches {', '.join(destinations)} as a custom event: "
-                    f"did you mean '{near[0]}'?"
-                }
-            return []
-        errors = []
-        if unknown:
-            suggestion = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
-            errors.append(
-                FieldError(
-                    "name",
-                    f"'{event.name}' is not an event name any destination takes (not in the event-name table or the "
-                    f"[events] overrides, and no destination takes it as a custom event){suggestion}",
-                )
-            )
-        for vendor, outcome in outcomes.items():
-            if isinstance(outcome, Invalid):
-                errors += [FieldError(e.field, f"{vendor}: {e.message}") for e in outcome.errors]
-        return errors
 
     def _queue_for_more(
         self, resent: list[tuple[str, Message]], remaining_ms: Callable[[], int], now: float
@@ -309,13 +261,14 @@ class Ingest:
                 before = self.ledger.queued_for(event_id)
             except Exception:  # noqa: BLE001, S112 - it stays a duplicate; the client may send it again
                 continue
-            new = sorted(set(message.destinations) - before) if before is not None else []
+            new = sorted(set(message.connections) - before) if before is not None else []
             if new and before is not None:
                 more[event_id], earlier[event_id] = new, before
                 ids[f"r{len(ids)}"] = event_id
                 bundle = self.ledger.bundle_of.get(event_id)  # the event's one identity at every vendor
                 body = bundle_body(bundle, [message.body]) if bundle else message.body
-                messages.append(Message(f"r{len(ids) - 1}", body, new))
+                vendors = list(dict.fromkeys(vendor_of(c) for c in new))
+                messages.append(Message(f"r{len(ids) - 1}", body, vendors, connections=tuple(new)))
         failed = [ids[i] for i in self.publisher.publish(messages)] if messages else []
         for event_id in failed:
             more.pop(event_id, None)

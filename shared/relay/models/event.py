@@ -31,11 +31,11 @@ from relay.models.fields import (
     Uuid,
     is_event_id,
 )
-
-VENDORS: tuple[str, ...] = ("applovin", "appsflyer", "adroll")
-Vendor = Literal["applovin", "appsflyer", "adroll"]
+from relay.models.names import VENDORS as VENDORS  # re-exported: where vendors were listed first
+from relay.models.names import ConnectionRef, Vendor, normal_connection
 
 DEFAULT_MAX_EVENT_AGE_DAYS = 7
+MAX_EVENT_CONNECTIONS = 50  # connections one event may name
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 
 
@@ -192,6 +192,7 @@ class Event(Strict):
     vendor_ids: VendorIds = Field(default_factory=VendorIds)
     consent: Consent = Field(default_factory=Consent)
     destinations: Annotated[list[Vendor], Field(max_length=3)] | None = None
+    connections: Annotated[list[ConnectionRef], Field(min_length=1, max_length=MAX_EVENT_CONNECTIONS)] | None = None
     properties: dict[str, Any] | None = None
 
     @field_validator("destinations")
@@ -199,6 +200,15 @@ class Event(Strict):
     def _unique_destinations(cls, v: list[str] | None) -> list[str] | None:
         if v is not None and len(set(v)) != len(v):
             raise ValueError("must not name a vendor twice")
+        return v
+
+    @field_validator("connections")
+    @classmethod
+    def _unique_connections(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            v = [normal_connection(c) for c in v]
+            if len(set(v)) != len(v):
+                raise ValueError("must not name a connection twice")
         return v
 
     @model_validator(mode="after")

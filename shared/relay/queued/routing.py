@@ -1,12 +1,15 @@
-"""Every event gets exactly one outcome per vendor: a payload, skipped (with a reason) or invalid."""
+"""Every event gets exactly one outcome per connection its source may reach: a payload, skipped (with a
+reason) or invalid; a vendor none of whose connections it may reach gets one outcome too: skipped."""
 
 from __future__ import annotations
 
 import difflib
 
 from relay.models.config import RelayConfig
-from relay.models.event import VENDORS, Event
+from relay.models.errors import FieldError
+from relay.models.event import Event
 from relay.models.event_names import DEFAULT_EVENT_NAMES, vendor_event_name
+from relay.models.names import DEFAULT, VENDORS, vendor_of
 from relay.vendors import ADAPTERS, Mapped, MappingResult, Skipped, VendorAdapter
 
 # Vendors whose data use needs device storage consent (cookies/ids): skipped on ad_storage=false.
@@ -18,18 +21,51 @@ class Router:
     def __init__(self, config: RelayConfig):
         self.config = config
         self.adapters: dict[str, VendorAdapter] = {
-            name: ADAPTERS[name](config.vendor(name)) for name in config.enabled_vendors
+            connection: ADAPTERS[vendor_of(connection)](section)
+            for connection, section in config.sections().items()
+            if section.enabled
         }
+        self.reachable = {name: config.reachable(name) for name in config.source_configs()}
         self._overrides = config.event_overrides
         self.known_names = frozenset(DEFAULT_EVENT_NAMES) | frozenset(self._overrides)
 
-    def route(self, event: Event) -> dict[str, MappingResult]:
-        return {vendor: self.route_one(event, vendor) for vendor in VENDORS}
+    def route(self, event: Event, source: str = DEFAULT) -> dict[str, MappingResult]:
+        """The outcome for each connection `source` may reach (narrowed by the event's `connections`), keyed
+        by connection id, and for each vendor it reaches no connection of."""
+        reachable = self.reachable.get(source, [])
+        wanted = reachable if event.connections is None else [c for c in reachable if c in event.connections]
+        outcomes: dict[str, MappingResult] = {}
+        for vendor in VENDORS:
+            mine = [c for c in reachable if vendor_of(c) == vendor]
+            if not mine:
+                outcomes[vendor] = Skipped(self._not_reached(vendor, source))
+            for connection in mine:
+                if connection in wanted:
+                    outcomes[connection] = self.route_one(event, connection)
+                else:
+                    outcomes[connection] = Skipped(f"{connection} is not in the event's connections")
+        return outcomes
 
-    def route_one(self, event: Event, vendor: str) -> MappingResult:
-        adapter = self.adapters.get(vendor)
+    def _not_reached(self, vendor: str, source: str) -> str:
+        if self.config.sources is None:
+            return f"{vendor} is not enabled in the relay's configuration"
+        return f"source '{source}' reaches no enabled {vendor} connection"
+
+    def unknown_connections(self, event: Event, source: str = DEFAULT) -> list[FieldError]:
+        """An error for each connection the event names that `source` may not reach (or that does not exist:
+        the answer is the same, so a source learns nothing of another's connections)."""
+        reachable = self.reachable.get(source, [])
+        return [
+            FieldError(f"connections[{i}]", f"'{c}' is not a connection source '{source}' may reach")
+            for i, c in enumerate(event.connections or ())
+            if c not in reachable
+        ]
+
+    def route_one(self, event: Event, connection: str) -> MappingResult:
+        adapter = self.adapters.get(connection)
+        vendor = vendor_of(connection)
         if adapter is None:
-            return Skipped(f"{vendor} is not enabled in the relay's configuration")
+            return Skipped(f"{connection} is not enabled in the relay's configuration")
         if event.destinations is not None and vendor not in event.destinations:
             return Skipped(f"{vendor} is not in the event's destinations")
         name = vendor_event_name(event.name, vendor, self._overrides)
@@ -45,5 +81,5 @@ class Router:
 
     @staticmethod
     def destinations(outcomes: dict[str, MappingResult]) -> list[str]:
-        """The vendors that will get the event (the SNS `destinations` attribute)."""
-        return [v for v, o in outcomes.items() if isinstance(o, Mapped)]
+        """The connections that will get the event (the answer's `destinations`)."""
+        return [c for c, o in outcomes.items() if isinstance(o, Mapped)]
