@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from threading import Barrier, BoundedSemaphore
+from threading import BoundedSemaphore
 from typing import Any
 
 import httpx
@@ -36,6 +36,7 @@ from relay.delivery.sending import (
     RetryPolicy,
     Stats,
     refusal,
+    start_pool,
 )
 from relay.journey import MAX_RESPONSE_BYTES
 from relay.journey.record import Call
@@ -64,6 +65,7 @@ class Forwarder:
         clock: Callable[[], float] = time.perf_counter,
         wall_clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
+        pool: ThreadPoolExecutor | None = None,
     ):
         self.vendor = vendor
         self.router = Router(config)
@@ -74,7 +76,8 @@ class Forwarder:
         self.policy = policy
         self.sleep, self.clock, self.wall_clock, self.rng = sleep, clock, wall_clock, rng
         self.stats = Stats()
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: ThreadPoolExecutor | None = pool  # the function's, shared by its connections' forwarders
+        self._own_pool = pool is None
         self._unsettled: tuple[str, dict[str, str]] = ("", {})  # the last deliver's batch and claimed events
         self.last: tuple[str, dict[str, str]] = ("", {})  # the same, kept after settling (the journey's)
         self.failures_left = OPEN_AFTER  # failed requests this invocation may make before it stops sending
@@ -83,21 +86,14 @@ class Forwarder:
 
     @property
     def pool(self) -> ThreadPoolExecutor:
-        """Created once per container: starting threads per batch would cost more than an AppsFlyer request."""
+        """Created once per container (`start_pool`), unless the function shares its own."""
         if self._pool is None:
-            pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix=f"{self.vendor}-send")
-            # Start every thread now: the executor adds a thread only when no idle one is counted, and it
-            # counts one per finished task, so after a burst of quick tasks (the ledger claims) a fan-out of
-            # slow requests would run on the few threads those made.
-            barrier = Barrier(self.max_workers)
-            for started in [pool.submit(barrier.wait) for _ in range(self.max_workers)]:
-                started.result()
-            self._pool = pool
+            self._pool = start_pool(self.max_workers, f"{self.vendor}-send")
         return self._pool
 
     def close(self) -> None:
         """Stop the send pool's threads (when a rotated secret replaces this forwarder)."""
-        if self._pool is not None:
+        if self._pool is not None and self._own_pool:
             self._pool.shutdown(wait=False)
             self._pool = None
 

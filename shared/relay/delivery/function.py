@@ -10,6 +10,7 @@ import functools
 import random
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -20,25 +21,23 @@ from relay.aws.secrets import SecretRefresh, load_vendor_config
 from relay.delivery import letters, recovery
 from relay.delivery.circuit import Circuit, CircuitState
 from relay.delivery.forwarding import Forwarder
+from relay.delivery.lanes import Lane, LaneRun, VendorDisabled, lanes, run_lane
 from relay.delivery.letters import Events, Results
 from relay.delivery.outcomes import Delivery, Outcome
+from relay.delivery.reporting import report
 from relay.delivery.response import batch_response
 from relay.delivery.retry import RetrySchedule, SourceQueue
-from relay.delivery.sending import SEND_WORKERS, RetryPolicy, new_http_client
+from relay.delivery.sending import SEND_WORKERS, RetryPolicy, new_http_client, start_pool
 from relay.journey import JourneyTable
 from relay.journey.record import invocation_journey
 from relay.models.config import ConfigError, DeliveryConfig, RelayConfig, delivery_from_env
 from relay.models.environment import InvalidEnvironment, VendorEnvironment, get_environment, read_environment
+from relay.models.names import DEFAULT, ledger_name, vendor_of
 from relay.observability import MetricUnit, logger, metrics
 from relay.queued.message import parse_message
-from relay.vendors.base import IDENTIFIER_KINDS
 
 if TYPE_CHECKING:  # imported when a batch has something to dead-letter: most never do (cold start)
     from relay.delivery.deadletter import DeadLetterQueue
-
-
-class VendorDisabled(Exception):
-    """The function's vendor is turned off in the configuration (its messages were queued before)."""
 
 
 class VendorFunction:
@@ -73,10 +72,13 @@ class VendorFunction:
         self._dlq = dead_letters
         self.max_workers, self.sleep, self.policy = max_workers, sleep, policy
         self.refresh = secret_refresh or SecretRefresh()
+        self.connection = vendor  # the connection named default (a Lane is one of the others)
         self._forwarders: dict[tuple[str, ...], Forwarder] = {}
+        self._ledgers: dict[str, DeliveryLedger] = {}
+        self._circuits: dict[str, Circuit] = {}
+        self._pool: ThreadPoolExecutor | None = None
         self._secrets_client = secrets_client
         # the vendor's circuit uses the ledger's DynamoDB client, the function's queue the DLQ's SQS client
-        self._circuit: Circuit | None = None
         self._queue = queue
         self.clock: Callable[[], float] = time.time  # ages of messages, how long a circuit is open
         self.rng: Callable[[], float] = random.random  # the retry delays' jitter
@@ -140,15 +142,27 @@ class VendorFunction:
 
     @property
     def circuit(self) -> Circuit:
-        if self._circuit is None:
-            self._circuit = Circuit(
-                self.vendor,
+        return self.circuit_of(self.vendor)
+
+    def circuit_of(self, connection: str) -> Circuit:
+        """A connection's circuit breaker (the ledger's DynamoDB client)."""
+        if connection not in self._circuits:
+            self._circuits[connection] = Circuit(
+                connection,
                 self.environment.idempotency_table,
                 self.delivery.probe_interval_seconds,
                 self.ledger.client,
                 clock=lambda: self.clock(),
             )
-        return self._circuit
+        return self._circuits[connection]
+
+    def ledger_of(self, name: str) -> DeliveryLedger:
+        """The ledger of one connection and source (relay.models.names.ledger_name) on the function's table."""
+        if name == self.vendor:
+            return self.ledger
+        if name not in self._ledgers:
+            self._ledgers[name] = self.ledger.scoped(name)
+        return self._ledgers[name]
 
     def source_queue(self, record: Mapping[str, Any]) -> SourceQueue:
         """The function's queue: RELAY_QUEUE_URL, else the URL of the queue the record came from."""
@@ -170,23 +184,37 @@ class VendorFunction:
             )
         return config
 
-    def forwarder(self) -> Forwarder:
-        """The Forwarder for the current configuration: made again when the vendor's keys change."""
-        config = self.config()
-        key = tuple(config.secret_values())
+    def forwarder(
+        self, connection: str | None = None, source: str = DEFAULT, config: RelayConfig | None = None
+    ) -> Forwarder:
+        """The Forwarder of a connection (the default one unless named) for one source's events, from `config`
+        (read now unless given): made again when the connection's keys change; raises VendorDisabled when the
+        connection is not enabled."""
+        connection = connection or self.vendor
+        config = config or self.config()
+        section = config.connection(connection)
+        if section is None or not section.enabled:
+            raise VendorDisabled(
+                f"{connection} is not an enabled connection in the relay's configuration; "
+                "enable it and redrive its DLQ to send these events"
+            )
+        keys = config.for_connection(connection).secret_values()
+        key = (connection, source, *keys)
         if key not in self._forwarders:
-            for old in self._forwarders.values():
-                old.close()
-            self._forwarders.clear()
+            for old in [k for k in self._forwarders if k[:2] == (connection, source)]:
+                self._forwarders.pop(old).close()
             if self._client is None:
                 self._client = new_http_client()
+            if self._pool is None:
+                self._pool = start_pool(self.max_workers, f"{self.vendor}-send")
             self._forwarders[key] = Forwarder(
                 self.vendor,
-                config,
+                config.for_connection(connection),
                 self._client,
-                ledger=self.ledger,
+                ledger=self.ledger_of(ledger_name(connection, source)),
                 max_workers=self.max_workers,
                 sleep=self.sleep,
+                pool=self._pool,
                 **({"policy": self.policy} if self.policy else {}),
             )
         return self._forwarders[key]
@@ -200,48 +228,71 @@ def vendor_function() -> VendorFunction:
 
 
 def deliver_batch(event: dict[str, Any], context: Any, function: VendorFunction) -> dict[str, Any]:
-    """Deliver an SQS batch (Lambda's SQS event); returns the partial batch response: the SQS messages to
-    receive again (a bundle is received again while any of its events needs it), each with its retry delay
-    set."""
+    """Deliver an SQS batch (Lambda's SQS event), lane by lane (relay.delivery.lanes); returns the partial batch
+    response: the SQS messages to receive again (a message is received again while any of its events needs
+    it), each with its retry delay set."""
     metrics.add_dimension("vendor", function.vendor)
-    if recovery.is_recovery(event):  # the schedule: no batch, a redrive that waits for traffic may start
-        return recovery.recover(function, context.get_remaining_time_in_millis)
-    records = event.get("Records", [])
     remaining_ms = context.get_remaining_time_in_millis
-    state = recovery.read_circuit(function) if records else CircuitState()
-    results, events, forwarder = deliver(function, records, remaining_ms, state)
-    batch = forwarder.last[0] if forwarder is not None else None  # the batch whose claims a dead letter replaces
-    moved, outcomes = letters.dead_letter(function, records, results, events, whole=forwarder is None, batch=batch)
-    stats = None
-    if forwarder is not None:
-        stats = forwarder.stats
-        forwarder.settle(results, moved)
-        if stats.ledger_errors:
-            metrics.add_metric("LedgerErrors", MetricUnit.Count, stats.ledger_errors)
-            logger.error("could not record deliveries in the idempotency table")
-        state = recovery.update_circuit(function, state, stats)
-    state = recovery.after_dead_letters(function, state, outcomes)
-    recovery.report_circuit(function, state, sum(d.outcome == Outcome.HELD for d in results.values()))
+    if recovery.is_recovery(event):  # the schedule: no batch, a redrive that waits for traffic may start
+        return recover_connections(function, remaining_ms)
+    records = event.get("Records", [])
+    events = read_records(records, function.vendor)
+    try:
+        config = function.config()
+    except (ConfigError, VendorDisabled) as exc:  # the function itself cannot deliver: each message moved whole
+        results = unusable(function, events, exc)
+        moved, _ = letters.dead_letter(function, records, results, events, whole=True)
+        return batch_response(report(function.vendor, records, results, events, moved))
+    states: dict[str, CircuitState] = {}
+    runs = [
+        run_lane(Lane(function, c, s, config), records, {k: events[k] for k in keys}, remaining_ms, states)
+        for (c, s), keys in lanes(events.values()).items()
+    ]
+    results = {key: d for run in runs for key, d in run.results.items()}
+    moved = {key for run in runs for key in run.moved}
     retry = report(function.vendor, records, results, events, moved)
-    delays: dict[str, int] = {}
-    if records:
-        delays = recovery.delay_retries(function, records, results, events, retry)
-    record_journey(function, forwarder, (results, events, moved), delays, remaining_ms)
-    if records:
-        recovery.redrive_if_healthy(function, state, stats, remaining_ms, records[0])
+    delays = recovery.delay_retries(function, records, results, events, retry) if records else {}
+    for run in runs:
+        record_journey(run, delays, remaining_ms)
+    for connection, state in states.items() if records else ():
+        answered = next((r.forwarder.stats for r in runs if r.answered and r.lane.connection == connection), None)
+        recovery.redrive_if_healthy(Lane(function, connection), state, answered, remaining_ms, records[0])
     return batch_response(retry)
 
 
-def record_journey(
-    function: VendorFunction,
-    forwarder: Forwarder | None,
-    batch: tuple[Results, Events, set[str]],
-    delays: Mapping[str, int],
-    remaining_ms: Callable[[], int],
-) -> None:
-    """Write the invocation's journey item (relay.journey): its vendor requests and each claimed event's
-    outcome, `delays` the seconds until each message kept for a retry comes back. Best effort."""
-    if forwarder is None or not function.delivery.journey:
+def recover_connections(function: VendorFunction, remaining_ms: Callable[[], int]) -> dict[str, int]:
+    """The scheduled recovery of each of the vendor's connections (relay.delivery.recovery.recover)."""
+    try:
+        connections = [c for c in function.config().connection_ids if vendor_of(c) == function.vendor]
+    except (ConfigError, VendorDisabled):
+        connections = [function.vendor]
+    moved = 0
+    for connection in connections:
+        # with several connections, a queue holding messages says nothing of whether this one is invoked
+        done = recovery.recover(Lane(function, connection), remaining_ms, alone=len(connections) == 1)
+        moved += done["moved"]
+    return {"moved": moved}
+
+
+def unusable(function: VendorFunction, events: Events, exc: Exception) -> Results:
+    """Every event's delivery when the function cannot deliver any (its configuration unusable, or its vendor
+    disabled while its messages were queued: kept, with why, in its DLQ)."""
+    vendor = function.vendor
+    if isinstance(exc, VendorDisabled):
+        logger.error(str(exc))
+        return {key: Delivery(False, Outcome.DISABLED, str(exc)) for key in events}
+    function.refresh.due()  # a secret being filled in: read it again next time, not when the cache expires
+    errors = [str(e) for e in exc.errors] if isinstance(exc, ConfigError) else []
+    logger.error(f"{vendor} configuration unusable", extra={"errors": errors})
+    metrics.add_metric("VendorAuthFailures", MetricUnit.Count, 1)
+    return {key: Delivery(False, Outcome.CONFIG, f"{vendor} configuration unusable") for key in events}
+
+
+def record_journey(run: LaneRun, delays: Mapping[str, int], remaining_ms: Callable[[], int]) -> None:
+    """Write the lane's journey item (relay.journey): its vendor requests and each claimed event's outcome,
+    `delays` the seconds until each message kept for a retry comes back. Best effort."""
+    lane, forwarder = run.lane, run.forwarder
+    if forwarder is None or not lane.delivery.journey:
         return
     batch_id, claimed = forwarder.last
     if not batch_id or not claimed:  # nothing was claimed: no request was made, no outcome is new
@@ -249,11 +300,10 @@ def record_journey(
     if remaining_ms() < AWS_CALL_MAX_MS:
         metrics.add_metric("JourneyErrors", MetricUnit.Count, 1)
         return
-    results, events, moved = batch
-    now = function.clock()
-    next_attempts = {key: now + delays[e.message_id] for key, e in events.items() if e.message_id in delays}
-    data = invocation_journey(function.vendor, now, forwarder.stats, claimed, results, moved, next_attempts)
-    if not function.journeys.put(function.vendor, batch_id, data):
+    now = lane.clock()
+    next_attempts = {key: now + delays[e.message_id] for key, e in run.events.items() if e.message_id in delays}
+    data = invocation_journey(lane.connection, now, forwarder.stats, claimed, run.results, run.moved, next_attempts)
+    if not lane.journeys.put(lane.ledger.vendor, batch_id, data):
         metrics.add_metric("JourneyErrors", MetricUnit.Count, 1)
         logger.warning("could not write the journey of a batch")
 
@@ -271,114 +321,3 @@ def read_records(records: list[dict[str, Any]], vendor: str) -> Events:
     return {
         e.key: e for record in records for e in parse_message(record["messageId"], record.get("body") or "", vendor)
     }
-
-
-def deliver(
-    function: VendorFunction,
-    records: list[dict[str, Any]],
-    remaining_ms: Callable[[], int],
-    state: CircuitState | None = None,
-) -> tuple[Results, Events, Forwarder | None]:
-    """A Delivery for every event of the batch, the events read, and the Forwarder (None: the function
-    itself cannot deliver: its vendor disabled or its configuration unusable)."""
-    vendor = function.vendor
-    events = read_records(records, vendor)
-    try:
-        forwarder = function.forwarder()
-    except ConfigError as exc:
-        function.refresh.due()  # a secret being filled in: read it again next time, not when the cache expires
-        logger.error(f"{vendor} configuration unusable", extra={"errors": [str(e) for e in exc.errors]})
-        metrics.add_metric("VendorAuthFailures", MetricUnit.Count, 1)
-        return (
-            {key: Delivery(False, Outcome.CONFIG, f"{vendor} configuration unusable") for key in events},
-            events,
-            None,
-        )
-    except VendorDisabled as exc:  # disabled while its messages were queued: kept, with why, in its DLQ
-        logger.error(str(exc))
-        return {key: Delivery(False, Outcome.DISABLED, str(exc)) for key in events}, events, None
-    results = {key: Delivery(False, Outcome.INVALID, e.error) for key, e in events.items() if e.error}
-    readable = {key: e.event for key, e in events.items() if e.event is not None}
-    bundles = {key: e.bundle for key, e in events.items() if e.bundle and e.event is not None}
-    # the batch record is settled once the dead letters are moved (those are done with, not to retry)
-    state = state or CircuitState()
-    if state.is_open and not take_probe(function, state):  # the vendor keeps failing: wait for the probe
-        results.update(forwarder.hold(readable))
-        return results, events, forwarder
-    results.update(
-        forwarder.deliver(
-            readable,
-            remaining_ms,
-            bundles,
-            settle=False,
-            failures_left=state.failures_left(),
-            probe=state.is_open,
-        )
-    )
-    record_requests(forwarder)
-    auth = sorted({d.status for d in results.values() if d.outcome == Outcome.AUTH})
-    if auth:
-        function.refresh.due()
-        metrics.add_metric("VendorAuthFailures", MetricUnit.Count, 1)
-        logger.error(f"{vendor} refused the relay's credentials", extra={"status": auth})
-    return results, events, forwarder
-
-
-def take_probe(function: VendorFunction, state: CircuitState) -> bool:
-    try:
-        return function.circuit.take_probe(state)
-    except Exception:  # noqa: BLE001 - another invocation probes when this one cannot tell
-        metrics.add_metric("CircuitErrors", MetricUnit.Count, 1)
-        return False
-
-
-def record_requests(forwarder: Forwarder) -> None:
-    """The metrics of the vendor requests of the last batch."""
-    stats = forwarder.stats
-    for call in stats.calls:
-        metrics.add_metric("VendorLatency", MetricUnit.Milliseconds, call.latency_ms)
-    metrics.add_metric("VendorRequests", MetricUnit.Count, len(stats.calls))
-    metrics.add_metric("VendorRetries", MetricUnit.Count, stats.retries)
-    metrics.add_metric("BisectRequests", MetricUnit.Count, stats.bisect_requests)
-    for kind in IDENTIFIER_KINDS:  # share of EventsForwarded carrying each kind of identifier (match quality)
-        metrics.add_metric(match_metric(kind), MetricUnit.Count, stats.identifiers[kind])
-
-
-def match_metric(kind: str) -> str:
-    """`email` -> `MatchEmail`, `click_id` -> `MatchClickId`."""
-    return "Match" + "".join(part.capitalize() for part in kind.split("_"))
-
-
-def report(vendor: str, records: list[dict[str, Any]], results: Results, events: Events, moved: set[str]) -> list[str]:
-    """Log and count the batch's outcomes; returns the SQS message ids to receive again."""
-    counts = {Outcome.FORWARDED.value: 0, Outcome.SKIPPED.value: 0, Outcome.DUPLICATE.value: 0, "retry": 0}
-    retry: list[str] = []
-    for key, delivery in results.items():
-        if delivery.ok:
-            counts[delivery.outcome.value] += 1
-            continue
-        if key in moved:
-            continue
-        counts["retry"] += 1
-        queued = events[key]
-        if queued.message_id not in retry:
-            retry.append(queued.message_id)
-        logger.warning(
-            "delivery failed, kept for retry",
-            extra={
-                "event_id": queued.event.event_id if queued.event else None,
-                "message_id": key,
-                "outcome": delivery.outcome,
-                "reason": delivery.reason,
-                "status": delivery.status,
-            },
-        )
-    metrics.add_metric("EventsForwarded", MetricUnit.Count, counts[Outcome.FORWARDED.value])
-    metrics.add_metric("EventsSkipped", MetricUnit.Count, counts[Outcome.SKIPPED.value])
-    metrics.add_metric("DuplicateEvents", MetricUnit.Count, counts[Outcome.DUPLICATE.value])
-    metrics.add_metric("EventsFailed", MetricUnit.Count, counts["retry"])
-    logger.info(
-        f"{vendor} batch",
-        extra={"records": len(records), "events": len(events), "dead_lettered": len(moved), **counts},
-    )
-    return retry

@@ -88,7 +88,7 @@ def letters_for(
         letters.append(
             DeadLetter(
                 record,
-                function.vendor,
+                function.connection,  # relay_vendor: the connection (its vendor alone for the default one)
                 event_id,
                 delivery.outcome if delivery.permanent else Outcome.RETRIES_EXHAUSTED,
                 delivery.reason if delivery.permanent else f"{given_up}: {delivery.reason}",

@@ -28,6 +28,7 @@ class VendorFunction(Protocol):
     """What recovery reads of a vendor function (relay.delivery.function.VendorFunction)."""
 
     vendor: str
+    connection: str  # the connection it delivers: its vendor alone for the one named default
     clock: Callable[[], float]
 
     @property
@@ -67,7 +68,7 @@ def update_circuit(function: VendorFunction, state: CircuitState, stats: Stats) 
         if stats.answered:
             if function.circuit.answered(state, stats.streak):
                 logger.warning(
-                    f"{function.vendor} answered again: circuit closed",
+                    f"{function.connection} answered again: circuit closed",
                     extra={"open_seconds": round(state.open_seconds(now))},
                 )
                 metrics.add_metric("CircuitClosed", MetricUnit.Count, 1)
@@ -76,7 +77,9 @@ def update_circuit(function: VendorFunction, state: CircuitState, stats: Stats) 
         # failures after the last answer (all of them when none came) count towards opening the circuit
         trips = stats.streak >= OPEN_AFTER if stats.answered else stats.failed > 0
         if trips and function.circuit.failed(0 if stats.answered else stats.failed):
-            logger.warning(f"{function.vendor} keeps failing: circuit opened", extra={"failed_requests": stats.failed})
+            logger.warning(
+                f"{function.connection} keeps failing: circuit opened", extra={"failed_requests": stats.failed}
+            )
             metrics.add_metric("CircuitOpened", MetricUnit.Count, 1)
             state = CircuitState(is_open=True, opened_at=now, redrive=state.redrive, marks=state.marks)
     except Exception:  # noqa: BLE001
@@ -175,14 +178,15 @@ def redrive_if_healthy(
             function.dead_letters.queue_url,
             source.queue_url,
             lambda: remaining_ms() > REDRIVE_RESERVE_MS,
+            connection=function.connection,
         )
     except Exception:  # noqa: BLE001 - SQS failed the pass: the batch's answer stands, the next pass goes on
         metrics.add_metric("RedriveErrors", MetricUnit.Count, 1)
-        logger.error(f"could not move dead letters back to the {function.vendor} queue")
+        logger.error(f"could not move {function.connection}'s dead letters back to the {function.vendor} queue")
         return 0
     if done.moved:
         logger.warning(
-            f"moved {done.moved} dead letters back to the {function.vendor} queue",
+            f"moved {done.moved} of {function.connection}'s dead letters back to the {function.vendor} queue",
             extra={"event_ids": done.event_ids[:50]},
         )
     metrics.add_metric("EventsRedriven", MetricUnit.Count, done.moved)
@@ -215,11 +219,13 @@ def is_recovery(event: Mapping[str, Any]) -> bool:
     return "Records" not in event and event.get("relay") == RECOVERY_EVENT["relay"]
 
 
-def recover(function: VendorFunction, remaining_ms: Callable[[], int]) -> dict[str, int]:
+def recover(function: VendorFunction, remaining_ms: Callable[[], int], alone: bool = True) -> dict[str, int]:
     """The scheduled recovery (template.yaml, every five minutes; off with AutoRedrive): when the DLQ waits for
     a redrive (marked) and nothing is queued that would invoke the function, one transient letter goes back to
     the queue. Its invocation is the probe: the circuit decides whether it is sent, and once the vendor
-    answers, that invocation redrives the rest (`redrive_if_healthy`). Returns how many letters it moved."""
+    answers, that invocation redrives the rest (`redrive_if_healthy`). Returns how many letters it moved.
+    `function`: one connection's (relay.delivery.lanes.Lane); `alone`: the vendor's only connection, whose
+    queued messages probe it anyway (with several, a queue holding messages says nothing of this one's)."""
     if not function.delivery.auto_redrive:
         return {"moved": 0}
     queue_url = function.environment.queue_url
@@ -227,7 +233,7 @@ def recover(function: VendorFunction, remaining_ms: Callable[[], int]) -> dict[s
         logger.error("RELAY_QUEUE_URL is not set: the scheduled recovery cannot move letters back")
         return {"moved": 0}
     state = read_circuit(function)
-    if not state.redrive or still_queued(function, queue_url):
+    if not state.redrive or (alone and still_queued(function, queue_url)):
         return {"moved": 0}
     from relay.delivery.redrive import redrive_transient
 
@@ -239,13 +245,16 @@ def recover(function: VendorFunction, remaining_ms: Callable[[], int]) -> dict[s
             queue_url,
             lambda: remaining_ms() > REDRIVE_RESERVE_MS,
             limit=1,
+            connection=function.connection,
         )
     except Exception:  # noqa: BLE001 - the next scheduled run tries again
         metrics.add_metric("RedriveErrors", MetricUnit.Count, 1)
         return {"moved": 0}
     metrics.add_metric("EventsRedriven", MetricUnit.Count, done.moved)
     if done.moved:
-        logger.warning(f"scheduled recovery: one dead letter back to the {function.vendor} queue as the probe")
+        logger.warning(
+            f"scheduled recovery: one of {function.connection}'s dead letters back to its queue as the probe"
+        )
     elif done.complete and not hidden_letters(function):  # nothing transient left: the redrive is done
         try:
             function.circuit.clear_redrive(state)

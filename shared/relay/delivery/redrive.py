@@ -16,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from relay.delivery.deadletter import ATTR, OUTCOME, REDRIVES, SQS_BATCH, message_bytes, send_batches
+from relay.delivery.deadletter import ATTR, OUTCOME, REDRIVES, SQS_BATCH, VENDOR, message_bytes, send_batches
 from relay.delivery.outcomes import Outcome
+from relay.models.names import vendor_of
 
 MAX_AUTO_REDRIVES = 3
 HOLD_SECONDS = 30  # the letters a pass reads are hidden this long (the permanent ones are released at its end)
@@ -33,11 +34,19 @@ class RedrivePass:
     event_ids: list[str] = field(default_factory=list)
 
 
-def transient(message: dict[str, Any]) -> bool:
+def transient(message: dict[str, Any], connection: str | None = None) -> bool:
+    """A letter the automatic redrive moves back: given up for a transient reason, redriven fewer than
+    MAX_AUTO_REDRIVES times, and (with `connection`) for that connection (its `relay_vendor`), or for the
+    vendor's default one (a whole message moved when the function's configuration was unusable: any
+    connection's redrive takes it back, and each connection's lane delivers its own part)."""
     attrs = message.get("MessageAttributes", {})
     outcome = attrs.get(OUTCOME, {}).get("StringValue")
     redrives = int(attrs.get(REDRIVES, {}).get("StringValue", "0") or 0)
-    return outcome == Outcome.RETRIES_EXHAUSTED.value and redrives < MAX_AUTO_REDRIVES
+    mine = connection is None
+    if connection is not None:
+        of = attrs.get(VENDOR, {}).get("StringValue") or vendor_of(connection)
+        mine = of in (connection, vendor_of(connection))
+    return outcome == Outcome.RETRIES_EXHAUSTED.value and redrives < MAX_AUTO_REDRIVES and mine
 
 
 def back_to_queue(message: dict[str, Any]) -> tuple[str, dict[str, dict[str, str]]]:
@@ -89,9 +98,11 @@ def redrive_transient(
     has_time: Callable[[], bool],
     hold_seconds: int = HOLD_SECONDS,
     limit: int = PASS_MESSAGES,
+    connection: str | None = None,
 ) -> RedrivePass:
-    """One pass over the DLQ while `has_time()`: the transient letters moved back to the queue (at most
-    `limit`), the others left where they are (hidden during the pass, visible again at its end)."""
+    """One pass over the DLQ while `has_time()`: the transient letters (of `connection`, when given) moved back
+    to the queue (at most `limit`), the others left where they are (hidden during the pass, visible again at
+    its end)."""
     result = RedrivePass()
     seen: set[str] = set()
     kept: list[dict[str, Any]] = []
@@ -109,7 +120,7 @@ def redrive_transient(
                 result.complete = result.failed == 0
                 break
             seen.update(m["MessageId"] for m in fresh)
-            movable = [m for m in fresh if transient(m)][: max(limit - result.moved - result.failed, 0)]
+            movable = [m for m in fresh if transient(m, connection)][: max(limit - result.moved - result.failed, 0)]
             kept += [m for m in fresh if m not in movable]
             _move(client, dlq_url, queue_url, movable, result)
             if result.moved + result.failed >= limit:

@@ -11,9 +11,10 @@ receive, while what was delivered is recorded. A slow vendor costs time, never a
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from threading import Lock
+from threading import Barrier, Lock
 from typing import Any
 
 import httpx
@@ -109,3 +110,15 @@ def refusal(vendor: str, status: int, answer: str, retry_after: str | None, now:
         wait = retry_after_seconds(retry_after, now)
         return Delivery(False, Outcome.TRANSIENT, f"{vendor} answered {status}", status, text, wait)
     return Delivery(False, Outcome.REJECTED, f"{vendor} rejected the request ({status})", status, text)
+
+
+def start_pool(max_workers: int, prefix: str) -> ThreadPoolExecutor:
+    """The threads that send a vendor's requests, all started now: starting threads per batch would cost more
+    than an AppsFlyer request, and the executor adds a thread only when no idle one is counted (it counts one
+    per finished task), so after a burst of quick tasks (the ledger claims) a fan-out of slow requests would
+    run on the few threads those made."""
+    pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=prefix)
+    barrier = Barrier(max_workers)
+    for started in [pool.submit(barrier.wait) for _ in range(max_workers)]:
+        started.result()
+    return pool
