@@ -62,9 +62,10 @@ sam-env: install    ## regenerate env.local.json (sam local --env-vars, pointing
 dev: install        ## the whole relay on your machine until Ctrl-C (CONFIG=relay.toml by default if present)
 	$(BIN)/relay dev --config $(CONFIG)
 
-demo: install       ## start the local stack, send every sample, print event -> vendor -> outcome, stop; then restricted mode
+demo: install       ## start the local stack, send every sample, print event -> connection -> outcome, stop; then restricted mode, then two sources
 	$(BIN)/relay demo --config $(CONFIG)
 	$(BIN)/relay demo --config relay.restricted.example.toml --sample events/samples/restricted_lead.json
+	$(BIN)/relay demo --config relay.connections.example.toml
 
 bench: install      ## benchmarks: bench/results.json, bench/results.png and a table (LATENCY_MS=50 REPEAT=5)
 	$(BIN)/python bench/run.py --latency-ms $${LATENCY_MS:-50} --repeat $${REPEAT:-5}
@@ -86,7 +87,8 @@ screenshots: install  ## the debugger page's screenshots in docs/images (a real 
 	RELAY_SCREENSHOTS=docs/images $(BIN)/pytest tests/local/test_debugger.py -k events_appear -p no:cacheprovider -q
 
 BUILD_DIR ?= .aws-sam/build
-build: install      ## sam build (python3.13, arm64 layer) + bytecode; needs python3.13 on PATH (docs/development.md)
+build: install      ## relay config check of shared/connections.toml, sam build (python3.13, arm64 layer) + bytecode (docs/development.md)
+	@if [ -f shared/connections.toml ]; then $(BIN)/relay config check --deployed shared/connections.toml; fi
 	PYENV_VERSION=$${PYENV_VERSION:-3.11.7:3.13.0} $(BIN)/sam build --build-dir $(BUILD_DIR)
 	@# Lambda's /opt and /var/task are read-only: without shipped bytecode every cold start compiles
 	@# every module it imports. Hash-checked .pyc stay valid whatever mtimes the zip gives the sources.

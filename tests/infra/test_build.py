@@ -22,21 +22,37 @@ def elf_machine(path: Path) -> int:
     return int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
 
 
+SHIPPED = ROOT / "shared" / "connections.toml"
+# a connections file as `relay config deployed` writes it: the build checks it and ships it in the layer
+CONNECTIONS = """[sources.eu]
+connections = ["applovin.eu"]
+
+[connections.applovin.eu]
+pixel_id = "eu-pixel"
+"""
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> tuple[Path, str]:
-    """`make build` (sam build, then the bytecode step) into a temporary build directory."""
+    """`make build` (the connections file checked, sam build, then the bytecode step) into a temporary build
+    directory, with a connections file in shared/ for the duration of the build."""
     import subprocess
 
     out = tmp_path_factory.mktemp("sam-build")
+    assert not SHIPPED.exists(), "shared/connections.toml is the user's: the build test would overwrite it"
     # this machine kind has 3.13 through pyenv (its shim exists even when 3.13 is not selected)
     env = {
         **os.environ,
         "SAM_CLI_TELEMETRY": "0",
         "PYENV_VERSION": os.environ.get("PYENV_VERSION", "3.11.7:3.13.0"),
     }
-    proc = subprocess.run(
-        ["make", "-s", "build", f"BUILD_DIR={out}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
-    )
+    SHIPPED.write_text(CONNECTIONS)
+    try:
+        proc = subprocess.run(
+            ["make", "-s", "build", f"BUILD_DIR={out}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+        )
+    finally:
+        SHIPPED.unlink()
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log
     return out, log
@@ -77,9 +93,25 @@ LAYER_MODULES = {
     "relay/observability.py",
     *(
         f"relay/models/{m}.py"
-        for m in ("__init__", "codes", "config", "environment", "errors", "event", "event_names", "fields", "pii")
+        for m in (
+            "__init__",
+            "codes",
+            "config",
+            "connections_file",
+            "environment",
+            "errors",
+            "event",
+            "event_names",
+            "fields",
+            "names",
+            "pii",
+            "sections",
+        )
     ),
-    *(f"relay/ingest/{m}.py" for m in ("__init__", "bundling", "function", "jsonbody", "request", "signing", "status")),
+    *(
+        f"relay/ingest/{m}.py"
+        for m in ("__init__", "bundling", "function", "jsonbody", "reading", "request", "signing", "status")
+    ),
     *(f"relay/journey/{m}.py" for m in ("__init__", "record", "trace")),
     *(f"relay/queued/{m}.py" for m in ("__init__", "message", "routing")),
     *(
@@ -91,10 +123,12 @@ LAYER_MODULES = {
             "deadline",
             "forwarding",
             "function",
+            "lanes",
             "letters",
             "outcomes",
             "recovery",
             "redrive",
+            "reporting",
             "response",
             "retry",
             "sending",
@@ -127,16 +161,41 @@ def test_the_layer_ships_the_runtime_and_nothing_else(built):
         str(p.relative_to(layer)) for p in (layer / "relay").rglob("*") if p.is_file() and "__pycache__" not in p.parts
     }
     assert shipped == LAYER_MODULES
+    # the connections file at the layer's root, where relay.models.connections_file looks for it
+    assert (layer / "connections.toml").read_text() == CONNECTIONS
+    assert (layer / "relay" / "models" / "connections_file.py").resolve().parents[2] / "connections.toml" == (
+        layer / "connections.toml"
+    ).resolve()
     top = {p.name.split("-")[0].lower() for p in layer.iterdir()}
     assert not top & set(NOT_IN_LAYER), sorted(top & set(NOT_IN_LAYER))
     assert not list(layer.glob("*.egg-info"))
 
 
+def test_a_connections_file_holding_a_secret_stops_the_build_before_sam(tmp_path):
+    import subprocess
+
+    assert not SHIPPED.exists()
+    SHIPPED.write_text(CONNECTIONS.replace('pixel_id = "eu-pixel"', 'pixel_id = "eu-pixel"\napi_key = "k-SECRET"'))
+    try:
+        proc = subprocess.run(
+            ["make", "-s", "build", f"BUILD_DIR={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=300
+        )
+    finally:
+        SHIPPED.unlink()
+    assert proc.returncode != 0
+    assert "connections.applovin.eu.api_key: is a secret" in proc.stderr
+    assert "k-SECRET" not in proc.stdout + proc.stderr
+    assert not list(tmp_path.iterdir())  # sam build never ran
+
+
 def test_runtime_code_reads_no_files_and_imports_no_tooling():
-    """The layer's code reads its environment, AWS and the vendors: never a file of the repository."""
+    """The layer's code reads its environment, AWS and the vendors: never a file of the repository. One module
+    reads one file: relay.models.connections_file, the connections file shipped in the layer."""
     import ast
 
     for path in (ROOT / "shared" / "relay").rglob("*.py"):
+        if path.name == "connections_file.py":
+            continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {
             n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)

@@ -196,10 +196,27 @@ def test_demo_runs_every_sample_to_an_outcome():
     text = "\n".join(lines)
     for sample in SAMPLES.glob("*.json"):
         assert sample.name in text
-    assert "web-purchase-0001     applovin   delivered (HTTP 200)" in text
-    assert "ios-purchase-0001     appsflyer  delivered (HTTP 200)" in text
-    assert "invalid.json              invalid-0001          -          rejected by the ingest (400)" in text
+    assert "web-purchase-0001     applovin    delivered (HTTP 200)" in text
+    assert "ios-purchase-0001     appsflyer   delivered (HTTP 200)" in text
+    assert "invalid.json              invalid-0001          -           rejected by the ingest (400)" in text
     assert "no answer within" not in text
+
+
+def test_demo_of_the_connections_example_delivers_each_source_to_its_own_connections():
+    lines: list[str] = []
+    config = load_config(ROOT / "relay.connections.example.toml")
+    config = config.model_copy(update={"local": config.local.model_copy(update={"stack_name": "demo-connections"})})
+    assert run_demo(config, out=lines.append) == 0
+    rows = [line.split() for line in lines if line.startswith("web_purchase.json")]
+    assert sorted((r[1][1:-1], r[3], " ".join(r[4:])) for r in rows) == [
+        ("eu", "adroll.eu", "delivered (HTTP 200)"),
+        ("eu", "applovin.eu", "delivered (HTTP 200)"),
+        ("eu", "appsflyer.eu", "skipped: AppsFlyer's S2S in-app events API takes app events only (source is 'web')"),
+        ("us", "adroll.us", "delivered (HTTP 200)"),
+        ("us", "applovin.us", "delivered (HTTP 200)"),
+        ("us", "appsflyer.us", "skipped: AppsFlyer's S2S in-app events API takes app events only (source is 'web')"),
+    ]
+    assert "no answer within" not in "\n".join(lines)
 
 
 def test_the_local_stack_ends_a_vendor_invocation_past_its_deadline(tmp_path):

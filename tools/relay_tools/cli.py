@@ -15,10 +15,13 @@ from typing import Any, TextIO
 
 from relay.ingest import jsonbody
 from relay.models.config import ConfigError, RelayConfig, config_from_mapping
+from relay.models.connections_file import deployed_errors, read_toml
 from relay.models.event import VENDORS, EventParseError, event_id_of, events_of, parse_event
+from relay.models.names import vendor_of
 from relay.queued.routing import Router
 from relay.vendors import Invalid, Mapped, MappingResult, Skipped
 from relay_tools.config_file import load_config
+from relay_tools.connections import signed_headers
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # as Ctrl-C: `relay dev` and `relay ui` stop cleanly
@@ -77,6 +80,16 @@ def _print_human(index: int, total: int, event_id: str | None, name: str, result
                 print(f"    - {e['field']}: {e['message']}", file=out)
 
 
+def _only_source(config: RelayConfig) -> str:
+    """The source a command routes as when none is named: the only one, else the one named default."""
+    sources = config.source_configs()
+    if len(sources) == 1:
+        return next(iter(sources))
+    if "default" not in sources:
+        raise UsageError(f"--source: the configuration has several sources ({', '.join(sources)}): name one")
+    return "default"
+
+
 def preview(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     config = resolve_config(args.config, err)
     try:
@@ -92,7 +105,9 @@ def preview(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except EventParseError as exc:
         raise UsageError("; ".join(map(str, exc.errors))) from None
     router = Router(config)
-    vendors = [args.vendor] if args.vendor else list(VENDORS)
+    source = args.source or _only_source(config)
+    if source not in config.source_configs():
+        raise UsageError(f"--source: no source named '{source}' (sources: {', '.join(config.source_configs())})")
     now = datetime.now(UTC)
     code = EXIT_OK
     for index, raw_event in enumerate(raw_events):
@@ -104,8 +119,12 @@ def preview(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             result["errors"] = [e.as_dict() for e in exc.errors]
             code = EXIT_USAGE
         else:
-            outcomes = {v: router.route_one(event, v) for v in vendors}
-            result["vendors"] = {v: _outcome_json(o, router, v) for v, o in outcomes.items()}
+            outcomes = {
+                c: o
+                for c, o in router.route(event, source).items()
+                if args.vendor in (None, vendor_of(c)) and (not args.connection or c in args.connection)
+            }
+            result["vendors"] = {c: _outcome_json(o, router, c) for c, o in outcomes.items()}
             if code == EXIT_OK and any(isinstance(o, Invalid) for o in outcomes.values()):
                 code = EXIT_INVALID
         if args.json:
@@ -113,6 +132,44 @@ def preview(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         else:
             _print_human(index, len(raw_events), result["event_id"], str(name), result, out)
     return code
+
+
+def config_check_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """`relay config check FILE`: the configuration validated as the functions will read it; `--deployed`: the
+    connections file shipped with the functions (no secret, only sources and connections)."""
+    path = Path(args.file)
+    try:
+        data = read_toml(path)
+        errors = deployed_errors(data) if args.deployed else []
+        if errors:
+            raise ConfigError(errors, str(path))
+        config = config_from_mapping(data, str(path), credentials=not args.deployed)
+    except ConfigError as exc:
+        for error in exc.errors:
+            print(f"{path}: {error}", file=err)
+        return EXIT_INVALID
+    sources = config.source_configs()
+    print(f"{path}: OK", file=out)
+    for name in sources:
+        reach = config.reachable(name)
+        print(f"  source {name}: {len(reach)} connection(s): {', '.join(reach) or 'none'}", file=out)
+    disabled = [c for c in config.sections() if c not in config.connection_ids]
+    print(
+        f"  {len(config.connection_ids)} enabled connection(s)"
+        + (f"; disabled: {', '.join(disabled)}" if disabled else ""),
+        file=out,
+    )
+    return EXIT_OK
+
+
+def config_deployed_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """`relay config deployed FILE`: shared/connections.toml for FILE (its secrets left out: Secrets Manager's)."""
+    from relay_tools.connections import deployed_file, toml_text
+
+    config = load_config(args.file)
+    out.write(f"# shared/connections.toml, from {Path(args.file).name} (docs/connections.md)\n")
+    out.write(toml_text(deployed_file(config)) + "\n")
+    return EXIT_OK
 
 
 def openapi_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -339,10 +396,14 @@ def dev_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _serve(stack: Any, config: RelayConfig, stopping: Any, out: TextIO) -> None:
     """Print where the local stack serves, then run it until Ctrl-C, SIGTERM or SIGHUP."""
-    secret = config.ingest.secrets[0].get_secret_value()
     print(f"ingest:         {stack.ingest_url}", file=out)
     print(f"debugger:       {stack.debugger_url}   (events, journeys, DLQs)", file=out)
-    print(f"signing secret: {secret}   (from [ingest] secrets of your config)", file=out)
+    for name, source in config.source_configs().items():
+        secret = source.secrets[0].get_secret_value()
+        if name == "default":
+            print(f"signing secret: {secret}   (from [ingest] secrets of your config)", file=out)
+        else:
+            print(f"source {name}: {secret}   (sources.{name}.secrets; send with X-Relay-Source: {name})", file=out)
     print(f"AWS endpoint:   {stack.aws_endpoint}   (moto; any credentials)", file=out)
     if stack.sandboxes:
         print(f"sandboxes:      {stack.sandboxes.url}   (relay sandbox requests)", file=out)
@@ -358,11 +419,7 @@ def _serve(stack: Any, config: RelayConfig, stopping: Any, out: TextIO) -> None:
 def send_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import httpx
 
-    from relay.ingest.signing import HEADER, sign
-
     config = resolve_config(args.config, err)
-    if not config.ingest.secrets:
-        raise UsageError("no [ingest] secrets in the configuration: cannot sign")
     try:
         data = jsonbody.loads(Path(args.file).read_bytes())
     except OSError as exc:
@@ -377,7 +434,10 @@ def send_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 event["event_id"] = f"{event.get('event_id', 'event')}-{stamp}"[:128]
     raw = json.dumps(body).encode("utf-8")
     url = args.url or f"http://127.0.0.1:{config.local.ingest_port}/v1/events"
-    headers = {"Content-Type": "application/json", HEADER: sign(raw, config.ingest.secrets[0].get_secret_value())}
+    try:
+        headers = signed_headers(raw, config, args.source)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     try:
         response = httpx.post(url, content=raw, headers=headers, timeout=30)
     except httpx.HTTPError as exc:
@@ -407,7 +467,7 @@ def sandbox_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(json.dumps(row, ensure_ascii=False), file=out)
         else:
             print(
-                f"{row['vendor']:<9} {row['status']}  {row['events']:>3} event(s)  {row['path']}  {row['message']}",
+                f"{row['connection']:<14} {row['status']}  {row['events']:>3} event(s)  {row['url']}  {row['message']}",
                 file=out,
             )
     if not args.json:
@@ -560,9 +620,24 @@ def build_parser() -> argparse.ArgumentParser:
         "file", metavar="EVENT.json", help='one canonical event or an ingest body {"events": [...]}; - for stdin'
     )
     p.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")
-    p.add_argument("--vendor", choices=VENDORS, help="show only this vendor")
+    p.add_argument("--vendor", choices=VENDORS, help="show only this vendor's connections")
+    p.add_argument("--connection", action="append", help="show only this connection (repeatable): applovin.eu")
+    p.add_argument("--source", help="route as this source (default: the only source, else the one named default)")
     p.add_argument("--json", action="store_true", help="one JSON object per event, one per line")
     p.set_defaults(func=preview)
+    cf = sub.add_parser("config", help="check a configuration file before it is deployed")
+    cf_sub = cf.add_subparsers(dest="action", required=True)
+    cc = cf_sub.add_parser("check", help="validate FILE as the functions will read it; errors name the key")
+    cc.add_argument("file", metavar="FILE", help="a relay.toml, or with --deployed the connections file to ship")
+    cc.add_argument(
+        "--deployed",
+        action="store_true",
+        help="FILE is shared/connections.toml: sources and connections only, no secret (make build checks it)",
+    )
+    cc.set_defaults(func=config_check_cmd)
+    cd = cf_sub.add_parser("deployed", help="print FILE's sources and connections as the connections file to ship")
+    cd.add_argument("file", metavar="FILE", help="a relay.toml declaring sources or connections")
+    cd.set_defaults(func=config_deployed_cmd)
     o = sub.add_parser("openapi", help="print the ingest API's OpenAPI document (generated from the models)")
     o.add_argument("--output", help="write to this file instead of stdout")
     o.set_defaults(func=openapi_cmd)
@@ -579,6 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("file", metavar="FILE.json")
     sd.add_argument("--url", help="ingest URL (default: the local stack's)")
     sd.add_argument("--new-id", action="store_true", help="give every event a fresh event_id (resend a sample)")
+    sd.add_argument("--source", help="sign as this source (default: the only source, else the one named default)")
     sd.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")
     sd.set_defaults(func=send_cmd)
     sb = sub.add_parser("sandbox", help="what the local vendor sandboxes received")

@@ -1,5 +1,5 @@
-"""`make demo`: start the local stack, send every sample, wait until each vendor has answered, print
-event -> vendor -> outcome, stop."""
+"""`make demo`: start the local stack, send every sample (as each source of the configuration), wait until each
+connection has answered, print event -> connection -> outcome, stop."""
 
 from __future__ import annotations
 
@@ -13,22 +13,30 @@ import httpx
 
 from relay.aws.ledger import DeliveryLedger
 from relay.delivery import deadletter
-from relay.ingest.signing import sign
 from relay.models.config import RelayConfig
+from relay.models.names import DEFAULT
+from relay.queued.message import is_bundle
+from relay_tools.connections import namespace_parts, signed_headers
 from relay_tools.dev import ROOT, LocalStack
 
 SAMPLES = ROOT / "events" / "samples"
 
 
-def _ledger(stack: LocalStack) -> dict[tuple[str, str], str]:
-    """(vendor, event_id) -> "delivered (HTTP 200)" from the idempotency table (settled claims)."""
+Key = tuple[str, str, str]  # (connection, source, event_id)
+
+
+def _ledger(stack: LocalStack) -> dict[Key, str]:
+    """(connection, source, event_id) -> "delivered (HTTP 200)" from the idempotency table (settled claims)."""
     ddb = stack.clients["dynamodb"]
     table = stack.stack.physical["IdempotencyTable"]  # type: ignore[union-attr]
     items = [item for page in ddb.get_paginator("scan").paginate(TableName=table) for item in page.get("Items", [])]
-    return {key: f"delivered (HTTP {http})" for key, http in DeliveryLedger.delivered_events(items).items()}
+    return {
+        (*namespace_parts(namespace), event_id): f"delivered (HTTP {http})"
+        for (namespace, event_id), http in DeliveryLedger.delivered_events(items).items()
+    }
 
 
-def _dead_letters(stack: LocalStack) -> dict[tuple[str, str], str]:
+def _dead_letters(stack: LocalStack) -> dict[Key, str]:
     sqs = stack.clients["sqs"]
     out = {}
     for vendor, logical in (("applovin", "AppLovin"), ("appsflyer", "AppsFlyer"), ("adroll", "AdRoll")):
@@ -36,8 +44,20 @@ def _dead_letters(stack: LocalStack) -> dict[tuple[str, str], str]:
         letters = list(deadletter.read_all(sqs, url, hold_seconds=1))
         deadletter.release(sqs, url, letters)
         for letter in letters:
-            out[(vendor, letter.event_id or "?")] = f"dead-lettered: {letter.reason}"
+            connection = letter.attributes.get(deadletter.VENDOR, {}).get("StringValue") or vendor
+            source = _letter_source(letter.body)
+            out[(connection, source, letter.event_id or "?")] = f"dead-lettered: {letter.reason}"
     return out
+
+
+def _letter_source(body: str) -> str:
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return DEFAULT
+    if isinstance(message, dict) and is_bundle(message) and message["events"]:
+        message = message["events"][0]
+    return message.get("source", DEFAULT) if isinstance(message, dict) and "payloads" in message else DEFAULT
 
 
 def run_demo(
@@ -52,51 +72,29 @@ def run_demo(
     stack = LocalStack(config, ingest_port=0, aws_port=0, sandbox_port=0, log=requests_log.append).start()
     try:
         out(f"local stack up: ingest {stack.ingest_url}, AWS {stack.aws_endpoint}")
-        secret = config.ingest.secrets[0].get_secret_value()
         rows: list[tuple[str, str, str, str]] = []
-        pending: dict[tuple[str, str], str] = {}
+        pending: dict[Key, str] = {}
+        sources = list(config.source_configs())
         with httpx.Client(timeout=30) as client:
-            for path in paths or sorted(samples.glob("*.json")):
-                event = json.loads(path.read_text())
-                raw = json.dumps({"events": [event]}).encode()
-                response = client.post(
-                    stack.ingest_url,
-                    content=raw,
-                    headers={"Content-Type": "application/json", "X-Relay-Signature": sign(raw, secret)},
-                )
-                body: dict[str, Any] = response.json()
-                for r in body.get("rejected", []):
-                    why = "; ".join(f"{e['field']}: {e['message']}" for e in r["errors"])
-                    rows.append(
-                        (path.name, str(r["event_id"]), "-", f"rejected by the ingest ({response.status_code}): {why}")
-                    )
-                for a in body.get("accepted", []):
-                    for vendor in a["destinations"]:
-                        pending[(vendor, a["event_id"])] = path.name
-                    for vendor, reason in a.get("skipped", {}).items():
-                        rows.append((path.name, a["event_id"], vendor, f"skipped: {reason}"))
-                    for vendor, errors in a.get("invalid", {}).items():
-                        why = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-                        rows.append((path.name, a["event_id"], vendor, f"invalid: {why}"))
-                if "error" in body:
-                    rows.append((path.name, "?", "-", f"refused ({response.status_code}): {body['error']}"))
+            for source in sources:
+                for path in paths or sorted(samples.glob("*.json")):
+                    event = json.loads(path.read_text())
+                    raw = json.dumps({"events": [event]}).encode()
+                    response = client.post(stack.ingest_url, content=raw, headers=signed_headers(raw, config, source))
+                    sample = path.name if len(sources) == 1 else f"{path.name} ({source})"
+                    _answer(sample, source, response, rows, pending)
         deadline = time.monotonic() + timeout_s
-        outcomes: dict[tuple[str, str], str] = {}
+        outcomes: dict[Key, str] = {}
         while pending.keys() - outcomes.keys() and time.monotonic() < deadline:
             time.sleep(0.5)
             outcomes = {**_ledger(stack), **_dead_letters(stack)}
         missing = 0
-        for (vendor, event_id), sample in pending.items():
-            outcome = outcomes.get((vendor, event_id))
+        for (connection, source, event_id), sample in pending.items():
+            outcome = outcomes.get((connection, source, event_id))
             if outcome is None:
                 missing += 1
-            rows.append((sample, event_id, vendor, outcome or f"no answer within {timeout_s:.0f} s"))
-        rows.sort()
-        widths = [max(len(r[i]) for r in [("sample", "event", "vendor", ""), *rows]) for i in range(3)]
-        out("")
-        out(f"{'sample':<{widths[0]}}  {'event':<{widths[1]}}  {'vendor':<{widths[2]}}  outcome")
-        for sample, event_id, vendor, outcome in rows:
-            out(f"{sample:<{widths[0]}}  {event_id:<{widths[1]}}  {vendor:<{widths[2]}}  {outcome}")
+            rows.append((sample, event_id, connection, outcome or f"no answer within {timeout_s:.0f} s"))
+        _table(rows, out)
         out("")
         out("vendor requests (vendor, status, events, latency):")
         for line in requests_log:
@@ -104,3 +102,32 @@ def run_demo(
         return 0 if missing == 0 else 1
     finally:
         stack.stop()
+
+
+def _answer(
+    sample: str, source: str, response: httpx.Response, rows: list[tuple[str, str, str, str]], pending: dict[Key, str]
+) -> None:
+    """The ingest's answer to one sample: its refusals as rows, its destinations as pending outcomes."""
+    body: dict[str, Any] = response.json()
+    for r in body.get("rejected", []):
+        why = "; ".join(f"{e['field']}: {e['message']}" for e in r["errors"])
+        rows.append((sample, str(r["event_id"]), "-", f"rejected by the ingest ({response.status_code}): {why}"))
+    for a in body.get("accepted", []):
+        for connection in a["destinations"]:
+            pending[(connection, source, a["event_id"])] = sample
+        for connection, reason in a.get("skipped", {}).items():
+            rows.append((sample, a["event_id"], connection, f"skipped: {reason}"))
+        for connection, errors in a.get("invalid", {}).items():
+            why = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+            rows.append((sample, a["event_id"], connection, f"invalid: {why}"))
+    if "error" in body:
+        rows.append((sample, "?", "-", f"refused ({response.status_code}): {body['error']}"))
+
+
+def _table(rows: list[tuple[str, str, str, str]], out: Callable[[str], None]) -> None:
+    rows.sort()
+    widths = [max(len(r[i]) for r in [("sample", "event", "connection", ""), *rows]) for i in range(3)]
+    out("")
+    out(f"{'sample':<{widths[0]}}  {'event':<{widths[1]}}  {'connection':<{widths[2]}}  outcome")
+    for sample, event_id, connection, outcome in rows:
+        out(f"{sample:<{widths[0]}}  {event_id:<{widths[1]}}  {connection:<{widths[2]}}  {outcome}")

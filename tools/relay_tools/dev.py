@@ -28,6 +28,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -49,9 +50,11 @@ from relay.delivery.deadletter import DeadLetterQueue
 from relay.delivery.retry import SourceQueue
 from relay.delivery.sending import RetryPolicy, new_http_client
 from relay.journey import JourneyTable
-from relay.models.config import SECRET_KEYS, RelayConfig
+from relay.models.config import RelayConfig
 from relay.models.environment import IngestEnvironment, VendorEnvironment, read_environment
+from relay.models.names import is_connection
 from relay_tools.apigw import http_api_event, response_body
+from relay_tools.connections import deployed_file, has_connections, ingest_secret, toml_text, vendor_secret
 from relay_tools.faults import FaultPlan
 from relay_tools.queues import LOCAL_CREDENTIALS, VENDOR_LOGICAL, VendorQueues
 from relay_tools.sandbox import Sandboxes
@@ -122,25 +125,14 @@ def parameters_for(template: dict[str, Any], config: RelayConfig, endpoints: dic
 
 
 def secrets_for(template: dict[str, Any], config: RelayConfig) -> dict[str, dict[str, Any]]:
-    """Secret values by logical id, following which secret each function reads."""
+    """Secret values by logical id, following which secret each function reads (relay_tools.connections)."""
     out: dict[str, dict[str, Any]] = {}
     for fn in _functions(template).values():
         env = fn["Properties"].get("Environment", {}).get("Variables", {})
         if "RELAY_INGEST_SECRET_ARN" in env:
-            keys = [s.get_secret_value() for s in config.ingest.secrets]
-            out[env["RELAY_INGEST_SECRET_ARN"]["Ref"]] = {
-                "secret": keys[0],
-                **({"previous": keys[1]} if keys[1:] else {}),
-            }
+            out[env["RELAY_INGEST_SECRET_ARN"]["Ref"]] = ingest_secret(config)
         if "RELAY_VENDOR_SECRET_ARN" in env:
-            vendor = env["RELAY_VENDOR"]
-            section = config.vendor(vendor)
-            values = {
-                k: getattr(section, k).get_secret_value()
-                for k in SECRET_KEYS[vendor]
-                if section is not None and getattr(section, k) is not None
-            }
-            out[env["RELAY_VENDOR_SECRET_ARN"]["Ref"]] = values
+            out[env["RELAY_VENDOR_SECRET_ARN"]["Ref"]] = vendor_secret(config, env["RELAY_VENDOR"])
     return out
 
 
@@ -183,11 +175,14 @@ class LocalStack:
         self.vendor_timeout_seconds = vendor_timeout_seconds
         self.function_timeout_seconds = function_timeout_seconds
         self.function_env: dict[str, dict[str, str]] = {}  # logical id -> the environment its handler reads
+        self.extra_env: dict[str, str] = {}  # what every function's environment adds to the template's
         self.killed: dict[str, int] = {}  # vendor -> invocations ended at their deadline
         self.dead_lettered: dict[str, list[tuple[str | None, str]]] = {}  # vendor -> (event_id, outcome) moved
         self._deadlines: dict[str, float] = {}  # vendor -> monotonic deadline of its running invocation
-        if not config.ingest.secrets:
-            raise ValueError("[ingest] secrets: the local stack needs at least one signing secret")
+        for name, source in config.source_configs().items():
+            if not source.secrets:
+                where = "[ingest] secrets" if name == "default" else f"sources.{name}.secrets"
+                raise ValueError(f"{where}: the local stack needs a signing secret for source '{name}'")
         self.config = config
         self.template = load_template(template_path)
         self.log = log
@@ -288,12 +283,14 @@ class LocalStack:
         self._environment()
         self._start_moto()
         endpoints: dict[str, str] = {}
-        if any(
-            self.config.enabled(v) and self.config.vendor(v).endpoint is None
-            for v in ("applovin", "appsflyer", "adroll")
-        ):
+        if any(s.enabled and s.endpoint is None for s in self.config.sections().values()):
             self.sandboxes = Sandboxes(self.config, self.ports["sandbox"], self.faults).start()
             endpoints = self.sandboxes.endpoints()
+        if has_connections(self.config):  # deployed as a stack would be: the connections file, without secrets
+            self._connections_dir = tempfile.TemporaryDirectory(prefix="relay-connections-")
+            path = Path(self._connections_dir.name) / "connections.toml"
+            path.write_text(toml_text(deployed_file(self.config, endpoints)))
+            self.extra_env["RELAY_CONNECTIONS_FILE"] = str(path)
         session = boto3.Session(region_name=self.config.local.region, **LOCAL_CREDENTIALS)
         self.clients = {
             n: session.client(n, endpoint_url=self.aws_endpoint) for n in ("sns", "sqs", "dynamodb", "secretsmanager")
@@ -325,6 +322,8 @@ class LocalStack:
             thread.join(timeout=30)  # a vendor batch in progress finishes first
         if self.sandboxes:
             self.sandboxes.stop()
+        if getattr(self, "_connections_dir", None) is not None:
+            self._connections_dir.cleanup()
         moto = getattr(self, "moto", None)  # None when the stack refused to start
         if moto is not None:
             moto.terminate()
@@ -340,13 +339,18 @@ class LocalStack:
         host, port = self._servers[0].server_address[:2]
         return f"http://{host}:{port}/v1/events"
 
+    def function_environment(self, logical: str) -> dict[str, str]:
+        """A function's environment: the template's, and the connections file when the config declares one."""
+        assert self.stack is not None
+        return {**self.stack.function_environment(logical), **self.extra_env}
+
     # -- ingest -------------------------------------------------------------------------------------
 
     def _start_ingest(self) -> None:
         from relay_tools.functions import ingest_handler  # after _environment(): Powertools reads it at import
 
         assert self.stack is not None
-        env = read_environment(IngestEnvironment, self.stack.function_environment("IngestFunction"))
+        env = read_environment(IngestEnvironment, self.function_environment("IngestFunction"))
         ddb = self.clients["dynamodb"]
         handler = ingest_handler(
             environment=env,
@@ -439,7 +443,9 @@ class LocalStack:
         def on_response(response: httpx.Response) -> None:
             self.check_deadline()  # the vendor took the request; the invocation never learns of its answer
             ms = (time.perf_counter() - started.pop(id(response.request), time.perf_counter())) * 1000
-            self.log(f"{vendor:<9} {response.status_code}  {count_events(response.request):>3} event(s)  {ms:7.1f} ms")
+            first = response.request.url.path.strip("/").split("/")[0]  # a sandbox's path names the connection
+            who = first if is_connection(first) and first.startswith(f"{vendor}.") else vendor
+            self.log(f"{who:<9} {response.status_code}  {count_events(response.request):>3} event(s)  {ms:7.1f} ms")
 
         timeout = {} if self.vendor_timeout_seconds is None else {"timeout": self.vendor_timeout_seconds}
         return new_http_client(event_hooks={"request": [on_request], "response": [on_response]}, **timeout)
@@ -448,7 +454,7 @@ class LocalStack:
         from relay_tools.functions import vendor_handler
 
         assert self.stack is not None
-        env = self.function_env[logical] = self.stack.function_environment(logical)
+        env = self.function_env[logical] = self.function_environment(logical)
         environment = read_environment(VendorEnvironment, env)
         source = self.stack.event_source(logical)
         queue_url, queue_arn = self.stack.physical[source.queue], self.stack.arns[source.queue]

@@ -21,6 +21,7 @@ from relay.models.config import RelayConfig
 from relay.models.event_names import ADROLL_EVENT_NAMES as ADROLL_NAMES
 from relay.models.event_names import APPLOVIN_EVENT_NAMES as APPLOVIN_NAMES
 from relay.models.event_names import APPLOVIN_RESTRICTED_EVENT_NAMES
+from relay.models.names import is_connection, vendor_of
 from relay_tools.faults import Fault, FaultPlan
 
 APPLOVIN_IDS = ("aleid", "axwrt", "alart", "client_id", "user_id", "email", "phone")
@@ -45,6 +46,8 @@ class Received:
     message: str
     at: float
     body: Any = field(repr=False, default=None)
+    connection: str = ""  # the connection whose sandbox endpoint took it (its vendor alone: the default one)
+    url: str = ""  # the path with its query, as the relay sent it
 
     def summary(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k != "body"}
@@ -183,7 +186,7 @@ class Sandboxes:
 
             def do_POST(self) -> None:  # noqa: N802
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                vendor = urlsplit(self.path).path.strip("/").split("/")[0]
+                vendor = vendor_of(unquote(urlsplit(self.path).path.strip("/").split("/")[0]))
                 fault = sandbox.faults.pick(vendor) if sandbox.faults else None
                 if fault is not None and fault.processed:
                     time.sleep(fault.hold_seconds)  # then the vendor's own answer
@@ -257,11 +260,13 @@ class Sandboxes:
         return f"http://{host}:{port}"
 
     def endpoints(self) -> dict[str, str]:
-        return {
-            "applovin": f"{self.url}/applovin/v1/event",
-            "appsflyer": f"{self.url}/appsflyer",
-            "adroll": f"{self.url}/adroll/api",
-        }
+        """Each connection's sandbox endpoint, by connection id: its path starts with the id."""
+        paths = {"applovin": "v1/event", "appsflyer": "", "adroll": "api"}
+        out = {}
+        for connection in self.config.sections():
+            path = paths[vendor_of(connection)]
+            out[connection] = f"{self.url}/{connection}" + (f"/{path}" if path else "")
+        return out
 
     def start(self) -> Sandboxes:
         self.thread.start()
@@ -279,16 +284,17 @@ class Sandboxes:
         parts = urlsplit(path)
         query = parse_qs(parts.query)
         segments = [unquote(s) for s in parts.path.strip("/").split("/")]
-        vendor = segments[0] if segments else ""
+        connection = segments[0] if segments else ""
+        vendor = vendor_of(connection)
         events = 0
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
         try:
-            section = self.config.vendor(vendor) if vendor in ("applovin", "appsflyer", "adroll") else None
+            section = self.config.connection(connection) if is_connection(connection) else None
             if section is None:
-                raise Refusal(404, "unknown vendor")
+                raise Refusal(404, "unknown vendor or connection")
             if vendor == "applovin" and segments[1:] == ["v1", "event"]:
                 events = check_applovin(section, query, headers, body)
             elif vendor == "appsflyer" and len(segments) == 3 and segments[1] == "inappevent":
@@ -307,5 +313,7 @@ class Sandboxes:
         except Refusal as exc:
             status, message = exc.status, str(exc)
         with self.lock:
-            self.received.append(Received(vendor, status, events, parts.path, message, time.time(), body))
+            self.received.append(
+                Received(vendor, status, events, parts.path, message, time.time(), body, connection, path)
+            )
         return status, message, vendor, events

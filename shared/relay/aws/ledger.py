@@ -138,7 +138,9 @@ class DeliveryLedger(IngestClaims, BundleClaims):
 
     @staticmethod
     def delivered_events(items: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
-        """(vendor, event_id) -> HTTP status(es) of every delivered event among scanned table items."""
+        """(vendor, event_id) -> HTTP status(es) of every delivered event among scanned table items; `vendor` is
+        the claims' namespace: the connection, and "@<source>" for a source other than default
+        (relay.models.names.ledger_name)."""
         items = list(items)
         batches = {
             item["id"]["S"].split(".batch#", 1)[1]: item
@@ -152,7 +154,8 @@ class DeliveryLedger(IngestClaims, BundleClaims):
         }
         out = {}
         for item in items:
-            if item.get("status", {}).get("S") != CLAIMED or item.get("vendor", {}).get("S", INGEST) == INGEST:
+            namespace = item.get("vendor", {}).get("S", INGEST)
+            if item.get("status", {}).get("S") != CLAIMED or namespace.split("@", 1)[0] == INGEST:
                 continue  # the ingest's claims (written without `vendor` by claim_many) say nothing of vendors
             settled = batches.get(item["batch"]["S"])
             if settled is None:

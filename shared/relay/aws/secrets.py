@@ -12,6 +12,7 @@ from relay.models.config import SECRET_KEYS, ConfigError, Credentials, RelayConf
 from relay.models.connections_file import shipped_connections
 from relay.models.environment import IngestEnvironment, VendorEnvironment
 from relay.models.errors import FieldError
+from relay.models.names import DEFAULT
 
 # Secrets are cached an hour (as AWS's own Secrets Manager caching client does) and re-read at once when
 # they stop working — a vendor refusing the credentials, a signature that does not verify — but at most
@@ -77,16 +78,18 @@ def ingest_secrets(secret: Mapping[str, Any]) -> list[str]:
 def load_ingest_config(environment: IngestEnvironment, client: Any = None, refresh: bool = False) -> RelayConfig:
     """The ingest's configuration: its settings, the connections file, and the sources' signing secrets."""
     secret = read_secret(environment.secret_arn, "ingest.secrets", client, refresh)
-    values: dict[str, Any] = {"ingest": {"secrets": ingest_secrets(secret)}}
+    shipped = shipped_connections(environment.connections_file)
+    declared = shipped.get("sources") if isinstance(shipped.get("sources"), dict) else None
+    values: dict[str, Any] = {}
+    if declared is None or DEFAULT in declared:  # the top-level secret is the default source's, when it exists
+        values["ingest"] = {"secrets": ingest_secrets(secret)}
     sources = secret.get("sources")
-    if isinstance(sources, dict):
+    if isinstance(sources, dict) and declared is not None:  # a source's secret without the source is not one
         values["sources"] = {
-            name: {"secrets": ingest_secrets(value)} for name, value in sources.items() if isinstance(value, dict)
+            name: {"secrets": ingest_secrets(value)}
+            for name, value in sources.items()
+            if isinstance(value, dict) and name in declared
         }
-    shipped = shipped_connections()
-    declared = shipped.get("sources")
-    if "sources" in values:  # a source's secret without the source in the file is not a source
-        values["sources"] = {n: v for n, v in values["sources"].items() if isinstance(declared, dict) and n in declared}
     return config_from_env(environment.settings, values, credentials=False, shipped=shipped)
 
 
@@ -96,7 +99,7 @@ def load_vendor_config(environment: VendorEnvironment, client: Any = None, refre
     vendor = environment.vendor
     secret = read_secret(environment.secret_arn, vendor, client, refresh)
     values: dict[str, Any] = {vendor: {k: secret[k] for k in SECRET_KEYS[vendor] if k in secret}}
-    shipped = shipped_connections()
+    shipped = shipped_connections(environment.connections_file)
     declared = (shipped.get("connections") or {}).get(vendor) or {}
     named = secret.get("connections")
     if isinstance(named, dict):

@@ -114,7 +114,9 @@ class Ingest:
             result = _error(401, str(exc))
             result.secret_mismatch = isinstance(exc, SignatureMismatch)
             return result
-        replay_key = f"replay#{signed_at}#{hashlib.sha256(raw).hexdigest()}"
+        # a replay is the same body signed at the same second for the same source
+        scope = "" if source == DEFAULT else f"{source}#"
+        replay_key = f"replay#{scope}{signed_at}#{hashlib.sha256(raw).hexdigest()}"
         if self.replay_guard:
             try:
                 first = self.replay_guard.claim(replay_key, signed_at + 2 * self.config.ingest.tolerance_seconds, now)

@@ -64,10 +64,16 @@ def deployed_errors(data: Mapping[str, Any]) -> list[FieldError]:
 _IN_SECRETS_MANAGER = 'is a secret: put it in Secrets Manager (docs/connections.md, "Secrets"), not in this file'
 
 
+def shipped_connections(path: str | None = None) -> dict[str, Any]:
+    """The deployed connections file's sources and connections (`path`, else the file shipped in the layer;
+    {} without one); raises ConfigError when it holds what it may not (`relay config check --deployed` refuses
+    it before a deploy)."""
+    return _read_deployed(Path(path) if path else SHIPPED)
+
+
 @functools.cache
-def shipped_connections(path: Path = SHIPPED) -> dict[str, Any]:
-    """The shipped file's sources and connections ({} without the file); raises ConfigError when it holds
-    what it may not (`relay config check --deployed` refuses it before a deploy)."""
+def _read_deployed(path: Path) -> dict[str, Any]:
+    """Read once per container: the file is part of the deployed code."""
     if not path.exists():
         return {}
     data = read_toml(path)

@@ -35,6 +35,8 @@ class FunctionEnvironment(BaseModel):
     dead_letter_retention_seconds: int = Field(
         SQS_MAX_RETENTION_SECONDS, alias="RELAY_DEAD_LETTER_RETENTION_SECONDS", ge=60, le=SQS_MAX_RETENTION_SECONDS
     )
+    # the sources and connections (relay.models.connections_file): the file shipped in the layer unless set
+    connections_file: str | None = Field(None, alias="RELAY_CONNECTIONS_FILE")
     settings: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="before")
