@@ -120,11 +120,11 @@ def test_events_appear_open_filter_and_a_dead_letter_is_redriven(stack, browser,
     shoot(page, "debugger-event", tmp_path)
 
     # filters: AppLovin's dead letters only
-    page.select_option("#vendor", "applovin")
+    page.select_option("#connection", "applovin")
     page.select_option("#outcome", "dead_lettered")
     expect(page.locator("#events tbody tr")).to_have_count(1, timeout=WAIT_MS)
     expect(page.locator("#events tbody tr")).to_have_attribute("data-event-id", REJECTED)
-    page.select_option("#vendor", "")
+    page.select_option("#connection", "")
     page.select_option("#outcome", "")
     expect(page.locator("#events tbody tr")).to_have_count(2, timeout=WAIT_MS)
 

@@ -17,7 +17,7 @@ from relay.ingest import jsonbody
 from relay.models.config import ConfigError, RelayConfig, config_from_mapping
 from relay.models.connections_file import deployed_errors, read_toml
 from relay.models.event import VENDORS, EventParseError, event_id_of, events_of, parse_event
-from relay.models.names import vendor_of
+from relay.models.names import normal_connection, vendor_of
 from relay.queued.routing import Router
 from relay.vendors import Invalid, Mapped, MappingResult, Skipped
 from relay_tools.config_file import load_config
@@ -258,11 +258,18 @@ def dlq_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     if args.action == "purge" and not args.yes:
         raise UsageError("purge deletes every message of the DLQ: add --yes to confirm")
-    if args.action != "list" and not args.vendor:
-        raise UsageError(f"{args.action} needs --vendor (one of {', '.join(VENDORS)})")
+    connections = sorted({normal_connection(c) for c in getattr(args, "connection", None) or []})
+    vendors = sorted({vendor_of(c) for c in connections}) or ([args.vendor] if args.vendor else list(VENDORS))
+    if args.vendor and vendors != [args.vendor]:
+        raise UsageError(f"--connection: {', '.join(connections)} is not a connection of --vendor {args.vendor}")
+    if args.action == "purge" and connections:
+        raise UsageError("purge empties a vendor's whole DLQ: give --vendor, not --connection")
+    if args.action != "list" and len(vendors) != 1:
+        raise UsageError(f"{args.action} needs --vendor (one of {', '.join(VENDORS)}) or --connection")
+    args.connections = set(connections)
     config = None if args.stack else resolve_config(args.config, err)
     codes = []
-    for vendor in [args.vendor] if args.vendor else list(VENDORS):
+    for vendor in vendors:
         queues = vendor_queues(
             vendor, stack=args.stack, config=config, region=args.region, endpoint_url=args.endpoint_url
         )
@@ -271,7 +278,7 @@ def dlq_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _dlq_action(args: argparse.Namespace, vendor: str, queues: Any, out: TextIO, err: TextIO) -> int:
-    from relay_tools.queues import peek_letters, redrive_letters
+    from relay_tools.queues import letter_connection, peek_letters, redrive_letters
 
     client = queues.client
     if args.action == "purge":
@@ -280,15 +287,19 @@ def _dlq_action(args: argparse.Namespace, vendor: str, queues: Any, out: TextIO,
         return EXIT_OK
     if args.action == "list":
         letters = peek_letters(queues)
+        if args.connections:
+            letters = [letter for letter in letters if letter_connection(letter, vendor) in args.connections]
         if args.json:
             for letter in letters:
                 print(json.dumps({"vendor": vendor, **letter.summary()}), file=out)
             return EXIT_OK
-        print(f"{len(letters)} message(s) in the {vendor} dead-letter queue", file=out)
+        which = f"{', '.join(sorted(args.connections))} in the {vendor}" if args.connections else f"the {vendor}"
+        print(f"{len(letters)} message(s) in {which} dead-letter queue", file=out)
         for letter in letters:
             s = letter.summary()
+            connection = letter_connection(letter, vendor)
             print(
-                f"  {s['event_id']}  status={s['status']}  attempts={s['attempts']}  when={s['when']}\n"
+                f"  {s['event_id']}  {connection}  status={s['status']}  attempts={s['attempts']}  when={s['when']}\n"
                 f"    {s['outcome']}: {s['reason']}",
                 file=out,
             )
@@ -296,7 +307,7 @@ def _dlq_action(args: argparse.Namespace, vendor: str, queues: Any, out: TextIO,
                 print(f"    {vendor} answered: {s['vendor_response']}", file=out)
         return EXIT_OK
     wanted = set(args.event_id or [])
-    moved, found = redrive_letters(queues, wanted)
+    moved, found = redrive_letters(queues, wanted, args.connections, vendor)
     print(f"moved {moved} message(s) back to the {vendor} queue", file=out)
     missing = wanted - found
     if missing:
@@ -313,12 +324,15 @@ def trace_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     config = None if args.stack else resolve_config(args.config, err)
     table = journey_table(stack=args.stack, config=config, region=args.region, endpoint_url=args.endpoint_url)
     try:
-        journey = trace_event(table, args.event_id)
+        connections = config.sections() if config is not None else VENDORS
+        journey = trace_event(table, args.event_id, args.source, connections)
     except Exception as exc:  # noqa: BLE001 - botocore's errors: said in one line, not a traceback
         raise UsageError(f"cannot read the journey of {args.event_id!r}: {type(exc).__name__}") from None
     if journey is None:
+        whose = "" if args.source == "default" else f" from source {args.source!r}"
         print(
-            f"relay: no event {args.event_id!r} is known (never accepted, or older than the ledger's horizon)", file=err
+            f"relay: no event {args.event_id!r}{whose} is known (never accepted, or older than the ledger's horizon)",
+            file=err,
         )
         return EXIT_INVALID
     if args.json:
@@ -722,6 +736,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("trace", help="what happened to one event: each vendor's requests, answers and outcome")
     tr.add_argument("event_id", help="the event's event_id")
+    tr.add_argument(
+        "--source", default="default", help="the source that sent it (event ids are per source; default: default)"
+    )
     _stack_or_config(tr)
     tr.add_argument("--json", action="store_true", help="the journey as JSON")
     tr.set_defaults(func=trace_cmd)
@@ -742,6 +759,10 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument(
             "--vendor", required=action != "list", choices=VENDORS, help="the vendor (list: default every vendor)"
         )
+        if action != "purge":
+            a.add_argument(
+                "--connection", action="append", help="only this connection's letters (repeatable): applovin.eu"
+            )
         _stack_or_config(a)
         if action == "list":
             a.add_argument("--json", action="store_true", help="one JSON object per message")

@@ -55,10 +55,11 @@ def journey_table(
 
 
 def print_journey(journey: dict[str, Any], out: TextIO) -> None:
-    """The journey for people: when it was accepted, then per vendor its outcome, attempts and request."""
+    """The journey for people: when it was accepted, then per connection its outcome, attempts and request."""
     accepted = journey.get("accepted_at") or "(no ingest record kept)"
     request_id = f"  request {journey['request_id']}" if journey.get("request_id") else ""
-    print(f"{journey['event_id']}  accepted {accepted}{request_id}", file=out)
+    source = f"  source {journey['source']}" if journey.get("source", "default") != "default" else ""
+    print(f"{journey['event_id']}{source}  accepted {accepted}{request_id}", file=out)
     for vendor, part in journey["vendors"].items():
         why = part.get("reason") or ""
         if part.get("errors"):

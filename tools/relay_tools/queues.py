@@ -84,13 +84,26 @@ def dead_letter_count(queues: VendorQueues) -> int:
     return sum(int(attrs.get(name, "0")) for name in names)
 
 
-def redrive_letters(queues: VendorQueues, wanted: set[str]) -> tuple[int, set[str]]:
+def letter_connection(letter: Any, vendor: str) -> str:
+    """The connection a dead letter is for (its relay_vendor; the vendor's default one when it names none)."""
+    return letter.summary().get("connection") or vendor
+
+
+def redrive_letters(
+    queues: VendorQueues, wanted: set[str], connections: set[str] | None = None, vendor: str = ""
+) -> tuple[int, set[str]]:
     """Move a vendor's dead letters back to its queue: those carrying any of `wanted` event_ids, or all when
-    it is empty (the others are released at once). Returns how many moved and the event_ids they carried."""
+    it is empty, and (with `connections`) only those of these connections (the others are released at once).
+    Returns how many moved and the event_ids they carried."""
     from relay.delivery import deadletter
 
     letters = list(deadletter.read_all(queues.client, queues.dlq_url))
-    chosen = [letter for letter in letters if not wanted or wanted & set(letter.event_ids)]
+    chosen = [
+        letter
+        for letter in letters
+        if (not wanted or wanted & set(letter.event_ids))
+        and (not connections or letter_connection(letter, vendor) in connections)
+    ]
     deadletter.release(queues.client, queues.dlq_url, [letter for letter in letters if letter not in chosen])
     moved = deadletter.redrive(queues.client, queues.dlq_url, queues.source_url, chosen)
     return moved, {event_id for letter in chosen for event_id in letter.event_ids}

@@ -175,6 +175,7 @@ class Letter:
     def summary(self) -> dict[str, str | None]:
         return {
             "event_id": self.event_id or ", ".join(self.event_ids) or None,
+            "connection": self.attributes.get(VENDOR, {}).get("StringValue") or None,
             "reason": self.reason,
             "outcome": self.outcome,
             "status": self.status,

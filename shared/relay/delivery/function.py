@@ -302,7 +302,9 @@ def record_journey(run: LaneRun, delays: Mapping[str, int], remaining_ms: Callab
         return
     now = lane.clock()
     next_attempts = {key: now + delays[e.message_id] for key, e in run.events.items() if e.message_id in delays}
-    data = invocation_journey(lane.connection, now, forwarder.stats, claimed, run.results, run.moved, next_attempts)
+    data = invocation_journey(
+        lane.connection, now, forwarder.stats, claimed, run.results, run.moved, next_attempts, lane.source
+    )
     if not lane.journeys.put(lane.ledger.vendor, batch_id, data):
         metrics.add_metric("JourneyErrors", MetricUnit.Count, 1)
         logger.warning("could not write the journey of a batch")

@@ -4,7 +4,8 @@ Signed with the same header as a POST, the HMAC taken over ``"<t>.GET /v1/events
 percent-encoded as in the URL: every byte of its UTF-8 but ``A-Z a-z 0-9 - . _ ~`` as ``%XX`` (upper-case hex),
 so an id of those characters alone is signed as it is. The relay takes that form from the decoded id, so how a
 proxy re-encodes the path does not matter. The timestamp tolerance applies; the replay guard does not
-(reading twice changes nothing).
+(reading twice changes nothing). A source other than default names itself in ``X-Relay-Source``, signs with
+its own secret and reads its own events only (event ids are scoped per source).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from urllib.parse import quote, unquote
 
 from relay.ingest.signing import HEADER, SignatureError, SignatureMismatch, verify
 from relay.models.fields import MAX_EVENT_ID_LENGTH, is_event_id
+from relay.models.names import DEFAULT, SOURCE_HEADER
 
 if TYPE_CHECKING:
     from relay.journey import JourneyTable
@@ -39,6 +41,21 @@ class StatusResult(NamedTuple):
     secret_mismatch: bool = False  # refused because no configured secret made the signature (a rotation?)
 
 
+def _event_id(path: str, path_parameters: Mapping[str, str] | None) -> str | StatusResult:
+    """The event_id a GET names, or the 400 that says why it names none."""
+    if path_parameters and "event_id" in path_parameters:
+        event_id = path_parameters["event_id"]
+    else:
+        try:
+            event_id = unquote(path[len(STATUS_PREFIX) :], errors="strict")
+        except UnicodeDecodeError:
+            return StatusResult(400, {"error": "event_id: the path's percent-encoding is not UTF-8"})
+    if not is_event_id(event_id):
+        why = f"must be 1 to {MAX_EVENT_ID_LENGTH} printable characters, percent-encoded in the path"
+        return StatusResult(400, {"error": f"event_id: {why}"})
+    return event_id
+
+
 def event_status(
     path: str,
     headers: Mapping[str, str],
@@ -50,31 +67,23 @@ def event_status(
     """The answer to a GET of `path`. `path_parameters`: API Gateway's, which hold the event_id decoded (the
     route is ``/v1/events/{event_id+}``, so that an id holding a slash reaches it); without them (the local
     stack) the id is decoded from the path."""
-    if path_parameters and "event_id" in path_parameters:
-        event_id = path_parameters["event_id"]
-    else:
-        try:
-            event_id = unquote(path[len(STATUS_PREFIX) :], errors="strict")
-        except UnicodeDecodeError:
-            return StatusResult(400, {"error": "event_id: the path's percent-encoding is not UTF-8"})
-    if not is_event_id(event_id):
-        why = f"must be 1 to {MAX_EVENT_ID_LENGTH} printable characters, percent-encoded in the path"
-        return StatusResult(400, {"error": f"event_id: {why}"})
+    event_id = _event_id(path, path_parameters)
+    if isinstance(event_id, StatusResult):
+        return event_id
+    source = headers.get(SOURCE_HEADER.lower()) or DEFAULT
+    signer = config.source(source)
+    if signer is None:
+        return StatusResult(401, {"error": f"{SOURCE_HEADER}: names no source of this relay"})
+    secrets = [s.get_secret_value() for s in signer.secrets]
     try:
-        verify(
-            signed_message(event_id),
-            headers.get(HEADER.lower()),
-            [s.get_secret_value() for s in config.ingest.secrets],
-            config.ingest.tolerance_seconds,
-            now=now,
-        )
+        verify(signed_message(event_id), headers.get(HEADER.lower()), secrets, config.ingest.tolerance_seconds, now=now)
     except SignatureError as exc:
         why = f'{exc} (a GET is signed over "<t>.GET {STATUS_PREFIX}<percent-encoded event_id>")'
         return StatusResult(401, {"error": why}, isinstance(exc, SignatureMismatch))
     from relay.journey.trace import trace_event
 
     try:
-        journey = trace_event(journeys, event_id)
+        journey = trace_event(journeys, event_id, source, config.reachable(source))
     except Exception:  # noqa: BLE001 - DynamoDB throttled or unavailable: the client asks again
         return StatusResult(503, {"error": "could not read the event's journey; try again"})
     if journey is None:

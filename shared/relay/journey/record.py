@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from relay.delivery.outcomes import Delivery, Outcome
 from relay.journey import MAX_RESPONSE_BYTES, iso, mask_ips_text, truncate_ip
+from relay.models.names import DEFAULT
 
 if TYPE_CHECKING:
     from relay.vendors import VendorRequest
@@ -78,6 +79,7 @@ def ingest_journey(
         "kind": "ingest",
         "accepted_at": iso(at),
         "request_id": origin.get("request_id"),
+        **({"source": origin["source"]} if origin.get("source") not in (None, DEFAULT) else {}),
         "source_ip": truncate_ip(source) if source else None,
         "events": events,
     }
@@ -108,8 +110,10 @@ def invocation_journey(
     results: Mapping[str, Delivery],
     moved: Collection[str] = (),
     next_attempts: Mapping[str, float] | None = None,
+    source: str = DEFAULT,
 ) -> dict[str, Any]:
-    """A vendor-function invocation's journey: every request it made (`stats.calls`), each event it claimed
+    """A vendor-function invocation's journey (one lane's: `vendor` is its connection, `source` the source
+    whose events it delivered): every request it made (`stats.calls`), each event it claimed
     (`claimed`: event key -> event_id) with its outcome (`moved`: the keys dead-lettered; `next_attempts`:
     when each key kept for a retry comes back), and the identifiers of what the vendor took (the match
     quality)."""
@@ -123,6 +127,7 @@ def invocation_journey(
     return {
         "kind": "vendor",
         "vendor": vendor,
+        **({"source": source} if source != DEFAULT else {}),
         "at": iso(at),
         "requests": [call.as_dict(claimed) for call in sorted(stats.calls, key=lambda c: c.at)],
         "events": outcomes,

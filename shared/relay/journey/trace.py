@@ -5,10 +5,16 @@ journey; each vendor's claim of the event, or of its bundle, names the batch tha
 before (``trail``); a dead-lettered event's record names the batches that tried it. One GetItem per claim
 and one BatchGetItem for every journey item they name.
 
+Event ids are scoped per source (docs/connections.md): the records read are those of one source's event, the
+namespaces of relay.models.names.ledger_name.
+
 The answer (`trace_event`)::
 
-    {"event_id", "accepted_at", "request_id", "vendors": {"<vendor>": {"outcome", "reason"?, "errors"?,
-     "next_attempt_at"?, "attempts": [{"at", "attempt", "status", "latency_ms", "response"}], "request"}}}
+    {"event_id", "source", "accepted_at", "request_id",
+     "vendors": {"<connection>": {"outcome", "reason"?, "errors"?, "next_attempt_at"?,
+                 "attempts": [{"at", "attempt", "status", "latency_ms", "response"}], "request"}}}
+
+`vendors` is keyed by connection id (``applovin``: the vendor's default connection; ``applovin.eu``).
 
 `outcome` is one of delivered, skipped, invalid, dead_lettered, pending; `request` is the last request that
 carried the event (method, URL, headers with secrets masked, the body as sent with IP addresses truncated).
@@ -17,6 +23,7 @@ carried the event (method, URL, headers with secrets masked, the body as sent wi
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from relay.aws.ledger import (
@@ -31,7 +38,7 @@ from relay.aws.ledger import (
 )
 from relay.journey import JourneyTable, iso, journey_key
 from relay.journey.record import DEAD_LETTERED, DELIVERED, INVALID, PENDING, SKIPPED
-from relay.models.event import VENDORS
+from relay.models.names import DEFAULT, VENDORS, ledger_name
 
 QUEUED = "queued for this vendor; no invocation has received it yet"
 IN_FLIGHT = "an invocation is sending it now"
@@ -53,61 +60,63 @@ def _batches(*items: dict[str, Any] | None) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def trace_event(table: JourneyTable, event_id: str) -> dict[str, Any] | None:
-    """The journey of `event_id`; None when the relay holds no record of it (never accepted, or older than
-    the ledger's horizon)."""
-    ingest = _get(table, claim_key(INGEST, event_id))
+def trace_event(
+    table: JourneyTable, event_id: str, source: str = DEFAULT, connections: Iterable[str] = VENDORS
+) -> dict[str, Any] | None:
+    """The journey of `source`'s event `event_id`; None when the relay holds no record of it (never accepted,
+    or older than the ledger's horizon). `connections`: where to look when the ingest's records are gone (the
+    configuration's connections)."""
+    ingest_name = ledger_name(INGEST, source)
+    ingest = _get(table, claim_key(ingest_name, event_id))
     accepted: dict[str, Any] = {}
     head: dict[str, Any] = {}
     if ingest and "batch" in ingest:
-        key = batch_key(INGEST, ingest["batch"]["S"])  # the request's batch record carries its journey
+        key = batch_key(ingest_name, ingest["batch"]["S"])  # the request's batch record carries its journey
         journey = table.get([key]).get(key)
         if journey:
             accepted = journey["events"].get(event_id, {})
             head = {k: journey.get(k) for k in ("accepted_at", "request_id")}
     queued_for = set(ingest[QUEUED_FOR]["S"].split(",")) if ingest and QUEUED_FOR in ingest else set()
-    vendors = {
-        v: _vendor_claims(table, v, event_id, accepted.get("bundle"))
-        for v in VENDORS
-        if v in queued_for
-        or v in accepted.get("destinations", [])
-        or v in accepted.get("skipped", {})
-        or v in accepted.get("invalid", {})
-        or not ingest
-    }
-    if not ingest and not any(any(claims) for claims in vendors.values()):
+    named = queued_for | set(accepted.get("destinations", [])) | set(accepted.get("skipped", {}))
+    named |= set(accepted.get("invalid", {}))
+    wanted = sorted(named) if ingest else list(dict.fromkeys(connections))
+    claims_of = {c: _vendor_claims(table, ledger_name(c, source), event_id, accepted.get("bundle")) for c in wanted}
+    if not ingest and not any(any(claims) for claims in claims_of.values()):
         return None
-    keys = [journey_key(v, b) for v, claims in vendors.items() for b in _batches(*claims)]
+    keys = [journey_key(ledger_name(c, source), b) for c, claims in claims_of.items() for b in _batches(*claims)]
     journeys = table.get(keys) if keys else {}
     out = {
         "event_id": event_id,
+        "source": source,
         "accepted_at": head.get("accepted_at"),
         "request_id": head.get("request_id"),
         "vendors": {},
     }
-    for vendor, claims in vendors.items():
+    for connection, claims in claims_of.items():
         if not ingest and not any(claims):
             continue
-        runs = {b: journeys[k] for b in _batches(*claims) if (k := journey_key(vendor, b)) in journeys}
-        requeued = (ingest or {}).get(f"{REQUEUED}{vendor}")
+        namespace = ledger_name(connection, source)
+        runs = {b: journeys[k] for b in _batches(*claims) if (k := journey_key(namespace, b)) in journeys}
+        requeued = (ingest or {}).get(f"{REQUEUED}{connection}")
         at = float(requeued["N"]) if requeued else None
-        out["vendors"][vendor] = vendor_trace(table, event_id, vendor, accepted, claims, runs, at)
+        trace = vendor_trace(table, event_id, (connection, namespace), accepted, claims, runs, at)
+        out["vendors"][connection] = trace
     return out
 
 
 def _vendor_claims(
-    table: JourneyTable, vendor: str, event_id: str, bundle: str | None
+    table: JourneyTable, namespace: str, event_id: str, bundle: str | None
 ) -> tuple[dict[str, Any] | None, ...]:
-    """The vendor's record of the event (a claim or a dead letter), and of its bundle's claim."""
-    own = _get(table, claim_key(vendor, event_id))
-    shared = _get(table, bundle_key(vendor, bundle)) if bundle else None
+    """A connection's record of the event (a claim or a dead letter), and of its bundle's claim."""
+    own = _get(table, claim_key(namespace, event_id))
+    shared = _get(table, bundle_key(namespace, bundle)) if bundle else None
     return own, shared
 
 
 def vendor_trace(
     table: JourneyTable,
     event_id: str,
-    vendor: str,
+    where: tuple[str, str],
     accepted: dict[str, Any],
     claims: tuple[dict[str, Any] | None, ...],
     runs: dict[str, dict[str, Any]],
@@ -117,7 +126,9 @@ def vendor_trace(
     that carried the event, and the last of them. `runs`: the journey items of the batches that held its
     claim, by batch; when the batch that holds it now left none (in flight, or its journey not written), the
     ledger says how it stands. `requeued_at`: when a fixed resend queued the event for a vendor that had found
-    it invalid (its journey goes on from there, with the errors found before)."""
+    it invalid (its journey goes on from there, with the errors found before). `where`: the connection, and
+    the ledger namespace of its claims of this source's events."""
+    vendor, namespace = where
     fixed = {}
     if requeued_at is not None:
         fixed = {"requeued": {"at": iso(requeued_at), "earlier_errors": accepted.get("invalid", {}).get(vendor, [])}}
@@ -137,7 +148,7 @@ def vendor_trace(
     own = claims[0] or {}
     holder = next((c for c in claims if c and c.get("status", {}).get("S") == CLAIMED), None)
     if latest is None or (holder is not None and holder["batch"]["S"] not in runs):
-        latest = _from_ledger(table, vendor, event_id, holder)
+        latest = _from_ledger(table, namespace, event_id, holder)
     if own.get("status", {}).get("S") == DEAD_LETTERED_STATE and latest.get("outcome") != DEAD_LETTERED:
         latest = {"outcome": DEAD_LETTERED, "reason": own.get("why", {}).get("S", "")}
     return {**latest, **fixed, "attempts": attempts, "request": request}
@@ -153,12 +164,12 @@ def _body(text: Any) -> Any:
         return text
 
 
-def _from_ledger(table: JourneyTable, vendor: str, event_id: str, holder: dict[str, Any] | None) -> dict[str, Any]:
+def _from_ledger(table: JourneyTable, namespace: str, event_id: str, holder: dict[str, Any] | None) -> dict[str, Any]:
     """The outcome the ledger alone tells (no journey item names it: the journey is off, or was not written):
     the batch record of the claim's batch (`holder`) lists what it did not deliver."""
     if holder is None:
         return {"outcome": PENDING, "reason": QUEUED}
-    record = _get(table, batch_key(vendor, holder["batch"]["S"]))
+    record = _get(table, batch_key(namespace, holder["batch"]["S"]))
     if record is None:
         return {"outcome": PENDING, "reason": IN_FLIGHT}
     listed = {name: {v["S"] for v in record.get(name, {}).get("L", [])} for name in ("failed", "moved")}

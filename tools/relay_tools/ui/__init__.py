@@ -159,9 +159,10 @@ class Debugger:
     def _api(self, method: str, path: str, query: Mapping[str, str], body: bytes) -> Reply:
         parts = path.split("/")
         if method == "GET" and path == "events":
-            return _json(200, self.events(query.get("vendor") or None, query.get("outcome") or None))
+            wanted = query.get("connection") or query.get("vendor") or None
+            return _json(200, self.events(wanted, query.get("outcome") or None))
         if method == "GET" and parts[0] == "events" and len(parts) == 2:
-            journey = trace_event(self.journeys, unquote(parts[1]))
+            journey = trace_event(self.journeys, unquote(parts[1]), query.get("source") or "default")
             return _json(200, journey) if journey else _json(404, {"error": "the relay knows no such event"})
         if method == "GET" and path == "dlq":
             return _json(200, {vendor: self.letters(vendor) for vendor in VENDORS})
@@ -179,28 +180,36 @@ class Debugger:
 
     # -- what the page shows -----------------------------------------------------------------------
 
-    def events(self, vendor: str | None = None, outcome: str | None = None) -> dict[str, Any]:
-        """The events of the latest journeys, newest first, with their outcome per vendor; and the identifier
-        coverage of what each vendor took (the match quality)."""
+    def events(self, connection: str | None = None, outcome: str | None = None) -> dict[str, Any]:
+        """The events of the latest journeys, newest first, with their source and their outcome per connection;
+        the connections seen; and the identifier coverage of what each connection took (the match quality).
+        `connection`: only the events sent to it (a vendor's name alone: to any of its connections)."""
         items = self.recent.items()
         runs = sorted((j for j in items.values() if j.get("kind") == "vendor"), key=lambda j: j["written_at"])
-        latest: dict[tuple[str, str], str] = {}
+        latest: dict[tuple[str, str, str], str] = {}
         for run in runs:
             for event_id, result in run.get("events", {}).items():
-                latest[(event_id, run["vendor"])] = result["outcome"]
+                latest[(run.get("source", "default"), event_id, run["vendor"])] = result["outcome"]
         rows = []
         accepted = sorted((j for j in items.values() if j.get("kind") == "ingest"), key=lambda j: -j["written_at"])
         for journey in accepted:
+            source = journey.get("source", "default")
             for event_id, entry in journey["events"].items():
-                outcomes = {v: latest.get((event_id, v), PENDING) for v in entry.get("destinations", [])}
+                outcomes = {c: latest.get((source, event_id, c), PENDING) for c in entry.get("destinations", [])}
                 outcomes |= dict.fromkeys(entry.get("skipped", {}), "skipped")
                 outcomes |= dict.fromkeys(entry.get("invalid", {}), "invalid")
-                rows.append({"event_id": event_id, "accepted_at": journey["accepted_at"], "vendors": outcomes})
-        if vendor:
-            rows = [r for r in rows if vendor in r["vendors"] and (not outcome or r["vendors"][vendor] == outcome)]
+                row = {"event_id": event_id, "source": source, "accepted_at": journey["accepted_at"]}
+                rows.append(row | {"vendors": outcomes})
+        seen = sorted({c for row in rows for c in row["vendors"]})
+        if connection:
+            mine = [c for c in seen if c == connection or c.startswith(f"{connection}.")]
+            rows = [
+                r for r in rows if any(c in r["vendors"] and (not outcome or r["vendors"][c] == outcome) for c in mine)
+            ]
         elif outcome:
             rows = [r for r in rows if outcome in r["vendors"].values()]
-        return {"events": rows[:MAX_EVENTS], "match": match_quality(runs), "outcomes": list(OUTCOMES)}
+        events = rows[:MAX_EVENTS]
+        return {"events": events, "connections": seen, "match": match_quality(runs), "outcomes": list(OUTCOMES)}
 
     def letters(self, vendor: str) -> dict[str, Any]:
         """How many letters the vendor's DLQ holds (its attributes: nothing received), and the first

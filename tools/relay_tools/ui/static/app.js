@@ -4,7 +4,7 @@
 
 const TOKEN = document.querySelector('meta[name="relay-token"]').content;
 const VENDORS = ["applovin", "appsflyer", "adroll"];
-const state = { selected: null, outcomes: [] };
+const state = { selected: null, outcomes: [], connections: [] };
 
 async function api(path, options = {}) {
   const response = await fetch("/ui/api/" + path, {
@@ -35,15 +35,38 @@ function setStatus(text) {
   document.getElementById("status").textContent = text;
 }
 
+// a vendor's connection named default is its vendor alone ("applovin"); another is "applovin.eu"
+const vendorOf = (connection) => connection.split(".")[0];
+const nameOf = (connection) => connection.split(".")[1] || "";
+
+// one badge per connection of `vendor` the event was sent to, named unless it is the default connection
+function connectionBadges(vendor, outcomes) {
+  return Object.entries(outcomes)
+    .filter(([connection]) => vendorOf(connection) === vendor)
+    .map(([connection, outcome]) =>
+      el("span", { class: "connection", "data-connection": connection }, nameOf(connection) ? nameOf(connection) + " " : "", badge(outcome)),
+    );
+}
+
+function addConnections(connections) {
+  const select = document.getElementById("connection");
+  for (const connection of connections) {
+    if (state.connections.includes(connection)) continue;
+    state.connections.push(connection);
+    select.append(el("option", { value: connection }, connection));
+  }
+}
+
 async function refreshEvents() {
-  const vendor = document.getElementById("vendor").value;
+  const connection = document.getElementById("connection").value;
   const outcome = document.getElementById("outcome").value;
-  const data = await api(`events?vendor=${encodeURIComponent(vendor)}&outcome=${encodeURIComponent(outcome)}`);
+  const data = await api(`events?connection=${encodeURIComponent(connection)}&outcome=${encodeURIComponent(outcome)}`);
   if (!state.outcomes.length) {
     state.outcomes = data.outcomes;
     const select = document.getElementById("outcome");
     for (const name of data.outcomes) select.append(el("option", { value: name }, name));
   }
+  addConnections(data.connections.filter((c) => c.includes(".")));
   const body = document.querySelector("#events tbody");
   body.replaceChildren(
     ...data.events.map((row) =>
@@ -51,12 +74,14 @@ async function refreshEvents() {
         "tr",
         {
           "data-event-id": row.event_id,
+          "data-source": row.source,
           class: row.event_id === state.selected ? "selected" : "",
-          onclick: () => openEvent(row.event_id),
+          onclick: () => openEvent(row.event_id, row.source),
         },
         el("td", {}, el("code", {}, row.event_id)),
+        el("td", { class: "source" }, row.source),
         el("td", {}, row.accepted_at),
-        ...VENDORS.map((v) => el("td", { "data-vendor": v }, badge(row.vendors[v]))),
+        ...VENDORS.map((v) => el("td", { "data-vendor": v }, ...connectionBadges(v, row.vendors))),
       ),
     ),
   );
@@ -82,16 +107,17 @@ function renderMatch(match) {
   );
 }
 
-async function openEvent(eventId) {
+async function openEvent(eventId, source = "default") {
   state.selected = eventId;
   for (const row of document.querySelectorAll("#events tbody tr")) {
-    row.classList.toggle("selected", row.dataset.eventId === eventId);
+    row.classList.toggle("selected", row.dataset.eventId === eventId && row.dataset.source === source);
   }
-  const journey = await api("events/" + encodeURIComponent(eventId));
+  const journey = await api("events/" + encodeURIComponent(eventId) + "?source=" + encodeURIComponent(source));
   document.getElementById("detail").hidden = false;
   document.getElementById("detail-id").textContent = journey.event_id;
   document.getElementById("detail-head").textContent =
-    `accepted ${journey.accepted_at || "(no ingest record kept)"}` + (journey.request_id ? `, request ${journey.request_id}` : "");
+    `accepted ${journey.accepted_at || "(no ingest record kept)"}` + (journey.request_id ? `, request ${journey.request_id}` : "") +
+    (journey.source && journey.source !== "default" ? `, from source ${journey.source}` : "");
   const vendors = document.getElementById("detail-vendors");
   vendors.replaceChildren(...Object.entries(journey.vendors).map(([vendor, part]) => vendorPart(vendor, part)));
 }
@@ -140,7 +166,8 @@ async function refreshDlq() {
         el("strong", {}, vendor), " ", el("span", { class: "count" }, `${count} message(s)`), " ",
         count ? el("button", { class: "redrive", onclick: () => act(vendor, "redrive") }, "Redrive all") : "",
         count ? el("button", { class: "purge danger", onclick: () => act(vendor, "purge") }, "Purge") : "",
-        el("ul", {}, ...letters.map((l) => el("li", { class: "letter" }, el("code", {}, l.event_id || "?"), ` ${l.outcome}: ${l.reason}`))),
+        el("ul", {}, ...letters.map((l) => el("li", { class: "letter", "data-connection": l.connection || vendor },
+          el("code", {}, l.event_id || "?"), l.connection && l.connection !== vendor ? ` (${l.connection})` : "", ` ${l.outcome}: ${l.reason}`))),
       );
     }),
   );
@@ -167,7 +194,7 @@ async function tick() {
   }
 }
 
-for (const vendor of VENDORS) document.getElementById("vendor").append(el("option", { value: vendor }, vendor));
+addConnections(VENDORS);
 document.getElementById("filters").addEventListener("change", tick);
 tick();
 setInterval(tick, 2000);
