@@ -20,6 +20,7 @@ from relay_tools.apigw import http_api_event, response_body
 from relay_tools.functions import ingest_handler, vendor_handler
 
 from ..conftest import NOW_MS, SECRETS, FakeClock, FakeLambdaContext, app_event, drain, use_function_env, web_event
+from .test_delivery import metric
 from .test_vendor_functions import PREFIX, Vendor, receive
 
 NOW_S = NOW_MS / 1000
@@ -50,6 +51,7 @@ pixel_id = "eu-pixel"
 
 [connections.applovin.us]
 pixel_id = "us-pixel"
+retry_window_hours = 2
 
 [connections.appsflyer.eu]
 ios_app_id = "id1110000001"
@@ -276,6 +278,29 @@ def test_a_rotated_out_secret_stops_signing_for_its_own_source(stack, monkeypatc
     assert post(stack, monkeypatch, [web_event(event_id="r3")], "us", KEYS["us"])[0] == 202
 
 
+def test_each_connection_reports_its_own_metrics(stack, monkeypatch, output):
+    """What the per-connection alarms read (template.yaml, ConnectionAuthFailureAlarm...): the refused key is
+    eu-pixel's, the events forwarded us-pixel's."""
+
+    def answer(request):
+        refused = parse_qs(urlsplit(str(request.url)).query)["pixel_id"][0] == "eu-pixel"
+        return httpx.Response(401, text="invalid api key") if refused else httpx.Response(200, text="OK")
+
+    applovin = Function(stack, monkeypatch, "applovin", answer)
+    assert post(stack, monkeypatch, [web_event(event_id="m1")], "eu", KEYS["eu"])[0] == 202
+    assert post(stack, monkeypatch, [web_event(event_id="m2")], "us", KEYS["us"])[0] == 202
+    assert applovin.invoke(applovin.queued()) == ["m1"]
+    text = output.text()
+    assert metric(text, "VendorAuthFailures", "applovin.eu") == 1
+    assert metric(text, "EventsFailed", "applovin.eu") == 1
+    assert metric(text, "EventsForwarded", "applovin.eu") == 0
+    assert metric(text, "VendorAuthFailures", "applovin.us") == 0
+    assert metric(text, "EventsForwarded", "applovin.us") == 1
+    assert metric(text, "VendorAuthFailures") == 1  # the vendor's own alarm counts it too
+    for key in KEYS.values():
+        assert key not in text
+
+
 def test_a_refused_key_holds_only_its_own_connections_events(stack, monkeypatch):
     """AppLovin refuses eu-pixel's key for twelve hours. Every hour both sources send; the invocation that
     receives us-pixel's events delivers them, in the same batch as eu's retries, and never keeps one of them
@@ -305,3 +330,85 @@ def test_a_refused_key_holds_only_its_own_connections_events(stack, monkeypatch)
     assert applovin.function.circuit_of("applovin.us").read().failures == 0
     refused = [p for p in pixels(applovin.mock) if p[0] == "eu-pixel"]
     assert len(refused) < 12 + OPEN_AFTER  # once open, one probe per probe interval
+
+
+def test_a_connection_gives_up_on_its_own_retry_window(stack, monkeypatch):
+    """us-pixel keeps its failing events 2 hours (its own retry_window_hours), eu-pixel the [delivery] 24."""
+    applovin = Function(stack, monkeypatch, "applovin", lambda request: httpx.Response(503, text="down"))
+    assert post(stack, monkeypatch, [web_event(event_id="w-eu")], "eu", KEYS["eu"])[0] == 202
+    assert post(stack, monkeypatch, [web_event(event_id="w-us")], "us", KEYS["us"])[0] == 202
+    batch = applovin.queued()
+    for record in batch["Records"]:  # queued three hours ago
+        record["attributes"]["SentTimestamp"] = str(int((applovin.now - 3 * 3600) * 1000))
+    assert applovin.invoke(batch) == ["w-eu"]
+    (letter,) = drain(stack.physical["AppLovinDeadLetterQueue"])
+    attrs = {k: v["StringValue"] for k, v in letter["MessageAttributes"].items()}
+    assert attrs["relay_event_id"] == "w-us" and attrs["relay_vendor"] == "applovin.us"
+    assert attrs["relay_outcome"] == "retries_exhausted"
+    assert "retry window 2 h" in attrs["relay_reason"]
+
+
+SCALE = 60  # connections per vendor the relay is tested at (docs/connections.md, "Limits")
+
+
+@pytest.fixture
+def many_connections(aws_stack, monkeypatch, tmp_path):
+    """SCALE connections of each vendor; source `all` reaches every one, source `one` a single pixel."""
+    names = [f"c{i:03d}" for i in range(SCALE)]
+    lines = ["[sources.all]\n", '[sources.one]\nconnections = ["applovin.c000"]\n']
+    for name in names:
+        n = int(name[1:])
+        lines.append(f'[connections.applovin.{name}]\npixel_id = "pixel-{name}"\n')
+        lines.append(f'[connections.adroll.{name}]\nadvertisable_eid = "ADV_{n}"\npixel_eid = "PIX_{n}"\n')
+        lines.append(f'[connections.appsflyer.{name}]\nios_app_id = "id{1000 + n}"\n')
+    path = tmp_path / "connections.toml"
+    path.write_text("\n".join(lines))
+    monkeypatch.setenv("RELAY_CONNECTIONS_FILE", str(path))
+    secrets = boto3.client("secretsmanager")
+    values = {
+        "IngestSigningSecret": {"sources": {"all": {"secret": KEYS["both"]}, "one": {"secret": KEYS["eu"]}}},
+        "AppLovinSecret": {
+            "api_key": SECRETS["applovin"],
+            "connections": {n: {"api_key": f"al-{n}-KEY"} for n in names},
+        },
+        "AdRollSecret": {"token": SECRETS["adroll"], "connections": {n: {"token": f"ar-{n}-TOKEN"} for n in names}},
+        "AppsFlyerSecret": {"key": SECRETS["appsflyer"], "connections": {n: {"key": f"af-{n}-KEY"} for n in names}},
+    }
+    for logical, value in values.items():
+        secrets.put_secret_value(SecretId=aws_stack.physical[logical], SecretString=json.dumps(value))
+    return aws_stack, names
+
+
+def test_one_stack_serves_sixty_connections_per_vendor(many_connections, monkeypatch):
+    stack, names = many_connections
+    status, body = post(stack, monkeypatch, [web_event(event_id="fan-out")], "all", KEYS["both"])
+    assert status == 202
+    destinations = body["accepted"][0]["destinations"]
+    assert len(destinations) == 2 * SCALE + 2  # every AppLovin and AdRoll connection, and the template's own
+    applovin = Function(stack, monkeypatch, "applovin")
+    assert applovin.invoke(applovin.queued()) == []
+    sent = sorted((pixel, key) for pixel, key, ids in pixels(applovin.mock) if ids == ["fan-out"])
+    assert sent == sorted([(f"pixel-{n}", f"al-{n}-KEY") for n in names] + [("PIXEL123", SECRETS["applovin"])])
+    adroll = Function(stack, monkeypatch, "adroll")
+    assert adroll.invoke(adroll.queued()) == []
+    assert len({str(r.url) for r in adroll.mock.requests}) == SCALE + 1
+    # a source that reaches one of them reaches that one only
+    status, body = post(stack, monkeypatch, [web_event(event_id="just-one")], "one", KEYS["eu"])
+    assert status == 202 and body["accepted"][0]["destinations"] == ["applovin.c000"]
+
+
+def test_a_connection_missing_its_key_holds_only_its_own_events(stack, monkeypatch, output):
+    secrets = boto3.client("secretsmanager")
+    arn = stack.physical["AppLovinSecret"]
+    value = json.loads(secrets.get_secret_value(SecretId=arn)["SecretString"])
+    del value["connections"]["eu"]  # eu-pixel's key not filled in yet
+    secrets.put_secret_value(SecretId=arn, SecretString=json.dumps(value))
+    applovin = Function(stack, monkeypatch, "applovin")
+    assert post(stack, monkeypatch, [web_event(event_id="k-eu")], "eu", KEYS["eu"])[0] == 202
+    assert post(stack, monkeypatch, [web_event(event_id="k-us")], "us", KEYS["us"])[0] == 202
+    assert applovin.invoke(applovin.queued()) == ["k-eu"]
+    assert pixels(applovin.mock) == [("us-pixel", KEYS["applovin.us"], ["k-us"])]
+    text = output.text()
+    assert "applovin.eu.api_key: missing: set connections.eu.api_key in applovin's secret" in text
+    assert metric(text, "VendorAuthFailures", "applovin.eu") == 1
+    assert metric(text, "VendorAuthFailures", "applovin.us") == 0

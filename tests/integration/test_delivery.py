@@ -17,12 +17,16 @@ from ..conftest import FakeClock, FakeLambdaContext, drain, use_function_env, we
 from .test_vendor_functions import PREFIX, Vendor, publish, receive
 
 
-def metrics_of(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines() if line.startswith('{"_aws"')]
+def metrics_of(text: str, connection: str | None = None) -> list[dict]:
+    """The EMF records of the output: the vendor's (no connection dimension), or one connection's."""
+    records = [json.loads(line) for line in text.splitlines() if line.startswith('{"_aws"')]
+    return [m for m in records if m.get("connection") == connection]
 
 
-def metric(text: str, name: str) -> float:
-    return sum(sum(m.get(name, [])) for m in metrics_of(text))
+def metric(text: str, name: str, connection: str | None = None) -> float:
+    return sum(
+        sum(m.get(name, [])) if isinstance(m.get(name), list) else m.get(name, 0) for m in metrics_of(text, connection)
+    )
 
 
 class Harness:

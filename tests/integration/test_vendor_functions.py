@@ -212,7 +212,7 @@ def test_unfilled_vendor_secret_fails_every_record(aws_stack, monkeypatch, outpu
     assert run(aws_stack, monkeypatch, "adroll", many(2), mock) == ["e000", "e001"]
     assert mock.requests == []
     assert "adroll configuration unusable" in output.text()
-    assert "adroll.token: is required when adroll is enabled" in output.text()
+    assert "adroll.token: missing: set token in adroll's secret" in output.text()
 
 
 def test_end_to_end_ingest_to_vendor(aws_stack, monkeypatch, output):

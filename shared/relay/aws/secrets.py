@@ -8,7 +8,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
 
-from relay.models.config import SECRET_KEYS, ConfigError, Credentials, RelayConfig, config_from_env
+from relay.models.config import SECRET_KEYS, ConfigError, RelayConfig, config_from_env
 from relay.models.connections_file import shipped_connections
 from relay.models.environment import IngestEnvironment, VendorEnvironment
 from relay.models.errors import FieldError
@@ -95,7 +95,8 @@ def load_ingest_config(environment: IngestEnvironment, client: Any = None, refre
 
 def load_vendor_config(environment: VendorEnvironment, client: Any = None, refresh: bool = False) -> RelayConfig:
     """A vendor function's configuration: its settings, the connections file, and its vendor's keys (the
-    default connection's at the top of its secret, another's under ``"connections": {"<name>": {...}}``)."""
+    default connection's at the top of its secret, another's under ``"connections": {"<name>": {...}}``); a
+    connection without its key is still in it (`VendorFunction.forwarder` refuses to send for it)."""
     vendor = environment.vendor
     secret = read_secret(environment.secret_arn, vendor, client, refresh)
     values: dict[str, Any] = {vendor: {k: secret[k] for k in SECRET_KEYS[vendor] if k in secret}}
@@ -110,5 +111,6 @@ def load_vendor_config(environment: VendorEnvironment, client: Any = None, refre
                 if isinstance(v, dict) and name in declared
             }
         }
-    credentials: Credentials = frozenset({vendor})
-    return config_from_env(environment.settings, values, credentials=credentials, shipped=shipped)
+    # each connection's keys are checked when its forwarder is made (relay.delivery.function): one connection
+    # missing its key holds its own events, not the others'
+    return config_from_env(environment.settings, values, credentials=False, shipped=shipped)

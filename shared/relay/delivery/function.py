@@ -30,8 +30,9 @@ from relay.delivery.retry import RetrySchedule, SourceQueue
 from relay.delivery.sending import SEND_WORKERS, RetryPolicy, new_http_client, start_pool
 from relay.journey import JourneyTable
 from relay.journey.record import invocation_journey
-from relay.models.config import ConfigError, DeliveryConfig, RelayConfig, delivery_from_env
+from relay.models.config import SECRET_KEYS, ConfigError, DeliveryConfig, RelayConfig, delivery_from_env
 from relay.models.environment import InvalidEnvironment, VendorEnvironment, get_environment, read_environment
+from relay.models.errors import FieldError
 from relay.models.names import DEFAULT, ledger_name, vendor_of
 from relay.observability import MetricUnit, logger, metrics
 from relay.queued.message import parse_message
@@ -189,7 +190,7 @@ class VendorFunction:
     ) -> Forwarder:
         """The Forwarder of a connection (the default one unless named) for one source's events, from `config`
         (read now unless given): made again when the connection's keys change; raises VendorDisabled when the
-        connection is not enabled."""
+        connection is not enabled, ConfigError when its key is missing."""
         connection = connection or self.vendor
         config = config or self.config()
         section = config.connection(connection)
@@ -198,6 +199,12 @@ class VendorFunction:
                 f"{connection} is not an enabled connection in the relay's configuration; "
                 "enable it and redrive its DLQ to send these events"
             )
+        vendor = self.vendor
+        missing = [k for k in SECRET_KEYS[vendor] if getattr(section, k) is None]
+        if missing:
+            where = f"connections.{connection.partition('.')[2]}." if connection != vendor else ""
+            secret = f"{where}{missing[0]}"
+            raise ConfigError([FieldError(f"{connection}.{missing[0]}", f"missing: set {secret} in {vendor}'s secret")])
         keys = config.for_connection(connection).secret_values()
         key = (connection, source, *keys)
         if key not in self._forwarders:

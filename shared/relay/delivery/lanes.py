@@ -19,7 +19,9 @@ from relay.delivery.circuit import Circuit, CircuitState
 from relay.delivery.forwarding import Forwarder
 from relay.delivery.letters import Events, Results
 from relay.delivery.outcomes import Delivery, Outcome
-from relay.delivery.reporting import record_requests
+from relay.delivery.reporting import record_requests, report_connection
+from relay.delivery.retry import RetrySchedule
+from relay.models.config import ConfigError
 from relay.models.names import DEFAULT, ledger_name
 from relay.observability import MetricUnit, logger, metrics
 
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
     from relay.aws.ledger import DeliveryLedger
     from relay.aws.secrets import SecretRefresh
     from relay.delivery.deadletter import DeadLetterQueue
-    from relay.delivery.retry import RetrySchedule, SourceQueue
+    from relay.delivery.retry import SourceQueue
     from relay.journey import JourneyTable
     from relay.models.config import DeliveryConfig, RelayConfig
     from relay.models.environment import VendorEnvironment
@@ -88,11 +90,20 @@ class Lane:
 
     @property
     def delivery(self) -> DeliveryConfig:
-        return self.function.delivery
+        """The [delivery] settings, with this connection's own retry window when it has one."""
+        section = self.config.connection(self.connection) if self.config is not None else None
+        window = getattr(section, "retry_window_hours", None)
+        delivery = self.function.delivery
+        return delivery if window is None else delivery.model_copy(update={"retry_window_hours": window})
 
     @property
     def schedule(self) -> RetrySchedule:
-        return self.function.schedule
+        """When this connection's events are given up (its retry window)."""
+        schedule = self.function.schedule
+        window = self.delivery.retry_window_seconds
+        if window == schedule.window_seconds:
+            return schedule
+        return RetrySchedule(window, schedule.max_delay_seconds, schedule.rng)
 
     @property
     def max_receive_count(self) -> int:
@@ -172,6 +183,8 @@ def run_lane(
         state = recovery.update_circuit(lane, state, forwarder.stats)
     states[lane.connection] = recovery.after_dead_letters(lane, state, outcomes)
     recovery.report_circuit(lane, states[lane.connection], sum(d.outcome == Outcome.HELD for d in results.values()))
+    open_seconds = states[lane.connection].open_seconds(lane.clock())
+    report_connection(lane.vendor, lane.connection, results, moved, open_seconds)
     return LaneRun(lane, results, events, moved, forwarder)
 
 
@@ -184,6 +197,13 @@ def deliver(
     except VendorDisabled as exc:  # disabled or removed while its messages were queued: kept, with why, in its DLQ
         logger.error(str(exc))
         return {key: Delivery(False, Outcome.DISABLED, str(exc)) for key in events}, None
+    except ConfigError as exc:  # its key is missing: its events wait (the secret is read again), the others go
+        lane.function.refresh.due()
+        reasons = [str(e) for e in exc.errors]
+        logger.error(f"{lane.connection} configuration unusable", extra={"errors": reasons})
+        metrics.add_metric("VendorAuthFailures", MetricUnit.Count, 1)
+        why = f"{lane.connection} configuration unusable: {'; '.join(reasons)}"
+        return {key: Delivery(False, Outcome.CONFIG, why) for key in events}, None
     results = {key: Delivery(False, Outcome.INVALID, e.error) for key, e in events.items() if e.error}
     readable = {key: e.event for key, e in events.items() if e.event is not None}
     bundles = {key: e.bundle for key, e in events.items() if e.bundle and e.event is not None}

@@ -62,3 +62,39 @@ def report(vendor: str, records: list[dict[str, Any]], results: Results, events:
         extra={"records": len(records), "events": len(events), "dead_lettered": len(moved), **counts},
     )
     return retry
+
+
+# what each connection reports under its own `connection` dimension (docs/operations.md, "Metrics"): the
+# template's per-connection alarms and dashboard read these; each is a custom metric per connection, priced
+# in the cost model (relay_tools.cost, docs/performance.md)
+CONNECTION_METRICS = (
+    "EventsForwarded",
+    "EventsFailed",
+    "EventsDeadLettered",
+    "VendorAuthFailures",
+    "CircuitOpenSeconds",
+)
+
+
+def report_connection(vendor: str, connection: str, results: Results, moved: set[str], open_seconds: float) -> None:
+    """One lane's metrics under the dimensions vendor and connection (one EMF record): what it forwarded, kept
+    for a retry and dead-lettered, whether its key was refused, and how long its circuit has been open."""
+    from aws_lambda_powertools.metrics import EphemeralMetrics
+
+    lane = EphemeralMetrics()
+    lane.add_dimension("vendor", vendor)
+    lane.add_dimension("connection", connection)
+    counts = dict.fromkeys(CONNECTION_METRICS[:4], 0)
+    for key, delivery in results.items():
+        if delivery.outcome == Outcome.FORWARDED:
+            counts["EventsForwarded"] += 1
+        elif key in moved:
+            counts["EventsDeadLettered"] += 1
+        elif not delivery.ok:
+            counts["EventsFailed"] += 1
+        if delivery.outcome in (Outcome.AUTH, Outcome.CONFIG):  # its key refused, or missing
+            counts["VendorAuthFailures"] = 1
+    for name, value in counts.items():
+        lane.add_metric(name, MetricUnit.Count, value)
+    lane.add_metric("CircuitOpenSeconds", MetricUnit.Seconds, round(open_seconds))
+    lane.flush_metrics()

@@ -27,6 +27,17 @@ SECRET_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+# SQS's limits the retry window must fit (template.yaml's parameters hold the same bounds; a test ties them)
+SQS_MAX_VISIBILITY_SECONDS = 43_200  # a message's visibility, counted from its receive: 12 hours
+LAMBDA_MAX_TIMEOUT_SECONDS = 900
+# a delay is set at the end of an invocation, and the 12 hours count from the receive
+MAX_RETRY_DELAY_SECONDS = SQS_MAX_VISIBILITY_SECONDS - LAMBDA_MAX_TIMEOUT_SECONDS
+QUEUE_RETENTION_SECONDS = 345_600  # the vendor queues' (template.yaml Mappings.Retention.Seconds.Queue): 4 days
+# the window plus its last delay stays within the queues' retention, so SQS never deletes a message first
+MAX_RETRY_WINDOW_HOURS = 72
+MIN_RETRY_WINDOW_HOURS = 0.001
+
+
 class ConfigError(Exception):
     def __init__(self, errors: list[FieldError], source: str = "config"):
         self.errors = errors
@@ -45,6 +56,8 @@ class _Vendor(_Section):
 
     IDS: ClassVar[tuple[str, ...]] = ()
     ANY_IDS: ClassVar[tuple[str, ...]] = ()
+    # how long this connection's failing events are retried (docs/connections.md); unset: [delivery]'s
+    retry_window_hours: float | None = Field(default=None, ge=MIN_RETRY_WINDOW_HOURS, le=MAX_RETRY_WINDOW_HOURS)
 
     @model_validator(mode="before")
     @classmethod
@@ -160,17 +173,6 @@ class EventOverride(_Section):
                     vendor, f"'{name}' is not an event {vendor} documents: use one of {sorted(allowed)} or \"\""
                 )
         return self
-
-
-# SQS's limits the retry window must fit (template.yaml's parameters hold the same bounds; a test ties them)
-SQS_MAX_VISIBILITY_SECONDS = 43_200  # a message's visibility, counted from its receive: 12 hours
-LAMBDA_MAX_TIMEOUT_SECONDS = 900
-# a delay is set at the end of an invocation, and the 12 hours count from the receive
-MAX_RETRY_DELAY_SECONDS = SQS_MAX_VISIBILITY_SECONDS - LAMBDA_MAX_TIMEOUT_SECONDS
-QUEUE_RETENTION_SECONDS = 345_600  # the vendor queues' (template.yaml Mappings.Retention.Seconds.Queue): 4 days
-# the window plus its last delay stays within the queues' retention, so SQS never deletes a message first
-MAX_RETRY_WINDOW_HOURS = 72
-MIN_RETRY_WINDOW_HOURS = 0.001
 
 
 class DeliveryConfig(_Section):
