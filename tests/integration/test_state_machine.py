@@ -2,15 +2,18 @@
 real IngestFunction and AppLovinFunction handlers against moto (SNS, SQS with its redrive policy, DynamoDB)
 and a scripted vendor behind httpx.MockTransport.
 
-The rules are what production interleaves: a client's send, an identical resend, a resend reordered or
+Three AppLovin connections and two sources (docs/connections.md): the source `default` reaches the pixel of
+the template's parameters (`applovin`) and `applovin.eu`, the source `us` reaches `applovin.us` with the same
+event ids (ids are scoped per source). The rules are what production interleaves: a client's send, an identical resend, a resend reordered or
 regrouped; the ingest or a vendor invocation killed at any AWS call (before it or after it, its answer lost)
 or after the vendor processed a request; SQS handing out any visible message, and a second copy of one in
 flight (at-least-once); visibility timeouts and leases running out; the vendor up, down (5xx) or refusing the
 credentials; MaxReceiveCount running out (3 receives) and the automatic redrive; DynamoDB failing a call.
 
-Invariants, after every step: no event reaches the vendor twice (2xx). At quiescence (teardown: the vendor
+Invariants, after every step: no event reaches a connection twice (2xx). At quiescence (teardown: the vendor
 healthy, nothing killed, the client resending every request until answered 202, SQS's timeouts run out):
-every event the relay accepted is delivered exactly once or is in the DLQ with its reason.
+every event the relay accepted for a connection is delivered to it exactly once or is in the DLQ with its
+reason, naming that connection.
 
 `make test` runs a short form; `make reliability` the long one (HYPOTHESIS_PROFILE=long)."""
 
@@ -48,6 +51,29 @@ from ..conftest import ROOT, SECRETS, STACK_PARAMETERS, STACK_SECRETS, FakeClock
 
 MAX_RECEIVES = 3
 VENDOR = "applovin"
+PIXELS = {"PIXEL123": "applovin", "eu-pixel": "applovin.eu", "us-pixel": "applovin.us"}  # pixel -> connection
+SOURCES = {"default": SECRETS["signing"], "us": "us-signing-SECRET-machine"}
+CONNECTIONS_FILE = """[sources.default]
+connections = ["applovin", "applovin.eu", "appsflyer", "adroll"]
+
+[sources.us]
+connections = ["applovin.us"]
+
+[connections.applovin.eu]
+pixel_id = "eu-pixel"
+
+[connections.applovin.us]
+pixel_id = "us-pixel"
+"""
+MACHINE_SECRETS = {
+    **STACK_SECRETS,
+    "IngestSigningSecret": {"secret": SOURCES["default"], "sources": {"us": {"secret": SOURCES["us"]}}},
+    "AppLovinSecret": {
+        "api_key": SECRETS["applovin"],
+        "connections": {"eu": {"api_key": "al-eu-KEY-machine"}, "us": {"api_key": "al-us-KEY-machine"}},
+    },
+}
+Delivery = tuple[str, str]  # (connection, event_id): what the relay owes and the vendor takes
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 
 
@@ -100,30 +126,35 @@ class Scripted:
     """The vendor: answers as the machine says; records every request it processed and what it accepted.
     `answer`: 200, 500, 401, 429 (Retry-After 1), "400-some" (AppLovin's whole batch refused for one invalid
     event), "413-large" (more than three events refused for size), "slow" (processed, the answer never read:
-    a read timeout), "silent" (not processed: the connection times out)."""
+    a read timeout), "silent" (not processed: the connection times out). `only`: the one connection that
+    answers so, the others answering 200 (one pixel's key refused, the others' fine)."""
 
     answer: str = "200"
     kill: Kill | None = None
-    accepted: dict[str, int] = field(default_factory=dict)  # event_id -> 2xx answers that carried it
+    accepted: dict[Delivery, int] = field(default_factory=dict)  # (connection, event_id) -> 2xx answers
     requests: int = 0
+    only: str | None = None
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests += 1
+        connection = PIXELS[request.url.params["pixel_id"]]
         ids = [e["dedupe_id"] for e in json.loads(request.content)["events"]]
-        if self.answer == "silent":
+        answer = self.answer if self.only in (None, connection) else "200"
+        if answer == "silent":
             raise httpx.ConnectTimeout("connect timed out", request=request)
-        status = {"400-some": 200, "413-large": 200, "slow": 200}.get(self.answer) or int(self.answer)
-        if self.answer == "400-some" and any(i.endswith(INVALID_SUFFIX) for i in ids):
+        status = {"400-some": 200, "413-large": 200, "slow": 200}.get(answer) or int(answer)
+        if answer == "400-some" and any(i.endswith(INVALID_SUFFIX) for i in ids):
             status = 400
-        if self.answer == "413-large" and len(ids) > 3:
+        if answer == "413-large" and len(ids) > 3:
             status = 413
         if 200 <= status < 300:
             for event_id in ids:
-                self.accepted[event_id] = self.accepted.get(event_id, 0) + 1
+                key = (connection, event_id)
+                self.accepted[key] = self.accepted.get(key, 0) + 1
         if self.kill is not None and self.kill.at == 0:
             self.kill.at = -1
             raise Killed("killed after the vendor processed the request")
-        if self.answer == "slow":
+        if answer == "slow":
             raise httpx.ReadTimeout("the answer did not come in time", request=request)
         headers = {"Retry-After": "1"} if status == 429 else {}
         return httpx.Response(status, text="OK" if status < 300 else "refused", headers=headers)
@@ -152,11 +183,11 @@ class DeliveryMachine(RuleBasedStateMachine):
         self.sent_ids = 0
         self.example = "e"  # every example starts from an empty table and empty queues: the same ids each run
         self.answered: dict[int, int] = {}  # request number -> last status
-        self.bodies: list[list[dict]] = []
-        self.accepted: set[str] = set()  # event_ids the ingest answered 202 for
+        self.bodies: list[tuple[str, list[dict]]] = []  # (source, events) of each request
+        self.accepted: set[Delivery] = set()  # what the ingest answered 202 for, per connection
         self.pool: list[dict] = []  # SQS messages received and not yet deleted or visible again
-        self.doubts: dict[str, int] = {}  # event_id -> invocations that died after the vendor took it
-        self.expired: set[str] = set()  # owed when SQS's retention dropped them (horizon_passes)
+        self.doubts: dict[Delivery, int] = {}  # invocations that died after the vendor took it
+        self.expired: set[Delivery] = set()  # owed when SQS's retention dropped them (horizon_passes)
         self.sqs = boto3.client("sqs")
         stack = self.stack
         self.queue = stack.physical["AppLovinQueue"]
@@ -181,7 +212,13 @@ class DeliveryMachine(RuleBasedStateMachine):
         )
         from relay.models.environment import VendorEnvironment, read_environment
 
-        env = read_environment(VendorEnvironment, stack.function_environment("AppLovinFunction"))
+        env = read_environment(
+            VendorEnvironment,
+            {
+                **stack.function_environment("AppLovinFunction"),
+                "RELAY_CONNECTIONS_FILE": os.environ["RELAY_CONNECTIONS_FILE"],
+            },
+        )
         self.function, self.vendor_handler = self._container(env)
         # a second container of the same function, for invocations that run at the same time as the first's
         self.other, self.other_handler = self._container(env)
@@ -213,13 +250,15 @@ class DeliveryMachine(RuleBasedStateMachine):
 
     # -- the client --------------------------------------------------------------------------------
 
-    def _post(self, events: list[dict], kill: Kill | None) -> int:
+    def _post(self, events: list[dict], kill: Kill | None, source: str = "default") -> int:
         raw = json.dumps({"events": events}).encode()
         self.clock.now += 1  # every request is signed anew (a replayed signature is refused)
         headers = {
             "content-type": "application/json",
-            "x-relay-signature": sign(raw, SECRETS["signing"], int(self.clock.now)),
+            "x-relay-signature": sign(raw, SOURCES[source], int(self.clock.now)),
         }
+        if source != "default":
+            headers["x-relay-source"] = source
         AwsFaults.current.killer = kill
         try:
             response = self.ingest(http_api_event("POST", "/v1/events", headers, raw), FakeLambdaContext())
@@ -233,12 +272,13 @@ class DeliveryMachine(RuleBasedStateMachine):
             assert {e["field"] for r in rejected for e in r["errors"]} == {"timestamp"}, rejected
             return 400
         assert status in (202, 503), (status, response_body(response))
-        if status == 202:  # the events the relay owes AppLovin now (not those only AdRoll takes, until fixed)
+        if status == 202:  # what the relay owes each pixel now (not what only AdRoll takes, until fixed)
             body = json.loads(response_body(response))
             self.accepted.update(
-                e["event_id"]
+                (connection, e["event_id"])
                 for e in body["accepted"]
-                if VENDOR in e.get("destinations", []) or VENDOR in e.get("queued_now", [])
+                for connection in e.get("destinations", []) + e.get("queued_now", [])
+                if connection in PIXELS.values()
             )
         return status
 
@@ -247,20 +287,25 @@ class DeliveryMachine(RuleBasedStateMachine):
         n=st.integers(1, 12),
         kill=st.none() | st.builds(Kill, st.integers(1, 6), st.booleans()),
         broken=st.booleans(),
+        source=st.sampled_from(sorted(SOURCES)),
+        again=st.booleans(),
     )
-    def send(self, n: int, kill: Kill | None, broken: bool) -> int:
-        """A client's new request. `broken`: without the user agent AppLovin requires (AdRoll takes them)."""
+    def send(self, n: int, kill: Kill | None, broken: bool, source: str, again: bool) -> int:
+        """A client's new request from `source`. `broken` (the default source's): without the user agent AppLovin
+        requires (AdRoll takes them); `again`: ids used already (by the other source: ids are scoped per source)."""
+        broken = broken and source == "default"  # `us` reaches AppLovin only: a broken event would be refused
+        start = self.sent_ids - n if again and self.sent_ids >= n else self.sent_ids
         events = [
-            web_event(event_id=f"{self.example}{self.sent_ids + i}", timestamp=int(self.clock.now * 1000) - 5000)
+            web_event(event_id=f"{self.example}{start + i}", timestamp=int(self.clock.now * 1000) - 5000)
             for i in range(n)
         ]
         if broken:
             for event in events:
                 event["user"] = {k: v for k, v in event["user"].items() if k != "user_agent"}
-        self.sent_ids += n
-        self.bodies.append(events)
+        self.sent_ids = max(self.sent_ids, start + n)
+        self.bodies.append((source, events))
         number = len(self.bodies) - 1
-        self.answered[number] = self._post(events, kill)
+        self.answered[number] = self._post(events, kill, source)
         return number
 
     @rule(
@@ -273,12 +318,14 @@ class DeliveryMachine(RuleBasedStateMachine):
     def resend(self, request: int, order, split: bool, kill: Kill | None, fixed: bool) -> None:
         """The same events again: as they were, reordered, or regrouped into two requests; `fixed`: with the user
         agent AppLovin needs (a broken event then reaches AppLovin too)."""
+        source, events = self.bodies[request]
         if fixed:
-            self.bodies[request] = [web_event(**{**e, "user": web_event()["user"]}) for e in self.bodies[request]]
-        events = list(self.bodies[request])
+            events = [web_event(**{**e, "user": web_event()["user"]}) for e in events]
+            self.bodies[request] = (source, events)
+        events = list(events)
         order.shuffle(events)
         parts = [events[: len(events) // 2], events[len(events) // 2 :]] if split and len(events) > 1 else [events]
-        statuses = [self._post(part, kill) for part in parts if part]
+        statuses = [self._post(part, kill, source) for part in parts if part]
         if all(s == 202 for s in statuses) or 400 in statuses:  # accepted, or too old to be ever again
             self.answered[request] = 202 if 400 not in statuses else 400
 
@@ -305,13 +352,15 @@ class DeliveryMachine(RuleBasedStateMachine):
     @rule(
         data=st.data(),
         answer=st.sampled_from(ANSWERS),
+        only=st.none() | st.sampled_from(sorted(PIXELS.values())),
         kill=st.none() | st.builds(Kill, st.integers(0, 6), st.booleans()),
         budget_ms=st.sampled_from([30_000, 30_000, 6_000, 1_500]),  # the deadline may arrive mid-batch
     )
-    def invoke(self, data, answer: str, kill: Kill | None, budget_ms: int) -> None:
+    def invoke(self, data, answer: str, only: str | None, kill: Kill | None, budget_ms: int) -> None:
+        """One invocation on messages of the pool; `only`: the one connection answering `answer`."""
         picked = data.draw(st.lists(st.sampled_from(range(len(self.pool))), min_size=1, max_size=10, unique=True))
         messages = [self.pool[i] for i in picked]
-        self.vendor.answer, self.vendor.kill = answer, kill
+        self.vendor.answer, self.vendor.kill, self.vendor.only = answer, kill, only
         AwsFaults.current.killer = kill if kill is not None and kill.at > 0 else None
         event = lambda_records(messages, self.arn, "us-east-1")
         before, faults = dict(self.vendor.accepted), len(AwsFaults.current.injected)
@@ -324,7 +373,7 @@ class DeliveryMachine(RuleBasedStateMachine):
             return  # the batch comes back when its visibility timeout ends
         finally:
             AwsFaults.current.killer = None
-            self.vendor.kill = None
+            self.vendor.kill, self.vendor.only = None, None
         if len(AwsFaults.current.injected) > faults or answer == "slow":
             # a ledger write may have failed after the vendor took them; or the vendor took them and its answer
             # never came (a read timeout): the relay cannot know, and sends them again
@@ -398,13 +447,13 @@ class DeliveryMachine(RuleBasedStateMachine):
         self.expired |= gone
         self.accepted -= gone
 
-    def _in_doubt(self, before: dict[str, int]) -> None:
+    def _in_doubt(self, before: dict[Delivery, int]) -> None:
         """The vendor took these events in an invocation that died, or whose ledger write failed, before its
         batch record: no protocol can know whether the vendor has them (docs/decisions/0008); they may be sent
         once more (AppLovin's dedupe_id absorbs that)."""
-        for event_id, count in self.vendor.accepted.items():
-            if count > before.get(event_id, 0):
-                self.doubts[event_id] = self.doubts.get(event_id, 0) + 1
+        for key, count in self.vendor.accepted.items():
+            if count > before.get(key, 0):
+                self.doubts[key] = self.doubts.get(key, 0) + 1
 
     @rule()
     def operator_redrives(self) -> None:
@@ -467,12 +516,12 @@ class DeliveryMachine(RuleBasedStateMachine):
         vendor once, or in the DLQ with its reason."""
         AwsFaults.current.clear()
         AwsFaults.current.killer = None
-        for number, events in enumerate(self.bodies):
+        for number, (source, events) in enumerate(self.bodies):
             for _ in range(3):
                 if self.answered.get(number) in (202, 400):  # accepted, or too old for the ingest
                     break
                 self.clock.now += 60  # the lease of a killed ingest runs out
-                self.answered[number] = self._post(events, None)
+                self.answered[number] = self._post(events, None, source)
             assert self.answered[number] in (202, 400), f"request {number} never answered"
         for _ in range(40):
             self.time_passes(3600)
@@ -486,10 +535,10 @@ class DeliveryMachine(RuleBasedStateMachine):
         self._count("accepted_events", len(self.accepted))
         self._count("delivered_events", sum(1 for e in self.accepted if self.vendor.accepted.get(e)))
         self._count("dead_lettered_events", sum(1 for e in self.accepted if e in letters))
-        for event_id in sorted(self.accepted):
-            if not self.vendor.accepted.get(event_id):
-                assert event_id in letters, f"{event_id} neither delivered nor dead-lettered"
-                assert letters[event_id], f"{event_id} dead-lettered without a reason"
+        for key in sorted(self.accepted):
+            if not self.vendor.accepted.get(key):
+                assert key in letters, f"{key} neither delivered nor dead-lettered"
+                assert letters[key], f"{key} dead-lettered without a reason"
 
     def invoke_all(self, answer: str = "200") -> None:
         batch, self.pool = self.pool[:10], self.pool[10:]
@@ -505,7 +554,9 @@ class DeliveryMachine(RuleBasedStateMachine):
                     QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
                 )
 
-    def _letters(self) -> dict[str, str]:
+    def _letters(self) -> dict[Delivery, str]:
+        """The DLQ's letters by (connection, event_id): a letter names its connection (relay_vendor); one SQS
+        moved itself names none, and holds a whole message (every connection it carries)."""
         out = {}
         while True:
             got = self.sqs.receive_message(
@@ -518,8 +569,10 @@ class DeliveryMachine(RuleBasedStateMachine):
                 # a letter SQS moved itself (received MaxReceiveCount times without an invocation that
                 # finished) has no relay_reason: `relay dlq list` says so, and it holds a whole bundle
                 reason = attrs.get("relay_reason", {}).get("StringValue") or "moved by SQS after MaxReceiveCount"
-                for event_id in body_event_ids(m["Body"]):
-                    out[event_id] = reason
+                named = attrs.get("relay_vendor", {}).get("StringValue")
+                for connection in [named] if named else PIXELS.values():
+                    for event_id in body_event_ids(m["Body"]):
+                        out[(connection, event_id)] = reason
 
 
 def _empty(url: str) -> None:
@@ -535,7 +588,7 @@ def _empty(url: str) -> None:
 
 
 @pytest.fixture
-def machine_stack(monkeypatch):
+def machine_stack(monkeypatch, tmp_path):
     from aws_lambda_powertools.utilities import parameters
 
     from relay_tools.stack import create_stack, load_template
@@ -546,8 +599,11 @@ def machine_stack(monkeypatch):
             load_template(ROOT / "template.yaml"),
             boto3.Session(region_name="us-east-1"),
             parameters={**STACK_PARAMETERS, "MaxReceiveCount": str(MAX_RECEIVES)},
-            secrets=STACK_SECRETS,
+            secrets=MACHINE_SECRETS,
         )
+        path = tmp_path / "connections.toml"
+        path.write_text(CONNECTIONS_FILE)
+        monkeypatch.setenv("RELAY_CONNECTIONS_FILE", str(path))
         for logical in ("IngestFunction", "AppLovinFunction"):
             for key, value in stack.function_environment(logical).items():
                 monkeypatch.setenv(key, value)
