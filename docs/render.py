@@ -344,7 +344,11 @@ def alarms() -> str:
         if resource["Type"] != "AWS::CloudWatch::Alarm":
             continue
         props = resource["Properties"]
-        if "Metrics" in props:  # metric math: the metrics it combines
+        query = next((m["Expression"] for m in props.get("Metrics", []) if isinstance(m.get("Expression"), str)), "")
+        found = re.search(r"SELECT \w+\((\w+)\) FROM SCHEMA\((\w+).*GROUP BY (\w+)", query)
+        if found:  # a Metrics Insights query: one contributor per value of its GROUP BY
+            metric = f"`{found[2]}` / `{found[1]}` per {found[3]} (Metrics Insights)"
+        elif "Metrics" in props:  # metric math: the metrics it combines
             stats = [m["MetricStat"]["Metric"] for m in props["Metrics"] if "MetricStat" in m]
             names = list(dict.fromkeys((s["Namespace"], s["MetricName"]) for s in stats))
             metric = " and ".join(f"`{ns}` / `{name}`" for ns, name in names)
@@ -353,6 +357,21 @@ def alarms() -> str:
         else:
             metric = f"`{props.get('Namespace', 'S2SRelay')}` / `{props['MetricName']}`"
         rows.append(f"| `{name}` | {metric} | {props['AlarmDescription']} |")
+    return "\n".join(rows)
+
+
+def stack_cost() -> str:
+    """What one stack costs a month whatever its traffic, what a connection adds, and N stacks against one."""
+    from relay_tools.stack_cost import monthly, per_connection, per_stack
+
+    rows = ["| per stack | USD per month | basis |", "|---|---|---|"]
+    rows += [f"| {line.item} | {line.usd_per_month:.2f} | {line.basis} |" for line in per_stack()]
+    rows += ["", "| per named connection | USD per month | basis |", "|---|---|---|"]
+    rows += [f"| {line.item} | {line.usd_per_month:.2f} | {line.basis} |" for line in per_connection()]
+    rows += ["", "| connections per vendor | one stack | one stack per connection | saved |", "|---|---|---|---|"]
+    for n in (1, 2, 10, 50, 100):
+        one, many = monthly(n), monthly(n, stacks=n)
+        rows.append(f"| {n} | ${one:,.2f} | ${many:,.2f} | ${many - one:,.2f} |")
     return "\n".join(rows)
 
 
@@ -379,6 +398,7 @@ def blocks() -> dict[str, dict[str, str]]:
             "bench-functions": bench_functions(bench),
             "bench-cost": bench_cost(bench),
             "bench-targets": bench_targets(bench),
+            "stack-cost": stack_cost(),
         },
         "reliability.md": {
             "soak": soak(read("reliability/soak.json")),

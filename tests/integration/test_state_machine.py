@@ -4,11 +4,12 @@ and a scripted vendor behind httpx.MockTransport.
 
 Three AppLovin connections and two sources (docs/connections.md): the source `default` reaches the pixel of
 the template's parameters (`applovin`) and `applovin.eu`, the source `us` reaches `applovin.us` with the same
-event ids (ids are scoped per source). The rules are what production interleaves: a client's send, an identical resend, a resend reordered or
-regrouped; the ingest or a vendor invocation killed at any AWS call (before it or after it, its answer lost)
-or after the vendor processed a request; SQS handing out any visible message, and a second copy of one in
-flight (at-least-once); visibility timeouts and leases running out; the vendor up, down (5xx) or refusing the
-credentials; MaxReceiveCount running out (3 receives) and the automatic redrive; DynamoDB failing a call.
+event ids (ids are scoped per source), and one pixel may fail while the others answer. The rules are what
+production interleaves: a client's send, an identical resend, a resend reordered or regrouped; the ingest or a
+vendor invocation killed at any AWS call (before it or after it, its answer lost) or after the vendor processed
+a request; SQS handing out any visible message, and a second copy of one in flight (at-least-once); visibility
+timeouts and leases running out; the vendor up, down (5xx) or refusing the credentials; MaxReceiveCount
+running out (3 receives) and the automatic redrive; DynamoDB failing a call.
 
 Invariants, after every step: no event reaches a connection twice (2xx). At quiescence (teardown: the vendor
 healthy, nothing killed, the client resending every request until answered 202, SQS's timeouts run out):

@@ -17,6 +17,7 @@ from typing import Any
 
 from relay.aws.secrets import SECRET_MAX_AGE_SECONDS
 from relay.aws.sns import SNS_MAX_BATCH
+from relay.models.names import VENDORS
 from relay.queued.message import EVENTS_PER_MESSAGE
 
 PRICES_AS_OF = "2024-11-15"
@@ -42,7 +43,6 @@ BILLED_CHUNK_BYTES = 65_536
 # secret per month, is a fixed cost and left out of the per-event figure)
 SECRETS_MANAGER_PER_10K_CALLS = 0.05
 
-VENDORS = ("applovin", "appsflyer", "adroll")
 FUNCTIONS = {
     "ingest": "IngestFunction",
     "applovin": "AppLovinFunction",

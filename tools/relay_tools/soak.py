@@ -29,13 +29,13 @@ from relay.delivery.outcomes import Outcome
 from relay.ingest.bundling import MAX_EVENT_MESSAGE_BYTES
 from relay.ingest.signing import sign
 from relay.models.config import RelayConfig, config_from_mapping
+from relay.models.names import VENDORS
 from relay_tools.dev import LocalStack
 from relay_tools.faults import SOAK_ID_PROPERTY, FaultPlan, event_ids
 from relay_tools.traffic import purchase_event
 
 SECRET = "soak-signing-secret"  # noqa: S105 - a local placeholder, like relay.example.toml's
 EMAIL_DOMAIN = "@soak.example.com"
-VENDORS = ("applovin", "appsflyer", "adroll")
 DLQ = {
     "applovin": "AppLovinDeadLetterQueue",
     "appsflyer": "AppsFlyerDeadLetterQueue",

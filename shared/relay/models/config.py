@@ -20,6 +20,7 @@ from relay.models.sections import (
     LAMBDA_MAX_TIMEOUT_SECONDS,
     MAX_RETRY_DELAY_SECONDS,
     MAX_RETRY_WINDOW_HOURS,
+    MAX_SOURCES,
     MIN_RETRY_WINDOW_HOURS,
     QUEUE_RETENTION_SECONDS,
     SECRET_KEYS,
@@ -71,7 +72,7 @@ class RelayConfig(_Section):
     appsflyer: AppsFlyerConfig | None = None
     adroll: AdRollConfig | None = None
     connections: ConnectionsConfig = Field(default_factory=ConnectionsConfig)
-    sources: dict[Name, SourceConfig] | None = None
+    sources: dict[Name, SourceConfig] | None = Field(default=None, max_length=MAX_SOURCES)
     events: dict[Annotated[str, StringConstraints(min_length=1, max_length=100)], EventOverride] = Field(
         default_factory=dict
     )

@@ -3,7 +3,7 @@
 Locally the whole configuration is one TOML file (`relay.toml`, secrets included). Deployed, the sources and
 connections are a TOML file shipped in the functions' layer, ``shared/connections.toml`` in the repository
 (``/opt/python/connections.toml`` in Lambda), with no secret in it: the signing secrets and vendor keys stay in
-Secrets Manager (docs/decisions/0011). A relay without the file has one connection per vendor and one source,
+Secrets Manager (docs/decisions/0009). A relay without the file has one connection per vendor and one source,
 from the template's parameters.
 """
 

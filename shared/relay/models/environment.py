@@ -11,9 +11,11 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from relay.models.names import Vendor
 
 DAY_SECONDS = 86_400
 SQS_MAX_RETENTION_SECONDS = 14 * DAY_SECONDS
@@ -59,7 +61,7 @@ class IngestEnvironment(FunctionEnvironment):
 class VendorEnvironment(FunctionEnvironment):
     """A vendor function's variables."""
 
-    vendor: Literal["applovin", "appsflyer", "adroll"] = Field(alias="RELAY_VENDOR")
+    vendor: Vendor = Field(alias="RELAY_VENDOR")
     dlq_url: str = Field(alias="RELAY_DLQ_URL", min_length=1)
     max_receive_count: int = Field(alias="RELAY_MAX_RECEIVE_COUNT", ge=1)
     secret_arn: str = Field(alias="RELAY_VENDOR_SECRET_ARN", min_length=1)

@@ -14,6 +14,7 @@ from relay.models.event_names import ALLOWED_NAMES
 from relay.models.names import ConnectionRef, Name, normal_connection
 
 MAX_CONNECTIONS = 100  # connections per vendor, and per source (docs/connections.md, "Limits")
+MAX_SOURCES = 100  # their secrets share the ingest's secret: 64 KB in Secrets Manager
 
 
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
