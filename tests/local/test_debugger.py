@@ -212,3 +212,50 @@ def test_purge_through_the_page_api_empties_that_dlq_only(stack):
     assert dlq["appsflyer"]["letters"][0]["event_id"] == "left-over"
     assert httpx.post(base + "ui/api/dlq/nobody/purge", headers=headers).status_code == 404
     assert httpx.post(base + "ui/api/dlq/adroll/redrive", headers=headers, content=b"{not json").status_code == 400
+
+
+@pytest.fixture(scope="module")
+def regions(tmp_path_factory):
+    """The local stack of relay.connections.example.toml: sources eu and us, a connection eu and us per vendor."""
+    folder = tmp_path_factory.mktemp("ui-regions")
+    path = local_config(folder, "ui-regions", example="relay.connections.example.toml")
+    local = LocalStack(load_config(path), log=lambda line: None).start()
+    yield local
+    local.stop()
+
+
+def post_as(stack: LocalStack, source: str, events: list[dict]) -> None:
+    body = json.dumps({"events": events}).encode()
+    secret = stack.config.source(source).secrets[0].get_secret_value()
+    headers = {"Content-Type": "application/json", "X-Relay-Signature": sign(body, secret), "X-Relay-Source": source}
+    response = httpx.post(stack.ingest_url, content=body, headers=headers, timeout=30)
+    assert response.status_code == 202, response.text
+
+
+def test_the_page_shows_each_events_source_and_filters_by_connection(regions, browser):
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    page.goto(regions.debugger_url)
+    expect(page.locator("#status")).to_contain_text("updated", timeout=WAIT_MS)
+    post_as(regions, "eu", [now_event("order-1")])
+    post_as(regions, "us", [now_event("order-1"), now_event("order-2")])  # the same id: another source's event
+    rows = page.locator('#events tbody tr[data-event-id="order-1"]')
+    expect(rows).to_have_count(2, timeout=WAIT_MS)
+    eu = page.locator('tr[data-event-id="order-1"][data-source="eu"]')
+    expect(eu.locator("td.source")).to_have_text("eu")
+    expect(eu.locator('td[data-vendor="applovin"] [data-connection="applovin.eu"] .badge')).to_have_text(
+        "delivered", timeout=WAIT_MS
+    )
+    expect(eu.locator('[data-connection^="applovin.us"]')).to_have_count(0)
+    # the connection filter: us-pixel's events only
+    expect(page.locator('#connection option[value="applovin.us"]')).to_have_count(1, timeout=WAIT_MS)
+    page.select_option("#connection", "applovin.us")
+    expect(page.locator("#events tbody tr")).to_have_count(2, timeout=WAIT_MS)
+    expect(page.locator('#events tbody tr[data-source="eu"]')).to_have_count(0)
+    # one event of one source opens to that source's journey
+    page.locator('tr[data-event-id="order-1"][data-source="us"]').click()
+    expect(page.locator("#detail-head")).to_contain_text("from source us", timeout=WAIT_MS)
+    expect(page.locator('.vendor-part[data-vendor="applovin.us"] h3 .badge')).to_have_text("delivered")
+    expect(page.locator('.vendor-part[data-vendor="applovin.eu"]')).to_have_count(0)
+    page.close()

@@ -37,11 +37,16 @@ def run(*argv: str) -> tuple[int, str, str]:
     return main(list(argv), out, err), out.getvalue(), err.getvalue()
 
 
-def local_config(folder, stack_name: str = "s2s-relay-local", ports: dict[str, int] | None = None) -> str:
-    """The example configuration with its local stack on `ports` (default: free ones) and its own name
+def local_config(
+    folder,
+    stack_name: str = "s2s-relay-local",
+    ports: dict[str, int] | None = None,
+    example: str = "relay.example.toml",
+) -> str:
+    """An example configuration with its local stack on `ports` (default: free ones) and its own name
     (moto's state is per process)."""
     ports = ports or {"aws": free_port(), "ingest": free_port(), "sandbox": free_port()}
-    example = (ROOT / "relay.example.toml").read_text().split("[local]")[0]
+    example = (ROOT / example).read_text().split("[local]")[0]
     path = folder / "relay.toml"
     path.write_text(
         example + f'[local]\naws_endpoint = "http://127.0.0.1:{ports["aws"]}"\nstack_name = "{stack_name}"\n'
@@ -73,6 +78,42 @@ def sandbox_requests(config: str, vendor: str) -> list[dict]:
     code, out, _ = run("sandbox", "requests", "--vendor", vendor, "--json", "--config", config)
     assert code == 0
     return [json.loads(line) for line in out.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def regions(tmp_path_factory):
+    """The local stack of relay.connections.example.toml: sources eu and us, a connection eu and us per vendor."""
+    config_path = local_config(
+        tmp_path_factory.mktemp("regions"), "regions-test", example="relay.connections.example.toml"
+    )
+    stack = LocalStack(load_config(config_path), log=lambda line: None).start()
+    yield stack, config_path
+    stack.stop()
+
+
+def test_each_source_sends_to_its_own_connections_through_the_cli(regions):
+    stack, config = regions
+    code, out, _ = run("send", str(SAMPLES / "web_purchase.json"), "--source", "eu", "--config", config)
+    assert code == 0 and out.startswith("HTTP 202")
+    assert json.loads(out.split("\n", 1)[1])["accepted"][0]["destinations"] == ["applovin.eu", "adroll.eu"]
+    code, out, _ = run("send", str(SAMPLES / "web_purchase.json"), "--source", "us", "--config", config)
+    assert json.loads(out.split("\n", 1)[1])["accepted"][0]["destinations"] == ["applovin.us", "adroll.us"]
+
+    def applovin() -> list[dict]:
+        code, out, _ = run("sandbox", "requests", "--vendor", "applovin", "--json", "--config", config)
+        return [json.loads(line) for line in out.splitlines()] if len(out.splitlines()) >= 2 else []
+
+    rows = sorted(wait_for(applovin), key=lambda r: r["connection"])
+    assert [(r["connection"], r["status"]) for r in rows] == [("applovin.eu", 200), ("applovin.us", 200)]
+    assert rows[0]["url"] == "/applovin.eu/v1/event?pixel_id=eu-pixel"
+    assert rows[1]["url"] == "/applovin.us/v1/event?pixel_id=us-pixel"
+    assert [e["dedupe_id"] for e in rows[0]["body"]["events"]] == ["web-purchase-0001"]
+    # the same event id from each source is each source's own: both delivered, and traced apart
+    code, out, _ = run("trace", "web-purchase-0001", "--source", "us", "--config", config, "--json")
+    assert code == 0 and sorted(json.loads(out)["vendors"]) == ["adroll.us", "applovin.us", "appsflyer.us"]
+    # no source named, and no default one: the CLI says which to name
+    code, _, err = run("send", str(SAMPLES / "web_purchase.json"), "--config", config)
+    assert code == 2 and "--source: no source named 'default'" in err and "eu, us" in err
 
 
 def test_resources_come_from_the_template(dev):

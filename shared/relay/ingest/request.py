@@ -169,33 +169,19 @@ class Ingest:
         may (`jsonbody.Suspect`): each event is then looked at, and one holding it is refused, naming the field.
         `origin["source"]`: the source that signed the request (the connections it may reach, its ledger)."""
         source = (origin or {}).get("source") or DEFAULT
-        self.ledger = self._ledger_of(source)
-        accepted: list[dict[str, Any]] = []
-        rejected: list[dict[str, Any]] = []
-        singles: list[tuple[str, Message]] = []  # (event_id, the event's own message)
-        seen: dict[str, int] = {}
-        for index, raw_event in enumerate(raw_events):
-            entry, message, errors = self.reader.read(
-                index, raw_event, now, suspect or jsonbody.Suspect(), seen, source
-            )
-            if errors:
-                why = {k: entry[k] for k in ("invalid", "skipped") if k in entry}  # each vendor's, when routed
-                rejected.append({**self._rejection(index, entry["event_id"], errors), **why})
-                continue
-            accepted.append(entry)
-            if message is not None:
-                singles.append((entry["event_id"], message))
+        ledger = self._ledger_of(source)
+        accepted, rejected, singles = self._read_all(raw_events, now, suspect or jsonbody.Suspect(), source)
         ids = [event_id for event_id, _ in singles]
         if singles and remaining_ms() < AWS_CALL_MAX_MS:  # each call below must fit in what is left
             return _unavailable("too little time left to queue the events", ids)
-        batch = DeliveryLedger.new_batch() if self.ledger else ""
+        batch = DeliveryLedger.new_batch() if ledger else ""
         try:
-            claims, recorded = self._claim(singles, remaining_ms, batch)
+            claims, recorded = self._claim(ledger, singles, remaining_ms, batch)
         except Exception:  # noqa: BLE001 - DynamoDB unavailable: nothing was queued, the client resends
             return _unavailable("could not record the events", ids)
         duplicates = {event_id for event_id, claim in claims.items() if claim is Claim.DUPLICATE}
         resent = [(e, m) for e, m in singles if e in duplicates]
-        requeued, failed = self._queue_for_more(resent, remaining_ms, now.timestamp())
+        requeued, failed = self._queue_for_more(ledger, resent, remaining_ms, now.timestamp())
         for entry in accepted:
             if entry["event_id"] in duplicates:
                 entry["duplicate"] = True
@@ -208,7 +194,8 @@ class Ingest:
         # anything but queued now or before: another request holds the claim (never dropped in silence)
         settled = (Claim.CLAIMED, Claim.DUPLICATE)
         in_flight = [event_id for event_id in ids if claims.get(event_id, Claim.CLAIMED) not in settled]
-        ledger_error = self._settle(batch, fresh, [e for e in failed if e not in duplicates], journey, in_flight)
+        not_queued = [e for e in failed if e not in duplicates]
+        ledger_error = self._settle(ledger, batch, fresh, not_queued, journey, in_flight)
         if failed or in_flight:
             return _unavailable("could not enqueue every event", failed + in_flight)
         return IngestResult(
@@ -221,6 +208,26 @@ class Ingest:
             ledger_error=ledger_error,
         )
 
+    def _read_all(
+        self, raw_events: list[Any], now: datetime, suspect: jsonbody.Suspect, source: str
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[tuple[str, Message]]]:
+        """The request's events read (relay.ingest.reading): the accepted entries, the rejections, and each
+        event to queue with its own message."""
+        accepted: list[dict[str, Any]] = []
+        rejected: list[dict[str, Any]] = []
+        singles: list[tuple[str, Message]] = []  # (event_id, the event's own message)
+        seen: dict[str, int] = {}
+        for index, raw_event in enumerate(raw_events):
+            entry, message, errors = self.reader.read(index, raw_event, now, suspect, seen, source)
+            if errors:
+                why = {k: entry[k] for k in ("invalid", "skipped") if k in entry}  # each connection's, when routed
+                rejected.append({**self._rejection(index, entry["event_id"], errors), **why})
+                continue
+            accepted.append(entry)
+            if message is not None:
+                singles.append((entry["event_id"], message))
+        return accepted, rejected, singles
+
     def _ledger_of(self, source: str) -> DeliveryLedger | None:
         """The ledger of `source`'s events: the ingest's claims under the source's name (relay.models.names)."""
         base = self._ledgers.get(DEFAULT)
@@ -231,20 +238,28 @@ class Ingest:
         return self._ledgers[source]
 
     def _claim(
-        self, singles: list[tuple[str, Message]], remaining_ms: Callable[[], int], batch: str
+        self,
+        ledger: DeliveryLedger | None,
+        singles: list[tuple[str, Message]],
+        remaining_ms: Callable[[], int],
+        batch: str,
     ) -> tuple[dict[str, Claim], Mapping[str, str]]:
         """Claim the events in the ledger, each with the bundle it is to be published in (planned now, before
         anything is published: a resend publishes it in the same one, docs/decisions/0008); returns the claims
         and the bundle each claim records. Raises when DynamoDB refuses the transaction (nothing written)."""
         planned = plan_bundles(singles, self.events_per_message)
-        if not (self.ledger and singles):
+        if not (ledger and singles):
             return {}, planned
         vendors = {event_id: list(m.connections) for event_id, m in singles}
-        claims = self.ledger.claim_many([e for e, _ in singles], remaining_ms(), batch, vendors, planned)
-        return claims, self.ledger.bundle_of
+        claims = ledger.claim_many([e for e, _ in singles], remaining_ms(), batch, vendors, planned)
+        return claims, ledger.bundle_of
 
     def _queue_for_more(
-        self, resent: list[tuple[str, Message]], remaining_ms: Callable[[], int], now: float
+        self,
+        ledger: DeliveryLedger | None,
+        resent: list[tuple[str, Message]],
+        remaining_ms: Callable[[], int],
+        now: float,
     ) -> tuple[dict[str, list[str]], list[str]]:
         """Publish resent events to the vendors they now reach and were not queued for (a client fixed what
         a vendor found invalid); returns those vendors per event_id, and the event_ids that could not be.
@@ -252,7 +267,7 @@ class Ingest:
         Each goes as a message of its own, published before it is recorded: the vendor function claims it
         by event_id, so a concurrent resend doing the same, or a record that failed to be written (the next
         resend publishes again), still reaches the vendor once."""
-        if not (self.ledger and resent) or remaining_ms() < AWS_CALL_MAX_MS:
+        if not (ledger and resent) or remaining_ms() < AWS_CALL_MAX_MS:
             return {}, []
         more: dict[str, list[str]] = {}
         earlier: dict[str, frozenset[str]] = {}
@@ -260,14 +275,14 @@ class Ingest:
         ids: dict[str, str] = {}  # PublishBatch entry id -> event_id (an entry id is [A-Za-z0-9_-]{1,80})
         for event_id, message in resent:
             try:
-                before = self.ledger.queued_for(event_id)
+                before = ledger.queued_for(event_id)
             except Exception:  # noqa: BLE001, S112 - it stays a duplicate; the client may send it again
                 continue
             new = sorted(set(message.connections) - before) if before is not None else []
             if new and before is not None:
                 more[event_id], earlier[event_id] = new, before
                 ids[f"r{len(ids)}"] = event_id
-                bundle = self.ledger.bundle_of.get(event_id)  # the event's one identity at every vendor
+                bundle = ledger.bundle_of.get(event_id)  # the event's one identity at every vendor
                 body = bundle_body(bundle, [message.body]) if bundle else message.body
                 vendors = list(dict.fromkeys(vendor_of(c) for c in new))
                 messages.append(Message(f"r{len(ids) - 1}", body, vendors, connections=tuple(new)))
@@ -276,7 +291,7 @@ class Ingest:
             more.pop(event_id, None)
         for event_id, vendors in more.items():
             try:
-                self.ledger.add_queued_for(event_id, earlier[event_id], vendors, now)
+                ledger.add_queued_for(event_id, earlier[event_id], vendors, now)
             except Exception:  # noqa: BLE001, S112 - the next resend publishes again; the vendor claims it once
                 continue
         return more, failed
@@ -312,6 +327,7 @@ class Ingest:
 
     def _settle(
         self,
+        ledger: DeliveryLedger | None,
         batch: str,
         fresh: list[tuple[str, Message]],
         failed: list[str],
@@ -322,17 +338,17 @@ class Ingest:
         ledger could not be written. `in_flight`: the events this request did not claim, listed as not
         delivered by this batch (a claim whose write happened though DynamoDB's answer was lost names this
         batch: the resend takes it over)."""
-        if not (self.ledger and (fresh or in_flight)):
+        if not (ledger and (fresh or in_flight)):
             return False
         not_published = set(failed)
         published = {e: None for e, _ in fresh if e not in not_published}
         try:  # a resend of what was not published is then claimed anew in one transaction, and published
-            self.ledger.release(batch, failed)
+            ledger.release(batch, failed)
             failed_listed: list[str] = []
         except Exception:  # noqa: BLE001 - listed as failed instead: the resend takes those claims over
             failed_listed = failed
         try:
-            self.ledger.settle(batch, published, failed_listed + (in_flight or []), extra=journey)
+            ledger.settle(batch, published, failed_listed + (in_flight or []), extra=journey)
         except Exception:  # noqa: BLE001 - published all the same; the claims run out with their lease
             return True
         return False
