@@ -484,3 +484,25 @@ def test_an_open_circuit_and_an_ageing_queue_raise_alarms(vendor, name):
     assert metrics["retried"]["MetricStat"]["Metric"]["MetricName"] == "OldestRetryAgeSeconds"
     assert "RetryWindowHours" in json.dumps(metrics["used"]["Expression"]) and age["Threshold"] == 75
     assert age["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+def test_each_function_reads_only_its_own_secret():
+    """A connection's key sits in its vendor's secret (docs/connections.md, "Secrets"): each vendor function may
+    read that secret and no other, the ingest only the signing secret, and no policy names a secret by pattern."""
+    res = _template()["Resources"]
+    owners = {
+        "IngestFunction": "IngestSigningSecret",
+        **{f"{p}Function": f"{p}Secret" for p in VENDOR_RESOURCES.values()},
+    }
+    for function, secret in owners.items():
+        policies = res[function]["Properties"]["Policies"]
+        readable = [
+            p["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"]
+            for p in policies
+            if "AWSSecretsManagerGetSecretValuePolicy" in p
+        ]
+        assert readable == [{"Ref": secret}], function
+        statements = [s for p in policies if "Statement" in p for s in p["Statement"]]
+        assert not any("secretsmanager" in json.dumps(s.get("Action")) for s in statements), function
+        env = res[function]["Properties"]["Environment"]["Variables"]
+        assert {"Ref": secret} in env.values(), function

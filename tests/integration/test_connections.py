@@ -412,3 +412,31 @@ def test_a_connection_missing_its_key_holds_only_its_own_events(stack, monkeypat
     assert "applovin.eu.api_key: missing: set connections.eu.api_key in applovin's secret" in text
     assert metric(text, "VendorAuthFailures", "applovin.eu") == 1
     assert metric(text, "VendorAuthFailures", "applovin.us") == 0
+
+
+def get(stack, monkeypatch, event_id: str, source: str | None, secret: str) -> tuple[int, dict]:
+    from relay.ingest.status import event_path, signed_message
+
+    use_function_env(monkeypatch, stack, "IngestFunction")
+    handler = ingest_handler(clock=lambda: NOW_S)
+    headers = {"X-Relay-Signature": sign(signed_message(event_id), secret, timestamp=int(NOW_S))}
+    if source is not None:
+        headers["X-Relay-Source"] = source
+    response = handler(http_api_event("GET", event_path(event_id), headers, b""), FakeLambdaContext())
+    return response["statusCode"], json.loads(response_body(response))
+
+
+def test_get_answers_each_source_about_its_own_event(stack, monkeypatch):
+    for source in ("eu", "us"):
+        assert post(stack, monkeypatch, [web_event(event_id="same")], source, KEYS[source])[0] == 202
+    applovin = Function(stack, monkeypatch, "applovin")
+    applovin.invoke(applovin.queued())
+    status, journey = get(stack, monkeypatch, "same", "us", KEYS["us"])
+    assert status == 200 and journey["source"] == "us"
+    assert sorted(journey["vendors"]) == ["adroll.us", "applovin.us", "appsflyer.us"]
+    assert journey["vendors"]["applovin.us"]["outcome"] == "delivered"
+    assert "pixel_id=us-pixel" in journey["vendors"]["applovin.us"]["request"]["url"]
+    status, journey = get(stack, monkeypatch, "same", "eu", KEYS["eu"])
+    assert status == 200 and journey["vendors"]["applovin.eu"]["outcome"] == "delivered"
+    assert get(stack, monkeypatch, "same", "us", KEYS["eu"])[0] == 401  # another source's secret
+    assert get(stack, monkeypatch, "same", None, KEYS["eu"])[0] == 401  # no default source in this deploy

@@ -46,8 +46,8 @@ def local(server, tmp_path):
     return stack, str(config), sqs
 
 
-def dead_letter(sqs, stack, event_ids: list[str]) -> None:
-    """Put messages into the AppLovin DLQ the way the vendor function does."""
+def dead_letter(sqs, stack, event_ids: list[str], connection: str = "applovin") -> None:
+    """Put messages into the AppLovin DLQ the way the vendor function does (for `connection`)."""
     source = stack.physical["AppLovinQueue"]
     for event_id in event_ids:
         sqs.send_message(
@@ -64,7 +64,7 @@ def dead_letter(sqs, stack, event_ids: list[str]) -> None:
     letters = [
         DeadLetter(
             r,
-            "applovin",
+            connection,
             json.loads(r["body"])["event_id"],
             "rejected",
             "applovin rejected the request (400)",
@@ -184,7 +184,35 @@ def test_list_covers_every_vendor_by_default_and_shows_the_vendors_answer(local)
 
 def test_redrive_and_purge_need_a_vendor(local, capsys):
     _, config, _ = local
-    for action in (["redrive"], ["purge", "--yes"]):
-        with pytest.raises(SystemExit) as exc:
-            run("dlq", *action, "--config", config)
-        assert exc.value.code == 2 and "--vendor" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        run("dlq", "purge", "--yes", "--config", config)
+    assert exc.value.code == 2 and "--vendor" in capsys.readouterr().err
+    code, _, err = run("dlq", "redrive", "--config", config)  # or --connection, which names its vendor
+    assert code == 2 and "redrive needs --vendor" in err
+
+
+def test_list_and_redrive_one_connections_letters(local):
+    stack, config, sqs = local
+    dead_letter(sqs, stack, ["eu-1", "eu-2"], "applovin.eu")
+    dead_letter(sqs, stack, ["us-1"], "applovin.us")
+    dead_letter(sqs, stack, ["d-1"])
+    code, out, _ = run("dlq", "list", "--connection", "applovin.eu", "--config", config, "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and sorted((r["event_id"], r["connection"]) for r in rows) == [
+        ("eu-1", "applovin.eu"),
+        ("eu-2", "applovin.eu"),
+    ]
+    code, out, _ = run("dlq", "list", "--connection", "applovin", "--config", config)
+    assert out.startswith("1 message(s) of applovin in the applovin dead-letter queue")
+    assert "  d-1  applovin  status=400" in out
+    code, out, _ = run("dlq", "redrive", "--connection", "applovin.eu", "--config", config, "--event-id", "eu-2")
+    assert (code, out) == (0, "moved 1 message(s) back to the applovin queue\n")
+    code, out, _ = run("dlq", "redrive", "--connection", "applovin.us", "--config", config)
+    assert out == "moved 1 message(s) back to the applovin queue\n"
+    code, out, _ = run("dlq", "list", "--vendor", "applovin", "--config", config, "--json")
+    assert sorted(json.loads(line)["event_id"] for line in out.splitlines()) == ["d-1", "eu-1"]
+    with pytest.raises(SystemExit) as exc:  # purge empties a vendor's whole DLQ: it takes no --connection
+        run("dlq", "purge", "--connection", "applovin.eu", "--config", config, "--yes")
+    assert exc.value.code == 2
+    code, _, err = run("dlq", "list", "--vendor", "adroll", "--connection", "applovin.eu", "--config", config)
+    assert code == 2 and "not a connection of --vendor adroll" in err

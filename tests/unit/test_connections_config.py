@@ -167,3 +167,17 @@ def _example() -> dict:
         },
         "connections": {"applovin": {"eu": {"pixel_id": "eu-pixel", "api_key": "k-eu"}}},
     }
+
+
+def test_relay_preview_shows_each_connection_of_a_source(capsys):
+    example = str(ROOT / "relay.connections.example.toml")
+    sample = str(ROOT / "events" / "samples" / "web_purchase.json")
+    assert main(["preview", sample, "--config", example, "--source", "us", "--json"]) == 0
+    vendors = json.loads(capsys.readouterr().out)["vendors"]
+    assert sorted(vendors) == ["adroll.us", "applovin.us", "appsflyer.us"]
+    assert "pixel_id=us-pixel" in vendors["applovin.us"]["request"]["url"]
+    assert vendors["appsflyer.us"]["status"] == "skipped"
+    assert main(["preview", sample, "--config", example, "--source", "eu", "--connection", "adroll.eu", "--json"]) == 0
+    assert list(json.loads(capsys.readouterr().out)["vendors"]) == ["adroll.eu"]
+    assert main(["preview", sample, "--config", example]) == 2  # two sources, no default: name one
+    assert "--source: the configuration has several sources (eu, us)" in capsys.readouterr().err

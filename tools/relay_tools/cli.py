@@ -262,8 +262,6 @@ def dlq_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     vendors = sorted({vendor_of(c) for c in connections}) or ([args.vendor] if args.vendor else list(VENDORS))
     if args.vendor and vendors != [args.vendor]:
         raise UsageError(f"--connection: {', '.join(connections)} is not a connection of --vendor {args.vendor}")
-    if args.action == "purge" and connections:
-        raise UsageError("purge empties a vendor's whole DLQ: give --vendor, not --connection")
     if args.action != "list" and len(vendors) != 1:
         raise UsageError(f"{args.action} needs --vendor (one of {', '.join(VENDORS)}) or --connection")
     args.connections = set(connections)
@@ -293,8 +291,8 @@ def _dlq_action(args: argparse.Namespace, vendor: str, queues: Any, out: TextIO,
             for letter in letters:
                 print(json.dumps({"vendor": vendor, **letter.summary()}), file=out)
             return EXIT_OK
-        which = f"{', '.join(sorted(args.connections))} in the {vendor}" if args.connections else f"the {vendor}"
-        print(f"{len(letters)} message(s) in {which} dead-letter queue", file=out)
+        of = f" of {', '.join(sorted(args.connections))}" if args.connections else ""
+        print(f"{len(letters)} message(s){of} in the {vendor} dead-letter queue", file=out)
         for letter in letters:
             s = letter.summary()
             connection = letter_connection(letter, vendor)
@@ -757,7 +755,10 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         a = d_sub.add_parser(action, help=text)
         a.add_argument(
-            "--vendor", required=action != "list", choices=VENDORS, help="the vendor (list: default every vendor)"
+            "--vendor",
+            required=action == "purge",
+            choices=VENDORS,
+            help="the vendor (list: default every vendor; redrive: this or --connection)",
         )
         if action != "purge":
             a.add_argument(
