@@ -35,7 +35,9 @@ def _validator(name: str) -> Draft202012Validator:
 def test_document_shape():
     doc = openapi()
     post = doc["paths"]["/v1/events"]["post"]
-    assert post["parameters"][0]["name"] == "X-Relay-Signature" and post["parameters"][0]["required"] is True
+    headers = {p["name"]: p for p in post["parameters"]}
+    assert headers["X-Relay-Signature"]["required"] is True
+    assert headers["X-Relay-Source"]["required"] is False  # a source other than default names itself
     assert set(post["responses"]) == {"202", "400", "401", "413", "415", "503"}
     Draft202012Validator.check_schema(doc["components"]["schemas"]["IngestRequest"])
 

@@ -15,6 +15,7 @@ from relay.ingest.request import MAX_BODY_BYTES
 from relay.ingest.signing import HEADER
 from relay.models.event import MAX_EVENTS_PER_REQUEST, Event
 from relay.models.fields import MAX_EVENT_ID_LENGTH
+from relay.models.names import NAME_PATTERN, SOURCE_HEADER
 
 
 class FieldErrorModel(BaseModel):
@@ -30,10 +31,12 @@ class IngestRequest(BaseModel):
 class AcceptedEvent(BaseModel):
     index: int
     event_id: str
-    destinations: list[str] = Field(description="vendors the event is queued for")
-    skipped: dict[str, str] | None = Field(default=None, description="vendor -> why it does not get the event")
+    destinations: list[str] = Field(
+        description="connections the event is queued for: `applovin` (a vendor's default connection), `applovin.eu`"
+    )
+    skipped: dict[str, str] | None = Field(default=None, description="connection -> why it does not get the event")
     invalid: dict[str, list[FieldErrorModel]] | None = Field(
-        default=None, description="vendor -> the vendor rules the event breaks (not queued for that vendor)"
+        default=None, description="connection -> the vendor rules the event breaks (not queued for it)"
     )
     duplicate: bool | None = Field(
         default=None, description="true: the relay queued this event_id before (a resend); not queued again"
@@ -92,7 +95,8 @@ class EventJourney(BaseModel):
     event_id: str
     accepted_at: str | None = Field(description="when the ingest queued it (ISO 8601, UTC)")
     request_id: str | None = Field(description="the API Gateway request id of that POST")
-    vendors: dict[str, VendorJourney] = Field(description="vendor -> what became of the event there")
+    source: str = Field(description="the source that sent it (event ids are scoped per source)")
+    vendors: dict[str, VendorJourney] = Field(description="connection -> what became of the event there")
 
 
 def _response(description: str, *refs: str) -> dict[str, Any]:
@@ -125,12 +129,19 @@ def openapi() -> dict[str, Any]:
                     "summary": f"Send 1 to {MAX_EVENTS_PER_REQUEST} canonical events",
                     "parameters": [
                         {
+                            "name": SOURCE_HEADER,
+                            "in": "header",
+                            "required": False,
+                            "description": "the source that signs the request (docs/connections.md); default: default",
+                            "schema": {"type": "string", "pattern": f"^{NAME_PATTERN}$"},
+                        },
+                        {
                             "name": HEADER,
                             "in": "header",
                             "required": True,
                             "description": 't=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>',
                             "schema": {"type": "string"},
-                        }
+                        },
                     ],
                     "requestBody": {
                         "required": True,
@@ -141,7 +152,8 @@ def openapi() -> dict[str, Any]:
                         "202": _response("at least one event accepted", "IngestResponse"),
                         "400": _response("no event valid, or the body is not JSON", "IngestResponse", "ErrorResponse"),
                         "401": _response(
-                            "signature missing, malformed, stale, not matching, or already used (replay)",
+                            "signature missing, malformed, stale, not matching the source's secrets, or already used "
+                            "(replay); X-Relay-Source naming no source",
                             "ErrorResponse",
                         ),
                         "413": _response(f"body over {MAX_BODY_BYTES} bytes or over 100 events", "ErrorResponse"),
@@ -169,6 +181,13 @@ def _get_event() -> dict[str, Any]:
                 "required": True,
                 "description": "the event's event_id, percent-encoded (every UTF-8 byte but A-Z a-z 0-9 - . _ ~)",
                 "schema": {"type": "string", "minLength": 1, "maxLength": MAX_EVENT_ID_LENGTH},
+            },
+            {
+                "name": SOURCE_HEADER,
+                "in": "header",
+                "required": False,
+                "description": "the source whose event it is, and whose secret signs (docs/connections.md)",
+                "schema": {"type": "string", "pattern": f"^{NAME_PATTERN}$"},
             },
             {
                 "name": HEADER,
