@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ DEPLOYED_KEYS = ("sources", "connections")
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A TOML file's tables; raises ConfigError naming the file and what is wrong with it."""
+    import tomllib  # read only where a file exists: not on a function's import path otherwise
+
     p = Path(path)
     try:
         return tomllib.loads(p.read_text(encoding="utf-8"))
