@@ -440,3 +440,12 @@ def test_get_answers_each_source_about_its_own_event(stack, monkeypatch):
     assert status == 200 and journey["vendors"]["applovin.eu"]["outcome"] == "delivered"
     assert get(stack, monkeypatch, "same", "us", KEYS["eu"])[0] == 401  # another source's secret
     assert get(stack, monkeypatch, "same", None, KEYS["eu"])[0] == 401  # no default source in this deploy
+
+
+def test_the_ingest_logs_the_source_and_never_a_secret(stack, monkeypatch, output):
+    assert post(stack, monkeypatch, [web_event(event_id="l1")], "eu", KEYS["eu"])[0] == 202
+    assert post(stack, monkeypatch, [web_event(event_id="l2")], "eu", KEYS["us"])[0] == 401
+    lines = [json.loads(line) for line in output.text().splitlines() if '"ingest request"' in line]
+    assert [(line["status"], line.get("source")) for line in lines] == [(202, "eu"), (401, "eu")]
+    for key in KEYS.values():
+        assert key not in output.text()

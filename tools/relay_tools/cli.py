@@ -417,6 +417,9 @@ def _serve(stack: Any, config: RelayConfig, stopping: Any, out: TextIO) -> None:
         else:
             print(f"source {name}: {secret}   (sources.{name}.secrets; send with X-Relay-Source: {name})", file=out)
     print(f"AWS endpoint:   {stack.aws_endpoint}   (moto; any credentials)", file=out)
+    named = [c for c in config.connection_ids if "." in c]
+    if named:
+        print(f"connections:    {', '.join(config.connection_ids)}", file=out)
     if stack.sandboxes:
         print(f"sandboxes:      {stack.sandboxes.url}   (relay sandbox requests)", file=out)
     print("Ctrl-C stops.", file=out, flush=True)

@@ -96,7 +96,7 @@ def run_demo(
             rows.append((sample, event_id, connection, outcome or f"no answer within {timeout_s:.0f} s"))
         _table(rows, out)
         out("")
-        out("vendor requests (vendor, status, events, latency):")
+        out("vendor requests (connection, status, events, latency):")
         for line in requests_log:
             out(f"  {line}")
         return 0 if missing == 0 else 1

@@ -213,6 +213,8 @@ def record(result: IngestResult) -> None:
         "published": result.published,
         "duplicates": result.duplicates,
     }
+    if result.source is not None:
+        log["source"] = result.source
     if "error" in result.body:
         log["error"] = result.body["error"]
     else:

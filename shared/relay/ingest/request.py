@@ -45,6 +45,7 @@ class IngestResult:
     ledger_error: bool = False  # the events were published but their claims could not be settled
     headers: dict[str, str] = field(default_factory=dict)
     secret_mismatch: bool = False  # refused because no configured secret made the signature
+    source: str | None = None  # the source that signed it (None: refused before a source was known)
 
 
 def _error(status: int, message: str, **extra: Any) -> IngestResult:
@@ -112,7 +113,7 @@ class Ingest:
             signed_at = verify(raw, headers.get(HEADER.lower()), secrets, self.config.ingest.tolerance_seconds, now=now)
         except SignatureError as exc:
             result = _error(401, str(exc))
-            result.secret_mismatch = isinstance(exc, SignatureMismatch)
+            result.secret_mismatch, result.source = isinstance(exc, SignatureMismatch), source
             return result
         # a replay is the same body signed at the same second for the same source
         scope = "" if source == DEFAULT else f"{source}#"
@@ -125,6 +126,7 @@ class Ingest:
             if not first:
                 return _error(401, "signature already used: sign every request anew (replayed requests are refused)")
         result = self._checked(raw, headers, now, remaining_ms, {**(origin or {}), "source": source})
+        result.source = source
         if result.status == 503 and self.replay_guard:
             try:  # the client resends as told: let the same request through
                 self.replay_guard.release(replay_key)
