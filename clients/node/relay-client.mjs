@@ -7,6 +7,7 @@
 //
 //   node relay-client.mjs --url URL --secret SECRET FILE.json      # or RELAY_URL / RELAY_SECRET
 //   node relay-client.mjs --url URL --secret SECRET --status EVENT_ID
+//   node relay-client.mjs --source eu ...                            # or RELAY_SOURCE: sign as the source eu
 //
 // --status asks what became of one event (GET /v1/events/{event_id}) and prints its journey: exit 0 when the
 // relay knows it, 1 when it does not (404) or refuses the request, 2 when it cannot be reached.
@@ -22,6 +23,8 @@ import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 
 export const HEADER = "X-Relay-Signature";
+export const SOURCE_HEADER = "X-Relay-Source"; // the source that signs, when it is not `default`
+const sourceHeader = (source) => (source ? { [SOURCE_HEADER]: source } : {});
 export const MAX_ATTEMPTS = 5;
 export const MAX_RETRY_AFTER_SECONDS = 30;
 export const DEFAULT_RETRY_SECONDS = 1; // a 503 without a usable Retry-After
@@ -87,10 +90,12 @@ export function signStatus(eventId, secret, timestamp) {
   return sign(Buffer.from(`GET ${statusPath(eventId)}`, "utf8"), secret, timestamp);
 }
 
-// GET what became of eventId; url is the ingest URL (ending in /v1/events). 200: the journey; 404: unknown id.
-export async function eventStatus(url, secret, eventId) {
+// GET what became of eventId (source: whose event, signing with its secret); url is the ingest URL (ending in
+// /v1/events). 200: the journey; 404: unknown id.
+export async function eventStatus(url, secret, eventId, { source } = {}) {
   const target = url.replace(/\/+$/, "") + statusPath(eventId).slice("/v1/events".length);
-  const response = await fetch(target, { headers: { [HEADER]: signStatus(eventId, secret) }, signal: AbortSignal.timeout(30000) });
+  const headers = { [HEADER]: signStatus(eventId, secret), ...sourceHeader(source) };
+  const response = await fetch(target, { headers, signal: AbortSignal.timeout(30000) });
   const text = await response.text();
   try {
     return { status: response.status, answer: JSON.parse(text || "{}") };
@@ -99,17 +104,18 @@ export async function eventStatus(url, secret, eventId) {
   }
 }
 
-// POST body, signed anew for every send; a 503 is resent after its Retry-After. Throws when unreachable.
+// POST body, signed anew for every send (source: the source signing, when not `default`); a 503 is resent after
+// its Retry-After. Throws when unreachable.
 export async function send(
   url,
   secret,
   body,
-  { sleep = (s) => new Promise((r) => setTimeout(r, s * 1000)), maxWait = MAX_RETRY_AFTER_SECONDS, log = () => {} } = {},
+  { sleep = (s) => new Promise((r) => setTimeout(r, s * 1000)), maxWait = MAX_RETRY_AFTER_SECONDS, log = () => {}, source } = {},
 ) {
   for (let attempt = 1; ; attempt++) {
     const response = await fetch(url, {
       method: "POST",
-      headers: { "Content-Type": "application/json", [HEADER]: sign(body, secret) },
+      headers: { "Content-Type": "application/json", [HEADER]: sign(body, secret), ...sourceHeader(source) },
       body,
       signal: AbortSignal.timeout(30000),
     });
@@ -141,11 +147,12 @@ export function problems(answer) {
 }
 
 async function main(argv) {
-  const args = { url: process.env.RELAY_URL, secret: process.env.RELAY_SECRET, file: undefined };
+  const args = { url: process.env.RELAY_URL, secret: process.env.RELAY_SECRET, source: process.env.RELAY_SOURCE, file: undefined };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--url") args.url = argv[++i];
     else if (a === "--secret") args.secret = argv[++i];
+    else if (a === "--source") args.source = argv[++i];
     else if (a === "--timestamp") args.timestamp = Number(argv[++i]);
     else if (a === "--print-signature") args.printSignature = true;
     else if (a === "--status") args.status = argv[++i];
@@ -175,7 +182,8 @@ async function main(argv) {
   }
   let result;
   try {
-    result = await send(args.url, args.secret, body, { maxWait: args.maxWait ?? MAX_RETRY_AFTER_SECONDS, log: (l) => console.error(l) });
+    const log = (l) => console.error(l);
+    result = await send(args.url, args.secret, body, { maxWait: args.maxWait ?? MAX_RETRY_AFTER_SECONDS, log, source: args.source });
   } catch (e) {
     console.error(`cannot reach ${args.url}: ${e.cause?.code ?? e.name}`);
     return 2;
@@ -193,7 +201,7 @@ async function status(args) {
   }
   let result;
   try {
-    result = await eventStatus(args.url, args.secret, args.status);
+    result = await eventStatus(args.url, args.secret, args.status, { source: args.source });
   } catch (e) {
     console.error(`cannot reach ${args.url}: ${e.cause?.code ?? e.name}`);
     return 2;
@@ -205,7 +213,7 @@ async function status(args) {
 }
 
 function usage(message) {
-  console.error(`usage: relay-client.mjs --url URL --secret SECRET FILE.json\n${message}`);
+  console.error(`usage: relay-client.mjs --url URL --secret SECRET [--source NAME] FILE.json\n${message}`);
   return 2;
 }
 

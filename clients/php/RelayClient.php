@@ -13,6 +13,7 @@ declare(strict_types=1);
 final class RelayClient
 {
     public const HEADER = 'X-Relay-Signature';
+    public const SOURCE_HEADER = 'X-Relay-Source'; // the source that signs, when it is not `default`
     public const MAX_ATTEMPTS = 5;
     public const MAX_RETRY_AFTER_SECONDS = 30;
     public const DEFAULT_RETRY_SECONDS = 1; // a 503 without a usable Retry-After
@@ -97,11 +98,18 @@ final class RelayClient
      * GET what became of $eventId; $url is the ingest URL (ending in /v1/events). Returns [status, answer]: 200
      * with the journey, 404 for an id the relay does not know; throws RuntimeException when unreachable.
      */
-    public static function eventStatus(string $url, string $secret, string $eventId): array
+    public static function eventStatus(string $url, string $secret, string $eventId, ?string $source = null): array
     {
         $target = rtrim($url, '/') . substr(self::statusPath($eventId), strlen('/v1/events'));
-        [$status, $answer] = self::request('GET', $target, self::HEADER . ': ' . self::signStatus($eventId, $secret), null);
+        $headers = self::HEADER . ': ' . self::signStatus($eventId, $secret) . self::sourceHeader($source);
+        [$status, $answer] = self::request('GET', $target, $headers, null);
         return [$status, $answer];
+    }
+
+    /** The X-Relay-Source header line (after a CRLF) of a source other than `default`; '' for the default one. */
+    private static function sourceHeader(?string $source): string
+    {
+        return $source === null || $source === '' ? '' : "\r\n" . self::SOURCE_HEADER . ': ' . $source;
     }
 
     /**
@@ -114,9 +122,11 @@ final class RelayClient
         string $body,
         float $maxWait = self::MAX_RETRY_AFTER_SECONDS,
         ?callable $log = null,
+        ?string $source = null,
     ): array {
         for ($attempt = 1; ; $attempt++) {
-            $headers = "Content-Type: application/json\r\n" . self::HEADER . ': ' . self::sign($body, $secret);
+            $headers = "Content-Type: application/json\r\n" . self::HEADER . ': ' . self::sign($body, $secret)
+                . self::sourceHeader($source);
             [$status, $answer, $responseHeaders] = self::request('POST', $url, $headers, $body);
             if ($status !== 503 || $attempt >= self::MAX_ATTEMPTS) {
                 return [$status, $answer];

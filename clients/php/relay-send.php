@@ -2,6 +2,7 @@
 // relay-send.php --url URL --secret SECRET FILE.json      (or RELAY_URL / RELAY_SECRET)
 // relay-send.php --secret SECRET --timestamp T --print-signature FILE.json
 // relay-send.php --url URL --secret SECRET --status EVENT_ID
+// relay-send.php --source eu ...                          (or RELAY_SOURCE: sign as the source eu)
 //
 // FILE.json is an ingest body, {"events": [...]}, sent byte for byte as it is. Prints the relay's JSON answer,
 // lists on stderr every event that was rejected or found invalid, and exits 0 on 2xx, 1 on 4xx, 2 when the
@@ -14,6 +15,7 @@ require __DIR__ . '/RelayClient.php';
 
 $url = getenv('RELAY_URL') ?: null;
 $secret = getenv('RELAY_SECRET') ?: null;
+$source = getenv('RELAY_SOURCE') ?: null;
 $file = null;
 $timestamp = null;
 $printSignature = false;
@@ -25,6 +27,7 @@ for ($i = 0; $i < count($args); $i++) {
     switch ($args[$i]) {
         case '--url': $url = $args[++$i] ?? null; break;
         case '--secret': $secret = $args[++$i] ?? null; break;
+        case '--source': $source = $args[++$i] ?? null; break;
         case '--timestamp': $timestamp = (int) ($args[++$i] ?? 0); break;
         case '--print-signature': $printSignature = true; break;
         case '--status': $eventId = $args[++$i] ?? null; break;
@@ -43,7 +46,7 @@ if ($eventId !== null && $secret && ($url || $printSignature)) {
         exit(0);
     }
     try {
-        [$status, $answer] = RelayClient::eventStatus($url, $secret, $eventId);
+        [$status, $answer] = RelayClient::eventStatus($url, $secret, $eventId, $source);
     } catch (RuntimeException $e) {
         fwrite(STDERR, $e->getMessage() . "\n");
         exit(2);
@@ -55,7 +58,7 @@ if ($eventId !== null && $secret && ($url || $printSignature)) {
     exit($status === 200 ? 0 : ($status >= 400 && $status < 500 ? 1 : 2));
 }
 if ($file === null || !$secret || (!$url && !$printSignature)) {
-    fwrite(STDERR, "usage: relay-send.php --url URL --secret SECRET FILE.json\n");
+    fwrite(STDERR, "usage: relay-send.php --url URL --secret SECRET [--source NAME] FILE.json\n");
     fwrite(STDERR, "--url and --secret (or RELAY_URL and RELAY_SECRET) and FILE.json are required\n");
     exit(2);
 }
@@ -70,7 +73,7 @@ if ($printSignature) {
 }
 try {
     $log = static fn (string $line) => fwrite(STDERR, $line . "\n");
-    [$status, $answer] = RelayClient::send($url, $secret, $body, $maxWait, $log);
+    [$status, $answer] = RelayClient::send($url, $secret, $body, $maxWait, $log, $source);
 } catch (RuntimeException $e) {
     fwrite(STDERR, $e->getMessage() . "\n");
     exit(2);

@@ -11,6 +11,7 @@ As a command::
 
     relay_client.py --url URL --secret SECRET FILE.json      # or RELAY_URL / RELAY_SECRET
     relay_client.py --url URL --secret SECRET --status EVENT_ID
+    relay_client.py --source eu ...                          # or RELAY_SOURCE: sign as the source `eu`
 
 ``--status`` asks what became of one event (GET /v1/events/{event_id}) and prints its journey: exit 0 when
 the relay knows it, 1 when it does not (404) or refuses the request, 2 when it cannot be reached.
@@ -40,6 +41,7 @@ import urllib.parse
 import urllib.request
 
 HEADER = "X-Relay-Signature"
+SOURCE_HEADER = "X-Relay-Source"  # the source that signs, when it is not `default` (docs/connections.md)
 MAX_ATTEMPTS = 5
 MAX_RETRY_AFTER_SECONDS = 30
 DEFAULT_RETRY_SECONDS = 1  # a 503 without a usable Retry-After
@@ -109,11 +111,19 @@ def sign_status(event_id: str, secret: str, timestamp: int | None = None) -> str
     return sign(f"GET {status_path(event_id)}".encode(), secret, timestamp)
 
 
-def event_status(url: str, secret: str, event_id: str, timeout: float = 30.0) -> tuple[int, dict]:
-    """GET what became of `event_id`; `url` is the ingest URL (ending in /v1/events). Returns (status, JSON
-    answer): 200 with the journey, 404 for an id the relay does not know. Raises OSError when unreachable."""
+def _source(source: str | None) -> dict[str, str]:
+    return {SOURCE_HEADER: source} if source else {}
+
+
+def event_status(
+    url: str, secret: str, event_id: str, timeout: float = 30.0, source: str | None = None
+) -> tuple[int, dict]:
+    """GET what became of `event_id` (`source`: the source whose event it is, signing with its secret); `url`
+    is the ingest URL (ending in /v1/events). Returns (status, JSON answer): 200 with the journey, 404 for an
+    id the relay does not know. Raises OSError when unreachable."""
     target = url.rstrip("/") + status_path(event_id)[len("/v1/events") :]
-    request = urllib.request.Request(target, method="GET", headers={HEADER: sign_status(event_id, secret)})
+    headers = {HEADER: sign_status(event_id, secret), **_source(source)}
+    request = urllib.request.Request(target, method="GET", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, _json(response.read())
@@ -129,14 +139,14 @@ def send(
     sleep=time.sleep,
     max_wait: float = MAX_RETRY_AFTER_SECONDS,
     log=lambda line: None,
+    source: str | None = None,
 ) -> tuple[int, dict]:
-    """POST `body`, signed anew for every send; a 503 is resent after its Retry-After (`retry_wait`, at most
-    `max_wait` seconds). Returns the last (status, JSON answer). Raises OSError when the relay cannot be
-    reached."""
+    """POST `body`, signed anew for every send (`source`: the source signing, when not `default`); a 503 is
+    resent after its Retry-After (`retry_wait`, at most `max_wait` seconds). Returns the last (status, JSON
+    answer). Raises OSError when the relay cannot be reached."""
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        request = urllib.request.Request(
-            url, data=body, method="POST", headers={"Content-Type": "application/json", HEADER: sign(body, secret)}
-        )
+        headers = {"Content-Type": "application/json", HEADER: sign(body, secret), **_source(source)}
+        request = urllib.request.Request(url, data=body, method="POST", headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.status, _json(response.read())
@@ -177,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--status", metavar="EVENT_ID", help="print what became of this event instead of sending")
     parser.add_argument("--url", default=os.environ.get("RELAY_URL"), help="the ingest URL (RELAY_URL)")
     parser.add_argument("--secret", default=os.environ.get("RELAY_SECRET"), help="the signing secret (RELAY_SECRET)")
+    parser.add_argument(
+        "--source", default=os.environ.get("RELAY_SOURCE"), help="sign as this source, not `default` (RELAY_SOURCE)"
+    )
     parser.add_argument("--print-signature", action="store_true", help="print the header value, send nothing")
     parser.add_argument("--timestamp", type=int, help="sign with this unix time (with --print-signature)")
     parser.add_argument("--max-retry-wait", type=float, default=MAX_RETRY_AFTER_SECONDS, metavar="SECONDS")
@@ -204,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         log = lambda line: print(line, file=sys.stderr)  # noqa: E731
-        status, answer = send(args.url, args.secret, body, max_wait=args.max_retry_wait, log=log)
+        status, answer = send(args.url, args.secret, body, max_wait=args.max_retry_wait, log=log, source=args.source)
     except OSError as exc:
         print(f"cannot reach {args.url}: {exc}", file=sys.stderr)
         return 2
@@ -219,7 +232,7 @@ def _status(args: argparse.Namespace) -> int:
         print(sign_status(args.status, args.secret, args.timestamp))
         return 0
     try:
-        status, answer = event_status(args.url, args.secret, args.status)
+        status, answer = event_status(args.url, args.secret, args.status, source=args.source)
     except OSError as exc:
         print(f"cannot reach {args.url}: {exc}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@
 #   relay-send.sh --url URL --secret SECRET FILE.json      # or RELAY_URL / RELAY_SECRET
 #   relay-send.sh --secret SECRET --timestamp T --print-signature FILE.json
 #   relay-send.sh --url URL --secret SECRET --status EVENT_ID
+#   relay-send.sh --source eu ...                          # or RELAY_SOURCE: sign as the source eu
 #
 # FILE.json is an ingest body, {"events": [...]}, sent byte for byte as it is. Prints the relay's JSON
 # answer; says on stderr when events were rejected or found invalid (the answer's "rejected" and
@@ -18,15 +19,16 @@ set -euo pipefail
 MAX_ATTEMPTS=5
 MAX_RETRY_AFTER_SECONDS=30
 DEFAULT_RETRY_SECONDS=1
-url="${RELAY_URL:-}" secret="${RELAY_SECRET:-}" file="" timestamp="" print_signature="" event_id="" status_mode=""
+url="${RELAY_URL:-}" secret="${RELAY_SECRET:-}" source="${RELAY_SOURCE:-}" file="" timestamp="" print_signature="" event_id="" status_mode=""
 max_wait="$MAX_RETRY_AFTER_SECONDS" retry_value="" retry_mode=""
 
-usage() { echo "usage: relay-send.sh --url URL --secret SECRET FILE.json" >&2; echo "$1" >&2; exit 2; }
+usage() { echo "usage: relay-send.sh --url URL --secret SECRET [--source NAME] FILE.json" >&2; echo "$1" >&2; exit 2; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --url) url="$2"; shift 2 ;;
     --secret) secret="$2"; shift 2 ;;
+    --source) source="$2"; shift 2 ;;
     --timestamp) timestamp="$2"; shift 2 ;;
     --print-signature) print_signature=1; shift ;;
     --status) event_id="$2"; status_mode=1; shift 2 ;;
@@ -37,6 +39,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 [[ "$max_wait" =~ ^[0-9]+$ ]] || usage "--max-retry-wait must be a whole number of seconds"
+# the source that signs, when it is not `default` (docs/connections.md)
+source_header=()
+[ -z "$source" ] || source_header=(-H "X-Relay-Source: $source")
 
 # Unix seconds of an HTTP-date (RFC 9110 5.6.7: IMF-fixdate, RFC 850, asctime); fails when $1 is not one. A
 # two-digit year more than 50 years ahead of $2 (now) is the most recent past year with those digits.
@@ -103,7 +108,8 @@ if [ -n "$status_mode" ] && [ -n "$secret" ] && { [ -n "$url" ] || [ -n "$print_
   if [ -n "$print_signature" ]; then sign_status "${timestamp:-$(date +%s)}"; echo; exit 0; fi
   tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
   if ! status=$(curl -sS -o "$tmp/body" -w '%{http_code}' --max-time 30 \
-      -H "X-Relay-Signature: $(sign_status "$(date +%s)")" "${url%/}${path#/v1/events}"); then
+      -H "X-Relay-Signature: $(sign_status "$(date +%s)")" ${source_header[@]+"${source_header[@]}"} \
+      "${url%/}${path#/v1/events}"); then
     echo "cannot reach $url" >&2; exit 2
   fi
   cat "$tmp/body"; echo
@@ -128,7 +134,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 for attempt in $(seq 1 "$MAX_ATTEMPTS"); do
   if ! status=$(curl -sS -o "$tmp/body" -D "$tmp/headers" -w '%{http_code}' --max-time 30 \
       -H 'Content-Type: application/json' -H "X-Relay-Signature: $(sign "$(date +%s)")" \
-      --data-binary "@$file" "$url"); then
+      ${source_header[@]+"${source_header[@]}"} --data-binary "@$file" "$url"); then
     echo "cannot reach $url" >&2; exit 2
   fi
   [ "$status" = 503 ] && [ "$attempt" -lt "$MAX_ATTEMPTS" ] || break

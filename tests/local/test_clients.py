@@ -257,3 +257,36 @@ def test_every_client_delivers_an_event_through_the_local_stack(name, stack, tmp
     wait_for(lambda: outcome() == "delivered")
     unknown = run(name, "--status", f"never-{event_id}", env=env)
     assert unknown.returncode == 1 and "404" in unknown.stderr
+
+
+@pytest.fixture(scope="module")
+def regions(tmp_path_factory):
+    """The local stack of relay.connections.example.toml: sources eu and us, a connection eu and us per vendor."""
+    config_path = local_config(
+        tmp_path_factory.mktemp("clients-regions"), "clients-regions", example="relay.connections.example.toml"
+    )
+    config = load_config(config_path)
+    local = LocalStack(config, log=lambda line: None).start()
+    yield local, config_path, config
+    local.stop()
+
+
+@pytest.mark.parametrize("name", CLIENTS)
+def test_every_client_sends_and_reads_as_a_source(name, regions, tmp_path):
+    """--source (or RELAY_SOURCE): the request signed with that source's secret and named in X-Relay-Source,
+    so it reaches that source's connections; the GET of its status reads that source's event."""
+    local, config, relay = regions
+    event = json.loads((ROOT / "events" / "samples" / "web_purchase.json").read_text())
+    event["event_id"] = event_id = f"source-{name}-{uuid.uuid4().hex[:8]}"
+    body = tmp_path / "events.json"
+    body.write_text(json.dumps({"events": [event]}))
+    secret = relay.source("us").secrets[0].get_secret_value()
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "RELAY_URL": local.ingest_url, "RELAY_SECRET": secret}
+    proc = run(name, "--source", "us", str(body), env=env)
+    assert proc.returncode == 0, proc.stderr
+    (accepted,) = json.loads(proc.stdout)["accepted"]
+    assert accepted["destinations"] == ["applovin.us", "adroll.us"]
+    status = lambda: json.loads(run(name, "--status", event_id, env={**env, "RELAY_SOURCE": "us"}).stdout)  # noqa: E731
+    wait_for(lambda: status()["vendors"]["applovin.us"]["outcome"] == "delivered")
+    refused = run(name, str(body), env=env)  # us's secret without naming the source: no default source here
+    assert refused.returncode == 1 and secret not in refused.stdout + refused.stderr

@@ -24,6 +24,7 @@ import (
 
 const (
 	Header               = "X-Relay-Signature"
+	SourceHeader         = "X-Relay-Source" // the source that signs, when it is not `default`
 	MaxAttempts          = 5
 	MaxRetryAfterSeconds = 30
 	DefaultRetrySeconds  = 1 // a 503 without a usable Retry-After
@@ -114,6 +115,7 @@ func RetryWait(value string, now, limit float64) float64 {
 type Options struct {
 	MaxWait float64
 	Log     func(string)
+	Source  string // the source that signs ("" is the default source)
 }
 
 // Sign returns the X-Relay-Signature value: t=<unix seconds>,v1=<lower-case hex HMAC-SHA256 of "<t>.<body>">,
@@ -148,12 +150,20 @@ func SignStatus(eventID, secret string, timestamp int64) string {
 // EventStatus GETs what became of eventID; url is the ingest URL (ending in /v1/events). It returns 200 with
 // the journey, 404 for an id the relay does not know, or an error when the relay cannot be reached.
 func EventStatus(url, secret, eventID string) (int, map[string]any, error) {
+	return EventStatusOf(url, secret, eventID, "")
+}
+
+// EventStatusOf is EventStatus for the event of source (signing with its secret; "" is the default source).
+func EventStatusOf(url, secret, eventID, source string) (int, map[string]any, error) {
 	target := strings.TrimRight(url, "/") + strings.TrimPrefix(StatusPath(eventID), "/v1/events")
 	request, err := http.NewRequest(http.MethodGet, target, nil)
 	if err != nil {
 		return 0, nil, err
 	}
 	request.Header.Set(Header, SignStatus(eventID, secret, time.Now().Unix()))
+	if source != "" {
+		request.Header.Set(SourceHeader, source)
+	}
 	response, err := (&http.Client{Timeout: 30 * time.Second}).Do(request)
 	if err != nil {
 		return 0, nil, err
@@ -184,6 +194,9 @@ func SendWith(url, secret string, body []byte, options Options) (int, map[string
 		}
 		request.Header.Set("Content-Type", "application/json")
 		request.Header.Set(Header, Sign(body, secret, time.Now().Unix()))
+		if options.Source != "" {
+			request.Header.Set(SourceHeader, options.Source)
+		}
 		response, err := client.Do(request)
 		if err != nil {
 			return 0, nil, err

@@ -3,6 +3,7 @@
 //	relay-send --url URL --secret SECRET FILE.json      (or RELAY_URL / RELAY_SECRET)
 //	relay-send --secret SECRET --timestamp T --print-signature FILE.json
 //	relay-send --url URL --secret SECRET --status EVENT_ID
+//	relay-send --source eu ...                          (or RELAY_SOURCE: sign as the source eu)
 //
 // FILE.json is an ingest body, {"events": [...]}, sent byte for byte as it is. Prints the relay's JSON answer,
 // lists on stderr every event that was rejected or found invalid, and exits 0 on 2xx, 1 on 4xx, 2 when the
@@ -30,6 +31,7 @@ func main() {
 func run() int {
 	url := flag.String("url", os.Getenv("RELAY_URL"), "the ingest URL (RELAY_URL)")
 	secret := flag.String("secret", os.Getenv("RELAY_SECRET"), "the signing secret (RELAY_SECRET)")
+	source := flag.String("source", os.Getenv("RELAY_SOURCE"), "sign as this source, not `default` (RELAY_SOURCE)")
 	printSignature := flag.Bool("print-signature", false, "print the header value, send nothing")
 	timestamp := flag.Int64("timestamp", 0, "sign with this unix time (with --print-signature)")
 	eventID := flag.String("status", "", "print what became of this event instead of sending")
@@ -45,10 +47,10 @@ func run() int {
 		return 0
 	}
 	if *eventID != "" && *secret != "" && (*url != "" || *printSignature) {
-		return status(*url, *secret, *eventID, *printSignature, *timestamp)
+		return status(*url, *secret, *eventID, *source, *printSignature, *timestamp)
 	}
 	if flag.NArg() != 1 || *secret == "" || (*url == "" && !*printSignature) {
-		fmt.Fprintln(os.Stderr, "usage: relay-send --url URL --secret SECRET FILE.json")
+		fmt.Fprintln(os.Stderr, "usage: relay-send --url URL --secret SECRET [--source NAME] FILE.json")
 		fmt.Fprintln(os.Stderr, "--url and --secret (or RELAY_URL and RELAY_SECRET) and FILE.json are required")
 		return 2
 	}
@@ -66,7 +68,8 @@ func run() int {
 		return 0
 	}
 	logLine := func(line string) { fmt.Fprintln(os.Stderr, line) }
-	status, answer, err := relayclient.SendWith(*url, *secret, body, relayclient.Options{MaxWait: *maxWait, Log: logLine})
+	options := relayclient.Options{MaxWait: *maxWait, Log: logLine, Source: *source}
+	status, answer, err := relayclient.SendWith(*url, *secret, body, options)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cannot reach %s: %v\n", *url, err)
 		return 2
@@ -85,7 +88,7 @@ func run() int {
 	return 2
 }
 
-func status(url, secret, eventID string, printSignature bool, timestamp int64) int {
+func status(url, secret, eventID, source string, printSignature bool, timestamp int64) int {
 	if printSignature {
 		if timestamp == 0 {
 			timestamp = time.Now().Unix()
@@ -93,7 +96,7 @@ func status(url, secret, eventID string, printSignature bool, timestamp int64) i
 		fmt.Println(relayclient.SignStatus(eventID, secret, timestamp))
 		return 0
 	}
-	code, answer, err := relayclient.EventStatus(url, secret, eventID)
+	code, answer, err := relayclient.EventStatusOf(url, secret, eventID, source)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cannot reach %s: %v\n", url, err)
 		return 2
