@@ -16,6 +16,7 @@ import pytest
 from relay.delivery.circuit import OPEN_AFTER
 from relay.delivery.deadletter import body_event_ids
 from relay.ingest.signing import sign
+from relay.models.sections import MAX_CONNECTIONS
 from relay_tools.apigw import http_api_event, response_body
 from relay_tools.functions import ingest_handler, vendor_handler
 
@@ -348,7 +349,7 @@ def test_a_connection_gives_up_on_its_own_retry_window(stack, monkeypatch):
     assert "retry window 2 h" in attrs["relay_reason"]
 
 
-SCALE = 60  # connections per vendor the relay is tested at (docs/connections.md, "Limits")
+SCALE = MAX_CONNECTIONS  # connections per vendor the relay supports and is tested at (docs/connections.md, "Limits")
 
 
 @pytest.fixture
@@ -379,7 +380,7 @@ def many_connections(aws_stack, monkeypatch, tmp_path):
     return aws_stack, names
 
 
-def test_one_stack_serves_sixty_connections_per_vendor(many_connections, monkeypatch):
+def test_one_stack_serves_its_most_connections_per_vendor(many_connections, monkeypatch):
     stack, names = many_connections
     status, body = post(stack, monkeypatch, [web_event(event_id="fan-out")], "all", KEYS["both"])
     assert status == 202
@@ -392,6 +393,14 @@ def test_one_stack_serves_sixty_connections_per_vendor(many_connections, monkeyp
     adroll = Function(stack, monkeypatch, "adroll")
     assert adroll.invoke(adroll.queued()) == []
     assert len({str(r.url) for r in adroll.mock.requests}) == SCALE + 1
+    # an app event: one AppsFlyer request per connection, each to its own app with its own key
+    status, body = post(stack, monkeypatch, [app_event(event_id="app-fan-out")], "all", KEYS["both"])
+    assert status == 202
+    assert sum(c.startswith("appsflyer") for c in body["accepted"][0]["destinations"]) == SCALE + 1
+    appsflyer = Function(stack, monkeypatch, "appsflyer")
+    assert appsflyer.invoke(appsflyer.queued()) == []
+    sent = {(str(r.url).rsplit("/", 1)[1], r.headers["authentication"]) for r in appsflyer.mock.requests}
+    assert sent == {(f"id{1000 + int(n[1:])}", f"af-{n}-KEY") for n in names} | {("id123456789", SECRETS["appsflyer"])}
     # a source that reaches one of them reaches that one only
     status, body = post(stack, monkeypatch, [web_event(event_id="just-one")], "one", KEYS["eu"])
     assert status == 202 and body["accepted"][0]["destinations"] == ["applovin.c000"]
