@@ -473,3 +473,17 @@ def test_letters_redriven_together_with_the_message_they_left_are_each_delivered
     sent = [e["dedupe_id"] for b in o.mock.bodies()[down:] for e in b["events"]]
     assert sorted(sent) == sorted(ids)
     assert peek(o.dlq) == []
+
+
+def test_an_unusable_configuration_keeps_every_message_on_the_retry_schedule(aws_stack, monkeypatch):
+    """A configuration the function cannot use at all (here a malformed setting) fails every event of the batch
+    as `config`, a transient failure: each message comes back after the schedule's delay, nothing is sent."""
+    use_function_env(monkeypatch, aws_stack, "AdRollFunction")
+    publish(aws_stack, "adroll", [web_event(event_id="c1"), web_event(event_id="c2")])
+    event = receive(aws_stack, "adroll", 2)
+    o = Outage(aws_stack, monkeypatch, "adroll", answering(200), RELAY_ADROLL_DRY_RUN="perhaps")
+    assert o.invoke(event) == ["c1", "c2"]
+    assert o.mock.requests == []
+    (delays,) = o.delays.calls
+    assert sorted(delays) == sorted(r["receiptHandle"] for r in event["Records"])
+    assert set(delays.values()) == {29}  # the schedule's first delay

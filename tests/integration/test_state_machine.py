@@ -39,7 +39,6 @@ from moto import mock_aws
 
 from relay.aws.ledger import INGEST, DeliveryLedger
 from relay.aws.sns import SnsPublisher
-from relay.delivery.deadletter import body_event_ids
 from relay.delivery.function import VendorFunction
 from relay.ingest.function import IngestFunction
 from relay.ingest.signing import sign
@@ -386,6 +385,28 @@ class DeliveryMachine(RuleBasedStateMachine):
         done = {m["MessageId"] for m in messages if m["MessageId"] not in failed}
         self.pool = [m for m in self.pool if m["MessageId"] not in done]
 
+    @precondition(lambda self: self.pool)
+    @rule(data=st.data())
+    def invoke_unusable(self, data) -> None:
+        """An invocation whose configuration cannot be used at all (a setting the models refuse, deployed by
+        mistake): every event fails as `config`, a transient failure kept on the retry schedule, and a message
+        on its last receive or past the window is dead-lettered whole."""
+        picked = data.draw(st.lists(st.sampled_from(range(len(self.pool))), min_size=1, max_size=10, unique=True))
+        messages = [self.pool[i] for i in picked]
+        self.function._load_config = _unusable_config
+        try:
+            response = self.vendor_handler(lambda_records(messages, self.arn, "us-east-1"), FakeLambdaContext())
+        except ClientError:  # an AWS error it did not handle: Lambda retries the batch
+            return
+        finally:
+            self.function._load_config = None
+        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+        for message in messages:
+            if message["MessageId"] not in failed:
+                self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
+        done = {m["MessageId"] for m in messages if m["MessageId"] not in failed}
+        self.pool = [m for m in self.pool if m["MessageId"] not in done]
+
     @precondition(lambda self: len(self.pool) >= 2)
     @rule(data=st.data(), at=st.integers(1, 12), answer=st.sampled_from(["200", "200", "500", "401"]))
     def two_at_once(self, data, at: int, answer: str) -> None:
@@ -564,8 +585,9 @@ class DeliveryMachine(RuleBasedStateMachine):
                 )
 
     def _letters(self) -> dict[Delivery, str]:
-        """The DLQ's letters by (connection, event_id): a letter names its connection (relay_vendor); one SQS
-        moved itself names none, and holds a whole message (every connection it carries)."""
+        """The DLQ's letters by what they carry, (connection, event_id): a letter of one connection carries
+        that connection's payload alone; a whole message (moved by SQS itself, or while the configuration was
+        unusable) every connection's it holds."""
         out = {}
         while True:
             got = self.sqs.receive_message(
@@ -578,10 +600,22 @@ class DeliveryMachine(RuleBasedStateMachine):
                 # a letter SQS moved itself (received MaxReceiveCount times without an invocation that
                 # finished) has no relay_reason: `relay dlq list` says so, and it holds a whole bundle
                 reason = attrs.get("relay_reason", {}).get("StringValue") or "moved by SQS after MaxReceiveCount"
-                named = attrs.get("relay_vendor", {}).get("StringValue")
-                for connection in [named] if named else PIXELS.values():
-                    for event_id in body_event_ids(m["Body"]):
-                        out[(connection, event_id)] = reason
+                for key in _carried(m["Body"]):
+                    out[key] = reason
+
+
+def _carried(body: str) -> list[Delivery]:
+    """(connection, event_id) of every AppLovin payload a message body carries (a bundle's events, or one's)."""
+    message = json.loads(body)
+    events = message["events"] if isinstance(message, dict) and "bundle" in message else [message]
+    return [(c, e["event_id"]) for e in events for c in e.get("payloads", {}) if c in PIXELS.values()]
+
+
+def _unusable_config():
+    from relay.models.config import ConfigError
+    from relay.models.errors import FieldError
+
+    raise ConfigError([FieldError("applovin.mode", "a value the models refuse")], "environment")
 
 
 def _empty(url: str) -> None:

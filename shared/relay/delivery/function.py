@@ -248,8 +248,12 @@ def deliver_batch(event: dict[str, Any], context: Any, function: VendorFunction)
         config = function.config()
     except (ConfigError, VendorDisabled) as exc:  # the function itself cannot deliver: each message moved whole
         results = unusable(function, events, exc)
-        moved, _ = letters.dead_letter(function, records, results, events, whole=True)
-        return batch_response(report(function.vendor, records, results, events, moved))
+        moved, outcomes = letters.dead_letter(function, records, results, events, whole=True)
+        retry = report(function.vendor, records, results, events, moved)
+        if records:  # kept on the retry schedule (a transient failure); what is given up waits for a redrive
+            recovery.delay_retries(function, records, results, events, retry)
+            recovery.after_dead_letters(function, recovery.read_circuit(function), outcomes)
+        return batch_response(retry)
     states: dict[str, CircuitState] = {}
     runs = [
         run_lane(Lane(function, c, s, config), records, {k: events[k] for k in keys}, remaining_ms, states)
@@ -272,7 +276,9 @@ def recover_connections(function: VendorFunction, remaining_ms: Callable[[], int
     try:
         connections = [c for c in function.config().connection_ids if vendor_of(c) == function.vendor]
     except (ConfigError, VendorDisabled):
-        connections = [function.vendor]
+        connections = []
+    # the vendor's own circuit too: whole messages given up while the configuration was unusable mark it
+    connections = list(dict.fromkeys([function.vendor, *connections]))
     moved = 0
     for connection in connections:
         # with several connections, a queue holding messages says nothing of whether this one is invoked
