@@ -378,11 +378,16 @@ class DeliveryMachine(RuleBasedStateMachine):
             # a ledger write may have failed after the vendor took them; or the vendor took them and its answer
             # never came (a read timeout): the relay cannot know, and sends them again
             self._in_doubt(before)
+        self._acknowledge(messages, response)
+
+    def _acknowledge(self, messages: list[dict], response: dict) -> None:
+        """What Lambda's event source does with an invocation's partial batch response: the messages it does not
+        name are deleted (and leave the pool); those it names stay in flight until their visibility ends."""
         failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
-        for message in messages:
-            if message["MessageId"] not in failed:
-                self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
         done = {m["MessageId"] for m in messages if m["MessageId"] not in failed}
+        for message in messages:
+            if message["MessageId"] in done:
+                self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
         self.pool = [m for m in self.pool if m["MessageId"] not in done]
 
     @precondition(lambda self: self.pool)
@@ -400,12 +405,7 @@ class DeliveryMachine(RuleBasedStateMachine):
             return
         finally:
             self.function._load_config = None
-        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
-        for message in messages:
-            if message["MessageId"] not in failed:
-                self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
-        done = {m["MessageId"] for m in messages if m["MessageId"] not in failed}
-        self.pool = [m for m in self.pool if m["MessageId"] not in done]
+        self._acknowledge(messages, response)
 
     @precondition(lambda self: len(self.pool) >= 2)
     @rule(data=st.data(), at=st.integers(1, 12), answer=st.sampled_from(["200", "200", "500", "401"]))
@@ -449,12 +449,7 @@ class DeliveryMachine(RuleBasedStateMachine):
         for batch, answered in ((first, outcome.get("response")), (second, response)):
             if answered is None:
                 continue  # the batch comes back when its visibility timeout ends
-            failed = {f["itemIdentifier"] for f in answered["batchItemFailures"]}
-            done = {m["MessageId"] for m in batch if m["MessageId"] not in failed}
-            for message in batch:
-                if message["MessageId"] in done:
-                    self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
-            self.pool = [m for m in self.pool if m["MessageId"] not in done]
+            self._acknowledge(batch, answered)
 
     @rule()
     def horizon_passes(self) -> None:

@@ -12,7 +12,7 @@ from relay.ingest.bundling import MAX_EVENT_MESSAGE_BYTES
 from relay.models.config import ConfigError, config_from_env, config_from_mapping
 from relay.models.connections_file import deployed_errors
 from relay.models.event import parse_event
-from relay.models.names import ledger_name, normal_connection
+from relay.models.names import ledger_name, namespace_parts, normal_connection
 from relay.models.sections import MAX_CONNECTIONS
 from relay.queued.message import queued_body
 from relay.queued.routing import Router
@@ -95,6 +95,8 @@ def test_connection_ids_and_ledger_namespaces():
     assert ledger_name("applovin") == "applovin"  # what a single-connection relay wrote: an upgrade keeps it
     assert ledger_name("applovin.eu", "us") == "applovin.eu@us"
     assert ledger_name("ingest", "eu") == "ingest@eu"
+    for connection, source in (("applovin", "default"), ("applovin.eu", "us"), ("ingest", "eu")):
+        assert namespace_parts(ledger_name(connection, source)) == (connection, source)
 
 
 def test_the_deployed_form_moves_every_secret_to_its_secret_and_back():

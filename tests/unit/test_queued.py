@@ -147,3 +147,36 @@ def test_a_received_bundle_id_must_be_a_bundle_id():
 
     (item,) = parse_message("m1", '{"bundle": "x\\ny", "events": []}', "applovin")
     assert item.error == "not a queued message: bundle: must be 32 lower-case hex digits (bundle_id)"
+
+
+def test_a_message_for_two_connections_of_a_vendor_is_one_event_per_connection():
+    """Each connection the message carries a payload for is an event of its own for the vendor function: its key
+    (the default connection's as before), the source that sent it, and a body holding its payload alone (its
+    dead letter's), its target kept."""
+    from relay.queued.message import bundle_body, message_id_of, parse_message
+
+    one = {
+        "event_id": "o-1",
+        "name": "purchase",
+        "source": "eu",
+        "payloads": {"applovin": {"a": 1}, "applovin.eu": {"a": 2}, "adroll.eu": {"r": 3}},
+        "targets": {"applovin.eu": "eu-pixel"},
+    }
+    got = parse_message("m1", bundle_body("b" * 32, [json.dumps(one)]), "applovin")
+    assert [(q.key, q.connection, q.sent_by, q.event) for q in got] == [
+        ("m1#0", "applovin", "eu", Queued("o-1", Mapped({"a": 1}, ""))),
+        ("m1#0~applovin.eu", "applovin.eu", "eu", Queued("o-1", Mapped({"a": 2}, "eu-pixel"))),
+    ]
+    assert [message_id_of(q.key) for q in got] == ["m1", "m1"]
+    assert json.loads(got[1].body) == {
+        "event_id": "o-1",
+        "name": "purchase",
+        "source": "eu",
+        "payloads": {"applovin.eu": {"a": 2}},
+        "targets": {"applovin.eu": "eu-pixel"},
+    }
+    assert "targets" not in json.loads(got[0].body) and got[0].bundle == "b" * 32
+    (alone,) = parse_message("m2", json.dumps({**one, "payloads": {"adroll.eu": {"r": 3}}}), "adroll")
+    assert (alone.key, alone.connection, alone.body) == ("m2~adroll.eu", "adroll.eu", alone.source)
+    (bad,) = parse_message("m3", json.dumps({**one, "source": "EU!"}), "applovin")
+    assert bad.error == "not a queued message: source: must be a source's name (relay.models.names)"

@@ -90,12 +90,6 @@ def signed_headers(raw: bytes, config: RelayConfig, source: str | None = None) -
     return headers
 
 
-def namespace_parts(namespace: str) -> tuple[str, str]:
-    """(connection, source) of a ledger namespace (relay.models.names.ledger_name)."""
-    connection, _, source = namespace.partition("@")
-    return connection, source or DEFAULT
-
-
 def toml_text(data: Mapping[str, Any]) -> str:
     """TOML for a file of tables of tables (what `deployed_file` makes): strings, numbers, booleans, lists."""
     lines: list[str] = []

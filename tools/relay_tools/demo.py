@@ -14,10 +14,11 @@ import httpx
 from relay.aws.ledger import DeliveryLedger
 from relay.delivery import deadletter
 from relay.models.config import RelayConfig
-from relay.models.names import DEFAULT
-from relay.queued.message import is_bundle
-from relay_tools.connections import namespace_parts, signed_headers
+from relay.models.names import namespace_parts
+from relay.queued.message import parse_message
+from relay_tools.connections import signed_headers
 from relay_tools.dev import ROOT, LocalStack
+from relay_tools.queues import letter_connection
 
 SAMPLES = ROOT / "events" / "samples"
 
@@ -44,20 +45,10 @@ def _dead_letters(stack: LocalStack) -> dict[Key, str]:
         letters = list(deadletter.read_all(sqs, url, hold_seconds=1))
         deadletter.release(sqs, url, letters)
         for letter in letters:
-            connection = letter.attributes.get(deadletter.VENDOR, {}).get("StringValue") or vendor
-            source = _letter_source(letter.body)
-            out[(connection, source, letter.event_id or "?")] = f"dead-lettered: {letter.reason}"
+            source = parse_message(letter.message_id, letter.body, vendor)[0].sent_by  # a message is one source's
+            key = (letter_connection(letter, vendor), source, letter.event_id or "?")
+            out[key] = f"dead-lettered: {letter.reason}"
     return out
-
-
-def _letter_source(body: str) -> str:
-    try:
-        message = json.loads(body)
-    except ValueError:
-        return DEFAULT
-    if isinstance(message, dict) and is_bundle(message) and message["events"]:
-        message = message["events"][0]
-    return message.get("source", DEFAULT) if isinstance(message, dict) and "payloads" in message else DEFAULT
 
 
 def run_demo(

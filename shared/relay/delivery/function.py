@@ -205,7 +205,8 @@ class VendorFunction:
             where = f"connections.{connection.partition('.')[2]}." if connection != vendor else ""
             secret = f"{where}{missing[0]}"
             raise ConfigError([FieldError(f"{connection}.{missing[0]}", f"missing: set {secret} in {vendor}'s secret")])
-        keys = config.for_connection(connection).secret_values()
+        narrowed = config.for_connection(connection)  # the connection as its vendor's only one
+        keys = narrowed.secret_values()
         key = (connection, source, *keys)
         if key not in self._forwarders:
             for old in [k for k in self._forwarders if k[:2] == (connection, source)]:
@@ -216,7 +217,7 @@ class VendorFunction:
                 self._pool = start_pool(self.max_workers, f"{self.vendor}-send")
             self._forwarders[key] = Forwarder(
                 self.vendor,
-                config.for_connection(connection),
+                narrowed,
                 self._client,
                 ledger=self.ledger_of(ledger_name(connection, source)),
                 max_workers=self.max_workers,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
 from relay.delivery import letters, recovery
@@ -76,7 +77,7 @@ class Lane:
     def environment(self) -> VendorEnvironment:
         return self.function.environment
 
-    @property
+    @cached_property  # a lane lasts one invocation: its settings are read once, not per failed event
     def delivery(self) -> DeliveryConfig:
         """The [delivery] settings, with this connection's own retry window when it has one."""
         section = self.config.connection(self.connection) if self.config is not None else None
@@ -84,7 +85,7 @@ class Lane:
         delivery = self.function.delivery
         return delivery if window is None else delivery.model_copy(update={"retry_window_hours": window})
 
-    @property
+    @cached_property
     def schedule(self) -> RetrySchedule:
         """When this connection's events are given up (its retry window)."""
         schedule = self.function.schedule

@@ -78,11 +78,12 @@ class Ingest:
         # each request's journey item (relay.journey), unless [delivery] journey is off
         self.journeys = journeys if config.delivery.journey else None
         self.events_per_message = events_per_message
-        self.ledger = ledger  # vendor "ingest": each event is queued once, whatever the client resends
         self.router = Router(config)
         self.reader = EventReader(config, self.router)
         # each source's signing secrets; its claims are the ledger's under its own name (event ids per source)
         self.secrets = {n: [s.get_secret_value() for s in c.secrets] for n, c in config.source_configs().items()}
+        # the ingest's claims ("ingest", and "ingest@<source>" per source): each event queued once, whatever the
+        # client resends
         self._ledgers = {DEFAULT: ledger} if ledger else {}
         self.publisher = publisher
         self.clock = clock

@@ -60,3 +60,9 @@ def ledger_name(connection: str, source: str = DEFAULT) -> str:
     ids are scoped per source, so two sources may use the same ids. The default source's claims keep the
     connection's id alone (``applovin``: what a single-connection relay wrote); another's add ``@<source>``."""
     return connection if source == DEFAULT else f"{connection}@{source}"
+
+
+def namespace_parts(namespace: str) -> tuple[str, str]:
+    """(connection, source) of a ledger namespace: `ledger_name` read back."""
+    connection, _, source = namespace.partition("@")
+    return connection, source or DEFAULT
