@@ -134,7 +134,9 @@ def test_transformed_template_grants_no_wildcard_action_on_every_resource():
     parameters = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws"}
     cfn = transform(template, parameters, NoManagedPolicyLookup())
     roles = {k: r for k, r in cfn["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
-    assert len(roles) == 4  # one per function
+    # one per function (the archive's transformation too), Firehose's and SNS's roles for the archive
+    assert len(roles) == 7
+    assert {"ArchiveStreamRole", "ArchiveSubscriptionRole"} <= set(roles)
     for name, role in roles.items():
         statements = [s for p in role["Properties"].get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
         assert statements, f"{name} has no inline policy"
@@ -264,7 +266,11 @@ def test_the_dedupe_horizon_is_derived_from_what_the_template_sets_once(aws_stac
         env = aws_stack.function_environment(f"{p}Function")
         assert env["RELAY_DEAD_LETTER_RETENTION_SECONDS"] == str(retention)
         ledger = DeliveryLedger.for_function(vendor, read_environment(FunctionEnvironment, env))
-        assert ledger.horizon_seconds == dedupe_horizon_seconds(int(env["RELAY_INGEST_MAX_EVENT_AGE_DAYS"]), retention)
+        archive_days = int(env["RELAY_ARCHIVE_RETENTION_DAYS"])
+        max_age = int(env["RELAY_INGEST_MAX_EVENT_AGE_DAYS"])
+        assert ledger.horizon_seconds == dedupe_horizon_seconds(max_age, retention, archive_days)
+        # relay replay: the ledger remembers a delivery as long as the archive keeps the event
+        assert ledger.horizon_seconds > archive_days * 86_400 == 90 * 86_400
     from .test_parameters import _integer_range
 
     _, max_age = _integer_range(_template()["Parameters"]["MaxEventAgeDays"]["AllowedPattern"])

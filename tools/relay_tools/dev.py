@@ -63,6 +63,7 @@ from relay_tools.stack import Stack, create_stack, load_template, parameter_defa
 from relay_tools.ui import Debugger, respond
 
 ROOT = Path(__file__).resolve().parents[2]
+ARCHIVE_BUFFER_SECONDS = 1.0  # the archive's objects appear this soon (Firehose's buffer: minutes)
 
 
 class InvocationKilled(BaseException):
@@ -197,6 +198,7 @@ class LocalStack:
         self._servers: list[Any] = []
         self.sandboxes: Sandboxes | None = None
         self.stack: Stack | None = None
+        self.archive: Any = None  # relay_tools.local_archive.LocalFirehose, when the stack has an archive
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -293,7 +295,8 @@ class LocalStack:
             self.extra_env["RELAY_CONNECTIONS_FILE"] = str(path)
         session = boto3.Session(region_name=self.config.local.region, **LOCAL_CREDENTIALS)
         self.clients = {
-            n: session.client(n, endpoint_url=self.aws_endpoint) for n in ("sns", "sqs", "dynamodb", "secretsmanager")
+            n: session.client(n, endpoint_url=self.aws_endpoint)
+            for n in ("sns", "sqs", "dynamodb", "secretsmanager", "s3", "kms")
         }
         for client in self.clients.values():  # a vendor function past its deadline is ended at its next call
             client.meta.events.register("before-call", self.check_deadline)
@@ -306,6 +309,7 @@ class LocalStack:
             secrets=secrets_for(self.template, self.config),
             endpoint_url=self.aws_endpoint,
         )
+        self._start_archive()
         self._start_ingest()
         for logical, fn in _functions(self.template).items():
             env = fn["Properties"].get("Environment", {}).get("Variables", {})
@@ -345,6 +349,16 @@ class LocalStack:
         return {**self.stack.function_environment(logical), **self.extra_env}
 
     # -- ingest -------------------------------------------------------------------------------------
+
+    def _start_archive(self) -> None:
+        """The archive's delivery (relay_tools.local_archive), when the stack has an archive."""
+        from relay_tools.local_archive import LocalFirehose, has_archive
+
+        assert self.stack is not None
+        self.archive = LocalFirehose(self.stack, self.clients, self.log) if has_archive(self.stack) else None
+        if self.archive is not None:
+            archive = self.archive
+            self._spawn(lambda: archive.run(self._stop, ARCHIVE_BUFFER_SECONDS), "archive")
 
     def _start_ingest(self) -> None:
         from relay_tools.functions import ingest_handler  # after _environment(): Powertools reads it at import

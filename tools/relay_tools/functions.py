@@ -40,3 +40,8 @@ def ingest_handler(**dependencies: Any) -> Handler:
 def vendor_handler(vendor: str, **dependencies: Any) -> Handler:
     """A vendor function's lambda_handler with a `VendorFunction(vendor, **dependencies)`."""
     return functools.partial(app_module(vendor).lambda_handler, function=VendorFunction(vendor, **dependencies))
+
+
+def archive_handler(sealer: Any) -> Handler:
+    """ArchiveFunction's lambda_handler (Firehose's transformation) with a `relay.archive.sealing.Sealer`."""
+    return functools.partial(app_module("archive").lambda_handler, seal=sealer)

@@ -17,6 +17,9 @@ from typing import Any
 
 CREATED_TYPES = (
     "AWS::KMS::Key",
+    "AWS::S3::Bucket",
+    "AWS::Glue::Database",
+    "AWS::Glue::Table",
     "AWS::SNS::Topic",
     "AWS::SQS::Queue",
     "AWS::DynamoDB::Table",
@@ -81,8 +84,14 @@ class Stack:
             if key == "Fn::GetAtt":
                 logical, attr = arg if isinstance(arg, list) else arg.split(".", 1)
                 return self._get_att(logical, attr)
+            if key == "Fn::Join":
+                return str(self.resolve(arg[0])).join(str(v) for v in self.resolve(arg[1]))
+            if key == "Fn::Split":
+                return str(self.resolve(arg[1])).split(str(self.resolve(arg[0])))
             if key == "Fn::Sub":
                 text = arg if isinstance(arg, str) else arg[0]
+                literal = "\x00"  # ${!name} is the text ${name}, not a reference
+                text = text.replace("${!", literal)
                 for name in {p.split("}")[0] for p in text.split("${")[1:]}:
                     text = text.replace(
                         "${" + name + "}",
@@ -94,7 +103,7 @@ class Stack:
                             )
                         ),
                     )
-                return text
+                return text.replace(literal, "${")
         if isinstance(value, dict):
             return {k: self.resolve(v) for k, v in value.items()}
         if isinstance(value, list):
@@ -195,13 +204,18 @@ def create_stack(
     sns, sqs, ddb, sm, kms = (
         session.client(name, endpoint_url=endpoint_url) for name in ("sns", "sqs", "dynamodb", "secretsmanager", "kms")
     )
-    resources = {k: v for k, v in template["Resources"].items() if v["Type"] in CREATED_TYPES and "Condition" not in v}
+    resources = {
+        k: v
+        for k, v in template["Resources"].items()
+        if v["Type"] in CREATED_TYPES and ("Condition" not in v or stack.condition(v["Condition"]))
+    }
     by_type = lambda t: [(k, v.get("Properties", {})) for k, v in resources.items() if v["Type"] == t]  # noqa: E731
     for logical, props in by_type("AWS::KMS::Key"):
         key = kms.create_key(
             Description=str(props.get("Description", "")), Policy=json.dumps(stack.resolve(props["KeyPolicy"]))
         )["KeyMetadata"]
         stack.physical[logical], stack.arns[logical] = key["KeyId"], key["Arn"]
+    _create_buckets(stack, session.client("s3", endpoint_url=endpoint_url), by_type("AWS::S3::Bucket"))
     for logical, props in by_type("AWS::SNS::Topic"):
         arn = sns.create_topic(
             Name=f"{name}-{logical}",
@@ -254,6 +268,7 @@ def create_stack(
             kwargs["SecretString"] = json.dumps(value)
         arn = sm.create_secret(**kwargs)["ARN"]
         stack.physical[logical] = stack.arns[logical] = arn
+    _create_catalog(stack, session.client("glue", endpoint_url=endpoint_url), by_type)
     for _logical, props in by_type("AWS::SNS::Subscription"):
         if props.get("Protocol") != "sqs":
             continue
@@ -270,3 +285,51 @@ def create_stack(
             Attributes=attrs,
         )
     return stack
+
+
+def _create_buckets(stack: Stack, s3: Any, buckets: list[tuple[str, dict[str, Any]]]) -> None:
+    """Buckets with their encryption, public access block and lifecycle (moto keeps them; S3 would enforce)."""
+    for logical, props in buckets:
+        name = f"{stack.name}-{logical}".lower()
+        region = stack.region
+        where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        s3.create_bucket(Bucket=name, **where)
+        stack.physical[logical], stack.arns[logical] = name, f"arn:aws:s3:::{name}"
+        if "BucketEncryption" in props:
+            rules = [
+                {
+                    "ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"],
+                    "BucketKeyEnabled": bool(rule.get("BucketKeyEnabled", False)),
+                }
+                for rule in stack.resolve(props["BucketEncryption"]["ServerSideEncryptionConfiguration"])
+            ]
+            s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
+        if "PublicAccessBlockConfiguration" in props:
+            block = stack.resolve(props["PublicAccessBlockConfiguration"])
+            s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=block)
+        if "LifecycleConfiguration" in props:
+            rules = [_lifecycle_rule(stack.resolve(r)) for r in props["LifecycleConfiguration"]["Rules"]]
+            s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": rules})
+
+
+def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """A CloudFormation lifecycle rule as S3's API takes it."""
+    out: dict[str, Any] = {"ID": rule["Id"], "Status": rule["Status"], "Filter": {"Prefix": rule.get("Prefix", "")}}
+    if "ExpirationInDays" in rule:
+        out["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+    if "AbortIncompleteMultipartUpload" in rule:
+        days = int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])
+        out["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": days}
+    return out
+
+
+def _create_catalog(stack: Stack, glue: Any, by_type: Any) -> None:
+    """The Glue databases and tables (Athena's view of the archive)."""
+    for logical, props in by_type("AWS::Glue::Database"):
+        database = stack.resolve(props["DatabaseInput"])
+        glue.create_database(DatabaseInput=database)
+        stack.physical[logical] = database["Name"]
+    for logical, props in by_type("AWS::Glue::Table"):
+        table = stack.resolve(props["TableInput"])
+        glue.create_table(DatabaseName=stack.resolve(props["DatabaseName"]), TableInput=table)
+        stack.physical[logical] = table["Name"]

@@ -37,7 +37,9 @@ MAX_FUTURE_SKEW_SECONDS = 300  # an event may be stamped this far ahead (relay.m
 
 
 def dedupe_horizon_seconds(
-    max_event_age_days: int, dead_letter_retention_seconds: int = DEFAULT_DEAD_LETTER_RETENTION_SECONDS
+    max_event_age_days: int,
+    dead_letter_retention_seconds: int = DEFAULT_DEAD_LETTER_RETENTION_SECONDS,
+    archive_retention_days: int = 0,
 ) -> int:
     """How long the ledger remembers an event: longer than any path by which it can come back.
 
@@ -45,9 +47,15 @@ def dedupe_horizon_seconds(
       future skew it allows), and its first claim was written after it happened;
     - a message coming back to a vendor function: SQS redelivers from the queue, `relay dlq redrive`
       from the DLQ, never later than the DLQ's retention after it was first queued (for standard queues
-      SQS counts retention from the original enqueue time).
+      SQS counts retention from the original enqueue time);
+    - `relay replay`: any event the archive still holds (`archive_retention_days`, 0 when there is no archive)
+      is sent again only to connections that have not delivered it (docs/decisions/0010).
     """
-    longest = max(max_event_age_days * DAY_SECONDS + MAX_FUTURE_SKEW_SECONDS, dead_letter_retention_seconds)
+    longest = max(
+        max_event_age_days * DAY_SECONDS + MAX_FUTURE_SKEW_SECONDS,
+        dead_letter_retention_seconds,
+        archive_retention_days * DAY_SECONDS,
+    )
     return longest + HORIZON_MARGIN_SECONDS
 
 
@@ -138,8 +146,12 @@ class LedgerTable:
         clock: Callable[[], float] = time.time,
     ) -> Self:
         """The ledger of a function: its table, and the horizon derived from its environment's maximum event
-        age and dead-letter retention."""
-        horizon = dedupe_horizon_seconds(environment.max_event_age_days, environment.dead_letter_retention_seconds)
+        age, dead-letter retention and archive retention."""
+        horizon = dedupe_horizon_seconds(
+            environment.max_event_age_days,
+            environment.dead_letter_retention_seconds,
+            environment.archive_retention_days,
+        )
         return cls(vendor, environment.idempotency_table, client, clock=clock, horizon_seconds=horizon)
 
     @property

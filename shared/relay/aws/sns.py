@@ -26,13 +26,16 @@ class Message:
     size: int = field(init=False)  # bytes SNS counts against the 256 KiB limit: body + attribute name, type, value
     body_size: int = field(init=False)  # bytes of the body alone
     connections: tuple[str, ...] = ()  # the connections it carries payloads for (what the ingest bundles by)
+    # the attribute's name: `destinations`, or `archive` for the archive's messages (relay.archive.outgoing)
+    attribute_name: str = "destinations"
 
     def __post_init__(self) -> None:
         attribute = _attribute(tuple(self.destinations))
         object.__setattr__(self, "attribute", attribute)
         body = len(self.body) if self.body.isascii() else len(self.body.encode("utf-8"))
         object.__setattr__(self, "body_size", body)
-        object.__setattr__(self, "size", body + len("destinations") + len("String.Array") + len(attribute))
+        overhead = len(self.attribute_name) + len("String.Array") + len(attribute)
+        object.__setattr__(self, "size", body + overhead)
 
 
 @functools.lru_cache(maxsize=64)
@@ -92,7 +95,7 @@ class SnsPublisher(LazyClient):
                 {
                     "Id": m.id,
                     "Message": m.body,
-                    "MessageAttributes": {"destinations": {"DataType": "String.Array", "StringValue": m.attribute}},
+                    "MessageAttributes": {m.attribute_name: {"DataType": "String.Array", "StringValue": m.attribute}},
                 }
                 for m in chunk
             ],

@@ -257,8 +257,8 @@ def deliver_batch(event: dict[str, Any], context: Any, function: VendorFunction)
         return batch_response(retry)
     states: dict[str, CircuitState] = {}
     runs = [
-        run_lane(Lane(function, c, s, config), records, {k: events[k] for k in keys}, remaining_ms, states)
-        for (c, s), keys in lanes(events.values()).items()
+        run_lane(Lane(function, c, s, config, r), records, {k: events[k] for k in keys}, remaining_ms, states)
+        for (c, s, r), keys in lanes(events.values()).items()
     ]
     results = {key: d for run in runs for key, d in run.results.items()}
     moved = {key for run in runs for key in run.moved}

@@ -61,9 +61,15 @@ class Lane:
     """One connection of the function's vendor, for one source's events."""
 
     def __init__(
-        self, function: VendorFunction, connection: str, source: str = DEFAULT, config: RelayConfig | None = None
+        self,
+        function: VendorFunction,
+        connection: str,
+        source: str = DEFAULT,
+        config: RelayConfig | None = None,
+        replay: str = "",
     ):
         self.function = function
+        self.replay = replay  # a `relay replay --again`'s id: its claims are apart (relay.models.names.ledger_name)
         self.vendor = function.vendor
         self.connection = connection
         self.source = source
@@ -112,7 +118,7 @@ class Lane:
     @property
     def ledger(self) -> DeliveryLedger:
         """The ledger of this connection's claims of this source's events."""
-        return self.function.ledger_of(ledger_name(self.connection, self.source))
+        return self.function.ledger_of(ledger_name(self.connection, self.source, self.replay))
 
     @property
     def made_ledger(self) -> DeliveryLedger | None:
@@ -126,11 +132,11 @@ class Lane:
         return self.function.forwarder(self.connection, self.source, self.config)
 
 
-def lanes(events: Iterable[QueuedEvent]) -> dict[tuple[str, str], list[str]]:
-    """The keys of the batch's events by lane, (connection, source), in the order of the connections."""
-    out: dict[tuple[str, str], list[str]] = {}
+def lanes(events: Iterable[QueuedEvent]) -> dict[tuple[str, str, str], list[str]]:
+    """The keys of the batch's events by lane, (connection, source, replay), in the order of the connections."""
+    out: dict[tuple[str, str, str], list[str]] = {}
     for queued in events:
-        out.setdefault((queued.connection, queued.sent_by), []).append(queued.key)
+        out.setdefault((queued.connection, queued.sent_by, queued.replay), []).append(queued.key)
     return dict(sorted(out.items()))
 
 

@@ -21,6 +21,7 @@ from relay.aws.ledger import INGEST, DeliveryLedger
 from relay.aws.replay import ReplayGuard
 from relay.aws.secrets import SecretRefresh, load_ingest_config
 from relay.aws.sns import SnsPublisher
+from relay.ingest.archiving import Archiver
 from relay.ingest.request import Ingest, IngestResult
 from relay.ingest.status import STATUS_PREFIX, event_status
 from relay.journey import JourneyTable
@@ -83,6 +84,7 @@ class IngestFunction:
         self.refresh = secret_refresh or SecretRefresh()
         self._ingests: dict[tuple[str, ...], Ingest] = {}
         self._journeys: JourneyTable | None = None
+        self._archiver: Archiver | None = None
 
     @property
     def environment(self) -> IngestEnvironment:
@@ -99,6 +101,13 @@ class IngestFunction:
                 ledger.table_name, ledger.client, clock=self.clock, horizon_seconds=ledger.horizon_seconds
             )
         return self._journeys
+
+    @property
+    def archiver(self) -> Archiver | None:
+        """The archive's publisher (relay.ingest.archiving), when the stack has an archive (RELAY_ARCHIVE)."""
+        if self._archiver is None and self.environment.archive:
+            self._archiver = Archiver(self._parts()[0])
+        return self._archiver
 
     def _parts(self) -> tuple[SnsPublisher, ReplayGuard | None, DeliveryLedger]:
         if self._publisher is None:
@@ -119,7 +128,10 @@ class IngestFunction:
         if key not in self._ingests:  # the secret changed (rotation): rebuild once
             self._ingests.clear()
             publisher, guard, ledger = self._parts()
-            self._ingests[key] = Ingest(config, publisher, self.clock, guard, ledger=ledger, journeys=self.journeys)
+            archiver = self.archiver
+            self._ingests[key] = Ingest(
+                config, publisher, self.clock, guard, ledger=ledger, journeys=self.journeys, archiver=archiver
+            )
         return self._ingests[key]
 
 

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from relay.archive.outgoing import Accepted
 from relay.aws.clients import AWS_CALL_MAX_MS
 from relay.aws.ledger import INGEST, Claim, DeliveryLedger
 from relay.aws.replay import ReplayGuard
 from relay.aws.sns import Message, SnsPublisher
 from relay.ingest import jsonbody
+from relay.ingest.archiving import Archiver, Archiving
 from relay.ingest.bundling import bundles, plan_bundles
 from relay.ingest.reading import EventReader
 from relay.ingest.signing import HEADER, SignatureError, SignatureMismatch, verify
@@ -73,8 +75,10 @@ class Ingest:
         events_per_message: int = EVENTS_PER_MESSAGE,
         ledger: DeliveryLedger | None = None,
         journeys: JourneyTable | None = None,
+        archiver: Archiver | None = None,
     ):
         self.config = config
+        self.archiver = archiver  # each request's published events to the archive too (relay.archive)
         # each request's journey item (relay.journey), unless [delivery] journey is off
         self.journeys = journeys if config.delivery.journey else None
         self.events_per_message = events_per_message
@@ -193,12 +197,15 @@ class Ingest:
         fresh = [(event_id, m) for event_id, m in singles if claims.get(event_id, Claim.CLAIMED) is Claim.CLAIMED]
         not_published, bundle_of = self._publish(fresh, remaining_ms, recorded)
         failed += not_published
+        archiving = self._archive(source, now, raw_events, fresh, set(failed), recorded)
         journey = self._journey(batch, now, origin or {}, accepted, fresh, set(failed), bundle_of)
         # anything but queued now or before: another request holds the claim (never dropped in silence)
         settled = (Claim.CLAIMED, Claim.DUPLICATE)
         in_flight = [event_id for event_id in ids if claims.get(event_id, Claim.CLAIMED) not in settled]
         not_queued = [e for e in failed if e not in duplicates]
         ledger_error = self._settle(ledger, batch, fresh, not_queued, journey, in_flight)
+        if self.archiver is not None:
+            self.archiver.finish(archiving, remaining_ms)
         if failed or in_flight:
             return _unavailable("could not enqueue every event", failed + in_flight)
         return IngestResult(
@@ -310,6 +317,24 @@ class Ingest:
         failed = [event_id for message_id in self.publisher.publish(messages) for event_id in members[message_id]]
         bundle_of = {e: recorded[e] for e, _ in fresh if e in recorded} if self.journeys is not None else {}
         return failed, bundle_of
+
+    def _archive(
+        self,
+        source: str,
+        now: datetime,
+        raw_events: list[Any],
+        fresh: list[tuple[str, Message]],
+        failed: set[str],
+        recorded: Mapping[str, str],
+    ) -> Archiving | None:
+        """Start archiving the events published now (relay.ingest.archiving): each event's own message is named
+        by its index in the request."""
+        if self.archiver is None:
+            return None
+        published = [
+            Accepted(raw_events[int(m.id)], m.connections, recorded.get(e)) for e, m in fresh if e not in failed
+        ]
+        return self.archiver.start(source, now.timestamp(), published)
 
     def _journey(
         self,

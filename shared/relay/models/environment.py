@@ -37,6 +37,8 @@ class FunctionEnvironment(BaseModel):
     dead_letter_retention_seconds: int = Field(
         SQS_MAX_RETENTION_SECONDS, alias="RELAY_DEAD_LETTER_RETENTION_SECONDS", ge=60, le=SQS_MAX_RETENTION_SECONDS
     )
+    # how long the archive keeps events (0: no archive): the ledger remembers deliveries as long (relay replay)
+    archive_retention_days: int = Field(0, alias="RELAY_ARCHIVE_RETENTION_DAYS", ge=0, le=3650)
     # the sources and connections (relay.models.connections_file): the file shipped in the layer unless set
     connections_file: str | None = Field(None, alias="RELAY_CONNECTIONS_FILE")
     settings: dict[str, str] = Field(default_factory=dict)
@@ -56,6 +58,7 @@ class IngestEnvironment(FunctionEnvironment):
     topic_arn: str = Field(alias="RELAY_TOPIC_ARN", min_length=1)
     secret_arn: str = Field(alias="RELAY_INGEST_SECRET_ARN", min_length=1)
     replay_table: str | None = Field(None, alias="RELAY_REPLAY_TABLE")
+    archive: bool = Field(False, alias="RELAY_ARCHIVE")  # publish each request's archive message (relay.archive)
 
 
 class VendorEnvironment(FunctionEnvironment):
@@ -67,6 +70,14 @@ class VendorEnvironment(FunctionEnvironment):
     secret_arn: str = Field(alias="RELAY_VENDOR_SECRET_ARN", min_length=1)
     # the function's own queue (retry delays, automatic redrive); else derived from the records' queue ARN
     queue_url: str | None = Field(None, alias="RELAY_QUEUE_URL")
+
+
+class ArchiveEnvironment(BaseModel):
+    """ArchiveFunction's variables (Firehose's transformation: no table, no secret)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    key_id: str = Field(alias="RELAY_ARCHIVE_KEY_ID", min_length=1)  # the archive's KMS key: seals personal fields
 
 
 class TracingEnvironment(BaseModel):

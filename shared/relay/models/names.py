@@ -55,14 +55,25 @@ def vendor_of(connection: str) -> str:
     return connection.partition(".")[0]
 
 
-def ledger_name(connection: str, source: str = DEFAULT) -> str:
+REPLAY_PATTERN = r"[0-9a-f]{16}"  # a `relay replay --again`'s id (relay_tools.replay)
+_REPLAY = re.compile(REPLAY_PATTERN)
+
+
+def is_replay_id(value: object) -> bool:
+    return isinstance(value, str) and _REPLAY.fullmatch(value) is not None
+
+
+def ledger_name(connection: str, source: str = DEFAULT, replay: str = "") -> str:
     """The ledger's namespace for one connection's claims of one source's events (relay.aws.records): event
     ids are scoped per source, so two sources may use the same ids. The default source's claims keep the
-    connection's id alone (``applovin``: what a single-connection relay wrote); another's add ``@<source>``."""
-    return connection if source == DEFAULT else f"{connection}@{source}"
+    connection's id alone (``applovin``: what a single-connection relay wrote); another's add ``@<source>``.
+    `replay`: a ``relay replay --again``'s id, whose sends are claimed apart (``applovin!<id>``): once per
+    replay, whatever was delivered before (docs/archive.md)."""
+    name = connection if source == DEFAULT else f"{connection}@{source}"
+    return f"{name}!{replay}" if replay else name
 
 
 def namespace_parts(namespace: str) -> tuple[str, str]:
-    """(connection, source) of a ledger namespace: `ledger_name` read back."""
-    connection, _, source = namespace.partition("@")
+    """(connection, source) of a ledger namespace: `ledger_name` read back (a replay's id dropped)."""
+    connection, _, source = namespace.partition("!")[0].partition("@")
     return connection, source or DEFAULT

@@ -8,7 +8,8 @@ DLQs hold what each vendor is sent (emails and phones hashed), not the event as 
     {"event_id": "o-1001", "name": "purchase",
      "payloads": {"applovin": {...}, "adroll.eu": {...}},  # one per connection, exactly as mapped
      "targets": {"appsflyer": "id123456789"},              # the request group, when a vendor has one
-     "source": "eu"}                                       # the source that sent it, unless "default"
+     "source": "eu",                                       # the source that sent it, unless "default"
+     "replay": "0f3a..."}                                  # `relay replay --again`'s id: claimed apart
 
 A vendor function delivers each connection of its vendor the message carries (relay.models.names: the
 connection named default is keyed by its vendor alone, as every message was before connections).
@@ -35,7 +36,7 @@ from pydantic import ValidationError
 
 from relay.models.event import Event, event_id_of
 from relay.models.fields import MAX_EVENT_ID_LENGTH
-from relay.models.names import DEFAULT, is_name, vendor_of
+from relay.models.names import DEFAULT, is_name, is_replay_id, vendor_of
 from relay.vendors import Mapped, MappingResult
 
 # events per SNS message (bundle); the vendor functions' SQS BatchSize in template.yaml is sized so that an
@@ -109,6 +110,7 @@ class QueuedEvent:
     bundle: str | None = None  # the id of the bundle it came in
     connection: str = ""  # the connection it is for (its vendor alone: the one named default)
     sent_by: str = DEFAULT  # the source that sent it (event ids are scoped per source)
+    replay: str = ""  # the id of the `relay replay --again` that queued it (its claims are that replay's)
 
     @property
     def body(self) -> str:
@@ -166,8 +168,10 @@ def _queued_events(
         errors = "; ".join(map(str, from_validation_error(exc)))
         return [_unreadable(key, message_id, source, vendor, f"not a canonical event: {errors}", bundle)]
     sent_by = message.get("source", DEFAULT) if "payloads" in message else DEFAULT
+    replay = message.get("replay", "") if "payloads" in message else ""
     if len(parts) == 1 and parts[0][0] == vendor:  # the default connection alone: the key and body as they were
-        return [QueuedEvent(key, message_id, source, parts[0][1], bundle=bundle, connection=vendor, sent_by=sent_by)]
+        kind = {"bundle": bundle, "connection": vendor, "sent_by": sent_by, "replay": replay}
+        return [QueuedEvent(key, message_id, source, parts[0][1], **kind)]
     return [
         QueuedEvent(
             key if connection == vendor else f"{key}~{connection}",
@@ -177,6 +181,7 @@ def _queued_events(
             bundle=bundle,
             connection=connection,
             sent_by=sent_by,
+            replay=replay,
         )
         for connection, event in parts
     ]
@@ -215,6 +220,8 @@ def _from_message(message: Any, vendor: str) -> list[tuple[str, Queued | Event]]
     sent_by = message.get("source", DEFAULT)
     if not is_name(sent_by):
         raise QueuedMessageError("source: must be a source's name (relay.models.names)")
+    if "replay" in message and not is_replay_id(message["replay"]):
+        raise QueuedMessageError("replay: must be a replay's id, 16 lower-case hex digits (relay.models.names)")
     payloads = message["payloads"]
     mine = sorted(c for c in payloads if vendor_of(c) == vendor) if isinstance(payloads, dict) else []
     if not mine:
