@@ -314,6 +314,89 @@ def _dlq_action(args: argparse.Namespace, vendor: str, queues: Any, out: TextIO,
     return EXIT_OK
 
 
+def replay_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """`relay replay`: archived events queued again (relay_tools.replay); exit 1 when an event could not be."""
+    from relay.models.names import is_connection, is_name
+    from relay_tools.archive_store import archive_stack
+    from relay_tools.replay import Checkpoint, Replay, default_checkpoint, print_summary, progress_bar
+
+    request = _replay_request(args)
+    bad = [c for c in request.connections if not is_connection(c)]
+    if bad:
+        raise UsageError(f"--connection: {bad[0]!r} is not a connection id (vendor or vendor.name)")
+    bad = [s for s in request.sources if not is_name(s)]
+    if bad:
+        raise UsageError(f"--source: {bad[0]!r} is not a source's name")
+    if args.rate <= 0:
+        raise UsageError("--rate: must be more than 0 events a second")
+    config = None if args.stack else resolve_config(args.config, err)
+    archive = archive_stack(stack=args.stack, config=config, region=args.region, endpoint_url=args.endpoint_url)
+    path = Path(args.checkpoint) if args.checkpoint else default_checkpoint(archive.name, request.replay_id)
+    replay = Replay(
+        request,
+        archive,
+        Checkpoint(path, request.replay_id),
+        dry_run=args.dry_run,
+        rate=args.rate,
+        progress=None if args.json else progress_bar(err),
+    )
+    tally = replay.run()
+    failed = bool(tally.invalid) or replay.unpublished > 0
+    if args.json:
+        report = {
+            "replay": request.replay_id,
+            "again": request.again,
+            "dry_run": args.dry_run,
+            "events": tally.events,
+            "connections": tally.counts,
+            "too_old": tally.too_old,
+            "invalid": tally.invalid,
+            "not_queued": replay.unpublished,
+        }
+        print(json.dumps(report), file=out)
+    else:
+        what = "dry run of replay" if args.dry_run else "replay"
+        print(
+            f"{what} {request.replay_id}{' (--again)' if request.again else ''}: {tally.events} archived events",
+            file=out,
+        )
+        print_summary(tally, out, args.dry_run)
+        if replay.unpublished:
+            print(f"relay: SNS did not take {replay.unpublished} event(s): run the replay again", file=err)
+    return EXIT_INVALID if failed else EXIT_OK
+
+
+def _replay_request(args: argparse.Namespace) -> Any:
+    from relay_tools.replay import ReplayRequest, parse_time
+
+    try:
+        since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until") if args.until else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    until_now = until is None
+    until = until or datetime.now(UTC)
+    if since >= until:
+        raise UsageError("--since: must be before --until")
+    ids = list(args.event_id or [])
+    if args.ids_file:
+        try:
+            ids += [line.strip() for line in Path(args.ids_file).read_text().splitlines() if line.strip()]
+        except OSError as exc:
+            raise UsageError(f"--ids-file: cannot read {args.ids_file}: {exc.strerror}") from None
+    if args.max_age_days is not None and args.max_age_days < 1:
+        raise UsageError("--max-age-days: must be at least 1")
+    return ReplayRequest(
+        since,
+        until,
+        tuple(args.source or ()),
+        tuple(normal_connection(c) for c in args.connection or () if c),
+        tuple(ids),
+        args.again,
+        args.max_age_days,
+        until_now,
+    )
+
+
 def trace_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """`relay trace EVENT_ID`: the event's journey; exit 1 when the relay does not know it."""
     from relay.journey.trace import trace_event
@@ -743,6 +826,22 @@ def build_parser() -> argparse.ArgumentParser:
     _stack_or_config(tr)
     tr.add_argument("--json", action="store_true", help="the journey as JSON")
     tr.set_defaults(func=trace_cmd)
+
+    rp = sub.add_parser("replay", help="queue archived events again: only to connections that have not delivered them")
+    rp.add_argument("--since", required=True, help="accepted at or after this ISO time (UTC unless an offset)")
+    rp.add_argument("--until", help="accepted before this ISO time (default: now)")
+    rp.add_argument("--source", action="append", help="only this source's events (repeatable; default: all)")
+    rp.add_argument("--connection", action="append", help="only to this connection (repeatable): applovin.eu")
+    rp.add_argument("--event-id", action="append", help="only this event (repeatable)")
+    rp.add_argument("--ids-file", help="only the event ids in this file, one a line")
+    rp.add_argument("--again", action="store_true", help="also what was delivered: once more per replay")
+    rp.add_argument("--max-age-days", type=int, help="list events older than this instead of sending them")
+    rp.add_argument("--rate", type=float, default=50.0, help="at most this many events a second (default 50)")
+    rp.add_argument("--checkpoint", help="the file a killed replay resumes from (default .relay/replays/...)")
+    rp.add_argument("--dry-run", action="store_true", help="count what would be sent; send nothing")
+    rp.add_argument("--json", action="store_true", help="the summary as one JSON object")
+    _stack_or_config(rp)
+    rp.set_defaults(func=replay_cmd)
 
     ui = sub.add_parser("ui", help="the debugger page on 127.0.0.1, against a deployed stack (--stack)")
     _stack_or_config(ui)

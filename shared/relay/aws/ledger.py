@@ -49,6 +49,7 @@ from relay.aws.records import (
     REQUEUED,
     SETTLED,
     Claim,
+    _set,
     batch_key,
     bundle_key,
     claim_key,
@@ -135,6 +136,22 @@ class DeliveryLedger(IngestClaims, BundleClaims):
                 raise
             return False
         return True
+
+    def was_delivered(self, event_id: str, bundle: str | None = None) -> bool:
+        """Whether this namespace delivered the event: its claim (or its bundle's, when it was published in one)
+        is settled by a batch that does not list it failed or moved. What `relay replay` asks before queuing an
+        event again; in doubt (a claim in flight, or one whose invocation died) False: the vendor function's own
+        claim of what the replay queues decides, and never sends twice."""
+        key = self.bundle_key(bundle) if bundle else claim_key(self.vendor, event_id)
+        item = self.client.get_item(TableName=self.table_name, Key={"id": {"S": key}}, ConsistentRead=True).get("Item")
+        if not item or item.get("status", {}).get("S") != CLAIMED:
+            return False
+        if bundle and (event_id not in _set(item, "events") or event_id in _set(item, "owed") | _set(item, "moved")):
+            return False
+        if bundle and "pending" in item and event_id not in _set(item, "pending"):
+            return True  # delivered by an earlier batch of the bundle
+        settled = self._batch_record(item["batch"]["S"])
+        return settled is not None and event_id not in _set(settled, "failed") | _set(settled, "moved")
 
     @staticmethod
     def delivered_events(items: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], str]:

@@ -186,11 +186,16 @@ class VendorFunction:
         return config
 
     def forwarder(
-        self, connection: str | None = None, source: str = DEFAULT, config: RelayConfig | None = None
+        self,
+        connection: str | None = None,
+        source: str = DEFAULT,
+        config: RelayConfig | None = None,
+        replay: str = "",
     ) -> Forwarder:
-        """The Forwarder of a connection (the default one unless named) for one source's events, from `config`
-        (read now unless given): made again when the connection's keys change; raises VendorDisabled when the
-        connection is not enabled, ConfigError when its key is missing."""
+        """The Forwarder of a connection (the default one unless named) for one source's events (`replay`: those
+        a `relay replay --again` queued, claimed apart), from `config` (read now unless given): made again when
+        the connection's keys change; raises VendorDisabled when the connection is not enabled, ConfigError when
+        its key is missing."""
         connection = connection or self.vendor
         config = config or self.config()
         section = config.connection(connection)
@@ -207,9 +212,9 @@ class VendorFunction:
             raise ConfigError([FieldError(f"{connection}.{missing[0]}", f"missing: set {secret} in {vendor}'s secret")])
         narrowed = config.for_connection(connection)  # the connection as its vendor's only one
         keys = narrowed.secret_values()
-        key = (connection, source, *keys)
+        key = (connection, source, replay, *keys)
         if key not in self._forwarders:
-            for old in [k for k in self._forwarders if k[:2] == (connection, source)]:
+            for old in [k for k in self._forwarders if k[:3] == (connection, source, replay)]:
                 self._forwarders.pop(old).close()
             if self._client is None:
                 self._client = new_http_client()
@@ -219,7 +224,7 @@ class VendorFunction:
                 self.vendor,
                 narrowed,
                 self._client,
-                ledger=self.ledger_of(ledger_name(connection, source)),
+                ledger=self.ledger_of(ledger_name(connection, source, replay)),
                 max_workers=self.max_workers,
                 sleep=self.sleep,
                 pool=self._pool,

@@ -54,7 +54,9 @@ class VendorFunction(recovery.VendorFunction, Protocol):
     def made_ledger(self) -> DeliveryLedger | None: ...
     def ledger_of(self, name: str) -> DeliveryLedger: ...
     def circuit_of(self, connection: str) -> Circuit: ...
-    def forwarder(self, connection: str | None, source: str, config: RelayConfig | None) -> Forwarder: ...
+    def forwarder(
+        self, connection: str | None, source: str, config: RelayConfig | None, replay: str = ""
+    ) -> Forwarder: ...
 
 
 class Lane:
@@ -129,7 +131,7 @@ class Lane:
         return self.function.circuit_of(self.connection)
 
     def forwarder(self) -> Forwarder:
-        return self.function.forwarder(self.connection, self.source, self.config)
+        return self.function.forwarder(self.connection, self.source, self.config, self.replay)
 
 
 def lanes(events: Iterable[QueuedEvent]) -> dict[tuple[str, str, str], list[str]]:

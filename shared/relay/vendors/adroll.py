@@ -60,6 +60,8 @@ def timestamp_seconds(event: Event) -> int | float:
 class AdRoll(VendorAdapter[AdRollConfig]):
     name = "adroll"
     max_batch = MAX_BATCH
+    # timestamp: "the current time will be used if omitted"; no oldest time is documented
+    max_event_age_days = None
     secret_headers = frozenset({"Authorization"})
     identifier_fields: ClassVar[dict[str, tuple[str, ...]]] = {
         "email": ("identifiers.email_sha256", "identifiers.email_md5"),

@@ -87,6 +87,8 @@ def domain_url(url: str) -> str:
 class AppLovin(VendorAdapter[AppLovinConfig]):
     name = "applovin"
     max_batch = MAX_BATCH
+    # event_time is "the current Unix epoch time in milliseconds"; no oldest time is documented
+    max_event_age_days = None
     secret_headers = frozenset({"Authorization"})
     identifier_fields: ClassVar[dict[str, tuple[str, ...]]] = {
         "email": ("user_data.email",),

@@ -73,6 +73,8 @@ def _takes_aie(os_name: str | None, os_version: str | None) -> bool:
 class AppsFlyer(VendorAdapter[AppsFlyerConfig]):
     name = "appsflyer"
     max_batch = 1  # one event per request
+    # eventTime: absent means the arrival time; the S2S reference documents no oldest time
+    max_event_age_days = None
     secret_headers = frozenset({"authentication"})
     identifier_fields: ClassVar[dict[str, tuple[str, ...]]] = {
         "email": ("email_hashed",),

@@ -125,6 +125,9 @@ class VendorAdapter(ABC, Generic[C]):
 
     name: ClassVar[str]
     max_batch: ClassVar[int]
+    # the oldest event the vendor documents it takes, in days; None: its API reference documents no limit
+    # (`relay replay` lists events older than this instead of sending them: docs/archive.md)
+    max_event_age_days: ClassVar[int | None]
     secret_headers: ClassVar[frozenset[str]]
     # kind (IDENTIFIER_KINDS) -> the payload fields holding it, as dotted paths
     identifier_fields: ClassVar[dict[str, tuple[str, ...]]] = {}
