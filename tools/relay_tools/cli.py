@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import tomllib
@@ -21,7 +22,7 @@ from relay.models.names import normal_connection, vendor_of
 from relay.queued.routing import Router
 from relay.vendors import Invalid, Mapped, MappingResult, Skipped
 from relay_tools.config_file import load_config
-from relay_tools.connections import signed_headers
+from relay_tools.connections import signed_headers, signing_source
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # as Ctrl-C: `relay dev` and `relay ui` stop cleanly
@@ -394,6 +395,80 @@ def _replay_request(args: argparse.Namespace) -> Any:
         args.again,
         args.max_age_days,
         until_now,
+    )
+
+
+def import_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """`relay import FILE`: validate every row, then send the good ones (relay_tools.importing); exit 1 when a
+    row was bad or refused, 2 when the relay could not take the rest (run it again: it resumes)."""
+    from relay_tools import importing
+
+    if args.rate <= 0:
+        raise UsageError("--rate: must be more than 0 events a second")
+    path = Path(args.file)
+    config = resolve_config(args.config, err)
+    try:
+        mapping = importing.parse_pairs(args.map, "--map")
+        constants = importing.parse_pairs(args.set, "--set")
+        source, secret = signing_source(config, args.source)
+        secret = os.environ.get("RELAY_SECRET") or secret  # a deployed stack's, as the clients read it
+        rows = importing.read_rows(path, mapping, constants)
+        url = args.url or f"http://127.0.0.1:{config.local.ingest_port}/v1/events"
+        client = importing.relay_client()
+        checkpoint = Path(args.checkpoint) if args.checkpoint else importing.default_checkpoint(path, source)
+
+        def send(body: bytes) -> tuple[int, dict[str, Any]]:
+            named = None if source == "default" else source
+            return client.send(url, secret, body, source=named, log=lambda line: print(line, file=err))
+
+        bar = None if args.json or not err.isatty() else _import_bar(err)
+        importer = importing.Importer(config, source, send, checkpoint, args.rate, progress=bar)
+        report = importing.ImportReport()
+        good = importer.validate(rows, report)
+    except (importing.ImportError_, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    complete = True
+    if not args.dry_run:
+        try:
+            complete = importer.run(good, report)
+        except OSError as exc:
+            print(f"relay: cannot reach {url}: {exc}; run the import again to resume", file=err)
+            complete = False
+    if args.json:
+        print(json.dumps({**importing.report_json(report), "dry_run": args.dry_run, "complete": complete}), file=out)
+    else:
+        _print_import(report, len(good), args.dry_run, out)
+    if not complete:
+        print("relay: the ingest did not take every request; run the import again to resume", file=err)
+        return EXIT_USAGE
+    return EXIT_INVALID if report.bad or report.rejected else EXIT_OK
+
+
+def _import_bar(err: TextIO) -> Any:
+    def show(done: int, total: int) -> None:
+        filled = 30 * done // max(total, 1)
+        err.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} events")
+        if done == total:
+            err.write("\n")
+        err.flush()
+
+    return show
+
+
+def _print_import(report: Any, good: int, dry_run: bool, out: TextIO) -> None:
+    for bad in report.bad:
+        print(f"line {bad['line']}: {'; '.join(bad['errors'])}", file=out)
+    for refused in report.rejected:
+        print(f"line {refused['line']}: refused by the relay: {'; '.join(refused['errors'])}", file=out)
+    if dry_run:
+        print(f"{report.rows} row(s): {good} valid, {len(report.bad)} invalid (dry run: nothing sent)", file=out)
+        return
+    resumed = f", resumed after {report.resumed_from}" if report.resumed_from else ""
+    print(
+        f"{report.rows} row(s): {len(report.bad)} invalid, {report.sent} of {good} sent{resumed} "
+        f"({report.accepted - report.duplicates} new, {report.duplicates} already imported, "
+        f"{len(report.rejected)} refused)",
+        file=out,
     )
 
 
@@ -842,6 +917,19 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--json", action="store_true", help="the summary as one JSON object")
     _stack_or_config(rp)
     rp.set_defaults(func=replay_cmd)
+
+    im = sub.add_parser("import", help="backfill: validate a file of events by line, then send them 100 a request")
+    im.add_argument("file", help="NDJSON (one canonical event a line) or CSV (a header row; see --map)")
+    im.add_argument("--map", action="append", help="CSV: COLUMN=FIELD, a dotted field (repeatable): Email=user.email")
+    im.add_argument("--set", action="append", help="FIELD=VALUE for every event (repeatable): source=web")
+    im.add_argument("--source", help="sign as this source (default: the configuration's only one, else default)")
+    im.add_argument("--url", help="the ingest URL (default: the local stack's)")
+    im.add_argument("--rate", type=float, default=100.0, help="at most this many events a second (default 100)")
+    im.add_argument("--checkpoint", help="the file a killed import resumes from (default .relay/imports/...)")
+    im.add_argument("--dry-run", action="store_true", help="validate every row; send nothing")
+    im.add_argument("--json", action="store_true", help="the report as one JSON object")
+    im.add_argument("--config", help=f"the relay configuration (default: ./{DEFAULT_CONFIG}, else the example)")
+    im.set_defaults(func=import_cmd)
 
     ui = sub.add_parser("ui", help="the debugger page on 127.0.0.1, against a deployed stack (--stack)")
     _stack_or_config(ui)
