@@ -472,6 +472,45 @@ def _print_import(report: Any, good: int, dry_run: bool, out: TextIO) -> None:
     )
 
 
+def forget_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """`relay forget`: a person's events erased (relay_tools.forget); exit 1 when none was found."""
+    from relay_tools.archive_store import archive_stack
+    from relay_tools.forget import Forget, person
+
+    try:
+        who = person(
+            args.user_id or [],
+            args.email or [],
+            args.email_sha256 or [],
+            args.phone or [],
+            args.phone_sha256 or [],
+            args.country,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not who:
+        raise UsageError("name the person: --user-id, --email, --email-sha256, --phone or --phone-sha256")
+    config = None if args.stack else resolve_config(args.config, err)
+    archive = archive_stack(stack=args.stack, config=config, region=args.region, endpoint_url=args.endpoint_url)
+    result = Forget(archive, who, dry_run=args.dry_run).run()
+    summary = result.summary()
+    if args.json:
+        print(json.dumps({**summary, "dry_run": args.dry_run}), file=out)
+    else:
+        verb = "would erase" if args.dry_run else "erased"
+        print(f"{verb} {len(result.events)} event(s) of this person", file=out)
+        for event in summary["events"]:
+            print(f"  {event['event_id']}  (source {event['source']})", file=out)
+        print(
+            f"archive: {result.objects_rewritten} object(s) rewritten, {result.objects_deleted} deleted, "
+            f"{result.error_records} from error records; journeys: {result.journey_items} item(s) rewritten; "
+            f"ledger: {result.claims_forgotten} claim(s) forgotten, {result.dead_letter_reasons} dead-letter "
+            "reason(s) dropped",
+            file=out,
+        )
+    return EXIT_OK if result.events or result.error_records else EXIT_INVALID
+
+
 def trace_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """`relay trace EVENT_ID`: the event's journey; exit 1 when the relay does not know it."""
     from relay.journey.trace import trace_event
@@ -487,7 +526,8 @@ def trace_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if journey is None:
         whose = "" if args.source == "default" else f" from source {args.source!r}"
         print(
-            f"relay: no event {args.event_id!r}{whose} is known (never accepted, or older than the ledger's horizon)",
+            f"relay: no event {args.event_id!r}{whose} is known (never accepted, older than the ledger's horizon, "
+            "or erased by relay forget)",
             file=err,
         )
         return EXIT_INVALID
@@ -930,6 +970,18 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--json", action="store_true", help="the report as one JSON object")
     im.add_argument("--config", help=f"the relay configuration (default: ./{DEFAULT_CONFIG}, else the example)")
     im.set_defaults(func=import_cmd)
+
+    fg = sub.add_parser("forget", help="erase a person's events: archive, journeys, the ledger's personal fields")
+    fg.add_argument("--user-id", action="append", help="the event's user.id (repeatable)")
+    fg.add_argument("--email", action="append", help="an email address, hashed here (repeatable)")
+    fg.add_argument("--email-sha256", action="append", help="the SHA-256 of a normalised email (repeatable)")
+    fg.add_argument("--phone", action="append", help="a phone number, hashed here (repeatable; see --country)")
+    fg.add_argument("--phone-sha256", action="append", help="the SHA-256 of a phone's digits (repeatable)")
+    fg.add_argument("--country", help="the country of a --phone without its +country code (ISO 3166: US)")
+    fg.add_argument("--dry-run", action="store_true", help="find and count; change nothing")
+    fg.add_argument("--json", action="store_true", help="the report as one JSON object")
+    _stack_or_config(fg)
+    fg.set_defaults(func=forget_cmd)
 
     ui = sub.add_parser("ui", help="the debugger page on 127.0.0.1, against a deployed stack (--stack)")
     _stack_or_config(ui)

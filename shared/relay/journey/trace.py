@@ -37,6 +37,7 @@ from relay.aws.ledger import (
     claim_key,
 )
 from relay.journey import JourneyTable, iso, journey_key
+from relay.journey.erasure import FORGOTTEN
 from relay.journey.record import DEAD_LETTERED, DELIVERED, INVALID, PENDING, SKIPPED
 from relay.models.names import DEFAULT, VENDORS, ledger_name
 
@@ -64,10 +65,12 @@ def trace_event(
     table: JourneyTable, event_id: str, source: str = DEFAULT, connections: Iterable[str] = VENDORS
 ) -> dict[str, Any] | None:
     """The journey of `source`'s event `event_id`; None when the relay holds no record of it (never accepted,
-    or older than the ledger's horizon). `connections`: where to look when the ingest's records are gone (the
-    configuration's connections)."""
+    older than the ledger's horizon, or erased by `relay forget`). `connections`: where to look when the
+    ingest's records are gone (the configuration's connections)."""
     ingest_name = ledger_name(INGEST, source)
     ingest = _get(table, claim_key(ingest_name, event_id))
+    if ingest and FORGOTTEN in ingest:  # erased (`relay forget`): the relay tells nothing of it
+        return None
     accepted: dict[str, Any] = {}
     head: dict[str, Any] = {}
     if ingest and "batch" in ingest:
