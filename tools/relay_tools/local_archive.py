@@ -108,6 +108,8 @@ class LocalFirehose:
         partitions: dict[str, list[bytes]] = {}
         for record in answer["records"]:
             data = base64.b64decode(record["data"])
+            if record["result"] == "Dropped":
+                continue
             if record["result"] == "Ok":
                 prefix = partition_prefix(self.prefix, record["metadata"]["partitionKeys"])
             else:

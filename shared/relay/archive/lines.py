@@ -8,8 +8,9 @@
      "event": "{…the event's JSON without its personal fields…}", "sealed": {"key": "…", "data": "…"}}
 
 Each record's lines go under its source's and day's partition (Firehose's dynamic partitioning, keys from this
-function). A record that is not an archive message is handed back as ProcessingFailed (Firehose writes it under
-the stream's error prefix) and named in the log, never its content.
+function). A record that is not an archive message (the ingest publishes every one: something else published
+with the `archive` attribute) is dropped, counted (ArchiveRecordsFailed) and named in the log, never its
+content: handed back as ProcessingFailed, Firehose would keep it as received, personal fields in clear.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def transform(event: Mapping[str, Any], sealer: Sealer) -> dict[str, Any]:
             data, keys = archive_record(base64.b64decode(record["data"]), sealer)
         except (NotAnArchiveMessage, ValueError) as exc:
             logger.error("not an archive message", extra={"record": record.get("recordId"), "error": str(exc)})
-            out.append({"recordId": record["recordId"], "result": "ProcessingFailed", "data": record["data"]})
+            out.append({"recordId": record["recordId"], "result": "Dropped", "data": record["data"]})
             failed += 1
             continue
         archived += data.count(b"\n")
