@@ -104,19 +104,33 @@ class LocalFirehose:
                 for m in messages
             ],
         }
-        answer = self.handler(event, _Context())
+        try:
+            answer = self.handler(event, _Context())
+        except Exception as exc:  # noqa: BLE001 - as Firehose after its retries: the records kept as received
+            self.log(f"archive    transformation failed: {type(exc).__name__}")
+            self._put(self._error_prefix(now), b"".join(self._error_record(r, exc, now) for r in event["records"]), now)
+            return
         partitions: dict[str, list[bytes]] = {}
         for record in answer["records"]:
-            data = base64.b64decode(record["data"])
-            if record["result"] == "Dropped":
+            if record["result"] != "Ok":  # Dropped: counted by the function, kept nowhere
                 continue
-            if record["result"] == "Ok":
-                prefix = partition_prefix(self.prefix, record["metadata"]["partitionKeys"])
-            else:
-                prefix = self._error_prefix(now)
-            partitions.setdefault(prefix, []).append(data)
+            prefix = partition_prefix(self.prefix, record["metadata"]["partitionKeys"])
+            partitions.setdefault(prefix, []).append(base64.b64decode(record["data"]))
         for prefix, parts in partitions.items():
             self._put(prefix, b"".join(parts), now)
+
+    def _error_record(self, record: dict[str, Any], exc: Exception, now: float) -> bytes:
+        """Firehose's record of a transformation that failed: the record's data as received."""
+        failed = {
+            "attemptsMade": 4,
+            "arrivalTimestamp": record["approximateArrivalTimestamp"],
+            "errorCode": "Lambda.FunctionError",
+            "errorMessage": f"The Lambda function returned an error: {type(exc).__name__}",
+            "attemptEndingTimestamp": int(now * 1000),
+            "rawData": record["data"],
+            "lambdaArn": _Context.invoked_function_arn,
+        }
+        return json.dumps(failed).encode() + b"\n"
 
     def _error_prefix(self, now: float) -> str:
         day = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
