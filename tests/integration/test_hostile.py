@@ -31,24 +31,31 @@ class Ingest:
 
     def __init__(self, stack, monkeypatch):
         env = use_function_env(monkeypatch, stack, "IngestFunction")
-        self.published = 0
+        self.published = 0  # messages for the vendors' queues
+        self.archived = 0  # archive messages (relay.archive.outgoing)
         client = boto3.client("sns")
-        client.meta.events.register(
-            "before-parameter-build.sns.PublishBatch",
-            lambda params, **_: setattr(self, "published", self.published + len(params["PublishBatchRequestEntries"])),
-        )
+
+        def count(params, **_):
+            for entry in params["PublishBatchRequestEntries"]:
+                if "archive" in entry["MessageAttributes"]:
+                    self.archived += 1
+                else:
+                    self.published += 1
+
+        client.meta.events.register("before-parameter-build.sns.PublishBatch", count)
         self.handler = ingest_handler(clock=lambda: NOW_S, publisher=SnsPublisher(env["RELAY_TOPIC_ARN"], client))
 
     def post(self, raw: bytes, headers: dict | None = None, signed: bool = True) -> tuple[int, dict]:
         hdrs = {"content-type": "application/json", **(headers or {})}
         if signed:
             hdrs["x-relay-signature"] = sign(raw, SECRETS["signing"], NOW_S)
-        before = self.published
+        before, archived = self.published, self.archived
         response = self.handler(http_api_event("POST", "/v1/events", hdrs, raw), FakeLambdaContext())
         status, body = response["statusCode"], json.loads(response_body(response))
         assert status < 500, (status, body)
         if status >= 400:
             assert self.published == before, "a refused request enqueued events"
+            assert self.archived == archived, "a refused request archived events"
             assert set(body) in ({"error"}, {"accepted", "rejected"}), body
         if status == 202:
             assert body["accepted"], body

@@ -178,10 +178,12 @@ def test_the_ledger_remembers_events_as_long_as_the_ingest_accepts_them(aws_stac
     status, result = post(handler, body, signed_at=now["t"])
     assert status == 202 and result["accepted"][0]["duplicate"] is True
     assert len(queues(aws_stack)["applovin"]) == 1
-    ledger = DeliveryLedger.for_function(
-        INGEST, read_environment(FunctionEnvironment, {**stack_env, "RELAY_INGEST_MAX_EVENT_AGE_DAYS": "30"})
-    )
+    no_archive = {**stack_env, "RELAY_INGEST_MAX_EVENT_AGE_DAYS": "30", "RELAY_ARCHIVE_RETENTION_DAYS": "0"}
+    ledger = DeliveryLedger.for_function(INGEST, read_environment(FunctionEnvironment, no_archive))
     assert ledger.horizon_seconds == dedupe_horizon_seconds(30, 14 * DAY_SECONDS) == 31 * DAY_SECONDS + 300
+    # with the archive (ArchiveRetentionDays, 90 by default), as long as it keeps events: relay replay
+    ledger = DeliveryLedger.for_function(INGEST, read_environment(FunctionEnvironment, {**no_archive, **stack_env}))
+    assert ledger.horizon_seconds == dedupe_horizon_seconds(7, 14 * DAY_SECONDS, 90) == 91 * DAY_SECONDS
 
 
 @pytest.mark.parametrize("max_age_days", [1, 7, 14, 15, 30, 365])

@@ -27,8 +27,10 @@ class Archiving:
 
 
 class Archiver:
-    def __init__(self, publisher: SnsPublisher):
-        self.publisher = publisher
+    """`inline`: publish in the calling thread (a test that orders every AWS call of an invocation)."""
+
+    def __init__(self, publisher: SnsPublisher, inline: bool = False):
+        self.publisher, self.inline = publisher, inline
 
     @cached_property
     def pool(self) -> ThreadPoolExecutor:
@@ -44,7 +46,12 @@ class Archiver:
         if not messages:
             return None
         counts = {m.id: count for m, count in messages}
-        return Archiving(self.pool.submit(self.publisher.publish, [m for m, _ in messages]), counts)
+        batch = [m for m, _ in messages]
+        if self.inline:
+            future: Future[list[str]] = Future()
+            future.set_result(self.publisher.publish(batch))
+            return Archiving(future, counts)
+        return Archiving(self.pool.submit(self.publisher.publish, batch), counts)
 
     def finish(self, archiving: Archiving | None, remaining_ms: Callable[[], int]) -> None:
         """Wait for the archive messages, no longer than the invocation allows; count what SNS did not take."""

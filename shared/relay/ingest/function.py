@@ -75,6 +75,7 @@ class IngestFunction:
         secret_refresh: SecretRefresh | None = None,
         ledger: DeliveryLedger | None = None,
         secrets_client: Any = None,
+        archiver: Archiver | None = None,
     ):
         self._environment = environment
         self._load_config = load_config
@@ -84,7 +85,7 @@ class IngestFunction:
         self.refresh = secret_refresh or SecretRefresh()
         self._ingests: dict[tuple[str, ...], Ingest] = {}
         self._journeys: JourneyTable | None = None
-        self._archiver: Archiver | None = None
+        self._archiver = archiver
 
     @property
     def environment(self) -> IngestEnvironment:
