@@ -26,6 +26,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import boto3
@@ -40,6 +41,7 @@ from moto import mock_aws
 from relay.aws.ledger import INGEST, DeliveryLedger
 from relay.aws.sns import SnsPublisher
 from relay.delivery.function import VendorFunction
+from relay.ingest.archiving import Archiver
 from relay.ingest.function import IngestFunction
 from relay.ingest.signing import sign
 from relay_tools.apigw import http_api_event, response_body
@@ -202,14 +204,25 @@ class DeliveryMachine(RuleBasedStateMachine):
             for item in page["Items"]:
                 ddb.delete_item(TableName=table, Key={"id": item["id"]})
         ingest_env = stack.function_environment("IngestFunction")
+        publisher = SnsPublisher(ingest_env["RELAY_TOPIC_ARN"], boto3.client("sns"))
         self.ingest = functools.partial(
             app_module("ingest").lambda_handler,
             function=IngestFunction(
                 clock=self.clock,
-                publisher=SnsPublisher(ingest_env["RELAY_TOPIC_ARN"], boto3.client("sns")),
+                publisher=publisher,
                 ledger=DeliveryLedger(INGEST, table, clock=self.clock),
+                archiver=Archiver(publisher, inline=True),  # its PublishBatch in the invocation's order of calls
             ),
         )
+        # the archive (SNS -> Firehose -> ArchiveFunction -> S3, relay_tools.local_archive) and `relay replay`
+        _empty(self.firehose.queue_url)
+        s3 = boto3.client("s3")
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.firehose.bucket):
+            for item in page.get("Contents", []):
+                s3.delete_object(Bucket=self.firehose.bucket, Key=item["Key"])
+        self.again_sent: dict[Delivery, set[str]] = {}  # what each `--again` replay queued, by its id
+        self.again_gone: dict[Delivery, int] = {}  # of those, what SQS dropped undelivered (horizon_passes)
+        self.replays = Path(self.replay_dir) / f"run{id(self)}"
         from relay.models.environment import VendorEnvironment, read_environment
 
         env = read_environment(
@@ -463,6 +476,9 @@ class DeliveryMachine(RuleBasedStateMachine):
         gone = {e for e in self.accepted if not self.vendor.accepted.get(e)}
         self.expired |= gone
         self.accepted -= gone
+        for key, replays in self.again_sent.items():  # an --again replay's messages outlived their retention too
+            owed = (key in self.accepted) + len(replays) - self.again_gone.get(key, 0)
+            self.again_gone[key] = self.again_gone.get(key, 0) + max(owed - self.vendor.accepted.get(key, 0), 0)
 
     def _in_doubt(self, before: dict[Delivery, int]) -> None:
         """The vendor took these events in an invocation that died, or whose ledger write failed, before its
@@ -516,6 +532,61 @@ class DeliveryMachine(RuleBasedStateMachine):
             code = "ProvisionedThroughputExceededException" if throttled else "InternalServerError"
         AwsFaults.current.fail(operation, code)
 
+    # -- the archive and `relay replay` ------------------------------------------------------------------
+
+    @rule()
+    def archive_delivers(self) -> None:
+        """Firehose hands what it buffered to the archive's transformation and S3."""
+        self.firehose.flush()
+
+    @rule(
+        again=st.booleans(),
+        which=st.integers(0, 1),
+        killed_after=st.none() | st.integers(1, 3),
+    )
+    def replay(self, again: bool, which: int, killed_after: int | None) -> None:
+        """`relay replay` of everything archived so far, to the AppLovin pixels: by default only what a pixel has
+        not delivered; `again`: once more, once per replay (`which`: one of two replays, two identities); killed
+        after its `killed_after`-th PublishBatch (its answer lost): the same replay run again resumes."""
+        from datetime import UTC, datetime
+
+        from relay_tools.archive_store import ArchiveStack
+        from relay_tools.replay import Checkpoint, Replay, ReplayRequest
+
+        self.firehose.flush()
+        request = ReplayRequest(
+            datetime(2000, 1, 1, tzinfo=UTC) + timedelta(seconds=which),
+            datetime(2100, 1, 1, tzinfo=UTC),
+            connections=tuple(sorted(PIXELS.values())),
+            again=again,
+        )
+        archive = ArchiveStack(
+            "machine", self.archive_clients, self.firehose.bucket, self.topic, self.table, self.config
+        )
+        checkpoint = Checkpoint(self.replays / f"{request.replay_id}.json", request.replay_id)
+        now = datetime.fromtimestamp(self.clock.now, UTC)
+        replay = Replay(request, archive, checkpoint, rate=1e9, now=now)
+        publish, calls = replay.publisher.publish, [0]
+
+        def published(messages):
+            failed = publish(messages)
+            if again:
+                for message in messages:
+                    if message.id not in failed:
+                        for key in _carried(message.body):
+                            self.again_sent.setdefault(key, set()).add(request.replay_id)
+            calls[0] += 1
+            if killed_after is not None and calls[0] == killed_after:
+                raise Killed("the replay was killed after a PublishBatch")
+            return failed
+
+        replay.publisher.publish = published
+        try:
+            replay.run()
+            self._count("replays")
+        except (Killed, ClientError):  # killed, or stopped by an AWS error (`relay replay` says so): run it again
+            self._count("replays_stopped")
+
     # -- invariants ---------------------------------------------------------------------------------
 
     def _count(self, name: str, n: int = 1) -> None:
@@ -524,8 +595,9 @@ class DeliveryMachine(RuleBasedStateMachine):
     @invariant()
     def never_twice(self) -> None:
         self._count("checks")  # after every step, and once as an example starts
-        twice = {e: n for e, n in self.vendor.accepted.items() if n > 1 + self.doubts.get(e, 0)}
-        assert not twice, f"delivered more than once: {twice}"
+        owed = self.again_sent
+        twice = {e: n for e, n in self.vendor.accepted.items() if n > 1 + self.doubts.get(e, 0) + len(owed.get(e, ()))}
+        assert not twice, f"delivered more than once (beyond each --again replay's once): {twice}"
 
     def teardown(self) -> None:
         """Quiescence: the vendor healthy, nothing killed or failing; the client resends what was not
@@ -555,7 +627,11 @@ class DeliveryMachine(RuleBasedStateMachine):
         for key in sorted(self.accepted):
             if not self.vendor.accepted.get(key):
                 assert key in letters, f"{key} neither delivered nor dead-lettered"
-                assert letters[key], f"{key} dead-lettered without a reason"
+                assert all(letters[key]), f"{key} dead-lettered without a reason"
+        self._count("replayed_again", sum(len(r) for r in self.again_sent.values()))
+        for key, replays in sorted(self.again_sent.items()):  # each --again replay's once, delivered or a letter
+            owed = (key in self.accepted) + len(replays) - self.again_gone.get(key, 0)
+            assert self.vendor.accepted.get(key, 0) + len(letters.get(key, [])) >= owed, f"{key}: a replay lost"
 
     def invoke_all(self, answer: str = "200") -> None:
         """One invocation on the first ten messages of the pool. An AWS error the function does not handle (one
@@ -579,7 +655,7 @@ class DeliveryMachine(RuleBasedStateMachine):
                     QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
                 )
 
-    def _letters(self) -> dict[Delivery, str]:
+    def _letters(self) -> dict[Delivery, list[str]]:
         """The DLQ's letters by what they carry, (connection, event_id): a letter of one connection carries
         that connection's payload alone; a whole message (moved by SQS itself, or while the configuration was
         unusable) every connection's it holds."""
@@ -596,7 +672,7 @@ class DeliveryMachine(RuleBasedStateMachine):
                 # finished) has no relay_reason: `relay dlq list` says so, and it holds a whole bundle
                 reason = attrs.get("relay_reason", {}).get("StringValue") or "moved by SQS after MaxReceiveCount"
                 for key in _carried(m["Body"]):
-                    out[key] = reason
+                    out.setdefault(key, []).append(reason)
 
 
 def _carried(body: str) -> list[Delivery]:
@@ -645,6 +721,18 @@ def machine_stack(monkeypatch, tmp_path):
         for logical in ("IngestFunction", "AppLovinFunction"):
             for key, value in stack.function_environment(logical).items():
                 monkeypatch.setenv(key, value)
+        from relay.models.config import config_from_env
+        from relay.models.connections_file import shipped_connections
+        from relay_tools.local_archive import LocalFirehose
+
+        clients = {n: boto3.client(n) for n in ("sqs", "s3", "sns", "kms", "dynamodb")}
+        DeliveryMachine.firehose = LocalFirehose(stack, clients, log=lambda line: None)
+        DeliveryMachine.archive_clients = clients
+        DeliveryMachine.topic = stack.physical["EventsTopic"]
+        DeliveryMachine.table = stack.physical["IdempotencyTable"]
+        env = stack.function_environment("IngestFunction")
+        DeliveryMachine.config = config_from_env(env, credentials=False, shipped=shipped_connections(str(path)))
+        DeliveryMachine.replay_dir = str(tmp_path)
         yield stack
     parameters.clear_caches()
 
@@ -671,6 +759,7 @@ def test_the_delivery_machine_keeps_its_promises_under_every_interleaving(machin
             "examples": tally.get("examples", 0),
             "steps": tally.get("checks", 0) - tally.get("examples", 0),
             **{k: tally.get(k, 0) for k in ("accepted_events", "delivered_events", "dead_lettered_events")},
+            **{k: tally.get(k, 0) for k in ("replays", "replays_stopped", "replayed_again")},
             "seconds": round(time.monotonic() - started, 1),
         }
         Path(results).write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")

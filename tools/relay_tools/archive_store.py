@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from relay.archive import PREFIX, partition_prefix
@@ -40,17 +40,19 @@ class ArchiveStack:
         return sorted(source_of_key(prefix) for prefix in found)
 
     def keys(self, source: str, first: date, last: date) -> list[str]:
-        """The objects of `source` from day `first` to day `last`, in key order (Firehose's names sort by time)."""
+        """The objects of `source` from day `first` to day `last`, in key order (days, then Firehose's names, which
+        sort by time): one listing from the first day's partition on, stopped past the last day's."""
+        prefix = f"{PREFIX}source={source}/"
+        end = partition_prefix(source, last.isoformat())
+        pages = self.clients["s3"].get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix, StartAfter=partition_prefix(source, first.isoformat())[:-1]
+        )
         out: list[str] = []
-        day = first
-        while day <= last:
-            pages = (
-                self.clients["s3"]
-                .get_paginator("list_objects_v2")
-                .paginate(Bucket=self.bucket, Prefix=partition_prefix(source, day.isoformat()))
-            )
-            out += sorted(o["Key"] for page in pages for o in page.get("Contents", []))
-            day += timedelta(days=1)
+        for page in pages:
+            for item in page.get("Contents", []):
+                if item["Key"] > end and not item["Key"].startswith(end):
+                    return out
+                out.append(item["Key"])
         return out
 
     def body(self, key: str) -> bytes:

@@ -341,7 +341,12 @@ def replay_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         rate=args.rate,
         progress=None if args.json else progress_bar(err),
     )
-    tally = replay.run()
+    try:
+        tally = replay.run()
+    except Exception as exc:  # noqa: BLE001 - botocore's errors: said in one line; the checkpoint resumes it
+        code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code") or type(exc).__name__
+        print(f"relay: the replay stopped ({code}); run it again with the same arguments to resume", file=err)
+        return EXIT_USAGE
     failed = bool(tally.invalid) or replay.unpublished > 0
     if args.json:
         report = {

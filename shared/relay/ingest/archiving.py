@@ -5,14 +5,15 @@ and logged by event count, and never changes the answer: the events are queued f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from relay.archive.outgoing import Accepted, archive_messages
 from relay.aws.clients import AWS_CALL_MAX_MS
-from relay.aws.sns import SnsPublisher
+from relay.aws.sns import Message, SnsPublisher
 from relay.observability import MetricUnit, logger, metrics
 
 ARCHIVE_FAILURES = "ArchiveFailures"  # events the archive did not get (template.yaml: ArchiveFailureAlarm)
@@ -24,6 +25,34 @@ class Archiving:
 
     future: Future[list[str]]
     counts: dict[str, int]
+
+
+@dataclass
+class Queued:
+    """What one request queued, as the ingest knows it once it has published (relay.ingest.request)."""
+
+    raw_events: list[Any]  # the request's events as the client sent them
+    singles: list[tuple[str, Message]]  # each valid event's own message: its id is the event's index
+    fresh: list[tuple[str, Message]]  # claimed now, and published (unless in `failed`)
+    queued_before: Mapping[str, frozenset[str]]  # resent: the connections an earlier request queued it for
+    requeued: Mapping[str, list[str]]  # resent: the connections this request queued it for as well
+    failed: set[str]  # not published
+    recorded: Mapping[str, str]  # each event's bundle, as its claim records it
+
+    def events(self) -> list[Accepted]:
+        """The events to archive: those published now, and those resent whose claim was read (an earlier request
+        may have been killed before archiving them: the archive may hold an event twice, a replay sends it once),
+        each with the connections it is queued for and the bundle its claim records (its identity at every
+        vendor)."""
+        index = {e: int(m.id) for e, m in self.singles}
+        queued = {e: set(m.connections) for e, m in self.fresh}
+        for event_id, before in self.queued_before.items():
+            queued[event_id] = set(before) | set(self.requeued.get(event_id, ()))
+        return [
+            Accepted(self.raw_events[index[e]], sorted(c), self.recorded.get(e))
+            for e, c in queued.items()
+            if e not in self.failed
+        ]
 
 
 class Archiver:

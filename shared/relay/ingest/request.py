@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from relay.archive.outgoing import Accepted
 from relay.aws.clients import AWS_CALL_MAX_MS
 from relay.aws.ledger import INGEST, Claim, DeliveryLedger
 from relay.aws.replay import ReplayGuard
 from relay.aws.sns import Message, SnsPublisher
 from relay.ingest import jsonbody
-from relay.ingest.archiving import Archiver, Archiving
+from relay.ingest.archiving import Archiver, Queued
 from relay.ingest.bundling import bundles, plan_bundles
 from relay.ingest.reading import EventReader
 from relay.ingest.signing import HEADER, SignatureError, SignatureMismatch, verify
@@ -188,7 +187,7 @@ class Ingest:
             return _unavailable("could not record the events", ids)
         duplicates = {event_id for event_id, claim in claims.items() if claim is Claim.DUPLICATE}
         resent = [(e, m) for e, m in singles if e in duplicates]
-        requeued, failed = self._queue_for_more(ledger, resent, remaining_ms, now.timestamp())
+        requeued, failed, queued_before = self._queue_for_more(ledger, resent, remaining_ms, now.timestamp())
         for entry in accepted:
             if entry["event_id"] in duplicates:
                 entry["duplicate"] = True
@@ -197,7 +196,10 @@ class Ingest:
         fresh = [(event_id, m) for event_id, m in singles if claims.get(event_id, Claim.CLAIMED) is Claim.CLAIMED]
         not_published, bundle_of = self._publish(fresh, remaining_ms, recorded)
         failed += not_published
-        archiving = self._archive(source, now, raw_events, fresh, set(failed), recorded)
+        archiving = None
+        if self.archiver is not None:  # what is queued now, and the resends whose claims were read
+            queued = Queued(raw_events, singles, fresh, queued_before, requeued, set(failed), recorded)
+            archiving = self.archiver.start(source, now.timestamp(), queued.events())
         journey = self._journey(batch, now, origin or {}, accepted, fresh, set(failed), bundle_of)
         # anything but queued now or before: another request holds the claim (never dropped in silence)
         settled = (Claim.CLAIMED, Claim.DUPLICATE)
@@ -270,16 +272,18 @@ class Ingest:
         resent: list[tuple[str, Message]],
         remaining_ms: Callable[[], int],
         now: float,
-    ) -> tuple[dict[str, list[str]], list[str]]:
+    ) -> tuple[dict[str, list[str]], list[str], dict[str, frozenset[str]]]:
         """Publish resent events to the vendors they now reach and were not queued for (a client fixed what
-        a vendor found invalid); returns those vendors per event_id, and the event_ids that could not be.
+        a vendor found invalid); returns those vendors per event_id, the event_ids that could not be, and the
+        connections each resent event whose claim was read had been queued for (its bundle: `bundle_of`).
 
         Each goes as a message of its own, published before it is recorded: the vendor function claims it
         by event_id, so a concurrent resend doing the same, or a record that failed to be written (the next
         resend publishes again), still reaches the vendor once."""
         if not (ledger and resent) or remaining_ms() < AWS_CALL_MAX_MS:
-            return {}, []
+            return {}, [], {}
         more: dict[str, list[str]] = {}
+        known: dict[str, frozenset[str]] = {}
         earlier: dict[str, frozenset[str]] = {}
         messages: list[Message] = []
         ids: dict[str, str] = {}  # PublishBatch entry id -> event_id (an entry id is [A-Za-z0-9_-]{1,80})
@@ -288,6 +292,8 @@ class Ingest:
                 before = ledger.queued_for(event_id)
             except Exception:  # noqa: BLE001, S112 - it stays a duplicate; the client may send it again
                 continue
+            if before is not None:
+                known[event_id] = before
             new = sorted(set(message.connections) - before) if before is not None else []
             if new and before is not None:
                 more[event_id], earlier[event_id] = new, before
@@ -304,7 +310,7 @@ class Ingest:
                 ledger.add_queued_for(event_id, earlier[event_id], vendors, now)
             except Exception:  # noqa: BLE001, S112 - the next resend publishes again; the vendor claims it once
                 continue
-        return more, failed
+        return more, failed, known
 
     def _publish(
         self, fresh: list[tuple[str, Message]], remaining_ms: Callable[[], int], recorded: Mapping[str, str]
@@ -317,24 +323,6 @@ class Ingest:
         failed = [event_id for message_id in self.publisher.publish(messages) for event_id in members[message_id]]
         bundle_of = {e: recorded[e] for e, _ in fresh if e in recorded} if self.journeys is not None else {}
         return failed, bundle_of
-
-    def _archive(
-        self,
-        source: str,
-        now: datetime,
-        raw_events: list[Any],
-        fresh: list[tuple[str, Message]],
-        failed: set[str],
-        recorded: Mapping[str, str],
-    ) -> Archiving | None:
-        """Start archiving the events published now (relay.ingest.archiving): each event's own message is named
-        by its index in the request."""
-        if self.archiver is None:
-            return None
-        published = [
-            Accepted(raw_events[int(m.id)], m.connections, recorded.get(e)) for e, m in fresh if e not in failed
-        ]
-        return self.archiver.start(source, now.timestamp(), published)
 
     def _journey(
         self,
