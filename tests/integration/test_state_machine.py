@@ -9,12 +9,16 @@ production interleaves: a client's send, an identical resend, a resend reordered
 vendor invocation killed at any AWS call (before it or after it, its answer lost) or after the vendor processed
 a request; SQS handing out any visible message, and a second copy of one in flight (at-least-once); visibility
 timeouts and leases running out; the vendor up, down (5xx) or refusing the credentials; MaxReceiveCount
-running out (3 receives) and the automatic redrive; DynamoDB failing a call.
+running out (3 receives) and the automatic redrive; DynamoDB failing a call; the archive (SNS to Firehose, the
+real ArchiveFunction, S3) delivering at any time, and `relay replay` run at any step: by default (to what a
+pixel has not delivered) or `--again` (once more, once per replay; two replay identities), killed after any of
+its PublishBatch calls or stopped by an AWS error, and run again.
 
-Invariants, after every step: no event reaches a connection twice (2xx). At quiescence (teardown: the vendor
-healthy, nothing killed, the client resending every request until answered 202, SQS's timeouts run out):
-every event the relay accepted for a connection is delivered to it exactly once or is in the DLQ with its
-reason, naming that connection.
+Invariants, after every step: no event reaches a connection twice (2xx), beyond once for each `--again` replay
+that queued it. At quiescence (teardown: the vendor healthy, nothing killed, the client resending every request
+until answered 202, SQS's timeouts run out): every event the relay accepted for a connection is delivered to it
+exactly once or is in the DLQ with its reason, naming that connection; and each `--again` replay's send of it
+is delivered or dead-lettered too.
 
 `make test` runs a short form; `make reliability` the long one (HYPOTHESIS_PROFILE=long)."""
 
