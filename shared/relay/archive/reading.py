@@ -40,7 +40,8 @@ class ArchivedEvent:
         sealed = self.line.get("sealed")
         if sealed is not None and opener is not None:
             event["user"] = {**(event.get("user") or {}), **opener.open(sealed, self.event_id)}
-        event.setdefault("timestamp", self.timestamp.isoformat())
+        if event.get("timestamp") is None:
+            event["timestamp"] = self.timestamp.isoformat()
         return event
 
 
