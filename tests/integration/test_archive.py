@@ -12,10 +12,11 @@ import pytest
 
 from relay.archive.reading import read_line, source_of_key
 from relay.archive.sealing import Opener, SealError
+from relay.ingest.signing import sign
 from relay.models import pii
 from relay_tools.local_archive import LocalFirehose
 
-from ..conftest import SECRETS, drain, web_event
+from ..conftest import NOW_MS, SECRETS, drain, web_event
 from .test_hostile import Ingest
 
 PERSON = {"email": "Ada@Example.com", "phone": "+1 650 555 1212", "first_name": "Ada", "last_name": "Lovelace"}
@@ -74,9 +75,7 @@ def test_a_resend_archives_the_events_again_under_the_bundle_their_claims_record
     raw = json.dumps({"events": [web_event(event_id=f"r-{i}") for i in range(3)]}).encode()
     assert ingest.post(raw)[0] == 202
     assert ingest.post(raw, signed=True)[0] in (202, 401)  # the same signature: refused as a replay
-    from relay.ingest.signing import sign
 
-    from ..conftest import NOW_MS
 
     status, body = ingest.post(
         raw, {"x-relay-signature": sign(raw, SECRETS["signing"], NOW_MS // 1000 - 1)}, signed=False
