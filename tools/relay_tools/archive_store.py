@@ -44,8 +44,10 @@ class ArchiveStack:
         sort by time): one listing from the first day's partition on, stopped past the last day's."""
         prefix = f"{PREFIX}source={source}/"
         end = partition_prefix(source, last.isoformat())
-        pages = self.clients["s3"].get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=prefix, StartAfter=partition_prefix(source, first.isoformat())[:-1]
+        pages = (
+            self.clients["s3"]
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=self.bucket, Prefix=prefix, StartAfter=partition_prefix(source, first.isoformat())[:-1])
         )
         out: list[str] = []
         for page in pages:

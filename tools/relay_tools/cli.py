@@ -465,6 +465,9 @@ def _print_import(report: Any, good: int, dry_run: bool, out: TextIO) -> None:
         print(f"line {bad['line']}: {'; '.join(bad['errors'])}", file=out)
     for refused in report.rejected:
         print(f"line {refused['line']}: refused by the relay: {'; '.join(refused['errors'])}", file=out)
+    for partial in report.partial:
+        for connection, errors in partial["invalid"].items():
+            print(f"line {partial['line']}: {connection} finds it invalid: {'; '.join(errors)}", file=out)
     if dry_run:
         print(f"{report.rows} row(s): {good} valid, {len(report.bad)} invalid (dry run: nothing sent)", file=out)
         return

@@ -51,6 +51,8 @@ class ImportReport:
     accepted: int = 0
     duplicates: int = 0  # already imported (or already sent by the client that sent them live)
     rejected: list[dict[str, Any]] = field(default_factory=list)  # what the ingest refused, by line
+    # valid rows some connection finds invalid (the others take them): {"line", "event_id", "invalid"}
+    partial: list[dict[str, Any]] = field(default_factory=list)
     resumed_from: int = 0
 
 
@@ -176,6 +178,9 @@ class Importer:
                 report.bad.append({"line": row.line, "event_id": event_id, "errors": [str(e) for e in errors]})
                 continue
             lines[event_id] = row.line
+            if entry.get("invalid"):
+                invalid = {c: [f"{e['field']}: {e['message']}" for e in v] for c, v in entry["invalid"].items()}
+                report.partial.append({"line": row.line, "event_id": event_id, "invalid": invalid})
             good.append(row)
         return good
 
