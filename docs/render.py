@@ -375,6 +375,31 @@ def stack_cost() -> str:
     return "\n".join(rows)
 
 
+def archive_cost() -> str:
+    """What the archive costs per million accepted events (1 and 100 per request), and a replay per million."""
+    from relay_tools.archive_cost import archive_cost, archive_fixed_per_source_per_month, replay_cost
+
+    one, hundred = archive_cost(1), archive_cost(100)
+    rows = ["| archive | 1 event per request | 100 events per request | basis (100 per request) |", "|---|---|---|---|"]
+    for a, b in zip(one, hundred, strict=True):
+        rows.append(f"| {a.item} | ${a.usd_per_million:.3f} | ${b.usd_per_million:.3f} | {b.basis} |")
+    total = [sum(line.usd_per_million for line in lines) for lines in (one, hundred)]
+    rows.append(f"| **per million events archived** | **${total[0]:.2f}** | **${total[1]:.2f}** | |")
+    fixed = archive_fixed_per_source_per_month()
+    rows += [
+        "",
+        f"Each source adds about ${fixed:.2f} a month whatever its traffic: an object per 5-minute buffer.",
+        "",
+    ]
+    rows += ["| replay | USD per million events replayed | basis |", "|---|---|---|"]
+    replay = replay_cost()
+    rows += [f"| {line.item} | {line.usd_per_million:.3f} | {line.basis} |" for line in replay]
+    rows.append(
+        f"| **per million events replayed to 3 connections** | **{sum(x.usd_per_million for x in replay):.2f}** | |"
+    )
+    return "\n".join(rows)
+
+
 def state_machine(run: dict[str, Any]) -> str:
     rows = [
         "| examples run (max_examples) | steps run (most per example) | accepted events | delivered once"
@@ -399,6 +424,7 @@ def blocks() -> dict[str, dict[str, str]]:
             "bench-cost": bench_cost(bench),
             "bench-targets": bench_targets(bench),
             "stack-cost": stack_cost(),
+            "archive-cost": archive_cost(),
         },
         "reliability.md": {
             "soak": soak(read("reliability/soak.json")),

@@ -110,9 +110,20 @@ LAYER_MODULES = {
     ),
     *(
         f"relay/ingest/{m}.py"
-        for m in ("__init__", "bundling", "function", "jsonbody", "reading", "request", "signing", "status")
+        for m in (
+            "__init__",
+            "archiving",
+            "bundling",
+            "function",
+            "jsonbody",
+            "reading",
+            "request",
+            "signing",
+            "status",
+        )
     ),
-    *(f"relay/journey/{m}.py" for m in ("__init__", "record", "trace")),
+    *(f"relay/journey/{m}.py" for m in ("__init__", "erasure", "record", "trace")),
+    *(f"relay/archive/{m}.py" for m in ("__init__", "lines", "outgoing", "reading", "sealing")),
     *(f"relay/queued/{m}.py" for m in ("__init__", "message", "routing")),
     *(
         f"relay/delivery/{m}.py"
@@ -226,7 +237,19 @@ def test_layer_extensions_are_aarch64_for_python313(built):
     assert wrong == [], f"non-arm64 extensions in the layer: {wrong}"
 
 
-@pytest.mark.parametrize("function", ["IngestFunction", "AppLovinFunction", "AppsFlyerFunction", "AdRollFunction"])
+def test_the_archive_function_ships_its_aes_gcm_for_arm64(built):
+    """ArchiveFunction seals personal fields with AES-GCM (relay.archive.sealing): `cryptography`, its own
+    requirement (not the layer's: no other function loads it), built for arm64."""
+    out, _ = built
+    function = out / "ArchiveFunction"
+    extensions = [p for p in function.rglob("*.so") if p.parent.name == "bindings" or "cryptography" in p.parts]
+    assert extensions and all(elf_machine(p) == EM_AARCH64 for p in extensions), extensions
+    assert not list((out / "RelayLayer" / "python").glob("cryptography*"))
+
+
+@pytest.mark.parametrize(
+    "function", ["IngestFunction", "AppLovinFunction", "AppsFlyerFunction", "AdRollFunction", "ArchiveFunction"]
+)
 def test_functions_are_built(built, function):
     out, _ = built
     assert (out / function / "app.py").is_file()

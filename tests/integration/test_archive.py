@@ -65,7 +65,7 @@ def test_every_accepted_event_is_archived_sealed_partitioned_and_encrypted_with_
     assert event == next(e for e in events if e["event_id"] == lines[0].event_id)
     assert lines[0].line["email_sha256"] == pii.hash_email("ada@example.com")
     with pytest.raises(SealError):  # another event's sealed fields do not open on this line
-        opener.open(lines[1].line["sealed"], lines[0].event_id)
+        opener.unseal(lines[1].line["sealed"], lines[0].event_id)
 
 
 def test_a_resend_archives_the_events_again_under_the_bundle_their_claims_record(archived):

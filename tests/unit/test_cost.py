@@ -136,3 +136,38 @@ def test_journey_units_are_measured_on_the_relays_own_items():
     out = io.StringIO()
     assert main(["cost", "--events-per-month", "1000000", "--no-journey"], out, io.StringIO()) == 0
     assert "journeys off" in out.getvalue() and "DynamoDB journeys" not in out.getvalue()
+
+
+def test_the_archive_cost_model_bounds_the_samples_sizes():
+    """ARCHIVE_BYTES_PER_EVENT, LINE_BYTES_PER_EVENT and GZIP_RATIO (relay_tools.archive_cost) hold for every
+    bundled sample: what the ingest puts in an archive message, the line the transformation writes, and the
+    gzip of a hundred such lines."""
+    import gzip
+    import json
+    from pathlib import Path
+
+    from relay.archive.lines import archive_record
+    from relay.archive.outgoing import Accepted, archive_messages
+    from relay_tools import archive_cost
+
+    from .test_archive import KnownKey
+
+    samples = sorted((Path(__file__).parents[2] / "events" / "samples").glob("*.json"))
+    lines = []
+    for path in samples:
+        event = json.loads(path.read_text())
+        connections = ["applovin.eu", "appsflyer.eu", "adroll.eu"]
+        ((message, _),) = archive_messages("eu", 1_765_000_000.0, [Accepted(event, connections, "ab" * 16)])[0]
+        assert len(message.body) - len('{"archive":1,"source":"eu","accepted_at":1765000000.0,"events":[]}') <= (
+            archive_cost.ARCHIVE_BYTES_PER_EVENT
+        ), path.name
+        data, _ = archive_record(message.body.encode(), KnownKey())
+        assert len(data) <= archive_cost.LINE_BYTES_PER_EVENT, path.name
+        lines.append(data)
+    hundred = b"".join(
+        lines[i % len(lines)].replace(b'"event_id":"', f'"event_id":"{i}-'.encode(), 1) for i in range(100)
+    )
+    assert len(gzip.compress(hundred)) <= archive_cost.GZIP_RATIO * len(hundred)
+    per_request = {k: sum(line.usd_per_million for line in archive_cost.archive_cost(k)) for k in (1, 100)}
+    assert per_request[100] < per_request[1]  # fewer, larger archive messages
+    assert sum(line.usd_per_million for line in archive_cost.replay_cost()) > 0

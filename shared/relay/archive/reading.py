@@ -39,7 +39,7 @@ class ArchivedEvent:
         event = pydantic_core.from_json(self.line["event"])
         sealed = self.line.get("sealed")
         if sealed is not None and opener is not None:
-            event["user"] = {**(event.get("user") or {}), **opener.open(sealed, self.event_id)}
+            event["user"] = {**(event.get("user") or {}), **opener.unseal(sealed, self.event_id)}
         if event.get("timestamp") is None:
             event["timestamp"] = self.timestamp.isoformat()
         return event

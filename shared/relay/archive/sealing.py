@@ -67,7 +67,7 @@ class Opener:
         self.client = client
         self._keys: dict[str, Any] = {}
 
-    def open(self, sealed: Mapping[str, Any], event_id: str) -> dict[str, Any]:
+    def unseal(self, sealed: Mapping[str, Any], event_id: str) -> dict[str, Any]:
         try:
             key = str(sealed["key"])
             if key not in self._keys:
