@@ -440,6 +440,7 @@ def blocks() -> dict[str, dict[str, str]]:
             "state-machine": state_machine(read("reliability/state-machine.json")),
         },
         "cli.md": {"cli": cli_reference()},
+        "decisions/0010-the-archive-and-replays.md": {"archive-cost": archive_cost()},
         "operations.md": {"alarms": alarms(), "outcomes": outcomes(), "reasons": reasons()},
         "troubleshooting.md": {"journey-outcomes": journey_outcomes()},
         "debugger.md": {"journey-cost": journey_cost()},

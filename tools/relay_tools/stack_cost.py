@@ -31,7 +31,15 @@ KMS_KEY_PER_MONTH = 1.00
 
 # the metrics each function emits without a connection dimension (tests/unit/test_stack_cost.py checks them
 # against the code): the ingest's, and each vendor function's, its match-quality metrics included
-INGEST_METRICS = ("EventsReceived", "EventsRejected", "DuplicateEvents", "LedgerErrors", "IngestServerErrors")
+INGEST_METRICS = (
+    "EventsReceived",
+    "EventsRejected",
+    "DuplicateEvents",
+    "LedgerErrors",
+    "IngestServerErrors",
+    "ArchiveFailures",
+)
+ARCHIVE_METRICS = ("EventsArchived", "ArchiveRecordsFailed")  # ArchiveFunction's (relay.archive.lines)
 VENDOR_METRICS = (
     "BisectRequests",
     "CircuitClosed",
@@ -85,10 +93,13 @@ def per_stack() -> list[FixedLine]:
     kinds = [r["Type"] for r in resources]
     alarms = [_alarm_metrics(r["Properties"]) for r in resources if r["Type"] == "AWS::CloudWatch::Alarm"]
     standard = sum(listed for listed, queries in alarms if not queries)
-    metrics = len(INGEST_METRICS) + len(VENDORS) * len(VENDOR_METRICS)
+    metrics = len(INGEST_METRICS) + len(VENDORS) * len(VENDOR_METRICS) + len(ARCHIVE_METRICS)
+    keys = kinds.count("AWS::KMS::Key")
     return [
         FixedLine(
-            "CloudWatch custom metrics", metrics * CUSTOM_METRIC_PER_MONTH, f"{metrics} metrics (ingest, 3 vendors)"
+            "CloudWatch custom metrics",
+            metrics * CUSTOM_METRIC_PER_MONTH,
+            f"{metrics} metrics (ingest, 3 vendors, archive)",
         ),
         FixedLine("CloudWatch alarms", standard * ALARM_METRIC_PER_MONTH, f"{standard} alarm metrics"),
         FixedLine(
@@ -101,7 +112,7 @@ def per_stack() -> list[FixedLine]:
             kinds.count("AWS::SecretsManager::Secret") * SECRET_PER_MONTH,
             f"{kinds.count('AWS::SecretsManager::Secret')} secrets (every source and connection inside them)",
         ),
-        FixedLine("KMS", kinds.count("AWS::KMS::Key") * KMS_KEY_PER_MONTH, f"{kinds.count('AWS::KMS::Key')} key"),
+        FixedLine("KMS", keys * KMS_KEY_PER_MONTH, f"{keys} keys (the alarm topic's, the archive's)"),
     ]
 
 
