@@ -76,7 +76,6 @@ def test_a_resend_archives_the_events_again_under_the_bundle_their_claims_record
     assert ingest.post(raw)[0] == 202
     assert ingest.post(raw, signed=True)[0] in (202, 401)  # the same signature: refused as a replay
 
-
     status, body = ingest.post(
         raw, {"x-relay-signature": sign(raw, SECRETS["signing"], NOW_MS // 1000 - 1)}, signed=False
     )
@@ -99,3 +98,55 @@ def test_an_archive_message_sns_refuses_changes_nothing_in_the_answer_and_is_cou
     assert firehose.flush() == 0
     text = output.text()
     assert '"message":"events not archived"' in text and '"ArchiveFailures":[1.0]' in text
+
+
+def test_replay_and_forget_find_a_deployed_stack_from_its_outputs(aws_stack, archived, monkeypatch, tmp_path):
+    """`--stack NAME`: the archive's bucket, the topic and the table from the stack's outputs, the routing from
+    its IngestFunction's settings (moto's CloudFormation and Lambda standing in for the deployed stack)."""
+    import io
+
+    from relay_tools.cli import main
+
+    ingest, firehose = archived
+    assert (
+        ingest.post(
+            json.dumps({"events": [web_event(event_id="deployed-1", user={**web_event()["user"], **PERSON})]}).encode()
+        )[0]
+        == 202
+    )
+    firehose.flush()
+    role = boto3.client("iam").create_role(RoleName="relay", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    env = aws_stack.function_environment("IngestFunction")
+    template = {
+        "Resources": {
+            "IngestFunction": {
+                "Type": "AWS::Lambda::Function",
+                "Properties": {
+                    "Runtime": "python3.13",
+                    "Handler": "app.lambda_handler",
+                    "Role": role,
+                    "Code": {"ZipFile": "def lambda_handler(event, context):\n    return None\n"},
+                    "Environment": {"Variables": env},
+                },
+            }
+        },
+        "Outputs": {
+            "ArchiveBucketName": {"Value": firehose.bucket},
+            "EventsTopicArn": {"Value": aws_stack.physical["EventsTopic"]},
+            "IdempotencyTableName": {"Value": aws_stack.physical["IdempotencyTable"]},
+        },
+    }
+    boto3.client("cloudformation").create_stack(StackName="relay-prod", TemplateBody=json.dumps(template))
+    monkeypatch.chdir(tmp_path)  # the replay's checkpoint
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["replay", "--stack", "relay-prod", "--since", "2020-01-01T00:00:00Z", "--dry-run", "--json"], out, err)
+    assert code == 0, err.getvalue()
+    report = json.loads(out.getvalue())
+    assert report["events"] == 1 and report["connections"]["applovin"]["sent"] == 1  # nothing delivered it yet
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["forget", "--stack", "relay-prod", "--email", "ada@example.com", "--json"], out, err)
+    assert code == 0, err.getvalue()
+    assert json.loads(out.getvalue())["events"] == [{"source": "default", "event_id": "deployed-1"}]
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["replay", "--stack", "missing", "--since", "2020-01-01T00:00:00Z"], out, err) == 2
+    assert "relay:" in err.getvalue() and "Traceback" not in err.getvalue()

@@ -628,6 +628,8 @@ def _serve(stack: Any, config: RelayConfig, stopping: Any, out: TextIO) -> None:
         print(f"connections:    {', '.join(config.connection_ids)}", file=out)
     if stack.sandboxes:
         print(f"sandboxes:      {stack.sandboxes.url}   (relay sandbox requests)", file=out)
+    if stack.archive is not None:
+        print(f"archive:        s3://{stack.archive.bucket}/events/   (relay replay, relay forget)", file=out)
     print("Ctrl-C stops.", file=out, flush=True)
 
     def stop() -> None:
