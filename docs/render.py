@@ -403,11 +403,12 @@ def archive_cost() -> str:
 def state_machine(run: dict[str, Any]) -> str:
     rows = [
         "| examples run (max_examples) | steps run (most per example) | accepted events | delivered once"
-        " | in the DLQ with a reason | seconds |",
-        "|---|---|---|---|---|---|",
+        " | in the DLQ with a reason | replays (killed or stopped) | sends by --again replays | seconds |",
+        "|---|---|---|---|---|---|---|---|",
         f"| {_n(run['examples'])} ({_n(run['max_examples'])}) | {_n(run['steps'])} ({run['max_steps']}) |"
         f" {_n(run['accepted_events'])} | {_n(run['delivered_events'])} | {_n(run['dead_lettered_events'])} |"
-        f" {run['seconds']:,.0f} |",
+        f" {_n(run.get('replays', 0) + run.get('replays_stopped', 0))} ({_n(run.get('replays_stopped', 0))}) |"
+        f" {_n(run.get('replayed_again', 0))} | {run['seconds']:,.0f} |",
     ]
     return "\n".join(rows)
 

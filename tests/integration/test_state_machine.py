@@ -786,3 +786,56 @@ def test_an_aws_error_during_a_day_long_outage_fails_the_invocation_and_loses_no
         AwsFaults.current.clear()
         AwsFaults.current.killer = None
     assert {("applovin", "e0"), ("applovin", "e1")} <= machine.accepted
+
+
+def test_a_replay_sends_an_id_accepted_anew_once_and_not_as_its_forgotten_first_acceptance(machine_stack):
+    """What the machine found (the steps of its example): events accepted, never delivered and forgotten when the
+    horizon passed, then accepted anew under the same ids (another acceptance, another bundle at the vendor), are
+    in the archive twice; a replay that took the first line's bundle sent two of them once more beside their new
+    acceptance. A replay now checks each line's identity against the ingest's claim and leaves a superseded line
+    out."""
+    import random
+
+    class Picks:  # what the rules' `data.draw` would draw
+        def __init__(self, *values):
+            self.values = list(values)
+
+        def draw(self, strategy):
+            return self.values.pop(0)
+
+    DeliveryMachine.stack = machine_stack
+    DeliveryMachine.tally = {}
+    machine = DeliveryMachine()
+    try:
+        machine.aws_fails_once(operation="SendMessageBatch", throttled=False)
+        machine.horizon_passes()
+        first = machine.send(n=4, kill=Kill(6, False), broken=False, source="us", again=False)
+        machine.resend(request=first, order=random.Random(0), split=False, kill=None, fixed=False)
+        machine.receive()
+        machine.second_copy(Picks(machine.pool[0]))
+        machine.resend(request=first, order=random.Random(1), split=False, kill=Kill(3, True), fixed=False)
+        machine.archive_delivers()
+        machine.receive()
+        machine.horizon_passes()
+        machine.archive_delivers()
+        machine.horizon_passes()
+        machine.aws_fails_once(operation="PutItem", throttled=True)
+        anew = machine.send(n=4, kill=None, broken=False, source="us", again=True)
+        machine.resend(request=anew, order=random.Random(2), split=True, kill=None, fixed=True)
+        machine.aws_fails_once(operation="TransactWriteItems", throttled=True)
+        machine.aws_fails_once(operation="TransactWriteItems", throttled=False)
+        machine.time_passes(seconds=60)
+        machine.receive()
+        machine.invoke_unusable(Picks([1, 0]))
+        machine.replay(again=False, which=0, killed_after=None)
+        machine.archive_delivers()
+        machine.receive()
+        machine.aws_fails_once(operation="UpdateItem", throttled=False)
+        machine.send(n=12, kill=Kill(2, True), broken=False, source="us", again=False)
+        machine.invoke(Picks([0]), answer="429", only=None, kill=None, budget_ms=30_000)
+        machine.receive()
+        machine.teardown()
+    finally:
+        AwsFaults.current.clear()
+        AwsFaults.current.killer = None
+    assert DeliveryMachine.tally.get("replays") == 1

@@ -355,6 +355,7 @@ def replay_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             "dry_run": args.dry_run,
             "events": tally.events,
             "connections": tally.counts,
+            "superseded": tally.superseded,
             "too_old": tally.too_old,
             "invalid": tally.invalid,
             "not_queued": replay.unpublished,

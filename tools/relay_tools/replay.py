@@ -27,7 +27,7 @@ from typing import Any, TextIO
 
 from relay.archive.reading import ArchivedEvent, ArchiveLineError
 from relay.archive.sealing import Opener, SealError
-from relay.aws.ledger import DeliveryLedger
+from relay.aws.ledger import INGEST, DeliveryLedger
 from relay.aws.sns import Message, SnsPublisher
 from relay.models.event import EventParseError, parse_event
 from relay.models.names import ledger_name, normal_connection, vendor_of
@@ -69,6 +69,7 @@ class Tally:
     too_old: list[dict[str, Any]] = field(default_factory=list)
     invalid: list[dict[str, Any]] = field(default_factory=list)
     events: int = 0  # archived events read that matched
+    superseded: int = 0  # archived under an identity the event no longer has (its id accepted anew since)
 
     def add(self, connection: str, column: str) -> None:
         self.counts.setdefault(connection, dict.fromkeys(COLUMNS, 0))[column] += 1
@@ -86,7 +87,9 @@ class Checkpoint:
             data = json.loads(path.read_text())
             if data.get("replay") == replay_id and not data.get("finished"):
                 self.done = set(data["done"])
-                self.tally = Tally(data["counts"], data["too_old"], data["invalid"], data["events"])
+                self.tally = Tally(
+                    data["counts"], data["too_old"], data["invalid"], data["events"], data.get("superseded", 0)
+                )
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -180,14 +183,18 @@ class Replay:
             return False
         if request.event_ids and archived.event_id not in request.event_ids:
             return False
-        if (archived.source, archived.event_id) in self._seen:
-            return False  # in the archive twice: replayed once
-        self._seen.add((archived.source, archived.event_id))
+        if (archived.source, archived.event_id, archived.bundle) in self._seen:
+            return False  # in the archive twice (a resend): replayed once
+        self._seen.add((archived.source, archived.event_id, archived.bundle))
         return True
 
     def plan(self, archived: ArchivedEvent) -> tuple[Message, int] | None:
         """The message queuing `archived` to the connections that are to get it (None: none is)."""
         self.tally.events += 1
+        remembered, bundle = self._ledger(ledger_name(INGEST, archived.source)).claimed_bundle(archived.event_id)
+        if remembered and bundle != archived.bundle:
+            self.tally.superseded += 1  # its id was accepted anew since: that event's own line is the one to replay
+            return None
         try:
             event = parse_event(archived.event(self.opener), now=self.now, max_event_age_days=NO_AGE_LIMIT_DAYS)
         except (EventParseError, SealError) as exc:
@@ -203,7 +210,9 @@ class Replay:
             elif isinstance(outcome, Skipped):
                 if connection in self.archive.config.sections() or connection in wanted:
                     self.tally.add(connection, "skipped")
-            elif self.too_old(archived, connection):
+            elif not remembered or self.too_old(archived, connection):
+                if not remembered:
+                    self._forgotten(archived, connection)
                 self.tally.add(connection, "too_old")
             elif self.delivered(archived, connection):
                 self.tally.add(connection, "delivered")
@@ -243,13 +252,32 @@ class Replay:
         )
         return True
 
+    def _forgotten(self, archived: ArchivedEvent, connection: str) -> None:
+        """The ledger no longer remembers the event (an object S3 has not yet deleted past its expiry): sending it
+        could send it twice, so it is listed instead."""
+        self.tally.too_old.append(
+            {
+                "event_id": archived.event_id,
+                "source": archived.source,
+                "connection": connection,
+                "age_days": round((self.now - archived.timestamp) / timedelta(days=1), 1),
+                "limit_days": None,
+            }
+        )
+
+    def _ledger(self, namespace: str) -> DeliveryLedger:
+        if namespace not in self._ledgers:
+            clients = self.archive.clients["dynamodb"]
+            self._ledgers[namespace] = DeliveryLedger(
+                namespace, self.archive.table, clients, clock=lambda: self.now.timestamp()
+            )
+        return self._ledgers[namespace]
+
     def delivered(self, archived: ArchivedEvent, connection: str) -> bool:
         replay = self.request.replay_id if self.request.again else ""
-        namespace = ledger_name(connection, archived.source, replay)
-        if namespace not in self._ledgers:
-            self._ledgers[namespace] = DeliveryLedger(namespace, self.archive.table, self.archive.clients["dynamodb"])
         bundle = None if self.request.again else archived.bundle
-        return self._ledgers[namespace].was_delivered(archived.event_id, bundle)
+        ledger = self._ledger(ledger_name(connection, archived.source, replay))
+        return ledger.was_delivered(archived.event_id, bundle)
 
     def _invalid(self, archived: ArchivedEvent, connections: Iterable[str], why: str) -> None:
         for connection in connections:
@@ -294,11 +322,13 @@ def print_summary(tally: Tally, out: TextIO, dry_run: bool) -> None:
             file=out,
         )
     for old in tally.too_old:
+        why = f"the limit is {old['limit_days']}" if old["limit_days"] else "the ledger no longer remembers it"
         print(
-            f"too old: {old['event_id']} ({old['source']}) for {old['connection']}: {old['age_days']} days, "
-            f"the limit is {old['limit_days']}",
+            f"too old: {old['event_id']} ({old['source']}) for {old['connection']}: {old['age_days']} days, {why}",
             file=out,
         )
+    if tally.superseded:
+        print(f"{tally.superseded} archived event(s) superseded: their ids were accepted anew since", file=out)
     for bad in tally.invalid:
         print(f"invalid: {bad['event_id']} ({bad['source']}): {bad['reason']}", file=out)
 

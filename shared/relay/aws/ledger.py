@@ -137,6 +137,16 @@ class DeliveryLedger(IngestClaims, BundleClaims):
             return False
         return True
 
+    def claimed_bundle(self, event_id: str) -> tuple[bool, str | None]:
+        """(whether this namespace remembers the event, the bundle its claim records): `relay replay` checks an
+        archived event's identity against the ingest's claim (an id accepted anew after the ledger forgot it is
+        another event, under another bundle)."""
+        key = {"id": {"S": claim_key(self.vendor, event_id)}}
+        item = self.client.get_item(TableName=self.table_name, Key=key, ConsistentRead=True).get("Item")
+        if not item or int(item.get("expiration", {}).get("N", "0")) < self.clock():
+            return False, None
+        return True, item["bundle"]["S"] if "bundle" in item else None
+
     def was_delivered(self, event_id: str, bundle: str | None = None) -> bool:
         """Whether this namespace delivered the event: its claim (or its bundle's, when it was published in one)
         is settled by a batch that does not list it failed or moved. What `relay replay` asks before queuing an
