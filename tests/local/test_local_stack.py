@@ -130,15 +130,19 @@ def test_resources_come_from_the_template(dev):
     assert env["RELAY_QUEUE_URL"] == stack.stack.physical["AppsFlyerQueue"]
     assert env["RELAY_DELIVERY_RETRY_WINDOW_HOURS"] == str(stack.config.delivery.retry_window_hours)
     subs = stack.clients["sns"].list_subscriptions()["Subscriptions"]
-    policies = sorted(
+    filters = [
         json.loads(
             stack.clients["sns"].get_subscription_attributes(SubscriptionArn=s["SubscriptionArn"])["Attributes"][
                 "FilterPolicy"
             ]
-        )["destinations"][0]
+        )
         for s in subs
-    )
+    ]
+    policies = sorted(f["destinations"][0] for f in filters if "destinations" in f)
     assert policies == ["adroll", "applovin", "appsflyer"]
+    # the archive's tap, subscribed as ArchiveSubscription is (relay_tools.local_archive)
+    archive = stack.template["Resources"]["ArchiveSubscription"]["Properties"]["FilterPolicy"]
+    assert [f for f in filters if "destinations" not in f] == [archive] == [{"archive": [{"exists": True}]}]
     assert stack.stack.event_source("AppLovinFunction").batch_size == 10  # messages of up to 10 events
 
 

@@ -677,6 +677,8 @@ def sam_local_env(template: dict[str, Any], config: RelayConfig, host: str = "ho
             stack.physical[logical] = name
         elif kind == "AWS::SecretsManager::Secret":
             stack.physical[logical] = name  # GetSecretValue takes the name as well as the ARN
+        elif kind == "AWS::KMS::Key":  # the local stack names each key with an alias (relay_tools.stack)
+            stack.physical[logical] = stack.arns[logical] = f"arn:aws:kms:{local.region}:{ACCOUNT}:alias/{name}"
     extra = {
         "AWS_ENDPOINT_URL": aws_endpoint,
         "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],

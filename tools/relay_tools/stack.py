@@ -215,6 +215,8 @@ def create_stack(
             Description=str(props.get("Description", "")), Policy=json.dumps(stack.resolve(props["KeyPolicy"]))
         )["KeyMetadata"]
         stack.physical[logical], stack.arns[logical] = key["KeyId"], key["Arn"]
+        # a name that does not change from run to run (sam local's environment file names the key by it)
+        kms.create_alias(AliasName=f"alias/{name}-{logical}", TargetKeyId=key["KeyId"])
     _create_buckets(stack, session.client("s3", endpoint_url=endpoint_url), by_type("AWS::S3::Bucket"))
     for logical, props in by_type("AWS::SNS::Topic"):
         arn = sns.create_topic(
