@@ -14,7 +14,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from relay.journey import INDEX, decode
+from relay.journey import decode
 from relay_tools import importing
 from relay_tools.config_file import load_config
 from relay_tools.dev import LocalStack
@@ -234,7 +234,6 @@ def test_forget_leaves_no_trace_in_the_archive_the_journeys_or_relay_trace(regio
         for item in page["Items"]:
             if "data" in item:
                 assert "gdpr-1" not in json.dumps(decode(item["data"]["B"]))
-    assert INDEX  # the debugger page reads the same items (its index): nothing of the event is left there
     dry = replay(config, "--event-id", "gdpr-1", "--dry-run")
     assert dry["events"] == 0
     code, _, err = run("forget", "--email", "Grace@Example.com", "--config", config)

@@ -212,7 +212,7 @@ def test_erasure_takes_an_event_out_of_a_journey_and_the_requests_that_carried_i
     assert erase_events(data, {"o-1"}) == (data, False)
 
 
-def test_sealed_values_are_json(tmp_path):
+def test_sealed_values_are_json():
     sealed = KnownKey().seal({"ip": "203.0.113.9"}, "o-1")
     raw = base64.b64decode(sealed["data"])
     assert pydantic_core.from_json(AESGCM(KEY).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], b"o-1")) == {

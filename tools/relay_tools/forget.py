@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relay.archive import PREFIX
-from relay.archive.reading import read_line, source_of_key
+from relay.archive.reading import object_lines, read_line, source_of_key
 from relay.aws.ledger import DEAD_LETTERED_STATE, INGEST, batch_key, bundle_key, claim_key
 from relay.journey import decode, fitted, journey_key
 from relay.journey.erasure import FORGOTTEN, erase_events
+from relay.journey.trace import batches_of
 from relay.models import pii
 from relay.models.names import ledger_name
 from relay_tools.archive_store import ArchiveStack
@@ -135,7 +136,7 @@ class Forget:
     def _archive_object(self, key: str) -> None:
         source = source_of_key(key)
         kept, found = [], False
-        for raw in _lines(self.archive.body(key)):
+        for raw in object_lines(self.archive.body(key)):
             line = json.loads(raw)
             if self.who.matches_line(line):
                 self.result.events[(source, str(line["event_id"]))] = read_line(raw, source).line
@@ -147,7 +148,7 @@ class Forget:
 
     def _error_object(self, key: str) -> None:
         kept, found = [], False
-        for raw in _lines(self.archive.body(key)):
+        for raw in object_lines(self.archive.body(key)):
             record = json.loads(raw)
             message = json.loads(base64.b64decode(record.get("rawData", "")) or b"{}")
             events = message.get("events") if isinstance(message, dict) else None
@@ -184,9 +185,8 @@ class Forget:
             namespace = ledger_name(connection, source)
             own = self._get(claim_key(namespace, event_id))
             shared = self._get(bundle_key(namespace, line["bundle"])) if line.get("bundle") else None
-            for item in (own, shared):
-                for batch in _batches(item):
-                    self._journey(journey_key(namespace, batch), event_id)
+            for batch in batches_of(own, shared):
+                self._journey(journey_key(namespace, batch), event_id)
             if own and own.get("status", {}).get("S") == DEAD_LETTERED_STATE and "why" in own:
                 self._update(own["id"]["S"], "REMOVE why")
                 self.result.dead_letter_reasons += 1
@@ -218,14 +218,3 @@ class Forget:
             **({"ExpressionAttributeValues": values} if values else {}),
             **({"ExpressionAttributeNames": names} if names else {}),
         )
-
-
-def _batches(item: dict[str, Any] | None) -> list[str]:
-    if not item:
-        return []
-    return [v["S"] for v in item.get("trail", {}).get("L", [])] + ([item["batch"]["S"]] if "batch" in item else [])
-
-
-def _lines(body: bytes) -> list[bytes]:
-    data = gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body
-    return [line for line in data.splitlines() if line.strip()]

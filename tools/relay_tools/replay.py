@@ -130,6 +130,7 @@ class Replay:
         self.dry_run = dry_run
         self.now = now or datetime.now(UTC)
         self.router = Router(archive.config)
+        self.configured = frozenset(archive.config.sections())  # what a skip is counted against
         self.opener: Opener = archive.opener
         self.publisher = SnsPublisher(archive.topic_arn, archive.clients["sns"])
         self.limit = RateLimit(rate)
@@ -208,7 +209,7 @@ class Replay:
             if isinstance(outcome, Invalid):
                 self._invalid(archived, [connection], outcome.reason)
             elif isinstance(outcome, Skipped):
-                if connection in self.archive.config.sections() or connection in wanted:
+                if connection in self.configured or connection in wanted:
                     self.tally.add(connection, "skipped")
             elif not remembered or self.too_old(archived, connection):
                 if not remembered:
@@ -358,6 +359,3 @@ def parse_time(value: str, name: str) -> datetime:
     except ValueError:
         raise ValueError(f"{name}: must be an ISO-8601 time such as 2026-12-01T00:00:00Z, not {value!r}") from None
     return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
-__all__ = ["Checkpoint", "Replay", "ReplayRequest", "Tally", "default_checkpoint", "parse_time", "print_summary"]

@@ -49,8 +49,8 @@ def archive_messages(
         one: dict[str, Any] = {"event": accepted.event, "connections": list(accepted.connections)}
         if accepted.bundle:
             one["bundle"] = accepted.bundle
-        text = pydantic_core.to_json(one).decode("utf-8")
-        length = len(text.encode("utf-8")) + 1
+        raw = pydantic_core.to_json(one)
+        text, length = raw.decode("utf-8"), len(raw) + 1
         if len(head) + length > limit:
             too_large += 1
             continue

@@ -66,8 +66,10 @@ def read_line(text: str | bytes, source: str) -> ArchivedEvent:
 
 
 def object_lines(body: bytes) -> Iterator[bytes]:
-    """The lines of one archive object (gzip, as Firehose writes it)."""
-    for raw in gzip.decompress(body).splitlines():
+    """The lines of one archive object: gzip, as Firehose writes them (an object under errors/ that is not, as
+    it is)."""
+    data = gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body
+    for raw in data.splitlines():
         if raw.strip():
             yield raw
 

@@ -49,7 +49,7 @@ def _get(table: JourneyTable, key: str) -> dict[str, Any] | None:
     return table.client.get_item(TableName=table.table_name, Key={"id": {"S": key}}, ConsistentRead=True).get("Item")
 
 
-def _batches(*items: dict[str, Any] | None) -> list[str]:
+def batches_of(*items: dict[str, Any] | None) -> list[str]:
     """The batches named by claims and dead-letter records: each's trail, then its own batch."""
     out: list[str] = []
     for item in items:
@@ -86,7 +86,7 @@ def trace_event(
     claims_of = {c: _vendor_claims(table, ledger_name(c, source), event_id, accepted.get("bundle")) for c in wanted}
     if not ingest and not any(any(claims) for claims in claims_of.values()):
         return None
-    keys = [journey_key(ledger_name(c, source), b) for c, claims in claims_of.items() for b in _batches(*claims)]
+    keys = [journey_key(ledger_name(c, source), b) for c, claims in claims_of.items() for b in batches_of(*claims)]
     journeys = table.get(keys) if keys else {}
     out = {
         "event_id": event_id,
@@ -99,7 +99,7 @@ def trace_event(
         if not ingest and not any(claims):
             continue
         namespace = ledger_name(connection, source)
-        runs = {b: journeys[k] for b in _batches(*claims) if (k := journey_key(namespace, b)) in journeys}
+        runs = {b: journeys[k] for b in batches_of(*claims) if (k := journey_key(namespace, b)) in journeys}
         requeued = (ingest or {}).get(f"{REQUEUED}{connection}")
         at = float(requeued["N"]) if requeued else None
         trace = vendor_trace(table, event_id, (connection, namespace), accepted, claims, runs, at)
