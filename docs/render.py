@@ -250,6 +250,15 @@ def reasons() -> str:
     return "\n".join(rows)
 
 
+def refusal_reasons() -> str:
+    """Every reason the ingest refuses a request for, with its status, from relay.journey.refusals.REASONS."""
+    from relay.journey.refusals import REASONS
+
+    rows = ["| status | `reason` | when |", "|---|---|---|"]
+    rows += [f"| {status} | `{reason}` | {when} |" for reason, (status, when) in REASONS.items()]
+    return "\n".join(rows)
+
+
 def outcomes() -> str:
     """The delivery outcomes, from the Outcome enum's own lines."""
     source = (ROOT / "shared/relay/delivery/outcomes.py").read_text(encoding="utf-8")
@@ -444,6 +453,7 @@ def blocks() -> dict[str, dict[str, str]]:
         "decisions/0010-the-archive-and-replays.md": {"archive-cost": archive_cost()},
         "operations.md": {"alarms": alarms(), "outcomes": outcomes(), "reasons": reasons()},
         "troubleshooting.md": {"journey-outcomes": journey_outcomes()},
+        "ingest-api.md": {"refusal-reasons": refusal_reasons()},
         "debugger.md": {"journey-cost": journey_cost()},
     }
 

@@ -321,3 +321,13 @@ def aws_faults(aws_limits):
 
     assert AwsFaults.current is not None
     return AwsFaults.current
+
+
+def answered(response: dict, event: dict) -> dict:
+    """An ingest answer's body; an error's names the request's id (checked here, then left out)."""
+    from relay_tools.apigw import response_body
+
+    body = json.loads(response_body(response))
+    if response["statusCode"] >= 400:
+        assert body.pop("request_id") == event["requestContext"]["requestId"], body
+    return body

@@ -11,6 +11,7 @@ time at every cold start (docs/decisions/0004), so the Tracer is only created wh
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -21,6 +22,8 @@ from relay.models.environment import TracingEnvironment, read_environment
 
 logger = Logger()
 metrics = Metrics()
+# an invocation that counts nothing (a GET of an event's journey, say) has nothing to publish: that is no news
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 H = TypeVar("H", bound=Callable[..., Any])
 

@@ -18,7 +18,7 @@ from relay.ingest.signing import sign
 from relay_tools.apigw import http_api_event, response_body
 from relay_tools.functions import ingest_handler
 
-from ..conftest import NOW_MS, ROOT, SECRETS, FakeLambdaContext, use_function_env, web_event
+from ..conftest import NOW_MS, ROOT, SECRETS, FakeLambdaContext, answered, use_function_env, web_event
 
 NOW_S = NOW_MS // 1000
 SCHEMA = schemathesis.openapi.from_path(str(ROOT / "openapi.json"))
@@ -50,8 +50,9 @@ class Ingest:
         if signed:
             hdrs["x-relay-signature"] = sign(raw, SECRETS["signing"], NOW_S)
         before, archived = self.published, self.archived
-        response = self.handler(http_api_event("POST", "/v1/events", hdrs, raw), FakeLambdaContext())
-        status, body = response["statusCode"], json.loads(response_body(response))
+        event = http_api_event("POST", "/v1/events", hdrs, raw)
+        response = self.handler(event, FakeLambdaContext())
+        status, body = response["statusCode"], answered(response, event)
         assert status < 500, (status, body)
         if status >= 400:
             assert self.published == before, "a refused request enqueued events"

@@ -21,6 +21,7 @@ from ..conftest import (
     NOW_MS,
     SECRETS,
     FakeLambdaContext,
+    answered,
     app_event,
     drain,
     use_function_env,
@@ -45,8 +46,9 @@ def ingest(aws_stack, monkeypatch):
         if secret:
             hdrs["X-Relay-Signature"] = sign(raw, secret, timestamp=int(signed_at))
         hdrs.update(headers or {})
-        response = handler(http_api_event("POST", "/v1/events", hdrs, raw), FakeLambdaContext())
-        return response["statusCode"], json.loads(response_body(response))
+        event = http_api_event("POST", "/v1/events", hdrs, raw)
+        response = handler(event, FakeLambdaContext())
+        return response["statusCode"], answered(response, event)
 
     return call
 
@@ -271,11 +273,10 @@ def test_unfilled_secret_is_a_server_error_not_a_client_one(aws_stack, monkeypat
     monkeypatch.setenv("RELAY_INGEST_SECRET_ARN", aws_stack.physical["AppLovinSecret"].replace("AppLovin", "Nope"))
     handler = ingest_handler(clock=lambda: NOW_S)
     raw = b'{"events": []}'
-    response = handler(
-        http_api_event("POST", "/v1/events", {"content-type": "application/json"}, raw), FakeLambdaContext()
-    )
+    event = http_api_event("POST", "/v1/events", {"content-type": "application/json"}, raw)
+    response = handler(event, FakeLambdaContext())
     assert response["statusCode"] == 500
-    assert json.loads(response["body"]) == {"error": "the relay is misconfigured; its operators have been alerted"}
+    assert answered(response, event) == {"error": "the relay is misconfigured; its operators have been alerted"}
     (emf,) = [json.loads(line) for line in output.text().splitlines() if '"_aws"' in line]
     assert emf["IngestServerErrors"] == [1.0]  # counted: IngestServerErrorAlarm watches it
 
@@ -326,9 +327,11 @@ def test_only_post_v1_events_is_served_also_behind_a_named_stage(ingest, aws_sta
     response = handler(staged, FakeLambdaContext())
     assert response["statusCode"] == 202 and response["headers"]["Content-Type"] == "application/json"
     for method, path in (("GET", "/v1/events"), ("POST", "/v1/events/x"), ("POST", "/v2/events")):
-        response = handler(http_api_event(method, path, headers, raw), FakeLambdaContext())
+        event = http_api_event(method, path, headers, raw)
+        response = handler(event, FakeLambdaContext())
         assert response["statusCode"] == 404
-        assert json.loads(response["body"]) == {"error": "not found: POST /v1/events or GET /v1/events/{event_id}"}
+        routes = "POST /v1/events, GET /v1/events/{event_id} or GET /v1/requests/{request_id}"
+        assert answered(response, event) == {"error": f"not found: {routes}"}
 
 
 def test_a_client_signing_with_a_rotated_secret_is_accepted_at_once(aws_stack, monkeypatch):
@@ -366,8 +369,9 @@ def test_a_secret_that_cannot_be_read_again_leaves_a_bad_signature_a_401(aws_sta
 
     def post(secret: str) -> tuple[int, dict]:
         headers = {"Content-Type": "application/json", "X-Relay-Signature": sign(raw, secret, timestamp=int(NOW_S))}
-        response = handler(http_api_event("POST", "/v1/events", headers, raw), FakeLambdaContext())
-        return response["statusCode"], json.loads(response["body"])
+        event = http_api_event("POST", "/v1/events", headers, raw)
+        response = handler(event, FakeLambdaContext())
+        return response["statusCode"], answered(response, event)
 
     assert post(SECRETS["signing"])[0] == 202  # the secret is cached
     boto3.client("secretsmanager").delete_secret(

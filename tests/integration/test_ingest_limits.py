@@ -20,7 +20,7 @@ from relay.models.environment import FunctionEnvironment, read_environment
 from relay_tools.apigw import http_api_event, response_body
 from relay_tools.functions import ingest_handler
 
-from ..conftest import NOW_MS, SECRETS, FakeClock, FakeLambdaContext, use_function_env, web_event
+from ..conftest import NOW_MS, SECRETS, FakeClock, FakeLambdaContext, answered, use_function_env, web_event
 from .test_ingest_function import queues
 
 NOW_S = NOW_MS / 1000
@@ -29,8 +29,9 @@ NOW_S = NOW_MS / 1000
 def post(handler, body, signed_at=NOW_S, context=None):
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = {"Content-Type": "application/json", "X-Relay-Signature": sign(raw, SECRETS["signing"], int(signed_at))}
-    response = handler(http_api_event("POST", "/v1/events", headers, raw), context or FakeLambdaContext())
-    return response["statusCode"], json.loads(response_body(response))
+    event = http_api_event("POST", "/v1/events", headers, raw)
+    response = handler(event, context or FakeLambdaContext())
+    return response["statusCode"], answered(response, event)
 
 
 @pytest.fixture

@@ -547,6 +547,39 @@ def trace_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def refused_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """`relay refused`: the requests the ingest refused (7 days), newest first."""
+    from relay.journey.refusals import RefusalLog
+    from relay_tools.journeys import journey_table, parse_since, refusal_line
+
+    try:
+        since = parse_since(args.since)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    config = None if args.stack else resolve_config(args.config, err)
+    table = journey_table(stack=args.stack, config=config, region=args.region, endpoint_url=args.endpoint_url)
+    try:
+        refused = RefusalLog(table).recent(since.timestamp(), args.source, args.limit)
+    except Exception as exc:  # noqa: BLE001 - botocore's errors: said in one line, not a traceback
+        raise UsageError(f"cannot read the refused requests: {type(exc).__name__}") from None
+    refused = [{k: v for k, v in r.items() if k != "written_at"} for r in refused]
+    if args.json:
+        print(json.dumps(refused, indent=2), file=out)
+        return EXIT_OK
+    if not refused:
+        whose = f" naming source {args.source!r}" if args.source else ""
+        print(f"no request{whose} refused since {since.isoformat(timespec='seconds')}", file=out)
+    for refusal in refused:
+        ids = refusal.get("event_ids") or []
+        named = f"  events {', '.join(ids[:3])}{' …' if len(ids) > 3 else ''}" if ids else ""
+        print(refusal_line(refusal) + named, file=out)
+        if refusal.get("not_recorded"):
+            print(
+                f"    ({refusal['not_recorded']} refusal(s) before this one not recorded: the flood budget)", file=out
+            )
+    return EXIT_OK
+
+
 def ui_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """`relay ui`: the debugger page on 127.0.0.1 against a deployed stack (or the local one)."""
     import threading
@@ -952,6 +985,16 @@ def build_parser() -> argparse.ArgumentParser:
     _stack_or_config(tr)
     tr.add_argument("--json", action="store_true", help="the journey as JSON")
     tr.set_defaults(func=trace_cmd)
+
+    rf = sub.add_parser("refused", help="the requests the ingest refused (kept 7 days): why, and which events")
+    rf.add_argument(
+        "--since", default="24h", help="a duration back from now (30m, 6h, 7d) or an ISO time (default 24h)"
+    )
+    rf.add_argument("--source", help="only requests that named this source (default: every source)")
+    rf.add_argument("--limit", type=int, default=1000, help="at most this many, the newest (default 1000)")
+    _stack_or_config(rf)
+    rf.add_argument("--json", action="store_true", help="the refused requests as JSON")
+    rf.set_defaults(func=refused_cmd)
 
     rp = sub.add_parser("replay", help="queue archived events again: only to connections that have not delivered them")
     rp.add_argument("--since", required=True, help="accepted at or after this ISO time (UTC unless an offset)")

@@ -11,9 +11,9 @@ from pydantic.json_schema import models_json_schema
 
 from relay import __version__
 from relay.aws.sns import SNS_MAX_BYTES
-from relay.ingest.request import MAX_BODY_BYTES
 from relay.ingest.signing import HEADER
-from relay.models.event import MAX_EVENTS_PER_REQUEST, Event
+from relay.journey.refusals import REASONS
+from relay.models.event import MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST, Event
 from relay.models.fields import MAX_EVENT_ID_LENGTH
 from relay.models.names import NAME_PATTERN, SOURCE_HEADER
 
@@ -56,7 +56,34 @@ class IngestResponse(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: str
+    request_id: str = Field(description="API Gateway's id of the request: quote it, or GET /v1/requests/{request_id}")
     not_enqueued: list[str] | None = Field(default=None, description="503 only: event_ids to resend")
+
+
+class RejectedRecord(BaseModel):
+    index: int
+    event_id: str | None
+    errors: list[FieldErrorModel] = Field(description="the fields and the rules they broke, never their values")
+
+
+class SignatureDiagnosis(BaseModel):
+    diagnosis: Literal["missing", "malformed", "milliseconds", "stale", "mismatch", "replayed"]
+    skew_seconds: int | None = Field(default=None, description="stale: the relay's clock less the signed t")
+
+
+class Refusal(BaseModel):
+    request_id: str
+    at: str = Field(description="when it was refused (ISO 8601, UTC)")
+    method: str
+    status: int
+    reason: Literal[tuple(REASONS)] = Field(description="why (docs/ingest-api.md, Refused requests)")  # type: ignore[valid-type]
+    error: str = Field(description="the message the client got")
+    source: str = Field(description="the source the request named")
+    source_known: bool = Field(description="false: X-Relay-Source named no source of the relay")
+    event_ids: list[str] = Field(description="the event ids its body named, read though it was refused")
+    rejected: list[RejectedRecord] | None = None
+    signature: SignatureDiagnosis | None = None
+    not_recorded: int | None = Field(default=None, description="refusals before this one the flood budget left out")
 
 
 class Attempt(BaseModel):
@@ -97,6 +124,7 @@ class EventJourney(BaseModel):
     request_id: str | None = Field(description="the API Gateway request id of that POST")
     source: str = Field(description="the source that sent it (event ids are scoped per source)")
     vendors: dict[str, VendorJourney] = Field(description="connection -> what became of the event there")
+    refused: list[Refusal] = Field(description="the refused requests that named the event (7 days), newest first")
 
 
 def _response(description: str, *refs: str) -> dict[str, Any]:
@@ -112,6 +140,7 @@ def openapi() -> dict[str, Any]:
             (IngestResponse, "serialization"),
             (ErrorResponse, "serialization"),
             (EventJourney, "serialization"),
+            (Refusal, "serialization"),
         ],
         ref_template="#/components/schemas/{model}",
     )
@@ -165,6 +194,7 @@ def openapi() -> dict[str, Any]:
                 }
             },
             "/v1/events/{event_id}": {"get": _get_event()},
+            "/v1/requests/{request_id}": {"get": _get_request()},
         },
         "components": {"schemas": defs["$defs"]},
     }
@@ -204,6 +234,43 @@ def _get_event() -> dict[str, Any]:
             "401": _response("signature missing, malformed, stale or not matching", "ErrorResponse"),
             "404": _response("the relay knows no such event (never accepted, or past its horizon)", "ErrorResponse"),
             "503": _response("the journey could not be read; ask again", "ErrorResponse"),
+        },
+    }
+
+
+def _get_request() -> dict[str, Any]:
+    return {
+        "operationId": "getRequest",
+        "summary": "What the relay kept of a request it refused (7 days)",
+        "parameters": [
+            {
+                "name": "request_id",
+                "in": "path",
+                "required": True,
+                "description": "the request_id of a refusal's answer",
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9._~+=-]{1,128}$"},
+            },
+            {
+                "name": SOURCE_HEADER,
+                "in": "header",
+                "required": False,
+                "description": "the source that signs; it reads refusals of requests that named it or no known source",
+                "schema": {"type": "string", "pattern": f"^{NAME_PATTERN}$"},
+            },
+            {
+                "name": HEADER,
+                "in": "header",
+                "required": True,
+                "description": 't=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.GET /v1/requests/<request_id>")>',
+                "schema": {"type": "string"},
+            },
+        ],
+        "responses": {
+            "200": _response("the refusal", "Refusal"),
+            "400": _response("the request_id is not one", "ErrorResponse"),
+            "401": _response("signature missing, malformed, stale or not matching", "ErrorResponse"),
+            "404": _response("no refusal of that request kept (accepted, or older than 7 days)", "ErrorResponse"),
+            "503": _response("the record could not be read; ask again", "ErrorResponse"),
         },
     }
 

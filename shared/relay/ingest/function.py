@@ -22,9 +22,11 @@ from relay.aws.replay import ReplayGuard
 from relay.aws.secrets import SecretRefresh, load_ingest_config
 from relay.aws.sns import SnsPublisher
 from relay.ingest.archiving import Archiver
+from relay.ingest.refused import keep, refusal
 from relay.ingest.request import Ingest, IngestResult
-from relay.ingest.status import STATUS_PREFIX, event_status
+from relay.ingest.status import REQUESTS_PREFIX, STATUS_PREFIX, event_status, request_status
 from relay.journey import JourneyTable
+from relay.journey.refusals import RefusalLog
 from relay.models.config import ConfigError, RelayConfig
 from relay.models.environment import IngestEnvironment, get_environment, read_environment
 from relay.models.event import build_validators
@@ -37,8 +39,13 @@ MISCONFIGURED = "the relay is misconfigured; its operators have been alerted"
 SERVER_ERRORS = "IngestServerErrors"  # every 5xx answered (template.yaml: IngestServerErrorAlarm)
 
 
-def _json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
-    """An HTTP API (payload format 2.0) response."""
+def _json_response(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None, request_id: str | None = None
+) -> dict[str, Any]:
+    """An HTTP API (payload format 2.0) response; an error's body names its `request_id` (API Gateway's: the
+    client can quote it, or GET /v1/requests/{request_id} what the relay kept of a refusal)."""
+    if status >= 400 and request_id:
+        body = {**body, "request_id": request_id}
     return {
         "statusCode": status,
         "headers": {"Content-Type": "application/json", **(headers or {})},
@@ -76,6 +83,7 @@ class IngestFunction:
         ledger: DeliveryLedger | None = None,
         secrets_client: Any = None,
         archiver: Archiver | None = None,
+        refusals: RefusalLog | None = None,
     ):
         self._environment = environment
         self._load_config = load_config
@@ -86,6 +94,7 @@ class IngestFunction:
         self._ingests: dict[tuple[str, ...], Ingest] = {}
         self._journeys: JourneyTable | None = None
         self._archiver = archiver
+        self._refusals = refusals
 
     @property
     def environment(self) -> IngestEnvironment:
@@ -102,6 +111,13 @@ class IngestFunction:
                 ledger.table_name, ledger.client, clock=self.clock, horizon_seconds=ledger.horizon_seconds
             )
         return self._journeys
+
+    @property
+    def refusals(self) -> RefusalLog:
+        """What the function keeps of the requests it refuses (relay.journey.refusals), in the ledger's table."""
+        if self._refusals is None:
+            self._refusals = RefusalLog(self.journeys)
+        return self._refusals
 
     @property
     def archiver(self) -> Archiver | None:
@@ -142,21 +158,50 @@ def ingest_function() -> IngestFunction:
     return IngestFunction(get_environment(IngestEnvironment))
 
 
+def _request_id(event: dict[str, Any]) -> str:
+    return str((event.get("requestContext") or {}).get("requestId") or "")
+
+
 def handle_request(event: dict[str, Any], context: Any, function: IngestFunction) -> dict[str, Any]:
     """An HTTP API (payload format 2.0) request in, its response out."""
     method, path = _route(event)
-    if method == "GET" and path.startswith(STATUS_PREFIX):
-        return get_event(event, path, function)
+    request_id = _request_id(event)
+    if method == "GET" and path.startswith((STATUS_PREFIX, REQUESTS_PREFIX)):
+        return get_status(event, path, function)
     if (method, path) != ROUTE:
-        return _json_response(404, {"error": "not found: POST /v1/events or GET /v1/events/{event_id}"})
+        routes = "POST /v1/events, GET /v1/events/{event_id} or GET /v1/requests/{request_id}"
+        return _json_response(404, {"error": f"not found: {routes}"}, request_id=request_id)
     try:
         result = post_events(event, context.get_remaining_time_in_millis, function)
     except ConfigError as exc:
         logger.error("relay configuration unusable", extra={"errors": [str(e) for e in exc.errors]})
         metrics.add_metric(SERVER_ERRORS, MetricUnit.Count, 1)
-        return _json_response(500, {"error": MISCONFIGURED})
-    record(result)
-    return _json_response(result.status, result.body, result.headers or None)
+        return _json_response(500, {"error": MISCONFIGURED}, request_id=request_id)
+    record(result, request_id)
+    if result.reason is not None:
+        answer = (result.status, result.body, result.reason)
+        refused_request(event, answer, function, result.signature)
+    return _json_response(result.status, result.body, result.headers or None, request_id)
+
+
+def refused_request(
+    event: dict[str, Any],
+    answer: tuple[int, dict[str, Any], str],
+    function: IngestFunction,
+    signature: dict[str, Any] | None = None,
+    event_ids: list[str] | None = None,
+) -> None:
+    """Keep and count a refused request (relay.ingest.refused): never its body, nor a value it held."""
+    body = event.get("body") or ""
+    raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    method = _route(event)[0]
+    try:
+        config = function.ingest().config
+    except ConfigError:  # the refusal was answered from a configuration read earlier; nothing more to say
+        return
+    request = (_request_id(event), method, raw, headers)
+    keep(function.refusals, refusal(answer, request, config, function.clock(), signature, event_ids))
 
 
 def post_events(event: dict[str, Any], remaining_ms: Callable[[], int], function: IngestFunction) -> IngestResult:
@@ -187,28 +232,36 @@ def refreshed(function: IngestFunction, ingest: Ingest) -> Ingest | None:
     return fresh if fresh is not ingest else None
 
 
-def get_event(event: dict[str, Any], path: str, function: IngestFunction) -> dict[str, Any]:
-    """GET /v1/events/{event_id}: the event's journey, signed like a POST over "<t>.GET <path>". A signature
-    no cached secret made re-reads the signing secret once, as for a POST."""
+def get_status(event: dict[str, Any], path: str, function: IngestFunction) -> dict[str, Any]:
+    """GET /v1/events/{event_id} (the event's journey) or GET /v1/requests/{request_id} (a refused request),
+    signed like a POST over "<t>.GET <path>". A signature no cached secret made re-reads the signing secret
+    once, as for a POST."""
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     params = event.get("pathParameters")
+    request_id = _request_id(event)
     try:
         ingest = function.ingest()
     except ConfigError as exc:
         logger.error("relay configuration unusable", extra={"errors": [str(e) for e in exc.errors]})
         metrics.add_metric(SERVER_ERRORS, MetricUnit.Count, 1)
-        return _json_response(500, {"error": MISCONFIGURED})
-    result = event_status(path, headers, ingest.config, function.journeys, function.clock(), params)
+        return _json_response(500, {"error": MISCONFIGURED}, request_id=request_id)
+    requests = path.startswith(REQUESTS_PREFIX)
+    read, store = (request_status, function.refusals) if requests else (event_status, function.journeys)
+    result = read(path, headers, ingest.config, store, function.clock(), params)
     fresh = refreshed(function, ingest) if result.secret_mismatch else None
     if fresh is not None:
-        result = event_status(path, headers, fresh.config, function.journeys, function.clock(), params)
+        result = read(path, headers, fresh.config, store, function.clock(), params)
     if result.status >= 500:
         metrics.add_metric(SERVER_ERRORS, MetricUnit.Count, 1)
-    logger.info("event status request", extra={"status": result.status})
-    return _json_response(result.status, result.body, {"Retry-After": "1"} if result.status == 503 else None)
+    logger.info("status request", extra={"status": result.status, "request_id": request_id})
+    if result.reason is not None:
+        answer = (result.status, result.body, result.reason)
+        refused_request(event, answer, function, result.signature, result.event_ids or [])
+    retry = {"Retry-After": "1"} if result.status == 503 else None
+    return _json_response(result.status, result.body, retry, request_id)
 
 
-def record(result: IngestResult) -> None:
+def record(result: IngestResult, request_id: str = "") -> None:
     """The request's metrics and its log line: counts, and the fields each rejected event broke."""
     if result.status >= 500:
         metrics.add_metric(SERVER_ERRORS, MetricUnit.Count, 1)
@@ -228,6 +281,8 @@ def record(result: IngestResult) -> None:
     }
     if result.source is not None:
         log["source"] = result.source
+    if result.reason is not None:
+        log["reason"], log["request_id"] = result.reason, request_id
     if "error" in result.body:
         log["error"] = result.body["error"]
     else:

@@ -26,12 +26,11 @@ from relay.journey import JourneyTable
 from relay.journey.record import ingest_journey
 from relay.models.config import RelayConfig
 from relay.models.errors import FieldError
-from relay.models.event import MAX_EVENTS_PER_REQUEST
+from relay.models.event import MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST
 from relay.models.names import DEFAULT, SOURCE_HEADER, ledger_name, vendor_of
 from relay.queued.message import EVENTS_PER_MESSAGE, bundle_body
 from relay.queued.routing import Router
 
-MAX_BODY_BYTES = 1_048_576
 DEFAULT_REMAINING_MS = 10_000  # when not called from Lambda (tests, the benchmark): the IngestFunction's Timeout
 
 
@@ -47,10 +46,12 @@ class IngestResult:
     headers: dict[str, str] = field(default_factory=dict)
     secret_mismatch: bool = False  # refused because no configured secret made the signature
     source: str | None = None  # the source that signed it (None: refused before a source was known)
+    reason: str | None = None  # why it was refused (relay.journey.refusals.REASONS); None when it was not
+    signature: dict[str, Any] | None = None  # a refused signature's diagnosis (relay.journey.refusals)
 
 
-def _error(status: int, message: str, **extra: Any) -> IngestResult:
-    return IngestResult(status, {"error": message, **extra})
+def _error(status: int, message: str, reason: str | None = None, **extra: Any) -> IngestResult:
+    return IngestResult(status, {"error": message, **extra}, reason=reason)
 
 
 def _unavailable(what: str, event_ids: list[str] | None) -> IngestResult:
@@ -61,6 +62,16 @@ def _unavailable(what: str, event_ids: list[str] | None) -> IngestResult:
     else:
         result = _error(503, f"{what}; resend the request (event_id makes resends safe)", not_enqueued=event_ids)
     result.headers["Retry-After"] = "1"
+    return result
+
+
+def _refused_signature(exc: SignatureError, source: str) -> IngestResult:
+    """The 401 of a signature no active secret made, with its diagnosis (relay.journey.refusals)."""
+    result = _error(401, str(exc), f"signature_{exc.diagnosis}")
+    result.secret_mismatch, result.source = isinstance(exc, SignatureMismatch), source
+    result.signature = {"diagnosis": exc.diagnosis}
+    if exc.skew_seconds is not None:
+        result.signature["skew_seconds"] = exc.skew_seconds
     return result
 
 
@@ -107,18 +118,16 @@ class Ingest:
             started, budget = time.monotonic(), remaining_ms
             remaining_ms = lambda: int(budget - (time.monotonic() - started) * 1000)  # noqa: E731
         if len(raw) > MAX_BODY_BYTES:
-            return _error(413, f"body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
+            return _error(413, f"body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}", "body_too_large")
         now = self.clock()
         source = headers.get(SOURCE_HEADER.lower()) or DEFAULT
         secrets = self.secrets.get(source)
         if secrets is None:
-            return _error(401, f"{SOURCE_HEADER}: names no source of this relay")
+            return _error(401, f"{SOURCE_HEADER}: names no source of this relay", "unknown_source")
         try:
             signed_at = verify(raw, headers.get(HEADER.lower()), secrets, self.config.ingest.tolerance_seconds, now=now)
         except SignatureError as exc:
-            result = _error(401, str(exc))
-            result.secret_mismatch, result.source = isinstance(exc, SignatureMismatch), source
-            return result
+            return _refused_signature(exc, source)
         # a replay is the same body signed at the same second for the same source
         scope = "" if source == DEFAULT else f"{source}#"
         replay_key = f"replay#{scope}{signed_at}#{hashlib.sha256(raw).hexdigest()}"
@@ -128,7 +137,10 @@ class Ingest:
             except Exception:  # noqa: BLE001 - throttled or unavailable: nothing was accepted, the client resends
                 return _unavailable("could not check the request against replays", None)
             if not first:
-                return _error(401, "signature already used: sign every request anew (replayed requests are refused)")
+                why = "signature already used: sign every request anew (replayed requests are refused)"
+                result = _error(401, why, "signature_replayed")
+                result.signature, result.source = {"diagnosis": "replayed"}, source
+                return result
         result = self._checked(raw, headers, now, remaining_ms, {**(origin or {}), "source": source})
         result.source = source
         if result.status == 503 and self.replay_guard:
@@ -147,19 +159,20 @@ class Ingest:
         origin: Mapping[str, str | None],
     ) -> IngestResult:
         if not jsonbody.json_content_type(headers.get("content-type")):
-            return _error(415, "Content-Type must be application/json (UTF-8)")
+            return _error(415, "Content-Type must be application/json (UTF-8)", "content_type")
         overflowed: list[bool] = []
         try:
             data = jsonbody.loads(raw, non_finite=overflowed)
         except jsonbody.JsonBodyError as exc:
-            return _error(400, str(exc))
+            return _error(400, str(exc), "invalid_json")
         if not isinstance(data, dict) or not isinstance(data.get("events"), list) or set(data) != {"events"}:
-            return _error(400, 'body must be a JSON object {"events": [ ... ]}')
+            return _error(400, 'body must be a JSON object {"events": [ ... ]}', "invalid_body")
         raw_events = data["events"]
         if len(raw_events) > MAX_EVENTS_PER_REQUEST:
-            return _error(413, f"{len(raw_events)} events; at most {MAX_EVENTS_PER_REQUEST} per request")
+            why = f"{len(raw_events)} events; at most {MAX_EVENTS_PER_REQUEST} per request"
+            return _error(413, why, "too_many_events")
         if not raw_events:
-            return _error(400, "events: must hold at least one event")
+            return _error(400, "events: must hold at least one event", "invalid_body")
         suspect = jsonbody.Suspect(jsonbody.may_hold_uncarried(raw), bool(overflowed))
         return self._accept(raw_events, datetime.fromtimestamp(now, UTC), remaining_ms, suspect, origin)
 
@@ -218,6 +231,7 @@ class Ingest:
             published=len(fresh),
             duplicates=len(duplicates),
             ledger_error=ledger_error,
+            reason=None if accepted else "invalid_events",
         )
 
     def _read_all(

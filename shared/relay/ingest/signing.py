@@ -21,12 +21,21 @@ _SECONDS = re.compile(r"[0-9]{1,12}")  # ASCII digits only (str.isdigit also tak
 
 
 class SignatureError(Exception):
-    """Why a signature was refused (never contains a secret or a digest)."""
+    """Why a signature was refused (never contains a secret or a digest). `diagnosis`: missing, malformed,
+    milliseconds, stale or mismatch (relay.journey.refusals keeps it); `skew_seconds`: how far the signed
+    time was from the relay's clock, when that is why."""
+
+    def __init__(self, message: str, diagnosis: str = "malformed", skew_seconds: int | None = None):
+        super().__init__(message)
+        self.diagnosis, self.skew_seconds = diagnosis, skew_seconds
 
 
 class SignatureMismatch(SignatureError):
     """A well-formed, timely signature that none of the configured secrets made: the one case a fresher
     copy of the secret (a rotation) can fix."""
+
+    def __init__(self, message: str):
+        super().__init__(message, "mismatch")
 
 
 def _digest(secret: str, timestamp: int, body: bytes) -> str:
@@ -55,7 +64,8 @@ def parse(header: str) -> tuple[int, list[str]]:
                 millis = value.isascii() and value.isdigit() and len(value) == 13
                 hint = "; this t looks like milliseconds" if millis else ""
                 raise SignatureError(
-                    f"malformed {HEADER} header: t must appear once, as unix seconds (1 to 12 ASCII digits){hint}"
+                    f"malformed {HEADER} header: t must appear once, as unix seconds (1 to 12 ASCII digits){hint}",
+                    "milliseconds" if millis else "malformed",
                 )
             timestamp = int(value)
         elif key == "v1":
@@ -79,17 +89,21 @@ def verify(
 ) -> int:
     """Check `header` against the raw `body`; returns the signed timestamp or raises SignatureError."""
     if not header:
-        raise SignatureError(f"missing {HEADER} header")
+        raise SignatureError(f"missing {HEADER} header", "missing")
     keys = [s for s in secrets if s]
     if not keys:
         raise SignatureMismatch("no signing secret is configured")
     timestamp, sigs = parse(header)
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance_seconds:
-        hint = ""
+        hint, diagnosis = "", "stale"
         if abs(current - timestamp / 1000) <= tolerance_seconds:
-            hint = ": t looks like milliseconds; send unix seconds"
-        raise SignatureError(f"signature timestamp is outside the {tolerance_seconds} s tolerance{hint}")
+            hint, diagnosis = ": t looks like milliseconds; send unix seconds", "milliseconds"
+        raise SignatureError(
+            f"signature timestamp is outside the {tolerance_seconds} s tolerance{hint}",
+            diagnosis,
+            int(current - timestamp) if diagnosis == "stale" else None,
+        )
     matched = False
     for key in keys:  # no early exit: the time taken does not tell which secret matched
         expected = _digest(key, timestamp, body)

@@ -14,6 +14,10 @@ The answer (`trace_event`)::
      "vendors": {"<connection>": {"outcome", "reason"?, "errors"?, "next_attempt_at"?,
                  "attempts": [{"at", "attempt", "status", "latency_ms", "response"}], "request"}}}
 
+`refused`: the requests that named the event and were refused (relay.journey.refusals), newest first, each
+``{"request_id", "at", "status", "reason", "error", "rejected"?, "signature"?, ...}``; an event the relay only
+refused is answered with them alone (no `accepted_at`, no `vendors`).
+
 `vendors` is keyed by connection id (``applovin``: the vendor's default connection; ``applovin.eu``).
 
 `outcome` is one of delivered, skipped, invalid, dead_lettered, pending; `request` is the last request that
@@ -39,6 +43,7 @@ from relay.aws.ledger import (
 from relay.journey import JourneyTable, iso, journey_key
 from relay.journey.erasure import FORGOTTEN
 from relay.journey.record import DEAD_LETTERED, DELIVERED, INVALID, PENDING, SKIPPED
+from relay.journey.refusals import RefusalLog
 from relay.models.names import DEFAULT, VENDORS, ledger_name
 
 QUEUED = "queued for this vendor; no invocation has received it yet"
@@ -84,8 +89,11 @@ def trace_event(
     named |= set(accepted.get("invalid", {}))
     wanted = sorted(named) if ingest else list(dict.fromkeys(connections))
     claims_of = {c: _vendor_claims(table, ledger_name(c, source), event_id, accepted.get("bundle")) for c in wanted}
+    refused = RefusalLog(table).of_event(event_id, source)
+    refused = [{k: v for k, v in r.items() if k not in ("written_at", "event_ids")} for r in refused]
     if not ingest and not any(any(claims) for claims in claims_of.values()):
-        return None
+        empty = {"accepted_at": None, "request_id": None, "vendors": {}, "refused": refused}
+        return {"event_id": event_id, "source": source, **empty} if refused else None
     keys = [journey_key(ledger_name(c, source), b) for c, claims in claims_of.items() for b in batches_of(*claims)]
     journeys = table.get(keys) if keys else {}
     out = {
@@ -94,6 +102,7 @@ def trace_event(
         "accepted_at": head.get("accepted_at"),
         "request_id": head.get("request_id"),
         "vendors": {},
+        "refused": refused,
     }
     for connection, claims in claims_of.items():
         if not ingest and not any(claims):

@@ -284,6 +284,7 @@ def event_id_of(data: Any) -> str | None:
 
 
 MAX_EVENTS_PER_REQUEST = 100
+MAX_BODY_BYTES = 1_048_576  # of an ingest request's body (the ingest's 413, docs/ingest-api.md)
 
 
 def events_of(data: Any) -> list[Any]:
