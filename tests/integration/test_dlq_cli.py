@@ -91,6 +91,9 @@ def test_list_shows_reason_status_when_attempts_and_does_not_consume(local):
     code, out, _ = run("dlq", "list", "--vendor", "applovin", "--config", config)
     assert code == 0 and out.startswith("2 message(s) in the applovin dead-letter queue")
     assert "    rejected: applovin rejected the request (400)" in out
+    assert run("dlq", "list", "applovin", "--config", config) == (0, out, "")  # the vendor as a word
+    code, _, err = run("dlq", "list", "applovin", "--vendor", "adroll", "--config", config)
+    assert code == 2 and "name two vendors" in err
 
 
 def test_redrive_one_then_all_back_to_the_source_queue(local):
@@ -118,8 +121,10 @@ def test_purge_needs_yes(local):
     dead_letter(sqs, stack, ["p1"])
     code, _, err = run("dlq", "purge", "--vendor", "applovin", "--config", config)
     assert code == 2 and "add --yes to confirm" in err
+    code, _, err = run("dlq", "purge", "--config", config, "--yes")
+    assert code == 2 and "purge needs the vendor" in err
     assert run("dlq", "list", "--vendor", "applovin", "--config", config, "--json")[1].count("p1") == 1
-    assert run("dlq", "purge", "--vendor", "applovin", "--config", config, "--yes")[0] == 0
+    assert run("dlq", "purge", "applovin", "--config", config, "--yes")[0] == 0
     assert run("dlq", "list", "--vendor", "applovin", "--config", config, "--json")[1] == ""
 
 
@@ -184,9 +189,8 @@ def test_list_covers_every_vendor_by_default_and_shows_the_vendors_answer(local)
 
 def test_redrive_and_purge_need_a_vendor(local, capsys):
     _, config, _ = local
-    with pytest.raises(SystemExit) as exc:
-        run("dlq", "purge", "--yes", "--config", config)
-    assert exc.value.code == 2 and "--vendor" in capsys.readouterr().err
+    code, _, err = run("dlq", "purge", "--yes", "--config", config)
+    assert code == 2 and "purge needs the vendor" in err
     code, _, err = run("dlq", "redrive", "--config", config)  # or --connection, which names its vendor
     assert code == 2 and "redrive needs --vendor" in err
 

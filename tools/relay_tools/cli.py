@@ -257,6 +257,11 @@ def dlq_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """`relay dlq list|redrive|purge`: every vendor unless --vendor; the local stack unless --stack."""
     from relay_tools.queues import vendor_queues
 
+    if args.vendor_word and args.vendor and args.vendor_word != args.vendor:
+        raise UsageError(f"VENDOR: {args.vendor_word} and --vendor {args.vendor} name two vendors; name one")
+    args.vendor = args.vendor or args.vendor_word
+    if args.action == "purge" and not args.vendor:
+        raise UsageError(f"purge needs the vendor: relay dlq purge VENDOR --yes ({', '.join(VENDORS)})")
     if args.action == "purge" and not args.yes:
         raise UsageError("purge deletes every message of the DLQ: add --yes to confirm")
     connections = sorted({normal_connection(c) for c in getattr(args, "connection", None) or []})
@@ -900,7 +905,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.set_defaults(func=openapi_cmd)
     e = sub.add_parser("lambda-event", help="print a Lambda event for sam local invoke (signed now)")
     e.add_argument("kind", choices=("ingest", *VENDORS), help="ingest: API Gateway request; vendor: its SQS batch")
-    e.add_argument("files", nargs="+", metavar="EVENT.json")
+    e.add_argument("files", nargs="+", metavar="EVENT.json", help="canonical events (or ingest bodies) to put in it")
     e.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")
     e.set_defaults(func=lambda_event_cmd)
     v = sub.add_parser("dev", help="run the whole relay locally (moto, handlers, pollers, vendor sandboxes)")
@@ -908,7 +913,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--port", type=int, help="ingest port (default: [local] ingest_port, 3000)")
     v.set_defaults(func=dev_cmd)
     sd = sub.add_parser("send", help="sign a file of canonical events and POST it to the ingest")
-    sd.add_argument("file", metavar="FILE.json")
+    sd.add_argument("file", metavar="FILE.json", help='one canonical event, a list of them, or {"events": [...]}')
     sd.add_argument("--url", help="ingest URL (default: the local stack's)")
     sd.add_argument("--new-id", action="store_true", help="give every event a fresh event_id (resend a sample)")
     sd.add_argument("--source", help="sign as this source (default: the only source, else the one named default)")
@@ -917,8 +922,8 @@ def build_parser() -> argparse.ArgumentParser:
     sb = sub.add_parser("sandbox", help="what the local vendor sandboxes received")
     sb_sub = sb.add_subparsers(dest="action", required=True)
     sr = sb_sub.add_parser("requests", help="list the requests the sandboxes received")
-    sr.add_argument("--vendor", choices=VENDORS)
-    sr.add_argument("--json", action="store_true")
+    sr.add_argument("--vendor", choices=VENDORS, help="only this vendor's sandbox (default: every vendor)")
+    sr.add_argument("--json", action="store_true", help="the requests as JSON")
     sr.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")
     sr.set_defaults(func=sandbox_cmd)
     se = sub.add_parser("sam-env", help="print an --env-vars file for sam local, pointing at the local stack")
@@ -926,9 +931,9 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--host", default="host.docker.internal", help="how Docker containers reach the host")
     se.set_defaults(func=sam_env_cmd)
     co = sub.add_parser("cost", help="AWS cost per million events and per month (the model make bench uses)")
-    co.add_argument("--events-per-month", type=int, required=True)
-    co.add_argument("--events-per-request", type=int, default=100)
-    co.add_argument("--json", action="store_true")
+    co.add_argument("--events-per-month", type=int, required=True, help="events your backends send a month")
+    co.add_argument("--events-per-request", type=int, default=100, help="events per ingest request (default 100)")
+    co.add_argument("--json", action="store_true", help="the model's lines as JSON")
     co.add_argument(
         "--outage-hours", type=float, help="also what a vendor outage this long adds, per million events waiting"
     )
@@ -941,7 +946,7 @@ def build_parser() -> argparse.ArgumentParser:
     ld = sub.add_parser("load", help="sustained signed requests at an ingest URL; requests/s, latency, errors")
     ld.add_argument("--url", help="ingest URL (default: the local stack's)")
     ld.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")
-    ld.add_argument("--seconds", type=float, default=60.0)
+    ld.add_argument("--seconds", type=float, default=60.0, help="how long to send (default 60)")
     ld.add_argument("--per-request", type=int, default=1, help="events per request (1 to 100)")
     ld.add_argument("--concurrency", type=int, default=4, help="clients sending side by side")
     ld.add_argument("--local", action="store_true", help="start the local stack here and send from a second process")
@@ -949,7 +954,7 @@ def build_parser() -> argparse.ArgumentParser:
     ld.set_defaults(func=load_cmd)
 
     sk = sub.add_parser("soak", help="fault soak through the local stack: exactly-once under injected faults")
-    sk.add_argument("--events", type=int, default=1500)
+    sk.add_argument("--events", type=int, default=1500, help="events to send (default 1500)")
     sk.add_argument("--per-request", type=int, default=50, help="events per ingest request")
     sk.add_argument("--seed", type=int, default=7, help="seed of the fault mix and of which events are invalid")
     sk.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
@@ -1051,10 +1056,16 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         a = d_sub.add_parser(action, help=text)
         a.add_argument(
-            "--vendor",
-            required=action == "purge",
+            "vendor_word",
+            nargs="?",
             choices=VENDORS,
-            help="the vendor (list: default every vendor; redrive: this or --connection)",
+            metavar="VENDOR",
+            help=f"the vendor ({', '.join(VENDORS)}), as a word or as --vendor",
+        )
+        a.add_argument(
+            "--vendor",
+            choices=VENDORS,
+            help="the vendor (list: default every vendor; redrive: this or --connection; purge: required)",
         )
         if action != "purge":
             a.add_argument(
