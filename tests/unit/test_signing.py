@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from relay.ingest.signing import SignatureError, sign, verify
+
+from ..conftest import ROOT
 
 T = 1_741_784_485
 BODY = b'{"events":[{"event_id":"e1"}]}'
@@ -120,3 +123,21 @@ def test_a_timestamp_in_milliseconds_gets_a_hint_about_the_unit():
     with pytest.raises(SignatureError) as caught:  # merely stale: no hint
         verify(body, sign(body, "s", timestamp=now - 3600), ["s"], now=now)
     assert "milliseconds" not in str(caught.value)
+
+
+def test_the_signature_is_stripes_webhook_scheme_byte_for_byte():
+    """X-Relay-Signature is Stripe's webhook signature: Stripe's own library verifies every test vector (and
+    the GET vectors), signs as the relay does, and the relay verifies what Stripe's library signs."""
+    import stripe
+
+    vectors = json.loads((ROOT / "clients" / "test-vectors.json").read_text())
+    for v in vectors["vectors"]:
+        assert stripe.WebhookSignature.verify_header(v["body"], v["header"], v["secret"], tolerance=None), v["name"]
+        stripes = stripe.WebhookSignature.generate_signature_header(v["body"], v["secret"], v["timestamp"])
+        assert stripes == sign(v["body"].encode(), v["secret"], v["timestamp"]) == v["header"], v["name"]
+        assert verify(v["body"].encode(), stripes, [v["secret"]], now=v["timestamp"]) == v["timestamp"]
+    for v in vectors["get_vectors"]:
+        assert stripe.WebhookSignature.verify_header(v["signed"], v["header"], v["secret"], tolerance=None), v["name"]
+    v = vectors["vectors"][0]
+    with pytest.raises(stripe.SignatureVerificationError):  # and it refuses what the relay refuses
+        stripe.WebhookSignature.verify_header(v["body"] + " ", v["header"], v["secret"], tolerance=None)
