@@ -146,7 +146,32 @@ export function problems(answer) {
   return lines;
 }
 
+const HELP = `usage: relay-client.mjs [options] FILE.json
+       relay-client.mjs [options] --status EVENT_ID
+
+Sign FILE.json (an ingest body, {"events": [...]}) and POST it to the S2S Relay ingest, or ask what
+became of one event. Prints the relay's JSON answer, and on stderr each event it rejected or a vendor
+found invalid.
+
+options:
+  --url URL                 the ingest URL (or RELAY_URL)
+  --secret SECRET           the signing secret (or RELAY_SECRET)
+  --source NAME             sign as this source, not default (or RELAY_SOURCE)
+  --status EVENT_ID         print what became of this event instead of sending
+  --print-signature         print the header value, send nothing
+  --timestamp T             sign at this unix time (with --print-signature or --retry-wait)
+  --max-retry-wait SECONDS  the longest wait a 503's Retry-After may ask (default 30)
+  --retry-wait VALUE        print the wait a Retry-After of VALUE makes, send nothing
+  -h, --help                print this help
+
+exit: 0 on 2xx, 1 on 4xx, 2 when the relay cannot be reached or answers 5xx after the retries
+`;
+
 async function main(argv) {
+  if (argv.includes("-h") || argv.includes("--help")) {
+    process.stdout.write(HELP);
+    return 0;
+  }
   const args = { url: process.env.RELAY_URL, secret: process.env.RELAY_SECRET, source: process.env.RELAY_SOURCE, file: undefined };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -158,6 +183,7 @@ async function main(argv) {
     else if (a === "--status") args.status = argv[++i];
     else if (a === "--max-retry-wait") args.maxWait = Number(argv[++i]);
     else if (a === "--retry-wait") args.retryWait = argv[++i];
+    else if (a.startsWith("-")) return usage(`unknown option ${a}`);
     else if (!args.file) args.file = a;
     else return usage(`unexpected argument ${a}`);
   }

@@ -23,6 +23,31 @@ $eventId = null;
 $maxWait = (float) RelayClient::MAX_RETRY_AFTER_SECONDS;
 $retryWait = null;
 $args = array_slice($argv, 1);
+if (in_array('-h', $args, true) || in_array('--help', $args, true)) {
+    echo <<<'HELP'
+usage: relay-send.php [options] FILE.json
+       relay-send.php [options] --status EVENT_ID
+
+Sign FILE.json (an ingest body, {"events": [...]}) and POST it to the S2S Relay ingest, or ask what
+became of one event. Prints the relay's JSON answer, and on stderr each event it rejected or a vendor
+found invalid.
+
+options:
+  --url URL                 the ingest URL (or RELAY_URL)
+  --secret SECRET           the signing secret (or RELAY_SECRET)
+  --source NAME             sign as this source, not default (or RELAY_SOURCE)
+  --status EVENT_ID         print what became of this event instead of sending
+  --print-signature         print the header value, send nothing
+  --timestamp T             sign at this unix time (with --print-signature or --retry-wait)
+  --max-retry-wait SECONDS  the longest wait a 503's Retry-After may ask (default 30)
+  --retry-wait VALUE        print the wait a Retry-After of VALUE makes, send nothing
+  -h, --help                print this help
+
+exit: 0 on 2xx, 1 on 4xx, 2 when the relay cannot be reached or answers 5xx after the retries
+HELP;
+    echo "\n";
+    exit(0);
+}
 for ($i = 0; $i < count($args); $i++) {
     switch ($args[$i]) {
         case '--url': $url = $args[++$i] ?? null; break;
@@ -33,7 +58,12 @@ for ($i = 0; $i < count($args); $i++) {
         case '--status': $eventId = $args[++$i] ?? null; break;
         case '--max-retry-wait': $maxWait = (float) ($args[++$i] ?? RelayClient::MAX_RETRY_AFTER_SECONDS); break;
         case '--retry-wait': $retryWait = $args[++$i] ?? ''; break;
-        default: $file = $args[$i];
+        default:
+            if (str_starts_with($args[$i], '-')) {
+                fwrite(STDERR, "usage: relay-send.php --url URL --secret SECRET [--source NAME] FILE.json\nunknown option {$args[$i]}\n");
+                exit(2);
+            }
+            $file = $args[$i];
     }
 }
 if ($retryWait !== null) {

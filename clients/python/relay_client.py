@@ -181,8 +181,34 @@ def _json(raw: bytes) -> dict:
     return value if isinstance(value, dict) else {"answer": value}
 
 
+HELP = """\
+usage: relay_client.py [options] FILE.json
+       relay_client.py [options] --status EVENT_ID
+
+Sign FILE.json (an ingest body, {"events": [...]}) and POST it to the S2S Relay ingest, or ask what
+became of one event. Prints the relay's JSON answer, and on stderr each event it rejected or a vendor
+found invalid.
+
+options:
+  --url URL                 the ingest URL (or RELAY_URL)
+  --secret SECRET           the signing secret (or RELAY_SECRET)
+  --source NAME             sign as this source, not default (or RELAY_SOURCE)
+  --status EVENT_ID         print what became of this event instead of sending
+  --print-signature         print the header value, send nothing
+  --timestamp T             sign at this unix time (with --print-signature or --retry-wait)
+  --max-retry-wait SECONDS  the longest wait a 503's Retry-After may ask (default 30)
+  --retry-wait VALUE        print the wait a Retry-After of VALUE makes, send nothing
+  -h, --help                print this help
+
+exit: 0 on 2xx, 1 on 4xx, 2 when the relay cannot be reached or answers 5xx after the retries
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Sign FILE.json and POST it to the S2S Relay ingest.")
+    if {"-h", "--help"} & set(sys.argv[1:] if argv is None else argv):
+        print(HELP, end="")
+        return 0
+    parser = argparse.ArgumentParser(usage=HELP.split("\n\n")[0].removeprefix("usage: "), add_help=False)
     parser.add_argument("file", metavar="FILE.json", nargs="?", help='an ingest body {"events": [...]}')
     parser.add_argument("--status", metavar="EVENT_ID", help="print what became of this event instead of sending")
     parser.add_argument("--url", default=os.environ.get("RELAY_URL"), help="the ingest URL (RELAY_URL)")

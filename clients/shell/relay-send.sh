@@ -7,8 +7,7 @@
 #   relay-send.sh --source eu ...                          # or RELAY_SOURCE: sign as the source eu
 #
 # FILE.json is an ingest body, {"events": [...]}, sent byte for byte as it is. Prints the relay's JSON
-# answer; says on stderr when events were rejected or found invalid (the answer's "rejected" and
-# "invalid" hold the fields). Exits 0 on 2xx, 1 on 4xx, 2 when the relay cannot be reached or still
+# answer, and on stderr one line per event that was rejected or found invalid, naming its fields. Exits 0 on 2xx, 1 on 4xx, 2 when the relay cannot be reached or still
 # answers 5xx after the retries. A 503 is sent again, freshly signed, after its Retry-After (5 sends at most):
 # delay-seconds or an HTTP-date (RFC 9110), 1 s when missing or malformed, at most --max-retry-wait (30 s,
 # whole seconds). --retry-wait VALUE prints that wait for VALUE (at --timestamp, default now), sending nothing.
@@ -22,6 +21,28 @@ DEFAULT_RETRY_SECONDS=1
 url="${RELAY_URL:-}" secret="${RELAY_SECRET:-}" source="${RELAY_SOURCE:-}" file="" timestamp="" print_signature="" event_id="" status_mode=""
 max_wait="$MAX_RETRY_AFTER_SECONDS" retry_value="" retry_mode=""
 
+HELP=$(cat <<'TEXT'
+usage: relay-send.sh [options] FILE.json
+       relay-send.sh [options] --status EVENT_ID
+
+Sign FILE.json (an ingest body, {"events": [...]}) and POST it to the S2S Relay ingest, or ask what
+became of one event. Prints the relay's JSON answer, and on stderr each event it rejected or a vendor
+found invalid.
+
+options:
+  --url URL                 the ingest URL (or RELAY_URL)
+  --secret SECRET           the signing secret (or RELAY_SECRET)
+  --source NAME             sign as this source, not default (or RELAY_SOURCE)
+  --status EVENT_ID         print what became of this event instead of sending
+  --print-signature         print the header value, send nothing
+  --timestamp T             sign at this unix time (with --print-signature or --retry-wait)
+  --max-retry-wait SECONDS  the longest wait a 503's Retry-After may ask (default 30)
+  --retry-wait VALUE        print the wait a Retry-After of VALUE makes, send nothing
+  -h, --help                print this help
+
+exit: 0 on 2xx, 1 on 4xx, 2 when the relay cannot be reached or answers 5xx after the retries
+TEXT
+)
 usage() { echo "usage: relay-send.sh --url URL --secret SECRET [--source NAME] FILE.json" >&2; echo "$1" >&2; exit 2; }
 
 while [ $# -gt 0 ]; do
@@ -34,6 +55,7 @@ while [ $# -gt 0 ]; do
     --status) event_id="$2"; status_mode=1; shift 2 ;;
     --max-retry-wait) max_wait="$2"; shift 2 ;;
     --retry-wait) retry_value="$2"; retry_mode=1; shift 2 ;;
+    -h|--help) printf '%s\n' "$HELP"; exit 0 ;;
     -*) usage "unknown option $1" ;;
     *) [ -z "$file" ] || usage "unexpected argument $1"; file="$1"; shift ;;
   esac
@@ -119,6 +141,72 @@ fi
   || usage "--url and --secret (or RELAY_URL and RELAY_SECRET) and FILE.json are required"
 [ -r "$file" ] || { echo "cannot read $file" >&2; exit 2; }
 
+# One line on stderr per event the relay rejected, and per vendor that found an accepted event invalid, as the
+# other clients print them: a small reader of the relay's JSON answer, in awk (bytes: LC_ALL=C).
+PROBLEMS_AWK=$(cat <<'AWK'
+function ws() { while (pos <= n && substr(s, pos, 1) ~ /[ \t\r\n]/) pos++ }
+function utf8(c) {
+  if (c < 128) return sprintf("%c", c)
+  if (c < 2048) return sprintf("%c%c", 192 + int(c / 64), 128 + c % 64)
+  if (c < 65536) return sprintf("%c%c%c", 224 + int(c / 4096), 128 + int(c / 64) % 64, 128 + c % 64)
+  return sprintf("%c%c%c%c", 240 + int(c / 262144), 128 + int(c / 4096) % 64, 128 + int(c / 64) % 64, 128 + c % 64)
+}
+function hex(h,   i, v) { v = 0; for (i = 1; i <= 4; i++) v = v * 16 + index("0123456789abcdef", tolower(substr(h, i, 1))) - 1; return v }
+function str(   out, c, e, u, lo) {
+  pos++; out = ""
+  while (pos <= n) {
+    c = substr(s, pos, 1)
+    if (c == "\"") { pos++; return out }
+    if (c != "\\") { out = out c; pos++; continue }
+    e = substr(s, pos + 1, 1); pos += 2
+    if (e == "u") {
+      u = hex(substr(s, pos, 4)); pos += 4
+      if (u >= 55296 && u < 56320 && substr(s, pos, 2) == "\\u") { lo = hex(substr(s, pos + 2, 4)); pos += 6; u = 65536 + (u - 55296) * 1024 + (lo - 56320) }
+      out = out utf8(u)
+    } else if (e == "n") out = out "\n"; else if (e == "t") out = out "\t"; else if (e == "r") out = out "\r"
+    else if (e == "b") out = out "\b"; else if (e == "f") out = out "\f"; else out = out e
+  }
+  return out
+}
+function val(path,   c, k, i) {
+  ws(); c = substr(s, pos, 1)
+  if (c == "{") {
+    pos++; ws(); if (substr(s, pos, 1) == "}") { pos++; return }
+    while (pos <= n) {
+      ws(); k = str(); keys[path "/" nk[path]++] = k; ws(); pos++; val(path "/" k); ws()
+      c = substr(s, pos, 1); pos++; if (c != ",") return
+    }
+    return
+  }
+  if (c == "[") {
+    pos++; ws(); i = 0; if (substr(s, pos, 1) == "]") { pos++; len[path] = 0; return }
+    while (pos <= n) { val(path "/" i); i++; ws(); c = substr(s, pos, 1); pos++; if (c != ",") break }
+    len[path] = i; return
+  }
+  if (c == "\"") { v[path] = str(); return }
+  k = pos; while (pos <= n && substr(s, pos, 1) !~ /[],} \t\r\n]/) pos++; v[path] = substr(s, k, pos - k)
+}
+function fields(path,   j, out) {
+  out = ""
+  for (j = 0; j < len[path]; j++) out = out (j ? "; " : "") v[path "/" j "/field"] ": " v[path "/" j "/message"]
+  return out
+}
+{ s = s $0 "\n" }
+END {
+  n = length(s); pos = 1; val("")
+  for (i = 0; i < len["/rejected"]; i++)
+    print "rejected events[" v["/rejected/" i "/index"] "] " v["/rejected/" i "/event_id"] ": " fields("/rejected/" i "/errors")
+  for (i = 0; i < len["/accepted"]; i++) {
+    a = "/accepted/" i
+    for (j = 0; j < nk[a "/invalid"]; j++) {
+      vendor = keys[a "/invalid/" j]
+      print "invalid for " vendor ": events[" v[a "/index"] "] " v[a "/event_id"] ": " fields(a "/invalid/" vendor)
+    }
+  }
+}
+AWK
+)
+
 # t=<unix seconds>,v1=<lower-case hex HMAC-SHA256 of "<t>.<body>">, keyed with the secret's UTF-8 bytes
 sign() {
   local t="$1" digest
@@ -145,6 +233,5 @@ for attempt in $(seq 1 "$MAX_ATTEMPTS"); do
   sleep "$seconds"
 done
 cat "$tmp/body"; echo
-grep -q '"rejected": *\[ *{' "$tmp/body" && echo "some events were rejected: see \"rejected\" in the answer" >&2
-grep -q '"invalid": *{' "$tmp/body" && echo "some vendors found events invalid: see \"invalid\" in the answer" >&2
+LC_ALL=C awk "$PROBLEMS_AWK" "$tmp/body" >&2
 case "$status" in 2??) exit 0 ;; 4??) exit 1 ;; *) exit 2 ;; esac

@@ -210,9 +210,62 @@ def test_a_4xx_exits_1_and_says_which_events_were_refused(name, body_file):
         ingest.close()
     assert proc.returncode == 1
     assert json.loads(proc.stdout) == refused
-    assert "rejected" in proc.stderr
-    if name != "shell":  # the shell client points at the answer; the others name the field
-        assert "rejected events[0] c-1: source: Field required" in proc.stderr
+    assert proc.stderr.splitlines() == ["rejected events[0] c-1: source: Field required"]
+
+
+@pytest.mark.parametrize("name", CLIENTS)
+def test_every_client_lists_each_rejected_event_and_each_vendors_invalid_one_alike(name, body_file):
+    """One line per rejected event and per vendor that found an accepted one invalid, naming every field,
+    the same in every client (the shell client too: an awk reader of the answer), escapes decoded."""
+    answer = {
+        "accepted": [
+            {"index": 0, "event_id": "c-1", "destinations": ["applovin"], "invalid": {
+                "adroll": [{"field": "identifiers.first_party_cookie", "message": "is required: AdRoll needs it"}],
+                "appsflyer": [{"field": "app_id", "message": "is required"}]}},
+        ],
+        "rejected": [
+            {"index": 1, "event_id": "c-2", "errors": [
+                {"field": "value", "message": "must be less than 10^15"},
+                {"field": "currency", "message": '"EURO" is not ISO 4217 \u2014 caf\u00e9 \U0001f600'}]},
+        ],
+    }  # fmt: skip
+    ingest = Scripted([(202, {}, answer)])
+    try:
+        proc = run(name, "--url", ingest.url, "--secret", SECRET, str(body_file))
+    finally:
+        ingest.close()
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "rejected events[1] c-2: value: must be less than 10^15; "
+        'currency: "EURO" is not ISO 4217 \u2014 caf\u00e9 \U0001f600',
+        "invalid for adroll: events[0] c-1: identifiers.first_party_cookie: is required: AdRoll needs it",
+        "invalid for appsflyer: events[0] c-1: app_id: is required",
+    ]
+
+
+PROGRAMS = {"python": "relay_client.py", "node": "relay-client.mjs", "shell": "relay-send.sh", "go": "relay-send",
+            "php": "relay-send.php"}  # fmt: skip
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_every_client_prints_the_same_help_and_never_a_secrets_value(flag):
+    import os
+
+    env = {**os.environ, "RELAY_SECRET": "secret-from-the-environment", "RELAY_URL": "http://127.0.0.1:9/v1/events"}
+    helps = {}
+    for name in CLIENTS:
+        proc = run(name, flag, env=env)
+        assert (proc.returncode, proc.stderr) == (0, ""), name
+        assert "secret-from-the-environment" not in proc.stdout, name
+        helps[name] = proc.stdout.replace(PROGRAMS[name], "PROG")
+    assert len(set(helps.values())) == 1, helps
+    text = helps["python"]
+    for option in ("--url", "--secret", "--source", "--status", "--print-signature", "--timestamp", "--max-retry-wait",
+                   "--retry-wait", "--help"):  # fmt: skip
+        assert f" {option}" in text, option
+    for name in CLIENTS:  # an option no client has is refused alike
+        proc = run(name, "--no-such-option", env=env)
+        assert proc.returncode == 2 and "--no-such-option" in proc.stderr, name
 
 
 @pytest.mark.parametrize("name", CLIENTS)

@@ -17,8 +17,10 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/s2s-relay/clients/go/relayclient"
@@ -28,7 +30,31 @@ func main() {
 	os.Exit(run())
 }
 
+const help = `usage: relay-send [options] FILE.json
+       relay-send [options] --status EVENT_ID
+
+Sign FILE.json (an ingest body, {"events": [...]}) and POST it to the S2S Relay ingest, or ask what
+became of one event. Prints the relay's JSON answer, and on stderr each event it rejected or a vendor
+found invalid.
+
+options:
+  --url URL                 the ingest URL (or RELAY_URL)
+  --secret SECRET           the signing secret (or RELAY_SECRET)
+  --source NAME             sign as this source, not default (or RELAY_SOURCE)
+  --status EVENT_ID         print what became of this event instead of sending
+  --print-signature         print the header value, send nothing
+  --timestamp T             sign at this unix time (with --print-signature or --retry-wait)
+  --max-retry-wait SECONDS  the longest wait a 503's Retry-After may ask (default 30)
+  --retry-wait VALUE        print the wait a Retry-After of VALUE makes, send nothing
+  -h, --help                print this help
+
+exit: 0 on 2xx, 1 on 4xx, 2 when the relay cannot be reached or answers 5xx after the retries
+`
+
 func run() int {
+	// the help is written here: flag's own would print each default, RELAY_SECRET's value among them
+	flag.CommandLine.Init("relay-send", flag.ContinueOnError)
+	flag.CommandLine.SetOutput(io.Discard)
 	url := flag.String("url", os.Getenv("RELAY_URL"), "the ingest URL (RELAY_URL)")
 	secret := flag.String("secret", os.Getenv("RELAY_SECRET"), "the signing secret (RELAY_SECRET)")
 	source := flag.String("source", os.Getenv("RELAY_SOURCE"), "sign as this source, not `default` (RELAY_SOURCE)")
@@ -37,7 +63,14 @@ func run() int {
 	eventID := flag.String("status", "", "print what became of this event instead of sending")
 	maxWait := flag.Float64("max-retry-wait", relayclient.MaxRetryAfterSeconds, "the longest wait a Retry-After may ask (s)")
 	retryWait := flag.String("retry-wait", "\x00", "print the wait a Retry-After of VALUE makes, send nothing")
-	flag.Parse()
+	if err := flag.CommandLine.Parse(os.Args[1:]); err == flag.ErrHelp {
+		fmt.Print(help)
+		return 0
+	} else if err != nil {
+		fmt.Fprintln(os.Stderr, "usage: relay-send --url URL --secret SECRET [--source NAME] FILE.json")
+		fmt.Fprintln(os.Stderr, strings.Replace(err.Error(), "flag provided but not defined: -", "unknown option --", 1))
+		return 2
+	}
 	if *retryWait != "\x00" {
 		now := float64(*timestamp)
 		if *timestamp == 0 {
