@@ -4,6 +4,7 @@ codes, and an end-to-end send to the local stack for each."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -310,6 +311,49 @@ def test_every_client_delivers_an_event_through_the_local_stack(name, stack, tmp
     wait_for(lambda: outcome() == "delivered")
     unknown = run(name, "--status", f"never-{event_id}", env=env)
     assert unknown.returncode == 1 and "404" in unknown.stderr
+
+
+def documented_commands() -> list[tuple[str, list[str]]]:
+    """docs/clients.md's table: each client's directory and the commands of its `command` cell, in order."""
+    text = (ROOT / "docs" / "clients.md").read_text()
+    rows = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`clients/"):
+            path = ROOT / cells[0].strip("`")
+            rows.append((str(path if path.is_dir() else path.parent), re.findall(r"`([^`]+)`", cells[3])))
+    return rows
+
+
+def test_every_command_in_the_clients_page_runs_as_written(stack, tmp_path):
+    """Each client's command from docs/clients.md, run in its directory as written (URL, SECRET and
+    FILE.json filled in, the directory on PATH), sends an event the local stack accepts; the page's way of
+    reading the signing secret prints the secret's value."""
+    import os
+
+    local, _, secret = stack
+    rows = documented_commands()
+    assert len(rows) == len(CLIENTS)
+    go_env = {"GOCACHE": str(tmp_path / "gocache"), "GOPATH": str(tmp_path / "gopath"), "GOFLAGS": "-mod=mod"}
+    for n, (directory, commands) in enumerate(rows):
+        event = json.loads((ROOT / "events" / "samples" / "web_purchase.json").read_text())
+        event["event_id"] = f"documented-{n}-{uuid.uuid4().hex[:8]}"
+        body = tmp_path / f"events-{n}.json"
+        body.write_text(json.dumps({"events": [event]}))
+        env = {**os.environ, **go_env, "PATH": f"{directory}:{os.environ['PATH']}"}
+        for command in commands:
+            filled = command.replace("URL", local.ingest_url).replace("SECRET", secret).replace("FILE.json", str(body))
+            proc = subprocess.run(
+                filled, shell=True, cwd=directory, env=env, capture_output=True, text=True, timeout=300
+            )  # noqa: S602
+            assert proc.returncode == 0, (command, proc.stderr)
+        assert json.loads(proc.stdout)["accepted"][0]["event_id"] == event["event_id"], commands
+    (ROOT / "clients" / "go" / "relay-send").unlink(missing_ok=True)  # what `go build -o relay-send` made
+    page = (ROOT / "docs" / "clients.md").read_text()
+    reader = re.search(r"--output text \| (python3 -c '[^']+')", page).group(1)
+    stored = json.dumps({"secret": "the-current-one", "previous": "an-older-one"})
+    proc = subprocess.run(reader, shell=True, input=stored, capture_output=True, text=True, timeout=30)  # noqa: S602
+    assert proc.stdout == "the-current-one\n"
 
 
 @pytest.fixture(scope="module")
