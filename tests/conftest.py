@@ -324,10 +324,15 @@ def aws_faults(aws_limits):
 
 
 def answered(response: dict, event: dict) -> dict:
-    """An ingest answer's body; an error's names the request's id (checked here, then left out)."""
+    """An ingest answer's body; an error's names the request's id, a refusal its reason (both checked here,
+    then left out)."""
     from relay_tools.apigw import response_body
 
     body = json.loads(response_body(response))
     if response["statusCode"] >= 400:
         assert body.pop("request_id") == event["requestContext"]["requestId"], body
+    if 400 <= response["statusCode"] < 500 and response["statusCode"] != 404:  # a refusal says why, by code
+        from relay.journey.refusals import REASONS
+
+        assert body.pop("reason") in REASONS, body
     return body

@@ -92,7 +92,7 @@ def test_a_refused_request_is_kept_with_its_reason_its_event_ids_and_no_value_it
     relay, aws_stack, output, kwargs, status, reason, signature
 ):
     got, body, request_id = relay.post({"events": [person("r-1"), person("r-2")]}, **kwargs)
-    assert (got, body["request_id"]) == (status, request_id)
+    assert (got, body["request_id"], body["reason"]) == (status, request_id, reason)
     kept = relay.refusals.get(request_id)
     assert kept["status"] == status and kept["reason"] == reason and kept["error"] == body["error"]
     assert kept["event_ids"] == ["r-1", "r-2"]  # read from the body, though it was refused

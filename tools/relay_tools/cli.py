@@ -632,11 +632,13 @@ def _run_until(stopping: Any, stop: Any) -> None:
 def dev_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import threading
 
+    from relay_tools.console import Console
     from relay_tools.dev import LocalStack
 
     config = resolve_config(args.config, err)
-    stack = LocalStack(config, ingest_port=args.port, log=lambda line: print(line, file=out, flush=True))
+    stack = LocalStack(config, ingest_port=args.port, log=Console(out))
     stopping = threading.Event()
+    stack.on_failure = stopping.set
     previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in STOP_SIGNALS}
     try:
         try:
@@ -648,6 +650,9 @@ def dev_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if stack.failure:
+        print(f"relay dev: {stack.failure}", file=err)
+        return EXIT_INVALID
     return EXIT_OK
 
 

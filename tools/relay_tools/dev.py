@@ -24,6 +24,7 @@ feeds, which secret a function reads), so nothing about the stack is restated he
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -53,6 +54,7 @@ from relay.journey import JourneyTable
 from relay.models.config import RelayConfig
 from relay.models.environment import IngestEnvironment, VendorEnvironment, read_environment
 from relay.models.names import is_connection
+from relay_tools import console
 from relay_tools.apigw import http_api_event, response_body
 from relay_tools.connections import deployed_file, has_connections, ingest_secret, toml_text, vendor_secret
 from relay_tools.faults import FaultPlan
@@ -80,6 +82,7 @@ class LocalContext:
     aws_request_id: str = "local"
 
     def __post_init__(self) -> None:
+        self.aws_request_id = console.invoking(self.function_name)  # the console's log lines name this invocation
         self.deadline = time.monotonic() + self.timeout_s
         self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
 
@@ -155,7 +158,7 @@ class LocalStack:
         ingest_port: int | None = None,
         aws_port: int | None = None,
         sandbox_port: int | None = None,
-        log: Callable[[str], None] = print,
+        log: Callable[[str], None] | None = None,
         verbose: bool = False,
         faults: FaultPlan | None = None,
         redelivery_seconds: int | None = None,
@@ -186,7 +189,10 @@ class LocalStack:
                 raise ValueError(f"{where}: the local stack needs a signing secret for source '{name}'")
         self.config = config
         self.template = load_template(template_path)
-        self.log = log
+        self.log = log or console.Console()  # whole lines, never run together
+        self._pools: dict[str, str] = {}  # vendor -> its function's logical id (its send pool's log lines)
+        self.failure: str | None = None  # why the stack stopped by itself (moto's server died)
+        self.on_failure: Callable[[], None] | None = None  # told when it does (relay dev stops and exits 1)
         endpoint = urlsplit(config.local.aws_endpoint)
         self.ports = {
             "ingest": config.local.ingest_port if ingest_port is None else ingest_port,
@@ -220,6 +226,13 @@ class LocalStack:
             os.environ.setdefault(key, value)
         self._warnings = warnings.catch_warnings()
         self._warnings.__enter__()
+        # an invocation that counts nothing has no metrics to publish: no news, no line on the console
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+        from relay.observability import logger
+
+        self._names = console.FunctionNames(self._pools, lambda name: f"arn:aws:lambda:{self.config.local.region}:"
+                                    f"123456789012:function:{name}")  # fmt: skip
+        logging.getLogger(logger.name).addFilter(self._names)
         # three vendor handlers share one Metrics object here; with metrics off nothing flushes the dimension
         warnings.filterwarnings("ignore", message="Dimension 'vendor' has already been added")
 
@@ -239,6 +252,10 @@ class LocalStack:
                 os.environ[key] = value
         if hasattr(self, "_warnings"):
             self._warnings.__exit__(None, None, None)
+        if hasattr(self, "_names"):
+            from relay.observability import logger
+
+            logging.getLogger(logger.name).removeFilter(self._names)
 
     def _start_moto(self) -> None:
         """moto's server in a child process: its CPU (a good half of the local stack's under load) does not
@@ -262,6 +279,23 @@ class LocalStack:
                     raise RuntimeError(f"moto's server did not listen on 127.0.0.1:{port} within 30 s") from None
                 time.sleep(0.1)
         self.aws_endpoint = f"http://127.0.0.1:{port}"
+        self._spawn(self._watch_moto, "moto-watch")
+
+    def _watch_moto(self) -> None:
+        """moto's server is the stack's AWS: when it dies (killed, out of memory), the stack says so once and
+        stops, instead of every poller logging connection errors until Ctrl-C."""
+        while not self._stop.wait(0.5):
+            code = self.moto.poll()
+            if code is not None:
+                self.failure = (
+                    f"moto's server (the local AWS, {self.aws_endpoint}) exited with code {code}; the local stack "
+                    "cannot go on without it: start it again"
+                )
+                self.log(f"relay dev: {self.failure}")
+                self._stop.set()
+                if self.on_failure is not None:
+                    self.on_failure()
+                return
 
     def _require_free_ports(self) -> None:
         """Refuse to start on a port another process holds (an earlier `relay dev`'s moto, say): the stack
@@ -272,6 +306,9 @@ class LocalStack:
             if not port:
                 continue
             with socket.socket() as probe:
+                # as the servers bind (SO_REUSEADDR): a port an earlier run left in TIME_WAIT is free again
+                # at once; one a process listens on is not
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     probe.bind(("127.0.0.1", port))
                 except OSError:
@@ -396,8 +433,12 @@ class LocalStack:
                     source_ip=self.client_address[0],
                 )
                 with lock:
-                    response = handler(event, LocalContext("IngestFunction", timeout))
+                    try:
+                        response = handler(event, LocalContext("IngestFunction", timeout))
+                    finally:
+                        console.done()
                     local.after_invocation()
+                local.log(console.ingest_line(self.command, urlsplit(self.path).path, response))
                 data = response_body(response)
                 self.send_response(response["statusCode"])
                 for key, value in (response.get("headers") or {}).items():
@@ -470,6 +511,7 @@ class LocalStack:
         assert self.stack is not None
         env = self.function_env[logical] = self.function_environment(logical)
         environment = read_environment(VendorEnvironment, env)
+        self._pools[vendor] = logical
         source = self.stack.event_source(logical)
         queue_url, queue_arn = self.stack.physical[source.queue], self.stack.arns[source.queue]
         sqs, sm, ddb = self.clients["sqs"], self.clients["secretsmanager"], self.clients["dynamodb"]
@@ -512,6 +554,7 @@ class LocalStack:
                     response = handler(event, context)
                 finally:  # the poller's own calls from here on are not the invocation's
                     self._deadlines.pop(vendor, None)
+                    console.done()
                 self.after_invocation()
                 failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
                 if self.faults and self.faults.crashes(vendor):
@@ -557,7 +600,10 @@ class LocalStack:
         def run() -> None:
             while not self._stop.wait(every):
                 try:
-                    result = handler(dict(event), LocalContext(logical, timeout))
+                    try:
+                        result = handler(dict(event), LocalContext(logical, timeout))
+                    finally:
+                        console.done()
                     self.after_invocation()
                     if result.get("moved"):
                         self.log(f"{vendor:<9} scheduled recovery: {result['moved']} dead letter back as the probe")

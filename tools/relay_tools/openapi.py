@@ -57,6 +57,7 @@ class IngestResponse(BaseModel):
 class ErrorResponse(BaseModel):
     error: str
     request_id: str = Field(description="API Gateway's id of the request: quote it, or GET /v1/requests/{request_id}")
+    reason: str | None = Field(default=None, description="4xx: why, as a code (docs/ingest-api.md, Refused requests)")
     not_enqueued: list[str] | None = Field(default=None, description="503 only: event_ids to resend")
 
 

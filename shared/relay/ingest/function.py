@@ -40,12 +40,19 @@ SERVER_ERRORS = "IngestServerErrors"  # every 5xx answered (template.yaml: Inges
 
 
 def _json_response(
-    status: int, body: dict[str, Any], headers: dict[str, str] | None = None, request_id: str | None = None
+    status: int,
+    body: dict[str, Any],
+    headers: dict[str, str] | None = None,
+    request_id: str | None = None,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     """An HTTP API (payload format 2.0) response; an error's body names its `request_id` (API Gateway's: the
-    client can quote it, or GET /v1/requests/{request_id} what the relay kept of a refusal)."""
+    client can quote it, or GET /v1/requests/{request_id} what the relay kept of a refusal) and a refusal's
+    its `reason` (relay.journey.refusals.REASONS)."""
     if status >= 400 and request_id:
         body = {**body, "request_id": request_id}
+    if reason is not None:
+        body = {**body, "reason": reason}
     return {
         "statusCode": status,
         "headers": {"Content-Type": "application/json", **(headers or {})},
@@ -181,7 +188,7 @@ def handle_request(event: dict[str, Any], context: Any, function: IngestFunction
     if result.reason is not None:
         answer = (result.status, result.body, result.reason)
         refused_request(event, answer, function, result.signature)
-    return _json_response(result.status, result.body, result.headers or None, request_id)
+    return _json_response(result.status, result.body, result.headers or None, request_id, result.reason)
 
 
 def refused_request(
@@ -258,7 +265,7 @@ def get_status(event: dict[str, Any], path: str, function: IngestFunction) -> di
         answer = (result.status, result.body, result.reason)
         refused_request(event, answer, function, result.signature, result.event_ids or [])
     retry = {"Retry-After": "1"} if result.status == 503 else None
-    return _json_response(result.status, result.body, retry, request_id)
+    return _json_response(result.status, result.body, retry, request_id, result.reason)
 
 
 def record(result: IngestResult, request_id: str = "") -> None:
