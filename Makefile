@@ -84,7 +84,7 @@ reliability: install  ## long form of the reliability suite (make test runs the 
 	$(BIN)/python docs/render.py
 
 screenshots: install  ## the debugger page's screenshots in docs/images (a real headless Chromium against the local stack)
-	RELAY_SCREENSHOTS=docs/images $(BIN)/pytest tests/local/test_debugger.py -k events_appear -p no:cacheprovider -q
+	RELAY_SCREENSHOTS=docs/images $(BIN)/pytest tests/local/test_debugger.py -k "events_appear or single_letter" -p no:cacheprovider -q
 
 BUILD_DIR ?= .aws-sam/build
 build: install      ## relay config check of shared/connections.toml, sam build (python3.13, arm64 layer) + bytecode (docs/development.md)

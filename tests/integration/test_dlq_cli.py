@@ -123,6 +123,13 @@ def test_purge_needs_yes(local):
     assert code == 2 and "add --yes to confirm" in err
     code, _, err = run("dlq", "purge", "--config", config, "--yes")
     assert code == 2 and "purge needs the vendor" in err
+    dead_letter(sqs, stack, ["p2", "p3"])
+    code, out, _ = run("dlq", "purge", "applovin", "--config", config, "--yes", "--event-id", "p2")
+    assert (code, out) == (0, "deleted 1 message(s) from the applovin dead-letter queue\n")
+    left = run("dlq", "list", "applovin", "--config", config, "--json")[1]
+    assert sorted(json.loads(line)["event_id"] for line in left.splitlines()) == ["p1", "p3"]
+    code, _, err = run("dlq", "purge", "applovin", "--config", config, "--yes", "--event-id", "p2")
+    assert code == 1 and "not in the DLQ: p2" in err
     assert run("dlq", "list", "--vendor", "applovin", "--config", config, "--json")[1].count("p1") == 1
     assert run("dlq", "purge", "applovin", "--config", config, "--yes")[0] == 0
     assert run("dlq", "list", "--vendor", "applovin", "--config", config, "--json")[1] == ""

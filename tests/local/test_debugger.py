@@ -67,7 +67,7 @@ def browser(tmp_path_factory):
             executable_path=CHROMIUM,
             headless=True,
             args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 900},
+            viewport={"width": 1280, "height": 900},  # the narrowest the page is laid out for
         )
         yield context
         context.close()
@@ -143,6 +143,73 @@ def test_events_appear_open_filter_and_a_dead_letter_is_redriven(stack, browser,
     expect(attempts.last).to_contain_text("200", timeout=WAIT_MS)
     assert attempts.count() >= 2  # the 400 it was dead-lettered for, and the delivery after the redrive
     assert requests_from_elsewhere == []  # every asset from the relay: no CDN, no network
+
+
+def test_search_a_single_letter_redrive_and_purge_and_the_refused_panel(stack, browser, tmp_path):
+    """At 1,280 px: search by event id, the name column and filter, local times with UTC on hover, long ids
+    wrapping in their cell, the chart, one dead letter opened, redriven and another purged on its own, and a
+    refused request in its panel, opening to the event it named."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())  # the purge's confirmation
+    page.goto(stack.debugger_url)
+    expect(page.locator("#status")).to_contain_text("updated", timeout=WAIT_MS)
+    long_id = "long-" + "x" * 123  # 128 characters, not one place to break
+    stack.faults.reject_ids = frozenset({"single-1", "single-2"})
+    post(stack, [now_event("search-me-1", name="generate_lead"), now_event(long_id), now_event("single-1")])
+    post(stack, [now_event("single-2")])
+    dlq = page.locator('.vendor-dlq[data-vendor="applovin"]')
+    expect(dlq.locator(".count")).to_have_text("2 message(s)", timeout=WAIT_MS)
+    # a refused request: a body signed with another secret, naming its event
+    raw = json.dumps({"events": [now_event("refused-1")]}).encode()
+    refused = httpx.post(stack.ingest_url, content=raw, timeout=30,
+                         headers={"Content-Type": "application/json", "X-Relay-Signature": sign(raw, "not-it")})  # fmt: skip
+    assert refused.status_code == 401
+    row = page.locator(f'#refusals tbody tr[data-request-id="{refused.json()["request_id"]}"]')
+    expect(row).to_contain_text("signature_mismatch", timeout=WAIT_MS)
+    expect(row).to_contain_text("refused-1")
+    shoot(page, "debugger-refused", tmp_path)
+    row.click()
+    expect(page.locator("#detail-head")).to_have_text("never accepted", timeout=WAIT_MS)
+    expect(page.locator("#detail-refused")).to_contain_text("Refused 1 time(s)")
+    expect(page.locator("#detail-refused")).to_contain_text("HTTP 401 signature_mismatch")
+
+    # search, the name column and its filter, times local with UTC on hover
+    page.fill("#q", "search-me")
+    expect(page.locator("#events tbody tr")).to_have_count(1, timeout=WAIT_MS)
+    found = page.locator('tr[data-event-id="search-me-1"]')
+    expect(found.locator("td.name")).to_have_text("generate_lead")
+    assert found.locator("time").get_attribute("title").endswith(" UTC")
+    page.fill("#q", "")
+    expect(page.locator('#name option[value="generate_lead"]')).to_have_count(1, timeout=WAIT_MS)
+    page.select_option("#name", "generate_lead")
+    expect(page.locator("#events tbody tr")).to_have_count(2, timeout=WAIT_MS)  # web-2001 too
+    page.select_option("#name", "")
+    # a 128-character id wraps in its cell: nothing is wider than the window
+    expect(page.locator(f'tr[data-event-id="{long_id}"]')).to_have_count(1, timeout=WAIT_MS)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    expect(page.locator('.chart-vendor[data-vendor="applovin"] rect.delivered').first).to_be_attached()
+    expect(page.locator('.chart-vendor[data-vendor="applovin"] rect.dead_lettered').first).to_be_attached()
+
+    # one dead letter opened (its reason and the vendor's answer), redriven alone; another purged alone
+    one = dlq.locator('.letter[data-event-id="single-1"]')
+    expect(one).to_contain_text("rejected")
+    one.locator("button.open").click()
+    expect(one.locator(".letter-detail")).to_be_visible()
+    expect(one.locator(".letter-detail pre.response")).not_to_have_text("(none)")
+    stack.faults.reject_ids = frozenset()
+    one.locator("button.redrive-one").click()
+    expect(dlq.locator(".count")).to_have_text("1 message(s)", timeout=WAIT_MS)
+    expect(dlq.locator(".letter")).to_have_attribute("data-event-id", "single-2")
+    single = page.locator('tr[data-event-id="single-1"] td[data-vendor="applovin"] .badge')
+    expect(single).to_have_text("delivered", timeout=WAIT_MS)
+    dlq.locator('.letter[data-event-id="single-2"] button.purge-one').click()
+    expect(dlq.locator(".count")).to_have_text("0 message(s)", timeout=WAIT_MS)
+    expect(page.locator('tr[data-event-id="single-2"] td[data-vendor="applovin"] .badge')).to_have_text(
+        "dead_lettered"
+    )  # purged: never delivered, and the page does not pretend otherwise
+    page.close()
 
 
 def test_the_page_api_refuses_other_hosts_and_requests_without_its_token(stack):
@@ -253,6 +320,13 @@ def test_the_page_shows_each_events_source_and_filters_by_connection(regions, br
     page.select_option("#connection", "applovin.us")
     expect(page.locator("#events tbody tr")).to_have_count(2, timeout=WAIT_MS)
     expect(page.locator('#events tbody tr[data-source="eu"]')).to_have_count(0)
+    page.select_option("#connection", "")
+    # the source filter: eu's events only
+    expect(page.locator('#source option[value="eu"]')).to_have_count(1, timeout=WAIT_MS)
+    page.select_option("#source", "eu")
+    expect(page.locator("#events tbody tr")).to_have_count(1, timeout=WAIT_MS)
+    expect(page.locator("#events tbody tr")).to_have_attribute("data-source", "eu")
+    page.select_option("#source", "")
     # one event of one source opens to that source's journey
     page.locator('tr[data-event-id="order-1"][data-source="us"]').click()
     expect(page.locator("#detail-head")).to_contain_text("from source us", timeout=WAIT_MS)

@@ -285,6 +285,16 @@ def _dlq_action(args: argparse.Namespace, vendor: str, queues: Any, out: TextIO,
     from relay_tools.queues import letter_connection, peek_letters, redrive_letters
 
     client = queues.client
+    if args.action == "purge" and args.event_id:
+        from relay_tools.queues import purge_letters
+
+        deleted, found = purge_letters(queues, set(args.event_id))
+        print(f"deleted {deleted} message(s) from the {vendor} dead-letter queue", file=out)
+        missing = sorted(set(args.event_id) - found)
+        if missing:
+            print(f"relay: not in the DLQ: {', '.join(missing)}", file=err)
+            return EXIT_INVALID
+        return EXIT_OK
     if args.action == "purge":
         client.purge_queue(QueueUrl=queues.dlq_url)
         print(f"purged the {vendor} dead-letter queue", file=out)
@@ -1057,7 +1067,7 @@ def build_parser() -> argparse.ArgumentParser:
     for action, text in (
         ("list", "show what is in the DLQ and why"),
         ("redrive", "move messages back to the queue"),
-        ("purge", "delete every message of the DLQ"),
+        ("purge", "delete every message of the DLQ, or those of --event-id"),
     ):
         a = d_sub.add_parser(action, help=text)
         a.add_argument(
@@ -1079,7 +1089,7 @@ def build_parser() -> argparse.ArgumentParser:
         _stack_or_config(a)
         if action == "list":
             a.add_argument("--json", action="store_true", help="one JSON object per message")
-        if action == "redrive":
+        if action != "list":
             a.add_argument("--event-id", action="append", help="only this event (repeatable); default: all")
         if action == "purge":
             a.add_argument("--yes", action="store_true", help="confirm")

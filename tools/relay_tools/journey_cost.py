@@ -92,11 +92,12 @@ def ingest_journey_units(events: int) -> int:
     """Write units one ingest request's journey adds for `events` queued events: it rides on the request's
     batch record (relay.aws.ledger.settle), so what it adds to that item, and its copy in the index."""
     router = _router()
-    entries = []
+    entries, names = [], {}
     for e in _events(SAMPLES["applovin"], events):
         outcomes = router.route(e)
         entries.append({"event_id": e.event_id, "destinations": Router.destinations(outcomes)})
-    data = ingest_journey(0.0, {"request_id": "x" * 36, "source_ip": "198.51.100.7"}, entries, {})
+        names[e.event_id] = e.name
+    data = ingest_journey(0.0, {"request_id": "x" * 36, "source_ip": "198.51.100.7"}, entries, {}, names)
     blob = len(JourneyTable("t").attributes("0" * 32, data)["data"]["B"])
     alone = math.ceil(SETTLE_RECORD_BYTES / 1024)
     return math.ceil((SETTLE_RECORD_BYTES + ITEM_OVERHEAD_BYTES + blob) / 1024) - alone + INDEX_UNITS

@@ -107,3 +107,16 @@ def redrive_letters(
     deadletter.release(queues.client, queues.dlq_url, [letter for letter in letters if letter not in chosen])
     moved = deadletter.redrive(queues.client, queues.dlq_url, queues.source_url, chosen)
     return moved, {event_id for letter in chosen for event_id in letter.event_ids}
+
+
+def purge_letters(queues: VendorQueues, wanted: set[str]) -> tuple[int, set[str]]:
+    """Delete the vendor's dead letters that carry any of `wanted` event_ids (the others are released at
+    once); returns how many were deleted and the event_ids they carried."""
+    from relay.delivery import deadletter
+
+    letters = list(deadletter.read_all(queues.client, queues.dlq_url))
+    chosen = [letter for letter in letters if wanted & set(letter.event_ids)]
+    deadletter.release(queues.client, queues.dlq_url, [letter for letter in letters if letter not in chosen])
+    for letter in chosen:
+        queues.client.delete_message(QueueUrl=queues.dlq_url, ReceiptHandle=letter.receipt_handle)
+    return len(chosen), {event_id for letter in chosen for event_id in letter.event_ids}

@@ -25,10 +25,18 @@ class EventReader:
         self.config, self.router = config, router
 
     def read(
-        self, index: int, raw_event: Any, now: datetime, suspect: jsonbody.Suspect, seen: dict[str, int], source: str
+        self,
+        index: int,
+        raw_event: Any,
+        now: datetime,
+        suspect: jsonbody.Suspect,
+        seen: dict[str, int],
+        source: str,
+        names: dict[str, str] | None = None,
     ) -> Read:
         """One event: its `accepted` entry, its queued message (None: no connection gets it) and the errors
-        that refuse it (then the entry holds only its event_id)."""
+        that refuse it (then the entry holds only its event_id). `names`: each valid event's name, by id (the
+        journey's)."""
         refused = suspect.refusal(raw_event)
         if refused is not None:
             return {"event_id": event_id_of(raw_event)}, None, [refused]
@@ -45,6 +53,8 @@ class EventReader:
             errors = self.router.unknown_connections(event, source)
         if errors:
             return {"event_id": event.event_id}, None, errors
+        if names is not None:
+            names[event.event_id] = event.name
         return self.routed(index, event, source)
 
     def routed(self, index: int, event: Event, source: str) -> Read:

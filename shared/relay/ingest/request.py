@@ -189,7 +189,8 @@ class Ingest:
         `origin["source"]`: the source that signed the request (the connections it may reach, its ledger)."""
         source = (origin or {}).get("source") or DEFAULT
         ledger = self._ledger_of(source)
-        accepted, rejected, singles = self._read_all(raw_events, now, suspect or jsonbody.Suspect(), source)
+        names: dict[str, str] = {}  # each valid event's name (its journey's)
+        accepted, rejected, singles = self._read_all(raw_events, now, suspect or jsonbody.Suspect(), source, names)
         ids = [event_id for event_id, _ in singles]
         if singles and remaining_ms() < AWS_CALL_MAX_MS:  # each call below must fit in what is left
             return _unavailable("too little time left to queue the events", ids)
@@ -213,7 +214,7 @@ class Ingest:
         if self.archiver is not None:  # what is queued now, and the resends whose claims were read
             queued = Queued(raw_events, singles, fresh, queued_before, requeued, set(failed), recorded)
             archiving = self.archiver.start(source, now.timestamp(), queued.events())
-        journey = self._journey(batch, now, origin or {}, accepted, fresh, set(failed), bundle_of)
+        journey = self._journey(batch, now, origin or {}, accepted, fresh, set(failed), (bundle_of, names))
         # anything but queued now or before: another request holds the claim (never dropped in silence)
         settled = (Claim.CLAIMED, Claim.DUPLICATE)
         in_flight = [event_id for event_id in ids if claims.get(event_id, Claim.CLAIMED) not in settled]
@@ -235,7 +236,7 @@ class Ingest:
         )
 
     def _read_all(
-        self, raw_events: list[Any], now: datetime, suspect: jsonbody.Suspect, source: str
+        self, raw_events: list[Any], now: datetime, suspect: jsonbody.Suspect, source: str, names: dict[str, str]
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[tuple[str, Message]]]:
         """The request's events read (relay.ingest.reading): the accepted entries, the rejections, and each
         event to queue with its own message."""
@@ -244,7 +245,7 @@ class Ingest:
         singles: list[tuple[str, Message]] = []  # (event_id, the event's own message)
         seen: dict[str, int] = {}
         for index, raw_event in enumerate(raw_events):
-            entry, message, errors = self.reader.read(index, raw_event, now, suspect, seen, source)
+            entry, message, errors = self.reader.read(index, raw_event, now, suspect, seen, source, names)
             if errors:
                 why = {k: entry[k] for k in ("invalid", "skipped") if k in entry}  # each connection's, when routed
                 rejected.append({**self._rejection(index, entry["event_id"], errors), **why})
@@ -346,14 +347,16 @@ class Ingest:
         accepted: list[dict[str, Any]],
         fresh: list[tuple[str, Message]],
         failed: set[str],
-        bundle_of: Mapping[str, str],
+        kept: tuple[Mapping[str, str], Mapping[str, str]],
     ) -> dict[str, Any] | None:
-        """The request's journey (the events queued now), as attributes of its batch record; None when off."""
+        """The request's journey (the events queued now), as attributes of its batch record; None when off.
+        `kept`: each event's bundle and name, by event_id."""
         queued = {event_id for event_id, _ in fresh} - failed
         if self.journeys is None or not queued or not batch:
             return None
         entries = [entry for entry in accepted if entry["event_id"] in queued]
-        return self.journeys.attributes(batch, ingest_journey(now.timestamp(), origin, entries, bundle_of))
+        bundle_of, names = kept
+        return self.journeys.attributes(batch, ingest_journey(now.timestamp(), origin, entries, bundle_of, names))
 
     def _settle(
         self,

@@ -62,10 +62,16 @@ class Requests(Protocol):
 
 
 def ingest_journey(
-    at: float, origin: Mapping[str, str | None], entries: Iterable[Mapping[str, Any]], bundle_of: Mapping[str, str]
+    at: float,
+    origin: Mapping[str, str | None],
+    entries: Iterable[Mapping[str, Any]],
+    bundle_of: Mapping[str, str],
+    names: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """An ingest request's journey: `origin` its request id and the caller's address, `entries` the
-    accepted entries of the events it queued (their destinations, skipped and invalid reasons)."""
+    accepted entries of the events it queued (their destinations, skipped and invalid reasons), `names` each
+    event's name (the debugger page's column)."""
+    names = names or {}
     source = origin.get("source_ip")
     events = {}
     for entry in entries:
@@ -74,6 +80,7 @@ def ingest_journey(
             "destinations": list(entry.get("destinations", [])),
             **{k: entry[k] for k in ("skipped", "invalid") if k in entry},
             **({"bundle": bundle_of[event_id]} if event_id in bundle_of else {}),
+            **({"name": names[event_id]} if event_id in names else {}),
         }
     return {
         "kind": "ingest",

@@ -27,18 +27,21 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from relay.journey import AT, INDEX, MINUTE, SHARDS, JourneyTable
 from relay.journey.record import OUTCOMES, PENDING
+from relay.journey.refusals import RefusalLog
 from relay.journey.trace import trace_event
 from relay.models.event import VENDORS
 from relay.vendors.base import IDENTIFIER_KINDS
-from relay_tools.queues import VendorQueues, dead_letter_count, peek_letters, redrive_letters
+from relay_tools.queues import VendorQueues, dead_letter_count, peek_letters, purge_letters, redrive_letters
 
 STATIC = Path(__file__).parent / "static"
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css"}
 TOKEN_HEADER = "X-Relay-UI"  # noqa: S105 - a header name, not a secret
-WINDOW_MINUTES = 30  # how far back the page lists events
+WINDOW_MINUTES = 60  # how far back the page lists events and charts their outcomes
 MAX_EVENTS = 200
 MAX_ITEMS = 500  # journey items read for the list (ingest requests and vendor invocations)
 PAGE_LETTERS = 20  # dead letters listed per vendor (the count is the DLQ's own)
+REFUSED_HOURS = 24  # how far back the "Refused requests" panel reads
+PAGE_REFUSED = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +163,11 @@ class Debugger:
         parts = path.split("/")
         if method == "GET" and path == "events":
             wanted = query.get("connection") or query.get("vendor") or None
-            return _json(200, self.events(wanted, query.get("outcome") or None))
+            filters = {k: query.get(k) or None for k in ("source", "name", "q")}
+            return _json(200, self.events(wanted, query.get("outcome") or None, **filters))
+        if method == "GET" and path == "refused":
+            since = self.journeys.clock() - REFUSED_HOURS * 3600
+            return _json(200, {"refused": RefusalLog(self.journeys).recent(since, limit=PAGE_REFUSED)})
         if method == "GET" and parts[0] == "events" and len(parts) == 2:
             journey = trace_event(self.journeys, unquote(parts[1]), query.get("source") or "default")
             return _json(200, journey) if journey else _json(404, {"error": "the relay knows no such event"})
@@ -173,6 +180,8 @@ class Debugger:
                 return _json(400, {"error": 'the body must be JSON: {"event_ids": [...]} or {}'})
             if parts[2] == "redrive":
                 return _json(200, {"moved": self.redrive(parts[1], set(wanted))})
+            if parts[2] == "purge" and wanted:  # one letter (or a few), as `relay dlq purge --event-id`
+                return _json(200, {"deleted": purge_letters(self.queues(parts[1]), set(wanted))[0]})
             if parts[2] == "purge":
                 self.queues(parts[1]).client.purge_queue(QueueUrl=self.queues(parts[1]).dlq_url)
                 return _json(200, {"purged": True})
@@ -180,10 +189,19 @@ class Debugger:
 
     # -- what the page shows -----------------------------------------------------------------------
 
-    def events(self, connection: str | None = None, outcome: str | None = None) -> dict[str, Any]:
-        """The events of the latest journeys, newest first, with their source and their outcome per connection;
-        the connections seen; and the identifier coverage of what each connection took (the match quality).
-        `connection`: only the events sent to it (a vendor's name alone: to any of its connections)."""
+    def events(
+        self,
+        connection: str | None = None,
+        outcome: str | None = None,
+        source: str | None = None,
+        name: str | None = None,
+        q: str | None = None,
+    ) -> dict[str, Any]:
+        """The events of the latest journeys, newest first, with their source, name and outcome per connection;
+        the connections, sources and names seen; the outcomes per minute and vendor (the chart); and the
+        identifier coverage of what each connection took (the match quality). `connection`: only the events
+        sent to it (a vendor's name alone: to any of its connections); `source`, `name`: only those; `q`:
+        only event ids holding it (an exact id older than the window is traced)."""
         items = self.recent.items()
         runs = sorted((j for j in items.values() if j.get("kind") == "vendor"), key=lambda j: j["written_at"])
         latest: dict[tuple[str, str, str], str] = {}
@@ -193,14 +211,21 @@ class Debugger:
         rows = []
         accepted = sorted((j for j in items.values() if j.get("kind") == "ingest"), key=lambda j: -j["written_at"])
         for journey in accepted:
-            source = journey.get("source", "default")
+            sent_by = journey.get("source", "default")
             for event_id, entry in journey["events"].items():
-                outcomes = {c: latest.get((source, event_id, c), PENDING) for c in entry.get("destinations", [])}
+                outcomes = {c: latest.get((sent_by, event_id, c), PENDING) for c in entry.get("destinations", [])}
                 outcomes |= dict.fromkeys(entry.get("skipped", {}), "skipped")
                 outcomes |= dict.fromkeys(entry.get("invalid", {}), "invalid")
-                row = {"event_id": event_id, "source": source, "accepted_at": journey["accepted_at"]}
-                rows.append(row | {"vendors": outcomes})
+                row = {"event_id": event_id, "source": sent_by, "accepted_at": journey["accepted_at"]}
+                rows.append(row | {"name": entry.get("name"), "vendors": outcomes})
         seen = sorted({c for row in rows for c in row["vendors"]})
+        listed = {
+            "sources": sorted({r["source"] for r in rows}),
+            "names": sorted({r["name"] for r in rows if r["name"]}),
+        }
+        rows = [r for r in rows if (not source or r["source"] == source) and (not name or r["name"] == name)]
+        if q:
+            rows = [r for r in rows if q in r["event_id"]] or self._traced(q, source or "default")
         if connection:
             mine = [c for c in seen if c == connection or c.startswith(f"{connection}.")]
             rows = [
@@ -209,7 +234,18 @@ class Debugger:
         elif outcome:
             rows = [r for r in rows if outcome in r["vendors"].values()]
         events = rows[:MAX_EVENTS]
-        return {"events": events, "connections": seen, "match": match_quality(runs), "outcomes": list(OUTCOMES)}
+        chart = outcomes_per_minute(runs, self.journeys.clock(), self.recent.minutes)
+        out = {"events": events, "connections": seen, "match": match_quality(runs), "outcomes": list(OUTCOMES)}
+        return out | listed | {"chart": chart}
+
+    def _traced(self, event_id: str, source: str) -> list[dict[str, Any]]:
+        """The row of an event searched by its exact id that the window does not hold (older, or refused)."""
+        journey = trace_event(self.journeys, event_id, source)
+        if journey is None:
+            return []
+        outcomes = {c: part["outcome"] for c, part in journey["vendors"].items()}
+        row = {"event_id": event_id, "source": source, "accepted_at": journey["accepted_at"], "name": None}
+        return [row | {"vendors": outcomes, "refused": len(journey.get("refused", []))}]
 
     def letters(self, vendor: str) -> dict[str, Any]:
         """How many letters the vendor's DLQ holds (its attributes: nothing received), and the first
@@ -223,6 +259,22 @@ class Debugger:
     def redrive(self, vendor: str, wanted: set[str]) -> int:
         """Move the vendor's dead letters (those carrying `wanted` event_ids; all when empty) back to its queue."""
         return redrive_letters(self.queues(vendor), wanted)[0]
+
+
+def outcomes_per_minute(runs: list[dict[str, Any]], now: float, minutes: int) -> dict[str, Any]:
+    """Per vendor and outcome, how many events each vendor invocation of the last `minutes` ended with, by the
+    minute its journey item was written (UTC, oldest first)."""
+    first = int(now // 60) - minutes + 1
+    labels = [datetime.fromtimestamp((first + n) * 60, UTC).strftime("%Y-%m-%dT%H:%MZ") for n in range(minutes)]
+    series: dict[str, dict[str, list[int]]] = {v: {o: [0] * minutes for o in OUTCOMES} for v in VENDORS}
+    for run in runs:
+        slot, vendor = int(run["written_at"] // 60_000) - first, str(run.get("vendor", "")).split(".")[0]
+        if not 0 <= slot < minutes or vendor not in series:  # a connection's runs count for its vendor
+            continue
+        for result in run.get("events", {}).values():
+            if result.get("outcome") in series[vendor]:
+                series[vendor][result["outcome"]][slot] += 1
+    return {"minutes": labels, "series": series}
 
 
 def match_quality(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

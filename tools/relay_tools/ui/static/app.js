@@ -1,10 +1,12 @@
-// The debugger page: polls the relay's /ui/api, renders events, one event's journey, the DLQs and the
-// match quality. Every value from the relay is inserted as text (textContent), never as HTML.
+// The debugger page: polls the relay's /ui/api, renders events, one event's journey, the chart of outcomes,
+// the DLQs, the refused requests and the match quality. Every value from the relay is inserted as text
+// (textContent), never as HTML.
 "use strict";
 
 const TOKEN = document.querySelector('meta[name="relay-token"]').content;
 const VENDORS = ["applovin", "appsflyer", "adroll"];
-const state = { selected: null, outcomes: [], connections: [] };
+const SVG = "http://www.w3.org/2000/svg";
+const state = { selected: null, outcomes: [], options: { connection: [], source: [], name: [] }, opened: new Set() };
 
 async function api(path, options = {}) {
   const response = await fetch("/ui/api/" + path, {
@@ -31,6 +33,15 @@ function badge(outcome) {
   return outcome ? el("span", { class: "badge " + outcome, "data-outcome": outcome }, outcome) : "";
 }
 
+// a time the relay gives in UTC (ISO 8601), shown in the browser's local time, UTC on hover
+function when(iso) {
+  if (!iso) return "";
+  const at = new Date(iso);
+  if (Number.isNaN(at.getTime())) return iso;
+  const local = at.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return el("time", { datetime: iso, title: iso.replace("T", " ").replace("Z", " UTC") }, local);
+}
+
 function setStatus(text) {
   document.getElementById("status").textContent = text;
 }
@@ -38,6 +49,7 @@ function setStatus(text) {
 // a vendor's connection named default is its vendor alone ("applovin"); another is "applovin.eu"
 const vendorOf = (connection) => connection.split(".")[0];
 const nameOf = (connection) => connection.split(".")[1] || "";
+const value = (id) => document.getElementById(id).value;
 
 // one badge per connection of `vendor` the event was sent to, named unless it is the default connection
 function connectionBadges(vendor, outcomes) {
@@ -48,25 +60,25 @@ function connectionBadges(vendor, outcomes) {
     );
 }
 
-function addConnections(connections) {
-  const select = document.getElementById("connection");
-  for (const connection of connections) {
-    if (state.connections.includes(connection)) continue;
-    state.connections.push(connection);
-    select.append(el("option", { value: connection }, connection));
+// add what the relay has seen to a filter's choices (a choice stays once seen)
+function addOptions(select, values) {
+  for (const v of values) {
+    if (state.options[select].includes(v)) continue;
+    state.options[select].push(v);
+    document.getElementById(select).append(el("option", { value: v }, v));
   }
 }
 
 async function refreshEvents() {
-  const connection = document.getElementById("connection").value;
-  const outcome = document.getElementById("outcome").value;
-  const data = await api(`events?connection=${encodeURIComponent(connection)}&outcome=${encodeURIComponent(outcome)}`);
+  const query = ["connection", "outcome", "source", "name", "q"].map((k) => `${k}=${encodeURIComponent(value(k).trim())}`).join("&");
+  const data = await api("events?" + query);
   if (!state.outcomes.length) {
     state.outcomes = data.outcomes;
-    const select = document.getElementById("outcome");
-    for (const name of data.outcomes) select.append(el("option", { value: name }, name));
+    for (const name of data.outcomes) document.getElementById("outcome").append(el("option", { value: name }, name));
   }
-  addConnections(data.connections.filter((c) => c.includes(".")));
+  addOptions("connection", data.connections.filter((c) => c.includes(".")));
+  addOptions("source", data.sources);
+  addOptions("name", data.names);
   const body = document.querySelector("#events tbody");
   body.replaceChildren(
     ...data.events.map((row) =>
@@ -79,14 +91,53 @@ async function refreshEvents() {
           onclick: () => openEvent(row.event_id, row.source),
         },
         el("td", {}, el("code", {}, row.event_id)),
+        el("td", { class: "name" }, row.name || ""),
         el("td", { class: "source" }, row.source),
-        el("td", {}, row.accepted_at),
+        el("td", {}, row.accepted_at ? when(row.accepted_at) : row.refused ? "refused" : ""),
         ...VENDORS.map((v) => el("td", { "data-vendor": v }, ...connectionBadges(v, row.vendors))),
       ),
     ),
   );
-  document.getElementById("empty").hidden = data.events.length > 0;
+  const empty = document.getElementById("empty");
+  empty.hidden = data.events.length > 0;
+  empty.textContent = value("q").trim() ? `No event id holds "${value("q").trim()}".` : "No events in the last hour. Send some: relay send FILE.";
+  renderChart(data.chart);
   renderMatch(data.match);
+}
+
+// per vendor, a bar per minute stacked by outcome
+function renderChart(chart) {
+  const outcomes = Object.keys(Object.values(chart.series)[0] || {});
+  const box = document.getElementById("chart-vendors");
+  box.replaceChildren(
+    ...VENDORS.map((vendor) => {
+      const series = chart.series[vendor];
+      const totals = chart.minutes.map((_, i) => outcomes.reduce((sum, o) => sum + series[o][i], 0));
+      const top = Math.max(1, ...totals);
+      const svg = document.createElementNS(SVG, "svg");
+      svg.setAttribute("viewBox", `0 0 ${chart.minutes.length * 4} 40`);
+      svg.setAttribute("preserveAspectRatio", "none");
+      svg.setAttribute("role", "img");
+      svg.setAttribute("aria-label", `${vendor}: ${totals.reduce((a, b) => a + b, 0)} event outcomes in the last hour`);
+      chart.minutes.forEach((minute, i) => {
+        let y = 40;
+        for (const outcome of outcomes) {
+          const n = series[outcome][i];
+          if (!n) continue;
+          const h = (n / top) * 40;
+          y -= h;
+          const rect = document.createElementNS(SVG, "rect");
+          for (const [k, v] of Object.entries({ x: i * 4, y, width: 3.4, height: h, class: outcome })) rect.setAttribute(k, v);
+          const title = document.createElementNS(SVG, "title");
+          title.textContent = `${new Date(minute).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" })} (${minute.slice(11, 16)} UTC): ${n} ${outcome}`;
+          rect.append(title);
+          svg.append(rect);
+        }
+      });
+      return el("div", { class: "chart-vendor", "data-vendor": vendor }, el("span", {}, vendor), svg);
+    }),
+  );
+  document.getElementById("chart-legend").replaceChildren(...outcomes.flatMap((o) => [el("span", { class: o }), o]));
 }
 
 function renderMatch(match) {
@@ -112,14 +163,35 @@ async function openEvent(eventId, source = "default") {
   for (const row of document.querySelectorAll("#events tbody tr")) {
     row.classList.toggle("selected", row.dataset.eventId === eventId && row.dataset.source === source);
   }
-  const journey = await api("events/" + encodeURIComponent(eventId) + "?source=" + encodeURIComponent(source));
+  let journey;
+  try {
+    journey = await api("events/" + encodeURIComponent(eventId) + "?source=" + encodeURIComponent(source));
+  } catch (error) {
+    setStatus(`${eventId}: ${error.message}`);
+    return;
+  }
   document.getElementById("detail").hidden = false;
   document.getElementById("detail-id").textContent = journey.event_id;
-  document.getElementById("detail-head").textContent =
-    `accepted ${journey.accepted_at || "(no ingest record kept)"}` + (journey.request_id ? `, request ${journey.request_id}` : "") +
-    (journey.source && journey.source !== "default" ? `, from source ${journey.source}` : "");
+  const head = document.getElementById("detail-head");
+  head.replaceChildren(
+    journey.accepted_at ? "accepted " : "never accepted",
+    journey.accepted_at ? when(journey.accepted_at) : "",
+    journey.request_id ? `, request ${journey.request_id}` : "",
+    journey.source && journey.source !== "default" ? `, from source ${journey.source}` : "",
+  );
+  const refused = journey.refused || [];
+  document.getElementById("detail-refused").replaceChildren(
+    ...(refused.length ? [el("h3", {}, `Refused ${refused.length} time(s)`), el("ul", {}, ...refused.map((r) => el("li", { class: "reason" }, when(r.at), ` HTTP ${r.status} ${r.reason}: ${refusalWhy(r, eventId)}`)))] : []),
+  );
   const vendors = document.getElementById("detail-vendors");
   vendors.replaceChildren(...Object.entries(journey.vendors).map(([vendor, part]) => vendorPart(vendor, part)));
+}
+
+function refusalWhy(refusal, eventId) {
+  const mine = (refusal.rejected || []).filter((r) => !eventId || r.event_id === eventId);
+  if (mine.length) return mine.map((r) => (r.errors || []).map((e) => `${e.field} ${e.message}`).join(", ")).join("; ");
+  const skew = refusal.signature?.skew_seconds;
+  return refusal.error + (skew !== undefined && skew !== null ? ` (signed ${Math.abs(skew)} s ${skew > 0 ? "before" : "after"} the relay's clock)` : "");
 }
 
 function vendorPart(vendor, part) {
@@ -132,7 +204,7 @@ function vendorPart(vendor, part) {
       "tbody",
       {},
       ...part.attempts.map((a) =>
-        el("tr", {}, el("td", {}, a.at), el("td", {}, a.attempt), el("td", {}, a.status ?? "no answer"),
+        el("tr", {}, el("td", {}, when(a.at)), el("td", {}, a.attempt), el("td", {}, a.status ?? "no answer"),
           el("td", {}, Math.round(a.latency_ms)), el("td", {}, el("pre", { class: "response" }, a.response))),
       ),
     ),
@@ -148,9 +220,32 @@ function vendorPart(vendor, part) {
     { class: "vendor-part", "data-vendor": vendor },
     el("h3", {}, vendor, " ", badge(part.outcome)),
     why ? el("p", { class: "reason" }, why) : "",
-    part.next_attempt_at ? el("p", {}, "next attempt at " + part.next_attempt_at) : "",
+    part.next_attempt_at ? el("p", {}, "next attempt at ", when(part.next_attempt_at)) : "",
     part.attempts.length ? attempts : el("p", { class: "hint" }, "no request carried it"),
     request,
+  );
+}
+
+function letterItem(vendor, letter) {
+  const key = `${vendor}/${letter.event_id}`;
+  const detail = el("dl", { class: "letter-detail", hidden: "" },
+    ...[["outcome", letter.outcome], ["reason", letter.reason], ["HTTP status", letter.status], ["attempts", letter.attempts],
+      ["connection", letter.connection || vendor]].flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v ?? "")]),
+    el("dt", {}, "failed at"), el("dd", {}, when(letter.when)),
+    el("dt", {}, "vendor's answer"), el("dd", {}, el("pre", { class: "response" }, letter.vendor_response || "(none)")));
+  detail.hidden = !state.opened.has(key);
+  const ids = (letter.event_id || "").split(", ").filter(Boolean);
+  return el(
+    "li",
+    { class: "letter", "data-connection": letter.connection || vendor, "data-event-id": letter.event_id || "" },
+    el("code", {}, letter.event_id || "?"), letter.connection && letter.connection !== vendor ? ` (${letter.connection})` : "",
+    ` ${letter.outcome}: ${letter.reason}`,
+    letter.vendor_response ? el("div", { class: "answer" }, `${vendor} answered: ${letter.vendor_response.slice(0, 160)}`) : "",
+    el("div", {},
+      el("button", { class: "small open", onclick: () => { state.opened.has(key) ? state.opened.delete(key) : state.opened.add(key); detail.hidden = !detail.hidden; if (ids.length === 1) openEvent(ids[0]); } }, "Open"),
+      ids.length ? el("button", { class: "small redrive-one", onclick: () => act(vendor, "redrive", ids) }, "Redrive") : "",
+      ids.length ? el("button", { class: "small purge-one danger", onclick: () => act(vendor, "purge", ids) }, "Purge") : ""),
+    detail,
   );
 }
 
@@ -165,19 +260,35 @@ async function refreshDlq() {
         { class: "vendor-dlq", "data-vendor": vendor },
         el("strong", {}, vendor), " ", el("span", { class: "count" }, `${count} message(s)`), " ",
         count ? el("button", { class: "redrive", onclick: () => act(vendor, "redrive") }, "Redrive all") : "",
-        count ? el("button", { class: "purge danger", onclick: () => act(vendor, "purge") }, "Purge") : "",
-        el("ul", {}, ...letters.map((l) => el("li", { class: "letter", "data-connection": l.connection || vendor },
-          el("code", {}, l.event_id || "?"), l.connection && l.connection !== vendor ? ` (${l.connection})` : "", ` ${l.outcome}: ${l.reason}`))),
+        count ? el("button", { class: "purge danger", onclick: () => act(vendor, "purge") }, "Purge all") : "",
+        el("ul", {}, ...letters.map((l) => letterItem(vendor, l))),
       );
     }),
   );
 }
 
-async function act(vendor, action) {
-  if (action === "purge" && !confirm(`Delete every message of the ${vendor} DLQ?`)) return;
+async function refreshRefused() {
+  const { refused } = await api("refused");
+  document.querySelector("#refusals tbody").replaceChildren(
+    ...refused.map((r) =>
+      el("tr", { "data-request-id": r.request_id, "data-reason": r.reason, title: `request ${r.request_id}`,
+        onclick: () => { if (r.event_ids?.length) { document.getElementById("q").value = r.event_ids[0]; openEvent(r.event_ids[0], r.source_known ? r.source : "default"); } } },
+        el("td", {}, when(r.at)), el("td", {}, r.status), el("td", {}, el("code", {}, r.reason)),
+        el("td", { class: "source" }, r.source + (r.source_known ? "" : " (unknown)")),
+        el("td", {}, (r.event_ids || []).slice(0, 3).join(", ") + ((r.event_ids || []).length > 3 ? " …" : "")),
+        el("td", { class: "reason" }, refusalWhy(r))),
+    ),
+  );
+  document.getElementById("refused-empty").hidden = refused.length > 0;
+}
+
+async function act(vendor, action, eventIds = null) {
+  const what = eventIds ? eventIds.join(", ") : `every message of the ${vendor} DLQ`;
+  if (action === "purge" && !confirm(`Delete ${what}?`)) return;
   try {
-    const result = await api(`dlq/${vendor}/${action}`, { method: "POST", body: "{}" });
-    setStatus(action === "redrive" ? `moved ${result.moved} message(s) back to the ${vendor} queue` : `purged the ${vendor} DLQ`);
+    const result = await api(`dlq/${vendor}/${action}`, { method: "POST", body: JSON.stringify(eventIds ? { event_ids: eventIds } : {}) });
+    if (action === "redrive") setStatus(`moved ${result.moved} message(s) back to the ${vendor} queue`);
+    else setStatus(result.purged ? `purged the ${vendor} DLQ` : `deleted ${result.deleted} message(s) from the ${vendor} DLQ`);
   } catch (error) {
     setStatus(`${action} failed: ${error.message}`);
   }
@@ -187,14 +298,16 @@ async function act(vendor, action) {
 async function tick() {
   if (document.getElementById("paused").checked) return;
   try {
-    await Promise.all([refreshEvents(), refreshDlq()]);
+    await Promise.all([refreshEvents(), refreshDlq(), refreshRefused()]);
     setStatus("updated " + new Date().toLocaleTimeString());
   } catch (error) {
     setStatus("cannot reach the relay: " + error.message);
   }
 }
 
-addConnections(VENDORS);
+addOptions("connection", VENDORS);
 document.getElementById("filters").addEventListener("change", tick);
+document.getElementById("filters").addEventListener("submit", (e) => { e.preventDefault(); tick(); });
+document.getElementById("q").addEventListener("input", () => { clearTimeout(state.typing); state.typing = setTimeout(tick, 250); });
 tick();
 setInterval(tick, 2000);
