@@ -125,6 +125,9 @@ class Debugger:
         self.recent = RecentJourneys(journeys)
         self.queues = queues
         self.token = secrets.token_urlsafe(24)
+        # the page reads the DLQs (receiving and releasing each letter) while a redrive or purge reads them too:
+        # one at a time, or a letter the listing holds is invisible to the redrive that wants it
+        self._dlq = Lock()
 
     # -- routing -----------------------------------------------------------------------------------
 
@@ -172,19 +175,26 @@ class Debugger:
             journey = trace_event(self.journeys, unquote(parts[1]), query.get("source") or "default")
             return _json(200, journey) if journey else _json(404, {"error": "the relay knows no such event"})
         if method == "GET" and path == "dlq":
-            return _json(200, {vendor: self.letters(vendor) for vendor in VENDORS})
+            with self._dlq:
+                return _json(200, {vendor: self.letters(vendor) for vendor in VENDORS})
         if method == "POST" and parts[0] == "dlq" and len(parts) == 3 and parts[1] in VENDORS:
             try:
                 wanted = json.loads(body or b"{}").get("event_ids") or []
             except (ValueError, AttributeError):
                 return _json(400, {"error": 'the body must be JSON: {"event_ids": [...]} or {}'})
-            if parts[2] == "redrive":
-                return _json(200, {"moved": self.redrive(parts[1], set(wanted))})
-            if parts[2] == "purge" and wanted:  # one letter (or a few), as `relay dlq purge --event-id`
-                return _json(200, {"deleted": purge_letters(self.queues(parts[1]), set(wanted))[0]})
-            if parts[2] == "purge":
-                self.queues(parts[1]).client.purge_queue(QueueUrl=self.queues(parts[1]).dlq_url)
-                return _json(200, {"purged": True})
+            with self._dlq:
+                return self._dlq_action(parts[1], parts[2], set(wanted))
+        return _json(404, {"error": "not found"})
+
+    def _dlq_action(self, vendor: str, action: str, wanted: set[str]) -> Reply:
+        """Redrive or purge a vendor's dead letters: those of `wanted` event ids, or all."""
+        if action == "redrive":
+            return _json(200, {"moved": self.redrive(vendor, wanted)})
+        if action == "purge" and wanted:  # one letter (or a few), as `relay dlq purge --event-id`
+            return _json(200, {"deleted": purge_letters(self.queues(vendor), wanted)[0]})
+        if action == "purge":
+            self.queues(vendor).client.purge_queue(QueueUrl=self.queues(vendor).dlq_url)
+            return _json(200, {"purged": True})
         return _json(404, {"error": "not found"})
 
     # -- what the page shows -----------------------------------------------------------------------

@@ -38,7 +38,9 @@ function when(iso) {
   if (!iso) return "";
   const at = new Date(iso);
   if (Number.isNaN(at.getTime())) return iso;
-  const local = at.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const today = at.toDateString() === new Date().toDateString();
+  const clock = { hour: "2-digit", minute: "2-digit", second: "2-digit" };
+  const local = today ? at.toLocaleTimeString(undefined, clock) : at.toLocaleString(undefined, { month: "short", day: "numeric", ...clock });
   return el("time", { datetime: iso, title: iso.replace("T", " ").replace("Z", " UTC") }, local);
 }
 
@@ -127,7 +129,7 @@ function renderChart(chart) {
           const h = (n / top) * 40;
           y -= h;
           const rect = document.createElementNS(SVG, "rect");
-          for (const [k, v] of Object.entries({ x: i * 4, y, width: 3.4, height: h, class: outcome })) rect.setAttribute(k, v);
+          for (const [k, v] of Object.entries({ x: i * 4, y, width: 3.4, height: h, class: "o-" + outcome })) rect.setAttribute(k, v);
           const title = document.createElementNS(SVG, "title");
           title.textContent = `${new Date(minute).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" })} (${minute.slice(11, 16)} UTC): ${n} ${outcome}`;
           rect.append(title);
@@ -137,7 +139,7 @@ function renderChart(chart) {
       return el("div", { class: "chart-vendor", "data-vendor": vendor }, el("span", {}, vendor), svg);
     }),
   );
-  document.getElementById("chart-legend").replaceChildren(...outcomes.flatMap((o) => [el("span", { class: o }), o]));
+  document.getElementById("chart-legend").replaceChildren(...outcomes.flatMap((o) => [el("span", { class: "o-" + o }), o]));
 }
 
 function renderMatch(match) {
@@ -273,9 +275,10 @@ async function refreshRefused() {
     ...refused.map((r) =>
       el("tr", { "data-request-id": r.request_id, "data-reason": r.reason, title: `request ${r.request_id}`,
         onclick: () => { if (r.event_ids?.length) { document.getElementById("q").value = r.event_ids[0]; openEvent(r.event_ids[0], r.source_known ? r.source : "default"); } } },
-        el("td", {}, when(r.at)), el("td", {}, r.status), el("td", {}, el("code", {}, r.reason)),
-        el("td", { class: "source" }, r.source + (r.source_known ? "" : " (unknown)")),
-        el("td", {}, (r.event_ids || []).slice(0, 3).join(", ") + ((r.event_ids || []).length > 3 ? " …" : "")),
+        el("td", {}, when(r.at)),
+        el("td", {}, `${r.status} `, el("code", {}, r.reason),
+          r.source !== "default" ? el("div", { class: "source" }, `source ${r.source}${r.source_known ? "" : " (unknown)"}`) : ""),
+        el("td", {}, el("code", {}, (r.event_ids || []).slice(0, 3).join(", ") + ((r.event_ids || []).length > 3 ? " …" : ""))),
         el("td", { class: "reason" }, refusalWhy(r))),
     ),
   );
