@@ -204,11 +204,17 @@ exit: 0 on 2xx, 1 on 4xx, 2 when the relay cannot be reached or answers 5xx afte
 """
 
 
-def main(argv: list[str] | None = None) -> int:
-    if {"-h", "--help"} & set(sys.argv[1:] if argv is None else argv):
+class _Help(argparse.Action):
+    """-h, --help: the help every client prints (clients/README.md), then exit 0."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
         print(HELP, end="")
-        return 0
-    parser = argparse.ArgumentParser(usage=HELP.split("\n\n")[0].removeprefix("usage: "), add_help=False)
+        parser.exit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(usage=HELP.split("\n\n")[0][len("usage: ") :], add_help=False)
+    parser.add_argument("-h", "--help", action=_Help, nargs=0, help="print this help")
     parser.add_argument("file", metavar="FILE.json", nargs="?", help='an ingest body {"events": [...]}')
     parser.add_argument("--status", metavar="EVENT_ID", help="print what became of this event instead of sending")
     parser.add_argument("--url", default=os.environ.get("RELAY_URL"), help="the ingest URL (RELAY_URL)")
