@@ -24,8 +24,9 @@ def emitted(*folders: str) -> set[str]:
 def test_the_metric_lists_are_what_the_functions_emit():
     from relay.ingest.archiving import ARCHIVE_FAILURES
     from relay.ingest.function import SERVER_ERRORS
+    from relay.ingest.refused import NOT_RECORDED_METRIC
 
-    assert set(stack_cost.INGEST_METRICS) == emitted("ingest") | {SERVER_ERRORS, ARCHIVE_FAILURES}
+    assert set(stack_cost.INGEST_METRICS) == emitted("ingest") | {SERVER_ERRORS, ARCHIVE_FAILURES, NOT_RECORDED_METRIC}
     assert set(stack_cost.ARCHIVE_METRICS) == emitted("archive")
     vendor = set(stack_cost.VENDOR_METRICS)
     assert {m for m in vendor if not m.startswith("Match")} == emitted("delivery")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from relay.delivery.reporting import CONNECTION_METRICS
+from relay.journey.refusals import REASONS
 from relay.vendors.base import IDENTIFIER_KINDS
 from relay_tools.cost import TEMPLATE, VENDORS
 
@@ -38,6 +39,7 @@ INGEST_METRICS = (
     "LedgerErrors",
     "IngestServerErrors",
     "ArchiveFailures",
+    "RefusalsNotRecorded",
 )
 ARCHIVE_METRICS = ("EventsArchived", "ArchiveRecordsFailed")  # ArchiveFunction's (relay.archive.lines)
 VENDOR_METRICS = (
@@ -94,12 +96,15 @@ def per_stack() -> list[FixedLine]:
     alarms = [_alarm_metrics(r["Properties"]) for r in resources if r["Type"] == "AWS::CloudWatch::Alarm"]
     standard = sum(listed for listed, queries in alarms if not queries)
     metrics = len(INGEST_METRICS) + len(VENDORS) * len(VENDOR_METRICS) + len(ARCHIVE_METRICS)
+    # RequestsRefused, one metric per reason: CloudWatch bills a metric by the hours it gets data, so a reason
+    # no request is refused for costs nothing; counted here as if every reason occurred all month
+    refused = len(REASONS)
     keys = kinds.count("AWS::KMS::Key")
     return [
         FixedLine(
             "CloudWatch custom metrics",
-            metrics * CUSTOM_METRIC_PER_MONTH,
-            f"{metrics} metrics (ingest, 3 vendors, archive)",
+            (metrics + refused) * CUSTOM_METRIC_PER_MONTH,
+            f"{metrics} metrics (ingest, 3 vendors, archive), at most {refused} refusal reasons",
         ),
         FixedLine("CloudWatch alarms", standard * ALARM_METRIC_PER_MONTH, f"{standard} alarm metrics"),
         FixedLine(
