@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import boto3
 import pytest
@@ -486,3 +487,31 @@ def test_a_resend_fixed_for_a_vendor_reaches_that_vendor_and_only_it(ingest, aws
     got = queues(aws_stack)
     assert [json.loads(m["Body"])["event_id"] for m in got["applovin"]] == ["fix-1"]  # once
     assert [json.loads(m["Body"])["event_id"] for m in got["adroll"]] == ["fix-1"]  # once, alone
+
+
+def test_errors_echo_no_value_but_the_events_name_and_id(ingest, aws_stack):
+    """docs/ingest-api.md, "Canonical event": an error names the field and the rule and echoes no value the
+    event holds, except its `name` (quoted with the nearest known names) and its `event_id`."""
+    marks = {
+        "value": "MARKVALUE1",
+        "currency": "MARKCUR2",
+        "timestamp": "MARKTIME3",
+        "page_url": "MARKURL4",
+        "consent": {"ad_storage": "MARKCONSENT5"},
+        "user": {"email": "MARKEMAIL6", "phone": "MARKPHONE7", "ip": "MARKIP8", "cookie_id": ["MARKCOOKIE9"]},
+        "items": [{"id": "i", "price": "MARKPRICE10", "quantity": "MARKQTY11"}],
+        "properties": {"note": ["MARKPROP12" * 30]},
+        "device": {"os": "MARKOS13", "att": "MARKATT14"},
+        "unknown_field": "MARKUNKNOWN15",
+    }
+    bad = web_event(event_id="echo-1", **marks)
+    misnamed = web_event(event_id="echo-2", name="MARKNAME_purchse")
+    status, result = ingest({"events": [bad, misnamed]})
+    assert status == 400 and len(result["rejected"]) == 2
+    errors = json.dumps(result["rejected"])
+    assert re.findall(r"MARK[A-Z]+\d*", errors) and set(re.findall(r"MARK[A-Z_a-z]+\d*", errors)) == {
+        "MARKNAME_purchse"
+    }, errors
+    assert "echo-1" in errors and "echo-2" in errors
+    fields = {e["field"] for e in result["rejected"][0]["errors"]}
+    assert {"value", "currency", "timestamp", "user.email", "unknown_field"} <= fields, fields  # each was read
