@@ -18,7 +18,7 @@ import httpx
 from relay.ingest.signing import sign
 from relay_tools.config_file import load_config
 
-from .test_local_stack import free_port, local_config, wait_for
+from .test_local_stack import free_port, local_config, run, wait_for
 
 FUNCTIONS = {"IngestFunction", "AppLovinFunction", "AppsFlyerFunction", "AdRollFunction"}
 
@@ -74,6 +74,12 @@ def test_relay_dev_shows_each_request_names_each_lines_function_and_starts_again
         assert refused.status_code == 401
         assert httpx.get(f"http://127.0.0.1:{ports['ingest']}/v1/events/nobody", timeout=30).status_code == 401
         wait_for(lambda: any('"AppLovinFunction"' in line for line in dev.out), 60)  # its invocation logged
+        code, listed, _ = run("refused", "--config", config, "--since", "1h", "--json")  # the running stack's
+        assert code == 0
+        assert [(r["request_id"], r["reason"]) for r in json.loads(listed)][-1] == (
+            refused.json()["request_id"],
+            "signature_mismatch",
+        )
     finally:
         assert dev.stop() == 0
     out = "".join(dev.out)
