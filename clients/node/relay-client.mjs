@@ -139,7 +139,8 @@ export function problems(answer) {
   const fields = (errors) => (errors ?? []).map((e) => `${e.field}: ${e.message}`).join("; ");
   const lines = (answer.rejected ?? []).map((r) => `rejected events[${r.index}] ${r.event_id}: ${fields(r.errors)}`);
   for (const a of answer.accepted ?? []) {
-    for (const [vendor, errors] of Object.entries(a.invalid ?? {})) {
+    // by name, as every client lists them
+    for (const [vendor, errors] of Object.entries(a.invalid ?? {}).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))) {
       lines.push(`invalid for ${vendor}: events[${a.index}] ${a.event_id}: ${fields(errors)}`);
     }
   }

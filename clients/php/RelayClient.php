@@ -173,7 +173,9 @@ final class RelayClient
             $lines[] = "rejected events[{$r['index']}] {$r['event_id']}: " . $fields($r['errors'] ?? []);
         }
         foreach ($answer['accepted'] ?? [] as $a) {
-            foreach ($a['invalid'] ?? [] as $vendor => $errors) {
+            $invalid = $a['invalid'] ?? [];
+            ksort($invalid, SORT_STRING); // by name, as every client lists them
+            foreach ($invalid as $vendor => $errors) {
                 $lines[] = "invalid for $vendor: events[{$a['index']}] {$a['event_id']}: " . $fields($errors);
             }
         }

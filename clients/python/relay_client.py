@@ -167,7 +167,7 @@ def problems(answer: dict) -> list[str]:
         fields = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in r.get("errors") or [])
         lines.append(f"rejected events[{r.get('index')}] {r.get('event_id')}: {fields}")
     for a in answer.get("accepted") or []:
-        for vendor, errors in (a.get("invalid") or {}).items():
+        for vendor, errors in sorted((a.get("invalid") or {}).items()):  # by name, as every client lists them
             fields = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in errors)
             lines.append(f"invalid for {vendor}: events[{a.get('index')}] {a.get('event_id')}: {fields}")
     return lines

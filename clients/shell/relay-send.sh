@@ -198,8 +198,13 @@ END {
     print "rejected events[" v["/rejected/" i "/index"] "] " v["/rejected/" i "/event_id"] ": " fields("/rejected/" i "/errors")
   for (i = 0; i < len["/accepted"]; i++) {
     a = "/accepted/" i
-    for (j = 0; j < nk[a "/invalid"]; j++) {
-      vendor = keys[a "/invalid/" j]
+    n_v = nk[a "/invalid"]
+    for (j = 0; j < n_v; j++) sorted[j] = keys[a "/invalid/" j]
+    for (j = 1; j < n_v; j++) {  # by name, as every client lists them (insertion sort)
+      x = sorted[j]; for (m = j - 1; m >= 0 && sorted[m] > x; m--) sorted[m + 1] = sorted[m]; sorted[m + 1] = x
+    }
+    for (j = 0; j < n_v; j++) {
+      vendor = sorted[j]
       print "invalid for " vendor ": events[" v[a "/index"] "] " v[a "/event_id"] ": " fields(a "/invalid/" vendor)
     }
   }

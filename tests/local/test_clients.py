@@ -216,13 +216,14 @@ def test_a_4xx_exits_1_and_says_which_events_were_refused(name, body_file):
 
 @pytest.mark.parametrize("name", CLIENTS)
 def test_every_client_lists_each_rejected_event_and_each_vendors_invalid_one_alike(name, body_file):
-    """One line per rejected event and per vendor that found an accepted one invalid, naming every field,
-    the same in every client (the shell client too: an awk reader of the answer), escapes decoded."""
+    """One line per rejected event and per vendor that found an accepted one invalid (vendors by name),
+    naming every field, the same in every client (the shell client too: an awk reader of the answer), escapes
+    decoded."""
     answer = {
         "accepted": [
             {"index": 0, "event_id": "c-1", "destinations": ["applovin"], "invalid": {
-                "adroll": [{"field": "identifiers.first_party_cookie", "message": "is required: AdRoll needs it"}],
-                "appsflyer": [{"field": "app_id", "message": "is required"}]}},
+                "appsflyer": [{"field": "app_id", "message": "is required"}],
+                "adroll": [{"field": "identifiers.first_party_cookie", "message": "is required: AdRoll needs it"}]}},
         ],
         "rejected": [
             {"index": 1, "event_id": "c-2", "errors": [

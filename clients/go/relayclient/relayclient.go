@@ -17,6 +17,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -244,8 +245,13 @@ func Problems(answer map[string]any) []string {
 	for _, a := range accepted {
 		m, _ := a.(map[string]any)
 		invalid, _ := m["invalid"].(map[string]any)
-		for vendor, errors := range invalid {
-			lines = append(lines, fmt.Sprintf("invalid for %s: events[%v] %v: %s", vendor, m["index"], m["event_id"], fields(errors)))
+		vendors := make([]string, 0, len(invalid))
+		for vendor := range invalid {
+			vendors = append(vendors, vendor)
+		}
+		sort.Strings(vendors) // by name, as every client lists them (a Go map keeps no order)
+		for _, vendor := range vendors {
+			lines = append(lines, fmt.Sprintf("invalid for %s: events[%v] %v: %s", vendor, m["index"], m["event_id"], fields(invalid[vendor])))
 		}
 	}
 	return lines
