@@ -198,7 +198,11 @@ def refused_request(
     signature: dict[str, Any] | None = None,
     event_ids: list[str] | None = None,
 ) -> None:
-    """Keep and count a refused request (relay.ingest.refused): never its body, nor a value it held."""
+    """Keep and count a refused request (relay.ingest.refused): never its body, nor a value it held. Under a
+    flood (the log's budget spent) it is counted only, its body not read for event ids."""
+    if function.refusals.budget.available() < 1:
+        keep(function.refusals, answer[2])
+        return
     body = event.get("body") or ""
     raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
@@ -208,7 +212,7 @@ def refused_request(
     except ConfigError:  # the refusal was answered from a configuration read earlier; nothing more to say
         return
     request = (_request_id(event), method, raw, headers)
-    keep(function.refusals, refusal(answer, request, config, function.clock(), signature, event_ids))
+    keep(function.refusals, answer[2], refusal(answer, request, config, function.clock(), signature, event_ids))
 
 
 def post_events(event: dict[str, Any], remaining_ms: Callable[[], int], function: IngestFunction) -> IngestResult:

@@ -82,13 +82,14 @@ def refusal(
     )
 
 
-def keep(log: RefusalLog, refused: Refusal) -> bool:
-    """Count `refused` (metric RequestsRefused, by reason) and write it within the log's budget."""
+def keep(log: RefusalLog, reason: str, refused: Refusal | None = None) -> bool:
+    """Count a refusal (metric RequestsRefused, by `reason`) and write it (`refused`) within the log's
+    budget; `refused` None: the budget is spent, the refusal is counted and left out."""
     counted = EphemeralMetrics()
-    counted.add_dimension("reason", refused.reason)
+    counted.add_dimension("reason", reason)
     counted.add_metric(REFUSED_METRIC, MetricUnit.Count, 1)
     counted.flush_metrics()
-    written = log.write(refused)
+    written = log.write(refused) if refused is not None else log.leave_out()
     if not written:
         metrics.add_metric(NOT_RECORDED_METRIC, MetricUnit.Count, 1)
     return written

@@ -120,11 +120,15 @@ class Budget:
         self.clock, self.rate, self.burst = clock, rate, burst
         self.tokens, self.last = burst, clock()
 
-    def take(self, items: int) -> bool:
+    def available(self) -> float:
+        """The items that may be written now."""
         now = self.clock()
         self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
         self.last = now
-        if items > self.tokens:
+        return self.tokens
+
+    def take(self, items: int) -> bool:
+        if items > self.available():
             return False
         self.tokens -= items
         return True
@@ -149,21 +153,27 @@ class RefusalLog:
             out.append(pointer | common)
         return out
 
+    def leave_out(self) -> bool:
+        """A refusal not written (the budget is spent): the next one written says so. Returns False."""
+        self.left_out += 1
+        return False
+
     def write(self, refusal: Refusal) -> bool:
         """Write `refusal` if the budget allows; False when left out or DynamoDB refused (best effort: the
         client's answer never waits on it beyond these calls)."""
         refusal.not_recorded = self.left_out
         items = self.items(refusal)
         if not self.budget.take(len(items)):
-            self.left_out += 1
-            return False
+            return self.leave_out()
         try:
             for start in range(0, len(items), 25):
-                requests = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
-                self.table.client.batch_write_item(RequestItems={self.table.table_name: requests})
+                requests = {self.table.table_name: [{"PutRequest": {"Item": i}} for i in items[start : start + 25]]}
+                for _ in range(2):  # what DynamoDB left unprocessed (throttling) is tried once more
+                    requests = self.table.client.batch_write_item(RequestItems=requests).get("UnprocessedItems")
+                    if not requests:
+                        break
         except Exception:  # noqa: BLE001 - a trace for people: the refusal's answer stands without it
-            self.left_out += 1
-            return False
+            return self.leave_out()
         self.left_out = 0
         return True
 
