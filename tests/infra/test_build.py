@@ -117,12 +117,13 @@ LAYER_MODULES = {
             "function",
             "jsonbody",
             "reading",
+            "refused",
             "request",
             "signing",
             "status",
         )
     ),
-    *(f"relay/journey/{m}.py" for m in ("__init__", "erasure", "record", "trace")),
+    *(f"relay/journey/{m}.py" for m in ("__init__", "erasure", "record", "refusals", "trace")),
     *(f"relay/archive/{m}.py" for m in ("__init__", "lines", "outgoing", "reading", "sealing")),
     *(f"relay/queued/{m}.py" for m in ("__init__", "message", "routing")),
     *(

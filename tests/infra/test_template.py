@@ -432,7 +432,8 @@ def test_the_retry_window_fits_what_sqs_and_lambda_allow():
 
 
 def test_the_journeys_index_and_the_status_route():
-    """relay.journey's index (its name and keys are the code's) and GET /v1/events/{event_id} on the ingest."""
+    """relay.journey's index (its name and keys are the code's), the ingest's GET routes, and its grants for
+    refused requests."""
     from relay.journey import AT, INDEX, MINUTE
 
     resources = _template()["Resources"]
@@ -444,7 +445,12 @@ def test_the_journeys_index_and_the_status_route():
     assert types == {"id": "S", MINUTE: "S", AT: "N"}
     events = resources["IngestFunction"]["Properties"]["Events"]
     routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events.values()}
-    assert routes == {("POST", "/v1/events"), ("GET", "/v1/events/{event_id+}")}
+    assert routes == {("POST", "/v1/events"), ("GET", "/v1/events/{event_id+}"), ("GET", "/v1/requests/{request_id}")}
+    # refused requests: written in batches, read back through the index (relay.journey.refusals)
+    statements = [s for p in resources["IngestFunction"]["Properties"]["Policies"] for s in p.get("Statement", [])]
+    assert any("dynamodb:BatchWriteItem" in s["Action"] for s in statements)
+    (query,) = [s for s in statements if s["Action"] == "dynamodb:Query"]
+    assert query["Resource"] == {"Fn::Sub": f"${{IdempotencyTable.Arn}}/index/{INDEX}"}
 
 
 @pytest.mark.parametrize("vendor", ["AppLovin", "AppsFlyer", "AdRoll"])
