@@ -75,7 +75,7 @@ reliability: install  ## long form of the reliability suite (make test runs the 
 	mkdir -p reliability
 	HYPOTHESIS_PROFILE=long RELAY_MACHINE_RESULTS=reliability/state-machine.json $(BIN)/pytest tests/integration/test_hostile.py tests/integration/test_hostile_path.py \
 		tests/integration/test_state_machine.py tests/infra/test_template.py -p no:cacheprovider
-	$(BIN)/relay soak --events $${SOAK_EVENTS:-1500} --json reliability/soak.json
+	$(BIN)/relay soak --events $${SOAK_EVENTS:-10000} --json reliability/soak.json
 	$(BIN)/relay load --local --seconds $${LOAD_SECONDS:-60} --per-request 1 --json reliability/load-1.json
 	$(BIN)/relay load --local --seconds $${LOAD_SECONDS:-60} --per-request 100 --concurrency 1 --json reliability/load-100.json
 	$(BIN)/relay outage --hour-seconds $${OUTAGE_HOUR_SECONDS:-5} --json reliability/outage.json

@@ -76,6 +76,11 @@ def soak(data: dict[str, Any]) -> str:
             f"{VENDORS[data['disabled']]} turned off in its function mid-run: {_n(data['disabled_dead_lettered'])}"
             f" events dead-lettered as `disabled` ({_n(data['redriven'])} messages), redriven once it was back on."
         )
+    if data.get("peak_mb"):
+        lines.append(
+            f"The local stack's peak memory: {_n(data['peak_mb'])} MB, moto's server {_n(data['moto_peak_mb'])} MB of"
+            " it (at most 2,048 MB: `relay_tools.memory`)."
+        )
     verdict = "**passed**: exactly once, nothing lost" if data["passed"] else "**failed**"
     lines.append(f"Drained in {data['drain_seconds']:.0f} s; {verdict}.")
     return "\n".join(rows) + "\n\n" + "\n".join(f"- {line}" for line in lines)

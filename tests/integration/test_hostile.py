@@ -6,6 +6,7 @@ enqueues nothing, and no log line or metric carries clear-text PII or the signin
 from __future__ import annotations
 
 import json
+import os
 
 import boto3
 import pytest
@@ -43,7 +44,11 @@ class Ingest:
                     self.published += 1
 
         client.meta.events.register("before-parameter-build.sns.PublishBatch", count)
-        self.handler = ingest_handler(clock=lambda: NOW_S, publisher=SnsPublisher(env["RELAY_TOPIC_ARN"], client))
+        self.publisher = SnsPublisher(env["RELAY_TOPIC_ARN"], client)
+        self.handler = ingest_handler(clock=lambda: NOW_S, publisher=self.publisher)
+
+    def guard(self, replay_guard) -> None:
+        self.handler = ingest_handler(clock=lambda: NOW_S, publisher=self.publisher, replay_guard=replay_guard)
 
     def post(self, raw: bytes, headers: dict | None = None, signed: bool = True) -> tuple[int, dict]:
         hdrs = {"content-type": "application/json", **(headers or {})}
@@ -217,7 +222,25 @@ def test_signature_attacks_and_pii_never_reach_logs_or_metrics(ingest, output):
         assert secret not in text
 
 
-def test_a_replayed_request_is_refused_and_enqueues_nothing(ingest):
+def test_a_replayed_request_enqueues_nothing_its_events_are_duplicates(ingest):
+    """ReplayGuard=false (the default): the ledger is the replay protection (docs/decisions/0011)."""
+    raw = json.dumps({"events": [web_event(event_id="once"), web_event(event_id="twice")]}).encode()
+    header = {"x-relay-signature": sign(raw, SECRETS["signing"], NOW_S)}
+    status, first = ingest.post(raw, header, signed=False)
+    assert status == 202 and not any(a.get("duplicate") for a in first["accepted"])
+    published = ingest.published
+    status, again = ingest.post(raw, header, signed=False)
+    assert status == 202 and [(a["event_id"], a.get("duplicate")) for a in again["accepted"]] == [
+        ("once", True),
+        ("twice", True),
+    ]
+    assert ingest.published == published
+
+
+def test_with_the_replay_guard_a_replayed_request_is_refused_and_enqueues_nothing(ingest):
+    from relay.aws.replay import ReplayGuard
+
+    ingest.guard(ReplayGuard(os.environ["RELAY_IDEMPOTENCY_TABLE"]))  # ReplayGuard=true
     raw = json.dumps({"events": [web_event(event_id="once")]}).encode()
     header = {"x-relay-signature": sign(raw, SECRETS["signing"], NOW_S)}
     assert ingest.post(raw, header, signed=False)[0] == 202
@@ -246,7 +269,7 @@ def test_a_request_refused_with_503_can_be_resent_as_is(aws_stack, monkeypatch):
     handler = ingest_handler(
         clock=lambda: NOW_S,
         publisher=FlakySns(env["RELAY_TOPIC_ARN"], boto3.client("sns")),
-        replay_guard=ReplayGuard(env["RELAY_REPLAY_TABLE"]),
+        replay_guard=ReplayGuard(env["RELAY_IDEMPOTENCY_TABLE"]),
     )
     raw = json.dumps({"events": [web_event(event_id="retry-me")]}).encode()
     headers = {"content-type": "application/json", "x-relay-signature": sign(raw, SECRETS["signing"], NOW_S)}

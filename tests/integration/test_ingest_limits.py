@@ -120,7 +120,7 @@ def throttled(client, operation: str, calls: list | None = None):
 
 def test_a_throttled_replay_guard_is_a_503_to_resend_the_whole_request(aws_stack, monkeypatch):
     env = use_function_env(monkeypatch, aws_stack, "IngestFunction")
-    guard = ReplayGuard(env["RELAY_REPLAY_TABLE"], throttled(boto3.client("dynamodb"), "PutItem"))
+    guard = ReplayGuard(env["RELAY_IDEMPOTENCY_TABLE"], throttled(boto3.client("dynamodb"), "PutItem"))
     handler = ingest_handler(clock=lambda: NOW_S, replay_guard=guard)
     status, result = post(handler, {"events": [web_event(event_id="r1")]})
     assert status == 503

@@ -114,7 +114,7 @@ def test_relay_dev_exits_with_a_clear_message_when_motos_server_dies(tmp_path):
     dev = Dev(config)
     try:
         children = Path(f"/proc/{dev.proc.pid}/task/{dev.proc.pid}/children").read_text().split()
-        (moto,) = [pid for pid in children if "moto.server" in Path(f"/proc/{pid}/cmdline").read_text()]
+        (moto,) = [pid for pid in children if "moto_server" in Path(f"/proc/{pid}/cmdline").read_text()]
         os.kill(int(moto), signal.SIGKILL)
         assert dev.proc.wait(timeout=60) == 1
     finally:

@@ -393,3 +393,31 @@ def test_the_restricted_example_config_delivers_the_restricted_lead_sample():
     text = "\n".join(lines)
     assert re.search(r"restricted-lead-0001 +applovin +delivered \(HTTP 200\)", text), text
     assert "web_purchase.json" not in text
+
+
+def test_the_local_stacks_moto_holds_its_memory_through_transactions(dev):
+    """moto keeps every model object it made, and TransactWriteItems deep-copies the table per item: its
+    server grew with the square of the ingest requests (relay_tools.moto_server takes both costs off). Thirty
+    transactions of 100 items leave moto's server small, and a failed one still rolls back."""
+    import uuid
+    from pathlib import Path
+
+    stack, _, _ = dev
+    ddb, table = stack.clients["dynamodb"], stack.stack.physical["IdempotencyTable"]
+
+    def rss_mb() -> int:
+        return int(Path(f"/proc/{stack.moto.pid}/status").read_text().split("VmRSS:")[1].split()[0]) // 1024
+
+    before = rss_mb()
+    for _ in range(30):
+        puts = [{"Put": {"TableName": table, "Item": {"id": {"S": f"mem-{uuid.uuid4()}"}, "status": {"S": "CLAIMED"}},
+                         "ConditionExpression": "attribute_not_exists(id)"}} for _ in range(100)]  # fmt: skip
+        ddb.transact_write_items(TransactItems=puts)
+    grown = rss_mb() - before
+    assert grown < 300, f"moto's server grew {grown} MB through 3,000 claims"  # tracked copies: about 4 GB
+    taken = puts[0]["Put"]["Item"]["id"]["S"]
+    fresh = {"Put": {"TableName": table, "Item": {"id": {"S": "mem-rolled-back"}}}}
+    again = {"Put": {**puts[0]["Put"], "Item": {"id": {"S": taken}}}}
+    with pytest.raises(ddb.exceptions.TransactionCanceledException):
+        ddb.transact_write_items(TransactItems=[fresh, again])
+    assert "Item" not in ddb.get_item(TableName=table, Key={"id": {"S": "mem-rolled-back"}})

@@ -42,9 +42,12 @@ def test_per_event_requests_are_priced_from_named_constants():
         1.1 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS + 0.1 * read
     )
     # the ingest: each event claimed once for all vendors, in a transaction (2 units each) when the request
-    # holds several, by a PutItem (1 unit) when alone; per request the replay guard and the settling record
-    assert line(lines, "DynamoDB ingest") == pytest.approx(2.02 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS)
-    assert line(cost.cost_per_million(1), "DynamoDB ingest") == pytest.approx(3 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS)
+    # holds several, by a PutItem (1 unit) when alone; per request the settling record, and the replay guard
+    # when ReplayGuard=true (off by default)
+    assert line(lines, "DynamoDB ingest") == pytest.approx(2.01 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS)
+    assert line(cost.cost_per_million(1), "DynamoDB ingest") == pytest.approx(2 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS)
+    guarded = cost.cost_per_million(1, replay_guard=True)
+    assert line(guarded, "DynamoDB ingest") == pytest.approx(3 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS)
 
 
 def test_lambda_uses_the_template_memory_and_batch_sizes():

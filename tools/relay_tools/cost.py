@@ -90,6 +90,13 @@ def _template_facts() -> tuple[dict[str, int], dict[str, int]]:
     return memory, batch
 
 
+def template_default(parameter: str) -> str:
+    """A template parameter's default (what `sam deploy` uses unless told otherwise)."""
+    from relay_tools.stack import load_template
+
+    return str(load_template(TEMPLATE)["Parameters"][parameter].get("Default", ""))
+
+
 def _durations() -> tuple[float, float, dict[str, dict[int, float]]]:
     try:
         data = json.loads(BENCH_RESULTS.read_text())["durations_ms"]
@@ -122,13 +129,18 @@ def cost_per_million(
     vendors: tuple[str, ...] = VENDORS,
     events_per_month: int = 1_000_000,
     journey: bool = True,
+    replay_guard: bool | None = None,
 ) -> list[CostLine]:
     """Dollars per million events, each event forwarded to every vendor in `vendors`. The ingest puts up to
     EVENTS_PER_MESSAGE events of a request in one message (relay.queued); every event of a request is
     assumed to go to the same vendors. `journey`: the events' journeys are kept ([delivery] journey, the
     Journey parameter): on each ingest request's batch record and one item per vendor invocation
-    (relay_tools.journey_cost)."""
+    (relay_tools.journey_cost). `replay_guard`: the ReplayGuard parameter (its template default unless given):
+    one more conditional write per request."""
     k = max(1, events_per_request)
+    if replay_guard is None:
+        replay_guard = template_default("ReplayGuard") == "true"
+    per_request_units = 2 if replay_guard else 1
     n = 1_000_000
     ingest_fixed, ingest_per_event, walls = _durations()
     memory, batches = _template_facts()
@@ -159,9 +171,9 @@ def cost_per_million(
         ),
         CostLine(
             "DynamoDB ingest",
-            (requests * 2 + n * claim_units) / 1e6 * DYNAMODB_PER_MILLION_WRITE_UNITS,
+            (requests * per_request_units + n * claim_units) / 1e6 * DYNAMODB_PER_MILLION_WRITE_UNITS,
             f"{claim_units} write unit(s) per event (claim{'s in one transaction' if k > 1 else ''})"
-            " + 2 per request (replay guard, settling the claims)",
+            f" + {per_request_units} per request ({'replay guard, ' if replay_guard else ''}settling the claims)",
         ),
         CostLine(  # each ingest request publishes its own events: bundles, SNS_MAX_BATCH messages per call
             "SNS PublishBatch",

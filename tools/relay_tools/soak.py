@@ -32,6 +32,7 @@ from relay.models.config import RelayConfig, config_from_mapping
 from relay.models.names import VENDORS
 from relay_tools.dev import LocalStack
 from relay_tools.faults import SOAK_ID_PROPERTY, FaultPlan, event_ids
+from relay_tools.memory import LIMIT_MB, MemoryWatch
 from relay_tools.traffic import purchase_event
 
 SECRET = "soak-signing-secret"  # noqa: S105 - a local placeholder, like relay.example.toml's
@@ -131,6 +132,8 @@ class SoakReport:
     clear_text_emails: int = 0  # vendor requests carrying a soak event's email in clear text
     drain_seconds: float = 0.0
     drained: bool = False
+    peak_mb: int = 0  # the local stack's peak memory (moto's server and the relay's process, relay_tools.memory)
+    moto_peak_mb: int = 0
 
     @property
     def passed(self) -> bool:
@@ -143,6 +146,7 @@ class SoakReport:
             and not any(self.invalid_missing.values())
             and self.delivered == self.expected
             and self.clear_text_emails == 0
+            and self.peak_mb < LIMIT_MB
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -155,6 +159,8 @@ class SoakReport:
             "faults injected: " + ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items())),
             f"drained: {self.drained} in {self.drain_seconds:.1f} s; vendor requests with a clear-text email:"
             f" {self.clear_text_emails}",
+            f"the local stack's peak memory: {self.peak_mb} MB (moto's server {self.moto_peak_mb} MB; at most"
+            f" {LIMIT_MB} MB)",
             f"big events: {self.big_events}; invocations ended at their timeout: "
             + (", ".join(f"{v} {n}" for v, n in sorted(self.killed.items())) or "none"),
             f"{self.disabled or 'no vendor'} turned off mid-run: {self.disabled_dead_lettered} events dead-lettered"
@@ -253,6 +259,7 @@ def run_soak(
         verbose=verbose,
         parameters=parameters,
     ).start()
+    watch = MemoryWatch(stack.moto.pid).start()
     switch = _Switch(stack, disable, disabled_seconds)
     report.disabled = disable or ""
     try:
@@ -333,8 +340,11 @@ def run_soak(
         report.faults = dict(plan.injected)
         report.killed = dict(stack.killed)
         report.disabled_dead_lettered = switch.dead_lettered
+        watch.stop()
+        report.peak_mb, report.moto_peak_mb = watch.peak_mb, watch.moto_peak_mb
         return report
     finally:
+        watch.stop()
         stack.stop()
 
 

@@ -49,7 +49,7 @@ REASONS: dict[str, tuple[int, str]] = {
     "signature_milliseconds": (401, "`t` is in milliseconds; the relay takes unix seconds"),
     "signature_stale": (401, "`t` is outside the tolerance (`skew_seconds`: how far from the relay's clock)"),
     "signature_mismatch": (401, "no active signing secret of the source made this signature over these bytes"),
-    "signature_replayed": (401, "the same signature over the same body was used before (a replay)"),
+    "signature_replayed": (401, "the same signature over the same body was used before (a replay; ReplayGuard=true)"),
     "content_type": (415, "`Content-Type` is not `application/json` (UTF-8)"),
     "invalid_json": (400, "not JSON the relay reads (duplicate keys, NaN, too deep, a huge integer, not UTF-8)"),
     "invalid_body": (400, 'not `{"events": [...]}`, or no events'),
