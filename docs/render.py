@@ -303,6 +303,89 @@ def journey_cost() -> str:
     return "\n".join(rows)
 
 
+COST_GROUPS = {  # a line of the cost model -> its group in the cost curve
+    "API Gateway": "API Gateway",
+    "Lambda": "Lambda",
+    "SNS": "SNS",
+    "SQS": "SQS",
+    "DynamoDB journeys": "DynamoDB journeys",
+    "DynamoDB": "DynamoDB ledger",
+    "Secrets": "Secrets Manager",
+}
+COST_COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1"]
+
+
+def _cost_groups(k: int) -> dict[str, float]:
+    from relay_tools.cost import cost_per_million
+
+    groups = dict.fromkeys(dict.fromkeys(COST_GROUPS.values()), 0.0)
+    for line in cost_per_million(k, events_per_month=10_000_000):
+        group = next(g for prefix, g in COST_GROUPS.items() if line.item.startswith(prefix))
+        groups[group] += line.usd_per_million
+    return groups
+
+
+def cost_curve() -> str:
+    """The cost per million events against events per request (1, 10, 100): an SVG of stacked bars drawn from
+    the cost model (relay_tools.cost, durations from bench/results.json), and its table."""
+    ks = (1, 10, 100)
+    data = {k: _cost_groups(k) for k in ks}
+    top = max(sum(g.values()) for g in data.values())
+    width, height, bar, left, base = 640, 300, 90, 60, 260
+    scale = (base - 20) / top
+    svg = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+        'aria-label="USD per million events against events per request" font-family="sans-serif" font-size="12">',
+        f'<line x1="{left}" y1="{base}" x2="{left + 3 * (bar + 40) + 10}" y2="{base}" stroke="#333"/>',
+    ]
+    for i, k in enumerate(ks):
+        x, y = left + 20 + i * (bar + 40), base
+        for (group, usd), colour in zip(data[k].items(), COST_COLOURS, strict=True):
+            h = usd * scale
+            y -= h
+            svg.append(
+                f'<rect x="{x}" y="{y:.1f}" width="{bar}" height="{h:.1f}" fill="{colour}"><title>{group}: '
+                f"${usd:.2f}</title></rect>"
+            )
+        svg.append(f'<text x="{x + bar / 2}" y="{y - 4:.1f}" text-anchor="middle">${sum(data[k].values()):.2f}</text>')
+        svg.append(f'<text x="{x + bar / 2}" y="{base + 16}" text-anchor="middle">{k} per request</text>')
+    for j, (group, colour) in enumerate(zip(data[1], COST_COLOURS, strict=True)):
+        y = 24 + j * 18
+        svg.append(f'<rect x="{width - 170}" y="{y - 10}" width="12" height="12" fill="{colour}"/>')
+        svg.append(f'<text x="{width - 152}" y="{y}">{group}</text>')
+    svg.append("</svg>")
+    rows = ["", "| events per request | " + " | ".join(data[1]) + " | total |", "|---" * (len(data[1]) + 2) + "|"]
+    for k in ks:
+        cells = " | ".join(f"{usd:.3f}" for usd in data[k].values())
+        rows.append(f"| {k} | {cells} | **{sum(data[k].values()):.2f}** |")
+    return "\n".join(["".join(svg), *rows])
+
+
+def capacity() -> str:
+    """What one stack sustains with the defaults, the first limit, and what to raise for 10x and 100x
+    (relay_tools.capacity)."""
+    from relay_tools.capacity import report
+
+    out = []
+    for k in (1, 100):
+        r = report(k)
+        out += [
+            f"**{k} event{'s' if k > 1 else ''} per request**: one stack sustains {r['sustained']:,.0f} events/s; the"
+            f" first limit is {r['first_limit']}; 10x is {r['sustained'] * 10:,.0f} events/s.",
+            "",
+            "| limit | events/s it allows | default | for 10x | for 100x | raised by |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in r["limits"]:
+            need = [r["scale"][f].get(row["limit"], "") for f in (10, 100)]
+            out.append(
+                f"| {row['limit']} | {row['events_per_second']:,.0f} | {row['default']} | {need[0]} | {need[1]} |"
+                f" {row['raise_with'] if any(need) else ''} |"
+            )
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
 OUTAGE_KINDS = {"503": "503", "401": "401", "timeout": "every request timing out"}
 
 
@@ -440,6 +523,8 @@ def blocks() -> dict[str, dict[str, str]]:
             "bench-targets": bench_targets(bench),
             "stack-cost": stack_cost(),
             "archive-cost": archive_cost(),
+            "cost-curve": cost_curve(),
+            "capacity": capacity(),
         },
         "reliability.md": {
             "soak": soak(read("reliability/soak.json")),

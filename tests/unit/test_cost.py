@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from relay_tools import cost
+from relay_tools import billed, cost
 from relay_tools.cli import main
 
 
@@ -174,3 +174,33 @@ def test_the_archive_cost_model_bounds_the_samples_sizes():
     per_request = {k: sum(line.usd_per_million for line in archive_cost.archive_cost(k)) for k in (1, 100)}
     assert per_request[100] < per_request[1]  # fewer, larger archive messages
     assert sum(line.usd_per_million for line in archive_cost.replay_cost()) > 0
+
+
+def test_capacity_names_the_first_limit_and_what_each_scale_needs():
+    from relay_tools import capacity
+
+    one = capacity.report(1)
+    rate = int(cost.template_default("ApiThrottlingRateLimit"))
+    assert one["first_limit"].startswith("API throttling") and one["sustained"] == rate
+    # 10x: the API's rate, and every limit below 10x the rate, must be raised; nothing above it is listed
+    below = {r["limit"] for r in one["limits"] if r["events_per_second"] < rate * 10}
+    assert set(one["scale"][10]) == below and one["scale"][10][one["first_limit"]] == f"{rate * 10:,} requests/s"
+    hundred = capacity.report(100)
+    api = next(r for r in hundred["limits"] if r["limit"].startswith("API throttling"))
+    assert api["events_per_second"] == rate * 100
+    assert hundred["sustained"] == min(r["events_per_second"] for r in hundred["limits"] if r["steady"])
+    # the DynamoDB rows divide its limits by the model's write units per event
+    units = sum(billed.per_event(100, batches=cost._template_facts()[1]).write_units.values())
+    table = next(r for r in hundred["limits"] if r["limit"] == "DynamoDB table quota")
+    assert table["events_per_second"] == pytest.approx(capacity.DYNAMODB_TABLE_WRITES / units)
+
+
+def test_the_billed_units_are_what_the_cost_lines_price():
+    units = billed.per_event(1, batches=cost._template_facts()[1])
+    assert units.api_requests == 1 and units.write_units["ingest"] == 2  # a claim, the settling record
+    assert units.write_units["applovin"] == pytest.approx(1.1)  # a claim per message, a record per 10
+    lines = cost.cost_per_million(1)
+    assert line(lines, "DynamoDB applovin") == pytest.approx(
+        1.1 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS
+        + units.read_units["applovin"] * cost.DYNAMODB_PER_MILLION_READ_UNITS
+    )

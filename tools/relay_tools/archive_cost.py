@@ -13,8 +13,8 @@ import math
 from relay.archive.outgoing import ENVELOPE_BYTES
 from relay.aws.sns import SNS_MAX_BATCH, SNS_MAX_BYTES
 from relay.models.environment import DAY_SECONDS
+from relay_tools.billed import BILLED_CHUNK_BYTES
 from relay_tools.cost import (
-    BILLED_CHUNK_BYTES,
     DYNAMODB_PER_MILLION_READ_UNITS,
     LAMBDA_ARM_PER_GB_SECOND,
     LAMBDA_PER_MILLION_REQUESTS,

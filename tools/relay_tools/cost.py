@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from relay.aws.secrets import SECRET_MAX_AGE_SECONDS
-from relay.aws.sns import SNS_MAX_BATCH
 from relay.models.names import VENDORS
 from relay.queued.message import EVENTS_PER_MESSAGE
+from relay_tools import billed
+from relay_tools.billed import CIRCUIT_READ_UNITS, QUEUED_BYTES_PER_EVENT, chunks
 
 PRICES_AS_OF = "2024-11-15"
 # https://aws.amazon.com/api-gateway/pricing/ : HTTP APIs, first 300 million requests/month
@@ -32,13 +33,8 @@ SNS_PER_MILLION_PUBLISH_REQUESTS = 0.50
 # https://aws.amazon.com/sqs/pricing/ : standard queue, per million requests (each 64 KB chunk)
 SQS_PER_MILLION_REQUESTS = 0.40
 # https://aws.amazon.com/dynamodb/pricing/on-demand/ : per million write request units, and read request units
-# (the vendor functions read their circuit's state once per invocation: an eventually consistent GetItem of
-# under 4 KB, half a read unit)
 DYNAMODB_PER_MILLION_WRITE_UNITS = 0.625
 DYNAMODB_PER_MILLION_READ_UNITS = 0.125
-CIRCUIT_READ_UNITS = 0.5
-# SNS and SQS bill each 64 KB chunk of a request's payload as one request (same pages)
-BILLED_CHUNK_BYTES = 65_536
 # https://aws.amazon.com/secrets-manager/pricing/ : per 10,000 API calls (secret storage, $0.40 per
 # secret per month, is a fixed cost and left out of the per-event figure)
 SECRETS_MANAGER_PER_10K_CALLS = 0.05
@@ -59,9 +55,6 @@ DEFAULT_VENDOR_WALL_MS = {
     "appsflyer": {1: 70.0, 10: 120.0, 100: 800.0},
     "adroll": {1: 70.0, 10: 80.0, 100: 150.0},
 }
-# bytes of one event's queued message (payloads for all three vendors): the largest of events/samples is
-# under it (tests/test_cost.py checks); SNS and SQS bill bundles by their size
-QUEUED_BYTES_PER_EVENT = 2_000
 # one call per cache period (relay.aws.SECRET_MAX_AGE_SECONDS), one container per function
 SECRET_CALLS_PER_FUNCTION_PER_MONTH = 30 * 24 * 3600 // SECRET_MAX_AGE_SECONDS
 BENCH_RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results.json"
@@ -119,11 +112,6 @@ def invocation_ms(walls: dict[int, float], events: float) -> float:
     return w * events / n
 
 
-def _chunks(nbytes: float) -> int:
-    """Requests SNS and SQS bill for a payload of `nbytes`."""
-    return max(1, math.ceil(nbytes / BILLED_CHUNK_BYTES))
-
-
 def cost_per_million(
     events_per_request: int = 100,
     vendors: tuple[str, ...] = VENDORS,
@@ -131,93 +119,60 @@ def cost_per_million(
     journey: bool = True,
     replay_guard: bool | None = None,
 ) -> list[CostLine]:
-    """Dollars per million events, each event forwarded to every vendor in `vendors`. The ingest puts up to
-    EVENTS_PER_MESSAGE events of a request in one message (relay.queued); every event of a request is
-    assumed to go to the same vendors. `journey`: the events' journeys are kept ([delivery] journey, the
-    Journey parameter): on each ingest request's batch record and one item per vendor invocation
-    (relay_tools.journey_cost). `replay_guard`: the ReplayGuard parameter (its template default unless given):
-    one more conditional write per request."""
+    """Dollars per million events, each event forwarded to every vendor in `vendors`: the billed units of
+    relay_tools.billed, priced. `journey`: the events' journeys are kept ([delivery] journey, the Journey
+    parameter). `replay_guard`: the ReplayGuard parameter (its template default unless given)."""
     k = max(1, events_per_request)
     if replay_guard is None:
         replay_guard = template_default("ReplayGuard") == "true"
-    per_request_units = 2 if replay_guard else 1
     n = 1_000_000
     ingest_fixed, ingest_per_event, walls = _durations()
     memory, batches = _template_facts()
-    requests = n / k
-    per_message = min(k, EVENTS_PER_MESSAGE)
-    messages_per_request = math.ceil(k / per_message)
-    messages = requests * messages_per_request
-    message_bytes = per_message * QUEUED_BYTES_PER_EVENT
-    publish_calls = math.ceil(messages_per_request / SNS_MAX_BATCH)
-    publish_billed = publish_calls * _chunks(min(SNS_MAX_BATCH, messages_per_request) * message_bytes)
-    # the ingest claims each event once for every vendor (relay.ledger.claim_many): a TransactWriteItems
-    # (two write units per item) when the request holds several, a conditional PutItem for one
-    claim_units = 2 if k > 1 else 1
+    units = billed.per_event(k, vendors, batches, journey=journey, replay_guard=replay_guard)
+    requests = n * units.api_requests
+    ingest_ms = ingest_fixed + ingest_per_event * k
     lines = [
         CostLine(
             "API Gateway HTTP API", requests / 1e6 * API_GATEWAY_HTTP_PER_MILLION_REQUESTS, f"{requests:,.0f} requests"
         ),
         CostLine(
             "Lambda ingest",
-            requests / 1e6 * LAMBDA_PER_MILLION_REQUESTS
-            + requests
-            * (ingest_fixed + ingest_per_event * k)
-            / 1000
-            * memory["ingest"]
-            / 1024
-            * LAMBDA_ARM_PER_GB_SECOND,
-            f"{ingest_fixed + ingest_per_event * k:.1f} ms x {memory['ingest']} MB",
+            _lambda_usd(requests, ingest_ms, memory["ingest"]),
+            f"{ingest_ms:.1f} ms x {memory['ingest']} MB",
         ),
-        CostLine(
-            "DynamoDB ingest",
-            (requests * per_request_units + n * claim_units) / 1e6 * DYNAMODB_PER_MILLION_WRITE_UNITS,
-            f"{claim_units} write unit(s) per event (claim{'s in one transaction' if k > 1 else ''})"
-            f" + {per_request_units} per request ({'replay guard, ' if replay_guard else ''}settling the claims)",
-        ),
+        CostLine("DynamoDB ingest", _ddb_usd(n * units.write_units["ingest"]), units.notes["ingest"]),
         CostLine(  # each ingest request publishes its own events: bundles, SNS_MAX_BATCH messages per call
             "SNS PublishBatch",
-            requests * publish_billed / 1e6 * SNS_PER_MILLION_PUBLISH_REQUESTS,
-            f"{publish_billed} billed request(s) per ingest request ({messages_per_request} message(s) of "
-            f"{per_message} event(s))",
+            n * units.sns_publish / 1e6 * SNS_PER_MILLION_PUBLISH_REQUESTS,
+            f"{units.sns_publish * k:g} billed request(s) per ingest request "
+            f"({math.ceil(k / units.events_per_message)} message(s) of {units.events_per_message} event(s))",
         ),
     ]
+    per_message = units.events_per_message
     for vendor in vendors:
-        batch = batches[vendor]  # messages per invocation (template BatchSize)
-        invocations = messages / batch
-        per_invocation = batch * per_message
+        per_invocation = batches[vendor] * per_message
         ms = invocation_ms(walls[vendor], per_invocation)
-        gb_s = invocations * ms / 1000 * memory[vendor] / 1024
-        lines.append(
+        lines += [
             CostLine(
                 f"Lambda {vendor}",
-                invocations / 1e6 * LAMBDA_PER_MILLION_REQUESTS + gb_s * LAMBDA_ARM_PER_GB_SECOND,
+                _lambda_usd(n * units.invocations[vendor], ms, memory[vendor]),
                 f"{ms:.0f} ms per {per_invocation} events",
-            )
-        )
-        # SNS -> SQS: one send per message; Lambda's poller receives and deletes up to 10 at a time
-        per_poll = min(10, batch)
-        sqs_requests = messages * _chunks(message_bytes) + messages / per_poll * (_chunks(per_poll * message_bytes) + 1)
-        lines.append(
+            ),
             CostLine(
                 f"SQS {vendor}",
-                sqs_requests / 1e6 * SQS_PER_MILLION_REQUESTS,
-                f"{sqs_requests / n:.3f} requests per event (send, receive, delete; {per_message} per message)",
-            )
-        )
-        # relay.ledger: a claim per message — a bundle's, or a lone event's (one write unit: the item stays
-        # under 1 KB with event_ids of up to ~50 characters) — and a record per invocation
-        lines.append(
+                n * units.sqs[vendor] / 1e6 * SQS_PER_MILLION_REQUESTS,
+                f"{units.sqs[vendor]:.3f} requests per event (send, receive, delete; {per_message} per message)",
+            ),
             CostLine(
                 f"DynamoDB {vendor}",
-                (messages + invocations) / 1e6 * DYNAMODB_PER_MILLION_WRITE_UNITS
-                + invocations * CIRCUIT_READ_UNITS / 1e6 * DYNAMODB_PER_MILLION_READ_UNITS,
+                _ddb_usd(n * units.write_units[vendor], n * units.read_units[vendor]),
                 f"1 write per message of {per_message} event(s) (claim) + 1 write and a circuit read per"
                 f" invocation of {per_invocation}",
-            )
-        )
+            ),
+        ]
     if journey:
-        lines.append(_journey_line(requests, k, messages, batches, vendors))
+        journeys = _ddb_usd(n * units.write_units["journeys"])
+        lines.append(CostLine("DynamoDB journeys", journeys, units.notes["journeys"]))
     calls = (1 + len(vendors)) * SECRET_CALLS_PER_FUNCTION_PER_MONTH * (n / max(events_per_month, 1))
     lines.append(
         CostLine(
@@ -229,25 +184,13 @@ def cost_per_million(
     return lines
 
 
-def _journey_line(
-    requests: float, k: int, messages: float, batches: dict[str, int], vendors: tuple[str, ...]
-) -> CostLine:
-    """The journeys' write units: what each ingest request of `k` events adds, and an item per vendor invocation."""
-    from relay_tools.journey_cost import ingest_journey_units, vendor_journey_units
+def _lambda_usd(invocations: float, ms: float, memory_mb: int) -> float:
+    gb_s = invocations * ms / 1000 * memory_mb / 1024
+    return invocations / 1e6 * LAMBDA_PER_MILLION_REQUESTS + gb_s * LAMBDA_ARM_PER_GB_SECOND
 
-    per_message = min(k, EVENTS_PER_MESSAGE)
-    units = requests * ingest_journey_units(k)
-    parts = [f"ingest {ingest_journey_units(k)} per request"]
-    for vendor in vendors:
-        per_invocation = batches[vendor] * per_message
-        vendor_units = vendor_journey_units(vendor, per_invocation)
-        units += messages / batches[vendor] * vendor_units
-        parts.append(f"{vendor} {vendor_units} per {per_invocation} events")
-    return CostLine(
-        "DynamoDB journeys",
-        units / 1e6 * DYNAMODB_PER_MILLION_WRITE_UNITS,
-        f"write units, index copy included: {', '.join(parts)}",
-    )
+
+def _ddb_usd(write_units: float, read_units: float = 0.0) -> float:
+    return write_units / 1e6 * DYNAMODB_PER_MILLION_WRITE_UNITS + read_units / 1e6 * DYNAMODB_PER_MILLION_READ_UNITS
 
 
 # a vendor-function invocation that sends nothing (the circuit is open): its circuit read, a visibility
@@ -285,7 +228,7 @@ def outage_cost(
     receives = receives_in(hours, max_delay_seconds) * messages
     invocations = receives / batches[vendor]
     per_poll = min(10, batches[vendor])
-    sqs_requests = receives / per_poll * _chunks(per_poll * per_message * QUEUED_BYTES_PER_EVENT) + invocations
+    sqs_requests = receives / per_poll * chunks(per_poll * per_message * QUEUED_BYTES_PER_EVENT) + invocations
     lambda_usd = invocations / 1e6 * LAMBDA_PER_MILLION_REQUESTS + (
         invocations * HELD_INVOCATION_MS / 1000 * memory[vendor] / 1024 * LAMBDA_ARM_PER_GB_SECOND
     )
