@@ -315,49 +315,56 @@ COST_GROUPS = {  # a line of the cost model -> its group in the cost curve
 COST_COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1"]
 
 
-def _cost_groups(k: int) -> dict[str, float]:
+def _cost_groups(k: int, capacity: str) -> dict[str, float]:
     from relay_tools.cost import cost_per_million
 
     groups = dict.fromkeys(dict.fromkeys(COST_GROUPS.values()), 0.0)
-    for line in cost_per_million(k, events_per_month=10_000_000):
+    for line in cost_per_million(k, events_per_month=10_000_000, capacity=capacity):
         group = next(g for prefix, g in COST_GROUPS.items() if line.item.startswith(prefix))
         groups[group] += line.usd_per_million
     return groups
 
 
 def cost_curve() -> str:
-    """The cost per million events against events per request (1, 10, 100): an SVG of stacked bars drawn from
-    the cost model (relay_tools.cost, durations from bench/results.json), and its table."""
-    ks = (1, 10, 100)
-    data = {k: _cost_groups(k) for k in ks}
+    """The cost per million events against events per request (1, 10, 100), DynamoDB on demand and
+    provisioned: an SVG of stacked bars drawn from the cost model (relay_tools.cost, durations from
+    bench/results.json), and its table."""
+    bars = [(k, mode) for k in (1, 10, 100) for mode in ("on-demand", "provisioned")]
+    data = {bar: _cost_groups(*bar) for bar in bars}
     top = max(sum(g.values()) for g in data.values())
-    width, height, bar, left, base = 640, 300, 90, 60, 260
+    width, height, bar_width, left, base = 760, 320, 56, 40, 270
     scale = (base - 20) / top
     svg = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
         'aria-label="USD per million events against events per request" font-family="sans-serif" font-size="12">',
-        f'<line x1="{left}" y1="{base}" x2="{left + 3 * (bar + 40) + 10}" y2="{base}" stroke="#333"/>',
+        f'<line x1="{left}" y1="{base}" x2="{left + 3 * (2 * bar_width + 50)}" y2="{base}" stroke="#333"/>',
     ]
-    for i, k in enumerate(ks):
-        x, y = left + 20 + i * (bar + 40), base
-        for (group, usd), colour in zip(data[k].items(), COST_COLOURS, strict=True):
+    for i, (k, mode) in enumerate(bars):
+        x, y = left + 10 + (i // 2) * (2 * bar_width + 50) + (i % 2) * (bar_width + 4), base
+        for (group, usd), colour in zip(data[(k, mode)].items(), COST_COLOURS, strict=True):
             h = usd * scale
             y -= h
             svg.append(
-                f'<rect x="{x}" y="{y:.1f}" width="{bar}" height="{h:.1f}" fill="{colour}"><title>{group}: '
-                f"${usd:.2f}</title></rect>"
+                f'<rect x="{x}" y="{y:.1f}" width="{bar_width}" height="{h:.1f}" fill="{colour}">'
+                f"<title>{group}: ${usd:.2f}</title></rect>"
             )
-        svg.append(f'<text x="{x + bar / 2}" y="{y - 4:.1f}" text-anchor="middle">${sum(data[k].values()):.2f}</text>')
-        svg.append(f'<text x="{x + bar / 2}" y="{base + 16}" text-anchor="middle">{k} per request</text>')
-    for j, (group, colour) in enumerate(zip(data[1], COST_COLOURS, strict=True)):
+        total = sum(data[(k, mode)].values())
+        svg.append(f'<text x="{x + bar_width / 2}" y="{y - 4:.1f}" text-anchor="middle">${total:.2f}</text>')
+        label = "on demand" if mode == "on-demand" else "provisioned"
+        svg.append(f'<text x="{x + bar_width / 2}" y="{base + 14}" text-anchor="middle" font-size="10">{label}</text>')
+        if i % 2 == 0:
+            svg.append(f'<text x="{x + bar_width + 2}" y="{base + 30}" text-anchor="middle">{k} per request</text>')
+    legend = list(data[bars[0]])
+    for j, (group, colour) in enumerate(zip(legend, COST_COLOURS, strict=True)):
         y = 24 + j * 18
         svg.append(f'<rect x="{width - 170}" y="{y - 10}" width="12" height="12" fill="{colour}"/>')
         svg.append(f'<text x="{width - 152}" y="{y}">{group}</text>')
     svg.append("</svg>")
-    rows = ["", "| events per request | " + " | ".join(data[1]) + " | total |", "|---" * (len(data[1]) + 2) + "|"]
-    for k in ks:
-        cells = " | ".join(f"{usd:.3f}" for usd in data[k].values())
-        rows.append(f"| {k} | {cells} | **{sum(data[k].values()):.2f}** |")
+    rows = ["", "| events per request | DynamoDB | " + " | ".join(legend) + " | total |"]
+    rows.append("|---" * (len(legend) + 3) + "|")
+    for k, mode in bars:
+        cells = " | ".join(f"{usd:.3f}" for usd in data[(k, mode)].values())
+        rows.append(f"| {k} | {mode} | {cells} | **{sum(data[(k, mode)].values()):.2f}** |")
     return "\n".join(["".join(svg), *rows])
 
 

@@ -97,7 +97,17 @@ def test_each_vendor_is_wired_topic_to_queue_to_function():
     api = res["RelayHttpApi"]["Properties"]
     assert {"ThrottlingBurstLimit", "ThrottlingRateLimit"} <= set(api["DefaultRouteSettings"])
     assert "sourceIp" not in api["AccessLogSettings"]["Format"]  # no client IP in logs
-    assert res["IdempotencyTable"]["Properties"]["BillingMode"] == "PAY_PER_REQUEST"
+    # on demand unless TableCapacity=provisioned, whose capacity auto scaling keeps 70% used, table and index
+    table = res["IdempotencyTable"]["Properties"]
+    assert table["BillingMode"] == {"Fn::If": ["Provisioned", "PROVISIONED", "PAY_PER_REQUEST"]}
+    assert t["Parameters"]["TableCapacity"]["Default"] == "on-demand"
+    targets = {k: r for k, r in res.items() if r["Type"] == "AWS::ApplicationAutoScaling::ScalableTarget"}
+    dimensions = {r["Properties"]["ScalableDimension"] for r in targets.values()}
+    assert dimensions == {f"dynamodb:{o}:{u}CapacityUnits" for o in ("table", "index") for u in ("Read", "Write")}
+    policies = [r for r in res.values() if r["Type"] == "AWS::ApplicationAutoScaling::ScalingPolicy"]
+    assert sorted(p["Properties"]["ScalingTargetId"]["Ref"] for p in policies) == sorted(targets)
+    assert all(p["Properties"]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 70 for p in policies)
+    assert all(r.get("Condition") == "Provisioned" for r in [*targets.values(), *policies])
     assert res["IdempotencyTable"]["Properties"]["TimeToLiveSpecification"]["Enabled"] is True
     assert {"IngestUrl", "EventsTopicArn", "IdempotencyTableName"} <= set(t["Outputs"])
 

@@ -204,3 +204,42 @@ def test_the_billed_units_are_what_the_cost_lines_price():
         1.1 * cost.DYNAMODB_PER_MILLION_WRITE_UNITS
         + units.read_units["applovin"] * cost.DYNAMODB_PER_MILLION_READ_UNITS
     )
+
+
+def test_provisioned_capacity_prices_each_unit_by_the_capacity_hour_auto_scaling_keeps_used():
+    on_demand = cost.cost_per_million(100, capacity="on-demand")
+    provisioned = cost.cost_per_million(100, capacity="provisioned")
+    units = billed.per_event(100, batches=cost._template_facts()[1])
+    assert cost.provisioned_utilization() == 0.70  # the template's TargetValue
+    hour = 1e6 / (3600 * 0.70)  # unit-hours per million units at 70% used
+    assert line(provisioned, "DynamoDB ingest") == pytest.approx(units.write_units["ingest"] * hour * 0.00065)
+    assert line(provisioned, "DynamoDB applovin") == pytest.approx(
+        (units.write_units["applovin"] * 0.00065 + units.read_units["applovin"] * 0.00013) * hour
+    )
+    # nothing but DynamoDB changes
+    for a, b in zip(on_demand, provisioned, strict=True):
+        assert a.item == b.item and (a.item.startswith("DynamoDB") or a.usd_per_million == b.usd_per_million)
+    assert cost.report(1_000_000, 100)["capacity"] == "on-demand"  # the template's default
+
+
+def test_the_minimum_provisioned_capacity_is_a_fixed_cost_only_when_provisioned(monkeypatch):
+    from relay_tools import stack_cost
+
+    line_ = next(x for x in stack_cost.per_stack() if x.item == "DynamoDB minimum capacity")
+    assert line_.usd_per_month == 0 and "TableCapacity=provisioned: $5.69" in line_.basis
+    monkeypatch.setattr(cost, "template_default", lambda name: "provisioned")
+    line_ = next(x for x in stack_cost.per_stack() if x.item == "DynamoDB minimum capacity")
+    # 5 write and 5 read units on the table and on its index, all month
+    assert line_.usd_per_month == pytest.approx(730 * (10 * 0.00065 + 10 * 0.00013))
+
+
+def test_cli_prices_either_capacity_mode_and_names_a_wrong_one(capsys):
+    out = io.StringIO()
+    args = ["cost", "--events-per-month", "1000000", "--events-per-request", "100", "--json"]
+    assert main([*args, "--capacity", "provisioned"], out, io.StringIO()) == 0
+    result = json.loads(out.getvalue())
+    assert result["capacity"] == "provisioned" and result["usd_per_million_events"] < 1.25
+    with pytest.raises(SystemExit) as exit_:  # argparse: the usage and the error on stderr, exit 2
+        main([*args, "--capacity", "reserved"], io.StringIO(), io.StringIO())
+    assert exit_.value.code == 2
+    assert "argument --capacity: invalid choice: 'reserved'" in capsys.readouterr().err

@@ -769,13 +769,14 @@ def cost_cmd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError("--events-per-month and --events-per-request must be at least 1")
     if args.outage_hours is not None and not 0 < args.outage_hours <= 72:
         raise UsageError("--outage-hours must be more than 0 and at most 72 (the longest retry window)")
-    result = report(args.events_per_month, args.events_per_request, journey=not args.no_journey)
+    result = report(args.events_per_month, args.events_per_request, not args.no_journey, args.capacity)
     if args.json:
         print(json.dumps(result, indent=2), file=out)
         return EXIT_OK
     print(
         f"AWS cost, us-east-1 prices as of {result['prices_as_of']}, {args.events_per_request} event(s) per "
-        f"ingest request, every event to all three vendors, journeys {'off' if args.no_journey else 'kept'}:",
+        f"ingest request, every event to all three vendors, journeys {'off' if args.no_journey else 'kept'}, "
+        f"DynamoDB {result['capacity']}:",
         file=out,
     )
     for line in result["lines"]:
@@ -953,6 +954,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--outage-hours", type=float, help="also what a vendor outage this long adds, per million events waiting"
     )
     co.add_argument("--no-journey", action="store_true", help="without the events' journeys (Journey=false)")
+    co.add_argument(
+        "--capacity",
+        choices=("on-demand", "provisioned"),
+        help="DynamoDB's capacity mode (TableCapacity; default: the template's, on-demand)",
+    )
     co.set_defaults(func=cost_cmd)
     dm = sub.add_parser("demo", help="start the local stack, send every sample, print the outcomes, stop")
     dm.add_argument("--config", help=f"relay configuration (default: ./{DEFAULT_CONFIG}, else the bundled example)")

@@ -9,6 +9,7 @@ receives, visibility changes and short invocations of the events waiting for the
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -35,6 +36,12 @@ SQS_PER_MILLION_REQUESTS = 0.40
 # https://aws.amazon.com/dynamodb/pricing/on-demand/ : per million write request units, and read request units
 DYNAMODB_PER_MILLION_WRITE_UNITS = 0.625
 DYNAMODB_PER_MILLION_READ_UNITS = 0.125
+# https://aws.amazon.com/dynamodb/pricing/provisioned/ : per write capacity unit-hour and read capacity
+# unit-hour (TableCapacity=provisioned); auto scaling keeps the template's TargetValue (percent) of them used
+# (`provisioned_utilization`), so a million units cost 1e6 / (3600 x utilization) unit-hours. The units the
+# table and its index keep at the least are the stack's fixed cost (relay_tools.stack_cost).
+DYNAMODB_PER_WCU_HOUR = 0.00065
+DYNAMODB_PER_RCU_HOUR = 0.00013
 # https://aws.amazon.com/secrets-manager/pricing/ : per 10,000 API calls (secret storage, $0.40 per
 # secret per month, is a fixed cost and left out of the per-event figure)
 SECRETS_MANAGER_PER_10K_CALLS = 0.05
@@ -90,6 +97,22 @@ def template_default(parameter: str) -> str:
     return str(load_template(TEMPLATE)["Parameters"][parameter].get("Default", ""))
 
 
+@functools.cache
+def provisioned_utilization() -> float:
+    """The share of its provisioned capacity auto scaling keeps used (the template's TargetValue, the same for
+    every scaling policy)."""
+    from relay_tools.stack import load_template
+
+    resources = load_template(TEMPLATE)["Resources"].values()
+    targets = {
+        r["Properties"]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"]
+        for r in resources
+        if r["Type"] == "AWS::ApplicationAutoScaling::ScalingPolicy"
+    }
+    (target,) = targets
+    return float(target) / 100
+
+
 def _durations() -> tuple[float, float, dict[str, dict[int, float]]]:
     try:
         data = json.loads(BENCH_RESULTS.read_text())["durations_ms"]
@@ -118,13 +141,16 @@ def cost_per_million(
     events_per_month: int = 1_000_000,
     journey: bool = True,
     replay_guard: bool | None = None,
+    capacity: str | None = None,
 ) -> list[CostLine]:
     """Dollars per million events, each event forwarded to every vendor in `vendors`: the billed units of
     relay_tools.billed, priced. `journey`: the events' journeys are kept ([delivery] journey, the Journey
-    parameter). `replay_guard`: the ReplayGuard parameter (its template default unless given)."""
+    parameter). `replay_guard`, `capacity`: the ReplayGuard and TableCapacity parameters (their template
+    defaults unless given)."""
     k = max(1, events_per_request)
     if replay_guard is None:
         replay_guard = template_default("ReplayGuard") == "true"
+    ddb_usd = functools.partial(_ddb_usd, capacity or template_default("TableCapacity"))
     n = 1_000_000
     ingest_fixed, ingest_per_event, walls = _durations()
     memory, batches = _template_facts()
@@ -140,7 +166,7 @@ def cost_per_million(
             _lambda_usd(requests, ingest_ms, memory["ingest"]),
             f"{ingest_ms:.1f} ms x {memory['ingest']} MB",
         ),
-        CostLine("DynamoDB ingest", _ddb_usd(n * units.write_units["ingest"]), units.notes["ingest"]),
+        CostLine("DynamoDB ingest", ddb_usd(n * units.write_units["ingest"]), units.notes["ingest"]),
         CostLine(  # each ingest request publishes its own events: bundles, SNS_MAX_BATCH messages per call
             "SNS PublishBatch",
             n * units.sns_publish / 1e6 * SNS_PER_MILLION_PUBLISH_REQUESTS,
@@ -165,13 +191,13 @@ def cost_per_million(
             ),
             CostLine(
                 f"DynamoDB {vendor}",
-                _ddb_usd(n * units.write_units[vendor], n * units.read_units[vendor]),
+                ddb_usd(n * units.write_units[vendor], n * units.read_units[vendor]),
                 f"1 write per message of {per_message} event(s) (claim) + 1 write and a circuit read per"
                 f" invocation of {per_invocation}",
             ),
         ]
     if journey:
-        journeys = _ddb_usd(n * units.write_units["journeys"])
+        journeys = ddb_usd(n * units.write_units["journeys"])
         lines.append(CostLine("DynamoDB journeys", journeys, units.notes["journeys"]))
     calls = (1 + len(vendors)) * SECRET_CALLS_PER_FUNCTION_PER_MONTH * (n / max(events_per_month, 1))
     lines.append(
@@ -189,7 +215,11 @@ def _lambda_usd(invocations: float, ms: float, memory_mb: int) -> float:
     return invocations / 1e6 * LAMBDA_PER_MILLION_REQUESTS + gb_s * LAMBDA_ARM_PER_GB_SECOND
 
 
-def _ddb_usd(write_units: float, read_units: float = 0.0) -> float:
+def _ddb_usd(capacity: str, write_units: float, read_units: float = 0.0) -> float:
+    """What DynamoDB bills for these units: per request on demand, per capacity-hour provisioned."""
+    if capacity == "provisioned":
+        hours = 1 / (3600 * provisioned_utilization())
+        return write_units * hours * DYNAMODB_PER_WCU_HOUR + read_units * hours * DYNAMODB_PER_RCU_HOUR
     return write_units / 1e6 * DYNAMODB_PER_MILLION_WRITE_UNITS + read_units / 1e6 * DYNAMODB_PER_MILLION_READ_UNITS
 
 
@@ -257,14 +287,18 @@ def outage_cost(
     }
 
 
-def report(events_per_month: int, events_per_request: int = 100, journey: bool = True) -> dict[str, Any]:
-    lines = cost_per_million(events_per_request, events_per_month=events_per_month, journey=journey)
+def report(
+    events_per_month: int, events_per_request: int = 100, journey: bool = True, capacity: str | None = None
+) -> dict[str, Any]:
+    capacity = capacity or template_default("TableCapacity")
+    lines = cost_per_million(events_per_request, events_per_month=events_per_month, journey=journey, capacity=capacity)
     per_million = sum(line.usd_per_million for line in lines)
     return {
         "prices_as_of": PRICES_AS_OF,
         "events_per_request": events_per_request,
         "events_per_month": events_per_month,
         "journey": journey,
+        "capacity": capacity,
         "lines": [asdict(line) for line in lines],
         "usd_per_million_events": per_million,
         "usd_per_month": per_million * events_per_month / 1e6,

@@ -28,6 +28,18 @@ CREATED_TYPES = (
 )
 
 
+NO_VALUE = object()  # AWS::NoValue: the property is left out
+
+
+def _units(value: Any) -> Any:
+    """Provisioned throughput as boto3 takes it (numbers, where the template may give strings)."""
+    if isinstance(value, dict):
+        return {k: int(v) if k.endswith("CapacityUnits") else _units(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_units(v) for v in value]
+    return value
+
+
 def load_template(path: str | Path) -> dict[str, Any]:
     from cfnlint.decode import cfn_yaml  # dev dependency: only the local tooling reads templates
 
@@ -105,9 +117,10 @@ class Stack:
                     )
                 return text.replace(literal, "${")
         if isinstance(value, dict):
-            return {k: self.resolve(v) for k, v in value.items()}
+            resolved = {k: self.resolve(v) for k, v in value.items()}
+            return {k: v for k, v in resolved.items() if v is not NO_VALUE}
         if isinstance(value, list):
-            return [self.resolve(v) for v in value]
+            return [v for v in (self.resolve(v) for v in value) if v is not NO_VALUE]
         return value
 
     def condition(self, name: str) -> bool:
@@ -128,7 +141,9 @@ class Stack:
             return self.condition(arg)
         raise KeyError(f"condition function {key} is not supported by the local stack")
 
-    def _ref(self, name: str) -> str:
+    def _ref(self, name: str) -> Any:
+        if name == "AWS::NoValue":
+            return NO_VALUE
         pseudo = {
             "AWS::StackName": self.name,
             "AWS::Region": self.region,
@@ -247,14 +262,13 @@ def create_stack(
             sqs.set_queue_attributes(QueueUrl=stack.physical[logical], Attributes=attrs)
     for logical, props in by_type("AWS::DynamoDB::Table"):
         table = f"{name}-{logical}"
+        props = stack.resolve(props)  # TableCapacity: the billing mode and provisioned throughput
         ddb.create_table(
             TableName=table,
             BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
             AttributeDefinitions=props["AttributeDefinitions"],
             KeySchema=props["KeySchema"],
-            **(
-                {"GlobalSecondaryIndexes": props["GlobalSecondaryIndexes"]} if "GlobalSecondaryIndexes" in props else {}
-            ),
+            **{k: _units(props[k]) for k in ("GlobalSecondaryIndexes", "ProvisionedThroughput") if k in props},
         )
         if ttl := props.get("TimeToLiveSpecification"):
             ddb.update_time_to_live(TableName=table, TimeToLiveSpecification=ttl)

@@ -29,6 +29,7 @@ DASHBOARD_PER_MONTH = 3.00
 SECRET_PER_MONTH = 0.40
 # https://aws.amazon.com/kms/pricing/ : per customer managed key per month
 KMS_KEY_PER_MONTH = 1.00
+HOURS_PER_MONTH = 730
 
 # the metrics each function emits without a connection dimension (tests/unit/test_stack_cost.py checks them
 # against the code): the ingest's, and each vendor function's, its match-quality metrics included
@@ -118,7 +119,21 @@ def per_stack() -> list[FixedLine]:
             f"{kinds.count('AWS::SecretsManager::Secret')} secrets (every source and connection inside them)",
         ),
         FixedLine("KMS", keys * KMS_KEY_PER_MONTH, f"{keys} keys (the alarm topic's, the archive's)"),
+        _minimum_capacity(resources),
     ]
+
+
+def _minimum_capacity(resources: Any) -> FixedLine:
+    """TableCapacity=provisioned: the capacity auto scaling never goes below, on the table and its index."""
+    from relay_tools.cost import DYNAMODB_PER_RCU_HOUR, DYNAMODB_PER_WCU_HOUR, template_default
+
+    targets = [r["Properties"] for r in resources if r["Type"] == "AWS::ApplicationAutoScaling::ScalableTarget"]
+    writes = sum(int(t["MinCapacity"]) for t in targets if t["ScalableDimension"].endswith("WriteCapacityUnits"))
+    reads = sum(int(t["MinCapacity"]) for t in targets if t["ScalableDimension"].endswith("ReadCapacityUnits"))
+    usd = HOURS_PER_MONTH * (writes * DYNAMODB_PER_WCU_HOUR + reads * DYNAMODB_PER_RCU_HOUR)
+    if template_default("TableCapacity") != "provisioned":
+        return FixedLine("DynamoDB minimum capacity", 0.0, f"on demand (TableCapacity=provisioned: ${usd:.2f})")
+    return FixedLine("DynamoDB minimum capacity", usd, f"{writes} write and {reads} read units at the least")
 
 
 def per_connection() -> list[FixedLine]:
