@@ -162,20 +162,22 @@ def bench_functions(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def bench_cost(r: dict[str, Any]) -> str:
+def bench_cost() -> str:
+    """The cost model's lines (relay_tools.cost), with the last benchmark's durations (bench/results.json)."""
+    from relay_tools.cost import report
+
+    costs = {k: report(1_000_000, k) for k in (1, 100)}
     rows = ["| events per request | USD per million events, all three vendors |", "|---|---|"]
-    for k, c in r["cost"].items():
+    for k, c in costs.items():
         rows.append(f"| {k} | ${c['usd_per_million_events']:.2f} |")
-    first = next(iter(r["cost"].values()))
     rows += [
         "",
-        f"Prices as of {first['prices_as_of']} (us-east-1), per line of the model at 100 events per request:",
+        f"Prices as of {costs[1]['prices_as_of']} (us-east-1), DynamoDB {costs[1]['capacity']}, per line of the"
+        " model at 100 events per request:",
         "",
     ]
     rows += ["| item | USD per million events | basis |", "|---|---|---|"]
-    rows += [
-        f"| {line['item']} | {line['usd_per_million']:.4f} | {line['basis']} |" for line in r["cost"]["100"]["lines"]
-    ]
+    rows += [f"| {line['item']} | {line['usd_per_million']:.4f} | {line['basis']} |" for line in costs[100]["lines"]]
     return "\n".join(rows)
 
 
@@ -526,7 +528,7 @@ def blocks() -> dict[str, dict[str, str]]:
             "bench-run": bench_run(bench),
             "bench-throughput": bench_throughput(bench),
             "bench-functions": bench_functions(bench),
-            "bench-cost": bench_cost(bench),
+            "bench-cost": bench_cost(),
             "bench-targets": bench_targets(bench),
             "stack-cost": stack_cost(),
             "archive-cost": archive_cost(),

@@ -92,11 +92,16 @@ def per_event(
     for vendor in vendors:
         batch = (messages_per_invocation or {}).get(vendor) or (batches or {})[vendor]
         invocations = messages / batch
-        per_poll = min(SQS_MAX_PER_CALL, batch)
         billed.invocations[vendor] = invocations
-        # SNS -> SQS: one send per message; the poller receives and deletes up to 10 at a time
-        billed.sqs[vendor] = messages * chunks(message_bytes) + messages / per_poll * (
-            chunks(per_poll * message_bytes) + 1
+        # SNS -> SQS: one delivery per message. Lambda's pollers wait on the queue (long polls) and a receive
+        # takes what has arrived, up to 10: a request's messages arrive together, so a receive takes up to
+        # one request's messages (at high traffic, receives fill up and cost less). Deletes: one
+        # DeleteMessageBatch per invocation, of up to 10 messages.
+        per_receive = min(SQS_MAX_PER_CALL, batch, messages_per_request)
+        billed.sqs[vendor] = (
+            messages * chunks(message_bytes)
+            + messages / per_receive * chunks(per_receive * message_bytes)
+            + invocations * math.ceil(batch / SQS_MAX_PER_CALL)
         )
         # relay.aws.ledger: a claim per message (a bundle's, or a lone event's: one write unit, under 1 KB)
         # and a batch record per invocation; a circuit read per invocation
