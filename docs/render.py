@@ -159,6 +159,14 @@ def bench_functions(r: dict[str, Any]) -> str:
         f"Ingest CPU per event: {_range(ingest['cpu_ms_per_event_1'], 3)} ms at 1 event per request,"
         f" {_range(ingest['cpu_ms_per_event_100'], 3)} ms at 100.",
     ]
+    if "ratio_vs_reference_1" in ingest:
+        lines[-1] += (
+            " Its reference, what no ingest can skip (sign, verify, read the JSON, validate the canonical events;"
+            " `bench_common.reference_once`), measured in the same run:"
+            f" {_range(ingest['reference_ms_per_event_1'], 3)} ms and"
+            f" {_range(ingest['reference_ms_per_event_100'], 3)} ms, so the ingest spends"
+            f" {ingest['ratio_vs_reference_1']:.1f} and {ingest['ratio_vs_reference_100']:.1f} times its reference."
+        )
     return "\n".join(lines)
 
 

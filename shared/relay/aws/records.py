@@ -158,12 +158,10 @@ class LedgerTable:
     def client(self) -> Any:
         if self._client is None:
             import boto3
-            from botocore.config import Config
 
-            from relay.aws.clients import AWS_CALLS
+            from relay.aws.clients import TRUSTED_CALLS, steady_endpoints
 
-            # the items are built here from validated data: botocore's own parameter validation only costs CPU
-            self._client = boto3.client("dynamodb", config=AWS_CALLS.merge(Config(parameter_validation=False)))
+            self._client = steady_endpoints(boto3.client("dynamodb", config=TRUSTED_CALLS))
         return self._client
 
     @staticmethod

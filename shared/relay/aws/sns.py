@@ -8,9 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from botocore.config import Config
-
-from relay.aws.clients import AWS_CALLS, LazyClient
+from relay.aws.clients import TRUSTED_CALLS, LazyClient
 
 # SNS PublishBatch: at most 10 entries and 256 KiB in total per call.
 SNS_MAX_BATCH = 10
@@ -50,7 +48,7 @@ class SnsPublisher(LazyClient):
     service = "sns"
     # The entries are built here, from validated events: botocore's client-side parameter validation
     # is a large share of the ingest's CPU per event. SNS still validates.
-    client_options: ClassVar[dict[str, Any]] = {"config": AWS_CALLS.merge(Config(parameter_validation=False))}
+    client_options: ClassVar[dict[str, Any]] = {"config": TRUSTED_CALLS}
 
     def __init__(self, topic_arn: str, client: Any = None):
         super().__init__(client)

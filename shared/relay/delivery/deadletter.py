@@ -34,8 +34,9 @@ SQS_BATCH_MAX_BYTES = 262_144
 # dead letter always fits in a message
 DEAD_LETTER_ATTRIBUTE_BYTES = 9 * (len(ATTR) + 16 + len("String")) + 9 * 4 * MAX_ATTRIBUTE_TEXT
 # characters SQS refuses in a message or attribute (it takes #x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD
-# #x10000-#x10FFFF): a vendor's answer may hold them, and one such character would keep the letter unmoved
-_NOT_SQS_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# #x10000-#x10FFFF): a vendor's answer may hold them, and one such character would keep the letter unmoved.
+# Written as the characters refused (the negated class of those taken costs every function 5 ms to compile)
+_NOT_SQS_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _string(value: str) -> dict[str, str]:

@@ -110,7 +110,10 @@ def loads(raw: bytes | str, max_depth: int = MAX_DEPTH, non_finite: list[bool] |
 
 
 def may_hold_uncarried(raw: bytes) -> bool:
-    """Whether a raw body may hold a character SQS cannot carry (then `uncarried` tells where)."""
+    """Whether a raw body may hold a character SQS cannot carry (then `uncarried` tells where). Two substring
+    searches rule out most bodies at a fraction of the pattern's cost."""
+    if b"\xef\xbf" not in raw and b"\\u" not in raw:
+        return False
     return _MAYBE_UNCARRIED.search(raw) is not None
 
 
