@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from typing import Any, ClassVar
 
-import botocore
 from botocore.config import Config
 
 # Every AWS call the functions make is bounded, so that an invocation can tell whether the next one fits
@@ -16,7 +15,8 @@ AWS_READ_SECONDS = 1.5
 AWS_ATTEMPTS = 2
 # A fixed User-Agent: botocore otherwise builds and sanitises its own, component by component, on every call
 # (a quarter of the ingest's CPU at one event per request, docs/performance.md)
-USER_AGENT = f"s2s-relay botocore/{botocore.__version__} Python/{sys.version_info.major}.{sys.version_info.minor}"
+# (botocore appends its own name and version)
+USER_AGENT = f"s2s-relay Python/{sys.version_info.major}.{sys.version_info.minor}"
 # DynamoDB's account-based endpoints off: every call goes to the region's endpoint, so the endpoint a client
 # resolves does not depend on the call, and `steady_endpoints` resolves it once per operation
 AWS_CALLS = Config(
