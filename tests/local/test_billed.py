@@ -14,13 +14,13 @@ import pytest
 from relay.queued.message import EVENTS_PER_MESSAGE
 from relay_tools import billed
 from relay_tools.config_file import load_config
-from relay_tools.cost import _template_facts
+from relay_tools.cost import template_facts
 from relay_tools.dev import LocalStack
-from relay_tools.journey_cost import ingest_journey_units, vendor_journey_units
+from relay_tools.journey_cost import ingest_journey_units, raw_events, vendor_journey_units
 from relay_tools.metering import Meter
 from relay_tools.queues import LOCAL_CREDENTIALS
 
-from .test_local_stack import SAMPLES, local_config, run, wait_for
+from .test_local_stack import local_config, run, wait_for
 
 LOGICAL = {"applovin": "AppLovinFunction", "adroll": "AdRollFunction", "appsflyer": "AppsFlyerFunction"}
 QUEUES = {"applovin": "AppLovinQueue", "adroll": "AdRollQueue", "appsflyer": "AppsFlyerQueue"}
@@ -43,23 +43,9 @@ def metered(tmp_path_factory):
 
 
 def events(sample: str, n: int, tag: str) -> list[dict]:
-    """The sample, each event with its own id, value and identifiers, as relay_tools.journey_cost makes them
-    (a journey of copies would compress better than real traffic's)."""
-    data = json.loads((SAMPLES / sample).read_text())
-    out = []
-    for i in range(n):
-        one = json.loads(json.dumps(data))
-        one["event_id"] = f"{tag}-{i:05d}"
-        one["value"] = f"{10 + i * 1.37:.2f}"
-        user = one.setdefault("user", {})
-        user["email"] = f"customer{i}@example.com"
-        if "phone" in user:
-            user["phone"] = f"+1650555{i:04d}"
-        if "ip" in user:
-            user["ip"] = f"203.0.{i % 250}.{i % 200 + 1}"
-        one["timestamp"] = int(time.time() * 1000) - 60_000 - i * 1000
-        out.append(one)
-    return out
+    """The events relay_tools.journey_cost prices (a journey of copies would compress better than real
+    traffic's), a minute old."""
+    return raw_events(sample, n, tag, int(time.time() * 1000) - 60_000)
 
 
 def drained(stack, raw) -> bool:
@@ -93,7 +79,7 @@ def test_billed_calls_and_capacity_per_event_are_the_cost_models(metered, per_re
     finally:
         meter.uninstall(stack.clients)
     requests = n // per_request
-    _, batches = _template_facts()
+    _, batches = template_facts()
     observed = {}
     for vendor in vendors:
         url = stack.stack.physical[QUEUES[vendor]]

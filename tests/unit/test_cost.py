@@ -52,7 +52,7 @@ def test_per_event_requests_are_priced_from_named_constants():
 
 
 def test_lambda_uses_the_template_memory_and_batch_sizes():
-    memory, batches = cost._template_facts()
+    memory, batches = cost.template_facts()
     assert batches == {"applovin": 10, "appsflyer": 5, "adroll": 10}  # messages of up to 10 events
     assert set(memory) == {"ingest", "applovin", "appsflyer", "adroll"}
     invocations = 1e6 / 50  # 5 messages of 10 events
@@ -191,13 +191,13 @@ def test_capacity_names_the_first_limit_and_what_each_scale_needs():
     assert api["events_per_second"] == rate * 100
     assert hundred["sustained"] == min(r["events_per_second"] for r in hundred["limits"] if r["steady"])
     # the DynamoDB rows divide its limits by the model's write units per event
-    units = sum(billed.per_event(100, batches=cost._template_facts()[1]).write_units.values())
+    units = sum(billed.per_event(100, batches=cost.template_facts()[1]).write_units.values())
     table = next(r for r in hundred["limits"] if r["limit"] == "DynamoDB table quota")
     assert table["events_per_second"] == pytest.approx(capacity.DYNAMODB_TABLE_WRITES / units)
 
 
 def test_the_billed_units_are_what_the_cost_lines_price():
-    units = billed.per_event(1, batches=cost._template_facts()[1])
+    units = billed.per_event(1, batches=cost.template_facts()[1])
     assert units.api_requests == 1 and units.write_units["ingest"] == 2  # a claim, the settling record
     assert units.write_units["applovin"] == pytest.approx(1.1)  # a claim per message, a record per 10
     lines = cost.cost_per_million(1)
@@ -210,7 +210,7 @@ def test_the_billed_units_are_what_the_cost_lines_price():
 def test_provisioned_capacity_prices_each_unit_by_the_capacity_hour_auto_scaling_keeps_used():
     on_demand = cost.cost_per_million(100, capacity="on-demand")
     provisioned = cost.cost_per_million(100, capacity="provisioned")
-    units = billed.per_event(100, batches=cost._template_facts()[1])
+    units = billed.per_event(100, batches=cost.template_facts()[1])
     assert cost.provisioned_utilization() == 0.70  # the template's TargetValue
     hour = 1e6 / (3600 * 0.70)  # unit-hours per million units at 70% used
     assert line(provisioned, "DynamoDB ingest") == pytest.approx(units.write_units["ingest"] * hour * 0.00065)

@@ -11,7 +11,7 @@ from typing import Any
 from relay.models.names import VENDORS
 from relay.queued.message import EVENTS_PER_MESSAGE
 from relay_tools import billed
-from relay_tools.cost import _durations, _template_facts, invocation_ms, template_default
+from relay_tools.cost import durations, invocation_ms, template_default, template_facts
 
 # https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html : per account and Region
 API_ACCOUNT_RPS = 10_000
@@ -41,8 +41,8 @@ class Limit:
 def limits(events_per_request: int) -> list[Limit]:
     """Each limit on the events a stack takes per second, at `events_per_request`, with the defaults."""
     k = max(1, events_per_request)
-    _, ingest_per_event, walls = _durations()
-    _, batches = _template_facts()
+    _, ingest_per_event, walls = durations()
+    _, batches = template_facts()
     units = billed.per_event(k, VENDORS, batches)
     rate = int(template_default("ApiThrottlingRateLimit"))
     out = [

@@ -74,7 +74,7 @@ class CostLine:
     basis: str
 
 
-def _template_facts() -> tuple[dict[str, int], dict[str, int]]:
+def template_facts() -> tuple[dict[str, int], dict[str, int]]:
     """MemorySize per function and SQS batch size per vendor function, read from template.yaml."""
     from relay_tools.stack import load_template
 
@@ -113,7 +113,7 @@ def provisioned_utilization() -> float:
     return float(target) / 100
 
 
-def _durations() -> tuple[float, float, dict[str, dict[int, float]]]:
+def durations() -> tuple[float, float, dict[str, dict[int, float]]]:
     try:
         data = json.loads(BENCH_RESULTS.read_text())["durations_ms"]
         walls = {v: {int(n): float(ms) for n, ms in per.items()} for v, per in data["vendor_wall"].items()}
@@ -152,8 +152,8 @@ def cost_per_million(
         replay_guard = template_default("ReplayGuard") == "true"
     ddb_usd = functools.partial(_ddb_usd, capacity or template_default("TableCapacity"))
     n = 1_000_000
-    ingest_fixed, ingest_per_event, walls = _durations()
-    memory, batches = _template_facts()
+    ingest_fixed, ingest_per_event, walls = durations()
+    memory, batches = template_facts()
     units = billed.per_event(k, vendors, batches, journey=journey, replay_guard=replay_guard)
     requests = n * units.api_requests
     ingest_ms = ingest_fixed + ingest_per_event * k
@@ -252,7 +252,7 @@ def outage_cost(
     """What `events_waiting` events waiting `hours` for `vendor` cost beyond their delivery: each receive
     of their messages is an SQS ReceiveMessage share, a ChangeMessageVisibilityBatch share and a Lambda
     invocation share that sends nothing (the circuit's probes, one request a minute, are left out)."""
-    memory, batches = _template_facts()
+    memory, batches = template_facts()
     per_message = min(max(1, events_per_request), EVENTS_PER_MESSAGE)
     messages = events_waiting / per_message
     receives = receives_in(hours, max_delay_seconds) * messages

@@ -32,12 +32,14 @@ FIXED_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: the events' time, so that 
 FIXED_NOW = datetime.fromtimestamp(FIXED_MS / 1000 + 60, UTC)
 
 
-def _events(sample: str, n: int) -> list:
+def raw_events(sample: str, n: int, tag: str = "order", last_ms: int = FIXED_MS) -> list[dict]:
+    """`n` events like the sample, each with its own id, value and identifiers (so that compression is not
+    flattered by repeated hashes), a second apart up to `last_ms`."""
     data = json.loads((ROOT / "events" / "samples" / sample).read_text())
     events = []
     for i in range(n):
         one = json.loads(json.dumps(data))
-        one["event_id"] = f"order-{i:07d}"
+        one["event_id"] = f"{tag}-{i:07d}"
         one["value"] = f"{10 + i * 1.37:.2f}"
         user = one.setdefault("user", {})
         user["email"] = f"customer{i}@example.com"
@@ -45,9 +47,14 @@ def _events(sample: str, n: int) -> list:
             user["phone"] = f"+1650555{i:04d}"
         if "ip" in user:
             user["ip"] = f"203.0.{i % 250}.{i % 200 + 1}"
-        one["timestamp"] = FIXED_MS - i * 1000  # fixed: the same figures on every run
-        events.append(parse_event(one, now=FIXED_NOW, max_event_age_days=36500))
+        one["timestamp"] = last_ms - i * 1000
+        events.append(one)
     return events
+
+
+def _events(sample: str, n: int) -> list:
+    # at a fixed time: the same figures on every run
+    return [parse_event(one, now=FIXED_NOW, max_event_age_days=36500) for one in raw_events(sample, n)]
 
 
 @functools.cache
