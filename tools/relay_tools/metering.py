@@ -65,8 +65,9 @@ def _value_size(value: dict[str, Any]) -> int:
 
 
 class Meter:
-    """Counts, per function (the local stack's invocation running the thread; `poller` for Lambda's SQS
-    poller), each AWS operation and DynamoDB's write and read units."""
+    """Counts, per function (the local stack's invocation running the thread, or the vendor function whose
+    send pool it is; `poller-<vendor>` for Lambda's SQS poller), each AWS operation and DynamoDB's write and
+    read units, and SNS's and SQS's billed requests."""
 
     def __init__(
         self, raw_dynamodb: Any, indexes: dict[str, list[tuple[str, ...]]], pools: dict[str, str] | None = None
@@ -77,7 +78,6 @@ class Meter:
         self.calls: Counter[tuple[str, str, str]] = Counter()  # (function, service, operation)
         self.write_units: Counter[str] = Counter()
         self.read_units: Counter[str] = Counter()
-        self.payload_bytes: Counter[tuple[str, str]] = Counter()  # (service, operation): request bytes
         self.received: Counter[str] = Counter()  # queue url -> messages received
         self.receives: Counter[str] = Counter()  # queue url -> ReceiveMessage calls that returned messages
         # queue url -> SQS requests as billed (a request per 64 KB of payload): SNS's delivery of each message
@@ -93,12 +93,9 @@ class Meter:
     def reset(self) -> None:
         """Forget what was counted (a call under way when the hooks were installed is counted only in part)."""
         with self.lock:
-            for counter in (self.calls, self.write_units, self.read_units, self.payload_bytes, self.received):
+            counters = (self.calls, self.write_units, self.read_units, self.received, self.receives)
+            for counter in (*counters, self.publish_billed, self.delivered_billed, self.receive_billed):
                 counter.clear()
-            self.receives.clear()
-            self.publish_billed.clear()
-            self.delivered_billed.clear()
-            self.receive_billed.clear()
             self.invocations.clear()
 
     def uninstall(self, clients: dict[str, Any]) -> None:
@@ -134,7 +131,6 @@ class Meter:
         service = model.service_model.service_name
         with self.lock:
             self.calls[(self.function(), service, model.name)] += 1
-            self.payload_bytes[(service, model.name)] += len(str(params.get("body", b"")))
         body = params.get("body")
         request = json.loads(body) if service in ("dynamodb", "sqs") and body else {}
         if service == "sns" and model.name == "PublishBatch":
