@@ -74,15 +74,20 @@ class CostLine:
     basis: str
 
 
-def template_facts() -> tuple[dict[str, int], dict[str, int]]:
-    """MemorySize per function and SQS batch size per vendor function, read from template.yaml."""
+@functools.cache
+def template() -> dict[str, Any]:
+    """template.yaml, read once per process (the model asks it for MemorySize, batch sizes, defaults)."""
     from relay_tools.stack import load_template
 
-    template = load_template(TEMPLATE)
-    default = template.get("Globals", {}).get("Function", {}).get("MemorySize", 128)
+    return load_template(TEMPLATE)
+
+
+def template_facts() -> tuple[dict[str, int], dict[str, int]]:
+    """MemorySize per function and SQS batch size per vendor function, read from template.yaml."""
+    default = template().get("Globals", {}).get("Function", {}).get("MemorySize", 128)
     memory, batch = {}, {}
     for kind, logical in FUNCTIONS.items():
-        props = template["Resources"][logical]["Properties"]
+        props = template()["Resources"][logical]["Properties"]
         memory[kind] = int(props.get("MemorySize", default))
         for event in props.get("Events", {}).values():
             if event["Type"] == "SQS":
@@ -92,18 +97,13 @@ def template_facts() -> tuple[dict[str, int], dict[str, int]]:
 
 def template_default(parameter: str) -> str:
     """A template parameter's default (what `sam deploy` uses unless told otherwise)."""
-    from relay_tools.stack import load_template
-
-    return str(load_template(TEMPLATE)["Parameters"][parameter].get("Default", ""))
+    return str(template()["Parameters"][parameter].get("Default", ""))
 
 
-@functools.cache
 def provisioned_utilization() -> float:
     """The share of its provisioned capacity auto scaling keeps used (the template's TargetValue, the same for
     every scaling policy)."""
-    from relay_tools.stack import load_template
-
-    resources = load_template(TEMPLATE)["Resources"].values()
+    resources = template()["Resources"].values()
     targets = {
         r["Properties"]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"]
         for r in resources

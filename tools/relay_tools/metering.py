@@ -98,19 +98,22 @@ class Meter:
                 counter.clear()
             self.invocations.clear()
 
-    def uninstall(self, clients: dict[str, Any]) -> None:
-        for client in clients.values():
-            events = client.meta.events
-            events.unregister("provide-client-params.dynamodb.*", self._ask_capacity)
-            events.unregister("before-call.*.*", self._before_call)
-            events.unregister("after-call.*.*", self._after_call)
+    def _hooks(self) -> tuple[tuple[str, Any], ...]:
+        return (
+            ("provide-client-params.dynamodb.*", self._ask_capacity),
+            ("before-call.*.*", self._before_call),
+            ("after-call.*.*", self._after_call),
+        )
 
     def install(self, clients: dict[str, Any]) -> None:
         for client in clients.values():
-            events = client.meta.events
-            events.register("provide-client-params.dynamodb.*", self._ask_capacity)
-            events.register("before-call.*.*", self._before_call)
-            events.register("after-call.*.*", self._after_call)
+            for event, hook in self._hooks():
+                client.meta.events.register(event, hook)
+
+    def uninstall(self, clients: dict[str, Any]) -> None:
+        for client in clients.values():
+            for event, hook in self._hooks():
+                client.meta.events.unregister(event, hook)
 
     def function(self) -> str:
         invocation = getattr(console._current, "invocation", None)

@@ -13,9 +13,8 @@ from botocore.config import Config
 AWS_CONNECT_SECONDS = 0.5
 AWS_READ_SECONDS = 1.5
 AWS_ATTEMPTS = 2
-# A fixed User-Agent: botocore otherwise builds and sanitises its own, component by component, on every call
-# (a quarter of the ingest's CPU at one event per request, docs/performance.md)
-# (botocore appends its own name and version)
+# A fixed User-Agent (botocore appends its own name and version): botocore otherwise builds and sanitises its
+# own, component by component, on every call (a quarter of the ingest's CPU at one event per request)
 USER_AGENT = f"s2s-relay Python/{sys.version_info.major}.{sys.version_info.minor}"
 # DynamoDB's account-based endpoints off: every call goes to the region's endpoint, so the endpoint a client
 # resolves does not depend on the call, and `steady_endpoints` resolves it once per operation
@@ -53,6 +52,13 @@ def steady_endpoints(client: Any) -> Any:
     return client
 
 
+def new_client(service: str, config: Config = AWS_CALLS) -> Any:
+    """A boto3 client as every function makes one: bounded calls, its endpoint resolved once per operation."""
+    import boto3
+
+    return steady_endpoints(boto3.client(service, config=config))
+
+
 class LazyClient:
     """Holds a boto3 client: the injected one, else one made on first use (never at import time)."""
 
@@ -65,7 +71,5 @@ class LazyClient:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-
-            self._client = steady_endpoints(boto3.client(self.service, **self.client_options))
+            self._client = new_client(self.service, self.client_options["config"])
         return self._client

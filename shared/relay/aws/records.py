@@ -157,11 +157,9 @@ class LedgerTable:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
+            from relay.aws.clients import TRUSTED_CALLS, new_client
 
-            from relay.aws.clients import TRUSTED_CALLS, steady_endpoints
-
-            self._client = steady_endpoints(boto3.client("dynamodb", config=TRUSTED_CALLS))
+            self._client = new_client("dynamodb", TRUSTED_CALLS)
         return self._client
 
     @staticmethod
