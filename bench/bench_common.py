@@ -13,7 +13,7 @@ import boto3
 import httpx
 from botocore.stub import Stubber
 
-from relay.aws.clients import TRUSTED_CALLS, steady_endpoints
+from relay.aws.clients import AWS_CALLS, TRUSTED_CALLS, tuned
 from relay.aws.ledger import INGEST, DeliveryLedger
 from relay.aws.sns import SNS_MAX_BATCH, SnsPublisher
 from relay.delivery.forwarding import Forwarder
@@ -191,7 +191,7 @@ def stubbed(service: str, answers: list[tuple[str, dict[str, Any]]], **options: 
     client = boto3.client(
         service, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench", **options
     )
-    steady_endpoints(client)  # as the relay's own clients (relay.aws.clients)
+    tuned(client, options.get("config", AWS_CALLS))  # as the relay's own clients (relay.aws.clients.new_client)
     stubber = Stubber(client)
     for operation, answer in answers:
         stubber.add_response(operation, answer)

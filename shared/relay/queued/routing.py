@@ -26,21 +26,24 @@ class Router:
             if section.enabled
         }
         self.reachable = {name: config.reachable(name) for name in config.source_configs()}
+        # per source, each vendor's reachable connections (VENDORS' order), worked out once
+        self._by_vendor = {
+            name: [(vendor, [c for c in reachable if vendor_of(c) == vendor]) for vendor in VENDORS]
+            for name, reachable in self.reachable.items()
+        }
         self._overrides = config.event_overrides
         self.known_names = frozenset(DEFAULT_EVENT_NAMES) | frozenset(self._overrides)
 
     def route(self, event: Event, source: str = DEFAULT) -> dict[str, MappingResult]:
         """The outcome for each connection `source` may reach (narrowed by the event's `connections`), keyed
         by connection id, and for each vendor it reaches no connection of."""
-        reachable = self.reachable.get(source, [])
-        wanted = reachable if event.connections is None else [c for c in reachable if c in event.connections]
+        wanted = event.connections
         outcomes: dict[str, MappingResult] = {}
-        for vendor in VENDORS:
-            mine = [c for c in reachable if vendor_of(c) == vendor]
+        for vendor, mine in self._by_vendor.get(source) or [(vendor, []) for vendor in VENDORS]:
             if not mine:
                 outcomes[vendor] = Skipped(self._not_reached(vendor, source))
             for connection in mine:
-                if connection in wanted:
+                if wanted is None or connection in wanted:
                     outcomes[connection] = self.route_one(event, connection)
                 else:
                     outcomes[connection] = Skipped(f"{connection} is not in the event's connections")
