@@ -4,7 +4,7 @@ records."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from relay.aws.sns import SNS_MAX_BYTES, Message
 from relay.delivery.deadletter import DEAD_LETTER_ATTRIBUTE_BYTES
@@ -17,8 +17,12 @@ MAX_EVENT_MESSAGE_BYTES = SNS_MAX_BYTES - DEAD_LETTER_ATTRIBUTE_BYTES
 
 def plan_bundles(singles: list[tuple[str, Message]], per_message: int) -> dict[str, str]:
     """The bundle each event is to be published in (events alone in their message have none)."""
-    messages, members = bundles(singles, per_message)
-    return {e: bundle_id(ids) for ids in members.values() if len(ids) > 1 for e in ids}
+    out: dict[str, str] = {}
+    for part, _ in _parts(singles, per_message, None):
+        if len(part) > 1:
+            ids = [event_id for event_id, _ in part]
+            out.update(dict.fromkeys(ids, bundle_id(ids)))
+    return out
 
 
 def bundles(
@@ -33,17 +37,9 @@ def bundles(
     then published in that bundle and no other, whatever the order or grouping of the request — the events of
     one bundle id, in one message or several, are one identity at the vendor (`DeliveryLedger.claim_bundle`);
     an event without one goes alone."""
-    groups: dict[tuple[str, str | None], list[tuple[str, Message]]] = {}  # by connections (and bundle)
-    for single in singles:
-        bundle = recorded.get(single[0]) if recorded is not None else None
-        if recorded is not None and bundle is None:
-            groups[(single[0], None)] = [single]  # alone in its own message
-            continue
-        groups.setdefault((",".join(single[1].connections) or single[1].attribute, bundle), []).append(single)
     messages: list[Message] = []
     members: dict[str, list[str]] = {}
-
-    def close(part: list[tuple[str, Message]], bundle: str | None) -> None:
+    for part, bundle in _parts(singles, per_message, recorded):
         first = part[0][1]
         if len(part) == 1 and bundle is None:
             message = first
@@ -53,19 +49,33 @@ def bundles(
             message = Message(first.id, body, first.destinations, connections=first.connections)
         messages.append(message)
         members[message.id] = [event_id for event_id, _ in part]
+    return messages, members
 
+
+def _parts(
+    singles: list[tuple[str, Message]], per_message: int, recorded: Mapping[str, str] | None
+) -> Iterator[tuple[list[tuple[str, Message]], str | None]]:
+    """The events of each message `bundles` makes, and the bundle its claims record (None: not recorded yet,
+    or alone in its own message)."""
+    groups: dict[tuple[str, str | None], list[tuple[str, Message]]] = {}  # by connections (and bundle)
+    for single in singles:
+        bundle = recorded.get(single[0]) if recorded is not None else None
+        if recorded is not None and bundle is None:
+            groups[(single[0], None)] = [single]  # alone in its own message
+            continue
+        groups.setdefault((",".join(single[1].connections) or single[1].attribute, bundle), []).append(single)
     for (_, bundle), group in groups.items():
         if recorded is not None and bundle is None:
-            close(group, None)
+            yield group, None
             continue
         part: list[tuple[str, Message]] = []
+        sizes: list[int] = []
         for single in group:
             overhead = single[1].size - single[1].body_size
-            sizes = [m.body_size for _, m in part] + [single[1].body_size]
+            sizes.append(single[1].body_size)
             if part and (len(part) == per_message or bundle_size(sizes) + overhead > MAX_EVENT_MESSAGE_BYTES):
-                close(part, bundle)
-                part = []
+                yield part, bundle
+                part, sizes = [], [single[1].body_size]
             part.append(single)
         if part:
-            close(part, bundle)
-    return messages, members
+            yield part, bundle

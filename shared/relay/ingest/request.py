@@ -128,10 +128,10 @@ class Ingest:
             signed_at = verify(raw, headers.get(HEADER.lower()), secrets, self.config.ingest.tolerance_seconds, now=now)
         except SignatureError as exc:
             return _refused_signature(exc, source)
-        # a replay is the same body signed at the same second for the same source
-        scope = "" if source == DEFAULT else f"{source}#"
-        replay_key = f"replay#{scope}{signed_at}#{hashlib.sha256(raw).hexdigest()}"
-        if self.replay_guard:
+        replay_key = ""
+        if self.replay_guard:  # a replay is the same body signed at the same second for the same source
+            scope = "" if source == DEFAULT else f"{source}#"
+            replay_key = f"replay#{scope}{signed_at}#{hashlib.sha256(raw).hexdigest()}"
             try:
                 first = self.replay_guard.claim(replay_key, signed_at + 2 * self.config.ingest.tolerance_seconds, now)
             except Exception:  # noqa: BLE001 - throttled or unavailable: nothing was accepted, the client resends

@@ -10,7 +10,6 @@ from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
-from relay.models import pii
 from relay.models.config import AdRollConfig
 from relay.models.event import Event, Item
 from relay.vendors.base import (
@@ -140,7 +139,7 @@ class AdRoll(VendorAdapter[AdRollConfig]):
             {
                 "first_party_cookie": cookie,
                 "adct": (ids.adct if ids else None) or query_value(event.page_url, "adct"),
-                "email_sha256": pii.hash_email(user.email) if user.email and share_pii else None,
+                "email_sha256": user.email_sha256 if user.email and share_pii else None,
                 "email_md5": user.email_md5 if share_pii else None,
                 "device_id": device.idfa or device.advertising_id or device.amazon_aid or device.oaid,
                 "user_id": user.id,

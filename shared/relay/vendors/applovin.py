@@ -150,7 +150,7 @@ class AppLovin(VendorAdapter[AppLovinConfig]):
             if user.id is not None and not (user.id.isascii() and user.id.isdigit()):
                 errors.add("user.id", "must be numeric in AppLovin restricted lead-gen mode (user_id)")
             ud = drop_none({k: ud.get(k) for k in RESTRICTED_USER_FIELDS})
-            if not any(k in ud for k in RESTRICTED_IDENTIFIERS):
+            if ud.keys().isdisjoint(RESTRICTED_IDENTIFIERS):
                 errors.add(
                     "user",
                     "AppLovin restricted lead-gen mode needs user.cookie_id (client_id), "
@@ -158,7 +158,7 @@ class AppLovin(VendorAdapter[AppLovinConfig]):
                 )
             return ud
         if share_pii and user.email:
-            ud["email"] = pii.hash_email(user.email)
+            ud["email"] = user.email_sha256
         if share_pii and user.phone:
             ud["phone"] = pii.hash_phone_digits(user.phone, user.country)
         ud["country_code"] = user.country
@@ -169,7 +169,7 @@ class AppLovin(VendorAdapter[AppLovinConfig]):
         ud["ifa"] = device.idfa or device.advertising_id
         ud["idfv"] = device.idfv
         ud = drop_none(ud)
-        if not any(k in ud for k in IDENTIFIERS):
+        if ud.keys().isdisjoint(IDENTIFIERS):
             errors.add("user", f"AppLovin needs at least one identifier: {IDENTIFIER_SOURCES}")
         return ud
 
@@ -183,9 +183,13 @@ class AppLovin(VendorAdapter[AppLovinConfig]):
             "items": [_item(i) for i in event.items] if event.items else None,
             "transaction_id": event.order_id,
         }
+        data = {}
         for key in required:
-            errors.require(values[key], DATA_SOURCES[key], f"AppLovin's {vendor_name} needs data.{key}")
-        data = drop_none({k: values[k] for k in (*required, *optional)})
+            if errors.require(values[key], DATA_SOURCES[key], f"AppLovin's {vendor_name} needs data.{key}") is not None:
+                data[key] = values[key]
+        for key in optional:
+            if values[key] is not None:
+                data[key] = values[key]
         return data or None
 
     def build_request(self, target: str, payloads: list[dict[str, Any]]) -> VendorRequest:

@@ -177,7 +177,7 @@ class AppsFlyer(VendorAdapter[AppsFlyerConfig]):
         }
         if consent.ad_user_data is not False:
             if user.email:
-                out["email_hashed"] = pii.hash_email(user.email)
+                out["email_hashed"] = user.email_sha256
             if user.phone:
                 out["phone_number_hashed"] = pii.hash_phone_digits(user.phone, user.country)
                 out["phone_number_e164_hashed"] = pii.hash_phone_e164(user.phone, user.country)
