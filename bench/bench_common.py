@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -11,6 +12,7 @@ from typing import Any
 
 import boto3
 import httpx
+from botocore import xform_name
 from botocore.stub import Stubber
 
 from relay.aws.clients import AWS_CALLS, TRUSTED_CALLS, tuned
@@ -186,16 +188,25 @@ def naive_once(vendor: str, n: int, port: int, event: dict[str, Any] | None = No
     return time.perf_counter() - started
 
 
+_STUBBED: dict[tuple[str, int], tuple[Any, Stubber]] = {}
+
+
 def stubbed(service: str, answers: list[tuple[str, dict[str, Any]]], **options: Any) -> Any:
-    """A client answered in-process by botocore's Stubber, in this order (`options`: as deployed)."""
-    client = boto3.client(
-        service, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench", **options
-    )
-    tuned(client, options.get("config", AWS_CALLS))  # as the relay's own clients (relay.aws.clients.new_client)
-    stubber = Stubber(client)
+    """A client answered in-process by botocore's Stubber, in this order (`options`: as deployed). One client
+    per service and options in a process, as a warm Lambda container keeps its clients: what botocore works
+    out on a client's first calls is not counted against every request."""
+    config = options.get("config", AWS_CALLS)
+    if (service, id(config)) not in _STUBBED:
+        client = boto3.client(
+            service, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench", **options
+        )
+        tuned(client, config)  # as the relay's own clients (relay.aws.clients.new_client)
+        stubber = Stubber(client)
+        stubber.activate()
+        _STUBBED[(service, id(config))] = client, stubber
+    client, stubber = _STUBBED[(service, id(config))]
     for operation, answer in answers:
         stubber.add_response(operation, answer)
-    stubber.activate()
     return client
 
 
@@ -211,23 +222,70 @@ def stubbed_dynamodb(repeat: int, n: int) -> Any:
     return stubbed("dynamodb", [claim, ("put_item", {})] * repeat, config=TRUSTED_CALLS)
 
 
+def _ingest(n: int, repeat: int) -> tuple[Ingest, bytes, list[Any]]:
+    """An ingest as deployed, its SNS and DynamoDB clients answered in-process for `repeat` requests of `n`
+    events, the body it is sent, and its two clients."""
+    body = json.dumps({"events": [raw_event(i, "applovin") for i in range(n)]}).encode()
+    calls = math.ceil(math.ceil(n / EVENTS_PER_MESSAGE) / SNS_MAX_BATCH)  # PublishBatch calls of bundles
+    publisher = SnsPublisher("arn:aws:sns:us-east-1:123456789012:t", stubbed_sns(repeat * calls))
+    ledger = DeliveryLedger(INGEST, "t", stubbed_dynamodb(repeat, n))
+    ingest = Ingest(config(), publisher, ledger=ledger, journeys=JourneyTable("t", ledger.client))
+    return ingest, body, [publisher.client, ledger.client]
+
+
+def _send(ingest: Ingest, body: bytes, n: int) -> None:
+    headers = {"content-type": "application/json", "x-relay-signature": sign(body, SECRET)}
+    result = ingest.handle(body, headers)
+    assert result.status == 202 and result.published == n, result.body
+
+
 def ingest_once(n: int, repeat: int = 1) -> tuple[float, float]:
     """CPU seconds per event to verify, validate, map, claim and publish a request of `n` events (SNS and
     DynamoDB answered in-process by botocore's Stubber, so botocore's serialisation is counted):
     (per-event CPU, request wall)."""
-    body = json.dumps({"events": [raw_event(i, "applovin") for i in range(n)]}).encode()
-    cfg = config()
-    calls = math.ceil(math.ceil(n / EVENTS_PER_MESSAGE) / SNS_MAX_BATCH)  # PublishBatch calls of bundles
-    publisher = SnsPublisher("arn:aws:sns:us-east-1:123456789012:t", stubbed_sns(repeat * calls))
-    ledger = DeliveryLedger(INGEST, "t", stubbed_dynamodb(repeat, n))
-    ingest = Ingest(cfg, publisher, ledger=ledger, journeys=JourneyTable("t", ledger.client))
-    headers = {"content-type": "application/json"}
+    ingest, body, _ = _ingest(n, repeat)
     cpu, wall = time.process_time(), time.perf_counter()
     for _ in range(repeat):
-        headers["x-relay-signature"] = sign(body, SECRET)
-        result = ingest.handle(body, headers)
-        assert result.status == 202 and result.published == n, result.body
+        _send(ingest, body, n)
     return (time.process_time() - cpu) / (repeat * n), (time.perf_counter() - wall) / repeat
+
+
+def ingest_calls(n: int) -> list[tuple[str, str, dict[str, Any]]]:
+    """The AWS calls the ingest makes for one request of `n` events: (service, operation, parameters)."""
+    ingest, body, clients = _ingest(n, 1)
+    calls: list[tuple[str, str, dict[str, Any]]] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        calls.append((model.service_model.service_name, model.name, copy.deepcopy(params)))
+
+    for client in clients:
+        client.meta.events.register("provide-client-params", record, unique_id="bench-record")
+    try:
+        _send(ingest, body, n)
+    finally:
+        for client in clients:
+            client.meta.events.unregister("provide-client-params", unique_id="bench-record")
+    return calls
+
+
+def floor_once(n: int, repeat: int = 1) -> float:
+    """CPU seconds per event of what an ingest making the same AWS calls cannot go under: `reference_once`'s
+    work and the very calls the ingest makes (`ingest_calls`: the claim, the PublishBatch, the settling
+    record, their parameters as the ingest built them), through the same clients, nothing else."""
+    calls = ingest_calls(n)
+    answers = {"publish_batch": {"Successful": [{"Id": "0", "MessageId": "m"}], "Failed": []}}
+    clients: dict[str, Any] = {}
+    for service in {service for service, _, _ in calls}:
+        mine = [xform_name(op) for s, op, _ in calls if s == service] * repeat
+        options = {"dynamodb": {"config": TRUSTED_CALLS}, "sns": SnsPublisher.client_options}[service]
+        clients[service] = stubbed(service, [(op, answers.get(op, {})) for op in mine], **options)
+    sends = [(getattr(clients[service], xform_name(op)), params) for service, op, params in calls]
+    cpu = time.process_time()
+    reference_once(n, repeat)
+    for _ in range(repeat):
+        for send, params in sends:
+            send(**params)
+    return (time.process_time() - cpu) / (repeat * n)
 
 
 def reference_once(n: int, repeat: int = 1) -> float:

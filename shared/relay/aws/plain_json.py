@@ -36,11 +36,30 @@ def plain(shape: Any, seen: set[str] | None = None) -> bool:
     return children is None or all(plain(child, seen) for child in children())
 
 
+def _plain_operation(operation_model: Any) -> bool:
+    """Whether an operation takes the plain path: worked out once per process for each operation of each API
+    version (a walk through its input's shapes), whatever the clients made."""
+    metadata = operation_model.metadata
+    key = (metadata.get("serviceId"), metadata.get("apiVersion"), operation_model.name)
+    if key not in _PLAIN_OPERATIONS:
+        _PLAIN_OPERATIONS[key] = (
+            operation_model.endpoint is None
+            and not metadata.get("awsQueryCompatible")
+            and plain(operation_model.input_shape)
+        )
+    return _PLAIN_OPERATIONS[key]
+
+
+_PLAIN_OPERATIONS: dict[tuple[Any, Any, str], bool] = {}
+
+
 class PlainJsonSerializer(JSONSerializer):
     """botocore's JSON serializer, with `json.dumps` of the parameters for operations whose input is plain
     (`adopt` turns a client's serializer into one, keeping its settings)."""
 
-    _plain: dict[str, bool]
+    # per operation: the request botocore makes of no parameters (method, target, content type), when the
+    # operation takes the plain path; None when it does not
+    _plain: dict[str, dict[str, Any] | None]
 
     @classmethod
     def adopt(cls, serializer: Any) -> bool:
@@ -55,17 +74,17 @@ class PlainJsonSerializer(JSONSerializer):
     def serialize_to_request(self, parameters: Any, operation_model: Any) -> dict[str, Any]:
         name = operation_model.name
         if name not in self._plain:
-            self._plain[name] = (
-                operation_model.endpoint is None
-                and not operation_model.metadata.get("awsQueryCompatible")
-                and plain(operation_model.input_shape)
-            )
-        if not self._plain[name]:
+            plain_path = _plain_operation(operation_model)
+            self._plain[name] = super().serialize_to_request({}, operation_model) if plain_path else None
+        empty = self._plain[name]
+        if empty is None:
             return super().serialize_to_request(parameters, operation_model)
         try:
-            body = json.dumps(parameters, default=_blob).encode("utf-8")
+            body = _ENCODER.encode(parameters).encode("utf-8")
         except (TypeError, ValueError):  # a value JSON cannot write as given (a str blob): botocore's way
             return super().serialize_to_request(parameters, operation_model)
-        serialized = super().serialize_to_request({}, operation_model)  # method, target, content type
-        serialized["body"] = body
-        return serialized
+        return {**empty, "headers": dict(empty["headers"]), "body": body}  # botocore adds to the headers
+
+
+# json.dumps' defaults (botocore's), blobs as base64; the relay's parameters hold no cycles
+_ENCODER = json.JSONEncoder(default=_blob, check_circular=False)
