@@ -167,6 +167,14 @@ def bench_functions(r: dict[str, Any]) -> str:
             f" {_range(ingest['reference_ms_per_event_100'], 3)} ms, so the ingest spends"
             f" {ingest['ratio_vs_reference_1']:.1f} and {ingest['ratio_vs_reference_100']:.1f} times its reference."
         )
+    if "floor_ratio_1" in ingest:
+        lines[-1] += (
+            " At one event per request, the reference and the very AWS calls the ingest makes (the claim, the"
+            " `PublishBatch`, the settling record: their parameters as the ingest built them, through the same"
+            " clients, nothing else; `bench_common.floor_once`) take"
+            f" {_range(ingest['floor_ms_per_event_1'], 3)} ms, {ingest['floor_ratio_1']:.1f} times the reference:"
+            " no ingest making those calls through botocore can go under that."
+        )
     return "\n".join(lines)
 
 

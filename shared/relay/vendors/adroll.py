@@ -109,18 +109,22 @@ class AdRoll(VendorAdapter[AdRollConfig]):
                 "event_name": vendor_name,
                 "page_location": page_location,
                 "ip": user.ip,
-                "identifiers": identifiers,
-                "user_agent": user.user_agent,
-                "conversion_value": None if event.value is None else plain_decimal(event.value),
-                "currency": event.currency,
-                "timestamp": timestamp_seconds(event),
-                "event_attributes": attributes or None,
-                "external_data": json_text(event.properties, compact=False)  # AdRoll example: ", " and ": "
-                if event.properties
-                else None,
-                **app_fields,
             }
         )
+        # the rest in this order, each when present (a dict of Nones filtered cost the mapping a tenth)
+        payload["identifiers"] = identifiers
+        if user.user_agent is not None:
+            payload["user_agent"] = user.user_agent
+        if event.value is not None:
+            payload["conversion_value"] = plain_decimal(event.value)
+        if event.currency is not None:
+            payload["currency"] = event.currency
+        payload["timestamp"] = timestamp_seconds(event)
+        if attributes:
+            payload["event_attributes"] = attributes
+        if event.properties:  # AdRoll's example writes ", " and ": "
+            payload["external_data"] = json_text(event.properties, compact=False)
+        payload.update(app_fields)
         return Mapped(payload)
 
     def _identifiers(self, event: Event, errors: Errors) -> dict[str, str]:
@@ -139,7 +143,7 @@ class AdRoll(VendorAdapter[AdRollConfig]):
             {
                 "first_party_cookie": cookie,
                 "adct": (ids.adct if ids else None) or query_value(event.page_url, "adct"),
-                "email_sha256": user.email_sha256 if user.email and share_pii else None,
+                "email_sha256": user.email_sha256 if share_pii else None,
                 "email_md5": user.email_md5 if share_pii else None,
                 "device_id": device.idfa or device.advertising_id or device.amazon_aid or device.oaid,
                 "user_id": user.id,

@@ -132,9 +132,20 @@ class VendorAdapter(ABC, Generic[C]):
     # kind (IDENTIFIER_KINDS) -> the payload fields holding it, as dotted paths
     identifier_fields: ClassVar[dict[str, tuple[str, ...]]] = {}
 
+    # identifier_fields' paths split once per adapter class, in IDENTIFIER_KINDS order (identifiers reads
+    # them for every event sent)
+    _identifier_paths: ClassVar[tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        fields = cls.identifier_fields
+        cls._identifier_paths = tuple(
+            (k, tuple(tuple(f.split(".")) for f in fields[k])) for k in IDENTIFIER_KINDS if fields.get(k)
+        )
+
     def identifiers(self, payload: dict[str, Any]) -> list[str]:
         """The kinds of identifier `payload` carries, in IDENTIFIER_KINDS order."""
-        return [k for k in IDENTIFIER_KINDS if any(_field(payload, f) for f in self.identifier_fields.get(k, ()))]
+        return [k for k, paths in self._identifier_paths if any(_field(payload, p) for p in paths)]
 
     def __init__(self, config: C):
         self.config = config
@@ -151,9 +162,9 @@ class VendorAdapter(ABC, Generic[C]):
         return self.build_request(outcome.target, [outcome.payload])
 
 
-def _field(payload: dict[str, Any], path: str) -> Any:
+def _field(payload: dict[str, Any], path: tuple[str, ...]) -> Any:
     value: Any = payload
-    for part in path.split("."):
+    for part in path:
         value = value.get(part) if isinstance(value, dict) else None
     return value
 
