@@ -76,12 +76,14 @@ def ingest_journey(
     events = {}
     for entry in entries:
         event_id = entry["event_id"]
-        events[event_id] = {
-            "destinations": list(entry.get("destinations", [])),
-            **{k: entry[k] for k in ("skipped", "invalid") if k in entry},
-            **({"bundle": bundle_of[event_id]} if event_id in bundle_of else {}),
-            **({"name": names[event_id]} if event_id in names else {}),
-        }
+        event = events[event_id] = {"destinations": list(entry.get("destinations", []))}
+        for key in ("skipped", "invalid"):
+            if key in entry:
+                event[key] = entry[key]
+        if event_id in bundle_of:
+            event["bundle"] = bundle_of[event_id]
+        if event_id in names:
+            event["name"] = names[event_id]
     return {
         "kind": "ingest",
         "accepted_at": iso(at),

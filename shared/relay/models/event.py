@@ -38,6 +38,7 @@ from relay.models.names import ConnectionRef, Vendor, normal_connection
 DEFAULT_MAX_EVENT_AGE_DAYS = 7
 MAX_EVENT_CONNECTIONS = 50  # connections one event may name
 MAX_FUTURE_SKEW = timedelta(minutes=5)
+_MILLISECOND = timedelta(milliseconds=1)
 
 
 class once:  # noqa: N801 - read as a decorator, like the property it stands for
@@ -265,7 +266,7 @@ class Event(Strict):
 
     @once
     def epoch_ms(self) -> int:
-        return (self.event_time - EPOCH) // timedelta(milliseconds=1)
+        return (self.event_time - EPOCH) // _MILLISECOND
 
 
 def build_validators() -> None:

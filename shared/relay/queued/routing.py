@@ -57,6 +57,8 @@ class Router:
     def unknown_connections(self, event: Event, source: str = DEFAULT) -> list[FieldError]:
         """An error for each connection the event names that `source` may not reach (or that does not exist:
         the answer is the same, so a source learns nothing of another's connections)."""
+        if not event.connections:
+            return []
         reachable = self.reachable.get(source, [])
         return [
             FieldError(f"connections[{i}]", f"'{c}' is not a connection source '{source}' may reach")
