@@ -144,8 +144,18 @@ class VendorAdapter(ABC, Generic[C]):
         )
 
     def identifiers(self, payload: dict[str, Any]) -> list[str]:
-        """The kinds of identifier `payload` carries, in IDENTIFIER_KINDS order."""
-        return [k for k, paths in self._identifier_paths if any(_field(payload, p) for p in paths)]
+        """The kinds of identifier `payload` carries, in IDENTIFIER_KINDS order (read for every event sent:
+        one loop, no call per field)."""
+        found = []
+        for kind, paths in self._identifier_paths:
+            for path in paths:
+                value: Any = payload
+                for part in path:
+                    value = value.get(part) if isinstance(value, dict) else None
+                if value:
+                    found.append(kind)
+                    break
+        return found
 
     def __init__(self, config: C):
         self.config = config
@@ -160,13 +170,6 @@ class VendorAdapter(ABC, Generic[C]):
 
     def request_for(self, outcome: Mapped) -> VendorRequest:
         return self.build_request(outcome.target, [outcome.payload])
-
-
-def _field(payload: dict[str, Any], path: tuple[str, ...]) -> Any:
-    value: Any = payload
-    for part in path:
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
 
 
 class Errors:
