@@ -10,26 +10,29 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
-import httpx
-from botocore import xform_name
-from botocore.stub import Stubber
+from relay.coldstart import loading
 
-from relay.aws.clients import AWS_CALLS, TRUSTED_CALLS, tuned
-from relay.aws.ledger import INGEST, DeliveryLedger
-from relay.aws.sns import SNS_MAX_BATCH, SnsPublisher
-from relay.delivery.forwarding import Forwarder
-from relay.delivery.function import read_records
-from relay.delivery.sending import new_http_client
-from relay.ingest.request import Ingest
-from relay.ingest.signing import sign
-from relay.journey import JourneyTable, fitted
-from relay.journey.record import invocation_journey
-from relay.models.config import config_from_mapping
-from relay.models.event import parse_event
-from relay.queued.message import EVENTS_PER_MESSAGE, QueuedEvent, queued_body
-from relay.queued.routing import Router
-from relay_tools.sqs_events import lambda_records
+with loading():  # imported as the functions import them: the collector paused, then frozen
+    import boto3
+    import httpx
+    from botocore import xform_name
+    from botocore.stub import Stubber
+
+    from relay.aws.clients import AWS_CALLS, TRUSTED_CALLS, tuned
+    from relay.aws.ledger import INGEST, DeliveryLedger
+    from relay.aws.sns import SNS_MAX_BATCH, SnsPublisher
+    from relay.delivery.forwarding import Forwarder
+    from relay.delivery.function import read_records
+    from relay.delivery.sending import new_http_client
+    from relay.ingest.request import Ingest
+    from relay.ingest.signing import sign
+    from relay.journey import JourneyTable, fitted
+    from relay.journey.record import invocation_journey
+    from relay.models.config import config_from_mapping
+    from relay.models.event import parse_event
+    from relay.queued.message import EVENTS_PER_MESSAGE, QueuedEvent, queued_body
+    from relay.queued.routing import Router
+    from relay_tools.sqs_events import lambda_records
 
 SECRET = "bench-signing-secret"
 FPC = "0123456789abcdef0123456789abcdef-1741784485001"

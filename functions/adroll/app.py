@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay.delivery.function import VendorFunction, deliver_batch, vendor_function
-from relay.observability import logger, metrics, traced
+from relay.coldstart import loading
+
+with loading():  # the cold start's imports (relay.coldstart)
+    from relay.delivery.function import VendorFunction, deliver_batch, vendor_function
+    from relay.observability import logger, metrics, traced
 
 
 @logger.inject_lambda_context(clear_state=True)

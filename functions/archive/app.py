@@ -10,10 +10,13 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from relay.archive.lines import transform
-from relay.archive.sealing import Sealer
-from relay.models.environment import ArchiveEnvironment, get_environment
-from relay.observability import logger, metrics, traced
+from relay.coldstart import loading
+
+with loading():  # the cold start's imports (relay.coldstart)
+    from relay.archive.lines import transform
+    from relay.archive.sealing import Sealer
+    from relay.models.environment import ArchiveEnvironment, get_environment
+    from relay.observability import logger, metrics, traced
 
 
 @functools.cache

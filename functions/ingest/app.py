@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.logging import correlation_paths
+from relay.coldstart import loading
 
-from relay.ingest.function import IngestFunction, handle_request, ingest_function
-from relay.observability import logger, metrics, traced
+with loading():  # the cold start's imports (relay.coldstart)
+    from aws_lambda_powertools.logging import correlation_paths
+
+    from relay.ingest.function import IngestFunction, handle_request, ingest_function
+    from relay.observability import logger, metrics, traced
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
