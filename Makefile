@@ -67,8 +67,8 @@ demo: install       ## start the local stack, send every sample, print event -> 
 	$(BIN)/relay demo --config relay.restricted.example.toml --sample events/samples/restricted_lead.json
 	$(BIN)/relay demo --config relay.connections.example.toml
 
-bench: install      ## benchmarks: bench/results.json, bench/results.png and a table (LATENCY_MS=50 REPEAT=5)
-	$(BIN)/python bench/run.py --latency-ms $${LATENCY_MS:-50} --repeat $${REPEAT:-5}
+bench: install      ## benchmarks: bench/results.json, bench/results.png and a table (LATENCY_MS=50 REPEAT=15)
+	$(BIN)/python bench/run.py --latency-ms $${LATENCY_MS:-50} --repeat $${REPEAT:-15}
 	$(BIN)/python docs/render.py
 
 reliability: install  ## long form of the reliability suite (make test runs the short form): hostile input, soak, load, outages
