@@ -81,7 +81,7 @@ class PlainJsonSerializer(JSONSerializer):
             return super().serialize_to_request(parameters, operation_model)
         try:
             body = _ENCODER.encode(parameters).encode("utf-8")
-        except (TypeError, ValueError):  # a value JSON cannot write as given (a str blob): botocore's way
+        except (TypeError, ValueError):  # a value JSON cannot write as given (a set, a memoryview): botocore's way
             return super().serialize_to_request(parameters, operation_model)
         return {**empty, "headers": dict(empty["headers"]), "body": body}  # botocore adds to the headers
 
