@@ -90,6 +90,7 @@ def test_every_module_ships_hash_checked_bytecode_for_python313(built):
 # (a module added to shared/relay must be added here, on purpose).
 LAYER_MODULES = {
     "relay/__init__.py",
+    "relay/coldstart.py",
     "relay/observability.py",
     *(
         f"relay/models/{m}.py"
@@ -155,6 +156,7 @@ LAYER_MODULES = {
             "clients",
             "ingest_claims",
             "ledger",
+            "plain_json",
             "records",
             "replay",
             "secrets",
