@@ -135,3 +135,24 @@ def test_a_national_number_hashes_as_its_international_form(national, country, i
 def test_digits_outside_ascii_are_an_input_error(phone):
     with pytest.raises(pii.PhoneError, match="ASCII digits"):
         pii.phone_e164(phone, "IT")
+
+
+def test_a_phone_is_read_once_per_event_whatever_the_vendors(monkeypatch):
+    from relay.queued.routing import Router
+    from relay.vendors import Mapped
+
+    from ..conftest import app_event, event, make_config
+
+    reads: list[str] = []
+    real = pii.phone_e164
+    monkeypatch.setattr(pii, "phone_e164", lambda value, country=None: (reads.append(value), real(value, country))[1])
+    items = [{"id": "sku-1", "price": "9.99", "quantity": 1}]
+    raw = app_event("ios", page_url="https://shop.example.com/app", items=items, order_id="o-1")
+    raw["user"] = {**raw["user"], "phone": "(650) 555-1212", "country": "US"}
+    outcomes = Router(make_config()).route(event(raw))
+    assert reads == ["(650) 555-1212"]  # the validator's parse, kept for every vendor
+    applovin, appsflyer = outcomes["applovin"], outcomes["appsflyer"]
+    assert isinstance(applovin, Mapped) and isinstance(appsflyer, Mapped)
+    assert applovin.payload["user_data"]["phone"] == sha("16505551212")
+    sent = str(appsflyer.payload)  # AppsFlyer's hashed fields, wherever its body nests them
+    assert sha("16505551212") in sent and sha("+16505551212") in sent

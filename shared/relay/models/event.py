@@ -104,11 +104,19 @@ class User(Strict):
         """The email as every vendor takes it hashed (pii.hash_email): worked out once per event."""
         return pii.hash_email(self.email) if self.email else None
 
+    @once
+    def phone_e164(self) -> str | None:
+        """The phone in E.164 (pii.phone_e164); None without one, or when it arrived hashed. The validator's
+        own parse is kept: libphonenumber reads each number once per event, whatever the vendors."""
+        if self.phone is None or pii.as_sha256(self.phone):
+            return None
+        return pii.phone_e164(self.phone, self.country)
+
     @model_validator(mode="after")
     def _phone(self) -> User:
         if self.phone is not None and not pii.as_sha256(self.phone):
             try:
-                pii.phone_e164(self.phone, self.country)
+                self.__dict__["phone_e164"] = pii.phone_e164(self.phone, self.country)  # as `once` keeps it
             except pii.PhoneError as exc:
                 raise rule_error("phone", str(exc)) from None
         return self

@@ -108,12 +108,13 @@ def hash_name(value: str) -> str:
     return as_sha256(norm) or sha256_hex(norm)
 
 
-def hash_phone_digits(value: str, country: str | None = None) -> str:
-    return as_sha256(value) or sha256_hex(phone_digits(value, country))
+def hash_phone_digits(value: str, country: str | None = None, e164: str | None = None) -> str:
+    """`e164`: the number's phone_e164, when already worked out (libphonenumber's parse is the costly part)."""
+    return as_sha256(value) or sha256_hex(e164[1:] if e164 else phone_digits(value, country))
 
 
-def hash_phone_e164(value: str, country: str | None = None) -> str | None:
-    """None when the phone arrived pre-hashed: its format can no longer be changed."""
+def hash_phone_e164(value: str, country: str | None = None, e164: str | None = None) -> str | None:
+    """None when the phone arrived pre-hashed: its format can no longer be changed. `e164`: as above."""
     if as_sha256(value):
         return None
-    return sha256_hex(phone_e164(value, country))
+    return sha256_hex(e164 or phone_e164(value, country))

@@ -160,7 +160,7 @@ class AppLovin(VendorAdapter[AppLovinConfig]):
         if share_pii and user.email:
             ud["email"] = user.email_sha256
         if share_pii and user.phone:
-            ud["phone"] = pii.hash_phone_digits(user.phone, user.country)
+            ud["phone"] = pii.hash_phone_digits(user.phone, user.country, user.phone_e164)
         ud["country_code"] = user.country
         if user.zip is not None:
             ud["zip"] = user.zip[:5] if user.country == "US" else user.zip

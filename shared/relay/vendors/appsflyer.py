@@ -179,8 +179,8 @@ class AppsFlyer(VendorAdapter[AppsFlyerConfig]):
             if user.email:
                 out["email_hashed"] = user.email_sha256
             if user.phone:
-                out["phone_number_hashed"] = pii.hash_phone_digits(user.phone, user.country)
-                out["phone_number_e164_hashed"] = pii.hash_phone_e164(user.phone, user.country)
+                out["phone_number_hashed"] = pii.hash_phone_digits(user.phone, user.country, user.phone_e164)
+                out["phone_number_e164_hashed"] = pii.hash_phone_e164(user.phone, user.country, user.phone_e164)
             if user.first_name:
                 out["first_name_hashed"] = pii.hash_name(user.first_name)
             if user.last_name:
