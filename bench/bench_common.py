@@ -253,13 +253,14 @@ def ingest_once(n: int, repeat: int = 1) -> tuple[float, float]:
     return (time.process_time() - cpu) / (repeat * n), (time.perf_counter() - wall) / repeat
 
 
-def ingest_calls(n: int) -> list[tuple[str, str, dict[str, Any]]]:
-    """The AWS calls the ingest makes for one request of `n` events: (service, operation, parameters)."""
+def ingest_calls(n: int) -> list[tuple[Any, str, dict[str, Any]]]:
+    """The AWS calls the ingest makes for one request of `n` events: (its client, operation, parameters)."""
     ingest, body, clients = _ingest(n, 1)
-    calls: list[tuple[str, str, dict[str, Any]]] = []
+    calls: list[tuple[Any, str, dict[str, Any]]] = []
+    by_service = {client.meta.service_model.service_name: client for client in clients}
 
     def record(params: dict[str, Any], model: Any, **_: Any) -> None:
-        calls.append((model.service_model.service_name, model.name, copy.deepcopy(params)))
+        calls.append((by_service[model.service_model.service_name], model.name, copy.deepcopy(params)))
 
     for client in clients:
         client.meta.events.register("provide-client-params", record, unique_id="bench-record")
@@ -273,22 +274,17 @@ def ingest_calls(n: int) -> list[tuple[str, str, dict[str, Any]]]:
 
 def floor_once(n: int, repeat: int = 1) -> float:
     """CPU seconds per event of what an ingest making the same AWS calls cannot go under: `reference_once`'s
-    work and the very calls the ingest makes (`ingest_calls`: the claim, the PublishBatch, the settling
-    record, their parameters as the ingest built them), through the same clients, nothing else."""
+    and the very calls the ingest makes (`ingest_calls`: the claim, the PublishBatch, the settling record,
+    their parameters as the ingest built them), through the same clients, nothing else."""
     calls = ingest_calls(n)
-    answers = {"publish_batch": {"Successful": [{"Id": "0", "MessageId": "m"}], "Failed": []}}
-    clients: dict[str, Any] = {}
-    for service in {service for service, _, _ in calls}:
-        mine = [xform_name(op) for s, op, _ in calls if s == service] * repeat
-        options = {"dynamodb": {"config": TRUSTED_CALLS}, "sns": SnsPublisher.client_options}[service]
-        clients[service] = stubbed(service, [(op, answers.get(op, {})) for op in mine], **options)
-    sends = [(getattr(clients[service], xform_name(op)), params) for service, op, params in calls]
+    _ingest(n, repeat)  # answers queued for `repeat` requests, on the same clients (`stubbed` keeps them)
+    sends = [(getattr(client, xform_name(operation)), params) for client, operation, params in calls]
     cpu = time.process_time()
-    reference_once(n, repeat)
     for _ in range(repeat):
         for send, params in sends:
             send(**params)
-    return (time.process_time() - cpu) / (repeat * n)
+    calls_cpu = time.process_time() - cpu
+    return reference_once(n, repeat) + calls_cpu / (repeat * n)
 
 
 def reference_once(n: int, repeat: int = 1) -> float:

@@ -26,11 +26,10 @@ def test_a_function_module_imports_without_the_collector_then_freezes_what_it_ma
         "import gc, json, sys, relay.coldstart as c\n"
         "paused = []\n"
         "real = c.gc.disable\n"
-        "c.gc.disable = lambda: (paused.append(gc.get_freeze_count()), real())[1]\n"
+        "c.gc.disable = lambda: (paused.append(True), real())[1]\n"
         f"sys.path.insert(0, 'functions/{function}')\n"
         "import app\n"
-        "print(json.dumps({'paused': len(paused), 'enabled': gc.isenabled(), 'frozen': gc.get_freeze_count(),"
-        " 'modules': len(sys.modules), 'boto3': 'boto3' in sys.modules}))"
+        "print(json.dumps({'paused': len(paused), 'enabled': gc.isenabled(), 'frozen': gc.get_freeze_count()}))"
     )
     assert state["paused"] == 1 and state["enabled"]  # paused once, running again after the imports
     assert state["frozen"] > 10_000  # the modules' objects are in the permanent generation

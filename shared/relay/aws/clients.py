@@ -52,21 +52,6 @@ def steady_endpoints(client: Any) -> Any:
     return client
 
 
-def plain_json(client: Any) -> Any:
-    """`client` (a JSON-protocol service: DynamoDB), its trusted calls serialised by `json.dumps` alone.
-    botocore walks the parameters through the operation's shapes and copies them, member by member, before
-    dumping them: for a DynamoDB item already in its wire form (`{"S": ...}`) the copy is the same JSON, and
-    it was two thirds of the ingest's claim of 100 events. An operation takes this path only when its whole
-    input, read from botocore's model, is strings, numbers, booleans, blobs, lists, maps and structures with
-    no renamed member, timestamp, float, document or host prefix; blobs are given as bytes (base64 in the
-    JSON, as botocore writes them). Anything else, or a value JSON cannot write, goes through botocore's own
-    serializer. tests/integration/test_aws_clients.py checks both give the same bytes."""
-    from relay.aws.plain_json import PlainJsonSerializer
-
-    PlainJsonSerializer.adopt(getattr(client, "_serializer", None))
-    return client
-
-
 def new_client(service: str, config: Config = AWS_CALLS) -> Any:
     """A boto3 client as every function makes one: bounded calls, its endpoint resolved once per operation,
     and with TRUSTED_CALLS (no parameter validation: the relay built the parameters) plain JSON serialising."""
@@ -76,9 +61,16 @@ def new_client(service: str, config: Config = AWS_CALLS) -> Any:
 
 
 def tuned(client: Any, config: Config) -> Any:
-    """`client` made as `new_client` makes its clients (the benchmarks' stubbed clients too)."""
+    """`client` made as `new_client` makes its clients (the benchmarks' stubbed clients too): its endpoint
+    steady and, for trusted calls (`config` without parameter validation), a JSON protocol's parameters
+    serialised as the plain JSON they are (relay.aws.plain_json; `config`, not the client's, tells: botocore's
+    client config does not keep `parameter_validation`)."""
     steady_endpoints(client)
-    return plain_json(client) if config.parameter_validation is False else client
+    if config.parameter_validation is False:
+        from relay.aws.plain_json import PlainJsonSerializer
+
+        PlainJsonSerializer.adopt(getattr(client, "_serializer", None))
+    return client
 
 
 class LazyClient:

@@ -1,5 +1,11 @@
-"""A JSON-protocol serializer for trusted calls (relay.aws.clients.plain_json): parameters already in their
-wire form go to `json.dumps` as they are, instead of through botocore's copy of them, shape by shape."""
+"""A JSON-protocol serializer for trusted calls (DynamoDB's, relay.aws.clients.tuned): parameters already in
+their wire form (`{"S": ...}`) go to `json.dumps` as they are. botocore walks them through the operation's
+shapes and copies them, member by member, before dumping the copy: the same JSON, and two thirds of the
+ingest's claim of 100 events. An operation takes this path only when its whole input, read from botocore's
+model, is strings, numbers, booleans, blobs, lists, maps and structures with no renamed member, timestamp,
+float, document or host prefix; blobs are given as bytes (base64 in the JSON, as botocore writes them).
+Anything else, or a value JSON cannot write, goes through botocore's own serializer.
+tests/integration/test_aws_clients.py checks both give the same bytes (docs/decisions/0012)."""
 
 from __future__ import annotations
 
@@ -36,30 +42,24 @@ def plain(shape: Any, seen: set[str] | None = None) -> bool:
     return children is None or all(plain(child, seen) for child in children())
 
 
-def _plain_operation(operation_model: Any) -> bool:
-    """Whether an operation takes the plain path: worked out once per process for each operation of each API
-    version (a walk through its input's shapes), whatever the clients made."""
-    metadata = operation_model.metadata
-    key = (metadata.get("serviceId"), metadata.get("apiVersion"), operation_model.name)
-    if key not in _PLAIN_OPERATIONS:
-        _PLAIN_OPERATIONS[key] = (
-            operation_model.endpoint is None
-            and not metadata.get("awsQueryCompatible")
-            and plain(operation_model.input_shape)
-        )
-    return _PLAIN_OPERATIONS[key]
+def plain_operation(operation_model: Any) -> bool:
+    """Whether an operation takes the plain path: its whole input plain, no host prefix, not a query-compatible
+    service."""
+    return (
+        operation_model.endpoint is None
+        and not operation_model.metadata.get("awsQueryCompatible")
+        and plain(operation_model.input_shape)
+    )
 
 
-_PLAIN_OPERATIONS: dict[tuple[Any, Any, str], bool] = {}
+# per operation of each API version, once per process whatever the clients made: the request botocore makes
+# of no parameters (method, target, content type) when the operation takes the plain path; None when not
+_SKELETONS: dict[tuple[Any, Any, str], dict[str, Any] | None] = {}
 
 
 class PlainJsonSerializer(JSONSerializer):
     """botocore's JSON serializer, with `json.dumps` of the parameters for operations whose input is plain
     (`adopt` turns a client's serializer into one, keeping its settings)."""
-
-    # per operation: the request botocore makes of no parameters (method, target, content type), when the
-    # operation takes the plain path; None when it does not
-    _plain: dict[str, dict[str, Any] | None]
 
     @classmethod
     def adopt(cls, serializer: Any) -> bool:
@@ -68,15 +68,15 @@ class PlainJsonSerializer(JSONSerializer):
         if type(serializer) is not JSONSerializer:
             return False
         serializer.__class__ = cls
-        serializer._plain = {}
         return True
 
     def serialize_to_request(self, parameters: Any, operation_model: Any) -> dict[str, Any]:
-        name = operation_model.name
-        if name not in self._plain:
-            plain_path = _plain_operation(operation_model)
-            self._plain[name] = super().serialize_to_request({}, operation_model) if plain_path else None
-        empty = self._plain[name]
+        metadata = operation_model.metadata
+        key = (metadata.get("serviceId"), metadata.get("apiVersion"), operation_model.name)
+        if key not in _SKELETONS:
+            plain_path = plain_operation(operation_model)
+            _SKELETONS[key] = super().serialize_to_request({}, operation_model) if plain_path else None
+        empty = _SKELETONS[key]
         if empty is None:
             return super().serialize_to_request(parameters, operation_model)
         try:

@@ -15,7 +15,7 @@ from relay.models.event import Event, EventParseError, event_id_of, parse_event
 from relay.models.names import vendor_of
 from relay.queued.message import queued_body
 from relay.queued.routing import Router
-from relay.vendors import Invalid, Mapped, Skipped
+from relay.vendors import Invalid
 
 Read = tuple[dict[str, Any], Message | None, list[FieldError]]
 
@@ -60,16 +60,7 @@ class EventReader:
     def routed(self, index: int, event: Event, source: str) -> Read:
         """A valid event's entry and message: the outcome at each connection `source` may reach."""
         outcomes = self.router.route(event, source)
-        destinations: list[str] = []  # Router.destinations, read with the rest in one pass
-        skipped: dict[str, str] = {}
-        invalid: dict[str, list[dict[str, str]]] = {}
-        for c, o in outcomes.items():
-            if isinstance(o, Mapped):
-                destinations.append(c)
-            elif isinstance(o, Skipped):
-                skipped[c] = o.reason
-            elif isinstance(o, Invalid):
-                invalid[c] = [e.as_dict() for e in o.errors]
+        destinations, skipped, invalid = Router.sorted_outcomes(outcomes)
         entry: dict[str, Any] = {"index": index, "event_id": event.event_id, "destinations": destinations}
         if skipped:
             entry["skipped"] = skipped

@@ -54,6 +54,10 @@ class once:  # noqa: N801 - read as a decorator, like the property it stands for
         value = instance.__dict__[self.name] = self.compute(instance)
         return value
 
+    def keep(self, instance: Any, value: Any) -> None:
+        """`value` as the one worked out (a validator that had to work it out anyway)."""
+        instance.__dict__[self.name] = value
+
 
 class Strict(BaseModel):
     # Validators are built on first use, not at import: vendor functions read queued messages (relay.queued.message)
@@ -116,7 +120,7 @@ class User(Strict):
     def _phone(self) -> User:
         if self.phone is not None and not pii.as_sha256(self.phone):
             try:
-                self.__dict__["phone_e164"] = pii.phone_e164(self.phone, self.country)  # as `once` keeps it
+                User.phone_e164.keep(self, pii.phone_e164(self.phone, self.country))
             except pii.PhoneError as exc:
                 raise rule_error("phone", str(exc)) from None
         return self

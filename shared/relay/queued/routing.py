@@ -10,7 +10,7 @@ from relay.models.errors import FieldError
 from relay.models.event import Event
 from relay.models.event_names import DEFAULT_EVENT_NAMES, vendor_event_name
 from relay.models.names import DEFAULT, VENDORS, vendor_of
-from relay.vendors import ADAPTERS, Mapped, MappingResult, Skipped, VendorAdapter
+from relay.vendors import ADAPTERS, Invalid, Mapped, MappingResult, Skipped, VendorAdapter
 
 # Vendors whose data use needs device storage consent (cookies/ids): skipped on ad_storage=false.
 # AppsFlyer still gets the event, with consent_data and sharing_filter "all".
@@ -87,4 +87,22 @@ class Router:
     @staticmethod
     def destinations(outcomes: dict[str, MappingResult]) -> list[str]:
         """The connections that will get the event (the answer's `destinations`)."""
-        return [c for c, o in outcomes.items() if isinstance(o, Mapped)]
+        return Router.sorted_outcomes(outcomes)[0]
+
+    @staticmethod
+    def sorted_outcomes(
+        outcomes: dict[str, MappingResult],
+    ) -> tuple[list[str], dict[str, str], dict[str, list[dict[str, str]]]]:
+        """In one pass: the destinations, the reason of each connection that skipped the event, and the field
+        errors of each that found it invalid."""
+        destinations: list[str] = []
+        skipped: dict[str, str] = {}
+        invalid: dict[str, list[dict[str, str]]] = {}
+        for connection, outcome in outcomes.items():
+            if isinstance(outcome, Mapped):
+                destinations.append(connection)
+            elif isinstance(outcome, Skipped):
+                skipped[connection] = outcome.reason
+            elif isinstance(outcome, Invalid):
+                invalid[connection] = [e.as_dict() for e in outcome.errors]
+        return destinations, skipped, invalid
