@@ -337,3 +337,49 @@ def test_a_batch_refused_for_its_size_is_split_not_dead_lettered(aws_stack, monk
     attrs = {k: v["StringValue"] for k, v in letter["MessageAttributes"].items()}
     assert attrs["relay_event_id"] == "huge" and attrs["relay_status"] == "413"
     assert attrs["relay_outcome"] == "rejected"
+
+
+def test_vendor_requests_carry_no_cookie_a_vendor_answer_set():
+    """One container's client sends for every account of its vendor: a cookie one answer sets (a load
+    balancer's) is neither kept nor sent with the next request, another account's here."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from relay.delivery.forwarding import Forwarder
+    from relay.delivery.sending import new_http_client
+
+    from ..conftest import event, make_config
+
+    sent: list[str | None] = []
+
+    class SetsCookies(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):  # noqa: N802
+            sent.append(self.headers.get("Cookie"))
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Set-Cookie", "AWSALB=lb-node-7; Path=/")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SetsCookies)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = new_http_client()
+    try:
+        for i, account in enumerate(("ADV1", "ADV2")):
+            endpoint = f"http://127.0.0.1:{server.server_address[1]}/api"
+            config = make_config(adroll={"endpoint": endpoint, "advertisable_eid": account})
+            results = Forwarder("adroll", config, client).deliver(
+                {"m": event(web_event(event_id=f"c{i}"))}, lambda: 60_000
+            )
+            assert results["m"].ok
+    finally:
+        server.shutdown()
+        client.close()
+    assert sent == [None, None]
+    assert not client.cookies
+    with pytest.raises(ValueError, match="vendor requests carry no cookies"):
+        new_http_client(cookies={"session": "x"})

@@ -82,10 +82,44 @@ class Stats:
                 setattr(self, name, getattr(self, name) + n)
 
 
+class _NoCookies(httpx.Cookies):
+    """A jar that stays empty: what a vendor's answer sets (a load balancer's cookie, say) is not kept."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
+        raise ValueError("vendor requests carry no cookies")
+
+
+class VendorClient(httpx.Client):
+    """The vendors' HTTP client: no cookie jar. A vendor API authenticates each request by its key, and one
+    container sends for every connection of its vendor: a cookie one account's answer set must not ride on
+    the next account's request. (httpx would also read every answer's cookies into its jar, building two
+    urllib objects per request.)"""
+
+    def __init__(self, **kwargs: Any):
+        if kwargs.pop("cookies", None):
+            raise ValueError("vendor requests carry no cookies")
+        super().__init__(**kwargs)
+
+    @property  # type: ignore[override]
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        if cookies:
+            raise ValueError("vendor requests carry no cookies")
+
+
+_NO_COOKIES = _NoCookies()
+
+
 def new_http_client(**kwargs: Any) -> httpx.Client:
-    """One client per container (connection reuse), explicit timeouts."""
+    """One client per container (connection reuse), explicit timeouts, no cookies kept (VendorClient)."""
     kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
-    return httpx.Client(limits=httpx.Limits(max_connections=32), **kwargs)
+    return VendorClient(limits=httpx.Limits(max_connections=32), **kwargs)
 
 
 def retry_after_seconds(value: str | None, now: float) -> float | None:
