@@ -146,7 +146,12 @@ def message_id_of(key: str) -> str:
 
 
 def is_bundle(message: Any) -> bool:
-    return isinstance(message, dict) and set(message) == {"bundle", "events"} and isinstance(message["events"], list)
+    return (
+        isinstance(message, dict)
+        and "bundle" in message  # (a queued message has none: no set built for it)
+        and message.keys() == {"bundle", "events"}
+        and isinstance(message["events"], list)
+    )
 
 
 def _unreadable(
@@ -167,11 +172,11 @@ def _queued_events(
 
         errors = "; ".join(map(str, from_validation_error(exc)))
         return [_unreadable(key, message_id, source, vendor, f"not a canonical event: {errors}", bundle)]
-    sent_by = message.get("source", DEFAULT) if "payloads" in message else DEFAULT
-    replay = message.get("replay", "") if "payloads" in message else ""
+    sent_by, replay = (
+        (message.get("source", DEFAULT), message.get("replay", "")) if "payloads" in message else (DEFAULT, "")
+    )
     if len(parts) == 1 and parts[0][0] == vendor:  # the default connection alone: the key and body as they were
-        kind = {"bundle": bundle, "connection": vendor, "sent_by": sent_by, "replay": replay}
-        return [QueuedEvent(key, message_id, source, parts[0][1], **kind)]
+        return [QueuedEvent(key, message_id, source, parts[0][1], None, bundle, vendor, sent_by, replay)]
     return [
         QueuedEvent(
             key if connection == vendor else f"{key}~{connection}",
@@ -217,13 +222,12 @@ def _from_message(message: Any, vendor: str) -> list[tuple[str, Queued | Event]]
     event_id = event_id_of(message)
     if event_id is None:
         raise QueuedMessageError(f"event_id: must be 1 to {MAX_EVENT_ID_LENGTH} printable characters")
-    sent_by = message.get("source", DEFAULT)
-    if not is_name(sent_by):
+    if "source" in message and not is_name(message["source"]):
         raise QueuedMessageError("source: must be a source's name (relay.models.names)")
     if "replay" in message and not is_replay_id(message["replay"]):
         raise QueuedMessageError("replay: must be a replay's id, 16 lower-case hex digits (relay.models.names)")
     payloads = message["payloads"]
-    mine = sorted(c for c in payloads if vendor_of(c) == vendor) if isinstance(payloads, dict) else []
+    mine = sorted([c for c in payloads if vendor_of(c) == vendor]) if isinstance(payloads, dict) else []
     if not mine:
         carried = ", ".join(sorted(payloads)) if isinstance(payloads, dict) else ""
         raise QueuedMessageError(f"payloads.{vendor}: missing; the message carries payloads for: {carried or 'none'}")
