@@ -26,10 +26,12 @@ from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
+from relay.models.names import VENDOR_TITLES
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 
-VENDORS = {"applovin": "AppLovin", "appsflyer": "AppsFlyer", "adroll": "AdRoll"}
+VENDORS = VENDOR_TITLES  # (as the template names their resources)
 FAULTS = (
     ("5xx", "5xx"),
     ("429", "429s with Retry-After"),
@@ -175,6 +177,17 @@ def bench_functions(r: dict[str, Any]) -> str:
             f" {_range(ingest['floor_ms_per_event_1'], 3)} ms, {ingest['floor_ratio_1']:.1f} times the reference:"
             " no ingest making those calls through botocore can go under that."
         )
+    if "floor_lines_ms_1" in ingest:
+        floor = ingest["floor_lines_ms_1"]
+        reference = floor["reference"]["median"]
+        names = {"reference": "the reference (sign, verify, read, validate)"}
+        rows = ["| the floor at one event per request, line by line | ms | × the reference |", "|---|---|---|"]
+        for line, values in floor.items():
+            label = names.get(line, f"AWS call {line.replace('. ', ': `')}`")
+            rows.append(f"| {label} | {_range(values, 3)} | {values['median'] / reference:.2f} |")
+        total = sum(v["median"] for v in floor.values())
+        rows.append(f"| **the floor** (sum of the medians) | {total:.3f} | {total / reference:.2f} |")
+        lines += ["", "\n".join(rows)]
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from relay.models.names import VENDORS
+from relay.models.names import VENDOR_TITLES, VENDORS
 from relay.queued.message import EVENTS_PER_MESSAGE
 from relay_tools import billed
 from relay_tools.cost import durations, invocation_ms, template_default, template_facts
@@ -24,8 +24,7 @@ DYNAMODB_NEW_TABLE_WRITES = 4_000
 DYNAMODB_TABLE_WRITES = 40_000
 # an ingest request's time in AWS: its DynamoDB and SNS calls, a few ms each, and the CPU of its events
 INGEST_CALLS_MS = 30.0
-VENDOR_NAMES = {"applovin": "AppLovin", "appsflyer": "AppsFlyer", "adroll": "AdRoll"}
-CONCURRENCY_PARAMETERS = {v: f"{VENDOR_NAMES[v]}MaxConcurrency" for v in VENDORS}
+CONCURRENCY_PARAMETERS = {v: f"{VENDOR_TITLES[v]}MaxConcurrency" for v in VENDORS}
 
 
 @dataclass
@@ -62,7 +61,7 @@ def limits(events_per_request: int) -> list[Limit]:
         per_function = per_invocation / ms * 1000
         out.append(
             Limit(
-                f"{VENDOR_NAMES[vendor]} function ({CONCURRENCY_PARAMETERS[vendor]})",
+                f"{VENDOR_TITLES[vendor]} function ({CONCURRENCY_PARAMETERS[vendor]})",
                 concurrency * per_function,
                 f"{concurrency} at a time, {per_function:,.0f} events/s each",
                 "the parameter",

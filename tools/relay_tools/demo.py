@@ -14,7 +14,7 @@ import httpx
 from relay.aws.ledger import DeliveryLedger
 from relay.delivery import deadletter
 from relay.models.config import RelayConfig
-from relay.models.names import namespace_parts
+from relay.models.names import VENDOR_TITLES, namespace_parts
 from relay.queued.message import parse_message
 from relay_tools.connections import signed_headers
 from relay_tools.dev import ROOT, LocalStack
@@ -40,7 +40,7 @@ def _ledger(stack: LocalStack) -> dict[Key, str]:
 def _dead_letters(stack: LocalStack) -> dict[Key, str]:
     sqs = stack.clients["sqs"]
     out = {}
-    for vendor, logical in (("applovin", "AppLovin"), ("appsflyer", "AppsFlyer"), ("adroll", "AdRoll")):
+    for vendor, logical in VENDOR_TITLES.items():
         url = stack.stack.physical[f"{logical}DeadLetterQueue"]  # type: ignore[union-attr]
         letters = list(deadletter.read_all(sqs, url, hold_seconds=1))
         deadletter.release(sqs, url, letters)

@@ -53,12 +53,12 @@ from relay.delivery.sending import RetryPolicy, new_http_client
 from relay.journey import JourneyTable
 from relay.models.config import RelayConfig
 from relay.models.environment import IngestEnvironment, VendorEnvironment, read_environment
-from relay.models.names import is_connection
+from relay.models.names import VENDOR_TITLES, is_connection
 from relay_tools import console
 from relay_tools.apigw import http_api_event, response_body
 from relay_tools.connections import deployed_file, has_connections, ingest_secret, toml_text, vendor_secret
 from relay_tools.faults import FaultPlan
-from relay_tools.queues import LOCAL_CREDENTIALS, VENDOR_LOGICAL, VendorQueues
+from relay_tools.queues import LOCAL_CREDENTIALS, VendorQueues
 from relay_tools.sandbox import Sandboxes
 from relay_tools.sqs_events import lambda_records
 from relay_tools.stack import Stack, create_stack, load_template, parameter_defaults
@@ -460,7 +460,7 @@ class LocalStack:
         physical, sqs = self.stack.physical, self.clients["sqs"]
 
         def queues(vendor: str) -> VendorQueues:
-            logical = VENDOR_LOGICAL[vendor]
+            logical = VENDOR_TITLES[vendor]
             return VendorQueues(sqs, physical[f"{logical}Queue"], physical[f"{logical}DeadLetterQueue"])
 
         return Debugger(JourneyTable(physical["IdempotencyTable"], self.clients["dynamodb"]), queues)

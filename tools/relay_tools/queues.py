@@ -7,10 +7,10 @@ from typing import Any
 
 from relay.models.config import ConfigError, RelayConfig
 from relay.models.errors import FieldError
+from relay.models.names import VENDOR_TITLES
 
 # moto's server takes any credentials; fixed ones keep the local stack away from a real account's.
 LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}  # noqa: S105
-VENDOR_LOGICAL = {"applovin": "AppLovin", "appsflyer": "AppsFlyer", "adroll": "AdRoll"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,7 @@ def vendor_queues(
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    logical = VENDOR_LOGICAL[vendor]
+    logical = VENDOR_TITLES[vendor]
     try:
         if stack:
             session = boto3.Session(region_name=region)

@@ -16,6 +16,8 @@ from typing import Annotated, Literal
 from pydantic import StringConstraints
 
 VENDORS: tuple[str, ...] = ("applovin", "appsflyer", "adroll")
+# each vendor as people write it: in tables and messages, and the prefix of its resources in template.yaml
+VENDOR_TITLES = {"applovin": "AppLovin", "appsflyer": "AppsFlyer", "adroll": "AdRoll"}
 Vendor = Literal["applovin", "appsflyer", "adroll"]
 DEFAULT = "default"
 SOURCE_HEADER = "X-Relay-Source"
