@@ -35,6 +35,17 @@ TRACED = "applovin_tracing_active"
 WORKERS = SEND_WORKERS  # AppsFlyer requests in flight per function
 
 
+def cpu_model() -> str:
+    """The processor's name as Linux gives it (/proc/cpuinfo), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def stats(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
@@ -345,7 +356,7 @@ def main() -> int:
         latency = args.latency_ms / 1000
         r = {
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "machine": f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}",
             "latency_ms": args.latency_ms,
             "repeat": args.repeat,
         }

@@ -266,3 +266,26 @@ def test_the_watchdog_shuts_a_socket_still_reading_at_its_deadline_and_spares_a_
         spared.settimeout(0.5)
         with pytest.raises(TimeoutError):
             spared.recv(1)  # disarmed: left alone
+
+
+def test_arming_a_later_deadline_does_not_wake_the_watchdog_and_an_earlier_one_is_kept():
+    """A request's deadline later than the watchdog's next round waits for that round (no wake-up per
+    request: AppsFlyer sends one per event); an earlier one wakes it, and is kept."""
+    from relay.delivery.deadline import _WATCHDOG
+
+    pairs = [socket.socketpair() for _ in range(21)]
+    try:
+        first = _WATCHDOG.arm(time.monotonic() + 30, pairs[0][0])
+        rounds = _WATCHDOG.wakes
+        later = [_WATCHDOG.arm(time.monotonic() + 40 + i, a) for i, (a, _) in enumerate(pairs[1:-1])]
+        assert _WATCHDOG.wakes - rounds <= 1  # (one round: the first arming's, if it had not run yet)
+        for token in (first, *later):
+            _WATCHDOG.disarm(token)
+        earlier, _ = pairs[-1]
+        _WATCHDOG.arm(time.monotonic() + 0.1, earlier)
+        earlier.settimeout(30)
+        assert earlier.recv(1) == b""  # shut at its deadline, not at the next round's 30 s
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()

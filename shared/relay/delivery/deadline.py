@@ -8,6 +8,7 @@ take what is left, and a watchdog shuts the socket when the deadline passes whil
 
 from __future__ import annotations
 
+import math
 import socket
 import threading
 import time
@@ -49,6 +50,8 @@ class _Watchdog:
         self._armed: dict[int, tuple[float, socket.socket]] = {}
         self._tokens = 0
         self._thread: threading.Thread | None = None
+        self._wakes_at = math.inf  # when the thread's current wait ends
+        self.wakes = 0  # its rounds (each a wake-up: what a request's arming saves when it need not wake it)
 
     def arm(self, deadline: float, sock: socket.socket) -> int:
         """Shut `sock` at `deadline` (time.monotonic) unless disarmed first."""
@@ -58,7 +61,8 @@ class _Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="relay-request-deadlines", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if deadline < self._wakes_at:  # else the thread wakes before this deadline anyway, and sees it
+                self._cond.notify()
             return self._tokens
 
     def disarm(self, token: int) -> None:
@@ -72,7 +76,9 @@ class _Watchdog:
                 for token in [t for t, (deadline, _) in self._armed.items() if deadline <= now]:
                     _shutdown(self._armed.pop(token)[1])
                 soonest = min((deadline for deadline, _ in self._armed.values()), default=now + 60)
-                self._cond.wait(timeout=max(soonest - now, 0.001))
+                self._wakes_at = now + max(soonest - now, 0.001)
+                self.wakes += 1
+                self._cond.wait(timeout=self._wakes_at - now)
 
 
 _WATCHDOG = _Watchdog()
