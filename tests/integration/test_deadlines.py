@@ -289,3 +289,85 @@ def test_arming_a_later_deadline_does_not_wake_the_watchdog_and_an_earlier_one_i
         for a, b in pairs:
             a.close()
             b.close()
+
+
+class SlowAnswers:
+    """A loopback vendor that answers 200 `delay` s after reading each request; `arrived` is set as each
+    request is read, `requests` counts them."""
+
+    def __init__(self, delay: float):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        outer = self
+        self.arrived, self.requests = threading.Event(), 0
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.requests += 1
+                outer.arrived.set()
+                time.sleep(delay)
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"OK")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_work_while_waiting_runs_once_the_vendor_has_the_request_and_cannot_fail_it():
+    from relay.delivery.deadline import send_within
+    from relay.delivery.sending import new_http_client
+
+    vendor, client = SlowAnswers(delay=0.2), new_http_client()
+    seen: list[bool] = []
+
+    def meanwhile() -> None:
+        seen.append(vendor.arrived.wait(5))  # the vendor has the request (its answer is 0.2 s away)
+        raise RuntimeError("work done while waiting fails")
+
+    try:
+        response = send_within(client, "POST", vendor.url, {}, b"{}", 10, 3, while_waiting=meanwhile)
+    finally:
+        vendor.close()
+        client.close()
+    assert seen == [True]
+    assert response.status_code == 200 and vendor.requests == 1  # sent once, answered, not failed by the work
+
+
+@pytest.mark.parametrize("journey", [True, False])
+def test_a_journeys_request_text_is_made_while_the_vendor_answers_and_is_the_same(journey):
+    """With journeys kept, each request's body text (IP addresses truncated) is made while its answer is
+    awaited; the journey item is the same either way."""
+    from relay.delivery.sending import new_http_client
+    from relay.journey.record import invocation_journey, journey_body
+
+    from ..conftest import event, make_config
+
+    vendor, client = SlowAnswers(delay=0.05), new_http_client()
+    config = make_config(adroll={"endpoint": vendor.url})
+    forwarder = Forwarder("adroll", config, client, journey=journey)
+    events = {f"m{i}": event(web_event(event_id=f"w{i}")) for i in range(3)}
+    try:
+        results = forwarder.deliver(events, lambda: 60_000)
+    finally:
+        vendor.close()
+        client.close()
+    assert all(d.ok for d in results.values()) and vendor.requests == 1
+    [call] = forwarder.stats.calls
+    assert call.body == (journey_body(call.request) if journey else None)
+    assert '"ip":"203.0.113.0"' in journey_body(call.request)  # the test events' IP, truncated
+    claimed = {key: e.event_id for key, e in events.items()}
+    [request] = invocation_journey("adroll", 0.0, forwarder.stats, claimed, results)["requests"]
+    assert request["body"] == journey_body(call.request)

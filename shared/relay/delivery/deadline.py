@@ -8,6 +8,7 @@ take what is left, and a watchdog shuts the socket when the deadline passes whil
 
 from __future__ import annotations
 
+import contextlib
 import math
 import socket
 import threading
@@ -28,6 +29,10 @@ _PHASES = frozenset(
         "http11.receive_response_body.started",
     }
 )
+
+
+# the request is sent, its answer not read yet
+_SENT = "http11.receive_response_headers.started"
 
 
 class DeadlineExceeded(Exception):
@@ -84,6 +89,29 @@ class _Watchdog:
 _WATCHDOG = _Watchdog()
 
 
+def _meanwhile(work: Callable[[], None] | None) -> None:
+    """`work` while a sent request waits for its answer. The vendor has the request: only its answer may
+    decide what became of it, so whatever `work` raises is dropped."""
+    if work is not None:
+        with contextlib.suppress(Exception):
+            work()
+
+
+def _tracer(
+    timeouts: dict[str, float], left: Callable[[], float], while_waiting: Callable[[], None] | None
+) -> Callable[[str, Any], None]:
+    """httpcore's trace hook for one request: each phase gets the time that is left as its timeout, and
+    `while_waiting` runs once the request is sent."""
+
+    def trace(name: str, info: Any) -> None:
+        if name == _SENT:
+            _meanwhile(while_waiting)
+        if name in _PHASES:  # the phase reads its timeout right after this: give it what is left
+            timeouts["read"] = timeouts["write"] = left()
+
+    return trace
+
+
 def send_within(
     client: httpx.Client,
     method: str,
@@ -93,9 +121,13 @@ def send_within(
     seconds: float,
     connect_seconds: float,
     clock: Callable[[], float] = time.monotonic,
+    while_waiting: Callable[[], None] | None = None,
 ) -> httpx.Response:
     """Send one request and read its whole answer within `seconds` of starting, or raise
-    DeadlineExceeded (httpx.HTTPError for a failure before then). The returned response is fully read."""
+    DeadlineExceeded (httpx.HTTPError for a failure before then). The returned response is fully read.
+    `while_waiting`: work that needs no answer, done once the request is sent and before its answer is read
+    (in this thread, while the vendor takes its time; HTTP/1.1); it may not fail the request: what it
+    raises is dropped, and the time it takes counts against the deadline."""
     deadline = clock() + seconds
     timeouts: dict[str, float] = {
         "connect": min(connect_seconds, seconds),
@@ -110,11 +142,7 @@ def send_within(
             raise DeadlineExceeded(f"no complete answer within {seconds:g} s")
         return rest
 
-    def trace(name: str, info: Any) -> None:
-        if name in _PHASES:  # the phase reads its timeout right after this: give it what is left
-            timeouts["read"] = timeouts["write"] = left()
-
-    extensions = {"timeout": timeouts, "trace": trace}
+    extensions = {"timeout": timeouts, "trace": _tracer(timeouts, left, while_waiting)}
     try:
         with client.stream(method, url, headers=dict(headers), content=content, extensions=extensions) as response:
             stream = response.extensions.get("network_stream")

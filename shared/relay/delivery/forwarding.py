@@ -39,7 +39,7 @@ from relay.delivery.sending import (
     start_pool,
 )
 from relay.journey import MAX_RESPONSE_BYTES
-from relay.journey.record import Call
+from relay.journey.record import Call, journey_body
 from relay.models.config import RelayConfig
 from relay.models.event import Event
 from relay.queued.message import Queued, message_id_of
@@ -66,6 +66,7 @@ class Forwarder:
         wall_clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
         pool: ThreadPoolExecutor | None = None,
+        journey: bool = True,  # its journeys are kept ([delivery] journey): their request text is made early
     ):
         self.vendor = vendor
         self.router = Router(config)
@@ -73,7 +74,7 @@ class Forwarder:
         self.client = client
         self.ledger = ledger
         self.max_workers = max_workers
-        self.policy = policy
+        self.policy, self.journey = policy, journey
         self.sleep, self.clock, self.wall_clock, self.rng = sleep, clock, wall_clock, rng
         self.stats = Stats()
         self._pool: ThreadPoolExecutor | None = pool  # the function's, shared by its connections' forwarders
@@ -366,7 +367,9 @@ class Forwarder:
         return delivery
 
     def _request(self, request: VendorRequest, keys: tuple[str, ...], attempt: int) -> Delivery:
-        started, at = self.clock(), self.wall_clock()
+        started, at, policy = self.clock(), self.wall_clock(), self.policy
+        body: list[str] = []  # the journey's text of the request body, made while the vendor answers
+        waiting = (lambda: body.append(journey_body(request))) if self.journey else None
         try:
             response = send_within(
                 self.client,
@@ -374,22 +377,19 @@ class Forwarder:
                 request.url,
                 request.headers,
                 request.content,
-                self.policy.request_seconds,
-                self.policy.connect_seconds,
+                policy.request_seconds,
+                policy.connect_seconds,
+                while_waiting=waiting,
             )
         except (httpx.HTTPError, DeadlineExceeded) as exc:
             what = str(exc) if isinstance(exc, DeadlineExceeded) else type(exc).__name__
-            self._count(Call(at, attempt, None, (self.clock() - started) * 1000, what, request, keys))
+            self.stats.record(Call(at, attempt, None, (self.clock() - started) * 1000, what, request, keys, *body))
             # the vendor has the request and is slow to answer (not a refused or slow connection: that is retried)
             timed_out = isinstance(exc, DeadlineExceeded | httpx.ReadTimeout | httpx.WriteTimeout)
             return Delivery(False, Outcome.TRANSIENT, f"{what} calling {self.vendor}", timed_out=timed_out)
         status = response.status_code
         answer = response.text[:MAX_RESPONSE_BYTES]
-        self._count(Call(at, attempt, status, (self.clock() - started) * 1000, answer, request, keys))
+        self.stats.record(Call(at, attempt, status, (self.clock() - started) * 1000, answer, request, keys, *body))
         if response.is_success:
             return Delivery(True, Outcome.FORWARDED, status=status)
         return refusal(self.vendor, status, answer, response.headers.get("retry-after"), self.wall_clock())
-
-    def _count(self, call: Call) -> None:
-        with self.stats.lock:
-            self.stats.calls.append(call)

@@ -228,6 +228,7 @@ class VendorFunction:
                 max_workers=self.max_workers,
                 sleep=self.sleep,
                 pool=self._pool,
+                journey=self.delivery.journey,
                 **({"policy": self.policy} if self.policy else {}),
             )
         return self._forwarders[key]

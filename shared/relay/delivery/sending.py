@@ -76,6 +76,11 @@ class Stats:
                 self.answered += 1
                 self.streak = 0
 
+    def record(self, call: Call) -> None:
+        """One vendor request made (from any send thread)."""
+        with self.lock:
+            self.calls.append(call)
+
     def add(self, **counts: int) -> None:
         with self.lock:
             for name, n in counts.items():

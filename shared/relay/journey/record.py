@@ -35,6 +35,7 @@ class Call:
     response: str
     request: VendorRequest
     keys: tuple[str, ...]  # the events' keys in the batch (QueuedEvent.key)
+    body: str | None = None  # journey_body(request), when made while the vendor answered (else made here)
 
     def as_dict(self, event_ids: Mapping[str, str]) -> dict[str, Any]:
         """The request for the journey: the body as sent (its serialized text, IP addresses truncated),
@@ -49,9 +50,14 @@ class Call:
             "method": request.method,
             "url": request.url,
             "headers": request.masked_headers(),
-            "body": mask_ips_text(request.content.decode("utf-8", "replace")),
+            "body": journey_body(request) if self.body is None else self.body,
             "events": [event_ids[k] for k in self.keys if k in event_ids],
         }
+
+
+def journey_body(request: VendorRequest) -> str:
+    """The body of a vendor request as a journey keeps it: its text, IP addresses truncated."""
+    return mask_ips_text(request.content.decode("utf-8", "replace"))
 
 
 class Requests(Protocol):
