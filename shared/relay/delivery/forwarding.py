@@ -368,8 +368,8 @@ class Forwarder:
 
     def _request(self, request: VendorRequest, keys: tuple[str, ...], attempt: int) -> Delivery:
         started, at, policy = self.clock(), self.wall_clock(), self.policy
-        body: list[str] = []  # the journey's text of the request body, made while the vendor answers
-        waiting = (lambda: body.append(journey_body(request))) if self.journey else None
+        early: list[str] = []  # the journey's text of the body (Call.body), made while the vendor answers, if kept
+        waiting = (lambda: early.append(journey_body(request))) if self.journey else None
         try:
             response = send_within(
                 self.client,
@@ -383,13 +383,13 @@ class Forwarder:
             )
         except (httpx.HTTPError, DeadlineExceeded) as exc:
             what = str(exc) if isinstance(exc, DeadlineExceeded) else type(exc).__name__
-            self.stats.record(Call(at, attempt, None, (self.clock() - started) * 1000, what, request, keys, *body))
+            self.stats.record(Call(at, attempt, None, (self.clock() - started) * 1000, what, request, keys, *early))
             # the vendor has the request and is slow to answer (not a refused or slow connection: that is retried)
             timed_out = isinstance(exc, DeadlineExceeded | httpx.ReadTimeout | httpx.WriteTimeout)
             return Delivery(False, Outcome.TRANSIENT, f"{what} calling {self.vendor}", timed_out=timed_out)
         status = response.status_code
         answer = response.text[:MAX_RESPONSE_BYTES]
-        self.stats.record(Call(at, attempt, status, (self.clock() - started) * 1000, answer, request, keys, *body))
+        self.stats.record(Call(at, attempt, status, (self.clock() - started) * 1000, answer, request, keys, *early))
         if response.is_success:
             return Delivery(True, Outcome.FORWARDED, status=status)
         return refusal(self.vendor, status, answer, response.headers.get("retry-after"), self.wall_clock())
