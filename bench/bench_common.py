@@ -287,9 +287,18 @@ def floor_once(n: int, repeat: int = 1) -> dict[str, float]:
             send(**params)
             spent[i] += time.process_time() - cpu
     lines = {"reference": reference_once(n, repeat)}
-    for i, (_, operation, _) in enumerate(calls):
-        lines[f"{i + 1}. {operation}"] = spent[i] / (repeat * n)
+    for i, (_, operation, params) in enumerate(calls):
+        lines[_call_line(i, operation, params)] = spent[i] / (repeat * n)
     return lines
+
+
+def _call_line(i: int, operation: str, params: dict[str, Any]) -> str:
+    """A line of the floor: what the call is for (a claim or a settling record, by the item's status), its
+    operation."""
+    status = params.get("Item", {}).get("status", {}).get("S")
+    role = {"CLAIMED": "the claim", "SETTLED": "the settling record"}.get(status)
+    role = role or {"PublishBatch": "the message published"}.get(operation) or f"call {i + 1}"
+    return f"{role}: {operation}"
 
 
 def reference_once(n: int, repeat: int = 1) -> float:

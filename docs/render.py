@@ -183,7 +183,8 @@ def bench_functions(r: dict[str, Any]) -> str:
         names = {"reference": "the reference (sign, verify, read, validate)"}
         rows = ["| the floor at one event per request, line by line | ms | × the reference |", "|---|---|---|"]
         for line, values in floor.items():
-            label = names.get(line, f"AWS call {line.replace('. ', ': `')}`")
+            role, _, operation = line.partition(": ")
+            label = names.get(line, f"{role}: `{operation}`")
             rows.append(f"| {label} | {_range(values, 3)} | {values['median'] / reference:.2f} |")
         total = sum(v["median"] for v in floor.values())
         rows.append(f"| **the floor** (sum of the medians) | {total:.3f} | {total / reference:.2f} |")
