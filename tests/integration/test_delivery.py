@@ -381,5 +381,11 @@ def test_vendor_requests_carry_no_cookie_a_vendor_answer_set():
         client.close()
     assert sent == [None, None]
     assert not client.cookies
-    with pytest.raises(ValueError, match="vendor requests carry no cookies"):
-        new_http_client(cookies={"session": "x"})
+    for keep in (
+        lambda: new_http_client(cookies={"session": "x"}),
+        lambda: client.cookies.update({"session": "x"}),
+        lambda: client.cookies.set("session", "x"),
+    ):
+        with pytest.raises(ValueError, match="vendor requests carry no cookies"):
+            keep()
+    assert not client.cookies and not new_http_client().cookies  # the jar every client shares stays empty

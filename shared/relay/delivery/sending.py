@@ -96,6 +96,10 @@ class _NoCookies(httpx.Cookies):
     def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
         raise ValueError("vendor requests carry no cookies")
 
+    def update(self, cookies: Any = None) -> None:  # type: ignore[override]
+        if cookies:
+            raise ValueError("vendor requests carry no cookies")
+
 
 class VendorClient(httpx.Client):
     """The vendors' HTTP client: no cookie jar. A vendor API authenticates each request by its key, and one
