@@ -176,7 +176,11 @@ def _queued_events(
         (message.get("source", DEFAULT), message.get("replay", "")) if "payloads" in message else (DEFAULT, "")
     )
     if len(parts) == 1 and parts[0][0] == vendor:  # the default connection alone: the key and body as they were
-        return [QueuedEvent(key, message_id, source, parts[0][1], None, bundle, vendor, sent_by, replay)]
+        return [
+            QueuedEvent(
+                key, message_id, source, parts[0][1], bundle=bundle, connection=vendor, sent_by=sent_by, replay=replay
+            )
+        ]
     return [
         QueuedEvent(
             key if connection == vendor else f"{key}~{connection}",
