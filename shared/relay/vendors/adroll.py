@@ -6,7 +6,6 @@ https://apidocs.nextroll.com/server-to-server-api/reference.html
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
@@ -39,21 +38,35 @@ DEVICE_OS = {
 
 
 def _product(item: Item) -> dict[str, Any]:
-    return drop_none(
-        {
-            "product_id": item.id,
-            "product_group": item.group,
-            "quantity": item.quantity,
-            "price": None if item.price is None else plain_decimal(item.price),
-            "category": item.category,
-        }
-    )
+    product: dict[str, Any] = {"product_id": item.id}  # each other field when present, in this order
+    if item.group is not None:
+        product["product_group"] = item.group
+    if item.quantity is not None:
+        product["quantity"] = item.quantity
+    if item.price is not None:
+        product["price"] = plain_decimal(item.price)
+    if item.category is not None:
+        product["category"] = item.category
+    return product
+
+
+def _attributes(event: Event) -> dict[str, Any]:
+    """The event's `event_attributes`, each when present."""
+    attributes: dict[str, Any] = {}
+    if event.order_id is not None:
+        attributes["order_id"] = event.order_id
+    if event.search_query is not None:
+        attributes["keywords"] = event.search_query
+    if event.items:
+        attributes["products"] = [_product(i) for i in event.items]
+    return attributes
 
 
 def timestamp_seconds(event: Event) -> int | float:
     """UTC seconds; milliseconds as decimals when there are any."""
     ms = event.epoch_ms
-    return ms // 1000 if ms % 1000 == 0 else float(Decimal(ms) / 1000)
+    # int / int is correctly rounded in Python: the double nearest the exact decimal, as Decimal(ms) / 1000 gives
+    return ms // 1000 if ms % 1000 == 0 else ms / 1000
 
 
 class AdRoll(VendorAdapter[AdRollConfig]):
@@ -95,13 +108,7 @@ class AdRoll(VendorAdapter[AdRollConfig]):
         identifiers = self._identifiers(event, errors)
         if errors:
             return errors.invalid()
-        attributes = drop_none(
-            {
-                "order_id": event.order_id,
-                "keywords": event.search_query,
-                "products": [_product(i) for i in event.items] if event.items else None,
-            }
-        )
+        attributes = _attributes(event)
         payload = drop_none(
             {
                 "advertisable_eid": self.config.advertisable_eid,
@@ -138,17 +145,23 @@ class AdRoll(VendorAdapter[AdRollConfig]):
                     "vendor_ids.adroll.first_party_cookie",
                     "must be the __adroll_fpc value: 32 hex characters, '-', epoch milliseconds",
                 )
-        share_pii = event.consent.ad_user_data is not False
-        return drop_none(
-            {
-                "first_party_cookie": cookie,
-                "adct": (ids.adct if ids else None) or query_value(event.page_url, "adct"),
-                "email_sha256": user.email_sha256 if share_pii else None,
-                "email_md5": user.email_md5 if share_pii else None,
-                "device_id": device.idfa or device.advertising_id or device.amazon_aid or device.oaid,
-                "user_id": user.id,
-            }
-        )
+        found: dict[str, str] = {}  # each when present, in this order
+        if cookie is not None:
+            found["first_party_cookie"] = cookie
+        adct = (ids.adct if ids else None) or query_value(event.page_url, "adct")
+        if adct is not None:
+            found["adct"] = adct
+        if event.consent.ad_user_data is not False:  # shared unless the user declined
+            if user.email:
+                found["email_sha256"] = user.email_sha256
+            if user.email_md5 is not None:
+                found["email_md5"] = user.email_md5
+        device_id = device.idfa or device.advertising_id or device.amazon_aid or device.oaid
+        if device_id is not None:
+            found["device_id"] = device_id
+        if user.id is not None:
+            found["user_id"] = user.id
+        return found
 
     def build_request(self, target: str, payloads: list[dict[str, Any]]) -> VendorRequest:
         if not 1 <= len(payloads) <= MAX_BATCH:

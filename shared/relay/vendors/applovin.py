@@ -60,18 +60,22 @@ DATA_SOURCES = {"currency": "currency", "value": "value", "items": "items", "tra
 
 
 def _item(item: Item) -> dict[str, Any]:
-    return drop_none(
-        {
-            "item_id": item.id,
-            "item_name": item.name,
-            "item_variant_id": item.variant_id,
-            "item_category_id": item.category,
-            "item_brand": item.brand,
-            "price": None if item.price is None else json_number(item.price),
-            "quantity": item.quantity,
-            "discount": None if item.discount is None else json_number(item.discount),
-        }
-    )
+    out: dict[str, Any] = {"item_id": item.id}  # each other field when present, in this order
+    if item.name is not None:
+        out["item_name"] = item.name
+    if item.variant_id is not None:
+        out["item_variant_id"] = item.variant_id
+    if item.category is not None:
+        out["item_category_id"] = item.category
+    if item.brand is not None:
+        out["item_brand"] = item.brand
+    if item.price is not None:
+        out["price"] = json_number(item.price)
+    if item.quantity is not None:
+        out["quantity"] = item.quantity
+    if item.discount is not None:
+        out["discount"] = json_number(item.discount)
+    return out
 
 
 def domain_url(url: str) -> str:
@@ -185,8 +189,11 @@ class AppLovin(VendorAdapter[AppLovinConfig]):
         }
         data = {}
         for key in required:
-            if errors.require(values[key], DATA_SOURCES[key], f"AppLovin's {vendor_name} needs data.{key}") is not None:
-                data[key] = values[key]
+            value = values[key]
+            if value is None or value == "" or value == []:
+                errors.require(value, DATA_SOURCES[key], f"AppLovin's {vendor_name} needs data.{key}")
+            else:
+                data[key] = value
         for key in optional:
             if values[key] is not None:
                 data[key] = values[key]
