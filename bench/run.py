@@ -97,7 +97,7 @@ def throughput(port: int, latency: float, repeat: int) -> dict:
 def ingest(repeat: int) -> dict:
     """The ingest's CPU per event, and in the same run the reference (bench_common.reference_once: sign,
     verify, parse and validate the same body, what no ingest can skip): their ratio is the target."""
-    one, ref_one, floor_one, hundred, ref_hundred = [], [], [], [], []
+    one, ref_one, floor_one, hundred, ref_hundred, lines_hundred = [], [], [], [], [], []
     for _ in range(repeat):  # interleaved: all see the same machine
         # each figure a tenth of a second of CPU or more: shorter ones catch the machine's jitter
         one.append(bc.ingest_once(1, 300))
@@ -105,6 +105,9 @@ def ingest(repeat: int) -> dict:
         floor_one.append(bc.floor_once(1, 300))
         hundred.append(bc.ingest_once(100, 20))
         ref_hundred.append(bc.reference_once(100, 20))
+        # at 100 per request, line by line: the reference just measured, the mapping, the floor's AWS calls
+        _, *calls = bc.floor_once(100, 20).items()
+        lines_hundred.append(dict([("reference", ref_hundred[-1]), ("the mapping", bc.mapping_once(100, 20)), *calls]))
     out = {
         "cpu_ms_per_event_1": stats([c * 1000 for c, _ in one]),
         "cpu_ms_per_event_100": stats([c * 1000 for c, _ in hundred]),
@@ -114,14 +117,15 @@ def ingest(repeat: int) -> dict:
         "floor_ms_per_event_1": stats([sum(lines.values()) * 1000 for lines in floor_one]),
         # its lines: the reference, then each AWS call in the order the ingest makes them
         "floor_lines_ms_1": {line: stats([lines[line] * 1000 for lines in floor_one]) for line in floor_one[0]},
+        # at 100 per request: the reference, the mapping and the AWS calls; the rest is the ingest's own work
+        "lines_ms_100": {line: stats([lines[line] * 1000 for lines in lines_hundred]) for line in lines_hundred[0]},
         "request_ms_1": stats([w * 1000 for _, w in one]),
         "request_ms_100": stats([w * 1000 for _, w in hundred]),
     }
-    for k in ("1", "100"):
-        out[f"ratio_vs_reference_{k}"] = (
-            out[f"cpu_ms_per_event_{k}"]["median"] / out[f"reference_ms_per_event_{k}"]["median"]
-        )
-    out["floor_ratio_1"] = out["floor_ms_per_event_1"]["median"] / out["reference_ms_per_event_1"]["median"]
+    # each ratio the median of the run's pairs (measured one after the other), as the imports' are
+    out["ratio_vs_reference_1"] = statistics.median(c / r for (c, _), r in zip(one, ref_one, strict=True))
+    out["ratio_vs_reference_100"] = statistics.median(c / r for (c, _), r in zip(hundred, ref_hundred, strict=True))
+    out["floor_ratio_1"] = statistics.median(sum(f.values()) / r for f, r in zip(floor_one, ref_one, strict=True))
     return out
 
 
@@ -189,7 +193,9 @@ def probe(*args: str, env_over: dict[str, str] | None = None) -> dict:
 
 def imports(runs: int) -> dict:
     """Interleaved rounds (boto3, then each function, `runs` times over), so that the machine's drift
-    during the measurement weighs on the baseline and the functions alike."""
+    during the measurement weighs on the baseline and the functions alike. A function's ratio is the median
+    of its ratios to the same round's `import boto3`: each pairs two imports a second apart, where a ratio of
+    two medians could pair a quiet moment with a busy one."""
     targets = {"boto3": "boto3", **{fn: str(ROOT / "functions" / fn) for fn in ("ingest", *VENDORS)}}
     plain, traced = function_env(), function_env({"Tracing": "Active"})
     ms: dict[str, list[float]] = {name: [] for name in [*targets, TRACED]}
@@ -200,7 +206,7 @@ def imports(runs: int) -> dict:
         ms[TRACED].append(probe("import", targets["applovin"], env_over=traced)["seconds"] * 1000)
     out = {name: stats(values) for name, values in ms.items()}
     for fn in ("ingest", *VENDORS):
-        out[fn]["ratio_vs_boto3"] = out[fn]["median"] / out["boto3"]["median"]
+        out[fn]["ratio_vs_boto3"] = statistics.median(f / b for f, b in zip(ms[fn], ms["boto3"], strict=True))
     return out
 
 

@@ -189,7 +189,32 @@ def bench_functions(r: dict[str, Any]) -> str:
         total = sum(v["median"] for v in floor.values())
         rows.append(f"| **the floor** (sum of the medians) | {total:.3f} | {total / reference:.2f} |")
         lines += ["", "\n".join(rows)]
+    if "lines_ms_100" in ingest:
+        ingest_ms = ingest["cpu_ms_per_event_100"]["median"]
+        lines += ["", _ingest_lines(ingest["lines_ms_100"], ingest_ms, ingest["ratio_vs_reference_100"])]
     return "\n".join(lines)
+
+
+def _ingest_lines(measured: dict, ingest_ms: float, ratio: float) -> str:
+    """The ingest at 100 events per request, line by line: the reference, the mapping, each AWS call, and the
+    rest (the ingest's median less the lines' medians); its last line the target's `ratio` (run by run)."""
+    reference = measured["reference"]["median"]
+    names = {
+        "reference": "the reference (sign, verify, read, validate)",
+        "the mapping": "the mapping: every event routed to each connection, its queued message made",
+    }
+    rows = ["| the ingest at 100 events per request, line by line | ms per event | × the reference |", "|---|---|---|"]
+    for line, values in measured.items():
+        role, _, operation = line.partition(": ")
+        label = names.get(line, f"{role}: `{operation}`")
+        rows.append(f"| {label} | {_range(values, 4)} | {values['median'] / reference:.2f} |")
+    rest = ingest_ms - sum(v["median"] for v in measured.values())
+    rows.append(
+        "| the rest: each event's answer entry, messages and bundles, the journey, the calls' parameters"
+        f" and answers | {rest:.4f} | {rest / reference:.2f} |"
+    )
+    rows.append(f"| **the ingest** (its median; the target's ratio, run by run) | {ingest_ms:.4f} | {ratio:.2f} |")
+    return "\n".join(rows)
 
 
 def bench_cost() -> str:
