@@ -32,3 +32,30 @@ def test_the_benchmark_scripts_load_against_the_code_as_it_is():
     code = "import sys; sys.path.insert(0, 'bench'); import bench_common, probe, run, stub"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_ingest_figures_name_each_line_at_one_and_at_100_events_per_request():
+    """One round of `run.ingest`: the floor at one event per request and the ingest at 100 line by line,
+    each line named for what it is, in the order the ingest does it; every ratio a positive number."""
+    code = (
+        "import json, sys; sys.path.insert(0, 'bench'); import run; r = run.ingest(1); "
+        "print(json.dumps({k: (list(v) if k.endswith('_lines_ms_1') or k == 'lines_ms_100' else v) "
+        "for k, v in r.items() if 'lines' in k or 'ratio' in k}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["floor_lines_ms_1"] == [
+        "reference",
+        "the claim: PutItem",
+        "the message published: PublishBatch",
+        "the settling record: PutItem",
+    ]
+    assert out["lines_ms_100"] == [
+        "reference",
+        "the mapping",
+        "the claims: TransactWriteItems",
+        "the 10 messages published: PublishBatch",
+        "the settling record: PutItem",
+    ]
+    assert all(out[k] > 0 for k in ("ratio_vs_reference_1", "ratio_vs_reference_100", "floor_ratio_1"))
