@@ -7,6 +7,7 @@ import io
 import json
 import re
 import socket
+import threading
 import time
 
 import boto3
@@ -421,3 +422,20 @@ def test_the_local_stacks_moto_holds_its_memory_through_transactions(dev):
     with pytest.raises(ddb.exceptions.TransactionCanceledException):
         ddb.transact_write_items(TransactItems=[fresh, again])
     assert "Item" not in ddb.get_item(TableName=table, Key={"id": {"S": "mem-rolled-back"}})
+
+
+def test_stopping_waits_for_its_threads_once_in_all_and_names_those_still_running(tmp_path):
+    """`stop()` gives a batch in progress time to finish, one wait for all its threads together (not one
+    per thread: Ctrl-C must stop `relay dev` soon whatever runs), then says which it stopped without."""
+    lines: list[str] = []
+    stack = LocalStack(load_config(local_config(tmp_path)), log=lines.append)
+    stack.stop_seconds = 0.2
+    held = threading.Event()
+    for name in ("poller-applovin", "poller-adroll"):  # two batches that never end
+        stack._spawn(held.wait, name)
+    stack._spawn(lambda: stack._stop.wait(), "schedule-applovin")  # one that ends when told
+    try:
+        stack.stop()
+    finally:
+        held.set()
+    assert lines == ["relay dev: poller-applovin, poller-adroll still running after 0.2 s: stopped without"]

@@ -200,6 +200,7 @@ class LocalStack:
             "sandbox": config.local.sandbox_port if sandbox_port is None else sandbox_port,
         }
         self._stop = threading.Event()
+        self.stop_seconds = 30.0  # what `stop()` waits for the threads, all together (a batch in progress)
         self._threads: list[threading.Thread] = []
         self._servers: list[Any] = []
         self.sandboxes: Sandboxes | None = None
@@ -360,8 +361,13 @@ class LocalStack:
         for server in self._servers:
             server.shutdown()
             server.server_close()
+        # a vendor batch in progress finishes first, within one wait for all the threads together
+        deadline = time.monotonic() + self.stop_seconds
         for thread in self._threads:
-            thread.join(timeout=30)  # a vendor batch in progress finishes first
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        running = [thread.name for thread in self._threads if thread.is_alive()]
+        if running:
+            self.log(f"relay dev: {', '.join(running)} still running after {self.stop_seconds:g} s: stopped without")
         if self.sandboxes:
             self.sandboxes.stop()
         if getattr(self, "_connections_dir", None) is not None:
