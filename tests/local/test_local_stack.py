@@ -438,4 +438,4 @@ def test_stopping_waits_for_its_threads_once_in_all_and_names_those_still_runnin
         stack.stop()
     finally:
         held.set()
-    assert lines == ["relay dev: poller-applovin, poller-adroll still running after 0.2 s: stopped without"]
+    assert lines == ["relay dev: poller-applovin, poller-adroll still running after 0.2 s: not waiting longer"]

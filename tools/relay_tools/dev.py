@@ -367,7 +367,7 @@ class LocalStack:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         running = [thread.name for thread in self._threads if thread.is_alive()]
         if running:
-            self.log(f"relay dev: {', '.join(running)} still running after {self.stop_seconds:g} s: stopped without")
+            self.log(f"relay dev: {', '.join(running)} still running after {self.stop_seconds:g} s: not waiting longer")
         if self.sandboxes:
             self.sandboxes.stop()
         if getattr(self, "_connections_dir", None) is not None:
