@@ -26,13 +26,16 @@ FUNCTIONS = {"IngestFunction", "AppLovinFunction", "AppsFlyerFunction", "AdRollF
 class Dev:
     """`relay dev` in a child process, its stdout and stderr collected line by line."""
 
-    def __init__(self, config: str, env: dict[str, str] | None = None):
+    def __init__(self, config: str, env: dict[str, str] | None = None, sigint_ignored: bool = False):
+        """`sigint_ignored`: started as a non-interactive shell starts a command in the background (`cmd &`),
+        SIGINT ignored (inherited across exec; Python then installs no KeyboardInterrupt handler)."""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "relay_tools.cli", "dev", "--config", config],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, **(env or {})},
+            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None,
         )
         self.out: list[str] = []
         self.err: list[str] = []
@@ -124,3 +127,13 @@ def test_relay_dev_exits_with_a_clear_message_when_motos_server_dies(tmp_path):
     assert "moto's server (the local AWS" in err and "exited with code -9" in err
     assert "Traceback" not in err + "".join(dev.out)
     assert sum("poller error" in line for line in dev.out) <= 3  # said once, not logged until Ctrl-C
+
+
+def test_relay_dev_stops_on_sigint_when_started_with_sigint_ignored(tmp_path):
+    """A CI step or a script that starts `relay dev` in the background (`relay dev &`) hands it SIGINT ignored;
+    `kill -INT` (what Ctrl-C sends) still stops it, cleanly."""
+    dev = Dev(local_config(tmp_path, "sigint-ignored"), sigint_ignored=True)
+    assert dev.stop() == 0
+    time.sleep(0.2)  # the reader threads take the last lines
+    assert "stopped.\n" in dev.out
+    assert "Traceback" not in "".join(dev.err)

@@ -25,7 +25,10 @@ from relay_tools.config_file import load_config
 from relay_tools.connections import signed_headers, signing_source
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # as Ctrl-C: `relay dev` and `relay ui` stop cleanly
+# `relay dev` and `relay ui` stop cleanly on each. SIGINT (Ctrl-C) too is handled here, not left to Python's
+# KeyboardInterrupt: a process started in the background by a non-interactive shell (a CI step's `cmd &`)
+# inherits SIGINT ignored, and Python then installs no handler of its own
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 DEFAULT_CONFIG = "relay.toml"
 
 
