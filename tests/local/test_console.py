@@ -134,6 +134,5 @@ def test_relay_dev_stops_on_sigint_when_started_with_sigint_ignored(tmp_path):
     `kill -INT` (what Ctrl-C sends) still stops it, cleanly."""
     dev = Dev(local_config(tmp_path, "sigint-ignored"), sigint_ignored=True)
     assert dev.stop() == 0
-    time.sleep(0.2)  # the reader threads take the last lines
-    assert "stopped.\n" in dev.out
+    wait_for(lambda: "stopped.\n" in dev.out, 10)  # its last line, once the reader thread has taken it
     assert "Traceback" not in "".join(dev.err)
