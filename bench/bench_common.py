@@ -272,11 +272,12 @@ def ingest_calls(n: int) -> list[tuple[Any, str, dict[str, Any]]]:
     return calls
 
 
-def floor_once(n: int, repeat: int = 1) -> dict[str, float]:
+def floor_once(n: int, repeat: int = 1, reference: bool = True) -> dict[str, float]:
     """CPU seconds per event of what an ingest making the same AWS calls cannot go under, line by line:
     `reference_once`'s, then each of the very calls the ingest makes (`ingest_calls`: the claim, the
     PublishBatch, the settling record, their parameters as the ingest built them, in that order), through
-    the same clients, nothing else. Their sum is the floor."""
+    the same clients, nothing else. Their sum is the floor. `reference=False`: the calls' lines alone (the
+    caller measured the reference in the same round)."""
     calls = ingest_calls(n)
     _ingest(n, repeat)  # answers queued for `repeat` requests, on the same clients (`stubbed` keeps them)
     sends = [(getattr(client, xform_name(operation)), params) for client, operation, params in calls]
@@ -286,7 +287,7 @@ def floor_once(n: int, repeat: int = 1) -> dict[str, float]:
             cpu = time.process_time()
             send(**params)
             spent[i] += time.process_time() - cpu
-    lines = {"reference": reference_once(n, repeat)}
+    lines = {"reference": reference_once(n, repeat)} if reference else {}  # False: the caller has measured it
     for i, (_, operation, params) in enumerate(calls):
         lines[_call_line(i, operation, params)] = spent[i] / (repeat * n)
     return lines
