@@ -371,3 +371,31 @@ def test_a_journeys_request_text_is_made_while_the_vendor_answers_and_is_the_sam
     claimed = {key: e.event_id for key, e in events.items()}
     [request] = invocation_journey("adroll", 0.0, forwarder.stats, claimed, results)["requests"]
     assert request["body"] == journey_body(call.request)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "content"),
+    [
+        (None, b'{"ok":true}'),
+        ("application/json", '{"détail":"reçu"}'.encode()),
+        ("text/plain; charset=iso-8859-1", "reçu".encode("latin-1")),
+        ('text/plain; Charset="UTF-8"', "reçu".encode()),
+        ("text/plain; charset=no-such-encoding", b"bad \xff byte"),
+        (None, b"bad \xff\xfe bytes"),
+        ("application/json", b""),
+    ],
+)
+@pytest.mark.parametrize("status", [200, 400, 503])
+def test_the_answer_reads_as_httpx_reads_it(content_type, content, status):
+    """`send_within`'s answer (relay.delivery.deadline.Answer) gives the status, headers and text httpx's own
+    response gives for the same answer: the Content-Type's charset when it names one, else UTF-8 with
+    undecodable bytes replaced."""
+    from relay.delivery.deadline import send_within
+    from relay.delivery.sending import new_http_client
+
+    headers = {"content-type": content_type} if content_type else {}
+    answer = httpx.Response(status, headers=headers, content=content)
+    client = new_http_client(transport=httpx.MockTransport(lambda request: answer))
+    got = send_within(client, "POST", "https://vendor.test/api", {}, b"{}", 10, 3)
+    assert (got.status_code, got.is_success, got.content) == (status, status == 200, content)
+    assert got.text == answer.text and got.headers.get("content-type") == content_type
