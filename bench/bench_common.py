@@ -143,11 +143,12 @@ _BARE_POOLS: dict[int, ThreadPoolExecutor] = {}
 
 def bare_once(
     vendor: str, n: int, port: int, client: httpx.Client, workers: int, event: dict[str, Any] | None = None
-) -> float:
-    """CPU seconds of the transport alone: the HTTP requests the relay sends for this batch (same bodies,
-    built beforehand, untimed), sent through the same `client` with the same concurrency (`workers`
-    threads when the vendor takes one event per request). Subtracted from the relay's CPU, it leaves
-    the relay's own overhead per event (mapping, hashing, bookkeeping)."""
+) -> tuple[float, float]:
+    """The transport alone: the HTTP requests the relay sends for this batch (same bodies, built beforehand,
+    untimed), sent as `client.request(method, url, ...)` through the same `client` with the same concurrency
+    (`workers` threads when the vendor takes one event per request): (wall s, CPU s). Its CPU subtracted from
+    the relay's leaves the relay's own overhead per event (mapping, hashing, bookkeeping); its wall time is
+    what the machine and httpx allow a batch before the relay does anything."""
     event = event or records(vendor, n)
     forwarder = _FORWARDERS.get((vendor, port, id(client))) or Forwarder(vendor, config(port), client)
     payloads: dict[str, list[dict[str, Any]]] = {}
@@ -168,12 +169,12 @@ def bare_once(
     if workers not in _BARE_POOLS:  # one per concurrency, as the forwarder keeps its pool per container
         _BARE_POOLS[workers] = ThreadPoolExecutor(max_workers=workers)
     pool = _BARE_POOLS[workers]
-    cpu = time.process_time()
+    wall, cpu = time.perf_counter(), time.process_time()
     if len(requests) > 1:
         list(pool.map(send, requests))
     else:
         send(requests[0])
-    return time.process_time() - cpu
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def naive_once(vendor: str, n: int, port: int, event: dict[str, Any] | None = None) -> float:

@@ -59,3 +59,24 @@ def test_the_ingest_figures_name_each_line_at_one_and_at_100_events_per_request(
         "the settling record: PutItem",
     ]
     assert all(out[k] > 0 for k in ("ratio_vs_reference_1", "ratio_vs_reference_100", "floor_ratio_1"))
+
+
+def test_the_vendor_figures_give_each_batch_its_efficiency_and_the_transports_alone():
+    """One round of `run.throughput` against the stub (5 ms): for every vendor and batch size, the relay's
+    efficiency and the transport's alone (the same requests sent bare), each an ideal time over a measured
+    one, so above 0 and at most 1 (the stub answers no sooner than its latency)."""
+    code = (
+        "import json, subprocess, sys; sys.path.insert(0, 'bench'); import run;"
+        "stub = subprocess.Popen([sys.executable, 'bench/stub.py', '5'], stdout=subprocess.PIPE, text=True);"
+        "port = int(stub.stdout.readline());"
+        "t = run.throughput(port, 0.005, 1); stub.kill();"
+        "print(json.dumps({v: {n: [t[v][n]['efficiency']['median'], t[v][n]['transport_efficiency']['median']]"
+        " for n in ('1', '10', '100')} for v in t}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert sorted(out) == ["adroll", "applovin", "appsflyer"]
+    for vendor, sizes in out.items():
+        for n, (relay, bare) in sizes.items():
+            assert 0 < relay <= 1 and 0 < bare <= 1, (vendor, n, relay, bare)

@@ -373,6 +373,34 @@ def test_a_journeys_request_text_is_made_while_the_vendor_answers_and_is_the_sam
     assert request["body"] == journey_body(call.request)
 
 
+def test_a_long_request_body_is_compressed_for_the_journey_while_the_vendor_answers():
+    """A batch's body of more than PACK_FROM_CHARS is compressed while its answer is awaited (PackedText);
+    the journey item reads the same as one compressed after the answer."""
+    from relay.delivery.sending import new_http_client
+    from relay.journey import PACK_FROM_CHARS, PackedText, decode, fitted
+    from relay.journey.record import invocation_journey, journey_body
+
+    from ..conftest import event, make_config
+
+    vendor, client = SlowAnswers(delay=0.05), new_http_client()
+    forwarder = Forwarder("adroll", make_config(adroll={"endpoint": vendor.url}), client)
+    events = {f"m{i}": event(web_event(event_id=f"w{i}")) for i in range(40)}
+    try:
+        results = forwarder.deliver(events, lambda: 60_000)
+    finally:
+        vendor.close()
+        client.close()
+    [call] = forwarder.stats.calls
+    assert all(d.ok for d in results.values()) and vendor.requests == 1
+    assert isinstance(call.body, PackedText) and len(call.body) >= PACK_FROM_CHARS
+    claimed = {key: e.event_id for key, e in events.items()}
+    journey = invocation_journey("adroll", 0.0, forwarder.stats, claimed, results)
+    plain = {**journey, "requests": [{**r, "body": str(r["body"])} for r in journey["requests"]]}
+    assert decode(fitted(journey)) == decode(fitted(plain)) and plain["requests"][0]["body"] == journey_body(
+        call.request
+    )
+
+
 @pytest.mark.parametrize(
     ("content_type", "content"),
     [

@@ -8,12 +8,26 @@ import zlib
 
 import boto3
 import httpx
+import pydantic_core
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from relay.ingest.signing import sign
-from relay.journey import MAX_DATA_BYTES, NOT_KEPT, JourneyTable, fitted, iso, mask_ips_text, truncate_ip
+from relay.journey import (
+    MAX_DATA_BYTES,
+    NOT_KEPT,
+    PACK_FROM_CHARS,
+    JourneyTable,
+    PackedText,
+    decode,
+    encode,
+    fitted,
+    iso,
+    mask_ips_text,
+    packed,
+    truncate_ip,
+)
 from relay.journey.trace import trace_event
 from relay_tools.apigw import http_api_event
 from relay_tools.functions import ingest_handler, vendor_handler
@@ -305,6 +319,36 @@ def test_an_oversized_journey_drops_bodies_not_outcomes():
     blob = fitted(data)
     assert len(blob) <= MAX_DATA_BYTES
     kept = json.loads(zlib.decompress(blob))
+    assert kept["requests"][0]["body"] == NOT_KEPT and kept["events"]["e1"]["outcome"] == "delivered"
+
+
+@given(
+    requests=st.lists(st.tuples(st.text(max_size=40), st.booleans(), st.text(max_size=10)), min_size=1, max_size=4),
+    outcome=st.text(max_size=20),
+)
+def test_a_journey_with_bodies_compressed_ahead_decompresses_to_the_same_json(requests, outcome):
+    """Bodies compressed while the vendor answered (relay.journey.packed) are spliced into the journey's
+    stream: zlib reads one stream, byte for byte the JSON of the same journey with plain bodies, whatever
+    the bodies hold (quotes, backslashes, any text, what looks like the splice's marks)."""
+    plain = {
+        "kind": "vendor",
+        "requests": [
+            {"at": i, "body": text * (PACK_FROM_CHARS // max(len(text), 1) + 1) if long else text, "response": r}
+            for i, (text, long, r) in enumerate(requests)
+        ],
+        "events": {"e1": {"outcome": outcome}},
+    }
+    ahead = {**plain, "requests": [{**r, "body": packed(r["body"])} for r in plain["requests"]]}
+    kinds = [isinstance(r["body"], PackedText) for r in ahead["requests"]]
+    assert kinds == [len(r["body"]) >= PACK_FROM_CHARS for r in plain["requests"]]
+    assert zlib.decompress(encode(ahead)) == pydantic_core.to_json(plain) == zlib.decompress(encode(plain))
+    assert decode(fitted(ahead)) == plain
+
+
+def test_an_oversized_journey_with_a_body_compressed_ahead_drops_it():
+    noise = __import__("os").urandom(400_000).hex()
+    data = {"requests": [{"body": packed(noise), "response": "ok"}], "events": {"e1": {"outcome": "delivered"}}}
+    kept = decode(fitted(data))
     assert kept["requests"][0]["body"] == NOT_KEPT and kept["events"]["e1"]["outcome"] == "delivered"
 
 

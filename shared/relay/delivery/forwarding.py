@@ -39,7 +39,7 @@ from relay.delivery.sending import (
     start_pool,
 )
 from relay.journey import MAX_RESPONSE_BYTES
-from relay.journey.record import Call, journey_body
+from relay.journey.record import Call, early_body
 from relay.models.config import RelayConfig
 from relay.models.event import Event
 from relay.queued.message import Queued, message_id_of
@@ -369,7 +369,7 @@ class Forwarder:
     def _request(self, request: VendorRequest, keys: tuple[str, ...], attempt: int) -> Delivery:
         started, at, policy = self.clock(), self.wall_clock(), self.policy
         early: list[str] = []  # the journey's text of the body (Call.body), made while the vendor answers, if kept
-        waiting = (lambda: early.append(journey_body(request))) if self.journey else None
+        waiting = (lambda: early.append(early_body(request))) if self.journey else None
         try:
             response = send_within(
                 self.client,

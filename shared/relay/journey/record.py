@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from relay.delivery.outcomes import Delivery, Outcome
-from relay.journey import MAX_RESPONSE_BYTES, iso, mask_ips_text, truncate_ip
+from relay.journey import MAX_RESPONSE_BYTES, iso, mask_ips_text, packed, truncate_ip
 from relay.models.names import DEFAULT
 
 if TYPE_CHECKING:
@@ -58,6 +58,12 @@ class Call:
 def journey_body(request: VendorRequest) -> str:
     """The body of a vendor request as a journey keeps it: its text, IP addresses truncated."""
     return mask_ips_text(request.content.decode("utf-8", "replace"))
+
+
+def early_body(request: VendorRequest) -> str:
+    """journey_body, made while the vendor answers, and compressed then when it is long (relay.journey.packed):
+    what the invocation does for its journey once the answer is in is what the answer decides."""
+    return packed(journey_body(request))
 
 
 class Requests(Protocol):
