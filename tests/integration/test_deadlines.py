@@ -427,3 +427,57 @@ def test_the_answer_reads_as_httpx_reads_it(content_type, content, status):
     got = send_within(client, "POST", "https://vendor.test/api", {}, b"{}", 10, 3)
     assert (got.status_code, got.is_success, got.content) == (status, status == 200, content)
     assert got.text == answer.text and got.headers.get("content-type") == content_type
+
+
+def test_each_sending_thread_keeps_its_own_connections_and_all_share_one_tls_context(monkeypatch):
+    """The vendors' client gives every sending thread a connection pool of its own (ThreadPools): a thread
+    reuses its keep-alive connection, no two threads share one, closing the client closes them all; every
+    pool is made with the one TLS context (loading the CA bundle once, not once per thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx._transports.default as transports
+
+    from relay.delivery.sending import new_http_client
+
+    contexts: list[object] = []
+    made = transports.create_ssl_context
+    monkeypatch.setattr(transports, "create_ssl_context", lambda **kw: contexts.append(kw["verify"]) or made(**kw))
+    peers: Counter[tuple[str, int]] = Counter()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            peers[self.client_address] += 1
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/api"
+    client, threads, barrier = new_http_client(), 4, threading.Barrier(4)
+
+    def three_requests(_: int) -> None:
+        barrier.wait()  # every thread of the pool takes one task
+        for _ in range(3):
+            assert client.post(url, content=b"{}").status_code == 200
+
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(three_requests, range(threads)))
+        pools = list(client._transport._pools)  # type: ignore[attr-defined]
+    finally:
+        client.close()
+        server.shutdown()
+    assert sorted(peers.values()) == [3] * threads  # a connection per thread, each kept for its three requests
+    assert len(pools) == threads and len(contexts) == threads and len({id(c) for c in contexts}) == 1
+    assert isinstance(contexts[0], __import__("ssl").SSLContext)
+    assert client._transport._pools == []  # type: ignore[attr-defined]
