@@ -3,6 +3,7 @@ its source may reach, and made into its queued message, or refused with the fiel
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,12 @@ from relay.queued.routing import Router
 from relay.vendors import Invalid
 
 Read = tuple[dict[str, Any], Message | None, list[FieldError]]
+
+
+@functools.lru_cache(maxsize=256)
+def _vendors(connections: tuple[str, ...]) -> tuple[str, ...]:
+    """The vendors of these connections, in order (the message's `destinations`: a request has a handful)."""
+    return tuple(dict.fromkeys(vendor_of(c) for c in connections))
 
 
 class EventReader:
@@ -69,8 +76,9 @@ class EventReader:
         errors = self.undeliverable(event, outcomes, destinations, entry)
         if errors or not destinations:
             return entry, None, errors
-        vendors = list(dict.fromkeys(vendor_of(c) for c in destinations))
-        message = Message(str(index), queued_body(event, outcomes, source), vendors, connections=tuple(destinations))
+        connections = tuple(destinations)
+        body = queued_body(event, outcomes, source)
+        message = Message(str(index), body, _vendors(connections), connections=connections)
         if message.size > MAX_EVENT_MESSAGE_BYTES:
             reason = f"is {message.size} bytes once serialized; at most {MAX_EVENT_MESSAGE_BYTES}"
             return {"event_id": event.event_id}, None, [FieldError("(event)", reason)]
