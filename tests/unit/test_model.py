@@ -256,8 +256,8 @@ def test_event_time_property_is_utc():
 @example("1" + "0" * 308 + ".5")
 @example("1E+0400")
 def test_every_number_that_overflows_a_double_is_flagged(number):
-    """The body is walked for a non-finite number only when a quick look finds an exponent or a digit run that
-    may make one: no number that overflows a double gets past that look."""
+    """Every number that overflows a double is flagged as it is read, and no other (the body is then walked
+    to name the field)."""
     found: list[bool] = []
     value = jsonbody.loads(f'{{"n": {number}}}', non_finite=found)["n"]
     overflows = isinstance(value, float) and value in (float("inf"), float("-inf"))
