@@ -293,13 +293,14 @@ def test_arming_a_later_deadline_does_not_wake_the_watchdog_and_an_earlier_one_i
 
 class SlowAnswers:
     """A loopback vendor that answers 200 `delay` s after reading each request; `arrived` is set as each
-    request is read, `requests` counts them."""
+    request is read, `requests` counts them, `peers` counts them per connection (the client's address)."""
 
     def __init__(self, delay: float):
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         outer = self
         self.arrived, self.requests = threading.Event(), 0
+        self.peers: Counter[tuple[str, int]] = Counter()
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -310,6 +311,7 @@ class SlowAnswers:
             def do_POST(self):  # noqa: N802
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 outer.requests += 1
+                outer.peers[self.client_address] += 1
                 outer.arrived.set()
                 time.sleep(delay)
                 self.send_response(200)
@@ -434,7 +436,6 @@ def test_each_sending_thread_keeps_its_own_connections_and_all_share_one_tls_con
     reuses its keep-alive connection, no two threads share one, closing the client closes them all; every
     pool is made with the one TLS context (loading the CA bundle once, not once per thread)."""
     from concurrent.futures import ThreadPoolExecutor
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     import httpx._transports.default as transports
 
@@ -443,32 +444,13 @@ def test_each_sending_thread_keeps_its_own_connections_and_all_share_one_tls_con
     contexts: list[object] = []
     made = transports.create_ssl_context
     monkeypatch.setattr(transports, "create_ssl_context", lambda **kw: contexts.append(kw["verify"]) or made(**kw))
-    peers: Counter[tuple[str, int]] = Counter()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):  # noqa: N802
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            peers[self.client_address] += 1
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"OK")
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/api"
+    vendor = SlowAnswers(delay=0)
     client, threads, barrier = new_http_client(), 4, threading.Barrier(4)
 
     def three_requests(_: int) -> None:
         barrier.wait()  # every thread of the pool takes one task
         for _ in range(3):
-            assert client.post(url, content=b"{}").status_code == 200
+            assert client.post(vendor.url, content=b"{}").status_code == 200
 
     try:
         with ThreadPoolExecutor(threads) as pool:
@@ -476,8 +458,8 @@ def test_each_sending_thread_keeps_its_own_connections_and_all_share_one_tls_con
         pools = list(client._transport._pools)  # type: ignore[attr-defined]
     finally:
         client.close()
-        server.shutdown()
-    assert sorted(peers.values()) == [3] * threads  # a connection per thread, each kept for its three requests
+        vendor.close()
+    assert sorted(vendor.peers.values()) == [3] * threads  # a connection per thread, each kept for its three requests
     assert len(pools) == threads and len(contexts) == threads and len({id(c) for c in contexts}) == 1
     assert isinstance(contexts[0], __import__("ssl").SSLContext)
     assert client._transport._pools == []  # type: ignore[attr-defined]
